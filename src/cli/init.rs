@@ -1,0 +1,136 @@
+//! `fuse init`: create (or finish) a fuse home, asking with dialoguer on a TTY.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::Globals;
+use crate::config::Config;
+use crate::home::{self, Home, InitOptions, Outcome};
+use crate::secrets::keystore::{self, KeyStoreKind};
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Take the defaults without asking (also the case when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Port for the daemon, written to fuse.toml.
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+
+    /// Keep the master key in a file in the home (or FUSE_MASTER_KEY) even if an OS keyring works.
+    #[arg(long)]
+    pub no_keyring: bool,
+}
+
+pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
+    let default_home = Home::resolve(globals.home.clone())?;
+    let default_port = args.port.unwrap_or(Config::default().daemon.port);
+    let keyring = keystore::keyring_status();
+    let interactive = !args.yes && super::stdin_is_tty();
+
+    let (home, port, want_keyring) = if interactive {
+        ask(&default_home, default_port, &keyring, args.no_keyring)?
+    } else {
+        (default_home, default_port, !args.no_keyring)
+    };
+
+    let options = InitOptions { port, want_keyring };
+    let report = home::init(&home, &options).with_context(|| {
+        format!(
+            "could not initialize the fuse home at {} (choose a writable folder with --home or FUSE_HOME)",
+            home.root().display()
+        )
+    })?;
+
+    if globals.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = home.root().display();
+    if report.unchanged() {
+        println!("{root} is already a fuse home; nothing was changed.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.finished_partial() {
+        println!(
+            "Finished setting up the fuse home at {root} (an earlier init was incomplete or older):"
+        );
+    } else {
+        println!("Created a fuse home at {root}:");
+    }
+    for step in &report.steps {
+        match &step.outcome {
+            Outcome::Created => println!("  created  {}", step.what),
+            Outcome::Updated(how) => println!("  updated  {} ({how})", step.what),
+            Outcome::Kept => {}
+        }
+    }
+    if let Some(reason) = &report.keyring_failure {
+        println!(
+            "  note: the OS keyring is unavailable ({reason}); the master key is in a 0600 key file instead."
+        );
+    }
+    match report.key_store {
+        Some(KeyStoreKind::File) => println!(
+            "  master key: {} (back it up: without it stored credentials cannot be decrypted)",
+            keystore::key_file(home.root()).display()
+        ),
+        Some(KeyStoreKind::Env) => println!(
+            "  master key: taken from {} (keep setting it)",
+            keystore::ENV_VAR
+        ),
+        Some(KeyStoreKind::Keyring) => println!("  master key: in the OS keyring"),
+        None => {}
+    }
+    let home_flag = if globals.home.is_some() {
+        format!(" --home {}", shell_quote(home.root()))
+    } else {
+        String::new()
+    };
+    println!("Next: fuse{home_flag} version");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ask(
+    default_home: &Home,
+    default_port: u16,
+    keyring: &keystore::KeyringStatus,
+    no_keyring: bool,
+) -> anyhow::Result<(Home, u16, bool)> {
+    use dialoguer::{Confirm, Input};
+    let path: String = Input::new()
+        .with_prompt("Home folder")
+        .default(default_home.root().display().to_string())
+        .interact_text()?;
+    let port: u16 = Input::new()
+        .with_prompt("Daemon port")
+        .default(default_port)
+        .interact_text()?;
+    let want_keyring = match keyring {
+        _ if no_keyring => false,
+        keystore::KeyringStatus::Available => Confirm::new()
+            .with_prompt("Keep the master key in the OS keyring?")
+            .default(true)
+            .interact()?,
+        keystore::KeyringStatus::Unavailable(reason) => {
+            eprintln!(
+                "The OS keyring is unavailable ({reason}); the master key will be kept in a 0600 file in the home."
+            );
+            false
+        }
+    };
+    Ok((Home::at(PathBuf::from(path)), port, want_keyring))
+}
+
+fn shell_quote(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

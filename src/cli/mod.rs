@@ -1,0 +1,127 @@
+//! Command-line interface: the clap definitions, logging set-up and dispatch.
+//! Each subcommand lives in its own file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod completions;
+mod init;
+mod version;
+
+/// fuse: fast, local workflow automation.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fuse",
+    version,
+    about = "Fast, local workflow automation: JSON DAG workflows, a CLI and a local daemon",
+    after_help = "Start with `fuse init`, then `fuse version` to see the environment.\nDocs: README.md"
+)]
+pub struct Cli {
+    /// The fuse home (config, database, packages). Defaults to the platform data dir.
+    #[arg(long, global = true, env = "FUSE_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// More output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less output: only errors.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a fuse home: config, database, master key, bundled packages.
+    #[command(
+        after_help = "Examples:\n  fuse init                 # asks for home, port and keyring\n  fuse init --yes           # take the defaults\n  fuse --home ./h init --yes --port 9000"
+    )]
+    Init(init::InitArgs),
+
+    /// Show the version of fuse and its environment.
+    #[command(after_help = "Examples:\n  fuse version\n  fuse version --json | jq .schema_version")]
+    Version(version::VersionArgs),
+
+    /// Print shell completions to stdout.
+    #[command(
+        after_help = "Examples:\n  fuse completions bash > ~/.local/share/bash-completion/completions/fuse\n  fuse completions zsh > ~/.zfunc/_fuse"
+    )]
+    Completions(completions::CompletionsArgs),
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let globals = Globals {
+        home: cli.home,
+        quiet: cli.quiet > 0,
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&globals, args),
+        Command::Version(args) => version::run(&globals, args),
+        Command::Completions(args) => completions::run(args),
+    }
+}
+
+/// Options every subcommand sees.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub home: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// Logs go to stderr. `FUSE_LOG` (an env-filter such as `fuse=debug`) wins over -v/-q.
+pub fn init_tracing(verbose: u8, quiet: u8) {
+    let level = match (quiet, verbose) {
+        (q, _) if q > 0 => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// A write to a closed pipe (`fuse … | head`) is not an error.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Exit code for an error: 2 for invalid input, 1 for everything else.
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    let invalid = err.chain().any(|e| {
+        matches!(
+            e.downcast_ref::<crate::Error>(),
+            Some(
+                crate::Error::Config { .. }
+                    | crate::Error::ConfigEnv { .. }
+                    | crate::Error::Setting(_)
+            )
+        )
+    });
+    if invalid {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// True when stdin is an interactive terminal.
+pub fn stdin_is_tty() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}

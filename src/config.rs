@@ -1,0 +1,346 @@
+//! Configuration: `fuse.toml` in the home, overridden by `FUSE_*` environment
+//! variables, overridden by command-line flags.
+//!
+//! Unknown keys and wrong types are errors that name the file, the key and the line
+//! (or the environment variable), so a typo never silently falls back to a default.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The whole configuration. Every section has defaults, so an empty file is valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub engine: EngineConfig,
+    pub history: HistoryConfig,
+    pub log: LogConfig,
+}
+
+/// `[daemon]`: where the local daemon listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address to bind. Loopback by default: the API is for this machine only.
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 5678,
+        }
+    }
+}
+
+/// `[engine]`: how workflows run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Nodes of one run that may execute at once, unless a workflow sets its own.
+    pub max_parallel: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { max_parallel: 16 }
+    }
+}
+
+/// `[history]`: what is recorded and for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Runs kept per workflow (0 = unlimited).
+    pub keep_runs: u64,
+    /// Days a run is kept (0 = forever).
+    pub keep_days: u64,
+    /// Node payloads larger than this many bytes are stored as files beside the database.
+    pub blob_threshold: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            keep_runs: 1000,
+            keep_days: 30,
+            blob_threshold: 256 * 1024,
+        }
+    }
+}
+
+/// `[log]`: verbosity of fuse's own diagnostics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// One of error, warn, info, debug, trace.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Environment variables starting with `FUSE_` that are not config keys.
+const NON_CONFIG_VARS: &[&str] = &["FUSE_HOME", "FUSE_MASTER_KEY", "FUSE_LOG"];
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub port: Option<u16>,
+}
+
+impl Config {
+    /// Reads `path` (a missing file means defaults), then applies `FUSE_*` variables
+    /// from `env` and finally `overrides`.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config> {
+        let mut config = match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => return Err(Error::io("read config", path, e)),
+        };
+        config.apply_env(env)?;
+        if let Some(port) = overrides.port {
+            config.daemon.port = port;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses the text of a config file; errors carry the file, line, column and key.
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let located = |span: Option<std::ops::Range<usize>>, message: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            Error::Config {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            located(
+                e.span(),
+                format!("{} (fix the TOML syntax)", e.message().trim()),
+            )
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            located(
+                inner.span(),
+                format!(
+                    "key `{key}`: {} (see the comments in a fresh `fuse init` config for valid keys)",
+                    inner.message().trim()
+                ),
+            )
+        })
+    }
+
+    /// Applies `FUSE_<SECTION>_<KEY>` variables, e.g. `FUSE_DAEMON_PORT=9000`.
+    fn apply_env(&mut self, env: impl IntoIterator<Item = (String, String)>) -> Result<()> {
+        let known = Self::keys();
+        let mut table = toml::Table::try_from(&*self)
+            .map_err(|e| Error::Setting(format!("config cannot be represented: {e}")))?;
+        let mut changed = false;
+        for (var, value) in env {
+            if !var.starts_with("FUSE_") || NON_CONFIG_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            let Some((section, key)) = known
+                .iter()
+                .find(|(s, k)| format!("FUSE_{}_{}", s, k).to_uppercase() == var)
+            else {
+                tracing::warn!("ignoring {var}: it is not a fuse setting");
+                continue;
+            };
+            let parsed = parse_env_value(&value);
+            // Check this one variable on its own so the error names it.
+            let mut single = toml::Table::new();
+            let mut inner = toml::Table::new();
+            inner.insert(key.clone(), parsed.clone());
+            single.insert(section.clone(), toml::Value::Table(inner));
+            if let Err(e) = Config::deserialize(toml::Value::Table(single)) {
+                return Err(Error::ConfigEnv {
+                    var,
+                    value,
+                    message: e.message().trim().to_string(),
+                });
+            }
+            if let Some(toml::Value::Table(t)) = table.get_mut(section.as_str()) {
+                t.insert(key.clone(), parsed);
+                changed = true;
+            }
+        }
+        if changed {
+            *self = Config::deserialize(toml::Value::Table(table))
+                .map_err(|e| Error::Setting(e.message().to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Every `(section, key)` pair the config knows.
+    pub fn keys() -> Vec<(String, String)> {
+        let mut keys = Vec::new();
+        if let Ok(table) = toml::Table::try_from(Config::default()) {
+            for (section, value) in table {
+                if let toml::Value::Table(t) = value {
+                    keys.extend(t.keys().map(|k| (section.clone(), k.clone())));
+                }
+            }
+        }
+        keys
+    }
+
+    /// Checks values whose type is right but whose value is not.
+    fn check(&self) -> Result<()> {
+        if self.engine.max_parallel == 0 {
+            return Err(Error::Setting(
+                "engine.max_parallel must be at least 1".into(),
+            ));
+        }
+        const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+        if !LEVELS.contains(&self.log.level.as_str()) {
+            return Err(Error::Setting(format!(
+                "log.level is {:?}; use one of {}",
+                self.log.level,
+                LEVELS.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An environment value is read as a TOML value when it is one (`9000`, `true`),
+/// otherwise as a string.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+/// The commented `fuse.toml` written by `fuse init`; `port` is the chosen port.
+pub fn default_file(port: u16) -> String {
+    let d = Config::default();
+    format!(
+        r#"# fuse configuration. Every key is optional; the values shown are the defaults.
+# Environment variables override this file: FUSE_<SECTION>_<KEY>, e.g. FUSE_DAEMON_PORT=9000.
+# Command-line flags override both.
+
+[daemon]
+# Address the daemon binds to. Keep it on loopback unless you put a proxy in front.
+host = "{host}"
+port = {port}
+
+[engine]
+# How many nodes of one run may execute at the same time (a workflow's
+# settings.max_parallel takes precedence).
+max_parallel = {max_parallel}
+
+[history]
+# Runs kept per workflow; older ones are pruned automatically (0 = keep all).
+keep_runs = {keep_runs}
+# Days a run is kept (0 = forever).
+keep_days = {keep_days}
+# Node inputs/outputs larger than this many bytes are stored as files in blobs/.
+blob_threshold = {blob_threshold}
+
+[log]
+# error, warn, info, debug or trace (-v / -q on the command line adjust it).
+level = "{level}"
+"#,
+        host = d.daemon.host,
+        max_parallel = d.engine.max_parallel,
+        keep_runs = d.history.keep_runs,
+        keep_days = d.history.keep_days,
+        blob_threshold = d.history.blob_threshold,
+        level = d.log.level,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(Path::new("fuse.toml"), text)
+    }
+
+    #[test]
+    fn default_file_parses_to_defaults() {
+        let mut expected = Config::default();
+        expected.daemon.port = 6000;
+        assert_eq!(parse(&default_file(6000)).unwrap(), expected);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse("[daemon]\nhost = \"127.0.0.1\"\nprot = 1\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("fuse.toml:3:"), "{msg}");
+        assert!(msg.contains("prot"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let msg = parse("\n[daemon]\nport = \"high\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("fuse.toml:3:"), "{msg}");
+        assert!(msg.contains("daemon.port"), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fuse.toml");
+        std::fs::write(&path, "[daemon]\nport = 1000\n[engine]\nmax_parallel = 2\n").unwrap();
+        let env = vec![
+            ("FUSE_DAEMON_PORT".to_string(), "2000".to_string()),
+            ("FUSE_HOME".to_string(), "/x".to_string()),
+        ];
+        let c = Config::load(&path, env.clone(), &Overrides::default()).unwrap();
+        assert_eq!((c.daemon.port, c.engine.max_parallel), (2000, 2));
+        let c = Config::load(&path, env, &Overrides { port: Some(3000) }).unwrap();
+        assert_eq!(c.daemon.port, 3000);
+    }
+
+    #[test]
+    fn bad_env_value_names_variable() {
+        let env = vec![("FUSE_DAEMON_PORT".to_string(), "lots".to_string())];
+        let msg = Config::load(
+            Path::new("/nonexistent/fuse.toml"),
+            env,
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("FUSE_DAEMON_PORT"), "{msg}");
+    }
+}

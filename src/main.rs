@@ -1,0 +1,21 @@
+//! The `fuse` binary: parse arguments, set up logging, hand over to the library,
+//! and turn the outcome into an exit code (0 ok, 1 failed, 2 invalid input or usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = fuse::cli::Cli::parse();
+    fuse::cli::init_tracing(cli.verbose, cli.quiet);
+    match fuse::cli::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if fuse::cli::is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            fuse::cli::exit_code_for(&err)
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The SQLite store: one file (`fuse.db`) in WAL mode with foreign keys on, its
+//! schema kept by refinery migrations embedded in the binary.
+//!
+//! Opening checks that the file really is SQLite and that its schema is not newer
+//! than this binary knows, then runs pending migrations, so every command that
+//! opens the store sees the current schema.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{Error, Result};
+
+mod embedded {
+    refinery::embed_migrations!("src/store/migrations");
+}
+
+/// How long a writer waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open, migrated database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if missing) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        check_header(path)?;
+        let mut conn = Connection::open(path).map_err(|source| Error::Database {
+            action: "opening",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        configure(&conn, path)?;
+        let store_err = |source| Error::Database {
+            action: "reading the schema version",
+            path: path.to_path_buf(),
+            source,
+        };
+        let found = schema_version(&conn).map_err(store_err)?;
+        let known = Self::latest_schema_version();
+        if found > known {
+            return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                known,
+            });
+        }
+        embedded::migrations::runner()
+            .set_abort_divergent(true)
+            .run(&mut conn)
+            .map_err(|source| Error::Migration {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The newest schema version this binary carries.
+    pub fn latest_schema_version() -> i64 {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| i64::from(m.version()))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64> {
+        schema_version(&self.conn)
+            .map_err(|source| self.db_err("reading the schema version", source))
+    }
+
+    /// The underlying connection (for the modules that own table groups).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|source| self.db_err("reading meta", source))
+    }
+
+    /// Sets a value in the `meta` table.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(|_| ())
+            .map_err(|source| self.db_err("writing meta", source))
+    }
+
+    pub(crate) fn db_err(&self, action: &'static str, source: rusqlite::Error) -> Error {
+        Error::Database {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// The version SQLite reports for the bundled library.
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
+/// Refuses a file that exists, is not empty, and does not start with the SQLite magic.
+fn check_header(path: &Path) -> Result<()> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("open database", path, e)),
+    };
+    let mut header = [0u8; 16];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => return Err(Error::io("read database", path, e)),
+        }
+    }
+    if read == 0 || &header[..read] == b"SQLite format 3\0" {
+        return Ok(());
+    }
+    Err(Error::NotADatabase {
+        path: path.to_path_buf(),
+    })
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<()> {
+    let err = |source| match source {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase => {
+            Error::NotADatabase {
+                path: path.to_path_buf(),
+            }
+        }
+        source => Error::Database {
+            action: "configuring",
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(err)?;
+    if pages == 0 {
+        // Only takes effect before the first table exists: lets the file shrink later.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(err)?;
+    }
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
+/// The highest applied refinery migration, 0 for a new database.
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let has_history: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_history {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_migrates_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fuse.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            Store::latest_schema_version()
+        );
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = store
+            .conn()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        let av: i64 = store
+            .conn()
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(av, 2, "incremental auto_vacuum");
+        store.set_meta("k", "v").unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.meta("k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn refuses_non_sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fuse.db");
+        std::fs::write(&path, "this is not a database at all").unwrap();
+        assert!(matches!(
+            Store::open(&path),
+            Err(Error::NotADatabase { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fuse.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .conn()
+            .execute(
+                "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
+                 VALUES (99, 'future', '2030-01-01', '0')",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        match Store::open(&path) {
+            Err(Error::SchemaTooNew { found: 99, .. }) => {}
+            other => panic!("expected SchemaTooNew, got {:?}", other.err()),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Test fixtures: a temporary home and the real `fuse` binary pointed at it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A temporary fuse home; `cmd()` runs the real binary against it.
+pub struct TestHome {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl TestHome {
+    /// A temp folder with a home path inside it that does not exist yet.
+    pub fn new() -> TestHome {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        TestHome { dir, home }
+    }
+
+    /// A home on which `fuse init --yes` has run.
+    pub fn initialized() -> TestHome {
+        let t = TestHome::new();
+        t.cmd().args(["init", "--yes"]).assert().success();
+        t
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.home
+    }
+
+    pub fn tmp(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `fuse` with FUSE_HOME set to this home and no other FUSE_* from the outside.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = fuse();
+        cmd.env("FUSE_HOME", &self.home);
+        cmd
+    }
+}
+
+/// The real binary with a clean environment (no FUSE_* variables, no TTY stdin).
+pub fn fuse() -> Command {
+    let mut cmd = Command::cargo_bin("fuse").expect("fuse binary");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FUSE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// stdout of a successful command as a string.
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run fuse");
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -7,16 +7,24 @@
 //! - [`home`]: the home directory, its paths, and `init` with the bundled files.
 //! - [`store`]: SQLite (WAL) with embedded refinery migrations.
 //! - [`secrets`]: the master key and its stores (keyring, env, key file).
+//! - [`workflow`]: the workflow format, validation and JSON Schema.
+//! - [`engine`]: plans and runs workflows (the one code path for runs).
+//! - [`nodes`]: the node trait, registry and built-in nodes.
 //! - [`error`]: the library's error type.
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod home;
+pub mod nodes;
 pub mod secrets;
 pub mod store;
+pub mod workflow;
 
+pub use engine::{Engine, Plan, RunRecord, RunRequest};
 pub use error::{Error, Result};
+pub use workflow::Workflow;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

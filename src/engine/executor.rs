@@ -1,0 +1,703 @@
+//! Runs a [`Plan`]: a node starts when every incoming edge is resolved (live or
+//! dead); a node whose incoming edges are all dead is skipped, and so are the
+//! edges it would have fed. Ready nodes run concurrently up to `max_parallel`.
+//! Each node gets retries with backoff, a per-attempt timeout, and an error path
+//! (`error` edges or `on_error: continue`); a failure with no error path stops
+//! the run and cancels what is still running.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{Event, NodeAttempt, Status, now_ms};
+use super::expr::{NodesView, RunScope};
+use super::plan::{Plan, PlannedNode, RetryPolicy};
+use super::{Engine, NodeRecord, RunRecord, RunRequest};
+use crate::nodes::{ErrorKind, LogLevel, NodeCtx, NodeError, NodeOutput, RunInfo};
+use crate::workflow::OnError;
+
+/// State shared by the tasks of one run.
+struct Shared {
+    engine: Engine,
+    plan: Arc<Plan>,
+    run: Arc<RunInfo>,
+    scope: RunScope,
+    view: Arc<NodesView>,
+    cancel: CancellationToken,
+    reuse: HashMap<String, Value>,
+    max_parallel: usize,
+}
+
+/// What a finished node task reports.
+struct NodeResult {
+    index: usize,
+    result: Result<NodeOutput, NodeError>,
+    attempts: u32,
+    started: Instant,
+    input: Arc<Value>,
+}
+
+#[derive(Clone)]
+enum EdgeState {
+    Pending,
+    Live(Arc<Value>),
+    Dead,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    Waiting,
+    Ready,
+    Running,
+    Done,
+}
+
+pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest) -> RunRecord {
+    let started = Instant::now();
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let observer = engine.observer().clone();
+    let input = Arc::new(request.input);
+    let started_at = jiff::Timestamp::now().to_string();
+    observer.on_event(&Event::RunStarted {
+        run_id: run_id.clone(),
+        workflow: plan.name.clone(),
+        workflow_hash: plan.hash.clone(),
+        definition: plan.definition.clone(),
+        source_path: plan.source_path.as_ref().map(|p| p.display().to_string()),
+        parent_id: request.parent_id.clone(),
+        retry_of: request.retry_of.clone(),
+        trigger_kind: request.trigger_kind.clone(),
+        input: input.clone(),
+        node_count: plan.nodes.len(),
+        at_ms: now_ms(),
+    });
+
+    let view = Arc::new(NodesView::default());
+    let run = Arc::new(RunInfo {
+        id: run_id.clone(),
+        workflow: plan.name.clone(),
+        started_at: started_at.clone(),
+        depth: request.depth,
+    });
+    let scope = RunScope::new(
+        &input,
+        &plan.workflow.settings.vars,
+        json!({"id": run_id, "workflow": plan.name, "started_at": started_at}),
+        view.clone(),
+    );
+    let max_parallel = plan.max_parallel.unwrap_or(engine.inner.max_parallel).max(1);
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        plan: plan.clone(),
+        run,
+        scope,
+        view,
+        cancel: request.cancel.child_token(),
+        reuse: request.reuse,
+        max_parallel,
+    });
+
+    let n = plan.nodes.len();
+    let mut edges = vec![EdgeState::Pending; plan.edges.len()];
+    let mut remaining: Vec<usize> = plan.nodes.iter().map(|node| node.incoming.len()).collect();
+    let mut state = vec![NodeState::Waiting; n];
+    let mut first_input: Vec<Option<Arc<Value>>> = vec![None; n];
+    let mut records: Vec<Option<NodeRecord>> = vec![None; n];
+    let mut ready: VecDeque<usize> = VecDeque::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        if node.incoming.is_empty() {
+            state[i] = NodeState::Ready;
+            ready.push_back(i);
+        }
+    }
+
+    let deadline = plan.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut tasks: JoinSet<NodeResult> = JoinSet::new();
+    let mut failure: Option<String> = None;
+    let mut stop: Option<Status> = None;
+
+    loop {
+        while stop.is_none() && tasks.len() < max_parallel {
+            let Some(i) = ready.pop_front() else { break };
+            let node_input = if plan.nodes[i].incoming.is_empty() {
+                input.clone()
+            } else if plan.nodes[i].first_wins {
+                first_input[i].clone().unwrap_or_else(|| Arc::new(Value::Null))
+            } else {
+                Arc::new(gather_input(&plan, i, &edges))
+            };
+            state[i] = NodeState::Running;
+            let shared = shared.clone();
+            tasks.spawn(async move { run_node(shared, i, node_input).await });
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            _ = shared.cancel.cancelled(), if stop.is_none() => {
+                stop = Some(if request.cancel.is_cancelled() { Status::Cancelled } else { Status::Failed });
+                continue;
+            }
+            _ = sleep_until(deadline), if stop.is_none() && deadline.is_some() => {
+                let limit = plan.timeout.map(super::duration::human).unwrap_or_default();
+                failure = Some(format!("the workflow timed out after {limit} (settings.timeout)"));
+                stop = Some(Status::Failed);
+                shared.cancel.cancel();
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
+        let done = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                // A node panicked: record it as a failure of the run, never crash.
+                failure = Some(format!("a node task failed unexpectedly: {e}"));
+                stop = Some(Status::Failed);
+                shared.cancel.cancel();
+                continue;
+            }
+        };
+        let i = done.index;
+        let node = &plan.nodes[i];
+        state[i] = NodeState::Done;
+        let duration_ms = done.started.elapsed().as_millis() as u64;
+        let mut newly_dead = Vec::new();
+        match done.result {
+            Ok(out) => {
+                let value = Arc::new(out.value);
+                shared.view.set(&node.id, value.clone());
+                for &e in &node.outgoing {
+                    let edge = &plan.edges[e];
+                    let live = match edge.source_handle.as_deref() {
+                        None => true,
+                        Some(crate::nodes::ERROR_HANDLE) => false,
+                        Some(h) => out.handle.as_deref() == Some(h),
+                    };
+                    edges[e] = if live { EdgeState::Live(value.clone()) } else { EdgeState::Dead };
+                }
+                finish(&shared, i, Status::Succeeded, done.attempts, duration_ms, None);
+                records[i] = Some(NodeRecord {
+                    status: Status::Succeeded,
+                    attempts: done.attempts,
+                    output: Some((*value).clone()),
+                    error: None,
+                });
+            }
+            Err(err) => {
+                let cancelled = err.kind == ErrorKind::Cancelled;
+                let status = if cancelled { Status::Cancelled } else { Status::Failed };
+                let error_json = err.to_json();
+                let handled = !cancelled && (node.has_error_edge || node.on_error == OnError::Continue);
+                if handled {
+                    let carried = Arc::new(json!({"error": error_json, "input": *done.input}));
+                    if node.on_error == OnError::Continue && !node.has_error_edge {
+                        shared.view.set(&node.id, carried.clone());
+                    }
+                    for &e in &node.outgoing {
+                        let is_error_edge = plan.edges[e].source_handle.as_deref() == Some(crate::nodes::ERROR_HANDLE);
+                        let live = if node.has_error_edge { is_error_edge } else { !is_error_edge };
+                        edges[e] = if live { EdgeState::Live(carried.clone()) } else { EdgeState::Dead };
+                    }
+                    shared.engine.observer().on_event(&Event::Log {
+                        run_id: shared.run.id.clone(),
+                        node_id: Some(node.id.to_string()),
+                        level: LogLevel::Warn,
+                        message: format!(
+                            "failed, continuing by its {}: {}",
+                            if node.has_error_edge { "error path" } else { "on_error: continue" },
+                            err.message
+                        ),
+                    });
+                } else {
+                    for &e in &node.outgoing {
+                        edges[e] = EdgeState::Dead;
+                    }
+                    if stop.is_none() {
+                        failure = Some(format!("node {:?} ({}) failed: {}", &*node.id, node.type_name, err.message));
+                        stop = Some(Status::Failed);
+                        shared.cancel.cancel();
+                    }
+                }
+                finish(&shared, i, status, done.attempts, duration_ms, Some(err.message.clone()));
+                records[i] = Some(NodeRecord {
+                    status,
+                    attempts: done.attempts,
+                    output: None,
+                    error: Some(error_json),
+                });
+            }
+        }
+        // Resolve the targets of the edges just decided; skips propagate.
+        let mut decided: VecDeque<usize> = node.outgoing.iter().copied().collect();
+        while let Some(e) = decided.pop_front() {
+            let t = plan.edges[e].target;
+            remaining[t] -= 1;
+            if state[t] != NodeState::Waiting {
+                continue;
+            }
+            let target = &plan.nodes[t];
+            if target.first_wins {
+                if let EdgeState::Live(v) = &edges[e] {
+                    first_input[t] = Some(v.clone());
+                    state[t] = NodeState::Ready;
+                    ready.push_back(t);
+                    continue;
+                }
+            }
+            if remaining[t] > 0 {
+                continue;
+            }
+            let any_live = target.incoming.iter().any(|&x| matches!(edges[x], EdgeState::Live(_)));
+            if any_live && !target.first_wins {
+                state[t] = NodeState::Ready;
+                ready.push_back(t);
+            } else {
+                state[t] = NodeState::Done;
+                newly_dead.push(t);
+                for &out in &target.outgoing {
+                    edges[out] = EdgeState::Dead;
+                    decided.push_back(out);
+                }
+            }
+        }
+        for t in newly_dead {
+            finish(&shared, t, Status::Skipped, 0, 0, None);
+            records[t] = Some(NodeRecord {
+                status: Status::Skipped,
+                attempts: 0,
+                output: None,
+                error: None,
+            });
+        }
+    }
+
+    // Nodes that never got to run because the run stopped.
+    for (i, record) in records.iter_mut().enumerate() {
+        if record.is_none() {
+            let status = if stop.is_some() { Status::Cancelled } else { Status::Skipped };
+            finish(&shared, i, status, 0, 0, None);
+            *record = Some(NodeRecord {
+                status,
+                attempts: 0,
+                output: None,
+                error: None,
+            });
+        }
+    }
+
+    let status = match stop {
+        Some(Status::Cancelled) => {
+            failure.get_or_insert_with(|| "the run was cancelled".into());
+            Status::Cancelled
+        }
+        Some(s) => s,
+        None => Status::Succeeded,
+    };
+    let output = if status == Status::Succeeded { result_of(&plan, &records) } else { Value::Null };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let output = Arc::new(output);
+    engine.observer().on_event(&Event::RunFinished {
+        run_id: run_id.clone(),
+        status,
+        output: output.clone(),
+        error: failure.clone(),
+        at_ms: now_ms(),
+        duration_ms,
+    });
+    let nodes: BTreeMap<String, NodeRecord> = plan
+        .nodes
+        .iter()
+        .zip(records)
+        .filter_map(|(node, r)| r.map(|r| (node.id.to_string(), r)))
+        .collect();
+    RunRecord {
+        run_id,
+        workflow: plan.name.clone(),
+        status,
+        output: Arc::unwrap_or_clone(output),
+        error: failure,
+        duration_ms,
+        nodes,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn finish(shared: &Shared, i: usize, status: Status, attempts: u32, duration_ms: u64, error: Option<String>) {
+    let node = &shared.plan.nodes[i];
+    shared.engine.observer().on_event(&Event::NodeFinished {
+        run_id: shared.run.id.clone(),
+        node_id: node.id.to_string(),
+        node_type: node.type_name.clone(),
+        status,
+        attempts,
+        duration_ms,
+        error,
+    });
+}
+
+/// The input of a node with incoming edges: the single live upstream value, or
+/// an object keyed by `targetHandle` (else upstream id) when there are several,
+/// and always keyed for `flow.merge`.
+fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
+    let node = &plan.nodes[i];
+    let live: Vec<(usize, &Arc<Value>)> = node
+        .incoming
+        .iter()
+        .filter_map(|&e| match &edges[e] {
+            EdgeState::Live(v) => Some((e, v)),
+            _ => None,
+        })
+        .collect();
+    let keyed = node.type_name == "flow.merge";
+    if let [(e, v)] = live.as_slice() {
+        if !keyed && plan.edges[*e].target_handle.is_none() {
+            return (***v).clone();
+        }
+    }
+    let mut map = Map::new();
+    for (e, v) in live {
+        let edge = &plan.edges[e];
+        let key = edge
+            .target_handle
+            .clone()
+            .unwrap_or_else(|| plan.nodes[edge.source].id.to_string());
+        map.insert(key, (**v).clone());
+    }
+    Value::Object(map)
+}
+
+/// The workflow result: the `end` node's output, else the single sink's, else an
+/// object keyed by sink id (of sinks that succeeded).
+fn result_of(plan: &Plan, records: &[Option<NodeRecord>]) -> Value {
+    let output = |i: usize| {
+        records[i]
+            .as_ref()
+            .filter(|r| r.status == Status::Succeeded)
+            .and_then(|r| r.output.clone())
+    };
+    if let Some(i) = plan.nodes.iter().position(|n| n.type_name == "end") {
+        if let Some(v) = output(i) {
+            return v;
+        }
+    }
+    let sinks: Vec<usize> = (0..plan.nodes.len()).filter(|&i| plan.nodes[i].outgoing.is_empty()).collect();
+    if let [only] = sinks.as_slice() {
+        return output(*only).unwrap_or(Value::Null);
+    }
+    let mut map = Map::new();
+    for i in sinks {
+        if let Some(v) = output(i) {
+            map.insert(plan.nodes[i].id.to_string(), v);
+        }
+    }
+    Value::Object(map)
+}
+
+/// Runs one node: once, or once per item with `foreach`.
+async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResult {
+    let started = Instant::now();
+    let node = &shared.plan.nodes[i];
+    if let Some(output) = shared.reuse.get(&*node.id) {
+        shared.engine.observer().on_event(&Event::Log {
+            run_id: shared.run.id.clone(),
+            node_id: Some(node.id.to_string()),
+            level: LogLevel::Info,
+            message: "reused the output of the earlier run".into(),
+        });
+        return NodeResult {
+            index: i,
+            result: Ok(NodeOutput::new(output.clone())),
+            attempts: 0,
+            started,
+            input,
+        };
+    }
+    let (result, attempts) = match &node.def.foreach {
+        None => attempts(&shared, i, &input, None).await,
+        Some(expr) => run_foreach(&shared, i, &input, expr).await,
+    };
+    NodeResult {
+        index: i,
+        result,
+        attempts,
+        started,
+        input,
+    }
+}
+
+async fn run_foreach(shared: &Arc<Shared>, i: usize, input: &Arc<Value>, expr: &str) -> (Result<NodeOutput, NodeError>, u32) {
+    let node = &shared.plan.nodes[i];
+    let context = shared.scope.for_node(input, None);
+    let items = match shared.engine.inner.exprs.render_str(expr, &context) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => {
+            return (
+                Err(NodeError::new(
+                    ErrorKind::Expression,
+                    format!("foreach {expr:?} gave {}, not an array", crate::nodes::json_type(&other)),
+                )),
+                1,
+            );
+        }
+        Err(e) => return (Err(NodeError::new(ErrorKind::Expression, e.to_string())), 1),
+    };
+    let concurrency = node.def.concurrency.unwrap_or(shared.max_parallel).max(1);
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut set = JoinSet::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let shared = shared.clone();
+        let input = input.clone();
+        let semaphore = semaphore.clone();
+        set.spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let (result, attempts) = attempts(&shared, i, &input, Some((item, index))).await;
+            (index, result, attempts)
+        });
+    }
+    let mut results: Vec<Option<Value>> = Vec::new();
+    let mut max_attempts = 0;
+    let mut first_error: Option<(usize, NodeError)> = None;
+    while let Some(joined) = set.join_next().await {
+        let (index, result, attempts) = match joined {
+            Ok(r) => r,
+            Err(e) => return (Err(NodeError::other(format!("a foreach item task failed: {e}"))), max_attempts),
+        };
+        max_attempts = max_attempts.max(attempts);
+        match result {
+            Ok(out) => {
+                if results.len() <= index {
+                    results.resize(index + 1, None);
+                }
+                results[index] = Some(out.value);
+            }
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|(j, _)| index < *j) {
+                    first_error = Some((index, e));
+                }
+                // One failed item fails the node: stop the others early.
+                set.abort_all();
+            }
+        }
+    }
+    if let Some((index, mut e)) = first_error {
+        e.message = format!("item {index}: {}", e.message);
+        return (Err(e), max_attempts);
+    }
+    let values: Vec<Value> = results.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
+    (Ok(NodeOutput::new(Value::Array(values))), max_attempts.max(1))
+}
+
+/// Runs the attempts of one node (or one foreach item) until success, a
+/// non-retryable error, or the attempts run out.
+async fn attempts(
+    shared: &Arc<Shared>,
+    i: usize,
+    input: &Arc<Value>,
+    item: Option<(Value, usize)>,
+) -> (Result<NodeOutput, NodeError>, u32) {
+    let node = &shared.plan.nodes[i];
+    let max = node.retry.as_ref().map_or(1, |r| r.attempts);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let observer = shared.engine.observer();
+        observer.on_event(&Event::NodeStarted {
+            run_id: shared.run.id.clone(),
+            node_id: node.id.to_string(),
+            attempt,
+            item: item.as_ref().map(|(_, idx)| *idx),
+        });
+        let started_ms = now_ms();
+        let result = one_attempt(shared, node, input, item.as_ref()).await;
+        observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
+            run_id: shared.run.id.clone(),
+            node_id: node.id.to_string(),
+            node_type: node.type_name.clone(),
+            attempt,
+            item: item.as_ref().map(|(_, idx)| *idx),
+            status: match &result {
+                Ok(_) => Status::Succeeded,
+                Err(e) if e.kind == ErrorKind::Cancelled => Status::Cancelled,
+                Err(_) => Status::Failed,
+            },
+            input: input.clone(),
+            output: result.as_ref().ok().map(|o| Arc::new(o.value.clone())),
+            error: result.as_ref().err().map(NodeError::to_json),
+            started_ms,
+            finished_ms: now_ms(),
+        })));
+        let err = match result {
+            Ok(out) => return (Ok(out), attempt),
+            Err(e) => e,
+        };
+        let policy = match &node.retry {
+            Some(p) if attempt < max && should_retry(&err, p) && !shared.cancel.is_cancelled() => p,
+            _ => return (Err(err), attempt),
+        };
+        let mut delay = backoff(policy, attempt);
+        if let Some(after) = err.retry_after {
+            delay = delay.max(after);
+        }
+        observer.on_event(&Event::Log {
+            run_id: shared.run.id.clone(),
+            node_id: Some(node.id.to_string()),
+            level: LogLevel::Warn,
+            message: format!(
+                "attempt {attempt}/{max} failed: {}; retrying in {}",
+                err.message,
+                super::duration::human(delay)
+            ),
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.cancel.cancelled() => {
+                return (Err(NodeError::new(ErrorKind::Cancelled, "cancelled while waiting to retry")), attempt);
+            }
+        }
+    }
+}
+
+async fn one_attempt(
+    shared: &Arc<Shared>,
+    node: &PlannedNode,
+    input: &Arc<Value>,
+    item: Option<&(Value, usize)>,
+) -> Result<NodeOutput, NodeError> {
+    let params = if node.has_expressions {
+        let context = shared.scope.for_node(input, item.map(|(v, i)| (v, *i)));
+        let mut params = Map::with_capacity(node.def.data.inputs.len());
+        for (key, value) in &node.def.data.inputs {
+            let rendered = shared
+                .engine
+                .inner
+                .exprs
+                .render(value, &context)
+                .map_err(|e| NodeError::new(ErrorKind::Expression, format!("input `{key}`: {e}")))?;
+            params.insert(key.clone(), rendered);
+        }
+        params
+    } else {
+        node.def.data.inputs.clone()
+    };
+    let ctx = NodeCtx {
+        node_id: node.id.clone(),
+        params,
+        input: input.clone(),
+        run: shared.run.clone(),
+        cancel: shared.cancel.child_token(),
+        base_dir: shared.plan.base_dir.clone(),
+        observer: shared.engine.observer().clone(),
+        engine: shared.engine.clone(),
+    };
+    let cancel = shared.cancel.clone();
+    let work = node.node.run(ctx);
+    let timed = async {
+        match node.timeout {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(r) => r,
+                Err(_) => Err(NodeError::new(
+                    ErrorKind::Timeout,
+                    format!("timed out after {}", super::duration::human(limit)),
+                )),
+            },
+            None => work.await,
+        }
+    };
+    tokio::select! {
+        r = timed => r,
+        _ = cancel.cancelled() => Err(NodeError::new(ErrorKind::Cancelled, "cancelled")),
+    }
+}
+
+/// Whether `err` is worth another attempt under `policy`.
+fn should_retry(err: &NodeError, policy: &RetryPolicy) -> bool {
+    if err.kind == ErrorKind::Cancelled {
+        return false;
+    }
+    let Some(on) = &policy.on else { return err.retryable };
+    let kind = err.kind.name();
+    on.kinds.iter().any(|k| k == kind || k == "any")
+        || matches!(err.kind, ErrorKind::Exit { code } if on.exit_codes.contains(&code))
+        || matches!(err.kind, ErrorKind::Http { status } if on.statuses.contains(&status))
+}
+
+/// Delay before attempt `attempt + 1`: exponential (or fixed) with jitter in [50%, 100%].
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let base = match policy.backoff {
+        crate::workflow::model::Backoff::Fixed => policy.initial,
+        crate::workflow::model::Backoff::Exponential => {
+            let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+            policy.initial.saturating_mul(factor)
+        }
+    }
+    .min(policy.max);
+    let jitter: f64 = rand::random_range(0.5..=1.0);
+    base.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::model::{Backoff, RetryOn};
+
+    fn policy(on: Option<RetryOn>) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            backoff: Backoff::Exponential,
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(350),
+            on,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let p = policy(None);
+        for _ in 0..50 {
+            let d1 = backoff(&p, 1);
+            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+            let d2 = backoff(&p, 2);
+            assert!(d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200), "{d2:?}");
+            let d9 = backoff(&p, 9);
+            assert!(d9 <= Duration::from_millis(350), "{d9:?}");
+        }
+    }
+
+    #[test]
+    fn retry_on_conditions() {
+        let exit3 = NodeError::new(ErrorKind::Exit { code: 3 }, "x");
+        let exit4 = NodeError::new(ErrorKind::Exit { code: 4 }, "x");
+        let on = RetryOn {
+            exit_codes: vec![3],
+            ..Default::default()
+        };
+        assert!(should_retry(&exit3, &policy(Some(on.clone()))));
+        assert!(!should_retry(&exit4, &policy(Some(on))));
+        let timeout = NodeError::new(ErrorKind::Timeout, "t");
+        assert!(should_retry(&timeout, &policy(None)), "timeouts are retryable by default");
+        assert!(!should_retry(&exit3, &policy(None)), "exit codes are not, by default");
+        let kinds = RetryOn {
+            kinds: vec!["timeout".into()],
+            ..Default::default()
+        };
+        assert!(should_retry(&timeout, &policy(Some(kinds.clone()))));
+        assert!(!should_retry(&NodeError::new(ErrorKind::Network, "n"), &policy(Some(kinds))));
+        let http = RetryOn {
+            statuses: vec![503],
+            ..Default::default()
+        };
+        assert!(should_retry(&NodeError::new(ErrorKind::Http { status: 503 }, "h"), &policy(Some(http.clone()))));
+        assert!(!should_retry(&NodeError::new(ErrorKind::Http { status: 404 }, "h"), &policy(Some(http))));
+    }
+}

@@ -1,0 +1,152 @@
+//! The engine: turns a workflow file into a [`Plan`] and runs it. `fuse run`
+//! and the daemon both call [`Engine::run`]; there is no second code path.
+//!
+//! - [`plan`]: the validated, indexed graph.
+//! - [`executor`]: readiness, skips, concurrency, retries, timeouts, cancellation.
+//! - [`expr`]: `{{ … }}` expressions.
+//! - [`events`]: what a run reports to observers (recorder, progress, daemon).
+//! - [`duration`]: `"300ms"`-style durations.
+
+pub mod duration;
+pub mod events;
+mod executor;
+pub mod expr;
+pub mod plan;
+mod record;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub use events::{Event, Fanout, NullObserver, Observer, Status};
+pub use plan::Plan;
+pub use record::{NodeRecord, RunRecord};
+
+use crate::nodes::Registry;
+use crate::workflow::{Problem, Workflow, model::ParseError, validate::Source};
+
+/// Sub-workflows may nest this deep (stops a workflow that calls itself).
+pub const MAX_DEPTH: u32 = 16;
+
+/// Runs workflows. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Arc<Registry>,
+    exprs: expr::Expressions,
+    observer: Arc<dyn Observer>,
+    max_parallel: usize,
+}
+
+/// What to run a plan with.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub input: Value,
+    /// What started the run: `cli`, `manual`, `webhook`, `cron`, `call`, `retry`.
+    pub trigger_kind: String,
+    pub parent_id: Option<String>,
+    pub retry_of: Option<String>,
+    pub depth: u32,
+    pub cancel: CancellationToken,
+    /// Outputs of nodes to reuse instead of running them (`runs retry --from-failed`).
+    pub reuse: std::collections::HashMap<String, Value>,
+}
+
+impl RunRequest {
+    pub fn new(input: Value, trigger_kind: &str) -> RunRequest {
+        RunRequest {
+            input,
+            trigger_kind: trigger_kind.into(),
+            parent_id: None,
+            retry_of: None,
+            depth: 0,
+            cancel: CancellationToken::new(),
+            reuse: Default::default(),
+        }
+    }
+}
+
+/// A workflow file that cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read workflow {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid workflow: {error}", path.display())]
+    Parse {
+        path: std::path::PathBuf,
+        error: ParseError,
+    },
+    #[error("{} has {} problem(s):\n{}", path.display(), problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: std::path::PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// Workflow files larger than this are refused before parsing.
+pub const MAX_WORKFLOW_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Engine {
+    pub fn new(registry: Registry, observer: Arc<dyn Observer>, max_parallel: usize) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                registry: Arc::new(registry),
+                exprs: expr::Expressions::new(),
+                observer,
+                max_parallel: max_parallel.max(1),
+            }),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.inner.observer
+    }
+
+    /// Reads, parses and validates a workflow file.
+    pub fn load(&self, path: &Path) -> Result<Plan, LoadError> {
+        let read_err = |source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_WORKFLOW_BYTES {
+            return Err(LoadError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "the file is {size} bytes; workflows are limited to {MAX_WORKFLOW_BYTES} bytes"
+                )),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        self.load_str(&text, Some(path))
+    }
+
+    /// Parses and validates workflow JSON.
+    pub fn load_str(&self, text: &str, path: Option<&Path>) -> Result<Plan, LoadError> {
+        let shown = path.map(Path::to_path_buf).unwrap_or_else(|| "workflow".into());
+        let workflow = Workflow::from_json(text).map_err(|error| LoadError::Parse {
+            path: shown.clone(),
+            error,
+        })?;
+        crate::workflow::validate(workflow, self.registry(), Source { path, text: Some(text) })
+            .map_err(|problems| LoadError::Invalid { path: shown, problems })
+    }
+
+    /// Runs a plan to the end and returns its record.
+    pub async fn run(&self, plan: Arc<Plan>, request: RunRequest) -> RunRecord {
+        executor::execute(self.clone(), plan, request).await
+    }
+}

@@ -1,0 +1,77 @@
+//! A validated workflow: nodes resolved to their implementations, edges indexed
+//! both ways, durations parsed. Built only by [`crate::workflow::validate`], so a
+//! plan is always runnable.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::nodes::Node;
+use crate::workflow::{NodeDef, OnError, Workflow, model::Backoff, model::RetryOn};
+
+/// A runnable workflow.
+pub struct Plan {
+    pub workflow: Workflow,
+    pub name: String,
+    /// The workflow JSON as run, and its hash (sha256, hex).
+    pub definition: Arc<String>,
+    pub hash: String,
+    pub source_path: Option<PathBuf>,
+    /// Folder that relative paths in the workflow resolve against.
+    pub base_dir: Arc<PathBuf>,
+    pub nodes: Vec<PlannedNode>,
+    pub edges: Vec<PlannedEdge>,
+    pub index: HashMap<String, usize>,
+    pub max_parallel: Option<usize>,
+    pub timeout: Option<Duration>,
+}
+
+/// One node of a plan.
+pub struct PlannedNode {
+    pub id: Arc<str>,
+    pub type_name: String,
+    pub node: Arc<dyn Node>,
+    pub def: NodeDef,
+    /// Edge indexes.
+    pub incoming: Vec<usize>,
+    pub outgoing: Vec<usize>,
+    pub retry: Option<RetryPolicy>,
+    pub timeout: Option<Duration>,
+    pub on_error: OnError,
+    pub has_error_edge: bool,
+    /// `flow.merge` with `mode: first`: runs on the first live input.
+    pub first_wins: bool,
+    /// Whether any input holds an expression (else rendering is skipped).
+    pub has_expressions: bool,
+    pub trigger: bool,
+}
+
+/// One edge of a plan.
+pub struct PlannedEdge {
+    pub source: usize,
+    pub target: usize,
+    pub source_handle: Option<String>,
+    pub target_handle: Option<String>,
+}
+
+/// A node's retry settings with durations parsed.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub backoff: Backoff,
+    pub initial: Duration,
+    pub max: Duration,
+    pub on: Option<RetryOn>,
+}
+
+impl Plan {
+    pub fn node(&self, id: &str) -> Option<&PlannedNode> {
+        self.index.get(id).map(|&i| &self.nodes[i])
+    }
+
+    /// Nodes with no outgoing edges.
+    pub fn sinks(&self) -> impl Iterator<Item = &PlannedNode> {
+        self.nodes.iter().filter(|n| n.outgoing.is_empty())
+    }
+}

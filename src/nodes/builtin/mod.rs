@@ -1,0 +1,101 @@
+//! The built-in node types, one file per family, registered in [`all`].
+
+mod exec;
+mod file;
+mod flow;
+mod log;
+mod respond;
+mod transform;
+mod trigger;
+mod workflow_call;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Handles, InputSpec, Node, NodeCtx, NodeError, NodeFuture, NodeOutput, NodeSpec};
+
+/// Every built-in node type.
+pub fn all() -> Vec<Arc<dyn Node>> {
+    let mut nodes = Vec::new();
+    nodes.extend(trigger::nodes());
+    nodes.extend(transform::nodes());
+    nodes.extend(flow::nodes());
+    nodes.push(log::node());
+    nodes.push(exec::node());
+    nodes.extend(file::nodes());
+    nodes.push(workflow_call::node());
+    nodes.push(respond::node());
+    nodes
+}
+
+type Handler = fn(NodeCtx) -> NodeFuture<'static>;
+
+/// A built-in node: its spec and an async function.
+struct Builtin {
+    spec: NodeSpec,
+    handler: Handler,
+}
+
+impl Node for Builtin {
+    fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    fn run<'a>(&'a self, ctx: NodeCtx) -> NodeFuture<'a> {
+        (self.handler)(ctx)
+    }
+}
+
+/// Builds a built-in from its parts.
+fn builtin(type_name: &str, description: &str, inputs: Vec<InputSpec>, output: Value, handler: Handler) -> Arc<dyn Node> {
+    Arc::new(Builtin {
+        spec: NodeSpec {
+            type_name: type_name.into(),
+            description: description.into(),
+            inputs,
+            output,
+            handles: Handles::Default,
+            trigger: false,
+        },
+        handler,
+    })
+}
+
+/// Like [`builtin`] with branch handles.
+fn branching(type_name: &str, description: &str, inputs: Vec<InputSpec>, handles: Handles, handler: Handler) -> Arc<dyn Node> {
+    Arc::new(Builtin {
+        spec: NodeSpec {
+            type_name: type_name.into(),
+            description: description.into(),
+            inputs,
+            output: json!({}),
+            handles,
+            trigger: false,
+        },
+        handler,
+    })
+}
+
+/// Boxes an async block as a node future.
+fn boxed<F>(f: F) -> NodeFuture<'static>
+where
+    F: Future<Output = Result<NodeOutput, NodeError>> + Send + 'static,
+{
+    Box::pin(f)
+}
+
+/// A closed object schema: `validate` reports paths outside `fields`.
+fn object_schema(fields: &[(&str, &str)]) -> Value {
+    let props: serde_json::Map<String, Value> = fields
+        .iter()
+        .map(|(name, kind)| ((*name).to_string(), json!({"type": kind})))
+        .collect();
+    json!({"type": "object", "properties": props, "additionalProperties": false})
+}
+
+/// The output shape of a node that passes its input on unchanged.
+fn any_output() -> Value {
+    json!({})
+}

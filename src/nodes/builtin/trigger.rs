@@ -1,0 +1,71 @@
+//! Trigger nodes start runs. Under `fuse run` (and for a manual run) they emit
+//! the run input; the daemon fires them from schedules, webhooks and files.
+
+use std::sync::Arc;
+
+use super::{InputSpec, Node, NodeCtx, NodeFuture, NodeOutput, NodeSpec, any_output, boxed};
+use crate::nodes::Handles;
+
+struct Trigger {
+    spec: NodeSpec,
+}
+
+impl Node for Trigger {
+    fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    fn run<'a>(&'a self, ctx: NodeCtx) -> NodeFuture<'a> {
+        boxed(async move { Ok(NodeOutput::new((*ctx.input).clone())) })
+    }
+}
+
+fn trigger(type_name: &str, description: &str, inputs: Vec<InputSpec>) -> Arc<dyn Node> {
+    Arc::new(Trigger {
+        spec: NodeSpec {
+            type_name: type_name.into(),
+            description: description.into(),
+            inputs,
+            output: any_output(),
+            handles: Handles::Default,
+            trigger: true,
+        },
+    })
+}
+
+pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
+    vec![
+        trigger("trigger.manual", "Starts a run by hand (fuse run, the API); outputs the run input.", vec![]),
+        trigger(
+            "trigger.cron",
+            "Starts a run on a cron schedule (daemon); outputs the run input.",
+            vec![
+                InputSpec::required("cron", "string", "5- or 6-field cron expression"),
+                InputSpec::optional("timezone", "string", "IANA time zone, e.g. Europe/Paris (default UTC)"),
+            ],
+        ),
+        trigger(
+            "trigger.interval",
+            "Starts a run every interval (daemon); outputs the run input.",
+            vec![InputSpec::optional("every", "duration", "interval, e.g. \"5m\"")],
+        ),
+        trigger(
+            "trigger.webhook",
+            "Starts a run from an HTTP request to /webhook/<path> (daemon); outputs the request.",
+            vec![
+                InputSpec::optional("path", "string", "URL path under /webhook/"),
+                InputSpec::optional("method", "string", "HTTP method (default POST)"),
+                InputSpec::optional("secret", "string", "HMAC-SHA256 secret for signature checks"),
+            ],
+        ),
+        trigger(
+            "trigger.file",
+            "Starts a run when files change under a folder (daemon); outputs the event.",
+            vec![
+                InputSpec::required("path", "string", "folder to watch"),
+                InputSpec::optional("events", "array", "create, modify, remove (default all)"),
+                InputSpec::optional("glob", "string", "only files matching this glob"),
+            ],
+        ),
+    ]
+}

@@ -1,0 +1,155 @@
+//! What a node attempt gets: its rendered inputs (`params`), the data from
+//! upstream (`input`), run facts, a logger, a cancellation token, and the engine
+//! (for sub-workflows).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::NodeError;
+use crate::engine::{Engine, Event, Observer};
+
+/// Facts about the run an attempt belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub workflow: String,
+    pub started_at: String,
+    /// Depth of sub-workflow nesting (0 for a top-level run).
+    #[serde(skip)]
+    pub depth: u32,
+}
+
+/// Log levels of run log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s.to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// The context of one node attempt.
+#[derive(Clone)]
+pub struct NodeCtx {
+    pub node_id: Arc<str>,
+    /// The node's `data.inputs` with every expression rendered.
+    pub params: Map<String, Value>,
+    /// The data arriving along the node's incoming edges.
+    pub input: Arc<Value>,
+    pub run: Arc<RunInfo>,
+    pub cancel: CancellationToken,
+    /// Folder of the workflow file: relative paths resolve against it.
+    pub base_dir: Arc<PathBuf>,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) engine: Engine,
+}
+
+impl NodeCtx {
+    /// Adds a line to the run's log.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.observer.on_event(&Event::Log {
+            run_id: self.run.id.clone(),
+            node_id: Some(self.node_id.to_string()),
+            level,
+            message: message.into(),
+        });
+    }
+
+    /// The engine running this node (sub-workflows use it).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// A path input resolved against the workflow's folder.
+    pub fn path(&self, name: &str) -> Result<PathBuf, NodeError> {
+        let raw = self.str(name)?;
+        let path = PathBuf::from(raw);
+        Ok(if path.is_absolute() {
+            path
+        } else {
+            self.base_dir.join(path)
+        })
+    }
+
+    /// A required string input.
+    pub fn str(&self, name: &str) -> Result<&str, NodeError> {
+        match self.params.get(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(wrong_type(name, "a string", other)),
+            None => Err(missing(name)),
+        }
+    }
+
+    /// An optional string input.
+    pub fn opt_str(&self, name: &str) -> Result<Option<&str>, NodeError> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(wrong_type(name, "a string", other)),
+        }
+    }
+
+    /// An optional boolean input with a default.
+    pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, NodeError> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(wrong_type(name, "true or false", other)),
+        }
+    }
+
+    /// A required input of any type.
+    pub fn value(&self, name: &str) -> Result<&Value, NodeError> {
+        self.params.get(name).ok_or_else(|| missing(name))
+    }
+}
+
+fn missing(name: &str) -> NodeError {
+    NodeError::input(format!("input `{name}` is required; add it under data.inputs"))
+}
+
+/// An input of the wrong JSON type.
+pub fn wrong_type(name: &str, expected: &str, got: &Value) -> NodeError {
+    NodeError::input(format!(
+        "input `{name}` must be {expected}, got {}",
+        json_type(got)
+    ))
+}
+
+/// The JSON type name of a value, for messages.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

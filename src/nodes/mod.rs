@@ -1,0 +1,118 @@
+//! Nodes: the one small trait every node implements ([`Node`]), what a node says
+//! about itself ([`NodeSpec`]), the errors it returns ([`NodeError`]) and the
+//! explicit [`Registry`] of node types. Built-ins live in [`builtin`]; external
+//! packages implement the same trait.
+
+pub mod builtin;
+mod ctx;
+mod error;
+mod registry;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use ctx::{LogLevel, NodeCtx, RunInfo, json_type, wrong_type};
+pub use error::{ErrorKind, NodeError};
+pub use registry::Registry;
+
+/// What a node's `run` returns.
+pub type NodeFuture<'a> = Pin<Box<dyn Future<Output = Result<NodeOutput, NodeError>> + Send + 'a>>;
+
+/// A node type.
+pub trait Node: Send + Sync {
+    /// Static description: type name, inputs, output shape, handles.
+    fn spec(&self) -> &NodeSpec;
+    /// Runs one attempt with rendered inputs.
+    fn run<'a>(&'a self, ctx: NodeCtx) -> NodeFuture<'a>;
+}
+
+/// The result of a successful attempt.
+#[derive(Debug, Clone)]
+pub struct NodeOutput {
+    pub value: Value,
+    /// The source handle this output leaves by (`true`/`false`, a switch case);
+    /// `None` is the default handle.
+    pub handle: Option<String>,
+}
+
+impl NodeOutput {
+    pub fn new(value: Value) -> NodeOutput {
+        NodeOutput {
+            value,
+            handle: None,
+        }
+    }
+
+    pub fn on(value: Value, handle: impl Into<String>) -> NodeOutput {
+        NodeOutput {
+            value,
+            handle: Some(handle.into()),
+        }
+    }
+}
+
+/// The documented shape of a node type, used by `validate`, `fuse nodes show`
+/// and the schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeSpec {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub description: String,
+    pub inputs: Vec<InputSpec>,
+    /// JSON-Schema-like shape of the output; `additionalProperties: false` makes
+    /// `validate` report paths that cannot exist.
+    pub output: Value,
+    pub handles: Handles,
+    /// Trigger nodes start a run; under `fuse run` they emit the run input.
+    pub trigger: bool,
+}
+
+/// One input of a node type.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    pub description: String,
+}
+
+impl InputSpec {
+    pub fn required(name: &str, kind: &str, description: &str) -> InputSpec {
+        InputSpec {
+            name: name.into(),
+            kind: kind.into(),
+            required: true,
+            description: description.into(),
+        }
+    }
+
+    pub fn optional(name: &str, kind: &str, description: &str) -> InputSpec {
+        InputSpec {
+            name: name.into(),
+            kind: kind.into(),
+            required: false,
+            description: description.into(),
+        }
+    }
+}
+
+/// The source handles a node type can activate (besides `error`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handles {
+    /// Only the default output.
+    Default,
+    /// A fixed set, e.g. `true`/`false`.
+    Fixed(Vec<String>),
+    /// The names listed in an input (a switch's `cases`), plus `default`.
+    FromInput(String),
+}
+
+/// Names an edge may use for the default output handle.
+pub const DEFAULT_HANDLES: &[&str] = &["output", "main", "default", "success", "out"];
+/// The handle of an error path.
+pub const ERROR_HANDLE: &str = "error";

@@ -1,0 +1,47 @@
+//! The explicit list of node types a run can use: built-ins registered in one
+//! place, later joined by packages.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Node;
+
+/// Node types by name.
+#[derive(Clone, Default)]
+pub struct Registry {
+    nodes: BTreeMap<String, Arc<dyn Node>>,
+}
+
+impl Registry {
+    /// The built-in node types.
+    pub fn builtin() -> Registry {
+        let mut registry = Registry::default();
+        for node in super::builtin::all() {
+            registry.register(node);
+        }
+        registry
+    }
+
+    pub fn register(&mut self, node: Arc<dyn Node>) {
+        self.nodes.insert(node.spec().type_name.clone(), node);
+    }
+
+    /// The node for a type name, resolving the seed format's aliases.
+    pub fn get(&self, type_name: &str) -> Option<&Arc<dyn Node>> {
+        self.nodes.get(crate::workflow::canonical_type(type_name))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Node>> {
+        self.nodes.values()
+    }
+
+    /// The known type name closest to `name`, for "did you mean" hints.
+    pub fn suggest(&self, name: &str) -> Option<String> {
+        let names = self
+            .nodes
+            .keys()
+            .map(String::as_str)
+            .chain(crate::workflow::ALIASES.iter().map(|(a, _)| *a));
+        crate::workflow::validate::closest(name, names)
+    }
+}

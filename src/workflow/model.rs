@@ -1,0 +1,219 @@
+//! The workflow JSON as written (React-Flow shaped): `nodes` and `edges` plus
+//! settings. Fields a visual editor adds (`position`, styling, …) are kept in
+//! `extra` and written back unchanged; the engine ignores them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A workflow file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workflow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub settings: Settings,
+    pub nodes: Vec<NodeDef>,
+    #[serde(default)]
+    pub edges: Vec<EdgeDef>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `settings`: run-wide options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Settings {
+    /// Nodes of a run executing at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<usize>,
+    /// Whole-run time limit, e.g. `"5m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Runs of this workflow kept in history (overrides `history.keep_runs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_runs: Option<u64>,
+    /// Days runs of this workflow are kept (overrides `history.keep_days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u64>,
+    /// Constants available to expressions as `vars`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub vars: Map<String, Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeDef {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    #[serde(default)]
+    pub data: NodeData,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryDef>,
+    /// Per-attempt time limit, e.g. `"10s"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    /// `"{{ expr }}"` giving an array: the node runs once per item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreach: Option<String>,
+    /// Items of a `foreach` running at once (default: the run's max_parallel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `data` of a node: a display name and the inputs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `retry` of a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    /// Total attempts, including the first.
+    pub attempts: u32,
+    #[serde(default)]
+    pub backoff: Backoff,
+    /// First delay (default `"500ms"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<String>,
+    /// Longest delay (default `"30s"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    /// Only retry errors matching these conditions (default: errors marked retryable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<RetryOn>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backoff {
+    #[default]
+    Exponential,
+    Fixed,
+}
+
+/// `retry.on`: an error is retried when it matches any listed condition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOn {
+    /// Error kinds: `timeout`, `network`, `http`, `exit`, `process`, `any`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+    /// Exit codes of `exec.command` and external nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_codes: Vec<i32>,
+    /// HTTP statuses of `http.request`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<u16>,
+}
+
+/// What a failed node does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// The run fails (unless an `error` edge handles it).
+    Fail,
+    /// The node is recorded as failed; its output is `{"error": …}` and the run goes on.
+    Continue,
+}
+
+/// One edge. `sourceHandle` picks a branch (`true`, `false`, a switch case,
+/// `error`); `targetHandle` names the input slot on the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeDef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub source: String,
+    pub target: String,
+    #[serde(default, rename = "sourceHandle", skip_serializing_if = "Option::is_none")]
+    pub source_handle: Option<String>,
+    #[serde(default, rename = "targetHandle", skip_serializing_if = "Option::is_none")]
+    pub target_handle: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Workflow {
+    /// Parses workflow JSON; errors carry line, column and the JSON path.
+    pub fn from_json(text: &str) -> Result<Workflow, ParseError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ParseError {
+                line: inner.line(),
+                column: inner.column(),
+                path: if path == "." { String::new() } else { path },
+                message: strip_position(&inner.to_string()),
+            }
+        })
+    }
+
+    /// The name used in history: `name`, else the file stem given.
+    pub fn display_name(&self, fallback: &str) -> String {
+        self.name.clone().unwrap_or_else(|| fallback.to_string())
+    }
+}
+
+/// A workflow file that is not valid JSON or not of the expected shape.
+#[derive(Debug, Clone)]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}, column {}: ", self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "at {}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// serde_json appends " at line L column C"; the position is reported separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_ui_fields_are_kept() {
+        let text = r#"{"nodes":[{"id":"a","type":"log","position":{"x":1,"y":2},
+            "data":{"inputs":{"message":"hi"},"label":"A"}}],
+            "edges":[],"viewport":{"zoom":1}}"#;
+        let wf = Workflow::from_json(text).unwrap();
+        let back = serde_json::to_value(&wf).unwrap();
+        assert_eq!(back["nodes"][0]["position"]["x"], 1);
+        assert_eq!(back["nodes"][0]["data"]["label"], "A");
+        assert_eq!(back["viewport"]["zoom"], 1);
+    }
+
+    #[test]
+    fn parse_error_has_path_and_line() {
+        let err = Workflow::from_json("{\"nodes\": [\n {\"id\": 5, \"type\": \"log\"}]}").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.path.contains("nodes[0].id"), "{err}");
+    }
+}

@@ -1,0 +1,536 @@
+//! Static checks of a workflow. Every problem is collected (not just the first),
+//! each with the node id and the JSON path, and a clean workflow becomes a
+//! [`Plan`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::model::{OnError, Workflow};
+use crate::engine::duration;
+use crate::engine::expr::{CONTEXT_NAMES, Expressions, has_template};
+use crate::engine::plan::{Plan, PlannedEdge, PlannedNode, RetryPolicy};
+use crate::nodes::{DEFAULT_HANDLES, ERROR_HANDLE, Handles, Registry};
+
+/// One thing wrong with a workflow.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// JSON path in the file, e.g. `nodes[2].data.inputs.url`.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.node {
+            Some(node) => write!(f, "node {node:?} ({}): {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Where the workflow came from (for relative paths and history).
+#[derive(Debug, Clone, Default)]
+pub struct Source<'a> {
+    pub path: Option<&'a Path>,
+    /// The exact text of the file, hashed for history.
+    pub text: Option<&'a str>,
+}
+
+/// Checks `workflow` against `registry`; returns a plan or every problem found.
+pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> Result<Plan, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut p = |node: Option<&str>, path: String, message: String| {
+        problems.push(Problem {
+            node: node.map(str::to_string),
+            path,
+            message,
+        })
+    };
+
+    if workflow.nodes.is_empty() {
+        p(None, "nodes".into(), "the workflow has no nodes; add at least one".into());
+    }
+
+    // Ids.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (i, node) in workflow.nodes.iter().enumerate() {
+        if node.id.trim().is_empty() {
+            p(None, format!("nodes[{i}].id"), "node id is empty".into());
+            continue;
+        }
+        if let Some(first) = index.get(&node.id) {
+            p(
+                Some(&node.id),
+                format!("nodes[{i}].id"),
+                format!("duplicate node id (also nodes[{first}]); ids must be unique"),
+            );
+        } else {
+            index.insert(node.id.clone(), i);
+        }
+    }
+
+    // Types.
+    let mut impls = Vec::with_capacity(workflow.nodes.len());
+    for (i, node) in workflow.nodes.iter().enumerate() {
+        match registry.get(&node.node_type) {
+            Some(n) => impls.push(Some(n.clone())),
+            None => {
+                let hint = registry
+                    .suggest(&node.node_type)
+                    .map(|s| format!("; did you mean {s:?}?"))
+                    .unwrap_or_else(|| "; `fuse nodes list` shows the known types".into());
+                p(
+                    Some(&node.id),
+                    format!("nodes[{i}].type"),
+                    format!("unknown node type {:?}{hint}", node.node_type),
+                );
+                impls.push(None);
+            }
+        }
+    }
+
+    // Edges.
+    let mut edges = Vec::new();
+    for (e, edge) in workflow.edges.iter().enumerate() {
+        let source = index.get(&edge.source).copied();
+        let target = index.get(&edge.target).copied();
+        if source.is_none() {
+            p(None, format!("edges[{e}].source"), format!("edge from unknown node {:?}", edge.source));
+        }
+        if target.is_none() {
+            p(None, format!("edges[{e}].target"), format!("edge to unknown node {:?}", edge.target));
+        }
+        let (Some(s), Some(t)) = (source, target) else { continue };
+        if s == t {
+            p(Some(&edge.source), format!("edges[{e}]"), "edge from a node to itself".into());
+            continue;
+        }
+        if let (Some(handle), Some(node)) = (&edge.source_handle, &impls[s]) {
+            let allowed = allowed_handles(&node.spec().handles, &workflow.nodes[s].data.inputs);
+            let ok = handle == ERROR_HANDLE
+                || DEFAULT_HANDLES.contains(&handle.as_str())
+                || allowed.iter().any(|h| h == handle);
+            if !ok {
+                let mut names: Vec<String> = allowed;
+                names.push(ERROR_HANDLE.into());
+                p(
+                    Some(&edge.source),
+                    format!("edges[{e}].sourceHandle"),
+                    format!(
+                        "node {:?} has no handle {handle:?}; use one of: {}",
+                        edge.source,
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+        edges.push(PlannedEdge {
+            source: s,
+            target: t,
+            source_handle: edge.source_handle.clone().filter(|h| !DEFAULT_HANDLES.contains(&h.as_str())),
+            target_handle: edge.target_handle.clone(),
+        });
+    }
+
+    let n = workflow.nodes.len();
+    let mut incoming = vec![Vec::new(); n];
+    let mut outgoing = vec![Vec::new(); n];
+    for (i, e) in edges.iter().enumerate() {
+        incoming[e.target].push(i);
+        outgoing[e.source].push(i);
+    }
+
+    // Cycles.
+    let order = topological_order(n, &edges);
+    let acyclic = order.len() == n;
+    if !acyclic {
+        let cycle = find_cycle(n, &edges, &order);
+        let names: Vec<&str> = cycle.iter().map(|&i| workflow.nodes[i].id.as_str()).collect();
+        let first = cycle.first().map(|&i| workflow.nodes[i].id.as_str());
+        p(
+            first,
+            "edges".into(),
+            format!(
+                "the graph has a cycle: {} -> {}; workflows must be acyclic (use foreach to repeat work)",
+                names.join(" -> "),
+                names.first().unwrap_or(&"?")
+            ),
+        );
+    }
+
+    // Ancestors, for "expression names a node that is not upstream".
+    let ancestors = if acyclic { ancestors(n, &edges, &order) } else { vec![HashSet::new(); n] };
+
+    // Per node: inputs, expressions, durations, retry.
+    let exprs = Expressions::new();
+    let mut planned_meta = Vec::with_capacity(n);
+    for (i, node) in workflow.nodes.iter().enumerate() {
+        let id = node.id.as_str();
+        let base = format!("nodes[{i}]");
+        let mut has_expressions = false;
+        if let Some(imp) = &impls[i] {
+            let spec = imp.spec();
+            for input in &spec.inputs {
+                if input.required && !node.data.inputs.contains_key(&input.name) {
+                    p(
+                        Some(id),
+                        format!("{base}.data.inputs.{}", input.name),
+                        format!("missing required input `{}` ({}: {})", input.name, input.kind, input.description),
+                    );
+                }
+            }
+        }
+        let mut strings = Vec::new();
+        for (key, value) in &node.data.inputs {
+            collect_strings(value, &format!("{base}.data.inputs.{key}"), &mut strings);
+        }
+        if let Some(fe) = &node.foreach {
+            if crate::engine::expr::single_expression(fe).is_none() {
+                p(Some(id), format!("{base}.foreach"), "foreach must be one expression like \"{{ input.items }}\"".into());
+            }
+            strings.push((format!("{base}.foreach"), fe.clone()));
+        }
+        for (path, text) in &strings {
+            if !has_template(text) {
+                continue;
+            }
+            has_expressions = true;
+            match exprs.check(text) {
+                Err(e) => p(Some(id), path.clone(), format!("expression does not parse: {}", e.message)),
+                Ok(names) => {
+                    for name in names {
+                        check_name(&name, i, node.foreach.is_some(), &index, &ancestors, &impls, acyclic, &mut |msg| {
+                            p(Some(id), path.clone(), format!("in {text:?}: {msg}"))
+                        });
+                    }
+                }
+            }
+        }
+        let timeout = node.timeout.as_deref().and_then(|t| match duration::parse(t) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p(Some(id), format!("{base}.timeout"), e);
+                None
+            }
+        });
+        let retry = node.retry.as_ref().map(|r| {
+            if r.attempts == 0 {
+                p(Some(id), format!("{base}.retry.attempts"), "attempts must be at least 1".into());
+            }
+            let mut dur = |field: &str, value: &Option<String>, default: u64| match value {
+                None => std::time::Duration::from_millis(default),
+                Some(t) => duration::parse(t).unwrap_or_else(|e| {
+                    p(Some(id), format!("{base}.retry.{field}"), e);
+                    std::time::Duration::ZERO
+                }),
+            };
+            RetryPolicy {
+                attempts: r.attempts.max(1),
+                backoff: r.backoff,
+                initial: dur("initial", &r.initial, 500),
+                max: dur("max", &r.max, 30_000),
+                on: r.on.clone(),
+            }
+        });
+        if node.concurrency == Some(0) {
+            p(Some(id), format!("{base}.concurrency"), "concurrency must be at least 1".into());
+        }
+        let first_wins = crate::workflow::canonical_type(&node.node_type) == "flow.merge"
+            && node.data.inputs.get("mode").and_then(Value::as_str) == Some("first");
+        if crate::workflow::canonical_type(&node.node_type) == "flow.merge" {
+            if let Some(mode) = node.data.inputs.get("mode") {
+                if mode.as_str().is_none_or(|m| m != "all" && m != "first") {
+                    p(Some(id), format!("{base}.data.inputs.mode"), "mode must be \"all\" or \"first\"".into());
+                }
+            }
+        }
+        planned_meta.push((timeout, retry, first_wins, has_expressions));
+    }
+
+    let settings = &workflow.settings;
+    if settings.max_parallel == Some(0) {
+        p(None, "settings.max_parallel".into(), "max_parallel must be at least 1".into());
+    }
+    let timeout = settings.timeout.as_deref().and_then(|t| match duration::parse(t) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            p(None, "settings.timeout".into(), e);
+            None
+        }
+    });
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let mut nodes = Vec::with_capacity(n);
+    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions))) in
+        workflow.nodes.iter().zip(impls).zip(planned_meta).enumerate()
+    {
+        let Some(imp) = imp else { continue };
+        let has_error_edge = outgoing[i]
+            .iter()
+            .any(|&e| edges[e].source_handle.as_deref() == Some(ERROR_HANDLE));
+        nodes.push(PlannedNode {
+            id: Arc::from(node.id.as_str()),
+            type_name: imp.spec().type_name.clone(),
+            trigger: imp.spec().trigger,
+            node: imp,
+            def: node.clone(),
+            incoming: std::mem::take(&mut incoming[i]),
+            outgoing: std::mem::take(&mut outgoing[i]),
+            retry,
+            timeout,
+            on_error: node.on_error.unwrap_or(OnError::Fail),
+            has_error_edge,
+            first_wins,
+            has_expressions,
+        });
+    }
+
+    let definition = match source.text {
+        Some(text) => text.to_string(),
+        None => serde_json::to_string(&workflow).unwrap_or_default(),
+    };
+    let hash = hex(&Sha256::digest(definition.as_bytes()));
+    let fallback = source
+        .path
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "workflow".into());
+    let base_dir = source
+        .path
+        .and_then(|p| std::path::absolute(p).ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_default();
+    Ok(Plan {
+        name: workflow.display_name(&fallback),
+        max_parallel: workflow.settings.max_parallel,
+        timeout,
+        definition: Arc::new(definition),
+        hash,
+        source_path: source.path.map(Path::to_path_buf),
+        base_dir: Arc::new(base_dir),
+        nodes,
+        edges,
+        index,
+        workflow,
+    })
+}
+
+/// Checks one name an expression reads.
+#[allow(clippy::too_many_arguments)]
+fn check_name(
+    name: &str,
+    node: usize,
+    in_foreach: bool,
+    index: &HashMap<String, usize>,
+    ancestors: &[HashSet<usize>],
+    impls: &[Option<Arc<dyn crate::nodes::Node>>],
+    acyclic: bool,
+    report: &mut dyn FnMut(String),
+) {
+    let mut parts = name.split('.');
+    let root = parts.next().unwrap_or_default();
+    if !CONTEXT_NAMES.contains(&root) {
+        let hint = closest(root, CONTEXT_NAMES.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        report(format!(
+            "unknown name `{root}`{hint} (expressions can read {})",
+            CONTEXT_NAMES.join(", ")
+        ));
+        return;
+    }
+    if (root == "item" || root == "index") && !in_foreach {
+        report(format!("`{root}` exists only in a node with `foreach`"));
+        return;
+    }
+    if root != "nodes" {
+        return;
+    }
+    let Some(target) = parts.next() else { return };
+    let Some(&t) = index.get(target) else {
+        let hint = closest(target, index.keys().map(String::as_str))
+            .map(|s| format!("; did you mean {s:?}?"))
+            .unwrap_or_default();
+        report(format!("no node {target:?} in this workflow{hint}"));
+        return;
+    };
+    if acyclic && !ancestors[node].contains(&t) {
+        report(format!(
+            "node {target:?} is not upstream of this node, so its output is not available; add an edge path from it"
+        ));
+        return;
+    }
+    match parts.next() {
+        None => {}
+        Some("output") => {
+            let rest: Vec<&str> = parts.collect();
+            if let Some(imp) = &impls[t] {
+                if let Some(missing) = missing_path(&imp.spec().output, &rest) {
+                    report(format!(
+                        "nodes.{target}.output has no field `{missing}` ({} outputs {})",
+                        imp.spec().type_name,
+                        describe_schema(&imp.spec().output)
+                    ));
+                }
+            }
+        }
+        Some(other) => report(format!("nodes.{target} has no `{other}`; use nodes.{target}.output")),
+    }
+}
+
+/// The first path segment that a closed object schema says cannot exist.
+fn missing_path(schema: &Value, path: &[&str]) -> Option<String> {
+    let mut current = schema;
+    for seg in path {
+        let closed = current.get("additionalProperties") == Some(&Value::Bool(false));
+        match current.get("properties").and_then(|p| p.get(*seg)) {
+            Some(next) => current = next,
+            None if closed => return Some((*seg).to_string()),
+            None => return None,
+        }
+    }
+    None
+}
+
+fn describe_schema(schema: &Value) -> String {
+    match schema.get("properties").and_then(Value::as_object) {
+        Some(props) => format!("{{{}}}", props.keys().cloned().collect::<Vec<_>>().join(", ")),
+        None => "a value".into(),
+    }
+}
+
+fn allowed_handles(handles: &Handles, inputs: &serde_json::Map<String, Value>) -> Vec<String> {
+    match handles {
+        Handles::Default => Vec::new(),
+        Handles::Fixed(names) => names.clone(),
+        Handles::FromInput(key) => {
+            let mut names: Vec<String> = inputs
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            names.push("default".into());
+            names
+        }
+    }
+}
+
+fn collect_strings(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(s) => out.push((path.to_string(), s.clone())),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_strings(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                collect_strings(v, &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Kahn's algorithm; shorter than `n` when there is a cycle.
+fn topological_order(n: usize, edges: &[PlannedEdge]) -> Vec<usize> {
+    let mut indegree = vec![0usize; n];
+    let mut out = vec![Vec::new(); n];
+    for e in edges {
+        indegree[e.target] += 1;
+        out[e.source].push(e.target);
+    }
+    let mut queue: std::collections::VecDeque<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = queue.pop_front() {
+        order.push(i);
+        for &t in &out[i] {
+            indegree[t] -= 1;
+            if indegree[t] == 0 {
+                queue.push_back(t);
+            }
+        }
+    }
+    order
+}
+
+/// One cycle among the nodes Kahn's algorithm could not order.
+fn find_cycle(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<usize> {
+    let ordered: HashSet<usize> = order.iter().copied().collect();
+    let mut out = vec![Vec::new(); n];
+    for e in edges {
+        out[e.source].push(e.target);
+    }
+    let Some(start) = (0..n).find(|i| !ordered.contains(i)) else { return Vec::new() };
+    // Every unordered node has an unordered successor; walk until a node repeats.
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut path = Vec::new();
+    let mut current = start;
+    loop {
+        if let Some(&pos) = seen.get(&current) {
+            return path[pos..].to_vec();
+        }
+        seen.insert(current, path.len());
+        path.push(current);
+        match out[current].iter().find(|t| !ordered.contains(t)) {
+            Some(&next) => current = next,
+            None => return path,
+        }
+    }
+}
+
+fn ancestors(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<HashSet<usize>> {
+    let mut parents = vec![Vec::new(); n];
+    for e in edges {
+        parents[e.target].push(e.source);
+    }
+    let mut result: Vec<HashSet<usize>> = vec![HashSet::new(); n];
+    for &i in order {
+        let mut set = HashSet::new();
+        for &p in &parents[i] {
+            set.insert(p);
+            set.extend(result[p].iter().copied());
+        }
+        result[i] = set;
+    }
+    result
+}
+
+/// The candidate closest to `name` by edit distance, if close enough to be a typo.
+pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let limit = (name.len() / 3).max(2);
+    candidates
+        .map(|c| (levenshtein(&name.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

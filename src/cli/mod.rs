@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 
 mod completions;
 mod init;
+mod progress;
+mod run;
+mod runs;
+mod schema;
+mod validate;
 mod version;
 
 /// fuse: fast, local workflow automation.
@@ -27,7 +32,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Less output: only errors.
+    /// Less output: no progress or notes, only results and errors.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 
@@ -42,6 +47,26 @@ pub enum Command {
         after_help = "Examples:\n  fuse init                 # asks for home, port and keyring\n  fuse init --yes           # take the defaults\n  fuse --home ./h init --yes --port 9000"
     )]
     Init(init::InitArgs),
+
+    /// Run a workflow file in this process and print its result.
+    #[command(
+        after_help = "Examples:\n  fuse run templates/hello.json\n  fuse run report.json --input url=https://example.org --input limit=10\n  fuse run wf.json --input-file input.json --json | jq .status\n\nExit codes: 0 succeeded, 1 failed or cancelled, 2 invalid workflow or usage."
+    )]
+    Run(run::RunArgs),
+
+    /// Check a workflow file without running it; lists every problem.
+    #[command(
+        after_help = "Examples:\n  fuse validate workflow.json\n  fuse validate workflow.json --json"
+    )]
+    Validate(validate::ValidateArgs),
+
+    /// Inspect and manage recorded runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+
+    /// Print a JSON Schema (for editors and CI checks).
+    #[command(after_help = "Example:\n  fuse schema workflow > workflow.schema.json")]
+    Schema(schema::SchemaArgs),
 
     /// Show the version of fuse and its environment.
     #[command(after_help = "Examples:\n  fuse version\n  fuse version --json | jq .schema_version")]
@@ -62,6 +87,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Init(args) => init::run(&globals, args),
+        Command::Run(args) => run::run(&globals, args),
+        Command::Validate(args) => validate::run(args),
+        Command::Runs(command) => runs::run(&globals, command),
+        Command::Schema(args) => schema::run(args),
         Command::Version(args) => version::run(&globals, args),
         Command::Completions(args) => completions::run(args),
     }
@@ -124,4 +153,13 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 pub fn stdin_is_tty() -> bool {
     use std::io::IsTerminal;
     std::io::stdin().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

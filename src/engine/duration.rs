@@ -4,7 +4,9 @@ use std::time::Duration;
 
 /// Parses a duration; the error says what is accepted.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration; write it like \"300ms\", \"2s\", \"1m30s\" or \"1h\"");
+    let bad = || {
+        format!("{text:?} is not a duration; write it like \"300ms\", \"2s\", \"1m30s\" or \"1h\"")
+    };
     let s = text.trim();
     if s.is_empty() {
         return Err(bad());
@@ -20,7 +22,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         }
         let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds = match unit {

@@ -48,6 +48,9 @@ pub enum Event {
         trigger_kind: String,
         input: Arc<Value>,
         node_count: usize,
+        /// Retention overrides from the workflow's settings.
+        keep_runs: Option<u64>,
+        keep_days: Option<u64>,
         at_ms: i64,
     },
     NodeStarted {

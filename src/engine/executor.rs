@@ -73,6 +73,8 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         trigger_kind: request.trigger_kind.clone(),
         input: input.clone(),
         node_count: plan.nodes.len(),
+        keep_runs: plan.workflow.settings.keep_runs,
+        keep_days: plan.workflow.settings.keep_days,
         at_ms: now_ms(),
     });
 
@@ -89,7 +91,10 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         json!({"id": run_id, "workflow": plan.name, "started_at": started_at}),
         view.clone(),
     );
-    let max_parallel = plan.max_parallel.unwrap_or(engine.inner.max_parallel).max(1);
+    let max_parallel = plan
+        .max_parallel
+        .unwrap_or(engine.inner.max_parallel)
+        .max(1);
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         plan: plan.clone(),
@@ -126,7 +131,9 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
             let node_input = if plan.nodes[i].incoming.is_empty() {
                 input.clone()
             } else if plan.nodes[i].first_wins {
-                first_input[i].clone().unwrap_or_else(|| Arc::new(Value::Null))
+                first_input[i]
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(Value::Null))
             } else {
                 Arc::new(gather_input(&plan, i, &edges))
             };
@@ -178,9 +185,20 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                         Some(crate::nodes::ERROR_HANDLE) => false,
                         Some(h) => out.handle.as_deref() == Some(h),
                     };
-                    edges[e] = if live { EdgeState::Live(value.clone()) } else { EdgeState::Dead };
+                    edges[e] = if live {
+                        EdgeState::Live(value.clone())
+                    } else {
+                        EdgeState::Dead
+                    };
                 }
-                finish(&shared, i, Status::Succeeded, done.attempts, duration_ms, None);
+                finish(
+                    &shared,
+                    i,
+                    Status::Succeeded,
+                    done.attempts,
+                    duration_ms,
+                    None,
+                );
                 records[i] = Some(NodeRecord {
                     status: Status::Succeeded,
                     attempts: done.attempts,
@@ -190,18 +208,32 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
             }
             Err(err) => {
                 let cancelled = err.kind == ErrorKind::Cancelled;
-                let status = if cancelled { Status::Cancelled } else { Status::Failed };
+                let status = if cancelled {
+                    Status::Cancelled
+                } else {
+                    Status::Failed
+                };
                 let error_json = err.to_json();
-                let handled = !cancelled && (node.has_error_edge || node.on_error == OnError::Continue);
+                let handled =
+                    !cancelled && (node.has_error_edge || node.on_error == OnError::Continue);
                 if handled {
                     let carried = Arc::new(json!({"error": error_json, "input": *done.input}));
                     if node.on_error == OnError::Continue && !node.has_error_edge {
                         shared.view.set(&node.id, carried.clone());
                     }
                     for &e in &node.outgoing {
-                        let is_error_edge = plan.edges[e].source_handle.as_deref() == Some(crate::nodes::ERROR_HANDLE);
-                        let live = if node.has_error_edge { is_error_edge } else { !is_error_edge };
-                        edges[e] = if live { EdgeState::Live(carried.clone()) } else { EdgeState::Dead };
+                        let is_error_edge = plan.edges[e].source_handle.as_deref()
+                            == Some(crate::nodes::ERROR_HANDLE);
+                        let live = if node.has_error_edge {
+                            is_error_edge
+                        } else {
+                            !is_error_edge
+                        };
+                        edges[e] = if live {
+                            EdgeState::Live(carried.clone())
+                        } else {
+                            EdgeState::Dead
+                        };
                     }
                     shared.engine.observer().on_event(&Event::Log {
                         run_id: shared.run.id.clone(),
@@ -209,7 +241,11 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                         level: LogLevel::Warn,
                         message: format!(
                             "failed, continuing by its {}: {}",
-                            if node.has_error_edge { "error path" } else { "on_error: continue" },
+                            if node.has_error_edge {
+                                "error path"
+                            } else {
+                                "on_error: continue"
+                            },
                             err.message
                         ),
                     });
@@ -218,12 +254,22 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                         edges[e] = EdgeState::Dead;
                     }
                     if stop.is_none() {
-                        failure = Some(format!("node {:?} ({}) failed: {}", &*node.id, node.type_name, err.message));
+                        failure = Some(format!(
+                            "node {:?} ({}) failed: {}",
+                            &*node.id, node.type_name, err.message
+                        ));
                         stop = Some(Status::Failed);
                         shared.cancel.cancel();
                     }
                 }
-                finish(&shared, i, status, done.attempts, duration_ms, Some(err.message.clone()));
+                finish(
+                    &shared,
+                    i,
+                    status,
+                    done.attempts,
+                    duration_ms,
+                    Some(err.message.clone()),
+                );
                 records[i] = Some(NodeRecord {
                     status,
                     attempts: done.attempts,
@@ -241,18 +287,21 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                 continue;
             }
             let target = &plan.nodes[t];
-            if target.first_wins {
-                if let EdgeState::Live(v) = &edges[e] {
-                    first_input[t] = Some(v.clone());
-                    state[t] = NodeState::Ready;
-                    ready.push_back(t);
-                    continue;
-                }
+            if target.first_wins
+                && let EdgeState::Live(v) = &edges[e]
+            {
+                first_input[t] = Some(v.clone());
+                state[t] = NodeState::Ready;
+                ready.push_back(t);
+                continue;
             }
             if remaining[t] > 0 {
                 continue;
             }
-            let any_live = target.incoming.iter().any(|&x| matches!(edges[x], EdgeState::Live(_)));
+            let any_live = target
+                .incoming
+                .iter()
+                .any(|&x| matches!(edges[x], EdgeState::Live(_)));
             if any_live && !target.first_wins {
                 state[t] = NodeState::Ready;
                 ready.push_back(t);
@@ -279,7 +328,11 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     // Nodes that never got to run because the run stopped.
     for (i, record) in records.iter_mut().enumerate() {
         if record.is_none() {
-            let status = if stop.is_some() { Status::Cancelled } else { Status::Skipped };
+            let status = if stop.is_some() {
+                Status::Cancelled
+            } else {
+                Status::Skipped
+            };
             finish(&shared, i, status, 0, 0, None);
             *record = Some(NodeRecord {
                 status,
@@ -298,7 +351,11 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         Some(s) => s,
         None => Status::Succeeded,
     };
-    let output = if status == Status::Succeeded { result_of(&plan, &records) } else { Value::Null };
+    let output = if status == Status::Succeeded {
+        result_of(&plan, &records)
+    } else {
+        Value::Null
+    };
     let duration_ms = started.elapsed().as_millis() as u64;
     let output = Arc::new(output);
     engine.observer().on_event(&Event::RunFinished {
@@ -333,7 +390,14 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn finish(shared: &Shared, i: usize, status: Status, attempts: u32, duration_ms: u64, error: Option<String>) {
+fn finish(
+    shared: &Shared,
+    i: usize,
+    status: Status,
+    attempts: u32,
+    duration_ms: u64,
+    error: Option<String>,
+) {
     let node = &shared.plan.nodes[i];
     shared.engine.observer().on_event(&Event::NodeFinished {
         run_id: shared.run.id.clone(),
@@ -360,10 +424,11 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
         })
         .collect();
     let keyed = node.type_name == "flow.merge";
-    if let [(e, v)] = live.as_slice() {
-        if !keyed && plan.edges[*e].target_handle.is_none() {
-            return (***v).clone();
-        }
+    if let [(e, v)] = live.as_slice()
+        && !keyed
+        && plan.edges[*e].target_handle.is_none()
+    {
+        return (***v).clone();
     }
     let mut map = Map::new();
     for (e, v) in live {
@@ -386,12 +451,14 @@ fn result_of(plan: &Plan, records: &[Option<NodeRecord>]) -> Value {
             .filter(|r| r.status == Status::Succeeded)
             .and_then(|r| r.output.clone())
     };
-    if let Some(i) = plan.nodes.iter().position(|n| n.type_name == "end") {
-        if let Some(v) = output(i) {
-            return v;
-        }
+    if let Some(i) = plan.nodes.iter().position(|n| n.type_name == "end")
+        && let Some(v) = output(i)
+    {
+        return v;
     }
-    let sinks: Vec<usize> = (0..plan.nodes.len()).filter(|&i| plan.nodes[i].outgoing.is_empty()).collect();
+    let sinks: Vec<usize> = (0..plan.nodes.len())
+        .filter(|&i| plan.nodes[i].outgoing.is_empty())
+        .collect();
     if let [only] = sinks.as_slice() {
         return output(*only).unwrap_or(Value::Null);
     }
@@ -436,7 +503,12 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     }
 }
 
-async fn run_foreach(shared: &Arc<Shared>, i: usize, input: &Arc<Value>, expr: &str) -> (Result<NodeOutput, NodeError>, u32) {
+async fn run_foreach(
+    shared: &Arc<Shared>,
+    i: usize,
+    input: &Arc<Value>,
+    expr: &str,
+) -> (Result<NodeOutput, NodeError>, u32) {
     let node = &shared.plan.nodes[i];
     let context = shared.scope.for_node(input, None);
     let items = match shared.engine.inner.exprs.render_str(expr, &context) {
@@ -445,7 +517,10 @@ async fn run_foreach(shared: &Arc<Shared>, i: usize, input: &Arc<Value>, expr: &
             return (
                 Err(NodeError::new(
                     ErrorKind::Expression,
-                    format!("foreach {expr:?} gave {}, not an array", crate::nodes::json_type(&other)),
+                    format!(
+                        "foreach {expr:?} gave {}, not an array",
+                        crate::nodes::json_type(&other)
+                    ),
                 )),
                 1,
             );
@@ -471,7 +546,12 @@ async fn run_foreach(shared: &Arc<Shared>, i: usize, input: &Arc<Value>, expr: &
     while let Some(joined) = set.join_next().await {
         let (index, result, attempts) = match joined {
             Ok(r) => r,
-            Err(e) => return (Err(NodeError::other(format!("a foreach item task failed: {e}"))), max_attempts),
+            Err(e) => {
+                return (
+                    Err(NodeError::other(format!("a foreach item task failed: {e}"))),
+                    max_attempts,
+                );
+            }
         };
         max_attempts = max_attempts.max(attempts);
         match result {
@@ -494,8 +574,14 @@ async fn run_foreach(shared: &Arc<Shared>, i: usize, input: &Arc<Value>, expr: &
         e.message = format!("item {index}: {}", e.message);
         return (Err(e), max_attempts);
     }
-    let values: Vec<Value> = results.into_iter().map(|v| v.unwrap_or(Value::Null)).collect();
-    (Ok(NodeOutput::new(Value::Array(values))), max_attempts.max(1))
+    let values: Vec<Value> = results
+        .into_iter()
+        .map(|v| v.unwrap_or(Value::Null))
+        .collect();
+    (
+        Ok(NodeOutput::new(Value::Array(values))),
+        max_attempts.max(1),
+    )
 }
 
 /// Runs the attempts of one node (or one foreach item) until success, a
@@ -583,7 +669,9 @@ async fn one_attempt(
                 .inner
                 .exprs
                 .render(value, &context)
-                .map_err(|e| NodeError::new(ErrorKind::Expression, format!("input `{key}`: {e}")))?;
+                .map_err(|e| {
+                    NodeError::new(ErrorKind::Expression, format!("input `{key}`: {e}"))
+                })?;
             params.insert(key.clone(), rendered);
         }
         params
@@ -625,7 +713,9 @@ fn should_retry(err: &NodeError, policy: &RetryPolicy) -> bool {
     if err.kind == ErrorKind::Cancelled {
         return false;
     }
-    let Some(on) = &policy.on else { return err.retryable };
+    let Some(on) = &policy.on else {
+        return err.retryable;
+    };
     let kind = err.kind.name();
     on.kinds.iter().any(|k| k == kind || k == "any")
         || matches!(err.kind, ErrorKind::Exit { code } if on.exit_codes.contains(&code))
@@ -666,9 +756,15 @@ mod tests {
         let p = policy(None);
         for _ in 0..50 {
             let d1 = backoff(&p, 1);
-            assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+            assert!(
+                d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+                "{d1:?}"
+            );
             let d2 = backoff(&p, 2);
-            assert!(d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200), "{d2:?}");
+            assert!(
+                d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200),
+                "{d2:?}"
+            );
             let d9 = backoff(&p, 9);
             assert!(d9 <= Duration::from_millis(350), "{d9:?}");
         }
@@ -685,19 +781,34 @@ mod tests {
         assert!(should_retry(&exit3, &policy(Some(on.clone()))));
         assert!(!should_retry(&exit4, &policy(Some(on))));
         let timeout = NodeError::new(ErrorKind::Timeout, "t");
-        assert!(should_retry(&timeout, &policy(None)), "timeouts are retryable by default");
-        assert!(!should_retry(&exit3, &policy(None)), "exit codes are not, by default");
+        assert!(
+            should_retry(&timeout, &policy(None)),
+            "timeouts are retryable by default"
+        );
+        assert!(
+            !should_retry(&exit3, &policy(None)),
+            "exit codes are not, by default"
+        );
         let kinds = RetryOn {
             kinds: vec!["timeout".into()],
             ..Default::default()
         };
         assert!(should_retry(&timeout, &policy(Some(kinds.clone()))));
-        assert!(!should_retry(&NodeError::new(ErrorKind::Network, "n"), &policy(Some(kinds))));
+        assert!(!should_retry(
+            &NodeError::new(ErrorKind::Network, "n"),
+            &policy(Some(kinds))
+        ));
         let http = RetryOn {
             statuses: vec![503],
             ..Default::default()
         };
-        assert!(should_retry(&NodeError::new(ErrorKind::Http { status: 503 }, "h"), &policy(Some(http.clone()))));
-        assert!(!should_retry(&NodeError::new(ErrorKind::Http { status: 404 }, "h"), &policy(Some(http))));
+        assert!(should_retry(
+            &NodeError::new(ErrorKind::Http { status: 503 }, "h"),
+            &policy(Some(http.clone()))
+        ));
+        assert!(!should_retry(
+            &NodeError::new(ErrorKind::Http { status: 404 }, "h"),
+            &policy(Some(http))
+        ));
     }
 }

@@ -50,7 +50,10 @@ impl Expressions {
         env.set_recursion_limit(64);
         env.add_filter("fromjson", |s: String| -> Result<Mj, minijinja::Error> {
             let v: Value = serde_json::from_str(&s).map_err(|e| {
-                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("fromjson: {e}"))
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("fromjson: {e}"),
+                )
             })?;
             Ok(Mj::from(Serde(&v)))
         });
@@ -94,7 +97,10 @@ impl Expressions {
         if !has_template(text) {
             return Ok(Value::String(text.to_string()));
         }
-        self.env.render_str(text, scope.clone()).map(Value::String).map_err(err)
+        self.env
+            .render_str(text, scope.clone())
+            .map(Value::String)
+            .map_err(err)
     }
 
     /// Parses a string without running it; returns the context paths it reads
@@ -148,7 +154,9 @@ fn describe(e: &minijinja::Error) -> String {
         None => e.kind().to_string(),
     };
     if e.kind() == minijinja::ErrorKind::UndefinedError {
-        message.push_str(" (a name or field that does not exist; check spelling and that the node is upstream)");
+        message.push_str(
+            " (a name or field that does not exist; check spelling and that the node is upstream)",
+        );
     }
     if e.kind() == minijinja::ErrorKind::OutOfFuel {
         message.push_str(" (the expression did too much work; simplify it or use transform.jq)");
@@ -222,7 +230,12 @@ pub struct RunScope {
 }
 
 impl RunScope {
-    pub fn new(trigger: &Value, vars: &serde_json::Map<String, Value>, run: Value, nodes: Arc<NodesView>) -> RunScope {
+    pub fn new(
+        trigger: &Value,
+        vars: &serde_json::Map<String, Value>,
+        run: Value,
+        nodes: Arc<NodesView>,
+    ) -> RunScope {
         RunScope {
             trigger: Mj::from(Serde(trigger)),
             vars: Mj::from(Serde(vars)),
@@ -257,7 +270,12 @@ mod tests {
     fn scope() -> Mj {
         let nodes = Arc::new(NodesView::default());
         nodes.set("a", Arc::new(json!({"n": 2, "list": [1, 2, 3]})));
-        let rs = RunScope::new(&json!({"name": "ada"}), &serde_json::Map::new(), json!({"id": "r1"}), nodes);
+        let rs = RunScope::new(
+            &json!({"name": "ada"}),
+            &serde_json::Map::new(),
+            json!({"id": "r1"}),
+            nodes,
+        );
         rs.for_node(&json!({"x": 1}), None)
     }
 
@@ -265,16 +283,27 @@ mod tests {
     fn single_expression_keeps_type() {
         let e = Expressions::new();
         let s = scope();
-        assert_eq!(e.render_str("{{ nodes.a.output.n * 2 }}", &s).unwrap(), json!(4));
-        assert_eq!(e.render_str("{{ nodes.a.output.list }}", &s).unwrap(), json!([1, 2, 3]));
-        assert_eq!(e.render_str("hi {{ trigger.name }}!", &s).unwrap(), json!("hi ada!"));
+        assert_eq!(
+            e.render_str("{{ nodes.a.output.n * 2 }}", &s).unwrap(),
+            json!(4)
+        );
+        assert_eq!(
+            e.render_str("{{ nodes.a.output.list }}", &s).unwrap(),
+            json!([1, 2, 3])
+        );
+        assert_eq!(
+            e.render_str("hi {{ trigger.name }}!", &s).unwrap(),
+            json!("hi ada!")
+        );
         assert_eq!(e.render_str("plain", &s).unwrap(), json!("plain"));
     }
 
     #[test]
     fn undefined_names_are_errors() {
         let e = Expressions::new();
-        let err = e.render_str("{{ nodes.zzz.output }}", &scope()).unwrap_err();
+        let err = e
+            .render_str("{{ nodes.zzz.output }}", &scope())
+            .unwrap_err();
         assert!(err.message.contains("undefined"), "{err}");
         assert!(e.render_str("{{ trigger.nope }}", &scope()).is_err());
     }
@@ -283,16 +312,27 @@ mod tests {
     fn looping_expression_runs_out_of_fuel() {
         let e = Expressions::new();
         let err = e
-            .render_str("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", &scope())
+            .render_str(
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                &scope(),
+            )
             .unwrap_err();
-        assert!(err.message.contains("too much work") || err.message.contains("range"), "{err}");
+        assert!(
+            err.message.contains("too much work") || err.message.contains("range"),
+            "{err}"
+        );
     }
 
     #[test]
     fn check_lists_paths() {
         let e = Expressions::new();
-        let names = e.check("{{ nodes.fetch.output.body }} {{ nodes[\"my-node\"].output }}").unwrap();
-        assert!(names.iter().any(|n| n.starts_with("nodes.fetch")), "{names:?}");
+        let names = e
+            .check("{{ nodes.fetch.output.body }} {{ nodes[\"my-node\"].output }}")
+            .unwrap();
+        assert!(
+            names.iter().any(|n| n.starts_with("nodes.fetch")),
+            "{names:?}"
+        );
         assert!(names.iter().any(|n| n == "nodes.my-node"), "{names:?}");
         assert!(e.check("{{ 1 + }}").is_err());
     }

@@ -136,13 +136,25 @@ impl Engine {
 
     /// Parses and validates workflow JSON.
     pub fn load_str(&self, text: &str, path: Option<&Path>) -> Result<Plan, LoadError> {
-        let shown = path.map(Path::to_path_buf).unwrap_or_else(|| "workflow".into());
+        let shown = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| "workflow".into());
         let workflow = Workflow::from_json(text).map_err(|error| LoadError::Parse {
             path: shown.clone(),
             error,
         })?;
-        crate::workflow::validate(workflow, self.registry(), Source { path, text: Some(text) })
-            .map_err(|problems| LoadError::Invalid { path: shown, problems })
+        crate::workflow::validate(
+            workflow,
+            self.registry(),
+            Source {
+                path,
+                text: Some(text),
+            },
+        )
+        .map_err(|problems| LoadError::Invalid {
+            path: shown,
+            problems,
+        })
     }
 
     /// Runs a plan to the end and returns its record.

@@ -131,7 +131,9 @@ impl NodeCtx {
 }
 
 fn missing(name: &str) -> NodeError {
-    NodeError::input(format!("input `{name}` is required; add it under data.inputs"))
+    NodeError::input(format!(
+        "input `{name}` is required; add it under data.inputs"
+    ))
 }
 
 /// An input of the wrong JSON type.

@@ -60,7 +60,7 @@ pub struct NodeError {
     /// Wait at least this long before retrying (`Retry-After`).
     pub retry_after: Option<Duration>,
     /// Extra data kept with the error (e.g. the stderr of a failed command).
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
 }
 
 impl NodeError {
@@ -91,7 +91,7 @@ impl NodeError {
     }
 
     pub fn with_details(mut self, details: Value) -> NodeError {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -113,7 +113,7 @@ impl NodeError {
             _ => {}
         }
         if let Some(details) = &self.details {
-            v["details"] = details.clone();
+            v["details"] = (**details).clone();
         }
         v
     }

@@ -13,6 +13,11 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
+pub mod history;
+pub mod recorder;
+
+pub use recorder::Recorder;
+
 mod embedded {
     refinery::embed_migrations!("src/store/migrations");
 }
@@ -90,6 +95,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Gives up the store for its connection (the recorder's writer thread owns one).
+    pub fn into_connection(self) -> Connection {
+        self.conn
     }
 
     /// A value from the `meta` table.

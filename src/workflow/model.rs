@@ -137,9 +137,17 @@ pub struct EdgeDef {
     pub id: Option<String>,
     pub source: String,
     pub target: String,
-    #[serde(default, rename = "sourceHandle", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "sourceHandle",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_handle: Option<String>,
-    #[serde(default, rename = "targetHandle", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "targetHandle",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_handle: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -212,7 +220,8 @@ mod tests {
 
     #[test]
     fn parse_error_has_path_and_line() {
-        let err = Workflow::from_json("{\"nodes\": [\n {\"id\": 5, \"type\": \"log\"}]}").unwrap_err();
+        let err =
+            Workflow::from_json("{\"nodes\": [\n {\"id\": 5, \"type\": \"log\"}]}").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.path.contains("nodes[0].id"), "{err}");
     }

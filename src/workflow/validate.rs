@@ -44,7 +44,11 @@ pub struct Source<'a> {
 }
 
 /// Checks `workflow` against `registry`; returns a plan or every problem found.
-pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> Result<Plan, Vec<Problem>> {
+pub fn validate(
+    workflow: Workflow,
+    registry: &Registry,
+    source: Source<'_>,
+) -> Result<Plan, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut p = |node: Option<&str>, path: String, message: String| {
         problems.push(Problem {
@@ -55,7 +59,11 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
     };
 
     if workflow.nodes.is_empty() {
-        p(None, "nodes".into(), "the workflow has no nodes; add at least one".into());
+        p(
+            None,
+            "nodes".into(),
+            "the workflow has no nodes; add at least one".into(),
+        );
     }
 
     // Ids.
@@ -102,14 +110,28 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
         let source = index.get(&edge.source).copied();
         let target = index.get(&edge.target).copied();
         if source.is_none() {
-            p(None, format!("edges[{e}].source"), format!("edge from unknown node {:?}", edge.source));
+            p(
+                None,
+                format!("edges[{e}].source"),
+                format!("edge from unknown node {:?}", edge.source),
+            );
         }
         if target.is_none() {
-            p(None, format!("edges[{e}].target"), format!("edge to unknown node {:?}", edge.target));
+            p(
+                None,
+                format!("edges[{e}].target"),
+                format!("edge to unknown node {:?}", edge.target),
+            );
         }
-        let (Some(s), Some(t)) = (source, target) else { continue };
+        let (Some(s), Some(t)) = (source, target) else {
+            continue;
+        };
         if s == t {
-            p(Some(&edge.source), format!("edges[{e}]"), "edge from a node to itself".into());
+            p(
+                Some(&edge.source),
+                format!("edges[{e}]"),
+                "edge from a node to itself".into(),
+            );
             continue;
         }
         if let (Some(handle), Some(node)) = (&edge.source_handle, &impls[s]) {
@@ -134,7 +156,10 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
         edges.push(PlannedEdge {
             source: s,
             target: t,
-            source_handle: edge.source_handle.clone().filter(|h| !DEFAULT_HANDLES.contains(&h.as_str())),
+            source_handle: edge
+                .source_handle
+                .clone()
+                .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str())),
             target_handle: edge.target_handle.clone(),
         });
     }
@@ -152,7 +177,10 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
     let acyclic = order.len() == n;
     if !acyclic {
         let cycle = find_cycle(n, &edges, &order);
-        let names: Vec<&str> = cycle.iter().map(|&i| workflow.nodes[i].id.as_str()).collect();
+        let names: Vec<&str> = cycle
+            .iter()
+            .map(|&i| workflow.nodes[i].id.as_str())
+            .collect();
         let first = cycle.first().map(|&i| workflow.nodes[i].id.as_str());
         p(
             first,
@@ -166,7 +194,11 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
     }
 
     // Ancestors, for "expression names a node that is not upstream".
-    let ancestors = if acyclic { ancestors(n, &edges, &order) } else { vec![HashSet::new(); n] };
+    let ancestors = if acyclic {
+        ancestors(n, &edges, &order)
+    } else {
+        vec![HashSet::new(); n]
+    };
 
     // Per node: inputs, expressions, durations, retry.
     let exprs = Expressions::new();
@@ -182,7 +214,10 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
                     p(
                         Some(id),
                         format!("{base}.data.inputs.{}", input.name),
-                        format!("missing required input `{}` ({}: {})", input.name, input.kind, input.description),
+                        format!(
+                            "missing required input `{}` ({}: {})",
+                            input.name, input.kind, input.description
+                        ),
                     );
                 }
             }
@@ -193,7 +228,11 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
         }
         if let Some(fe) = &node.foreach {
             if crate::engine::expr::single_expression(fe).is_none() {
-                p(Some(id), format!("{base}.foreach"), "foreach must be one expression like \"{{ input.items }}\"".into());
+                p(
+                    Some(id),
+                    format!("{base}.foreach"),
+                    "foreach must be one expression like \"{{ input.items }}\"".into(),
+                );
             }
             strings.push((format!("{base}.foreach"), fe.clone()));
         }
@@ -203,26 +242,44 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
             }
             has_expressions = true;
             match exprs.check(text) {
-                Err(e) => p(Some(id), path.clone(), format!("expression does not parse: {}", e.message)),
+                Err(e) => p(
+                    Some(id),
+                    path.clone(),
+                    format!("expression does not parse: {}", e.message),
+                ),
                 Ok(names) => {
                     for name in names {
-                        check_name(&name, i, node.foreach.is_some(), &index, &ancestors, &impls, acyclic, &mut |msg| {
-                            p(Some(id), path.clone(), format!("in {text:?}: {msg}"))
-                        });
+                        check_name(
+                            &name,
+                            i,
+                            node.foreach.is_some(),
+                            &index,
+                            &ancestors,
+                            &impls,
+                            acyclic,
+                            &mut |msg| p(Some(id), path.clone(), format!("in {text:?}: {msg}")),
+                        );
                     }
                 }
             }
         }
-        let timeout = node.timeout.as_deref().and_then(|t| match duration::parse(t) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                p(Some(id), format!("{base}.timeout"), e);
-                None
-            }
-        });
+        let timeout = node
+            .timeout
+            .as_deref()
+            .and_then(|t| match duration::parse(t) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    p(Some(id), format!("{base}.timeout"), e);
+                    None
+                }
+            });
         let retry = node.retry.as_ref().map(|r| {
             if r.attempts == 0 {
-                p(Some(id), format!("{base}.retry.attempts"), "attempts must be at least 1".into());
+                p(
+                    Some(id),
+                    format!("{base}.retry.attempts"),
+                    "attempts must be at least 1".into(),
+                );
             }
             let mut dur = |field: &str, value: &Option<String>, default: u64| match value {
                 None => std::time::Duration::from_millis(default),
@@ -240,39 +297,57 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
             }
         });
         if node.concurrency == Some(0) {
-            p(Some(id), format!("{base}.concurrency"), "concurrency must be at least 1".into());
+            p(
+                Some(id),
+                format!("{base}.concurrency"),
+                "concurrency must be at least 1".into(),
+            );
         }
         let first_wins = crate::workflow::canonical_type(&node.node_type) == "flow.merge"
             && node.data.inputs.get("mode").and_then(Value::as_str) == Some("first");
-        if crate::workflow::canonical_type(&node.node_type) == "flow.merge" {
-            if let Some(mode) = node.data.inputs.get("mode") {
-                if mode.as_str().is_none_or(|m| m != "all" && m != "first") {
-                    p(Some(id), format!("{base}.data.inputs.mode"), "mode must be \"all\" or \"first\"".into());
-                }
-            }
+        if crate::workflow::canonical_type(&node.node_type) == "flow.merge"
+            && let Some(mode) = node.data.inputs.get("mode")
+            && mode.as_str().is_none_or(|m| m != "all" && m != "first")
+        {
+            p(
+                Some(id),
+                format!("{base}.data.inputs.mode"),
+                "mode must be \"all\" or \"first\"".into(),
+            );
         }
         planned_meta.push((timeout, retry, first_wins, has_expressions));
     }
 
     let settings = &workflow.settings;
     if settings.max_parallel == Some(0) {
-        p(None, "settings.max_parallel".into(), "max_parallel must be at least 1".into());
+        p(
+            None,
+            "settings.max_parallel".into(),
+            "max_parallel must be at least 1".into(),
+        );
     }
-    let timeout = settings.timeout.as_deref().and_then(|t| match duration::parse(t) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            p(None, "settings.timeout".into(), e);
-            None
-        }
-    });
+    let timeout = settings
+        .timeout
+        .as_deref()
+        .and_then(|t| match duration::parse(t) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p(None, "settings.timeout".into(), e);
+                None
+            }
+        });
 
     if !problems.is_empty() {
         return Err(problems);
     }
 
     let mut nodes = Vec::with_capacity(n);
-    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions))) in
-        workflow.nodes.iter().zip(impls).zip(planned_meta).enumerate()
+    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions))) in workflow
+        .nodes
+        .iter()
+        .zip(impls)
+        .zip(planned_meta)
+        .enumerate()
     {
         let Some(imp) = imp else { continue };
         let has_error_edge = outgoing[i]
@@ -317,7 +392,9 @@ pub fn validate(workflow: Workflow, registry: &Registry, source: Source<'_>) -> 
         timeout,
         definition: Arc::new(definition),
         hash,
-        source_path: source.path.map(Path::to_path_buf),
+        source_path: source
+            .path
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
         base_dir: Arc::new(base_dir),
         nodes,
         edges,
@@ -375,17 +452,19 @@ fn check_name(
         None => {}
         Some("output") => {
             let rest: Vec<&str> = parts.collect();
-            if let Some(imp) = &impls[t] {
-                if let Some(missing) = missing_path(&imp.spec().output, &rest) {
-                    report(format!(
-                        "nodes.{target}.output has no field `{missing}` ({} outputs {})",
-                        imp.spec().type_name,
-                        describe_schema(&imp.spec().output)
-                    ));
-                }
+            if let Some(imp) = &impls[t]
+                && let Some(missing) = missing_path(&imp.spec().output, &rest)
+            {
+                report(format!(
+                    "nodes.{target}.output has no field `{missing}` ({} outputs {})",
+                    imp.spec().type_name,
+                    describe_schema(&imp.spec().output)
+                ));
             }
         }
-        Some(other) => report(format!("nodes.{target} has no `{other}`; use nodes.{target}.output")),
+        Some(other) => report(format!(
+            "nodes.{target} has no `{other}`; use nodes.{target}.output"
+        )),
     }
 }
 
@@ -405,7 +484,10 @@ fn missing_path(schema: &Value, path: &[&str]) -> Option<String> {
 
 fn describe_schema(schema: &Value) -> String {
     match schema.get("properties").and_then(Value::as_object) {
-        Some(props) => format!("{{{}}}", props.keys().cloned().collect::<Vec<_>>().join(", ")),
+        Some(props) => format!(
+            "{{{}}}",
+            props.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
         None => "a value".into(),
     }
 }
@@ -418,7 +500,11 @@ fn allowed_handles(handles: &Handles, inputs: &serde_json::Map<String, Value>) -
             let mut names: Vec<String> = inputs
                 .get(key)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             names.push("default".into());
             names
@@ -451,7 +537,8 @@ fn topological_order(n: usize, edges: &[PlannedEdge]) -> Vec<usize> {
         indegree[e.target] += 1;
         out[e.source].push(e.target);
     }
-    let mut queue: std::collections::VecDeque<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut queue: std::collections::VecDeque<usize> =
+        (0..n).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(i) = queue.pop_front() {
         order.push(i);
@@ -472,7 +559,9 @@ fn find_cycle(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<usize> {
     for e in edges {
         out[e.source].push(e.target);
     }
-    let Some(start) = (0..n).find(|i| !ordered.contains(i)) else { return Vec::new() };
+    let Some(start) = (0..n).find(|i| !ordered.contains(i)) else {
+        return Vec::new();
+    };
     // Every unordered node has an unordered successor; walk until a node repeats.
     let mut seen: HashMap<usize, usize> = HashMap::new();
     let mut path = Vec::new();

@@ -20,14 +20,34 @@ pub(super) fn node() -> Arc<dyn Node> {
         "exec.command",
         "Runs a command and outputs {exit_code, stdout, stderr}; a non-zero exit fails the node unless allow_failure.",
         vec![
-            InputSpec::required("argv", "array", "program and arguments, e.g. [\"ls\", \"-l\"]; a string with shell: true"),
+            InputSpec::required(
+                "argv",
+                "array",
+                "program and arguments, e.g. [\"ls\", \"-l\"]; a string with shell: true",
+            ),
             InputSpec::optional("env", "object", "extra environment variables"),
-            InputSpec::optional("cwd", "string", "working folder (default: the workflow's folder)"),
-            InputSpec::optional("stdin", "any", "text (or JSON) written to the command's stdin"),
+            InputSpec::optional(
+                "cwd",
+                "string",
+                "working folder (default: the workflow's folder)",
+            ),
+            InputSpec::optional(
+                "stdin",
+                "any",
+                "text (or JSON) written to the command's stdin",
+            ),
             InputSpec::optional("shell", "boolean", "run through `sh -c` (default false)"),
-            InputSpec::optional("allow_failure", "boolean", "a non-zero exit does not fail the node"),
+            InputSpec::optional(
+                "allow_failure",
+                "boolean",
+                "a non-zero exit does not fail the node",
+            ),
         ],
-        object_schema(&[("exit_code", "integer"), ("stdout", "string"), ("stderr", "string")]),
+        object_schema(&[
+            ("exit_code", "integer"),
+            ("stdout", "string"),
+            ("stderr", "string"),
+        ]),
         |ctx| boxed(run(ctx)),
     )
 }
@@ -45,10 +65,18 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
             })
             .collect::<Result<_, _>>()?,
         Value::String(s) if shell => vec![s.clone()],
-        other => return Err(wrong_type("argv", "an array of strings (or a string with shell: true)", other)),
+        other => {
+            return Err(wrong_type(
+                "argv",
+                "an array of strings (or a string with shell: true)",
+                other,
+            ));
+        }
     };
     let Some(program) = argv.first() else {
-        return Err(NodeError::input("argv is empty; give at least the program name"));
+        return Err(NodeError::input(
+            "argv is empty; give at least the program name",
+        ));
     };
     let mut cmd = if shell {
         let mut c = tokio::process::Command::new("sh");
@@ -60,7 +88,9 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         c
     };
     if let Some(env) = ctx.params.get("env") {
-        let map = env.as_object().ok_or_else(|| wrong_type("env", "an object", env))?;
+        let map = env
+            .as_object()
+            .ok_or_else(|| wrong_type("env", "an object", env))?;
         for (k, v) in map {
             let value = match v {
                 Value::String(s) => s.clone(),
@@ -79,10 +109,14 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         Some(Value::String(s)) => Some(s.clone().into_bytes()),
         Some(other) => Some(other.to_string().into_bytes()),
     };
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
 
@@ -137,25 +171,39 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         text
     };
     let (out, err, status) = tokio::join!(read_out, read_err, child.wait());
-    let status = status.map_err(|e| NodeError::new(ErrorKind::Process, format!("waiting for {program:?} failed: {e}")))?;
+    let status = status.map_err(|e| {
+        NodeError::new(
+            ErrorKind::Process,
+            format!("waiting for {program:?} failed: {e}"),
+        )
+    })?;
     let stdout = String::from_utf8_lossy(&out).into_owned();
     let Some(code) = status.code() else {
         #[cfg(unix)]
         let signal = std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0);
         #[cfg(not(unix))]
         let signal = 0;
-        return Err(NodeError::new(ErrorKind::Process, format!("{program:?} was killed by signal {signal}"))
-            .with_details(json!({"stdout": stdout, "stderr": err})));
+        return Err(NodeError::new(
+            ErrorKind::Process,
+            format!("{program:?} was killed by signal {signal}"),
+        )
+        .with_details(json!({"stdout": stdout, "stderr": err})));
     };
     if code != 0 && !allow_failure {
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no stderr output");
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no stderr output");
         return Err(NodeError::new(
             ErrorKind::Exit { code },
             format!("{program:?} exited with code {code}: {last}"),
         )
         .with_details(json!({"exit_code": code, "stdout": stdout, "stderr": err})));
     }
-    Ok(NodeOutput::new(json!({"exit_code": code, "stdout": stdout, "stderr": err})))
+    Ok(NodeOutput::new(
+        json!({"exit_code": code, "stdout": stdout, "stderr": err}),
+    ))
 }
 
 /// Kills the whole process group when dropped (timeout, cancellation, or after a

@@ -17,7 +17,11 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             "file.read",
             "Reads a file as text, JSON, or a list of lines.",
             vec![
-                InputSpec::required("path", "string", "file to read (relative to the workflow's folder)"),
+                InputSpec::required(
+                    "path",
+                    "string",
+                    "file to read (relative to the workflow's folder)",
+                ),
                 InputSpec::optional("format", "string", "text (default), json or lines"),
             ],
             any_output(),
@@ -25,9 +29,9 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                 boxed(async move {
                     let path = ctx.path("path")?;
                     let format = ctx.opt_str("format")?.unwrap_or("text").to_string();
-                    let meta = tokio::fs::metadata(&path)
-                        .await
-                        .map_err(|e| NodeError::io(format!("cannot read {}: {e}", path.display())))?;
+                    let meta = tokio::fs::metadata(&path).await.map_err(|e| {
+                        NodeError::io(format!("cannot read {}: {e}", path.display()))
+                    })?;
                     if meta.len() > MAX_READ {
                         return Err(NodeError::io(format!(
                             "{} is {} bytes; file.read handles at most {MAX_READ}",
@@ -35,14 +39,17 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                             meta.len()
                         )));
                     }
-                    let text = tokio::fs::read_to_string(&path)
-                        .await
-                        .map_err(|e| NodeError::io(format!("cannot read {} as UTF-8 text: {e}", path.display())))?;
+                    let text = tokio::fs::read_to_string(&path).await.map_err(|e| {
+                        NodeError::io(format!("cannot read {} as UTF-8 text: {e}", path.display()))
+                    })?;
                     let value = match format.as_str() {
                         "text" => Value::String(text),
-                        "lines" => Value::Array(text.lines().map(|l| Value::String(l.to_string())).collect()),
-                        "json" => serde_json::from_str(&text)
-                            .map_err(|e| NodeError::io(format!("{} is not valid JSON: {e}", path.display())))?,
+                        "lines" => Value::Array(
+                            text.lines().map(|l| Value::String(l.to_string())).collect(),
+                        ),
+                        "json" => serde_json::from_str(&text).map_err(|e| {
+                            NodeError::io(format!("{} is not valid JSON: {e}", path.display()))
+                        })?,
                         other => {
                             return Err(NodeError::input(format!(
                                 "format {other:?} is not one of text, json, lines"
@@ -57,7 +64,11 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             "file.write",
             "Writes `content` to a file (JSON for non-strings), creating folders; outputs {path, bytes}.",
             vec![
-                InputSpec::required("path", "string", "file to write (relative to the workflow's folder)"),
+                InputSpec::required(
+                    "path",
+                    "string",
+                    "file to write (relative to the workflow's folder)",
+                ),
                 InputSpec::required("content", "any", "text, or any JSON value"),
                 InputSpec::optional("append", "boolean", "append instead of replacing"),
             ],
@@ -68,13 +79,14 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                     let append = ctx.bool_or("append", false)?;
                     let bytes = match ctx.value("content")? {
                         Value::String(s) => s.clone().into_bytes(),
-                        other => serde_json::to_vec_pretty(other)
-                            .map_err(|e| NodeError::other(format!("content cannot be written as JSON: {e}")))?,
+                        other => serde_json::to_vec_pretty(other).map_err(|e| {
+                            NodeError::other(format!("content cannot be written as JSON: {e}"))
+                        })?,
                     };
                     if let Some(parent) = path.parent() {
-                        tokio::fs::create_dir_all(parent)
-                            .await
-                            .map_err(|e| NodeError::io(format!("cannot create {}: {e}", parent.display())))?;
+                        tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                            NodeError::io(format!("cannot create {}: {e}", parent.display()))
+                        })?;
                     }
                     let write = async {
                         use tokio::io::AsyncWriteExt;
@@ -88,10 +100,12 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                         file.write_all(&bytes).await?;
                         file.flush().await
                     };
-                    write
-                        .await
-                        .map_err(|e| NodeError::io(format!("cannot write {}: {e}", path.display())))?;
-                    Ok(NodeOutput::new(json!({"path": path.display().to_string(), "bytes": bytes.len()})))
+                    write.await.map_err(|e| {
+                        NodeError::io(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                    Ok(NodeOutput::new(
+                        json!({"path": path.display().to_string(), "bytes": bytes.len()}),
+                    ))
                 })
             },
         ),

@@ -14,12 +14,19 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
         branching(
             "flow.if",
             "Sends its input along the `true` or `false` handle.",
-            vec![InputSpec::required("condition", "boolean", "usually an expression, e.g. {{ input.count > 0 }}")],
+            vec![InputSpec::required(
+                "condition",
+                "boolean",
+                "usually an expression, e.g. {{ input.count > 0 }}",
+            )],
             Handles::Fixed(vec!["true".into(), "false".into()]),
             |ctx| {
                 boxed(async move {
                     let condition = truthy(ctx.value("condition")?);
-                    Ok(NodeOutput::on((*ctx.input).clone(), if condition { "true" } else { "false" }))
+                    Ok(NodeOutput::on(
+                        (*ctx.input).clone(),
+                        if condition { "true" } else { "false" },
+                    ))
                 })
             },
         ),
@@ -28,7 +35,11 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             "Sends its input along the handle named by `value`, or `default`.",
             vec![
                 InputSpec::required("value", "string", "the case to take, usually an expression"),
-                InputSpec::required("cases", "array", "the handle names, e.g. [\"small\", \"large\"]"),
+                InputSpec::required(
+                    "cases",
+                    "array",
+                    "the handle names, e.g. [\"small\", \"large\"]",
+                ),
             ],
             Handles::FromInput("cases".into()),
             |ctx| {
@@ -36,28 +47,44 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                     let value = match ctx.value("value")? {
                         Value::String(s) => s.clone(),
                         other @ (Value::Number(_) | Value::Bool(_)) => other.to_string(),
-                        other => return Err(wrong_type("value", "a string, number or boolean", other)),
+                        other => {
+                            return Err(wrong_type("value", "a string, number or boolean", other));
+                        }
                     };
-                    let cases = ctx
-                        .value("cases")?
-                        .as_array()
-                        .ok_or_else(|| wrong_type("cases", "an array of strings", ctx.value("cases").unwrap_or(&Value::Null)))?;
+                    let cases = ctx.value("cases")?.as_array().ok_or_else(|| {
+                        wrong_type(
+                            "cases",
+                            "an array of strings",
+                            ctx.value("cases").unwrap_or(&Value::Null),
+                        )
+                    })?;
                     let hit = cases.iter().any(|c| c.as_str() == Some(value.as_str()));
-                    Ok(NodeOutput::on((*ctx.input).clone(), if hit { value } else { "default".into() }))
+                    Ok(NodeOutput::on(
+                        (*ctx.input).clone(),
+                        if hit { value } else { "default".into() },
+                    ))
                 })
             },
         ),
         builtin(
             "flow.merge",
             "Joins branches: `all` waits for every live branch and outputs an object keyed by upstream id (or targetHandle); `first` outputs the first to arrive.",
-            vec![InputSpec::optional("mode", "string", "all (default) or first")],
+            vec![InputSpec::optional(
+                "mode",
+                "string",
+                "all (default) or first",
+            )],
             any_output(),
             |ctx| boxed(async move { Ok(NodeOutput::new((*ctx.input).clone())) }),
         ),
         builtin(
             "flow.wait",
             "Waits, then passes its input on.",
-            vec![InputSpec::required("duration", "duration", "e.g. \"300ms\", \"2s\", \"1m\"")],
+            vec![InputSpec::required(
+                "duration",
+                "duration",
+                "e.g. \"300ms\", \"2s\", \"1m\"",
+            )],
             any_output(),
             |ctx| {
                 boxed(async move {
@@ -79,7 +106,11 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
         builtin(
             "end",
             "Ends the workflow: its output (its input, or `value`) is the workflow result.",
-            vec![InputSpec::optional("value", "any", "the result; defaults to the input")],
+            vec![InputSpec::optional(
+                "value",
+                "any",
+                "the result; defaults to the input",
+            )],
             any_output(),
             |ctx| {
                 boxed(async move {

@@ -20,8 +20,11 @@ pub(super) fn node() -> Arc<dyn Node> {
             boxed(async move {
                 let level = match ctx.opt_str("level")? {
                     None => LogLevel::Info,
-                    Some(l) => LogLevel::parse(l)
-                        .ok_or_else(|| NodeError::input(format!("level {l:?} is not one of debug, info, warn, error")))?,
+                    Some(l) => LogLevel::parse(l).ok_or_else(|| {
+                        NodeError::input(format!(
+                            "level {l:?} is not one of debug, info, warn, error"
+                        ))
+                    })?,
                 };
                 let message = match ctx.value("message")? {
                     Value::String(s) => s.clone(),

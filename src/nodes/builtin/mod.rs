@@ -49,7 +49,13 @@ impl Node for Builtin {
 }
 
 /// Builds a built-in from its parts.
-fn builtin(type_name: &str, description: &str, inputs: Vec<InputSpec>, output: Value, handler: Handler) -> Arc<dyn Node> {
+fn builtin(
+    type_name: &str,
+    description: &str,
+    inputs: Vec<InputSpec>,
+    output: Value,
+    handler: Handler,
+) -> Arc<dyn Node> {
     Arc::new(Builtin {
         spec: NodeSpec {
             type_name: type_name.into(),
@@ -64,7 +70,13 @@ fn builtin(type_name: &str, description: &str, inputs: Vec<InputSpec>, output: V
 }
 
 /// Like [`builtin`] with branch handles.
-fn branching(type_name: &str, description: &str, inputs: Vec<InputSpec>, handles: Handles, handler: Handler) -> Arc<dyn Node> {
+fn branching(
+    type_name: &str,
+    description: &str,
+    inputs: Vec<InputSpec>,
+    handles: Handles,
+    handler: Handler,
+) -> Arc<dyn Node> {
     Arc::new(Builtin {
         spec: NodeSpec {
             type_name: type_name.into(),

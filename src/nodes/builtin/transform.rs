@@ -16,7 +16,11 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
         builtin(
             "transform.set",
             "Outputs `values`, an object whose strings may be expressions.",
-            vec![InputSpec::required("values", "object", "the output; strings may hold {{ expressions }}")],
+            vec![InputSpec::required(
+                "values",
+                "object",
+                "the output; strings may hold {{ expressions }}",
+            )],
             any_output(),
             |ctx| boxed(async move { Ok(NodeOutput::new(ctx.value("values")?.clone())) }),
         ),
@@ -24,9 +28,21 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             "transform.jq",
             "Runs a jq program on the input (or on `data`).",
             vec![
-                InputSpec::required("filter", "string", "jq program, e.g. .items | map(.price) | add"),
-                InputSpec::optional("data", "any", "apply the filter to this instead of the input"),
-                InputSpec::optional("all", "boolean", "collect every result into an array (default: exactly one result)"),
+                InputSpec::required(
+                    "filter",
+                    "string",
+                    "jq program, e.g. .items | map(.price) | add",
+                ),
+                InputSpec::optional(
+                    "data",
+                    "any",
+                    "apply the filter to this instead of the input",
+                ),
+                InputSpec::optional(
+                    "all",
+                    "boolean",
+                    "collect every result into an array (default: exactly one result)",
+                ),
             ],
             any_output(),
             |ctx| {
@@ -53,14 +69,28 @@ pub fn run_jq(code: &str, input: &Value, all: bool) -> Result<Value, NodeError> 
     use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
     use jaq_json::Val;
 
-    let bad_filter = |detail: String| NodeError::new(ErrorKind::Input, format!("jq filter {code:?} is not valid: {detail}"));
-    let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-    let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+    let bad_filter = |detail: String| {
+        NodeError::new(
+            ErrorKind::Input,
+            format!("jq filter {code:?} is not valid: {detail}"),
+        )
+    };
+    let defs = jaq_core::defs()
+        .chain(jaq_std::defs())
+        .chain(jaq_json::defs());
+    let funs = jaq_core::funs()
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
     let loader = Loader::new(defs);
     let arena = Arena::default();
     let modules = loader
         .load(&arena, File { code, path: () })
-        .map_err(|errs| bad_filter(format!("{:?}", errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>())))?;
+        .map_err(|errs| {
+            bad_filter(format!(
+                "{:?}",
+                errs.into_iter().map(|(_, e)| e).collect::<Vec<_>>()
+            ))
+        })?;
     let filter = Compiler::default()
         .with_funs(funs)
         .compile(modules)
@@ -71,17 +101,22 @@ pub fn run_jq(code: &str, input: &Value, all: bool) -> Result<Value, NodeError> 
                 .collect();
             bad_filter(format!("unknown names: {}", names.join(", ")))
         })?;
-    let bytes = serde_json::to_vec(input).map_err(|e| NodeError::other(format!("input is not JSON: {e}")))?;
-    let input: Val = jaq_json::read::parse_single(&bytes).map_err(|e| NodeError::other(format!("input is not JSON: {e}")))?;
+    let bytes = serde_json::to_vec(input)
+        .map_err(|e| NodeError::other(format!("input is not JSON: {e}")))?;
+    let input: Val = jaq_json::read::parse_single(&bytes)
+        .map_err(|e| NodeError::other(format!("input is not JSON: {e}")))?;
     let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
     let mut results = Vec::new();
     for out in filter.id.run((ctx, input)).map(unwrap_valr) {
         let val = out.map_err(|e| NodeError::other(format!("jq error: {e}")))?;
-        let json: Value = serde_json::from_str(&val.to_string())
-            .map_err(|e| NodeError::other(format!("jq produced a value that is not JSON ({val}): {e}")))?;
+        let json: Value = serde_json::from_str(&val.to_string()).map_err(|e| {
+            NodeError::other(format!("jq produced a value that is not JSON ({val}): {e}"))
+        })?;
         results.push(json);
         if results.len() > MAX_JQ_OUTPUTS {
-            return Err(NodeError::other(format!("jq produced more than {MAX_JQ_OUTPUTS} values")));
+            return Err(NodeError::other(format!(
+                "jq produced more than {MAX_JQ_OUTPUTS} values"
+            )));
         }
         if !all && results.len() > 1 {
             return Err(NodeError::input(
@@ -104,11 +139,30 @@ mod tests {
     #[test]
     fn jq_reshapes_json() {
         let input = json!({"items": [{"price": 2}, {"price": 3.5}]});
-        assert_eq!(run_jq(".items | map(.price) | add", &input, false).unwrap(), json!(5.5));
-        assert_eq!(run_jq(".items[].price", &input, true).unwrap(), json!([2, 3.5]));
-        assert_eq!(run_jq("{a: \"x\"}", &input, false).unwrap(), json!({"a": "x"}));
-        assert!(run_jq(".items[].price", &input, false).unwrap_err().message.contains("all: true"));
-        assert!(run_jq(".items | nosuchfn", &input, false).unwrap_err().message.contains("nosuchfn"));
+        assert_eq!(
+            run_jq(".items | map(.price) | add", &input, false).unwrap(),
+            json!(5.5)
+        );
+        assert_eq!(
+            run_jq(".items[].price", &input, true).unwrap(),
+            json!([2, 3.5])
+        );
+        assert_eq!(
+            run_jq("{a: \"x\"}", &input, false).unwrap(),
+            json!({"a": "x"})
+        );
+        assert!(
+            run_jq(".items[].price", &input, false)
+                .unwrap_err()
+                .message
+                .contains("all: true")
+        );
+        assert!(
+            run_jq(".items | nosuchfn", &input, false)
+                .unwrap_err()
+                .message
+                .contains("nosuchfn")
+        );
         assert!(run_jq(".[[[", &input, false).is_err());
     }
 }

@@ -35,19 +35,31 @@ fn trigger(type_name: &str, description: &str, inputs: Vec<InputSpec>) -> Arc<dy
 
 pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
     vec![
-        trigger("trigger.manual", "Starts a run by hand (fuse run, the API); outputs the run input.", vec![]),
+        trigger(
+            "trigger.manual",
+            "Starts a run by hand (fuse run, the API); outputs the run input.",
+            vec![],
+        ),
         trigger(
             "trigger.cron",
             "Starts a run on a cron schedule (daemon); outputs the run input.",
             vec![
                 InputSpec::required("cron", "string", "5- or 6-field cron expression"),
-                InputSpec::optional("timezone", "string", "IANA time zone, e.g. Europe/Paris (default UTC)"),
+                InputSpec::optional(
+                    "timezone",
+                    "string",
+                    "IANA time zone, e.g. Europe/Paris (default UTC)",
+                ),
             ],
         ),
         trigger(
             "trigger.interval",
             "Starts a run every interval (daemon); outputs the run input.",
-            vec![InputSpec::optional("every", "duration", "interval, e.g. \"5m\"")],
+            vec![InputSpec::optional(
+                "every",
+                "duration",
+                "interval, e.g. \"5m\"",
+            )],
         ),
         trigger(
             "trigger.webhook",
@@ -55,7 +67,11 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             vec![
                 InputSpec::optional("path", "string", "URL path under /webhook/"),
                 InputSpec::optional("method", "string", "HTTP method (default POST)"),
-                InputSpec::optional("secret", "string", "HMAC-SHA256 secret for signature checks"),
+                InputSpec::optional(
+                    "secret",
+                    "string",
+                    "HMAC-SHA256 secret for signature checks",
+                ),
             ],
         ),
         trigger(

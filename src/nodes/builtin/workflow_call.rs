@@ -12,7 +12,11 @@ pub(super) fn node() -> Arc<dyn Node> {
         "workflow.call",
         "Runs another workflow with `input` (default: this node's input) and outputs its result.",
         vec![
-            InputSpec::required("workflow", "string", "path of the workflow file (relative to this workflow's folder)"),
+            InputSpec::required(
+                "workflow",
+                "string",
+                "path of the workflow file (relative to this workflow's folder)",
+            ),
             InputSpec::optional("input", "any", "the sub-workflow's run input"),
         ],
         any_output(),
@@ -25,7 +29,9 @@ pub(super) fn node() -> Arc<dyn Node> {
                     )));
                 }
                 let engine = ctx.engine().clone();
-                let plan = engine.load(&path).map_err(|e| NodeError::input(e.to_string()))?;
+                let plan = engine
+                    .load(&path)
+                    .map_err(|e| NodeError::input(e.to_string()))?;
                 let input = match ctx.params.get("input") {
                     Some(v) => v.clone(),
                     None => (*ctx.input).clone(),

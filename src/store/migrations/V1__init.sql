@@ -43,7 +43,7 @@ CREATE TABLE executions (
     input            TEXT,
     output           TEXT,
     error            TEXT,
-    parent_id        TEXT REFERENCES executions(id) ON DELETE SET NULL,
+    parent_id        TEXT REFERENCES executions(id) ON DELETE CASCADE,
     retry_of         TEXT REFERENCES executions(id) ON DELETE SET NULL,
     created_at       INTEGER NOT NULL,
     started_at       INTEGER,
@@ -53,6 +53,7 @@ CREATE TABLE executions (
 CREATE INDEX executions_by_workflow ON executions (workflow_name, created_at);
 CREATE INDEX executions_by_status ON executions (status, created_at);
 CREATE INDEX executions_by_created ON executions (created_at);
+CREATE INDEX executions_by_parent ON executions (parent_id);
 
 -- Workflow definitions a run used, by content hash (runs of `fuse run FILE` have no
 -- deployed version, yet `fuse runs retry` must find exactly what ran).
@@ -91,12 +92,19 @@ CREATE TABLE logs (
 );
 CREATE INDEX logs_by_execution ON logs (execution_id, id);
 
--- Payloads larger than history.blob_threshold live in blobs/<hash>; rows point to them.
+-- Payloads larger than history.blob_threshold live in blobs/<hash>; rows point to them
+-- as {"$blob": hash}. blob_refs says which runs use a blob, so pruning runs frees it.
 CREATE TABLE blobs (
     hash       TEXT PRIMARY KEY,
     size       INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 );
+CREATE TABLE blob_refs (
+    hash         TEXT NOT NULL REFERENCES blobs(hash) ON DELETE CASCADE,
+    execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+    PRIMARY KEY (hash, execution_id)
+);
+CREATE INDEX blob_refs_by_execution ON blob_refs (execution_id);
 
 -- Encrypted credentials: only nonce + ciphertext, never plaintext.
 CREATE TABLE credentials (

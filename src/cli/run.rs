@@ -1,0 +1,219 @@
+//! `fuse run FILE`: runs a workflow in this process and prints its result.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::{Map, Value};
+
+use super::Globals;
+use super::progress::{Mode, Progress};
+use crate::engine::{Engine, Fanout, LoadError, Observer, RunRecord, RunRequest, Status};
+use crate::home::Home;
+use crate::nodes::Registry;
+use crate::store::Recorder;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The workflow file (JSON).
+    pub file: PathBuf,
+
+    /// A run input value, KEY=VALUE; VALUE is parsed as JSON when it is valid JSON. Repeatable.
+    #[arg(short, long = "input", value_name = "KEY=VALUE")]
+    pub inputs: Vec<String>,
+
+    /// A JSON object file as the run input (`-` for stdin); --input values override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+
+    /// Print the run record (status, output, error, per-node results) as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not record this run in the history database.
+    #[arg(long)]
+    pub no_history: bool,
+}
+
+/// An engine for the CLI, recording to the home's history when there is one.
+pub(super) struct CliEngine {
+    pub engine: Engine,
+    pub recorder: Option<Arc<Recorder>>,
+    pub progress: Arc<Progress>,
+}
+
+impl CliEngine {
+    pub fn open(globals: &Globals, history: bool, mode: Mode) -> anyhow::Result<CliEngine> {
+        let home = Home::resolve(globals.home.clone())?;
+        let progress = Arc::new(Progress::new(mode));
+        let mut observers: Vec<Arc<dyn Observer>> = vec![progress.clone()];
+        let mut max_parallel = crate::config::EngineConfig::default().max_parallel;
+        let mut recorder = None;
+        if home.is_initialized() {
+            let config = home.config(&Default::default())?;
+            max_parallel = config.engine.max_parallel;
+            if history {
+                let store = home.open_store()?;
+                let r = Arc::new(Recorder::start(store, home.blobs_dir(), config.history)?);
+                observers.push(r.clone());
+                recorder = Some(r);
+            }
+        } else if history && mode != Mode::Silent {
+            eprintln!(
+                "note: this run is not recorded: there is no fuse home at {} (run `fuse init` to keep run history)",
+                home.root().display()
+            );
+        }
+        let engine = Engine::new(
+            Registry::builtin(),
+            Arc::new(Fanout(observers)),
+            max_parallel,
+        );
+        Ok(CliEngine {
+            engine,
+            recorder,
+            progress,
+        })
+    }
+
+    /// Runs a plan on a fresh runtime with Ctrl-C cancelling it.
+    pub fn run(&self, plan: crate::Plan, request: RunRequest) -> anyhow::Result<RunRecord> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let cancel = request.cancel.clone();
+        let engine = self.engine.clone();
+        let record = runtime.block_on(async move {
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("\ncancelling the run (press Ctrl-C again to abort at once)…");
+                    cancel.cancel();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            });
+            engine.run(Arc::new(plan), request).await
+        });
+        // Blocking tasks (a jq program that never ends) must not hold up exit.
+        runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+        self.progress.finish();
+        if let Some(r) = &self.recorder {
+            r.flush();
+        }
+        Ok(record)
+    }
+}
+
+pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let quiet = globals.quiet;
+    let input = run_input(&args.inputs, args.input_file.as_deref())?;
+    let cli = CliEngine::open(globals, !args.no_history, Mode::detect(quiet))?;
+    let plan = match cli.engine.load(&args.file) {
+        Ok(plan) => plan,
+        Err(e) => return Ok(report_load_error(&e)),
+    };
+    let record = cli.run(plan, RunRequest::new(input, "cli"))?;
+    print_record(&record, args.json, quiet, cli.recorder.is_some())
+}
+
+/// Prints a load error and returns exit code 2 (invalid workflow) or 1 (unreadable).
+pub(super) fn report_load_error(e: &LoadError) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        LoadError::Read { .. } => ExitCode::from(1),
+        LoadError::Parse { .. } | LoadError::Invalid { .. } => {
+            eprintln!(
+                "hint: `fuse validate FILE` lists every problem; `fuse schema workflow` prints the format"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the result (or record) and turns the status into the exit code.
+pub(super) fn print_record(
+    record: &RunRecord,
+    json: bool,
+    quiet: bool,
+    recorded: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, record)?;
+        writeln!(out)?;
+    } else if record.status == Status::Succeeded {
+        serde_json::to_writer_pretty(&mut out, &record.output)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    if record.status != Status::Succeeded {
+        eprintln!(
+            "error: run {} {}: {}",
+            record.run_id,
+            record.status.as_str(),
+            record.error.as_deref().unwrap_or("no error recorded")
+        );
+        if recorded {
+            eprintln!(
+                "hint: `fuse runs show {}` has every node's input, output and error",
+                record.run_id
+            );
+        }
+    } else if !quiet && !json {
+        let recorded = if recorded {
+            format!(" (run {})", record.run_id)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "succeeded in {}{recorded}",
+            crate::engine::duration::human(std::time::Duration::from_millis(record.duration_ms))
+        );
+    }
+    Ok(if record.status == Status::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Builds the run input from --input-file and --input KEY=VALUE pairs.
+fn run_input(pairs: &[String], file: Option<&Path>) -> anyhow::Result<Value> {
+    let mut map = Map::new();
+    if let Some(file) = file {
+        let text = if file == Path::new("-") {
+            std::io::read_to_string(std::io::stdin())
+                .context("cannot read the run input from stdin")?
+        } else {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the input file {}", file.display()))?
+        };
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => map = m,
+            Ok(_) => anyhow::bail!(crate::Error::Setting(format!(
+                "the input file {} must hold a JSON object",
+                file.display()
+            ))),
+            Err(e) => anyhow::bail!(crate::Error::Setting(format!(
+                "the input file {} is not valid JSON: {e}",
+                file.display()
+            ))),
+        }
+    }
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            anyhow::bail!(crate::Error::Setting(format!(
+                "--input {pair:?} is not KEY=VALUE (e.g. --input name=Ada or --input count=3)"
+            )));
+        };
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        map.insert(key.to_string(), value);
+    }
+    Ok(Value::Object(map))
+}

@@ -1,0 +1,330 @@
+//! `fuse runs list|show|logs|retry|prune`: the recorded history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::Globals;
+use super::progress::Mode;
+use super::run::{CliEngine, print_record, report_load_error};
+use crate::engine::{RunRequest, duration};
+use crate::home::Home;
+use crate::store::history::{NodeRunRow, RunFilter};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunsCommand {
+    /// List recorded runs, newest first.
+    #[command(
+        after_help = "Examples:\n  fuse runs list\n  fuse runs list --workflow report --status failed --limit 5"
+    )]
+    List {
+        /// Only runs of this workflow (its name).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs with this status: running, succeeded, failed, cancelled, interrupted.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many runs (0 = all).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: its nodes, attempts, timings and errors.
+    #[command(
+        after_help = "Examples:\n  fuse runs show 0194f2c3\n  fuse runs show 0194f2c3 --json | jq '.nodes[] | select(.status == \"failed\")'"
+    )]
+    Show {
+        /// Run id (or a unique start or end of it).
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the log lines of a run.
+    #[command(after_help = "Example:\n  fuse runs logs 0194f2c3")]
+    Logs {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a recorded run again with the same workflow and input.
+    #[command(
+        after_help = "Examples:\n  fuse runs retry 0194f2c3\n  fuse runs retry 0194f2c3 --from-failed   # reuse the outputs of nodes that succeeded"
+    )]
+    Retry {
+        id: String,
+        /// Reuse the stored outputs of the nodes that succeeded; run only the rest.
+        #[arg(long)]
+        from_failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete finished runs older than a duration and give the space back.
+    #[command(
+        after_help = "Examples:\n  fuse runs prune --older-than 7d\n  fuse runs prune --older-than 12h"
+    )]
+    Prune {
+        /// e.g. 30d, 12h, 90m.
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
+}
+
+pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(globals.home.clone())?;
+    let store = home.open_store()?;
+    match command {
+        RunsCommand::List {
+            workflow,
+            status,
+            limit,
+            json,
+        } => {
+            let runs = store.list_runs(&RunFilter {
+                workflow,
+                status,
+                limit,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if runs.is_empty() {
+                println!("no runs recorded yet; `fuse run FILE` records one");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<36}  {:<20}  {:<11}  {:<8}  {:<19}  {:>8}  ERROR",
+                "ID", "WORKFLOW", "STATUS", "TRIGGER", "STARTED", "DURATION"
+            );
+            for r in runs {
+                println!(
+                    "{:<36}  {:<20}  {:<11}  {:<8}  {:<19}  {:>8}  {}",
+                    r.id,
+                    clip(&r.workflow, 20),
+                    r.status,
+                    r.trigger,
+                    local_time(r.created_at),
+                    r.duration_ms.map(ms).unwrap_or_else(|| "-".into()),
+                    clip(r.error.as_deref().unwrap_or(""), 60)
+                );
+            }
+        }
+        RunsCommand::Show { id, json } => {
+            let run = store.get_run(&id, &home.blobs_dir())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let s = &run.summary;
+            println!("run       {}", s.id);
+            println!(
+                "workflow  {}{}",
+                s.workflow,
+                run.source_path
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default()
+            );
+            println!("status    {}", s.status);
+            println!("trigger   {}", s.trigger);
+            println!("started   {}", local_time(s.created_at));
+            println!(
+                "duration  {}",
+                s.duration_ms.map(ms).unwrap_or_else(|| "-".into())
+            );
+            if let Some(parent) = &s.parent_id {
+                println!("parent    {parent}");
+            }
+            if let Some(of) = &s.retry_of {
+                println!("retry of  {of}");
+            }
+            if let Some(e) = &s.error {
+                println!("error     {e}");
+            }
+            println!();
+            println!(
+                "{:<24}  {:<16}  {:<10}  {:>8}  {:>8}  ERROR",
+                "NODE", "TYPE", "STATUS", "ATTEMPTS", "DURATION"
+            );
+            for (node, rows) in by_node(&run.nodes) {
+                let last = rows.last().copied();
+                let attempts = rows
+                    .iter()
+                    .filter(|r| r.item.is_none() || r.item == Some(0))
+                    .map(|r| r.attempt)
+                    .max()
+                    .unwrap_or(0);
+                let duration: i64 = rows.iter().filter_map(|r| r.duration_ms).sum();
+                let failed = rows.iter().rev().find(|r| r.status == "failed");
+                let status = match (rows.iter().any(|r| r.item.is_some()), failed) {
+                    (true, Some(_))
+                        if rows
+                            .iter()
+                            .all(|r| r.status != "succeeded" || r.item.is_some())
+                            && last.is_some_and(|l| l.status == "failed") =>
+                    {
+                        "failed"
+                    }
+                    _ => last.map_or("-", |l| l.status.as_str()),
+                };
+                let error = if status == "failed" {
+                    failed
+                        .and_then(|f| f.error.as_ref())
+                        .and_then(|e| e.get("message"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<24}  {:<16}  {:<10}  {:>8}  {:>8}  {}",
+                    clip(node, 24),
+                    clip(last.map_or("", |l| l.node_type.as_str()), 16),
+                    status,
+                    attempts,
+                    if attempts == 0 {
+                        "-".into()
+                    } else {
+                        ms(duration)
+                    },
+                    clip(error, 80)
+                );
+            }
+        }
+        RunsCommand::Logs { id, json } => {
+            let logs = store.run_logs(&id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&logs)?);
+            } else {
+                for l in logs {
+                    println!(
+                        "{} {:<5} [{}] {}",
+                        local_time_ms(l.ts),
+                        l.level,
+                        l.node_id.as_deref().unwrap_or("run"),
+                        l.message
+                    );
+                }
+            }
+        }
+        RunsCommand::Retry {
+            id,
+            from_failed,
+            json,
+        } => {
+            let run = store.get_run(&id, &home.blobs_dir())?;
+            let hash = run.workflow_hash.clone().unwrap_or_default();
+            let Some(definition) = store.definition(&hash)? else {
+                anyhow::bail!(
+                    "the workflow of run {} is no longer stored, so it cannot be retried",
+                    run.summary.id
+                );
+            };
+            drop(store);
+            let quiet = globals.quiet;
+            let cli = CliEngine::open(globals, true, Mode::detect(quiet))?;
+            let source = run.source_path.as_deref().map(std::path::Path::new);
+            let plan = match cli.engine.load_str(&definition, source) {
+                Ok(plan) => plan,
+                Err(e) => return Ok(report_load_error(&e)),
+            };
+            let mut request = RunRequest::new(run.input.clone(), "retry");
+            request.retry_of = Some(run.summary.id.clone());
+            if from_failed {
+                request.reuse = succeeded_outputs(&run.nodes);
+            }
+            let record = cli.run(plan, request)?;
+            return print_record(&record, json, quiet, true);
+        }
+        RunsCommand::Prune { older_than } => {
+            let age = duration::parse(&older_than).map_err(crate::Error::Setting)?;
+            let cutoff = crate::engine::events::now_ms() - age.as_millis() as i64;
+            let n = store.prune_before(cutoff, &home.blobs_dir())?;
+            if !globals.quiet {
+                println!("deleted {n} run(s) older than {older_than}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Node rows grouped by node, in first-seen order.
+fn by_node(rows: &[NodeRunRow]) -> Vec<(&str, Vec<&NodeRunRow>)> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: HashMap<&str, Vec<&NodeRunRow>> = HashMap::new();
+    for r in rows {
+        let entry = groups.entry(r.node_id.as_str()).or_default();
+        if entry.is_empty() {
+            order.push(&r.node_id);
+        }
+        entry.push(r);
+    }
+    order
+        .into_iter()
+        .map(|n| (n, groups.remove(n).unwrap_or_default()))
+        .collect()
+}
+
+/// Outputs of the nodes that succeeded in a run (foreach nodes only when every
+/// item succeeded).
+fn succeeded_outputs(rows: &[NodeRunRow]) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for (node, rows) in by_node(rows) {
+        if rows.iter().any(|r| r.item.is_some()) {
+            let mut items: BTreeMap<i64, Value> = BTreeMap::new();
+            for r in &rows {
+                if let (Some(i), "succeeded", Some(v)) = (r.item, r.status.as_str(), &r.output) {
+                    items.insert(i, v.clone());
+                }
+            }
+            let max = rows.iter().filter_map(|r| r.item).max().unwrap_or(-1);
+            if items.len() as i64 == max + 1 {
+                out.insert(
+                    node.to_string(),
+                    Value::Array(items.into_values().collect()),
+                );
+            }
+        } else if let Some(r) = rows.iter().rev().find(|r| r.status == "succeeded") {
+            out.insert(node.to_string(), r.output.clone().unwrap_or(Value::Null));
+        }
+    }
+    out
+}
+
+fn clip(s: &str, n: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() <= n {
+        s
+    } else {
+        format!(
+            "{}…",
+            s.chars().take(n.saturating_sub(1)).collect::<String>()
+        )
+    }
+}
+
+fn ms(v: i64) -> String {
+    duration::human(std::time::Duration::from_millis(v.max(0) as u64))
+}
+
+fn local_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn local_time_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%H:%M:%S%.3f")
+                .to_string()
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}

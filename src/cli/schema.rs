@@ -1,0 +1,25 @@
+//! `fuse schema workflow`: the JSON Schema of the workflow format.
+
+use std::process::ExitCode;
+
+use crate::nodes::Registry;
+
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// Which schema.
+    pub which: Which,
+}
+
+#[derive(Debug, Clone, clap::ValueEnum)]
+pub enum Which {
+    /// The workflow file format.
+    Workflow,
+}
+
+pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+    let schema = match args.which {
+        Which::Workflow => crate::workflow::schema::workflow_schema(&Registry::builtin()),
+    };
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,67 @@
+//! `fuse validate FILE`: every static problem of a workflow, with node ids and
+//! JSON paths; exit 2 when there are any.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::engine::{Engine, LoadError, NullObserver};
+use crate::nodes::Registry;
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The workflow file (JSON).
+    pub file: PathBuf,
+
+    /// Print {"valid", "problems": [{node, path, message}]} as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let engine = Engine::new(Registry::builtin(), Arc::new(NullObserver), 1);
+    let result = engine.load(&args.file);
+    let problems = match &result {
+        Ok(_) => Vec::new(),
+        Err(LoadError::Invalid { problems, .. }) => problems.clone(),
+        Err(LoadError::Parse { error, .. }) => vec![crate::workflow::Problem {
+            node: None,
+            path: error.path.clone(),
+            message: format!(
+                "line {}, column {}: {}",
+                error.line, error.column, error.message
+            ),
+        }],
+        Err(e @ LoadError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"valid": problems.is_empty(), "problems": problems})
+            )?
+        );
+    } else if let Ok(plan) = &result {
+        println!(
+            "{} is valid: {} nodes, {} edges",
+            args.file.display(),
+            plan.nodes.len(),
+            plan.edges.len()
+        );
+    } else {
+        eprintln!("{} has {} problem(s):", args.file.display(), problems.len());
+        for p in &problems {
+            eprintln!("  - {p}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,249 @@
+//! Reading run history: lists, one run with its node attempts, logs, and the
+//! definitions a run used (for `runs retry`). Also the explicit prune.
+
+use std::path::Path;
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Store;
+use super::recorder::{load_payload, reclaim};
+use crate::error::{Error, Result};
+
+/// One line of `fuse runs list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub workflow: String,
+    pub status: String,
+    pub trigger: String,
+    pub created_at: i64,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub parent_id: Option<String>,
+    pub retry_of: Option<String>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<String>,
+    pub limit: usize,
+}
+
+/// One recorded attempt of a node (attempt 0: skipped or cancelled before running).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRunRow {
+    pub node_id: String,
+    pub node_type: String,
+    pub attempt: u32,
+    pub item: Option<i64>,
+    pub status: String,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub started_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// A run with everything recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub workflow_hash: Option<String>,
+    pub source_path: Option<String>,
+    pub input: Value,
+    pub output: Value,
+    pub nodes: Vec<NodeRunRow>,
+}
+
+/// One log line of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRow {
+    pub ts: i64,
+    pub node_id: Option<String>,
+    pub level: String,
+    pub message: String,
+}
+
+const SUMMARY_COLUMNS: &str =
+    "id, workflow_name, status, trigger_kind, created_at, duration_ms, error, parent_id, retry_of";
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        status: r.get(2)?,
+        trigger: r.get(3)?,
+        created_at: r.get(4)?,
+        duration_ms: r.get(5)?,
+        error: r.get(6)?,
+        parent_id: r.get(7)?,
+        retry_of: r.get(8)?,
+    })
+}
+
+impl Store {
+    /// Runs, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM executions
+             WHERE (?1 IS NULL OR workflow_name = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY created_at DESC, id DESC LIMIT ?3"
+        );
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            filter.limit as i64
+        };
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(|e| self.db_err("listing runs", e))?;
+        let rows = stmt
+            .query_map(params![filter.workflow, filter.status, limit], summary)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db_err("listing runs", e))?;
+        Ok(rows)
+    }
+
+    /// The full id of the run whose id starts with `prefix` (or ends with it).
+    pub fn resolve_run_id(&self, prefix: &str) -> Result<String> {
+        let prefix = prefix.trim();
+        if prefix.len() < 4 {
+            return Err(Error::Setting(format!(
+                "run id {prefix:?} is too short; give at least 4 characters"
+            )));
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id FROM executions WHERE id LIKE ?1 || '%' OR id LIKE '%' || ?1 LIMIT 3",
+            )
+            .map_err(|e| self.db_err("finding a run", e))?;
+        let ids: Vec<String> = stmt
+            .query_map([prefix], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.db_err("finding a run", e))?;
+        match ids.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::Setting(format!(
+                "no run with id {prefix:?}; `fuse runs list` shows the recorded runs"
+            ))),
+            _ => Err(Error::Setting(format!(
+                "run id {prefix:?} matches several runs; give more characters"
+            ))),
+        }
+    }
+
+    /// One run with its node attempts (payloads loaded, blobs followed).
+    pub fn get_run(&self, id: &str, blobs_dir: &Path) -> Result<RunDetail> {
+        let id = self.resolve_run_id(id)?;
+        let err = |e| self.db_err("reading a run", e);
+        let (summary, hash, source, input, output) = self
+            .conn
+            .query_row(
+                &format!("SELECT {SUMMARY_COLUMNS}, workflow_hash, source_path, input, output FROM executions WHERE id = ?1"),
+                [&id],
+                |r| {
+                    Ok((
+                        summary(r)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                        r.get::<_, Option<String>>(11)?,
+                        r.get::<_, Option<String>>(12)?,
+                    ))
+                },
+            )
+            .map_err(err)?;
+        let load = |t: Option<String>| t.map(|t| load_payload(blobs_dir, &t));
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT node_id, node_type, attempt, item_index, status, input, output, error, started_at, duration_ms
+                 FROM node_runs WHERE execution_id = ?1 ORDER BY COALESCE(started_at, 9e18), id",
+            )
+            .map_err(err)?;
+        let nodes = stmt
+            .query_map([&id], |r| {
+                Ok(NodeRunRow {
+                    node_id: r.get(0)?,
+                    node_type: r.get(1)?,
+                    attempt: r.get(2)?,
+                    item: r.get(3)?,
+                    status: r.get(4)?,
+                    input: load(r.get(5)?),
+                    output: load(r.get(6)?),
+                    error: r
+                        .get::<_, Option<String>>(7)?
+                        .and_then(|e| serde_json::from_str(&e).ok()),
+                    started_at: r.get(8)?,
+                    duration_ms: r.get(9)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(err)?;
+        Ok(RunDetail {
+            summary,
+            workflow_hash: hash,
+            source_path: source,
+            input: load(input).unwrap_or(Value::Null),
+            output: load(output).unwrap_or(Value::Null),
+            nodes,
+        })
+    }
+
+    /// The log lines of a run, in order.
+    pub fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
+        let id = self.resolve_run_id(id)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT ts, node_id, level, message FROM logs WHERE execution_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.db_err("reading logs", e))?;
+        let rows = stmt
+            .query_map([&id], |r| {
+                Ok(LogRow {
+                    ts: r.get(0)?,
+                    node_id: r.get(1)?,
+                    level: r.get(2)?,
+                    message: r.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db_err("reading logs", e))?;
+        Ok(rows)
+    }
+
+    /// The workflow JSON recorded under a hash.
+    pub fn definition(&self, hash: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT definition FROM definitions WHERE hash = ?1",
+                [hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err("reading a workflow definition", e))
+    }
+
+    /// Deletes finished runs created before `cutoff_ms`; returns how many.
+    pub fn prune_before(&self, cutoff_ms: i64, blobs_dir: &Path) -> Result<usize> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM executions WHERE parent_id IS NULL AND created_at < ?1 AND status NOT IN ('running', 'queued')",
+                [cutoff_ms],
+            )
+            .map_err(|e| self.db_err("pruning runs", e))?;
+        reclaim(&self.conn, blobs_dir).map_err(|e| self.db_err("reclaiming space", e))?;
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.db_err("checkpointing", e))?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,416 @@
+//! Writes run events to SQLite on one writer thread, in batches: the engine only
+//! sends events down a channel, so recording costs it a clone and a send.
+//!
+//! Payloads larger than the blob threshold are written once to
+//! `blobs/<hash>` (content-addressed) and referenced from the row. After each
+//! top-level run, retention (`keep_runs`, `keep_days`) prunes old runs, their
+//! blobs are freed, and the file is given back with incremental vacuum and a
+//! WAL checkpoint, so the database stays bounded.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::HistoryConfig;
+use crate::engine::{Event, Observer, Status};
+use crate::error::Result;
+use crate::store::Store;
+
+/// Events written in one transaction at most.
+const MAX_BATCH: usize = 8192;
+/// Retention passes between WAL truncations.
+const CHECKPOINT_EVERY: u32 = 50;
+
+enum Op {
+    Event(Box<Event>),
+    Flush(SyncSender<()>),
+}
+
+/// The history writer. Dropping it flushes and stops the thread.
+pub struct Recorder {
+    tx: Mutex<Option<Sender<Op>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the writer on an open store.
+    pub fn start(store: Store, blobs_dir: PathBuf, history: HistoryConfig) -> Result<Recorder> {
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn: store.into_connection(),
+            blobs_dir,
+            history,
+            runs: HashMap::new(),
+            passes: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("fuse-recorder".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| crate::Error::io("start the history writer", "thread", e))?;
+        Ok(Recorder {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Waits until every event sent so far is on disk.
+    pub fn flush(&self) {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let sent = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|tx| tx.as_ref().map(|tx| tx.send(Op::Flush(ack_tx)).is_ok()))
+            .unwrap_or(false);
+        if sent {
+            let _ = ack_rx.recv();
+        }
+    }
+
+    /// Flushes, stops the writer and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(handle) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Observer for Recorder {
+    fn on_event(&self, event: &Event) {
+        if let Ok(tx) = self.tx.lock()
+            && let Some(tx) = tx.as_ref()
+        {
+            let _ = tx.send(Op::Event(Box::new(event.clone())));
+        }
+    }
+}
+
+/// Retention settings of a run in progress.
+struct RunMeta {
+    workflow: String,
+    top_level: bool,
+    keep_runs: u64,
+    keep_days: u64,
+}
+
+struct Writer {
+    conn: Connection,
+    blobs_dir: PathBuf,
+    history: HistoryConfig,
+    runs: HashMap<String, RunMeta>,
+    passes: u32,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut acks = Vec::new();
+            let mut finished = Vec::new();
+            let events: Vec<Box<Event>> = batch
+                .into_iter()
+                .filter_map(|op| match op {
+                    Op::Event(e) => Some(e),
+                    Op::Flush(ack) => {
+                        acks.push(ack);
+                        None
+                    }
+                })
+                .collect();
+            if let Err(e) = self.write_batch(&events, &mut finished) {
+                tracing::error!("recording run history failed: {e}");
+            }
+            for run_id in finished {
+                if let Some(meta) = self.runs.remove(&run_id)
+                    && meta.top_level
+                    && let Err(e) = self.retention(&meta)
+                {
+                    tracing::error!("pruning run history failed: {e}");
+                }
+            }
+            for ack in acks {
+                let _ = ack.send(());
+            }
+        }
+        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
+    fn write_batch(
+        &mut self,
+        events: &[Box<Event>],
+        finished: &mut Vec<String>,
+    ) -> rusqlite::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for event in events {
+            match event.as_ref() {
+                Event::RunStarted {
+                    run_id,
+                    workflow,
+                    workflow_hash,
+                    definition,
+                    source_path,
+                    parent_id,
+                    retry_of,
+                    trigger_kind,
+                    input,
+                    keep_runs,
+                    keep_days,
+                    at_ms,
+                    ..
+                } => {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+                        params![workflow_hash, definition.as_str()],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
+                             input, parent_id, retry_of, created_at, started_at)
+                         VALUES (?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8, ?8)",
+                        params![run_id, workflow, workflow_hash, source_path, trigger_kind, parent_id, retry_of, at_ms],
+                    )?;
+                    let stored = payload(
+                        &tx,
+                        &self.blobs_dir,
+                        self.history.blob_threshold,
+                        run_id,
+                        input,
+                    )?;
+                    tx.execute(
+                        "UPDATE executions SET input = ?2 WHERE id = ?1",
+                        params![run_id, stored],
+                    )?;
+                    self.runs.insert(
+                        run_id.clone(),
+                        RunMeta {
+                            workflow: workflow.clone(),
+                            top_level: parent_id.is_none(),
+                            keep_runs: keep_runs.unwrap_or(self.history.keep_runs),
+                            keep_days: keep_days.unwrap_or(self.history.keep_days),
+                        },
+                    );
+                }
+                Event::NodeAttempt(a) => {
+                    let input = payload(
+                        &tx,
+                        &self.blobs_dir,
+                        self.history.blob_threshold,
+                        &a.run_id,
+                        &a.input,
+                    )?;
+                    let output = match &a.output {
+                        Some(o) => Some(payload(
+                            &tx,
+                            &self.blobs_dir,
+                            self.history.blob_threshold,
+                            &a.run_id,
+                            o,
+                        )?),
+                        None => None,
+                    };
+                    let error = a.error.as_ref().map(Value::to_string);
+                    tx.execute(
+                        "INSERT INTO node_runs (execution_id, node_id, node_type, attempt, item_index, status,
+                             input, output, error, started_at, finished_at, duration_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        params![
+                            a.run_id,
+                            a.node_id,
+                            a.node_type,
+                            a.attempt,
+                            a.item.map(|i| i as i64),
+                            a.status.as_str(),
+                            input,
+                            output,
+                            error,
+                            a.started_ms,
+                            a.finished_ms,
+                            a.finished_ms - a.started_ms
+                        ],
+                    )?;
+                }
+                Event::NodeFinished {
+                    run_id,
+                    node_id,
+                    node_type,
+                    status,
+                    attempts: 0,
+                    ..
+                } if matches!(status, Status::Skipped | Status::Cancelled) => {
+                    tx.execute(
+                        "INSERT INTO node_runs (execution_id, node_id, node_type, attempt, status)
+                         VALUES (?1, ?2, ?3, 0, ?4)",
+                        params![run_id, node_id, node_type, status.as_str()],
+                    )?;
+                }
+                Event::Log {
+                    run_id,
+                    node_id,
+                    level,
+                    message,
+                } => {
+                    tx.execute(
+                        "INSERT INTO logs (execution_id, node_id, level, message, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![run_id, node_id, level.as_str(), message, crate::engine::events::now_ms()],
+                    )?;
+                }
+                Event::RunFinished {
+                    run_id,
+                    status,
+                    output,
+                    error,
+                    at_ms,
+                    duration_ms,
+                } => {
+                    let output = payload(
+                        &tx,
+                        &self.blobs_dir,
+                        self.history.blob_threshold,
+                        run_id,
+                        output,
+                    )?;
+                    tx.execute(
+                        "UPDATE executions SET status = ?2, output = ?3, error = ?4, finished_at = ?5, duration_ms = ?6
+                         WHERE id = ?1",
+                        params![run_id, status.as_str(), output, error, at_ms, *duration_ms as i64],
+                    )?;
+                    finished.push(run_id.clone());
+                }
+                Event::NodeStarted { .. } | Event::NodeFinished { .. } => {}
+            }
+        }
+        tx.commit()
+    }
+
+    /// Applies keep_runs / keep_days to the workflow of a finished run.
+    fn retention(&mut self, meta: &RunMeta) -> rusqlite::Result<()> {
+        let mut deleted = 0;
+        if meta.keep_runs > 0 {
+            deleted += self.conn.execute(
+                "DELETE FROM executions WHERE workflow_name = ?1 AND parent_id IS NULL
+                   AND status NOT IN ('running', 'queued')
+                   AND id NOT IN (SELECT id FROM executions WHERE workflow_name = ?1 AND parent_id IS NULL
+                                  ORDER BY created_at DESC, id DESC LIMIT ?2)",
+                params![meta.workflow, meta.keep_runs as i64],
+            )?;
+        }
+        if meta.keep_days > 0 {
+            let cutoff = crate::engine::events::now_ms() - (meta.keep_days as i64) * 86_400_000;
+            deleted += self.conn.execute(
+                "DELETE FROM executions WHERE workflow_name = ?1 AND parent_id IS NULL AND created_at < ?2
+                   AND status NOT IN ('running', 'queued')",
+                params![meta.workflow, cutoff],
+            )?;
+        }
+        if deleted > 0 {
+            reclaim(&self.conn, &self.blobs_dir)?;
+            self.passes += 1;
+            if self.passes.is_multiple_of(CHECKPOINT_EVERY) {
+                self.conn
+                    .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Frees blobs no run refers to any more and gives free pages back to the file.
+pub fn reclaim(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
+    let orphans: Vec<String> = conn
+        .prepare("SELECT hash FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for hash in &orphans {
+        let _ = std::fs::remove_file(blob_path(blobs_dir, hash));
+        conn.execute("DELETE FROM blobs WHERE hash = ?1", [hash])?;
+    }
+    conn.execute_batch("PRAGMA incremental_vacuum;")?;
+    Ok(())
+}
+
+/// Where a blob lives: `blobs/<first two hex>/<hash>`.
+pub fn blob_path(blobs_dir: &Path, hash: &str) -> PathBuf {
+    blobs_dir.join(&hash[..2.min(hash.len())]).join(hash)
+}
+
+/// The stored text of a payload: inline JSON, or a `{"$blob": …}` reference.
+fn payload(
+    conn: &Connection,
+    blobs_dir: &Path,
+    threshold: u64,
+    run_id: &str,
+    value: &Value,
+) -> rusqlite::Result<String> {
+    let text = value.to_string();
+    if (text.len() as u64) <= threshold {
+        return Ok(text);
+    }
+    let hash: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = blob_path(blobs_dir, &hash);
+    if !path.exists() {
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                crate::home::write_atomic(&path, text.as_bytes(), None)
+                    .map_err(std::io::Error::other)
+            });
+        if let Err(e) = written {
+            tracing::error!(
+                "cannot write blob {}: {e}; storing the payload inline",
+                path.display()
+            );
+            return Ok(text);
+        }
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO blobs (hash, size, created_at) VALUES (?1, ?2, ?3)",
+        params![hash, text.len() as i64, crate::engine::events::now_ms()],
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO blob_refs (hash, execution_id) VALUES (?1, ?2)",
+        params![hash, run_id],
+    )?;
+    Ok(serde_json::json!({"$blob": hash, "size": text.len()}).to_string())
+}
+
+/// Reads a stored payload back, following a blob reference.
+pub fn load_payload(blobs_dir: &Path, text: &str) -> Value {
+    let value: Value =
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()));
+    match value.get("$blob").and_then(Value::as_str) {
+        Some(hash) if value.as_object().is_some_and(|o| o.len() == 2) => {
+            std::fs::read_to_string(blob_path(blobs_dir, hash))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_else(|| serde_json::json!({"$missing_blob": hash}))
+        }
+        _ => value,
+    }
+}

@@ -8,3 +8,13 @@ mod helper;
 mod init;
 // `fuse version`, completions and the global flags.
 mod version;
+// Execution rules through the engine API.
+mod engine;
+// Property test: random DAGs against a reference model.
+mod dag_property;
+// `fuse run` and `fuse runs` through the binary.
+mod run;
+// `fuse validate` and `fuse schema`.
+mod validate;
+// Retention keeps the store bounded.
+mod history;

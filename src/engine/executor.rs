@@ -253,7 +253,17 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                     for &e in &node.outgoing {
                         edges[e] = EdgeState::Dead;
                     }
-                    if stop.is_none() {
+                    if cancelled {
+                        // The run is stopping (cancel, timeout or another failure); the
+                        // node's own "cancelled" error is not a failure of its own.
+                        if stop.is_none() {
+                            stop = Some(if request.cancel.is_cancelled() {
+                                Status::Cancelled
+                            } else {
+                                Status::Failed
+                            });
+                        }
+                    } else if stop.is_none() {
                         failure = Some(format!(
                             "node {:?} ({}) failed: {}",
                             &*node.id, node.type_name, err.message

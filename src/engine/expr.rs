@@ -116,7 +116,12 @@ impl Expressions {
             None => return Ok(Vec::new()),
         };
         let template = self.env.template_from_str(&source).map_err(err)?;
-        let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+        let globals: Vec<&str> = self.env.globals().map(|(name, _)| name).collect();
+        let mut names: Vec<String> = template
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|n| !globals.contains(&n.split('.').next().unwrap_or_default()))
+            .collect();
         names.sort();
         // `nodes["my-node"]` is a subscript, which minijinja does not list as a path.
         for quote in ['"', '\''] {

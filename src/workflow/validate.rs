@@ -134,8 +134,12 @@ pub fn validate(
             );
             continue;
         }
-        if let (Some(handle), Some(node)) = (&edge.source_handle, &impls[s]) {
-            let allowed = allowed_handles(&node.spec().handles, &workflow.nodes[s].data.inputs);
+        let allowed = impls[s]
+            .as_ref()
+            .map(|node| allowed_handles(&node.spec().handles, &workflow.nodes[s].data.inputs))
+            .unwrap_or_default();
+        if let (Some(handle), Some(_)) = (&edge.source_handle, &impls[s]) {
+            let allowed = allowed.clone();
             let ok = handle == ERROR_HANDLE
                 || DEFAULT_HANDLES.contains(&handle.as_str())
                 || allowed.iter().any(|h| h == handle);
@@ -159,7 +163,8 @@ pub fn validate(
             source_handle: edge
                 .source_handle
                 .clone()
-                .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str())),
+                // A default-output name means "always", unless the node has a branch by that name.
+                .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h)),
             target_handle: edge.target_handle.clone(),
         });
     }

@@ -1,0 +1,97 @@
+//! The store stays bounded: thousands of runs with large outputs under a
+//! retention of 100 leave a database and blob folder of bounded size.
+
+use std::sync::Arc;
+
+use fuse::config::HistoryConfig;
+use fuse::engine::{Fanout, Observer};
+use fuse::nodes::Registry;
+use fuse::store::{Recorder, Store};
+use fuse::{Engine, RunRequest};
+use serde_json::json;
+
+fn dir_size(path: &std::path::Path) -> (u64, usize) {
+    let mut bytes = 0;
+    let mut files = 0;
+    for entry in std::fs::read_dir(path).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            let (b, f) = dir_size(&p);
+            bytes += b;
+            files += f;
+        } else {
+            bytes += entry.metadata().unwrap().len();
+            files += 1;
+        }
+    }
+    (bytes, files)
+}
+
+#[test]
+fn retention_keeps_the_database_and_blobs_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fuse.db");
+    let blobs = dir.path().join("blobs");
+    let history = HistoryConfig {
+        keep_runs: 100,
+        keep_days: 0,
+        blob_threshold: 4096,
+    };
+    let recorder =
+        Arc::new(Recorder::start(Store::open(&db).unwrap(), blobs.clone(), history).unwrap());
+    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone()];
+    let engine = Engine::new(Registry::builtin(), Arc::new(Fanout(observers)), 4);
+    // Each run outputs ~40 KB, unique per run (so blobs cannot be shared).
+    let wf = json!({"name": "big", "nodes": [
+        {"id": "t", "type": "trigger.manual"},
+        {"id": "big", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.n }}", "pad": "{{ 'abcdefgh' * 5000 }}"}}}}
+    ], "edges": [{"source": "t", "target": "big"}]});
+    let plan = Arc::new(engine.load_str(&wf.to_string(), None).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let runs = 2000;
+    let mut peak_db = 0;
+    for n in 0..runs {
+        let record =
+            rt.block_on(engine.run(plan.clone(), RunRequest::new(json!({"n": n}), "test")));
+        assert_eq!(record.status, fuse::engine::Status::Succeeded);
+        if n % 250 == 249 {
+            recorder.flush();
+            let size = std::fs::metadata(&db).unwrap().len()
+                + std::fs::metadata(dir.path().join("fuse.db-wal"))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+            peak_db = peak_db.max(size);
+        }
+    }
+    recorder.close();
+    let store = Store::open(&db).unwrap();
+    let kept: i64 = store
+        .conn()
+        .query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 100);
+    let (blob_bytes, blob_files) = dir_size(&blobs);
+    // Per kept run: the node output and the run output are the same content (one
+    // blob); nothing else crosses the threshold.
+    assert!(
+        blob_files <= 100,
+        "{blob_files} blob files for 100 kept runs"
+    );
+    assert!(blob_bytes <= 100 * 45_000, "blobs use {blob_bytes} bytes");
+    let db_size = std::fs::metadata(&db).unwrap().len();
+    // 2,000 runs wrote ~80 MB of payloads; what stays is bounded by retention.
+    assert!(db_size < 4 * 1024 * 1024, "database is {db_size} bytes");
+    assert!(
+        peak_db < 16 * 1024 * 1024,
+        "database + WAL peaked at {peak_db} bytes"
+    );
+    let orphans: i64 = store
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM blobs WHERE hash NOT IN (SELECT hash FROM blob_refs)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+}

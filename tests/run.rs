@@ -1,0 +1,423 @@
+//! `fuse run` and `fuse runs` through the real binary.
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+use serde_json::{Value, json};
+
+use crate::helper::{TestHome, stdout_of};
+
+fn template(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("templates")
+        .join(name)
+}
+
+fn write(dir: &Path, name: &str, wf: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(wf).unwrap()).unwrap();
+    path
+}
+
+fn runs(t: &TestHome) -> Vec<Value> {
+    serde_json::from_str(&stdout_of(t.cmd().args(["runs", "list", "--json"]))).unwrap()
+}
+
+#[test]
+fn run_works_before_init_and_says_how_to_keep_history() {
+    let t = TestHome::new();
+    let out = t
+        .cmd()
+        .arg("run")
+        .arg(template("hello.json"))
+        .assert()
+        .success();
+    let stdout: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(
+        stdout,
+        json!({"greeting": "Hello, world!", "loud": "HELLO, WORLD!"})
+    );
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        stderr.contains("not recorded") && stderr.contains("fuse init"),
+        "{stderr}"
+    );
+    assert!(!t.path().exists(), "fuse run must not create a home");
+}
+
+#[test]
+fn inputs_come_from_flags_files_and_stdin() {
+    let t = TestHome::new();
+    let input = t.tmp().join("in.json");
+    std::fs::write(&input, r#"{"name": "Bob", "extra": 1}"#).unwrap();
+    let out = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(template("hello.json"))
+            .arg("--input-file")
+            .arg(&input),
+    );
+    assert!(out.contains("Hello, Bob!"), "{out}");
+    let out = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(template("hello.json"))
+            .arg("--input-file")
+            .arg(&input)
+            .args(["--input", "name=Ada"]),
+    );
+    assert!(
+        out.contains("Hello, Ada!"),
+        "--input overrides the file: {out}"
+    );
+    let out = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(template("hello.json"))
+            .args(["--input-file", "-"])
+            .write_stdin(r#"{"name": "Cy"}"#),
+    );
+    assert!(out.contains("Hello, Cy!"), "{out}");
+    t.cmd()
+        .arg("run")
+        .arg(template("hello.json"))
+        .args(["--input", "no-equals-sign"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("KEY=VALUE"));
+}
+
+#[test]
+fn json_prints_the_run_record() {
+    let t = TestHome::new();
+    let out = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(template("fan-out.json"))
+            .args(["--json", "-q"]),
+    );
+    let r: Value = serde_json::from_str(&out).unwrap();
+    for key in [
+        "run_id",
+        "status",
+        "output",
+        "error",
+        "duration_ms",
+        "nodes",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key}: {r}");
+    }
+    assert_eq!(r["status"], "succeeded");
+    assert_eq!(r["output"], json!({"sum_of_squares": 55, "items": 5}));
+    assert_eq!(r["nodes"]["square"]["status"], "succeeded");
+    assert_eq!(r["nodes"]["square"]["attempts"], 1);
+}
+
+#[test]
+fn every_template_runs() {
+    let t = TestHome::initialized();
+    let report = t.tmp().join("report.json");
+    t.cmd()
+        .arg("run")
+        .arg(template("disk-report.json"))
+        .arg("--input")
+        .arg(format!("out={}", report.display()))
+        .assert()
+        .success();
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        saved
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a[0]["mount"].is_string()),
+        "{saved}"
+    );
+    for name in ["hello.json", "fan-out.json"] {
+        t.cmd().arg("run").arg(template(name)).assert().success();
+    }
+}
+
+#[test]
+fn exit_codes_say_failed_or_invalid() {
+    let t = TestHome::new();
+    let failing = write(
+        t.tmp(),
+        "fail.json",
+        &json!({"nodes": [{"id": "boom", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", "echo broken >&2; exit 3"]}}}]}),
+    );
+    t.cmd()
+        .arg("run")
+        .arg(&failing)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("failed"))
+        .stderr(predicate::str::contains("exited with code 3: broken"));
+    let invalid = write(
+        t.tmp(),
+        "bad.json",
+        &json!({"nodes": [{"id": "x", "type": "nope.nothing"}]}),
+    );
+    t.cmd()
+        .arg("run")
+        .arg(&invalid)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown node type"));
+    t.cmd()
+        .arg("run")
+        .arg(t.tmp().join("missing.json"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot read workflow"));
+}
+
+#[test]
+fn runs_are_recorded_and_shown() {
+    let t = TestHome::initialized();
+    let wf = write(
+        t.tmp(),
+        "logs.json",
+        &json!({"name": "logger", "nodes": [
+            {"id": "say", "type": "log", "data": {"inputs": {"message": "hello from {{ run.workflow }}", "level": "warn"}}},
+            {"id": "cmd", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", "echo to-stderr >&2; echo out"]}}}
+        ], "edges": [{"source": "say", "target": "cmd"}]}),
+    );
+    t.cmd().arg("run").arg(&wf).assert().success();
+    t.cmd()
+        .arg("run")
+        .arg(&wf)
+        .arg("--no-history")
+        .assert()
+        .success();
+    let list = runs(&t);
+    assert_eq!(
+        list.len(),
+        1,
+        "--no-history runs are not recorded: {list:?}"
+    );
+    assert_eq!(list[0]["workflow"], "logger");
+    assert_eq!(list[0]["status"], "succeeded");
+    let id = list[0]["id"].as_str().unwrap();
+    let show = stdout_of(t.cmd().args(["runs", "show", id]));
+    assert!(
+        show.contains("say") && show.contains("exec.command") && show.contains("succeeded"),
+        "{show}"
+    );
+    // The end of an id is enough (ids of runs started together share their start).
+    let short = &id[id.len() - 8..];
+    let detail: Value =
+        serde_json::from_str(&stdout_of(t.cmd().args(["runs", "show", short, "--json"]))).unwrap();
+    assert_eq!(detail["id"], id);
+    let cmd = detail["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == "cmd")
+        .unwrap()
+        .clone();
+    assert_eq!(cmd["output"]["stdout"], "out\n");
+    assert!(cmd["input"].is_object());
+    let logs = stdout_of(t.cmd().args(["runs", "logs", id]));
+    assert!(logs.contains("hello from logger"), "{logs}");
+    assert!(
+        logs.contains("to-stderr"),
+        "stderr lines of commands are logged: {logs}"
+    );
+    t.cmd()
+        .args(["runs", "show", "zzzzzzzz"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no run with id"));
+    // Filters.
+    let failed: Vec<Value> = serde_json::from_str(&stdout_of(
+        t.cmd()
+            .args(["runs", "list", "--status", "failed", "--json"]),
+    ))
+    .unwrap();
+    assert!(failed.is_empty());
+}
+
+#[test]
+fn retry_from_failed_reuses_succeeded_outputs() {
+    let t = TestHome::initialized();
+    let dir = t.tmp();
+    let wf = write(
+        dir,
+        "twostep.json",
+        &json!({"name": "twostep", "nodes": [
+            {"id": "count", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", "echo x >> calls; wc -l < calls"]}}},
+            {"id": "gate", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", "test -f ok && echo passed"]}}}
+        ], "edges": [{"source": "count", "target": "gate"}]}),
+    );
+    t.cmd().arg("run").arg(&wf).assert().code(1);
+    let id = runs(&t)[0]["id"].as_str().unwrap().to_string();
+    std::fs::write(dir.join("ok"), "").unwrap();
+    let out = stdout_of(
+        t.cmd()
+            .args(["runs", "retry", &id, "--from-failed", "--json"])
+            .current_dir("/"),
+    );
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["output"]["stdout"], "passed\n");
+    assert_eq!(
+        r["nodes"]["count"]["attempts"], 0,
+        "count was reused, not rerun"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("calls"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    // A plain retry runs everything again.
+    stdout_of(t.cmd().args(["runs", "retry", &id]));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("calls"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    let list = runs(&t);
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["retry_of"], id.as_str());
+}
+
+#[test]
+fn prune_deletes_old_runs() {
+    let t = TestHome::initialized();
+    for _ in 0..3 {
+        t.cmd()
+            .arg("run")
+            .arg(template("hello.json"))
+            .assert()
+            .success();
+    }
+    assert_eq!(runs(&t).len(), 3);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = stdout_of(t.cmd().args(["runs", "prune", "--older-than", "10ms"]));
+    assert!(out.contains("deleted 3 run(s)"), "{out}");
+    assert!(runs(&t).is_empty());
+    t.cmd()
+        .args(["runs", "prune", "--older-than", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a duration"));
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_records_it() {
+    let t = TestHome::initialized();
+    let wf = write(
+        t.tmp(),
+        "slow.json",
+        &json!({"name": "slow", "nodes": [{"id": "wait", "type": "exec.command", "data": {"inputs": {"argv": ["sleep", "30"]}}}]}),
+    );
+    let bin = assert_cmd::cargo::cargo_bin("fuse");
+    let mut child = std::process::Command::new(bin)
+        .env("FUSE_HOME", t.path())
+        .arg("run")
+        .arg(&wf)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run is recorded as running, then interrupt it.
+    let db = t.path().join("fuse.db");
+    for _ in 0..200 {
+        let running = rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM executions WHERE status = 'running'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            })
+            .unwrap_or(0);
+        if running > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "cancellation must not wait for the command"
+    );
+    assert_eq!(status.code(), Some(1));
+    let list = runs(&t);
+    assert_eq!(list[0]["status"], "cancelled", "{list:?}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors_not_panics() {
+    let t = TestHome::new();
+    let dir = t.tmp();
+    // Malformed JSON: line and column.
+    std::fs::write(
+        dir.join("broken.json"),
+        "{\"nodes\": [\n  {\"id\": \"a\",, }\n]}",
+    )
+    .unwrap();
+    t.cmd()
+        .arg("run")
+        .arg(dir.join("broken.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 2"))
+        .stderr(predicate::str::contains("panicked").not());
+    // Wrong types: the JSON path.
+    std::fs::write(
+        dir.join("types.json"),
+        r#"{"nodes": [{"id": "a", "type": "log", "retry": {"attempts": "many"}}]}"#,
+    )
+    .unwrap();
+    t.cmd()
+        .arg("run")
+        .arg(dir.join("types.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nodes[0].retry.attempts"));
+    // Deep nesting: a parse error, not a stack overflow.
+    let deep = format!(
+        "{{\"nodes\": [{{\"id\": \"a\", \"type\": \"flow.noop\", \"data\": {{\"inputs\": {{\"x\": {}{}}}}}}}]}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    std::fs::write(dir.join("deep.json"), deep).unwrap();
+    t.cmd()
+        .arg("run")
+        .arg(dir.join("deep.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("recursion limit"));
+    // An expression that loops is stopped.
+    let looping = json!({"nodes": [{"id": "spin", "type": "transform.set", "data": {"inputs": {"values":
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"}}}]});
+    t.cmd()
+        .arg("run")
+        .arg(write(dir, "loop.json", &looping))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("spin"))
+        .stderr(predicate::str::contains("panicked").not());
+    // A 50 MB run input is handled (and recorded) without trouble.
+    let big = format!("{{\"data\": \"{}\"}}", "x".repeat(50 * 1024 * 1024));
+    std::fs::write(dir.join("big.json"), big).unwrap();
+    let wf = json!({"nodes": [{"id": "t", "type": "trigger.manual"},
+        {"id": "len", "type": "transform.set", "data": {"inputs": {"values": {"bytes": "{{ trigger.data | length }}"}}}}],
+        "edges": [{"source": "t", "target": "len"}]});
+    let out = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(write(dir, "len.json", &wf))
+            .arg("--input-file")
+            .arg(dir.join("big.json")),
+    );
+    assert!(out.contains(&(50 * 1024 * 1024).to_string()), "{out}");
+}

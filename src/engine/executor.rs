@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +123,10 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     }
 
     let deadline = plan.timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut tasks: JoinSet<NodeResult> = JoinSet::new();
+    // Node futures are polled here, in the run's own task: a chain of quick nodes
+    // never pays a cross-thread wake-up per node. Blocking work inside nodes goes
+    // to spawn_blocking; a panicking node is caught and recorded as a failure.
+    let mut tasks = FuturesUnordered::new();
     let mut failure: Option<String> = None;
     let mut stop: Option<Status> = None;
 
@@ -139,13 +144,29 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
             };
             state[i] = NodeState::Running;
             let shared = shared.clone();
-            tasks.spawn(async move { run_node(shared, i, node_input).await });
+            tasks.push(async move {
+                let started = Instant::now();
+                let input = node_input.clone();
+                std::panic::AssertUnwindSafe(run_node(shared, i, node_input))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| NodeResult {
+                        index: i,
+                        result: Err(NodeError::other(format!(
+                            "the node panicked: {}",
+                            panic_message(&panic)
+                        ))),
+                        attempts: 1,
+                        started,
+                        input,
+                    })
+            });
         }
         if tasks.is_empty() {
             break;
         }
         let joined = tokio::select! {
-            joined = tasks.join_next() => joined,
+            joined = tasks.next() => joined,
             _ = shared.cancel.cancelled(), if stop.is_none() => {
                 stop = Some(if request.cancel.is_cancelled() { Status::Cancelled } else { Status::Failed });
                 continue;
@@ -158,17 +179,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                 continue;
             }
         };
-        let Some(joined) = joined else { break };
-        let done = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                // A node panicked: record it as a failure of the run, never crash.
-                failure = Some(format!("a node task failed unexpectedly: {e}"));
-                stop = Some(Status::Failed);
-                shared.cancel.cancel();
-                continue;
-            }
-        };
+        let Some(done) = joined else { break };
         let i = done.index;
         let node = &plan.nodes[i];
         state[i] = NodeState::Done;
@@ -391,6 +402,14 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         duration_ms,
         nodes,
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

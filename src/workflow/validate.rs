@@ -198,12 +198,9 @@ pub fn validate(
         );
     }
 
-    // Ancestors, for "expression names a node that is not upstream".
-    let ancestors = if acyclic {
-        ancestors(n, &edges, &order)
-    } else {
-        vec![HashSet::new(); n]
-    };
+    // Ancestors, for "expression names a node that is not upstream": computed
+    // only for nodes whose expressions name other nodes.
+    let ancestors = Ancestors::new(n, &edges);
 
     // Per node: inputs, expressions, durations, retry.
     let exprs = Expressions::new();
@@ -415,7 +412,7 @@ fn check_name(
     node: usize,
     in_foreach: bool,
     index: &HashMap<String, usize>,
-    ancestors: &[HashSet<usize>],
+    ancestors: &Ancestors,
     impls: &[Option<Arc<dyn crate::nodes::Node>>],
     acyclic: bool,
     report: &mut dyn FnMut(String),
@@ -447,7 +444,7 @@ fn check_name(
         report(format!("no node {target:?} in this workflow{hint}"));
         return;
     };
-    if acyclic && !ancestors[node].contains(&t) {
+    if acyclic && !ancestors.of(node).contains(&t) {
         report(format!(
             "node {target:?} is not upstream of this node, so its output is not available; add an edge path from it"
         ));
@@ -584,21 +581,39 @@ fn find_cycle(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<usize> {
     }
 }
 
-fn ancestors(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<HashSet<usize>> {
-    let mut parents = vec![Vec::new(); n];
-    for e in edges {
-        parents[e.target].push(e.source);
-    }
-    let mut result: Vec<HashSet<usize>> = vec![HashSet::new(); n];
-    for &i in order {
-        let mut set = HashSet::new();
-        for &p in &parents[i] {
-            set.insert(p);
-            set.extend(result[p].iter().copied());
+/// Upstream nodes of each node, found on demand by walking edges backwards.
+struct Ancestors {
+    parents: Vec<Vec<usize>>,
+    memo: std::cell::RefCell<HashMap<usize, std::rc::Rc<HashSet<usize>>>>,
+}
+
+impl Ancestors {
+    fn new(n: usize, edges: &[PlannedEdge]) -> Ancestors {
+        let mut parents = vec![Vec::new(); n];
+        for e in edges {
+            parents[e.target].push(e.source);
         }
-        result[i] = set;
+        Ancestors {
+            parents,
+            memo: Default::default(),
+        }
     }
-    result
+
+    fn of(&self, node: usize) -> std::rc::Rc<HashSet<usize>> {
+        if let Some(set) = self.memo.borrow().get(&node) {
+            return set.clone();
+        }
+        let mut seen = HashSet::new();
+        let mut stack = self.parents[node].clone();
+        while let Some(p) = stack.pop() {
+            if seen.insert(p) {
+                stack.extend(self.parents[p].iter().copied());
+            }
+        }
+        let set = std::rc::Rc::new(seen);
+        self.memo.borrow_mut().insert(node, set.clone());
+        set
+    }
 }
 
 /// The candidate closest to `name` by edit distance, if close enough to be a typo.

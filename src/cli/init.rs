@@ -89,7 +89,10 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
     } else {
         String::new()
     };
-    println!("Next: fuse{home_flag} version");
+    println!(
+        "Next: fuse{home_flag} run {}",
+        shell_quote(&home.templates_dir().join("hello.json"))
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -234,7 +234,15 @@ mod os_keyring {
     -> std::result::Result<std::sync::Arc<keyring_core::CredentialStore>, String> {
         zbus_secret_service_keyring_store::Store::new()
             .map(|s| s as std::sync::Arc<keyring_core::CredentialStore>)
-            .map_err(|e| e.to_string())
+            .map_err(|e| {
+                let raw = e.to_string();
+                tracing::debug!("OS keyring: {raw}");
+                if raw.contains("Failed to connect") || raw.contains("DBUS_SESSION_BUS_ADDRESS") {
+                    "no D-Bus session bus, so no Secret Service keyring is reachable".to_string()
+                } else {
+                    raw
+                }
+            })
     }
 
     #[cfg(not(target_os = "linux"))]

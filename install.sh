@@ -24,4 +24,4 @@ case ":$PATH:" in
   *":$(dirname "$bin"):"*) ;;
   *) echo "note: add $(dirname "$bin") to your PATH" >&2 ;;
 esac
-echo "next: fuse init --yes && fuse version"
+echo "next: fuse run templates/hello.json   (and \`fuse init\` to keep run history)"

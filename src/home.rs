@@ -12,6 +12,8 @@ use include_dir::{Dir, include_dir};
 
 use crate::config::{self, Config};
 use crate::error::{Error, IoContext, Result};
+pub use crate::files::write_atomic;
+use crate::files::{TMP_PREFIX, set_mode};
 use crate::secrets::keystore::{self, KeyStoreKind};
 use crate::store::Store;
 
@@ -19,8 +21,6 @@ static BUNDLED_NODE_PACKAGES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/node_p
 static BUNDLED_PLUGIN_PACKAGES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/plugin_packages");
 static BUNDLED_TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
-/// Prefix of files and folders being written; left-overs are removed by `init`.
-const TMP_PREFIX: &str = ".tmp-";
 /// Meta key recording which store holds the master key.
 pub const META_KEY_STORE: &str = "key_store";
 
@@ -371,40 +371,6 @@ fn extract(dir: &Dir<'_>, base: &Path, dest: &Path) -> Result<()> {
 fn mode_for(path: &Path) -> Option<u32> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     matches!(ext, "sh" | "py").then_some(0o755)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!("{TMP_PREFIX}{}", dir_name(path)));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if let Some(mode) = mode {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(mode);
-        }
-        let mut file = options.open(&tmp).io_context("write", &tmp)?;
-        std::io::Write::write_all(&mut file, bytes).io_context("write", &tmp)?;
-        file.sync_all().io_context("write", &tmp)?;
-    }
-    if let Some(mode) = mode {
-        set_mode(&tmp, mode)?;
-    }
-    std::fs::rename(&tmp, path).io_context("move into place", path)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .io_context("set permissions on", path)?;
-    }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
-    Ok(())
 }
 
 /// Removes `.tmp-*` files and folders an interrupted `init` left behind.

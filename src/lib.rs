@@ -4,6 +4,7 @@
 //! - [`cli`]: argument parsing and one file per subcommand; the only place that
 //!   prints or prompts.
 //! - [`config`]: `fuse.toml` ← `FUSE_*` environment ← flags.
+//! - [`files`]: atomic writes and file permissions.
 //! - [`home`]: the home directory, its paths, and `init` with the bundled files.
 //! - [`store`]: SQLite (WAL) with embedded refinery migrations.
 //! - [`secrets`]: the master key and its stores (keyring, env, key file).
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod home;
 pub mod nodes;
 pub mod secrets;

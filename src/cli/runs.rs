@@ -310,20 +310,18 @@ fn ms(v: i64) -> String {
 }
 
 fn local_time(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| {
-            t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
-        .unwrap_or_else(|_| ms.to_string())
+    format_time(ms, "%Y-%m-%d %H:%M:%S")
 }
 
 fn local_time_ms(ms: i64) -> String {
+    format_time(ms, "%H:%M:%S%.3f")
+}
+
+fn format_time(ms: i64, format: &str) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| {
             t.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%H:%M:%S%.3f")
+                .strftime(format)
                 .to_string()
         })
         .unwrap_or_else(|_| ms.to_string())

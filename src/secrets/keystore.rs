@@ -157,7 +157,7 @@ pub fn load(home: &Path, kind: KeyStoreKind) -> Result<MasterKey> {
 fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).io_context("create key folder", dir)?;
-    restrict(dir, 0o700)?;
+    crate::files::set_mode(dir, 0o700)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -211,18 +211,6 @@ fn load_file(path: &Path) -> Result<MasterKey> {
     let _ = meta;
     let text = Zeroizing::new(std::fs::read_to_string(path).io_context("read key file", path)?);
     MasterKey::from_base64(&text, &path.display().to_string())
-}
-
-fn restrict(path: &Path, mode: u32) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .io_context("set permissions on", path)?;
-    }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
-    Ok(())
 }
 
 /// The OS keyring, through keyring-core and the Secret Service on Linux.

@@ -56,17 +56,14 @@ fn builtin(
     output: Value,
     handler: Handler,
 ) -> Arc<dyn Node> {
-    Arc::new(Builtin {
-        spec: NodeSpec {
-            type_name: type_name.into(),
-            description: description.into(),
-            inputs,
-            output,
-            handles: Handles::Default,
-            trigger: false,
-        },
+    with_handles(
+        type_name,
+        description,
+        inputs,
+        output,
+        Handles::Default,
         handler,
-    })
+    )
 }
 
 /// Like [`builtin`] with branch handles.
@@ -77,12 +74,23 @@ fn branching(
     handles: Handles,
     handler: Handler,
 ) -> Arc<dyn Node> {
+    with_handles(type_name, description, inputs, json!({}), handles, handler)
+}
+
+fn with_handles(
+    type_name: &str,
+    description: &str,
+    inputs: Vec<InputSpec>,
+    output: Value,
+    handles: Handles,
+    handler: Handler,
+) -> Arc<dyn Node> {
     Arc::new(Builtin {
         spec: NodeSpec {
             type_name: type_name.into(),
             description: description.into(),
             inputs,
-            output: json!({}),
+            output,
             handles,
             trigger: false,
         },

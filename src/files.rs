@@ -1,0 +1,47 @@
+//! Files written by fuse: atomically (temporary name, then rename, so a file is
+//! either whole or absent) and with the permissions asked for.
+
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+
+/// Prefix of files and folders being written; `init` removes left-overs.
+pub const TMP_PREFIX: &str = ".tmp-";
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        let mut file = options.open(&tmp).io_context("write", &tmp)?;
+        std::io::Write::write_all(&mut file, bytes).io_context("write", &tmp)?;
+        file.sync_all().io_context("write", &tmp)?;
+    }
+    if let Some(mode) = mode {
+        set_mode(&tmp, mode)?;
+    }
+    std::fs::rename(&tmp, path).io_context("move into place", path)
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .io_context("set permissions on", path)?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}

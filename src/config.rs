@@ -17,6 +17,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub engine: EngineConfig,
     pub history: HistoryConfig,
+    pub http: HttpConfig,
+    pub llm: LlmConfig,
     pub log: LogConfig,
 }
 
@@ -70,6 +72,68 @@ impl Default for HistoryConfig {
             keep_runs: 1000,
             keep_days: 30,
             blob_threshold: 256 * 1024,
+        }
+    }
+}
+
+/// `[http]`: defaults of `http.request` (and of `llm.chat`'s connections).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Per-request time limit, e.g. "30s".
+    pub timeout: String,
+    /// Responses larger than this many bytes are refused.
+    pub max_response_bytes: u64,
+    /// Redirects followed at most (0: do not follow).
+    pub max_redirects: usize,
+    /// Consecutive failures (network errors, timeouts, 5xx) that open a target's circuit.
+    pub breaker_threshold: u32,
+    /// How long an open circuit fails fast before a probe is let through.
+    pub breaker_cooldown: String,
+    /// Requests per second to any one target (scheme://host:port); 0 = no limit.
+    pub rate_limit: f64,
+    /// Per-target limits, e.g. `"https://api.example.com:443" = 5`.
+    pub rate_limits: std::collections::BTreeMap<String, f64>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: "30s".into(),
+            max_response_bytes: 16 * 1024 * 1024,
+            max_redirects: 10,
+            breaker_threshold: 5,
+            breaker_cooldown: "30s".into(),
+            rate_limit: 0.0,
+            rate_limits: Default::default(),
+        }
+    }
+}
+
+/// `[llm]`: defaults of `llm.chat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// An OpenAI-compatible API base, e.g. http://127.0.0.1:11434/v1 (Ollama).
+    pub base_url: String,
+    /// Model used when a node names none.
+    pub model: String,
+    /// Environment variable holding the API key (never put the key itself here).
+    pub api_key_env: String,
+    /// Cache responses by a hash of the request (in the home's cache/llm/).
+    pub cache: bool,
+    /// Per-request time limit.
+    pub timeout: String,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:11434/v1".into(),
+            model: String::new(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            cache: false,
+            timeout: "120s".into(),
         }
     }
 }
@@ -212,6 +276,19 @@ impl Config {
                 "engine.max_parallel must be at least 1".into(),
             ));
         }
+        for (key, value) in [
+            ("http.timeout", &self.http.timeout),
+            ("http.breaker_cooldown", &self.http.breaker_cooldown),
+            ("llm.timeout", &self.llm.timeout),
+        ] {
+            crate::engine::duration::parse(value)
+                .map_err(|e| Error::Setting(format!("{key}: {e}")))?;
+        }
+        if self.http.breaker_threshold == 0 {
+            return Err(Error::Setting(
+                "http.breaker_threshold must be at least 1".into(),
+            ));
+        }
         const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
         if !LEVELS.contains(&self.log.level.as_str()) {
             return Err(Error::Setting(format!(
@@ -271,6 +348,34 @@ keep_days = {keep_days}
 # Node inputs/outputs larger than this many bytes are stored as files in blobs/.
 blob_threshold = {blob_threshold}
 
+[http]
+# Per-request time limit of http.request (a node's `timeout` input overrides it).
+timeout = "{http_timeout}"
+# Larger responses are refused.
+max_response_bytes = {max_response_bytes}
+# Redirects followed at most (0: do not follow).
+max_redirects = {max_redirects}
+# After this many consecutive failures (network errors, timeouts, 5xx) calls to
+# that scheme://host:port fail fast for breaker_cooldown, then one probe is let through.
+breaker_threshold = {breaker_threshold}
+breaker_cooldown = "{breaker_cooldown}"
+# Requests per second to any one target; 0 = no limit.
+rate_limit = 0
+# Per-target limits:
+# [http.rate_limits]
+# "https://api.example.com:443" = 5
+
+[llm]
+# Any OpenAI-compatible endpoint: Ollama, llama.cpp's server, OpenAI, …
+base_url = "{llm_base}"
+# Model used when a node names none.
+model = ""
+# Environment variable that holds the API key (the key itself never goes here).
+api_key_env = "{api_key_env}"
+# Cache responses by a hash of the request, so re-runs are free and deterministic.
+cache = false
+timeout = "{llm_timeout}"
+
 [log]
 # error, warn, info, debug or trace (-v / -q on the command line adjust it).
 level = "{level}"
@@ -281,6 +386,14 @@ level = "{level}"
         keep_days = d.history.keep_days,
         blob_threshold = d.history.blob_threshold,
         level = d.log.level,
+        http_timeout = d.http.timeout,
+        max_response_bytes = d.http.max_response_bytes,
+        max_redirects = d.http.max_redirects,
+        breaker_threshold = d.http.breaker_threshold,
+        breaker_cooldown = d.http.breaker_cooldown,
+        llm_base = d.llm.base_url,
+        api_key_env = d.llm.api_key_env,
+        llm_timeout = d.llm.timeout,
     )
 }
 

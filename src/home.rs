@@ -81,6 +81,9 @@ impl Home {
     pub fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs")
     }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
 
     /// True when `init` has at least started here (a config or a database exists).
     pub fn is_initialized(&self) -> bool {

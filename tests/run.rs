@@ -421,3 +421,99 @@ fn bad_input_gives_clear_errors_not_panics() {
     );
     assert!(out.contains(&(50 * 1024 * 1024).to_string()), "{out}");
 }
+
+#[test]
+fn the_http_and_llm_templates_run_against_local_servers() {
+    use crate::helper::http::{Reply, TestServer};
+    let server = TestServer::start(|req, _| {
+        match req.path.as_str() {
+        "/issues" => Reply::json(200, json!([
+            {"title": "a", "state": "open"}, {"title": "b", "state": "open"}, {"title": "c", "state": "closed"}
+        ])),
+        _ => Reply::Chunks {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/event-stream".into())],
+            chunks: vec![
+                (std::time::Duration::ZERO, format!("data: {}\n\n", json!({"choices": [{"delta": {"content": "- short"}}]})).into_bytes()),
+                (std::time::Duration::ZERO, format!("data: {}\n\n", json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})).into_bytes()),
+                (std::time::Duration::ZERO, b"data: [DONE]\n\n".to_vec()),
+            ],
+        },
+    }
+    });
+    let t = TestHome::initialized();
+    let out = t.tmp().join("report.json");
+    let report = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(template("api-report.json"))
+            .arg("--input")
+            .arg(format!("url={}", server.url("/issues")))
+            .arg("--input")
+            .arg(format!("out={}", out.display()))
+            .args(["--input", "alert_above=1"]),
+    );
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["count"], 3);
+    assert_eq!(report["by_state"], json!({"open": 2, "closed": 1}));
+    assert!(out.is_file());
+    let fetched = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/issues")
+        .unwrap();
+    assert!(fetched.query.contains("per_page=30"), "{}", fetched.query);
+
+    let summary = stdout_of(
+        t.cmd()
+            .arg("run")
+            .arg(template("llm-summarise.json"))
+            .arg("--input")
+            .arg(format!("base_url={}", server.url("/v1")))
+            .args(["--input", "model=tiny"]),
+    );
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary, json!({"summary": "- short", "tokens": 12}));
+    let sent = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/chat/completions")
+        .unwrap()
+        .json();
+    assert!(
+        sent["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("\"name\": \"hello\""),
+        "the file was read: {sent}"
+    );
+    // The run records its token usage; the cache (in the home) makes a re-run free.
+    let id = runs(&t)[0]["id"].as_str().unwrap().to_string();
+    let show = stdout_of(t.cmd().args(["runs", "show", &id]));
+    assert!(
+        show.contains("tokens    12 (10 prompt, 2 completion)"),
+        "{show}"
+    );
+    let calls = server.requests().len();
+    t.cmd()
+        .arg("run")
+        .arg(template("llm-summarise.json"))
+        .arg("--input")
+        .arg(format!("base_url={}", server.url("/v1")))
+        .args(["--input", "model=tiny"])
+        .assert()
+        .success();
+    assert_eq!(
+        server.requests().len(),
+        calls,
+        "served from the llm cache in the home"
+    );
+    assert!(
+        t.path()
+            .join("cache/llm")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some()
+    );
+}

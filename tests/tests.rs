@@ -18,3 +18,5 @@ mod run;
 mod validate;
 // Retention keeps the store bounded.
 mod history;
+// http.request and llm.chat against a local HTTP server.
+mod http;

@@ -50,9 +50,15 @@ impl CliEngine {
         let mut observers: Vec<Arc<dyn Observer>> = vec![progress.clone()];
         let mut max_parallel = crate::config::EngineConfig::default().max_parallel;
         let mut recorder = None;
+        let mut settings = crate::nodes::Settings::default();
         if home.is_initialized() {
             let config = home.config(&Default::default())?;
             max_parallel = config.engine.max_parallel;
+            settings = crate::nodes::Settings {
+                http: config.http.clone(),
+                llm: config.llm.clone(),
+                cache_dir: Some(home.cache_dir().join("llm")),
+            };
             if history {
                 let store = home.open_store()?;
                 let r = Arc::new(Recorder::start(store, home.blobs_dir(), config.history)?);
@@ -66,7 +72,7 @@ impl CliEngine {
             );
         }
         let engine = Engine::new(
-            Registry::builtin(),
+            Registry::with_settings(&settings),
             Arc::new(Fanout(observers)),
             max_parallel,
         );
@@ -170,6 +176,9 @@ pub(super) fn print_record(
         } else {
             String::new()
         };
+        if let Some(total) = record.usage.as_ref().and_then(|u| u.get("total_tokens")) {
+            eprintln!("tokens used: {total}");
+        }
         eprintln!(
             "succeeded in {}{recorded}",
             crate::engine::duration::human(std::time::Duration::from_millis(record.duration_ms))

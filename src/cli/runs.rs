@@ -143,6 +143,12 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             if let Some(e) = &s.error {
                 println!("error     {e}");
             }
+            if let Some(u) = &run.usage {
+                println!(
+                    "tokens    {} ({} prompt, {} completion)",
+                    u["total_tokens"], u["prompt_tokens"], u["completion_tokens"]
+                );
+            }
             println!();
             println!(
                 "{:<24}  {:<16}  {:<10}  {:>8}  {:>8}  ERROR",

@@ -82,6 +82,7 @@ pub enum Event {
         status: Status,
         output: Arc<Value>,
         error: Option<String>,
+        usage: Option<Value>,
         at_ms: i64,
         duration_ms: u64,
     },

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value, json};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, NodeAttempt, Status, now_ms};
@@ -48,6 +47,28 @@ enum EdgeState {
     Pending,
     Live(Arc<Value>),
     Dead,
+}
+
+/// A node's final state during the run; outputs stay shared (`Arc`) with the
+/// expression view and edges until the run ends, then move into the record.
+struct Done {
+    status: Status,
+    attempts: u32,
+    output: Option<Arc<Value>>,
+    error: Option<Value>,
+}
+
+impl Done {
+    fn into_record(self) -> NodeRecord {
+        NodeRecord {
+            status: self.status,
+            attempts: self.attempts,
+            output: self
+                .output
+                .map(|v| Arc::try_unwrap(v).unwrap_or_else(|kept| (*kept).clone())),
+            error: self.error,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,7 +134,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let mut remaining: Vec<usize> = plan.nodes.iter().map(|node| node.incoming.len()).collect();
     let mut state = vec![NodeState::Waiting; n];
     let mut first_input: Vec<Option<Arc<Value>>> = vec![None; n];
-    let mut records: Vec<Option<NodeRecord>> = vec![None; n];
+    let mut records: Vec<Option<Done>> = (0..n).map(|_| None).collect();
     let mut ready: VecDeque<usize> = VecDeque::new();
     for (i, node) in plan.nodes.iter().enumerate() {
         if node.incoming.is_empty() {
@@ -210,10 +231,10 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                     duration_ms,
                     None,
                 );
-                records[i] = Some(NodeRecord {
+                records[i] = Some(Done {
                     status: Status::Succeeded,
                     attempts: done.attempts,
-                    output: Some((*value).clone()),
+                    output: Some(value.clone()),
                     error: None,
                 });
             }
@@ -291,7 +312,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                     duration_ms,
                     Some(err.message.clone()),
                 );
-                records[i] = Some(NodeRecord {
+                records[i] = Some(Done {
                     status,
                     attempts: done.attempts,
                     output: None,
@@ -337,7 +358,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         }
         for t in newly_dead {
             finish(&shared, t, Status::Skipped, 0, 0, None);
-            records[t] = Some(NodeRecord {
+            records[t] = Some(Done {
                 status: Status::Skipped,
                 attempts: 0,
                 output: None,
@@ -355,7 +376,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                 Status::Skipped
             };
             finish(&shared, i, status, 0, 0, None);
-            *record = Some(NodeRecord {
+            *record = Some(Done {
                 status,
                 attempts: 0,
                 output: None,
@@ -378,20 +399,32 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         Value::Null
     };
     let duration_ms = started.elapsed().as_millis() as u64;
+    let usage = super::record::sum_usage(
+        records
+            .iter()
+            .flatten()
+            .filter(|r| r.status == Status::Succeeded)
+            .filter_map(|r| r.output.as_deref()),
+    );
     let output = Arc::new(output);
     engine.observer().on_event(&Event::RunFinished {
         run_id: run_id.clone(),
         status,
         output: output.clone(),
         error: failure.clone(),
+        usage: usage.clone(),
         at_ms: now_ms(),
         duration_ms,
     });
+    // Release the other holders of node outputs so they move, not copy, into the record.
+    drop(edges);
+    drop(first_input);
+    shared.view.clear();
     let nodes: BTreeMap<String, NodeRecord> = plan
         .nodes
         .iter()
         .zip(records)
-        .filter_map(|(node, r)| r.map(|r| (node.id.to_string(), r)))
+        .filter_map(|(node, r)| r.map(|r| (node.id.to_string(), r.into_record())))
         .collect();
     RunRecord {
         run_id,
@@ -400,6 +433,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         output: Arc::unwrap_or_clone(output),
         error: failure,
         duration_ms,
+        usage,
         nodes,
     }
 }
@@ -473,12 +507,12 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
 
 /// The workflow result: the `end` node's output, else the single sink's, else an
 /// object keyed by sink id (of sinks that succeeded).
-fn result_of(plan: &Plan, records: &[Option<NodeRecord>]) -> Value {
+fn result_of(plan: &Plan, records: &[Option<Done>]) -> Value {
     let output = |i: usize| {
         records[i]
             .as_ref()
             .filter(|r| r.status == Status::Succeeded)
-            .and_then(|r| r.output.clone())
+            .and_then(|r| r.output.as_deref().cloned())
     };
     if let Some(i) = plan.nodes.iter().position(|n| n.type_name == "end")
         && let Some(v) = output(i)
@@ -557,56 +591,60 @@ async fn run_foreach(
         Err(e) => return (Err(NodeError::new(ErrorKind::Expression, e.to_string())), 1),
     };
     let concurrency = node.def.concurrency.unwrap_or(shared.max_parallel).max(1);
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut set = JoinSet::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let shared = shared.clone();
-        let input = input.clone();
-        let semaphore = semaphore.clone();
-        set.spawn(async move {
-            let _permit = semaphore.acquire_owned().await;
-            let (result, attempts) = attempts(&shared, i, &input, Some((item, index))).await;
-            (index, result, attempts)
-        });
-    }
-    let mut results: Vec<Option<Value>> = Vec::new();
+    // Items are polled here, at most `concurrency` at a time, like the nodes of a
+    // run: no task (and no cross-thread wake-up) per item.
+    let count = items.len();
+    let mut pending = items.into_iter().enumerate();
+    let mut running = FuturesUnordered::new();
+    let mut results: Vec<Value> = vec![Value::Null; count];
     let mut max_attempts = 0;
     let mut first_error: Option<(usize, NodeError)> = None;
-    while let Some(joined) = set.join_next().await {
-        let (index, result, attempts) = match joined {
-            Ok(r) => r,
-            Err(e) => {
-                return (
-                    Err(NodeError::other(format!("a foreach item task failed: {e}"))),
-                    max_attempts,
-                );
-            }
+    loop {
+        while first_error.is_none() && running.len() < concurrency {
+            let Some((index, item)) = pending.next() else {
+                break;
+            };
+            let base = &context;
+            running.push(async move {
+                let (result, attempts) = std::panic::AssertUnwindSafe(attempts(
+                    shared,
+                    i,
+                    input,
+                    Some((item, index, base)),
+                ))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    (
+                        Err(NodeError::other(format!(
+                            "the node panicked: {}",
+                            panic_message(&panic)
+                        ))),
+                        1,
+                    )
+                });
+                (index, result, attempts)
+            });
+        }
+        // One failed item fails the node: the others are dropped (cancelled).
+        if first_error.is_some() {
+            break;
+        }
+        let Some((index, result, attempts)) = running.next().await else {
+            break;
         };
         max_attempts = max_attempts.max(attempts);
         match result {
-            Ok(out) => {
-                if results.len() <= index {
-                    results.resize(index + 1, None);
-                }
-                results[index] = Some(out.value);
-            }
-            Err(e) => {
-                if first_error.as_ref().is_none_or(|(j, _)| index < *j) {
-                    first_error = Some((index, e));
-                }
-                // One failed item fails the node: stop the others early.
-                set.abort_all();
-            }
+            Ok(out) => results[index] = out.value,
+            Err(e) => first_error = Some((index, e)),
         }
     }
+    drop(running);
     if let Some((index, mut e)) = first_error {
         e.message = format!("item {index}: {}", e.message);
         return (Err(e), max_attempts);
     }
-    let values: Vec<Value> = results
-        .into_iter()
-        .map(|v| v.unwrap_or(Value::Null))
-        .collect();
+    let values = results;
     (
         Ok(NodeOutput::new(Value::Array(values))),
         max_attempts.max(1),
@@ -619,7 +657,7 @@ async fn attempts(
     shared: &Arc<Shared>,
     i: usize,
     input: &Arc<Value>,
-    item: Option<(Value, usize)>,
+    item: Option<(Value, usize, &minijinja::Value)>,
 ) -> (Result<NodeOutput, NodeError>, u32) {
     let node = &shared.plan.nodes[i];
     let max = node.retry.as_ref().map_or(1, |r| r.attempts);
@@ -631,29 +669,41 @@ async fn attempts(
             run_id: shared.run.id.clone(),
             node_id: node.id.to_string(),
             attempt,
-            item: item.as_ref().map(|(_, idx)| *idx),
+            item: item.as_ref().map(|(_, idx, _)| *idx),
         });
         let started_ms = now_ms();
-        let result = one_attempt(shared, node, input, item.as_ref()).await;
+        let result = one_attempt(
+            shared,
+            node,
+            input,
+            item.as_ref().map(|(v, i, base)| (v, *i, *base)),
+        )
+        .await;
+        // The output moves into an Arc for the event; it is cloned back only if an
+        // observer kept the event.
+        let result = result.map(|out| (out.handle, Arc::new(out.value)));
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),
             node_id: node.id.to_string(),
             node_type: node.type_name.clone(),
             attempt,
-            item: item.as_ref().map(|(_, idx)| *idx),
+            item: item.as_ref().map(|(_, idx, _)| *idx),
             status: match &result {
                 Ok(_) => Status::Succeeded,
                 Err(e) if e.kind == ErrorKind::Cancelled => Status::Cancelled,
                 Err(_) => Status::Failed,
             },
             input: input.clone(),
-            output: result.as_ref().ok().map(|o| Arc::new(o.value.clone())),
+            output: result.as_ref().ok().map(|(_, v)| v.clone()),
             error: result.as_ref().err().map(NodeError::to_json),
             started_ms,
             finished_ms: now_ms(),
         })));
         let err = match result {
-            Ok(out) => return (Ok(out), attempt),
+            Ok((handle, value)) => {
+                let value = Arc::try_unwrap(value).unwrap_or_else(|kept| (*kept).clone());
+                return (Ok(NodeOutput { value, handle }), attempt);
+            }
             Err(e) => e,
         };
         let policy = match &node.retry {
@@ -687,10 +737,13 @@ async fn one_attempt(
     shared: &Arc<Shared>,
     node: &PlannedNode,
     input: &Arc<Value>,
-    item: Option<&(Value, usize)>,
+    item: Option<(&Value, usize, &minijinja::Value)>,
 ) -> Result<NodeOutput, NodeError> {
     let params = if node.has_expressions {
-        let context = shared.scope.for_node(input, item.map(|(v, i)| (v, *i)));
+        let context = match item {
+            Some((item, index, base)) => RunScope::with_item(base, item, index),
+            None => shared.scope.for_node(input, None),
+        };
         let mut params = Map::with_capacity(node.def.data.inputs.len());
         for (key, value) in &node.def.data.inputs {
             let rendered = shared

@@ -191,6 +191,13 @@ impl NodesView {
         }
     }
 
+    /// Forgets every output (at the end of a run, so they can move into the record).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.outputs.write() {
+            map.clear();
+        }
+    }
+
     pub fn get(&self, node_id: &str) -> Option<Arc<Value>> {
         self.outputs.read().ok()?.get(node_id).cloned()
     }
@@ -232,6 +239,7 @@ pub struct RunScope {
     pub vars: Mj,
     pub run: Mj,
     pub nodes: Mj,
+    env: Mj,
 }
 
 impl RunScope {
@@ -246,6 +254,7 @@ impl RunScope {
             vars: Mj::from(Serde(vars)),
             run: Mj::from(Serde(&run)),
             nodes: Mj::from_object(NodesObject(nodes)),
+            env: Mj::from_object(EnvObject),
         }
     }
 
@@ -256,7 +265,7 @@ impl RunScope {
             ("input", Mj::from(Serde(input))),
             ("nodes", self.nodes.clone()),
             ("vars", self.vars.clone()),
-            ("env", Mj::from_object(EnvObject)),
+            ("env", self.env.clone()),
             ("run", self.run.clone()),
         ];
         if let Some((item, index)) = item {
@@ -264,6 +273,15 @@ impl RunScope {
             entries.push(("index", Mj::from(index)));
         }
         Mj::from_pairs(entries)
+    }
+
+    /// The context of one foreach item: `item` and `index` over the node's
+    /// context, which is built once per node rather than once per item.
+    pub fn with_item(base: &Mj, item: &Value, index: usize) -> Mj {
+        minijinja::value::merge_maps([
+            Mj::from_pairs([("item", Mj::from(Serde(item))), ("index", Mj::from(index))]),
+            base.clone(),
+        ])
     }
 }
 

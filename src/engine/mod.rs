@@ -159,6 +159,13 @@ impl Engine {
 
     /// Runs a plan to the end and returns its record.
     pub async fn run(&self, plan: Arc<Plan>, request: RunRequest) -> RunRecord {
-        executor::execute(self.clone(), plan, request).await
+        // The run gets its own task on the runtime's workers, beside the I/O tasks
+        // its nodes wake, rather than being polled by whoever awaits it (often
+        // `block_on` on the main thread): every wake-up would cross threads.
+        let name = plan.name.clone();
+        match tokio::spawn(executor::execute(self.clone(), plan, request)).await {
+            Ok(record) => record,
+            Err(e) => RunRecord::crashed(name, format!("the run task failed: {e}")),
+        }
     }
 }

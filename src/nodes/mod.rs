@@ -18,6 +18,15 @@ pub use ctx::{LogLevel, NodeCtx, RunInfo, json_type, wrong_type};
 pub use error::{ErrorKind, NodeError};
 pub use registry::Registry;
 
+/// What built-in nodes are configured with (from `fuse.toml`).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub http: crate::config::HttpConfig,
+    pub llm: crate::config::LlmConfig,
+    /// Where `llm.chat` keeps its response cache (the home's `cache/llm`).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
 /// What a node's `run` returns.
 pub type NodeFuture<'a> = Pin<Box<dyn Future<Output = Result<NodeOutput, NodeError>> + Send + 'a>>;
 

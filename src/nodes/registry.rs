@@ -13,10 +13,15 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The built-in node types.
+    /// The built-in node types with default settings.
     pub fn builtin() -> Registry {
+        Registry::with_settings(&super::Settings::default())
+    }
+
+    /// The built-in node types, configured (HTTP limits, LLM defaults, cache folder).
+    pub fn with_settings(settings: &super::Settings) -> Registry {
         let mut registry = Registry::default();
-        for node in super::builtin::all() {
+        for node in super::builtin::all(settings) {
             registry.register(node);
         }
         registry

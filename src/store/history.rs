@@ -57,6 +57,8 @@ pub struct RunDetail {
     pub source_path: Option<String>,
     pub input: Value,
     pub output: Value,
+    /// Token usage of the run's LLM nodes.
+    pub usage: Option<Value>,
     pub nodes: Vec<NodeRunRow>,
 }
 
@@ -143,10 +145,10 @@ impl Store {
     pub fn get_run(&self, id: &str, blobs_dir: &Path) -> Result<RunDetail> {
         let id = self.resolve_run_id(id)?;
         let err = |e| self.db_err("reading a run", e);
-        let (summary, hash, source, input, output) = self
+        let (summary, hash, source, input, output, usage) = self
             .conn
             .query_row(
-                &format!("SELECT {SUMMARY_COLUMNS}, workflow_hash, source_path, input, output FROM executions WHERE id = ?1"),
+                &format!("SELECT {SUMMARY_COLUMNS}, workflow_hash, source_path, input, output, usage FROM executions WHERE id = ?1"),
                 [&id],
                 |r| {
                     Ok((
@@ -155,6 +157,7 @@ impl Store {
                         r.get::<_, Option<String>>(10)?,
                         r.get::<_, Option<String>>(11)?,
                         r.get::<_, Option<String>>(12)?,
+                        r.get::<_, Option<String>>(13)?,
                     ))
                 },
             )
@@ -192,6 +195,7 @@ impl Store {
             source_path: source,
             input: load(input).unwrap_or(Value::Null),
             output: load(output).unwrap_or(Value::Null),
+            usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
             nodes,
         })
     }

@@ -282,6 +282,7 @@ impl Writer {
                     status,
                     output,
                     error,
+                    usage,
                     at_ms,
                     duration_ms,
                 } => {
@@ -293,9 +294,18 @@ impl Writer {
                         output,
                     )?;
                     tx.execute(
-                        "UPDATE executions SET status = ?2, output = ?3, error = ?4, finished_at = ?5, duration_ms = ?6
+                        "UPDATE executions SET status = ?2, output = ?3, error = ?4, finished_at = ?5,
+                             duration_ms = ?6, usage = ?7
                          WHERE id = ?1",
-                        params![run_id, status.as_str(), output, error, at_ms, *duration_ms as i64],
+                        params![
+                            run_id,
+                            status.as_str(),
+                            output,
+                            error,
+                            at_ms,
+                            *duration_ms as i64,
+                            usage.as_ref().map(Value::to_string)
+                        ],
                     )?;
                     finished.push(run_id.clone());
                 }

@@ -1,6 +1,9 @@
-//! Test fixtures: a temporary home and the real `fuse` binary pointed at it.
+//! Test fixtures: a temporary home and the real `fuse` binary pointed at it,
+//! and an HTTP server on 127.0.0.1 ([`http`]).
 
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::path::{Path, PathBuf};
 

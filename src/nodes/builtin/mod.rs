@@ -3,6 +3,8 @@
 mod exec;
 mod file;
 mod flow;
+pub mod http;
+mod llm;
 mod log;
 mod respond;
 mod transform;
@@ -16,9 +18,16 @@ use serde_json::{Value, json};
 
 use super::{Handles, InputSpec, Node, NodeCtx, NodeError, NodeFuture, NodeOutput, NodeSpec};
 
-/// Every built-in node type.
-pub fn all() -> Vec<Arc<dyn Node>> {
+/// Every built-in node type, configured by `settings`.
+pub fn all(settings: &super::Settings) -> Vec<Arc<dyn Node>> {
     let mut nodes = Vec::new();
+    let http = Arc::new(http::Http::new(&settings.http));
+    nodes.push(http::node(http.clone()));
+    nodes.push(llm::node(
+        http,
+        settings.llm.clone(),
+        settings.cache_dir.clone(),
+    ));
     nodes.extend(trigger::nodes());
     nodes.extend(transform::nodes());
     nodes.extend(flow::nodes());

@@ -1,0 +1,379 @@
+//! `llm.chat`: a chat completion from any OpenAI-compatible endpoint
+//! (`POST {base_url}/chat/completions`): Ollama, llama.cpp's server, OpenAI, …
+//! With `stream`, tokens are logged line by line as they arrive and the
+//! assembled text is the output. With `cache`, responses are stored by a hash of
+//! the request, so re-runs and tests are deterministic and free.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::http::{Http, parse_url, target_of};
+use super::{InputSpec, Node, boxed, object_schema};
+use crate::config::LlmConfig;
+use crate::engine::duration;
+use crate::nodes::{
+    ErrorKind, Handles, LogLevel, NodeCtx, NodeError, NodeOutput, NodeSpec, wrong_type,
+};
+
+/// Replies larger than this are refused.
+const MAX_REPLY: u64 = 32 * 1024 * 1024;
+
+struct Llm {
+    spec: NodeSpec,
+    http: Arc<Http>,
+    config: LlmConfig,
+    cache_dir: Option<PathBuf>,
+}
+
+pub(super) fn node(
+    http: Arc<Http>,
+    config: LlmConfig,
+    cache_dir: Option<PathBuf>,
+) -> Arc<dyn Node> {
+    let spec = NodeSpec {
+        type_name: "llm.chat".into(),
+        description: "Chat completion from an OpenAI-compatible endpoint; outputs {text, usage, model, cached, raw}.".into(),
+        inputs: vec![
+            InputSpec::optional("model", "string", "model name (default llm.model)"),
+            InputSpec::optional("prompt", "string", "the user message (or use messages)"),
+            InputSpec::optional("messages", "array", "[{role, content}, …]; prompt is appended as a user message"),
+            InputSpec::optional("system", "string", "system message"),
+            InputSpec::optional("temperature", "number", "sampling temperature"),
+            InputSpec::optional("max_tokens", "integer", "reply length limit"),
+            InputSpec::optional("json", "boolean", "JSON mode: the reply must be a JSON object (also parsed into `json`)"),
+            InputSpec::optional("stream", "boolean", "stream the reply, logging it as it arrives"),
+            InputSpec::optional("base_url", "string", "API base, e.g. http://127.0.0.1:11434/v1 (default llm.base_url)"),
+            InputSpec::optional("api_key", "string", "API key (default: the variable named by llm.api_key_env)"),
+            InputSpec::optional("cache", "boolean", "reuse a stored reply for an identical request (default llm.cache)"),
+            InputSpec::optional("timeout", "duration", "per-request limit (default llm.timeout)"),
+        ],
+        output: object_schema(&[("text", "string"), ("usage", "object"), ("model", "string"), ("cached", "boolean"), ("raw", "object"), ("json", "any")]),
+        handles: Handles::Default,
+        trigger: false,
+    };
+    Arc::new(Llm {
+        spec,
+        http,
+        config,
+        cache_dir,
+    })
+}
+
+impl Node for Llm {
+    fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    fn run<'a>(&'a self, ctx: NodeCtx) -> crate::nodes::NodeFuture<'a> {
+        boxed(chat(
+            self.http.clone(),
+            self.config.clone(),
+            self.cache_dir.clone(),
+            ctx,
+        ))
+    }
+}
+
+/// Reads an input by its name or the seed format's name for it.
+fn input<'a>(ctx: &'a NodeCtx, names: &[&str]) -> Option<&'a Value> {
+    names
+        .iter()
+        .find_map(|n| ctx.params.get(*n).filter(|v| !v.is_null()))
+}
+
+fn string_input(ctx: &NodeCtx, names: &[&str]) -> Result<Option<String>, NodeError> {
+    match input(ctx, names) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(wrong_type(names[0], "a string", other)),
+    }
+}
+
+async fn chat(
+    http: Arc<Http>,
+    config: LlmConfig,
+    cache_dir: Option<PathBuf>,
+    ctx: NodeCtx,
+) -> Result<NodeOutput, NodeError> {
+    let model = string_input(&ctx, &["model"])?
+        .filter(|m| !m.is_empty())
+        .or_else(|| Some(config.model.clone()).filter(|m| !m.is_empty()))
+        .ok_or_else(|| {
+            NodeError::input("no model: set the node's `model` input or llm.model in fuse.toml")
+        })?;
+    let mut messages: Vec<Value> = match input(&ctx, &["messages"]) {
+        None => Vec::new(),
+        Some(Value::Array(m)) => m.clone(),
+        Some(other) => return Err(wrong_type("messages", "an array of {role, content}", other)),
+    };
+    if let Some(system) = string_input(&ctx, &["system", "system_message", "systemMessage"])? {
+        messages.insert(0, json!({"role": "system", "content": system}));
+    }
+    if let Some(prompt) = string_input(&ctx, &["prompt", "user_message", "userMessage", "message"])?
+    {
+        messages.push(json!({"role": "user", "content": prompt}));
+    }
+    if messages.is_empty() {
+        return Err(NodeError::input(
+            "nothing to send: give `prompt` or `messages`",
+        ));
+    }
+    let stream = ctx.bool_or("stream", false)?;
+    let json_mode = ctx.bool_or("json", false)?;
+    let mut body = json!({"model": model, "messages": messages, "stream": stream});
+    if let Some(t) = input(&ctx, &["temperature"]) {
+        body["temperature"] = json!(t.as_f64().ok_or_else(|| wrong_type(
+            "temperature",
+            "a number",
+            t
+        ))?);
+    }
+    if let Some(m) = input(&ctx, &["max_tokens", "maxTokens"]) {
+        body["max_tokens"] = json!(m.as_u64().ok_or_else(|| wrong_type(
+            "max_tokens",
+            "a whole number",
+            m
+        ))?);
+    }
+    if json_mode {
+        body["response_format"] = json!({"type": "json_object"});
+    }
+    if stream {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    let base = string_input(&ctx, &["base_url"])?.unwrap_or_else(|| config.base_url.clone());
+    let url = parse_url(&format!("{}/chat/completions", base.trim_end_matches('/')))?;
+
+    // The cache key covers everything that shapes the reply, never the key.
+    let use_cache = ctx.bool_or("cache", config.cache)?;
+    let cache_file = match (&cache_dir, use_cache) {
+        (Some(dir), true) => {
+            let key: String =
+                Sha256::digest(json!({"url": url.as_str(), "body": body}).to_string())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+            Some(dir.join(format!("{key}.json")))
+        }
+        (None, true) => {
+            ctx.log(
+                LogLevel::Debug,
+                "llm cache skipped: there is no fuse home to keep it in",
+            );
+            None
+        }
+        _ => None,
+    };
+    if let Some(file) = &cache_file
+        && let Ok(text) = tokio::fs::read_to_string(file).await
+        && let Ok(mut cached) = serde_json::from_str::<Value>(&text)
+    {
+        cached["cached"] = json!(true);
+        ctx.log(LogLevel::Info, "reply taken from the llm cache");
+        return Ok(NodeOutput::new(cached));
+    }
+
+    let api_key = match string_input(&ctx, &["api_key", "apiKey"])? {
+        Some(k) => Some(k),
+        None => std::env::var(&config.api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty()),
+    };
+    let timeout = match string_input(&ctx, &["timeout"])? {
+        Some(t) => duration::parse(&t).map_err(NodeError::input)?,
+        None => duration::parse(&config.timeout).unwrap_or(http.default_timeout()),
+    };
+    let target = target_of(&url);
+    let mut req = http
+        .client(10)?
+        .post(url.clone())
+        .timeout(timeout)
+        .json(&body);
+    if let Some(key) = api_key {
+        req = req.bearer_auth(key);
+    }
+    let response = http.execute(&ctx, &target, None, req).await?;
+    let status = response.status().as_u16();
+    if status >= 400 {
+        let wait = super::http::retry_after(response.headers());
+        let bytes = http
+            .read_body(&ctx, &target, response, MAX_REPLY)
+            .await
+            .unwrap_or_default();
+        let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        let mut err = NodeError::new(
+            ErrorKind::Http { status },
+            format!(
+                "the LLM endpoint {url} answered {status}: {}",
+                excerpt.trim()
+            ),
+        )
+        .retryable(status >= 500 || status == 429);
+        err.retry_after = wait;
+        return Err(err);
+    }
+    let mut output = if stream {
+        read_stream(&http, &ctx, &target, response).await?
+    } else {
+        let bytes = http.read_body(&ctx, &target, response, MAX_REPLY).await?;
+        let raw: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| malformed(&String::from_utf8_lossy(&bytes), &format!("not JSON ({e})")))?;
+        let text = raw
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed(&raw.to_string(), "no choices[0].message.content"))?
+            .to_string();
+        json!({"text": text, "usage": raw.get("usage").cloned().unwrap_or(json!({})), "model": raw.get("model").cloned().unwrap_or(json!(model)), "raw": raw})
+    };
+    if json_mode {
+        let text = output["text"].as_str().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(text).map_err(|e| {
+            NodeError::other(format!(
+                "JSON mode was asked for, but the reply is not JSON ({e}): {}",
+                excerpt(text)
+            ))
+        })?;
+        output["json"] = parsed;
+    }
+    let usage = &output["usage"];
+    if let Some(total) = usage.get("total_tokens").and_then(Value::as_u64) {
+        ctx.log(
+            LogLevel::Info,
+            format!(
+                "{total} tokens ({} prompt, {} completion)",
+                usage
+                    .get("prompt_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                usage
+                    .get("completion_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            ),
+        );
+    }
+    output["cached"] = json!(false);
+    if let Some(file) = &cache_file {
+        let stored = async {
+            if let Some(dir) = file.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            tokio::fs::write(file, output.to_string()).await
+        };
+        if let Err(e) = stored.await {
+            ctx.log(
+                LogLevel::Warn,
+                format!("cannot write the llm cache {}: {e}", file.display()),
+            );
+        }
+    }
+    Ok(NodeOutput::new(output))
+}
+
+/// Assembles a server-sent-events reply, logging each finished line of text.
+async fn read_stream(
+    http: &Http,
+    ctx: &NodeCtx,
+    target: &str,
+    mut response: reqwest::Response,
+) -> Result<Value, NodeError> {
+    let mut pending = String::new();
+    let mut text = String::new();
+    let mut line_start = 0;
+    let mut usage = json!({});
+    let mut model = Value::Null;
+    let mut chunks = 0usize;
+    let mut received = 0u64;
+    let mut done = false;
+    while !done {
+        let chunk = match response.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                http.failed(ctx, target);
+                return Err(NodeError::new(
+                    ErrorKind::Network,
+                    format!("the LLM stream broke off: {e}"),
+                ));
+            }
+        };
+        received += chunk.len() as u64;
+        if received > MAX_REPLY {
+            return Err(NodeError::other(format!(
+                "the streamed reply is larger than {MAX_REPLY} bytes"
+            )));
+        }
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(nl) = pending.find('\n') {
+            let line: String = pending.drain(..=nl).collect();
+            let line = line.trim();
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                done = true;
+                break;
+            }
+            let event: Value = serde_json::from_str(data)
+                .map_err(|e| malformed(data, &format!("a stream event is not JSON ({e})")))?;
+            if let Some(err) = event.get("error") {
+                return Err(NodeError::other(format!(
+                    "the LLM endpoint reported an error mid-stream: {err}"
+                )));
+            }
+            chunks += 1;
+            if let Some(u) = event.get("usage").filter(|u| u.is_object()) {
+                usage = u.clone();
+            }
+            if let Some(m) = event.get("model") {
+                model = m.clone();
+            }
+            if let Some(delta) = event
+                .pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+            {
+                text.push_str(delta);
+                while let Some(i) = text[line_start..].find('\n') {
+                    ctx.log(LogLevel::Info, text[line_start..line_start + i].to_string());
+                    line_start += i + 1;
+                }
+            } else if event.get("choices").is_none() && event.get("usage").is_none() {
+                return Err(malformed(
+                    data,
+                    "a stream event has neither choices nor usage",
+                ));
+            }
+        }
+    }
+    if !text[line_start..].is_empty() {
+        ctx.log(LogLevel::Info, text[line_start..].to_string());
+    }
+    if chunks == 0 {
+        return Err(malformed(&pending, "the stream carried no events"));
+    }
+    Ok(json!({"text": text, "usage": usage, "model": model, "raw": {"streamed_events": chunks}}))
+}
+
+fn excerpt(s: &str) -> String {
+    let e: String = s.chars().take(200).collect();
+    if s.chars().count() > 200 {
+        format!("{e}…")
+    } else {
+        e
+    }
+}
+
+fn malformed(reply: &str, what: &str) -> NodeError {
+    NodeError::new(
+        ErrorKind::Other,
+        format!(
+            "the LLM reply is not an OpenAI-style chat completion: {what}; the reply was: {}",
+            excerpt(reply)
+        ),
+    )
+    .retryable(false)
+}

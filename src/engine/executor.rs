@@ -63,9 +63,7 @@ impl Done {
         NodeRecord {
             status: self.status,
             attempts: self.attempts,
-            output: self
-                .output
-                .map(|v| Arc::try_unwrap(v).unwrap_or_else(|kept| (*kept).clone())),
+            output: self.output,
             error: self.error,
         }
     }
@@ -396,7 +394,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let output = if status == Status::Succeeded {
         result_of(&plan, &records)
     } else {
-        Value::Null
+        Arc::default()
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     let usage = super::record::sum_usage(
@@ -406,7 +404,6 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
             .filter(|r| r.status == Status::Succeeded)
             .filter_map(|r| r.output.as_deref()),
     );
-    let output = Arc::new(output);
     engine.observer().on_event(&Event::RunFinished {
         run_id: run_id.clone(),
         status,
@@ -430,7 +427,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         run_id,
         workflow: plan.name.clone(),
         status,
-        output: Arc::unwrap_or_clone(output),
+        output,
         error: failure,
         duration_ms,
         usage,
@@ -507,12 +504,12 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
 
 /// The workflow result: the `end` node's output, else the single sink's, else an
 /// object keyed by sink id (of sinks that succeeded).
-fn result_of(plan: &Plan, records: &[Option<Done>]) -> Value {
+fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
     let output = |i: usize| {
         records[i]
             .as_ref()
             .filter(|r| r.status == Status::Succeeded)
-            .and_then(|r| r.output.as_deref().cloned())
+            .and_then(|r| r.output.clone())
     };
     if let Some(i) = plan.nodes.iter().position(|n| n.type_name == "end")
         && let Some(v) = output(i)
@@ -523,15 +520,15 @@ fn result_of(plan: &Plan, records: &[Option<Done>]) -> Value {
         .filter(|&i| plan.nodes[i].outgoing.is_empty())
         .collect();
     if let [only] = sinks.as_slice() {
-        return output(*only).unwrap_or(Value::Null);
+        return output(*only).unwrap_or_default();
     }
     let mut map = Map::new();
     for i in sinks {
         if let Some(v) = output(i) {
-            map.insert(plan.nodes[i].id.to_string(), v);
+            map.insert(plan.nodes[i].id.to_string(), (*v).clone());
         }
     }
-    Value::Object(map)
+    Arc::new(Value::Object(map))
 }
 
 /// Runs one node: once, or once per item with `foreach`.

@@ -87,6 +87,12 @@ impl Expressions {
             message: describe(&e),
         };
         if let Some(expr) = single_expression(text) {
+            if let Some(value) = lookup_path(expr, scope) {
+                return to_json(&value).map_err(|message| ExprError {
+                    expression: text.to_string(),
+                    message,
+                });
+            }
             let compiled = self.env.compile_expression(expr).map_err(err)?;
             let value = compiled.eval(scope.clone()).map_err(err)?;
             return to_json(&value).map_err(|message| ExprError {
@@ -143,6 +149,28 @@ pub fn has_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
+/// The value of a plain dotted path such as `item` or `nodes.fetch.output.body`
+/// without compiling it: the common case, and a hot one inside `foreach`.
+/// `None` for anything else, and for a path that does not resolve, so the
+/// compiled expression reports the error in its own words.
+fn lookup_path(expr: &str, scope: &Mj) -> Option<Mj> {
+    let is_ident = |s: &str| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut value = scope.clone();
+    for segment in expr.split('.') {
+        if !is_ident(segment) || value.is_undefined() || value.is_none() {
+            return None;
+        }
+        value = value.get_attr(segment).ok()?;
+    }
+    (!value.is_undefined()).then_some(value)
+}
+
 /// The inner expression when `text` is exactly one `{{ … }}`.
 pub fn single_expression(text: &str) -> Option<&str> {
     let t = text.trim();
@@ -172,7 +200,10 @@ fn describe(e: &minijinja::Error) -> String {
 /// minijinja value → JSON.
 pub fn to_json(v: &Mj) -> Result<Value, String> {
     if v.is_undefined() {
-        return Err("the expression has no value".into());
+        return Err(
+            "the expression has no value (a name or field that does not exist; check spelling and that the node is upstream)"
+                .into(),
+        );
     }
     serde_json::to_value(v).map_err(|e| format!("value cannot be converted to JSON: {e}"))
 }
@@ -319,6 +350,45 @@ mod tests {
             json!("hi ada!")
         );
         assert_eq!(e.render_str("plain", &s).unwrap(), json!("plain"));
+    }
+
+    #[test]
+    fn plain_paths_match_the_compiled_expression() {
+        let e = Expressions::new();
+        let s = RunScope::with_item(&scope(), &json!({"id": 7, "tags": ["a"]}), 3);
+        for (path, want) in [
+            ("item", json!({"id": 7, "tags": ["a"]})),
+            ("item.id", json!(7)),
+            ("index", json!(3)),
+            ("nodes.a.output.list", json!([1, 2, 3])),
+            ("trigger.name", json!("ada")),
+        ] {
+            assert!(
+                lookup_path(path, &s).is_some(),
+                "{path} takes the fast path"
+            );
+            assert_eq!(
+                e.render_str(&format!("{{{{ {path} }}}}"), &s).unwrap(),
+                want
+            );
+            // The same path through minijinja proper gives the same value.
+            let compiled = e.env.compile_expression(path).unwrap();
+            assert_eq!(to_json(&compiled.eval(s.clone()).unwrap()).unwrap(), want);
+        }
+        for slow in [
+            "item.nope",
+            "item.tags[0]",
+            "index + 1",
+            "item | length",
+            "1abc",
+        ] {
+            assert!(
+                lookup_path(slow, &s).is_none(),
+                "{slow} is not a plain path"
+            );
+        }
+        let err = e.render_str("{{ item.nope }}", &s).unwrap_err();
+        assert!(err.message.contains("does not exist"), "{err}");
     }
 
     #[test]

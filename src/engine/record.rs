@@ -1,6 +1,7 @@
 //! The result of a run, as `fuse run --json` prints it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -13,7 +14,8 @@ pub struct RunRecord {
     pub run_id: String,
     pub workflow: String,
     pub status: Status,
-    pub output: Value,
+    /// Shared with the node record it came from (no copy of a large output).
+    pub output: Arc<Value>,
     pub error: Option<String>,
     pub duration_ms: u64,
     /// Token usage summed over the run's LLM nodes (absent when none ran).
@@ -29,7 +31,7 @@ impl RunRecord {
             run_id: String::new(),
             workflow,
             status: Status::Failed,
-            output: Value::Null,
+            output: Arc::new(Value::Null),
             error: Some(error),
             duration_ms: 0,
             usage: None,
@@ -43,7 +45,7 @@ impl RunRecord {
 pub struct NodeRecord {
     pub status: Status,
     pub attempts: u32,
-    pub output: Option<Value>,
+    pub output: Option<Arc<Value>>,
     pub error: Option<Value>,
 }
 

@@ -42,7 +42,7 @@ pub(super) fn node() -> Arc<dyn Node> {
                 request.cancel = ctx.cancel.clone();
                 let record = engine.run(Arc::new(plan), request).await;
                 match record.status {
-                    Status::Succeeded => Ok(NodeOutput::new(record.output)),
+                    Status::Succeeded => Ok(NodeOutput::new(Arc::unwrap_or_clone(record.output))),
                     status => Err(NodeError::other(format!(
                         "sub-workflow {} (run {}) {}: {}",
                         path.display(),

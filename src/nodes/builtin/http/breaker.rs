@@ -43,6 +43,15 @@ pub enum Transition {
     Closed,
 }
 
+/// The state of `target`, created closed on first use (without allocating the
+/// key on every call).
+fn slot<'a>(states: &'a mut HashMap<String, State>, target: &str) -> Option<&'a mut State> {
+    if !states.contains_key(target) {
+        states.insert(target.to_string(), State::Closed { failures: 0 });
+    }
+    states.get_mut(target)
+}
+
 /// The breakers of one process.
 pub struct Breakers {
     threshold: u32,
@@ -65,9 +74,9 @@ impl Breakers {
             return Admit::Go;
         };
         let now = Instant::now();
-        let state = states
-            .entry(target.to_string())
-            .or_insert(State::Closed { failures: 0 });
+        let Some(state) = slot(&mut states, target) else {
+            return Admit::Go;
+        };
         match *state {
             State::Closed { .. } => Admit::Go,
             State::Open { until, failures } if now < until => Admit::Reject {
@@ -99,9 +108,7 @@ impl Breakers {
     /// Reports the outcome of a call; returns a transition to log, if any.
     pub fn record(&self, target: &str, ok: bool) -> Option<Transition> {
         let mut states = self.states.lock().ok()?;
-        let state = states
-            .entry(target.to_string())
-            .or_insert(State::Closed { failures: 0 });
+        let state = slot(&mut states, target)?;
         let now = Instant::now();
         match (*state, ok) {
             (State::Closed { .. }, true) => {

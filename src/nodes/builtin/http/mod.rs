@@ -156,7 +156,7 @@ impl Http {
         {
             return Err(too_big(len));
         }
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
@@ -177,12 +177,13 @@ impl Http {
 
 /// `scheme://host:port` of a URL: the unit of breakers and rate limits.
 pub fn target_of(url: &reqwest::Url) -> String {
-    format!(
-        "{}://{}:{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.port_or_known_default().unwrap_or(0)
-    )
+    let (scheme, host) = (url.scheme(), url.host_str().unwrap_or(""));
+    let port = url.port_or_known_default().unwrap_or(0).to_string();
+    let mut target = String::with_capacity(scheme.len() + host.len() + port.len() + 4);
+    for part in [scheme, "://", host, ":", &port] {
+        target.push_str(part);
+    }
+    target
 }
 
 /// Parses an http(s) URL.
@@ -252,7 +253,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub fn headers_json(headers: &HeaderMap) -> Value {
     let mut map = Map::new();
     for (name, value) in headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let v = match value.to_str() {
+            Ok(text) => text.to_string(),
+            Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        };
         match map.get_mut(name.as_str()) {
             Some(Value::String(existing)) => {
                 existing.push_str(", ");

@@ -71,6 +71,9 @@ pub enum Error {
 
     #[error("{0}")]
     KeyStore(String),
+
+    #[error("{0}")]
+    Credential(String),
 }
 
 impl Error {

@@ -288,6 +288,7 @@ pub fn init(home: &Home, options: &InitOptions) -> Result<InitReport> {
         }
         None => {
             let (kind, failure) = keystore::create(root, options.want_keyring)?;
+            crate::secrets::vault::record_key_id(&store, &keystore::load(root, kind)?)?;
             store.set_meta(META_KEY_STORE, kind.as_str())?;
             report.key_store = Some(kind);
             report.keyring_failure = failure;

@@ -20,3 +20,5 @@ mod validate;
 mod history;
 // http.request and llm.chat against a local HTTP server.
 mod http;
+// The credentials vault through the binary: masking, tampering, rotation.
+mod creds;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod completions;
+mod creds;
 mod init;
 mod progress;
 mod run;
@@ -64,6 +65,10 @@ pub enum Command {
     #[command(subcommand)]
     Runs(runs::RunsCommand),
 
+    /// Manage encrypted credentials (values never on the command line).
+    #[command(subcommand)]
+    Creds(creds::CredsCommand),
+
     /// Print a JSON Schema (for editors and CI checks).
     #[command(after_help = "Example:\n  fuse schema workflow > workflow.schema.json")]
     Schema(schema::SchemaArgs),
@@ -90,6 +95,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&globals, args),
         Command::Validate(args) => validate::run(args),
         Command::Runs(command) => runs::run(&globals, command),
+        Command::Creds(command) => creds::run(&globals, command),
         Command::Schema(args) => schema::run(args),
         Command::Version(args) => version::run(&globals, args),
         Command::Completions(args) => completions::run(args),

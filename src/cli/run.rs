@@ -12,6 +12,7 @@ use super::progress::{Mode, Progress};
 use crate::engine::{Engine, Fanout, LoadError, Observer, RunRecord, RunRequest, Status};
 use crate::home::Home;
 use crate::nodes::Registry;
+use crate::secrets::vault::HomeCredentials;
 use crate::store::Recorder;
 
 #[derive(Debug, clap::Args)]
@@ -71,11 +72,15 @@ impl CliEngine {
                 home.root().display()
             );
         }
-        let engine = Engine::new(
+        let mut engine = Engine::new(
             Registry::with_settings(&settings),
             Arc::new(Fanout(observers)),
             max_parallel,
         );
+        if home.is_initialized() {
+            // Opened on first use: a run that names no credential never loads the key.
+            engine = engine.with_credentials(Arc::new(HomeCredentials::new(home.clone())));
+        }
         Ok(CliEngine {
             engine,
             recorder,

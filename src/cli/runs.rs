@@ -315,7 +315,7 @@ fn ms(v: i64) -> String {
     duration::human(std::time::Duration::from_millis(v.max(0) as u64))
 }
 
-fn local_time(ms: i64) -> String {
+pub(super) fn local_time(ms: i64) -> String {
     format_time(ms, "%Y-%m-%d %H:%M:%S")
 }
 

@@ -28,6 +28,7 @@ struct Shared {
     run: Arc<RunInfo>,
     scope: RunScope,
     view: Arc<NodesView>,
+    creds: Arc<super::RunCreds>,
     cancel: CancellationToken,
     reuse: HashMap<String, Value>,
     max_parallel: usize,
@@ -100,6 +101,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     });
 
     let view = Arc::new(NodesView::default());
+    let creds = Arc::new(super::RunCreds::new(engine.inner.credentials.clone()));
     let run = Arc::new(RunInfo {
         id: run_id.clone(),
         workflow: plan.name.clone(),
@@ -111,6 +113,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         &plan.workflow.settings.vars,
         json!({"id": run_id, "workflow": plan.name, "started_at": started_at}),
         view.clone(),
+        creds.clone(),
     );
     let max_parallel = plan
         .max_parallel
@@ -122,6 +125,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         run,
         scope,
         view,
+        creds,
         cancel: request.cancel.child_token(),
         reuse: request.reuse,
         max_parallel,
@@ -676,6 +680,20 @@ async fn attempts(
             item.as_ref().map(|(v, i, base)| (v, *i, *base)),
         )
         .await;
+        // Secret values never leave the node: not in outputs, not in errors.
+        let result = match result {
+            Ok(mut out) => {
+                shared.creds.mask_value(&mut out.value);
+                Ok(out)
+            }
+            Err(mut e) => {
+                shared.creds.mask_string(&mut e.message);
+                if let Some(details) = e.details.as_deref_mut() {
+                    shared.creds.mask_value(details);
+                }
+                Err(e)
+            }
+        };
         // The output moves into an Arc for the event; it is cloned back only if an
         // observer kept the event.
         let result = result.map(|out| (out.handle, Arc::new(out.value)));
@@ -736,6 +754,14 @@ async fn one_attempt(
     input: &Arc<Value>,
     item: Option<(&Value, usize, &minijinja::Value)>,
 ) -> Result<NodeOutput, NodeError> {
+    // The credentials the node names load first, so a missing or undecryptable
+    // one is an error that names it (not an undefined value in an expression).
+    for name in &node.credentials {
+        shared
+            .creds
+            .get(name)
+            .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
+    }
     let params = if node.has_expressions {
         let context = match item {
             Some((item, index, base)) => RunScope::with_item(base, item, index),
@@ -758,6 +784,7 @@ async fn one_attempt(
         node.def.data.inputs.clone()
     };
     let ctx = NodeCtx {
+        creds: shared.creds.clone(),
         node_id: node.id.clone(),
         params,
         input: input.clone(),

@@ -271,6 +271,7 @@ pub struct RunScope {
     pub run: Mj,
     pub nodes: Mj,
     env: Mj,
+    creds: Mj,
 }
 
 impl RunScope {
@@ -279,6 +280,7 @@ impl RunScope {
         vars: &serde_json::Map<String, Value>,
         run: Value,
         nodes: Arc<NodesView>,
+        creds: Arc<super::RunCreds>,
     ) -> RunScope {
         RunScope {
             trigger: Mj::from(Serde(trigger)),
@@ -286,6 +288,7 @@ impl RunScope {
             run: Mj::from(Serde(&run)),
             nodes: Mj::from_object(NodesObject(nodes)),
             env: Mj::from_object(EnvObject),
+            creds: Mj::from_object(super::creds::CredsObject(creds)),
         }
     }
 
@@ -297,6 +300,7 @@ impl RunScope {
             ("nodes", self.nodes.clone()),
             ("vars", self.vars.clone()),
             ("env", self.env.clone()),
+            ("creds", self.creds.clone()),
             ("run", self.run.clone()),
         ];
         if let Some((item, index)) = item {
@@ -329,6 +333,7 @@ mod tests {
             &serde_json::Map::new(),
             json!({"id": "r1"}),
             nodes,
+            Arc::new(crate::engine::RunCreds::default()),
         );
         rs.for_node(&json!({"x": 1}), None)
     }

@@ -7,6 +7,7 @@
 //! - [`events`]: what a run reports to observers (recorder, progress, daemon).
 //! - [`duration`]: `"300ms"`-style durations.
 
+pub mod creds;
 pub mod duration;
 pub mod events;
 mod executor;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+pub use creds::{CredentialSource, RunCreds};
 pub use events::{Event, Fanout, NullObserver, Observer, Status};
 pub use plan::Plan;
 pub use record::{NodeRecord, RunRecord};
@@ -41,6 +43,7 @@ struct Inner {
     exprs: expr::Expressions,
     observer: Arc<dyn Observer>,
     max_parallel: usize,
+    credentials: Option<Arc<dyn CredentialSource>>,
 }
 
 /// What to run a plan with.
@@ -103,6 +106,21 @@ impl Engine {
                 exprs: expr::Expressions::new(),
                 observer,
                 max_parallel: max_parallel.max(1),
+                credentials: None,
+            }),
+        }
+    }
+
+    /// Lets runs use stored credentials (`credential` inputs, `creds.NAME.FIELD`).
+    pub fn with_credentials(self, source: Arc<dyn CredentialSource>) -> Engine {
+        let inner = &self.inner;
+        Engine {
+            inner: Arc::new(Inner {
+                registry: inner.registry.clone(),
+                exprs: expr::Expressions::new(),
+                observer: inner.observer.clone(),
+                max_parallel: inner.max_parallel,
+                credentials: Some(source),
             }),
         }
     }

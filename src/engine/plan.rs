@@ -44,6 +44,8 @@ pub struct PlannedNode {
     pub first_wins: bool,
     /// Whether any input holds an expression (else rendering is skipped).
     pub has_expressions: bool,
+    /// Credentials the node names (`credential` input, `creds.NAME` expressions).
+    pub credentials: Vec<String>,
     pub trigger: bool,
 }
 

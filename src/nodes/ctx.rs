@@ -68,17 +68,27 @@ pub struct NodeCtx {
     pub base_dir: Arc<PathBuf>,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) engine: Engine,
+    pub(crate) creds: Arc<crate::engine::RunCreds>,
 }
 
 impl NodeCtx {
     /// Adds a line to the run's log.
     pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        let mut message = message.into();
+        self.creds.mask_string(&mut message);
         self.observer.on_event(&Event::Log {
             run_id: self.run.id.clone(),
             node_id: Some(self.node_id.to_string()),
             level,
-            message: message.into(),
+            message,
         });
+    }
+
+    /// A stored credential by name (its secret values are masked from here on).
+    pub fn credential(&self, name: &str) -> Result<Arc<crate::secrets::Credential>, NodeError> {
+        self.creds
+            .get(name)
+            .map_err(|e| NodeError::new(super::ErrorKind::Input, e).retryable(false))
     }
 
     /// The engine running this node (sub-workflows use it).

@@ -154,6 +154,114 @@ pub fn load(home: &Path, kind: KeyStoreKind) -> Result<MasterKey> {
     }
 }
 
+/// Environment variable holding the next key while `fuse creds rotate-key` runs
+/// for a home whose key lives in [`ENV_VAR`].
+pub const NEXT_ENV_VAR: &str = "FUSE_NEW_MASTER_KEY";
+
+/// The key file of a rotation in progress.
+pub fn next_key_file(home: &Path) -> PathBuf {
+    home.join("keys").join("master.key.next")
+}
+
+/// Keeps `key` as the *next* key before a rotation re-encrypts anything, so a
+/// rotation killed after its commit can still find the key it used.
+pub fn save_next(home: &Path, kind: KeyStoreKind, key: &MasterKey) -> Result<()> {
+    match kind {
+        // The user supplies the next key in NEXT_ENV_VAR; nothing to store.
+        KeyStoreKind::Env => Ok(()),
+        KeyStoreKind::Keyring => os_keyring::save_named(home, "next", key).map_err(|reason| {
+            Error::KeyStore(format!(
+                "cannot store the new key in the OS keyring: {reason}"
+            ))
+        }),
+        KeyStoreKind::File => {
+            let path = next_key_file(home);
+            discard_next(home, kind)?;
+            write_key_file(&path, key)
+        }
+    }
+}
+
+/// The next key of an unfinished rotation, if one is stored.
+pub fn load_next(home: &Path, kind: KeyStoreKind) -> Result<Option<MasterKey>> {
+    match kind {
+        KeyStoreKind::Env => match std::env::var(NEXT_ENV_VAR) {
+            Ok(value) => MasterKey::from_base64(&value, NEXT_ENV_VAR).map(Some),
+            Err(_) => Ok(None),
+        },
+        KeyStoreKind::Keyring => Ok(os_keyring::load_named(home, "next").ok()),
+        KeyStoreKind::File => {
+            let path = next_key_file(home);
+            if path.exists() {
+                load_file(&path).map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Makes the next key the master key (after the re-encryption committed).
+pub fn promote_next(home: &Path, kind: KeyStoreKind) -> Result<()> {
+    match kind {
+        KeyStoreKind::Env => Ok(()),
+        KeyStoreKind::Keyring => {
+            let key = os_keyring::load_named(home, "next")
+                .map_err(|reason| Error::KeyStore(format!("cannot read the new key: {reason}")))?;
+            os_keyring::save(home, &key).map_err(|reason| {
+                Error::KeyStore(format!(
+                    "cannot store the new key in the OS keyring: {reason}"
+                ))
+            })?;
+            let _ = os_keyring::delete_named(home, "next");
+            Ok(())
+        }
+        KeyStoreKind::File => {
+            let (next, current) = (next_key_file(home), key_file(home));
+            std::fs::rename(&next, &current).io_context("replace key file", &current)?;
+            if let Some(dir) = current.parent() {
+                // The rename is durable once the folder is synced.
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Forgets the next key of a rotation that never committed.
+pub fn discard_next(home: &Path, kind: KeyStoreKind) -> Result<()> {
+    match kind {
+        KeyStoreKind::Env => Ok(()),
+        KeyStoreKind::Keyring => {
+            let _ = os_keyring::delete_named(home, "next");
+            Ok(())
+        }
+        KeyStoreKind::File => {
+            let path = next_key_file(home);
+            match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io("remove key file", path, e)),
+            }
+        }
+    }
+}
+
+/// A short, non-secret fingerprint of a key, kept in the database so a wrong key
+/// is recognised before anything is decrypted with it.
+pub fn key_id(key: &MasterKey) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"fuse master key id v1\0");
+    hasher.update(key.bytes());
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).io_context("create key folder", dir)?;
@@ -240,9 +348,43 @@ mod os_keyring {
     }
 
     fn entry(home: &Path) -> std::result::Result<keyring_core::Entry, String> {
-        let user = home.display().to_string();
+        named_entry(home, "")
+    }
+
+    fn named_entry(home: &Path, suffix: &str) -> std::result::Result<keyring_core::Entry, String> {
+        let mut user = home.display().to_string();
+        if !suffix.is_empty() {
+            user = format!("{user}#{suffix}");
+        }
         store()?
             .build(KEYRING_SERVICE, &user, None)
+            .map_err(|e| e.to_string())
+    }
+
+    pub(super) fn save_named(
+        home: &Path,
+        suffix: &str,
+        key: &MasterKey,
+    ) -> std::result::Result<(), String> {
+        named_entry(home, suffix)?
+            .set_secret(key.to_base64().as_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    pub(super) fn load_named(home: &Path, suffix: &str) -> std::result::Result<MasterKey, String> {
+        let secret = Zeroizing::new(
+            named_entry(home, suffix)?
+                .get_secret()
+                .map_err(|e| e.to_string())?,
+        );
+        let text = String::from_utf8_lossy(&secret).into_owned();
+        MasterKey::from_base64(&Zeroizing::new(text), "the OS keyring entry")
+            .map_err(|e| e.to_string())
+    }
+
+    pub(super) fn delete_named(home: &Path, suffix: &str) -> std::result::Result<(), String> {
+        named_entry(home, suffix)?
+            .delete_credential()
             .map_err(|e| e.to_string())
     }
 
@@ -260,10 +402,7 @@ mod os_keyring {
     }
 
     pub(super) fn load(home: &Path) -> std::result::Result<MasterKey, String> {
-        let secret = Zeroizing::new(entry(home)?.get_secret().map_err(|e| e.to_string())?);
-        let text = String::from_utf8_lossy(&secret).into_owned();
-        MasterKey::from_base64(&Zeroizing::new(text), "the OS keyring entry")
-            .map_err(|e| e.to_string())
+        load_named(home, "")
     }
 }
 

@@ -209,6 +209,19 @@ pub fn validate(
         let id = node.id.as_str();
         let base = format!("nodes[{i}]");
         let mut has_expressions = false;
+        let mut node_creds: Vec<String> = Vec::new();
+        if let Some(Value::String(name)) = node.data.inputs.get("credential")
+            && !has_template(name)
+        {
+            if crate::secrets::vault::check_name(name).is_err() {
+                p(
+                    Some(id),
+                    format!("{base}.data.inputs.credential"),
+                    format!("{name:?} is not a valid credential name (letters, digits, `_`, `-`)"),
+                );
+            }
+            node_creds.push(name.clone());
+        }
         if let Some(imp) = &impls[i] {
             let spec = imp.spec();
             for input in &spec.inputs {
@@ -251,6 +264,14 @@ pub fn validate(
                 ),
                 Ok(names) => {
                     for name in names {
+                        if let Some(cred) = name
+                            .strip_prefix("creds.")
+                            .and_then(|rest| rest.split('.').next())
+                            .filter(|c| !c.is_empty())
+                            && !node_creds.iter().any(|c| c == cred)
+                        {
+                            node_creds.push(cred.to_string());
+                        }
                         check_name(
                             &name,
                             i,
@@ -317,7 +338,7 @@ pub fn validate(
                 "mode must be \"all\" or \"first\"".into(),
             );
         }
-        planned_meta.push((timeout, retry, first_wins, has_expressions));
+        planned_meta.push((timeout, retry, first_wins, has_expressions, node_creds));
     }
 
     let settings = &workflow.settings;
@@ -344,7 +365,7 @@ pub fn validate(
     }
 
     let mut nodes = Vec::with_capacity(n);
-    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions))) in workflow
+    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions, credentials))) in workflow
         .nodes
         .iter()
         .zip(impls)
@@ -369,6 +390,7 @@ pub fn validate(
             has_error_edge,
             first_wins,
             has_expressions,
+            credentials,
         });
     }
 

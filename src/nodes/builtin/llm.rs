@@ -46,7 +46,8 @@ pub(super) fn node(
             InputSpec::optional("json", "boolean", "JSON mode: the reply must be a JSON object (also parsed into `json`)"),
             InputSpec::optional("stream", "boolean", "stream the reply, logging it as it arrives"),
             InputSpec::optional("base_url", "string", "API base, e.g. http://127.0.0.1:11434/v1 (default llm.base_url)"),
-            InputSpec::optional("api_key", "string", "API key (default: the variable named by llm.api_key_env)"),
+            InputSpec::optional("api_key", "string", "API key (default: the credential, else the variable named by llm.api_key_env)"),
+            InputSpec::optional("credential", "string", "name of a stored openai (api_key, base_url) or bearer credential"),
             InputSpec::optional("cache", "boolean", "reuse a stored reply for an identical request (default llm.cache)"),
             InputSpec::optional("timeout", "duration", "per-request limit (default llm.timeout)"),
         ],
@@ -144,7 +145,33 @@ async fn chat(
     if stream {
         body["stream_options"] = json!({"include_usage": true});
     }
-    let base = string_input(&ctx, &["base_url"])?.unwrap_or_else(|| config.base_url.clone());
+    // A stored credential (type openai or bearer) gives the key and maybe the base URL.
+    let credential = match string_input(&ctx, &["credential"])? {
+        Some(name) => Some(ctx.credential(&name)?),
+        None => None,
+    };
+    let credential_key = match &credential {
+        Some(c) => match c.kind.as_str() {
+            "openai" => c.field("api_key").map(str::to_string),
+            "bearer" => c.field("token").map(str::to_string),
+            other => {
+                return Err(NodeError::input(format!(
+                    "credential {:?} is of type {other}; llm.chat takes an openai or bearer credential",
+                    c.name
+                )));
+            }
+        },
+        None => None,
+    };
+    let base = match string_input(&ctx, &["base_url"])? {
+        Some(b) => b,
+        None => credential
+            .as_ref()
+            .and_then(|c| c.field("base_url"))
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| config.base_url.clone()),
+    };
     let url = parse_url(&format!("{}/chat/completions", base.trim_end_matches('/')))?;
 
     // The cache key covers everything that shapes the reply, never the key.
@@ -176,7 +203,7 @@ async fn chat(
         return Ok(NodeOutput::new(cached));
     }
 
-    let api_key = match string_input(&ctx, &["api_key", "apiKey"])? {
+    let api_key = match string_input(&ctx, &["api_key", "apiKey"])?.or(credential_key) {
         Some(k) => Some(k),
         None => std::env::var(&config.api_key_env)
             .ok()

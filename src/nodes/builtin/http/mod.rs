@@ -315,10 +315,11 @@ enum Auth {
 
 fn auth_of(ctx: &NodeCtx) -> Result<Auth, NodeError> {
     if let Some(name) = ctx.opt_str("credential")? {
-        return Err(NodeError::input(format!(
-            "credential {name:?}: the credentials vault is not available in this build yet; \
-             pass the secret through `auth` (e.g. {{\"type\": \"bearer\", \"token\": \"{{{{ env.API_TOKEN }}}}\"}})"
-        )));
+        if ctx.params.get("auth").is_some_and(|v| !v.is_null()) {
+            return Err(NodeError::input("give `credential` or `auth`, not both"));
+        }
+        let credential = ctx.credential(name)?;
+        return auth_from_credential(&credential);
     }
     let Some(auth) = ctx.params.get("auth").filter(|v| !v.is_null()) else {
         return Ok(Auth::None);
@@ -340,6 +341,45 @@ fn auth_of(ctx: &NodeCtx) -> Result<Auth, NodeError> {
     }
 }
 
+/// How a stored credential authenticates a request, by its type.
+fn auth_from_credential(c: &crate::secrets::Credential) -> Result<Auth, NodeError> {
+    let field = |k: &str| -> Result<String, NodeError> {
+        c.field(k).map(str::to_string).ok_or_else(|| {
+            NodeError::input(format!(
+                "credential {:?} has no `{k}`; set it again with `fuse creds set {} --type {}`",
+                c.name, c.name, c.kind
+            ))
+        })
+    };
+    let optional = |k: &str| c.field(k).filter(|v| !v.is_empty());
+    Ok(match c.kind.as_str() {
+        "bearer" => Auth::Bearer(field("token")?),
+        "openai" => Auth::Bearer(field("api_key")?),
+        "basic" => Auth::Basic(field("username")?, field("password")?),
+        "header" => Auth::Header(field("name")?, field("value")?),
+        "api_key" => {
+            let key = field("key")?;
+            match optional("in").unwrap_or("header") {
+                "query" => Auth::Query(optional("name").unwrap_or("api_key").to_string(), key),
+                "header" => Auth::Header(optional("name").unwrap_or("X-API-Key").to_string(), key),
+                other => {
+                    return Err(NodeError::input(format!(
+                        "credential {:?}: `in` is {other:?}; use header or query",
+                        c.name
+                    )));
+                }
+            }
+        }
+        other => {
+            return Err(NodeError::input(format!(
+                "credential {:?} is of type {other}, which http.request cannot send; \
+                 use bearer, basic, header, api_key or openai",
+                c.name
+            )));
+        }
+    })
+}
+
 pub(super) fn node(http: Arc<Http>) -> Arc<dyn Node> {
     let spec = NodeSpec {
         type_name: "http.request".into(),
@@ -354,7 +394,7 @@ pub(super) fn node(http: Arc<Http>) -> Arc<dyn Node> {
             InputSpec::optional("form", "object", "urlencoded form body"),
             InputSpec::optional("multipart", "object", "multipart body: field -> text, or {file, filename, content_type}, or {content, filename, content_type}"),
             InputSpec::optional("auth", "object", "{type: bearer, token} | {type: basic, username, password} | {type: header, name, value} | {type: query, name, value}"),
-            InputSpec::optional("credential", "string", "name of a stored credential (with the credentials vault)"),
+            InputSpec::optional("credential", "string", "name of a stored credential: bearer, basic, header, api_key or openai (see `fuse creds`)"),
             InputSpec::optional("timeout", "duration", "per-request limit (default http.timeout)"),
             InputSpec::optional("follow_redirects", "boolean", "default true"),
             InputSpec::optional("max_redirects", "integer", "default http.max_redirects"),

@@ -1,0 +1,103 @@
+//! Credential types: which fields a credential of each type has, which of them
+//! are secret (masked in everything a run records or prints), and which may be
+//! left out.
+
+/// One field of a credential type.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub secret: bool,
+    pub required: bool,
+}
+
+/// A credential type.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub fields: &'static [FieldSpec],
+}
+
+const fn secret(name: &'static str, help: &'static str) -> FieldSpec {
+    FieldSpec {
+        name,
+        help,
+        secret: true,
+        required: true,
+    }
+}
+
+const fn plain(name: &'static str, help: &'static str, required: bool) -> FieldSpec {
+    FieldSpec {
+        name,
+        help,
+        secret: false,
+        required,
+    }
+}
+
+/// The built-in credential types (plugins add their own with the packages issue).
+pub const BUILTIN: &[TypeSpec] = &[
+    TypeSpec {
+        name: "bearer",
+        help: "a token sent as `Authorization: Bearer <token>`",
+        fields: &[secret("token", "the token")],
+    },
+    TypeSpec {
+        name: "basic",
+        help: "HTTP basic authentication",
+        fields: &[
+            plain("username", "user name", true),
+            secret("password", "password"),
+        ],
+    },
+    TypeSpec {
+        name: "header",
+        help: "one request header holding a secret, e.g. X-Api-Token",
+        fields: &[
+            plain("name", "header name", true),
+            secret("value", "header value"),
+        ],
+    },
+    TypeSpec {
+        name: "api_key",
+        help: "an API key sent in a header (default X-API-Key) or a query parameter",
+        fields: &[
+            secret("key", "the API key"),
+            plain(
+                "name",
+                "header or parameter name (default X-API-Key)",
+                false,
+            ),
+            plain("in", "header (default) or query", false),
+        ],
+    },
+    TypeSpec {
+        name: "openai",
+        help: "an OpenAI-compatible API (OpenAI, llama.cpp, Ollama, vLLM, …)",
+        fields: &[
+            secret("api_key", "API key"),
+            plain(
+                "base_url",
+                "API base URL (default from [llm] base_url)",
+                false,
+            ),
+            plain("organization", "OpenAI organization id", false),
+        ],
+    },
+];
+
+/// A built-in type by name.
+pub fn find(name: &str) -> Option<&'static TypeSpec> {
+    BUILTIN.iter().find(|t| t.name == name)
+}
+
+/// The names of the built-in types, for error messages.
+pub fn names() -> String {
+    BUILTIN
+        .iter()
+        .map(|t| t.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

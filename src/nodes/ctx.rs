@@ -84,6 +84,12 @@ impl NodeCtx {
         });
     }
 
+    /// Masks the run's loaded secrets in a value (for what a node writes
+    /// itself, such as a cache; outputs and errors are masked by the engine).
+    pub fn mask_value(&self, value: &mut Value) {
+        self.creds.mask_value(value);
+    }
+
     /// A stored credential by name (its secret values are masked from here on).
     pub fn credential(&self, name: &str) -> Result<Arc<crate::secrets::Credential>, NodeError> {
         self.creds

@@ -283,6 +283,8 @@ async fn chat(
         );
     }
     output["cached"] = json!(false);
+    // The cache is a file in the home: no secret may reach it either.
+    ctx.mask_value(&mut output);
     if let Some(file) = &cache_file {
         let stored = async {
             if let Some(dir) = file.parent() {

@@ -429,3 +429,31 @@ pub fn bundled_counts() -> (usize, usize) {
         count(&BUNDLED_PLUGIN_PACKAGES),
     )
 }
+
+/// Writes the bundled package scaffold for `lang` (`templates/packages/<lang>`)
+/// into `dest`, with `__NAME__` replaced by `name`. Returns the files written.
+pub fn scaffold_package(lang: &str, name: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+    let base = Path::new("packages").join(lang);
+    let Some(dir) = BUNDLED_TEMPLATES.get_dir(&base) else {
+        return Err(Error::Setting(format!(
+            "there is no {lang} package template; use python, sh or rust"
+        )));
+    };
+    let mut written = Vec::new();
+    let mut stack = vec![dir];
+    while let Some(d) = stack.pop() {
+        stack.extend(d.dirs());
+        for file in d.files() {
+            let rel = file.path().strip_prefix(&base).unwrap_or(file.path());
+            let target = dest.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).io_context("create folder", parent)?;
+            }
+            let text = String::from_utf8_lossy(file.contents()).replace("__NAME__", name);
+            write_atomic(&target, text.as_bytes(), mode_for(&target))?;
+            written.push(target);
+        }
+    }
+    written.sort();
+    Ok(written)
+}

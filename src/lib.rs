@@ -20,6 +20,7 @@ pub mod error;
 pub mod files;
 pub mod home;
 pub mod nodes;
+pub mod packages;
 pub mod secrets;
 pub mod store;
 pub mod workflow;

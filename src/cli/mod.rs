@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod completions;
 mod creds;
 mod init;
+mod nodes;
 mod progress;
 mod run;
 mod runs;
@@ -65,6 +66,14 @@ pub enum Command {
     #[command(subcommand)]
     Runs(runs::RunsCommand),
 
+    /// Node types: list, show, scaffold a package, check packages.
+    #[command(subcommand)]
+    Nodes(nodes::NodesCommand),
+
+    /// Plugin packages and what they contribute.
+    #[command(subcommand)]
+    Plugins(nodes::PluginsCommand),
+
     /// Manage encrypted credentials (values never on the command line).
     #[command(subcommand)]
     Creds(creds::CredsCommand),
@@ -93,9 +102,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init::run(&globals, args),
         Command::Run(args) => run::run(&globals, args),
-        Command::Validate(args) => validate::run(args),
+        Command::Validate(args) => validate::run(&globals, args),
         Command::Runs(command) => runs::run(&globals, command),
         Command::Creds(command) => creds::run(&globals, command),
+        Command::Nodes(command) => nodes::run_nodes(&globals, command),
+        Command::Plugins(command) => nodes::run_plugins(&globals, command),
         Command::Schema(args) => schema::run(args),
         Command::Version(args) => version::run(&globals, args),
         Command::Completions(args) => completions::run(args),

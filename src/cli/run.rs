@@ -44,6 +44,29 @@ pub(super) struct CliEngine {
     pub progress: Arc<Progress>,
 }
 
+/// The built-in node types plus the home's node packages. A package that cannot
+/// be loaded is reported (unless `report` is false) and left out; the others work.
+pub(super) fn home_registry(
+    home: &Home,
+    settings: &crate::nodes::Settings,
+    report: bool,
+) -> Registry {
+    if !home.is_initialized() {
+        return Registry::with_settings(settings);
+    }
+    let (registry, catalog) = crate::packages::registry_with_packages(
+        settings,
+        &home.node_packages_dir(),
+        &home.plugin_packages_dir(),
+    );
+    if report {
+        for problem in &catalog.problems {
+            eprintln!("warning: {problem} (skipped; `fuse nodes doctor` checks packages)");
+        }
+    }
+    registry
+}
+
 impl CliEngine {
     pub fn open(globals: &Globals, history: bool, mode: Mode) -> anyhow::Result<CliEngine> {
         let home = Home::resolve(globals.home.clone())?;
@@ -72,11 +95,8 @@ impl CliEngine {
                 home.root().display()
             );
         }
-        let mut engine = Engine::new(
-            Registry::with_settings(&settings),
-            Arc::new(Fanout(observers)),
-            max_parallel,
-        );
+        let registry = home_registry(&home, &settings, mode != Mode::Silent);
+        let mut engine = Engine::new(registry, Arc::new(Fanout(observers)), max_parallel);
         if home.is_initialized() {
             // Opened on first use: a run that names no credential never loads the key.
             engine = engine.with_credentials(Arc::new(HomeCredentials::new(home.clone())));

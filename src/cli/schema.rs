@@ -1,4 +1,4 @@
-//! `fuse schema workflow`: the JSON Schema of the workflow format.
+//! `fuse schema workflow|manifest`: the JSON Schemas of workflows and package manifests.
 
 use std::process::ExitCode;
 
@@ -14,11 +14,14 @@ pub struct SchemaArgs {
 pub enum Which {
     /// The workflow file format.
     Workflow,
+    /// The manifest.json of node and plugin packages.
+    Manifest,
 }
 
 pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
     let schema = match args.which {
         Which::Workflow => crate::workflow::schema::workflow_schema(&Registry::builtin()),
+        Which::Manifest => crate::packages::manifest::schema(),
     };
     println!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(ExitCode::SUCCESS)

@@ -20,8 +20,13 @@ pub struct ValidateArgs {
     pub json: bool,
 }
 
-pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::new(Registry::builtin(), Arc::new(NullObserver), 1);
+pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    // With a home, its node packages are known types too.
+    let registry = match crate::home::Home::resolve(globals.home.clone()) {
+        Ok(home) => super::run::home_registry(&home, &Default::default(), false),
+        Err(_) => Registry::builtin(),
+    };
+    let engine = Engine::new(registry, Arc::new(NullObserver), 1);
     let result = engine.load(&args.file);
     let problems = match &result {
         Ok(_) => Vec::new(),

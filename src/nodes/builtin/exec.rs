@@ -208,7 +208,7 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
 
 /// Kills the whole process group when dropped (timeout, cancellation, or after a
 /// normal exit, to take down anything the command left running in its group).
-struct ProcessGroup(Option<u32>);
+pub(crate) struct ProcessGroup(pub(crate) Option<u32>);
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {

@@ -1,6 +1,6 @@
 //! The built-in node types, one file per family, registered in [`all`].
 
-mod exec;
+pub(crate) mod exec;
 mod file;
 mod flow;
 pub mod http;
@@ -116,7 +116,7 @@ where
 }
 
 /// A closed object schema: `validate` reports paths outside `fields`.
-fn object_schema(fields: &[(&str, &str)]) -> Value {
+pub(crate) fn object_schema(fields: &[(&str, &str)]) -> Value {
     let props: serde_json::Map<String, Value> = fields
         .iter()
         .map(|(name, kind)| ((*name).to_string(), json!({"type": kind})))

@@ -1,0 +1,248 @@
+//! Node and plugin packages: folders with a `manifest.json`, found on disk in
+//! the home's `node_packages/` and `plugin_packages/`. Each node package becomes
+//! a node type that runs as its own process ([`runtime`]), speaking JSON over
+//! stdio (docs/node-protocol.md). A bad manifest is reported and skipped; every
+//! other package keeps working.
+
+pub mod manifest;
+pub mod runtime;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use manifest::{Kind, Manifest, ManifestError};
+
+use crate::nodes::Registry;
+
+/// A package found on disk with a valid manifest.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    /// The plugin that bundles this node package, if any.
+    pub plugin: Option<String>,
+}
+
+/// A package that could not be loaded, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub package: String,
+    pub dir: PathBuf,
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "package {}: {}", self.package, self.reason)
+        } else {
+            write!(
+                f,
+                "package {}: `{}`: {}",
+                self.package, self.field, self.reason
+            )
+        }
+    }
+}
+
+/// Everything found under the package folders.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub nodes: Vec<Package>,
+    pub plugins: Vec<Package>,
+    pub problems: Vec<Problem>,
+}
+
+/// Largest manifest read.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+impl Catalog {
+    /// Scans `node_packages/` and `plugin_packages/` folders.
+    pub fn discover(node_dir: &Path, plugin_dir: &Path) -> Catalog {
+        let mut catalog = Catalog::default();
+        for (dir, manifest) in scan(node_dir, &mut catalog.problems) {
+            catalog.add(dir, manifest, Kind::Node, None);
+        }
+        for (dir, manifest) in scan(plugin_dir, &mut catalog.problems) {
+            if manifest.kind != Kind::Plugin {
+                catalog.problem(
+                    &manifest.name,
+                    &dir,
+                    "kind",
+                    "packages in plugin_packages/ must have kind \"plugin\"".into(),
+                );
+                continue;
+            }
+            for node in &manifest.nodes {
+                let node_dir = dir.join(node);
+                match load(&node_dir) {
+                    Ok(m) => catalog.add(node_dir, m, Kind::Node, Some(manifest.name.clone())),
+                    Err(p) => catalog.problems.push(p),
+                }
+            }
+            catalog.add(dir, manifest, Kind::Plugin, None);
+        }
+        catalog
+    }
+
+    fn problem(&mut self, package: &str, dir: &Path, field: &str, reason: String) {
+        self.problems.push(Problem {
+            package: package.to_string(),
+            dir: dir.to_path_buf(),
+            field: field.to_string(),
+            reason,
+        });
+    }
+
+    fn add(&mut self, dir: PathBuf, manifest: Manifest, want: Kind, plugin: Option<String>) {
+        if manifest.kind != want {
+            self.problem(
+                &manifest.name,
+                &dir,
+                "kind",
+                format!(
+                    "expected kind {:?} here",
+                    if want == Kind::Node { "node" } else { "plugin" }
+                ),
+            );
+            return;
+        }
+        let package = Package {
+            manifest,
+            dir,
+            plugin,
+        };
+        match want {
+            Kind::Node => self.nodes.push(package),
+            Kind::Plugin => self.plugins.push(package),
+        }
+    }
+
+    /// Adds every node package to `registry` as a node type. A package whose type
+    /// clashes with a built-in (without `overrides`) or another package is a
+    /// problem, not a replacement.
+    pub fn register(&mut self, registry: &mut Registry) {
+        let mut taken: Vec<String> = Vec::new();
+        for package in &self.nodes {
+            let type_name = package.manifest.node_type().to_string();
+            let builtin = registry.get(&type_name).is_some() && !taken.contains(&type_name);
+            if builtin && !package.manifest.overrides {
+                self.problems.push(Problem {
+                    package: package.manifest.name.clone(),
+                    dir: package.dir.clone(),
+                    field: "type".into(),
+                    reason: format!(
+                        "{type_name:?} is a built-in node type; choose another name or set \"overrides\": true"
+                    ),
+                });
+                continue;
+            }
+            if taken.contains(&type_name) {
+                self.problems.push(Problem {
+                    package: package.manifest.name.clone(),
+                    dir: package.dir.clone(),
+                    field: "type".into(),
+                    reason: format!("another package already provides {type_name:?}"),
+                });
+                continue;
+            }
+            match runtime::node_for(package) {
+                Ok(node) => {
+                    registry.register(node);
+                    taken.push(type_name);
+                }
+                Err(reason) => self.problems.push(Problem {
+                    package: package.manifest.name.clone(),
+                    dir: package.dir.clone(),
+                    field: String::new(),
+                    reason,
+                }),
+            }
+        }
+    }
+
+    /// The package providing a node type.
+    pub fn node_package(&self, type_name: &str) -> Option<&Package> {
+        self.nodes
+            .iter()
+            .find(|p| p.manifest.node_type() == type_name)
+    }
+}
+
+/// Folders with a manifest under `root`, sorted by name; problems for the rest.
+fn scan(root: &Path, problems: &mut Vec<Problem>) -> Vec<(PathBuf, Manifest)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let mut found = Vec::new();
+    for dir in dirs {
+        if !dir.join("manifest.json").exists() {
+            continue;
+        }
+        match load(&dir) {
+            Ok(m) => found.push((dir, m)),
+            Err(p) => problems.push(p),
+        }
+    }
+    found
+}
+
+/// Reads and checks one package's manifest.
+pub fn load(dir: &Path) -> Result<Manifest, Problem> {
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let problem = |field: &str, reason: String| Problem {
+        package: folder.clone(),
+        dir: dir.to_path_buf(),
+        field: field.to_string(),
+        reason,
+    };
+    let path = dir.join("manifest.json");
+    let size = std::fs::metadata(&path)
+        .map_err(|e| problem("", format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(problem(
+            "",
+            format!("manifest.json is {size} bytes; the limit is 1 MiB"),
+        ));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| problem("", format!("cannot read {}: {e}", path.display())))?;
+    let manifest = Manifest::parse(&text).map_err(|e| problem(&e.field, e.reason))?;
+    if let Some(first) = manifest.check(&folder).into_iter().next() {
+        return Err(problem(&first.field, first.reason));
+    }
+    Ok(manifest)
+}
+
+/// The registry of a home: built-ins plus its packages.
+pub fn registry_with_packages(
+    settings: &crate::nodes::Settings,
+    node_dir: &Path,
+    plugin_dir: &Path,
+) -> (Registry, Arc<Catalog>) {
+    let mut registry = Registry::with_settings(settings);
+    let mut catalog = Catalog::discover(node_dir, plugin_dir);
+    catalog.register(&mut registry);
+    (registry, Arc::new(catalog))
+}
+
+/// Whether package processes are confined on this machine, in words.
+pub fn confinement_status() -> String {
+    "not enforced: this build does not confine package file-system access (Landlock) yet; \
+     packages run as separate processes with a clean environment (PATH and the variables \
+     their manifest declares) in their own process group"
+        .to_string()
+}

@@ -22,3 +22,5 @@ mod history;
 mod http;
 // The credentials vault through the binary: masking, tampering, rotation.
 mod creds;
+// Node and plugin packages: runtimes, scaffolds, manifests.
+mod packages;

@@ -126,7 +126,8 @@ impl Catalog {
     /// problem, not a replacement.
     pub fn register(&mut self, registry: &mut Registry) {
         let mut taken: Vec<String> = Vec::new();
-        for package in &self.nodes {
+        let mut rejected: Vec<usize> = Vec::new();
+        for (index, package) in self.nodes.iter().enumerate() {
             let type_name = package.manifest.node_type().to_string();
             let builtin = registry.get(&type_name).is_some() && !taken.contains(&type_name);
             if builtin && !package.manifest.overrides {
@@ -138,6 +139,7 @@ impl Catalog {
                         "{type_name:?} is a built-in node type; choose another name or set \"overrides\": true"
                     ),
                 });
+                rejected.push(index);
                 continue;
             }
             if taken.contains(&type_name) {
@@ -147,6 +149,7 @@ impl Catalog {
                     field: "type".into(),
                     reason: format!("another package already provides {type_name:?}"),
                 });
+                rejected.push(index);
                 continue;
             }
             match runtime::node_for(package) {
@@ -154,13 +157,20 @@ impl Catalog {
                     registry.register(node);
                     taken.push(type_name);
                 }
-                Err(reason) => self.problems.push(Problem {
-                    package: package.manifest.name.clone(),
-                    dir: package.dir.clone(),
-                    field: String::new(),
-                    reason,
-                }),
+                Err(reason) => {
+                    self.problems.push(Problem {
+                        package: package.manifest.name.clone(),
+                        dir: package.dir.clone(),
+                        field: String::new(),
+                        reason,
+                    });
+                    rejected.push(index);
+                }
             }
+        }
+        // Only what was registered stays in the catalogue.
+        for index in rejected.into_iter().rev() {
+            self.nodes.remove(index);
         }
     }
 

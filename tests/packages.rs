@@ -1,0 +1,551 @@
+//! Node and plugin packages through the real binary, with real child processes:
+//! the shipped packages, scaffolding, the oneshot and persistent runtimes and
+//! their failure modes, manifest problems, clashes and declared credentials.
+
+use serde_json::{Value, json};
+
+use crate::helper::TestHome;
+use crate::helper::http::{Reply, TestServer};
+
+fn package(home: &TestHome, name: &str, manifest: Value, files: &[(&str, &str)]) {
+    let dir = home.path().join("node_packages").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn oneshot(name: &str, script: &str) -> Value {
+    json!({"name": name, "kind": "node", "description": "test node",
+           "runtime": {"command": ["sh", script], "timeout": "3s"}})
+}
+
+/// Runs a workflow through `fuse run --json`; returns (exit code, record, stderr).
+fn run(home: &TestHome, wf: &Value) -> (i32, Value, String) {
+    let path = home.tmp().join(format!("wf-{}.json", rand_suffix()));
+    std::fs::write(&path, wf.to_string()).unwrap();
+    let out = home
+        .cmd()
+        .arg("run")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let record = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        record,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn one(node: Value) -> Value {
+    json!({"nodes": [node], "edges": []})
+}
+
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(marker))
+        .count()
+}
+
+#[test]
+fn shipped_packages_and_plugin_nodes_run_and_pass_doctor() {
+    let home = TestHome::initialized();
+    let wf = json!({"nodes": [
+        {"id": "csv", "type": "csv-parse", "data": {"inputs": {"text": "name,age\nada,36\nalan,41\n"}}},
+        {"id": "stats", "type": "text-stats", "data": {"inputs": {"text": "one two\nthree\n"}}},
+        {"id": "slug", "type": "text-tools.slugify", "data": {"inputs": {"text": "Hello, World 42!"}}},
+        {"id": "loud", "type": "text-tools.shout", "data": {"inputs": {"text": "{{ nodes.slug.output.slug }}"}}}
+    ], "edges": [{"source": "slug", "target": "loud"}]});
+    let (code, record, stderr) = run(&home, &wf);
+    assert_eq!(code, 0, "{stderr}");
+    let nodes = &record["nodes"];
+    assert_eq!(
+        nodes["csv"]["output"]["rows"],
+        json!([{"name": "ada", "age": "36"}, {"name": "alan", "age": "41"}])
+    );
+    assert_eq!(
+        nodes["stats"]["output"],
+        json!({"lines": 2, "words": 3, "bytes": 14})
+    );
+    assert_eq!(nodes["loud"]["output"]["text"], "HELLO-WORLD-42");
+
+    let doctor = home
+        .cmd()
+        .args(["nodes", "doctor", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert!(doctor.status.success(), "{report:#}");
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["packages"].as_array().unwrap().len(), 4);
+    assert!(
+        report["confinement"]
+            .as_str()
+            .unwrap()
+            .contains("not enforced")
+    );
+
+    let plugins: Value = serde_json::from_slice(
+        &home
+            .cmd()
+            .args(["plugins", "list", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(plugins[0]["name"], "text-tools");
+    assert_eq!(plugins[0]["state"], "loaded");
+    assert_eq!(
+        plugins[0]["nodes"],
+        json!(["text-tools.slugify", "text-tools.shout"])
+    );
+    assert_eq!(plugins[0]["credential_types"][0]["name"], "text-tools-api");
+
+    let show = home
+        .cmd()
+        .args(["nodes", "show", "csv-parse"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains("oneshot `python3 main.py`") && text.contains("delimiter"),
+        "{text}"
+    );
+    home.cmd()
+        .args(["schema", "manifest"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("\"runtime\""));
+}
+
+#[test]
+fn scaffolded_packages_work_without_edits() {
+    let home = TestHome::initialized();
+    for lang in ["python", "sh"] {
+        let name = format!("my-{lang}-node");
+        home.cmd()
+            .args(["nodes", "new", &name, "--lang", lang])
+            .assert()
+            .success();
+        let (code, record, stderr) = run(
+            &home,
+            &one(json!({"id": "n", "type": name, "data": {"inputs": {"text": "hi there"}}})),
+        );
+        assert_eq!(code, 0, "{lang}: {stderr}");
+        assert_eq!(record["output"]["text"], "hi there", "{lang}: {record:#}");
+    }
+    home.cmd()
+        .args(["nodes", "new", "my-sh-node", "--lang", "sh"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("already exists"));
+    home.cmd()
+        .args(["nodes", "new", "../escape", "--lang", "sh"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("not a valid package name"));
+    home.cmd()
+        .args(["nodes", "new", "x", "--lang", "cobol"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("python, sh or rust"));
+    home.cmd().args(["nodes", "doctor"]).assert().success();
+}
+
+#[test]
+fn oneshot_requests_carry_params_input_and_context_in_a_clean_environment() {
+    let home = TestHome::initialized();
+    package(
+        &home,
+        "echo",
+        json!({"name": "echo", "kind": "node",
+               "inputs": [{"name": "greeting", "type": "string", "default": "hi"}],
+               "permissions": {"env": ["DECLARED_VAR"]},
+               "runtime": {"command": ["python3", "main.py"]}}),
+        &[(
+            "main.py",
+            "import json, os, sys\nreq = json.load(sys.stdin)\nprint('working', file=sys.stderr)\n\
+             json.dump({'output': {'req': req, 'cwd': os.getcwd(), 'env': sorted(os.environ)}}, sys.stdout)\n",
+        )],
+    );
+    let wf = json!({"nodes": [
+        {"id": "src", "type": "transform.set", "data": {"inputs": {"values": {"n": 7}}}},
+        {"id": "e", "type": "echo"}
+    ], "edges": [{"source": "src", "target": "e"}]});
+    let path = home.tmp().join("echo.json");
+    std::fs::write(&path, wf.to_string()).unwrap();
+    let out = home
+        .cmd()
+        .env("SECRET_OF_FUSE", "x")
+        .env("DECLARED_VAR", "y")
+        .arg("run")
+        .arg(&path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = &record["output"];
+    assert_eq!(got["req"]["params"], json!({"greeting": "hi"}));
+    assert_eq!(got["req"]["input"], json!({"n": 7}));
+    assert_eq!(got["req"]["context"]["node_id"], "e");
+    assert_eq!(got["req"]["context"]["run_id"], record["run_id"]);
+    assert!(got["cwd"].as_str().unwrap().ends_with("node_packages/echo"));
+    let env: Vec<&str> = got["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env.contains(&"DECLARED_VAR") && env.contains(&"PATH"),
+        "{env:?}"
+    );
+    assert!(
+        !env.contains(&"SECRET_OF_FUSE") && !env.contains(&"FUSE_HOME"),
+        "{env:?}"
+    );
+    let id = record["run_id"].as_str().unwrap();
+    home.cmd()
+        .args(["runs", "logs", id])
+        .assert()
+        .stdout(predicates::str::contains("[e] working"));
+}
+
+#[test]
+fn oneshot_failures_are_clear_node_errors_and_leave_no_process() {
+    let home = TestHome::initialized();
+    let scripts: &[(&str, &str)] = &[
+        ("crash", "echo 'about to fail: disk on fire' >&2; exit 3"),
+        ("notjson", "cat >/dev/null; echo 'hello, not json'"),
+        (
+            "huge",
+            "cat >/dev/null; head -c 3000000 /dev/zero | tr '\\0' 'a'",
+        ),
+        (
+            "hang",
+            "cat >/dev/null; sleep 1000 fuse-hang-marker-&; sleep 1000",
+        ),
+        ("noreply", "cat >/dev/null; exit 0"),
+        (
+            "err",
+            "cat >/dev/null; echo '{\"error\": {\"message\": \"quota exceeded\", \"retryable\": true}}'",
+        ),
+    ];
+    for (name, body) in scripts {
+        let mut manifest = oneshot(name, "main.sh");
+        if *name == "huge" {
+            manifest["runtime"]["max_reply_bytes"] = json!(1_000_000);
+        }
+        package(&home, name, manifest, &[("main.sh", body)]);
+    }
+    // The hang marker: a grandchild whose command line we can find.
+    std::fs::write(
+        home.path().join("node_packages/hang/main.sh"),
+        "cat >/dev/null; sleep 987654 & echo $! > grandchild.pid; sleep 1000",
+    )
+    .unwrap();
+    let expect = [
+        (
+            "crash",
+            "exited with code 3 without a reply (last stderr line: about to fail: disk on fire)",
+        ),
+        ("notjson", "replied with something that is not JSON"),
+        ("huge", "replied with more than 1000000 bytes"),
+        ("hang", "gave no reply within 3"),
+        ("noreply", "exited with code 0 without a reply"),
+        ("err", "package err: quota exceeded"),
+    ];
+    for (name, message) in expect {
+        let mut node = json!({"id": "n", "type": name});
+        if name == "err" {
+            node["retry"] = json!({"attempts": 2, "initial": "10ms"});
+        }
+        let (code, record, stderr) = run(&home, &one(node));
+        assert_eq!(code, 1, "{name}: {stderr}");
+        let error = record["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{name}: {error}");
+        if name == "err" {
+            assert_eq!(
+                record["nodes"]["n"]["attempts"], 2,
+                "retryable errors are retried"
+            );
+        }
+    }
+    // The package's background child (its grandchild) went with the group.
+    let pid =
+        std::fs::read_to_string(home.path().join("node_packages/hang/grandchild.pid")).unwrap();
+    let alive = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    for _ in 0..50 {
+        if !alive(&pid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !alive(&pid),
+        "the hung package's grandchild {pid} is still running"
+    );
+    assert_eq!(processes_with("987654"), 0);
+}
+
+#[test]
+fn a_persistent_worker_serves_concurrent_calls_and_recovers_from_being_killed() {
+    let home = TestHome::initialized();
+    let worker = r#"
+import json, os, sys
+with open(os.environ["FUSE_PACKAGE_DIR"] + "/starts", "a") as f:
+    f.write(str(os.getpid()) + "\n")
+for line in sys.stdin:
+    req = json.loads(line)
+    p = req["params"]
+    if p.get("die"):
+        os._exit(1)
+    if p.get("log"):
+        print(json.dumps({"id": req["id"], "log": "note " + str(p["n"])}), flush=True)
+    print(json.dumps({"id": req["id"], "output": {"double": p["n"] * 2, "pid": os.getpid()}}), flush=True)
+"#;
+    package(
+        &home,
+        "doubler",
+        json!({"name": "doubler", "kind": "node",
+               "inputs": [{"name": "n", "type": "integer", "required": true}, {"name": "die"}, {"name": "log"}],
+               "runtime": {"command": ["python3", "-u", "worker.py"], "mode": "persistent", "timeout": "10s"}}),
+        &[("worker.py", worker)],
+    );
+    let wf = json!({"nodes": [{"id": "d", "type": "doubler", "foreach": "{{ range(1000) | list }}",
+        "concurrency": 64, "data": {"inputs": {"n": "{{ item }}", "log": "{{ item == 5 }}"}}}], "edges": []});
+    let (code, record, stderr) = run(&home, &wf);
+    assert_eq!(code, 0, "{stderr}");
+    let out = record["output"].as_array().unwrap();
+    assert_eq!(out.len(), 1000);
+    for (i, o) in out.iter().enumerate() {
+        assert_eq!(o["double"], json!(i * 2), "item {i}");
+    }
+    let pids: std::collections::HashSet<&Value> = out.iter().map(|o| &o["pid"]).collect();
+    assert_eq!(pids.len(), 1, "one worker process served every call");
+    let id = record["run_id"].as_str().unwrap();
+    home.cmd()
+        .args(["runs", "logs", id])
+        .assert()
+        .stdout(predicates::str::contains("note 5"));
+
+    // The worker dies mid-run: the call in flight fails (retryable), the retry
+    // starts a new worker, and the run succeeds.
+    let wf = json!({"nodes": [
+        {"id": "ok1", "type": "doubler", "data": {"inputs": {"n": 1}}},
+        {"id": "boom", "type": "doubler", "on_error": "continue", "data": {"inputs": {"n": 2, "die": true}}},
+        {"id": "ok2", "type": "doubler", "retry": {"attempts": 3, "initial": "50ms"}, "data": {"inputs": {"n": 3}}}
+    ], "edges": [{"source": "ok1", "target": "boom"}, {"source": "boom", "target": "ok2"}]});
+    let (code, record, stderr) = run(&home, &wf);
+    assert_eq!(code, 0, "{stderr}\n{record:#}");
+    let boom = &record["nodes"]["boom"];
+    assert!(
+        boom["error"].to_string().contains("worker process exited"),
+        "{boom:#}"
+    );
+    assert_eq!(record["nodes"]["ok2"]["output"]["double"], 6);
+    assert_ne!(
+        record["nodes"]["ok1"]["output"]["pid"], record["nodes"]["ok2"]["output"]["pid"],
+        "a new worker after the crash"
+    );
+    let starts = std::fs::read_to_string(home.path().join("node_packages/doubler/starts")).unwrap();
+    assert_eq!(
+        starts.lines().count(),
+        3,
+        "one start per run, plus one restart: {starts}"
+    );
+}
+
+#[test]
+fn a_malformed_manifest_is_reported_and_the_others_keep_working() {
+    let home = TestHome::initialized();
+    package(
+        &home,
+        "good",
+        oneshot("good", "main.sh"),
+        &[("main.sh", "cat >/dev/null; echo '{\"output\": 1}'")],
+    );
+    let bad = home.path().join("node_packages/broken");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("manifest.json"),
+        r#"{"name": "broken", "kind": "node", "runtime": {"comand": ["x"]}}"#,
+    )
+    .unwrap();
+    let bad2 = home.path().join("node_packages/notjson");
+    std::fs::create_dir_all(&bad2).unwrap();
+    std::fs::write(bad2.join("manifest.json"), "{ nope").unwrap();
+    package(
+        &home,
+        "clash",
+        json!({"name": "clash", "type": "http.request", "kind": "node",
+        "runtime": {"command": ["true"]}}),
+        &[],
+    );
+    package(
+        &home,
+        "evil",
+        json!({"name": "other-name", "kind": "node", "runtime": {"command": ["true"]}}),
+        &[],
+    );
+
+    let (code, record, stderr) = run(&home, &one(json!({"id": "g", "type": "good"})));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(record["output"], 1);
+    for says in [
+        "package broken: `runtime.comand`",
+        "package notjson:",
+        "package clash: `type`: \"http.request\" is a built-in node type",
+        "package evil: `name`: \"other-name\" must match the folder name",
+    ] {
+        assert!(stderr.contains(says), "missing {says:?} in:\n{stderr}");
+    }
+    // http.request is still the built-in.
+    let out = home
+        .cmd()
+        .args(["nodes", "show", "http.request", "--json"])
+        .output()
+        .unwrap();
+    let spec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(spec["source"], "built-in");
+    let doctor = home.cmd().args(["nodes", "doctor"]).output().unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        text.contains("FAILED package broken") && text.contains("ok     good"),
+        "{text}"
+    );
+}
+
+#[test]
+fn packages_receive_only_declared_credentials() {
+    let home = TestHome::initialized();
+    for (name, kind, fields) in [
+        ("tok", "bearer", json!({"token": "pkg-secret-token-1"})),
+        (
+            "pw",
+            "basic",
+            json!({"username": "u", "password": "pkg-secret-pass-2"}),
+        ),
+    ] {
+        home.cmd()
+            .args(["creds", "set", name, "--type", kind, "--stdin"])
+            .write_stdin(fields.to_string())
+            .assert()
+            .success();
+    }
+    let script = "import json, sys\nreq = json.load(sys.stdin)\nc = req['credentials']\n\
+                  json.dump({'output': {'names': sorted(c), 'len': len(c['tok']['token']) if 'tok' in c else 0}}, sys.stdout)\n";
+    package(
+        &home,
+        "wants-bearer",
+        json!({"name": "wants-bearer", "kind": "node", "credentials": ["bearer"],
+               "runtime": {"command": ["python3", "main.py"]}}),
+        &[("main.py", script)],
+    );
+    package(
+        &home,
+        "wants-none",
+        json!({"name": "wants-none", "kind": "node", "runtime": {"command": ["python3", "main.py"]}}),
+        &[("main.py", script)],
+    );
+    let (code, record, stderr) = run(
+        &home,
+        &one(json!({"id": "n", "type": "wants-bearer", "data": {"inputs": {"credential": "tok"}}})),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(record["output"], json!({"names": ["tok"], "len": 18}));
+    let (code, record, _) = run(
+        &home,
+        &one(json!({"id": "n", "type": "wants-bearer", "data": {"inputs": {"credential": "pw"}}})),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("is of type basic; package wants-bearer accepts bearer")
+    );
+    let (code, record, _) = run(
+        &home,
+        &one(json!({"id": "n", "type": "wants-none", "data": {"inputs": {"credential": "tok"}}})),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap()
+            .contains("declares no credentials")
+    );
+}
+
+#[test]
+fn composite_and_declarative_http_packages() {
+    let home = TestHome::initialized();
+    package(
+        &home,
+        "greet",
+        json!({"name": "greet", "kind": "node", "workflow": "body.json",
+               "inputs": [{"name": "who", "type": "string", "required": true}]}),
+        &[(
+            "body.json",
+            &json!({"nodes": [{"id": "g", "type": "transform.set",
+                "data": {"inputs": {"values": {"greeting": "hello {{ trigger.who }}"}}}}], "edges": []})
+            .to_string(),
+        )],
+    );
+    let server =
+        TestServer::start(|r, _| Reply::json(200, json!({"path": r.path, "query": r.query})));
+    package(
+        &home,
+        "lookup",
+        json!({"name": "lookup", "kind": "node",
+               "inputs": [{"name": "id", "type": "string", "required": true}],
+               "http": {"url": server.url("/items/{{ params.id }}"), "query": {"full": "1"}}}),
+        &[],
+    );
+    let wf = json!({"nodes": [
+        {"id": "c", "type": "greet", "data": {"inputs": {"who": "ada"}}},
+        {"id": "h", "type": "lookup", "data": {"inputs": {"id": "42"}}}
+    ], "edges": []});
+    let (code, record, stderr) = run(&home, &wf);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(record["nodes"]["c"]["output"]["greeting"], "hello ada");
+    assert_eq!(
+        record["nodes"]["h"]["output"]["body"],
+        json!({"path": "/items/42", "query": "full=1"})
+    );
+    // `fuse validate` knows package types, and their declared inputs.
+    let path = home.tmp().join("pk.json");
+    std::fs::write(&path, one(json!({"id": "g", "type": "greet"})).to_string()).unwrap();
+    home.cmd()
+        .arg("validate")
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("missing required input `who`"));
+}

@@ -549,3 +549,99 @@ fn composite_and_declarative_http_packages() {
         .code(2)
         .stderr(predicates::str::contains("missing required input `who`"));
 }
+
+#[test]
+fn hot_reload_picks_up_changes_and_started_plans_keep_their_version() {
+    use fuse::engine::{NullObserver, Status};
+    use fuse::{Engine, RunRequest};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = tmp.path().join("node_packages");
+    let plugins = tmp.path().join("plugin_packages");
+    let write = |name: &str, answer: u32| {
+        let dir = nodes.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("main.sh"),
+            format!("cat >/dev/null; echo '{{\"output\": {answer}}}'"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("manifest.json"),
+            oneshot(name, "main.sh").to_string(),
+        )
+        .unwrap();
+    };
+    write("hr", 1);
+    let (registry, _) =
+        fuse::packages::registry_with_packages(&Default::default(), &nodes, &plugins);
+    let engine = Engine::new(registry, Arc::new(NullObserver), 4);
+    let reloads = Arc::new(AtomicUsize::new(0));
+    let counter = reloads.clone();
+    let _watcher = fuse::packages::watch::PackageWatcher::start(
+        engine.clone(),
+        Default::default(),
+        nodes.clone(),
+        plugins.clone(),
+        move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let wf = |t: &str| json!({"nodes": [{"id": "n", "type": t}], "edges": []}).to_string();
+    let old_plan = Arc::new(engine.load_str(&wf("hr"), None).unwrap());
+    let run = |plan: Arc<fuse::Plan>| {
+        let r = rt.block_on(engine.run(plan, RunRequest::new(json!({}), "test")));
+        assert_eq!(r.status, Status::Succeeded, "{:?}", r.error);
+        (*r.output).clone()
+    };
+    assert_eq!(run(old_plan.clone()), json!(1));
+
+    // Edit the package's command (a new version) and add another package.
+    let old_manifest = std::fs::read_to_string(nodes.join("hr/manifest.json")).unwrap();
+    std::fs::write(
+        nodes.join("hr/v2.sh"),
+        "cat >/dev/null; echo '{\"output\": 2}'",
+    )
+    .unwrap();
+    std::fs::write(
+        nodes.join("hr/manifest.json"),
+        old_manifest.replace("main.sh", "v2.sh"),
+    )
+    .unwrap();
+    write("hr-new", 3);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while engine.registry().get("hr-new").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the new package was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(reloads.load(Ordering::SeqCst) >= 1);
+    let new_plan = Arc::new(engine.load_str(&wf("hr"), None).unwrap());
+    assert_eq!(run(new_plan), json!(2), "new plans get the edited manifest");
+    assert_eq!(
+        run(old_plan.clone()),
+        json!(1),
+        "a plan loaded before keeps its version"
+    );
+    assert_eq!(
+        run(Arc::new(engine.load_str(&wf("hr-new"), None).unwrap())),
+        json!(3)
+    );
+
+    // A removed package disappears; a broken edit leaves the others working.
+    std::fs::remove_dir_all(nodes.join("hr-new")).unwrap();
+    std::fs::write(nodes.join("hr/manifest.json"), "{ broken").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while engine.registry().get("hr-new").is_some() || engine.registry().get("hr").is_some() {
+        assert!(Instant::now() < deadline, "the removal was not picked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(engine.registry().get("transform.set").is_some());
+}

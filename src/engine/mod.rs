@@ -39,7 +39,8 @@ pub struct Engine {
 }
 
 struct Inner {
-    registry: Arc<Registry>,
+    /// Swapped as a whole when packages change; plans keep the nodes they resolved.
+    registry: std::sync::RwLock<Arc<Registry>>,
     exprs: expr::Expressions,
     observer: Arc<dyn Observer>,
     max_parallel: usize,
@@ -102,7 +103,7 @@ impl Engine {
     pub fn new(registry: Registry, observer: Arc<dyn Observer>, max_parallel: usize) -> Engine {
         Engine {
             inner: Arc::new(Inner {
-                registry: Arc::new(registry),
+                registry: std::sync::RwLock::new(Arc::new(registry)),
                 exprs: expr::Expressions::new(),
                 observer,
                 max_parallel: max_parallel.max(1),
@@ -116,7 +117,7 @@ impl Engine {
         let inner = &self.inner;
         Engine {
             inner: Arc::new(Inner {
-                registry: inner.registry.clone(),
+                registry: std::sync::RwLock::new(self.registry()),
                 exprs: expr::Expressions::new(),
                 observer: inner.observer.clone(),
                 max_parallel: inner.max_parallel,
@@ -125,8 +126,22 @@ impl Engine {
         }
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The node types new plans resolve against.
+    pub fn registry(&self) -> Arc<Registry> {
+        match self.inner.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the node types (hot reload). Runs already started keep the nodes
+    /// their plan resolved; plans loaded from now on see the new ones.
+    pub fn set_registry(&self, registry: Registry) {
+        let registry = Arc::new(registry);
+        match self.inner.registry.write() {
+            Ok(mut r) => *r = registry,
+            Err(poisoned) => *poisoned.into_inner() = registry,
+        }
     }
 
     pub fn observer(&self) -> &Arc<dyn Observer> {
@@ -163,7 +178,7 @@ impl Engine {
         })?;
         crate::workflow::validate(
             workflow,
-            self.registry(),
+            &self.registry(),
             Source {
                 path,
                 text: Some(text),

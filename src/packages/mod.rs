@@ -6,6 +6,7 @@
 
 pub mod manifest;
 pub mod runtime;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -45,3 +45,9 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     let _ = (path, mode);
     Ok(())
 }
+
+/// Creates a folder only this user can use (0700), if it does not exist.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).io_context("create folder", path)?;
+    set_mode(path, 0o700)
+}

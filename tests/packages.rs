@@ -92,12 +92,7 @@ fn shipped_packages_and_plugin_nodes_run_and_pass_doctor() {
     assert!(doctor.status.success(), "{report:#}");
     assert_eq!(report["failed"], 0);
     assert_eq!(report["packages"].as_array().unwrap().len(), 4);
-    assert!(
-        report["confinement"]
-            .as_str()
-            .unwrap()
-            .contains("not enforced")
-    );
+    assert!(report["confinement"].as_str().unwrap().contains("enforced"));
 
     let plugins: Value = serde_json::from_slice(
         &home
@@ -644,4 +639,48 @@ fn hot_reload_picks_up_changes_and_started_plans_keep_their_version() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(engine.registry().get("transform.set").is_some());
+}
+
+#[test]
+fn package_processes_cannot_touch_the_home_where_landlock_works() {
+    let home = TestHome::initialized();
+    let script = r#"cat >/dev/null
+probe() { if sh -c "$1" >/dev/null 2>&1; then echo yes; else echo no; fi; }
+printf '{"output": {"read_home": "%s", "read_key": "%s", "write_home": "%s", "own": "%s", "tmp": "%s", "system": "%s"}}\n' \
+  "$(probe 'cat ../../fuse.db')" "$(probe 'cat ../../keys/master.key')" "$(probe 'echo x > ../../pwned')" \
+  "$(probe 'echo x > own.txt')" "$(probe 'echo x > "$TMPDIR/t"')" "$(probe 'cat /etc/passwd')"
+"#;
+    package(
+        &home,
+        "probe",
+        oneshot("probe", "main.sh"),
+        &[("main.sh", script)],
+    );
+    let (code, record, stderr) = run(&home, &one(json!({"id": "p", "type": "probe"})));
+    assert_eq!(code, 0, "{stderr}");
+    let got = &record["output"];
+    let doctor: Value = serde_json::from_slice(
+        &home
+            .cmd()
+            .args(["nodes", "doctor", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let status = doctor["confinement"].as_str().unwrap();
+    // What works either way.
+    assert_eq!(got["own"], "yes", "{got}");
+    assert_eq!(got["tmp"], "yes", "{got}");
+    assert_eq!(got["system"], "yes", "{got}");
+    if status.starts_with("enforced") {
+        assert_eq!(got["read_home"], "no", "{got}");
+        assert_eq!(got["read_key"], "no", "{got}");
+        assert_eq!(got["write_home"], "no", "{got}");
+        assert!(!home.path().join("pwned").exists());
+    } else {
+        // Without Landlock the doctor must say so (and the probe can reach the home).
+        assert!(status.starts_with("not enforced"), "{status}");
+        assert_eq!(got["read_home"], "yes", "{got}");
+    }
 }

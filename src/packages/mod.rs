@@ -4,6 +4,7 @@
 //! stdio (docs/node-protocol.md). A bad manifest is reported and skipped; every
 //! other package keeps working.
 
+pub mod confine;
 pub mod manifest;
 pub mod runtime;
 pub mod watch;
@@ -52,6 +53,8 @@ impl std::fmt::Display for Problem {
 /// Everything found under the package folders.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
+    /// The fuse home the packages live in: hidden from package processes.
+    pub home: Option<PathBuf>,
     pub nodes: Vec<Package>,
     pub plugins: Vec<Package>,
     pub problems: Vec<Problem>,
@@ -63,7 +66,10 @@ const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 impl Catalog {
     /// Scans `node_packages/` and `plugin_packages/` folders.
     pub fn discover(node_dir: &Path, plugin_dir: &Path) -> Catalog {
-        let mut catalog = Catalog::default();
+        let mut catalog = Catalog {
+            home: node_dir.parent().map(Path::to_path_buf),
+            ..Catalog::default()
+        };
         for (dir, manifest) in scan(node_dir, &mut catalog.problems) {
             catalog.add(dir, manifest, Kind::Node, None);
         }
@@ -153,7 +159,7 @@ impl Catalog {
                 rejected.push(index);
                 continue;
             }
-            match runtime::node_for(package) {
+            match runtime::node_for(package, self.home.as_deref()) {
                 Ok(node) => {
                     registry.register(node);
                     taken.push(type_name);
@@ -252,8 +258,15 @@ pub fn registry_with_packages(
 
 /// Whether package processes are confined on this machine, in words.
 pub fn confinement_status() -> String {
-    "not enforced: this build does not confine package file-system access (Landlock) yet; \
-     packages run as separate processes with a clean environment (PATH and the variables \
-     their manifest declares) in their own process group"
-        .to_string()
+    match confine::abi_version() {
+        Some(abi) => format!(
+            "enforced (Landlock ABI {abi}): packages cannot read or write the fuse home \
+             except their own folder, and may write only there, in their TMPDIR, /dev and \
+             their manifest's permissions.write; network access is not restricted"
+        ),
+        None => "not enforced: this kernel has no Landlock (Linux 5.13+ with Landlock enabled); \
+             packages still run as separate processes with a clean environment in their own \
+             process group"
+            .to_string(),
+    }
 }

@@ -53,8 +53,27 @@ pub fn param_var(name: &str) -> String {
 }
 
 /// The node type of a package.
-pub fn node_for(package: &Package) -> Result<Arc<dyn Node>, String> {
+pub fn node_for(
+    package: &Package,
+    home: Option<&std::path::Path>,
+) -> Result<Arc<dyn Node>, String> {
     let m = &package.manifest;
+    let resolve = |p: &String| -> PathBuf {
+        match p.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(rest),
+            None => package.dir.join(p),
+        }
+    };
+    let policy = super::confine::Policy {
+        home: home.map(std::path::Path::to_path_buf),
+        own: package.dir.clone(),
+        read: m.permissions.read.iter().map(resolve).collect(),
+        write: m.permissions.write.iter().map(resolve).collect(),
+        tmp: Some(private_tmp(&m.name)),
+    };
     let spec = spec_of(m);
     let body = if let Some(rt) = &m.runtime {
         let parse = |v: &Option<String>, default| match v {
@@ -68,6 +87,7 @@ pub fn node_for(package: &Package) -> Result<Arc<dyn Node>, String> {
             timeout: parse(&rt.timeout, DEFAULT_TIMEOUT)?,
             max_reply: rt.max_reply_bytes.unwrap_or(DEFAULT_MAX_REPLY),
             name: m.name.clone(),
+            confiner: Arc::new(super::confine::Confiner::new(policy)),
         };
         match rt.mode {
             Mode::Oneshot => Body::Oneshot(settings),
@@ -160,6 +180,7 @@ struct ProcessSettings {
     timeout: Duration,
     max_reply: usize,
     name: String,
+    confiner: Arc<super::confine::Confiner>,
 }
 
 impl Node for PackageNode {
@@ -343,9 +364,25 @@ fn command_of(settings: &ProcessSettings) -> tokio::process::Command {
             cmd.env(var, value);
         }
     }
+    if let Some(tmp) = &settings.confiner.policy().tmp
+        && crate::files::create_private_dir(tmp).is_ok()
+    {
+        cmd.env("TMPDIR", tmp);
+    }
     #[cfg(unix)]
     cmd.process_group(0);
+    settings.confiner.confine(&mut cmd);
     cmd
+}
+
+/// A package's own temporary folder (its `TMPDIR`), outside the fuse home.
+fn private_tmp(name: &str) -> PathBuf {
+    // SAFETY: getuid has no preconditions.
+    #[cfg(unix)]
+    let uid = unsafe { libc::getuid() };
+    #[cfg(not(unix))]
+    let uid = 0;
+    std::env::temp_dir().join(format!("fuse-{uid}-pkg-{name}"))
 }
 
 fn spawn_error(settings: &ProcessSettings, e: &std::io::Error) -> NodeError {

@@ -684,3 +684,33 @@ printf '{"output": {"read_home": "%s", "read_key": "%s", "write_home": "%s", "ow
         assert_eq!(got["read_home"], "yes", "{got}");
     }
 }
+
+#[test]
+fn plugin_credential_types_can_be_stored_and_used() {
+    let home = TestHome::initialized();
+    home.cmd()
+        .args(["creds", "types"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "text-tools-api: token of a (hypothetical) text API (plugin text-tools)",
+        ));
+    home.cmd()
+        .args(["creds", "set", "tt", "--type", "text-tools-api", "--stdin"])
+        .write_stdin(r#"{"token": "plugin-typed-secret-99", "region": "eu"}"#)
+        .assert()
+        .success();
+    home.cmd()
+        .args(["creds", "set", "bad", "--type", "text-tools-api", "--stdin"])
+        .write_stdin(r#"{"region": "eu"}"#)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("needs `token`"));
+    let wf = one(
+        json!({"id": "s", "type": "transform.set", "data": {"inputs": {"values": {
+        "t": "{{ creds.tt.token }}", "len": "{{ creds.tt.token | length }}"}}}}),
+    );
+    let (code, record, stderr) = run(&home, &wf);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(record["output"], json!({"t": "***", "len": 22}));
+}

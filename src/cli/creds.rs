@@ -68,28 +68,28 @@ pub enum CredsCommand {
 }
 
 pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(globals.home.clone())?;
+    let all_types = known_types(&home);
     if let CredsCommand::Types { json } = command {
-        print_types(json);
+        print_types(&all_types, json);
         return Ok(ExitCode::SUCCESS);
     }
-    let home = Home::resolve(globals.home.clone())?;
     let mut vault = Vault::open(&home)?;
+    let names = all_types
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     match command {
         CredsCommand::Set { name, kind, stdin } => {
             crate::secrets::vault::check_name(&name)?;
             let kind = match kind {
                 Some(k) => k,
-                None if !stdin && super::stdin_is_tty() => ask_type()?,
-                None => bail!(
-                    "say which type the credential is with --type (one of {})",
-                    types::names()
-                ),
+                None if !stdin && super::stdin_is_tty() => ask_type(&all_types)?,
+                None => bail!("say which type the credential is with --type (one of {names})"),
             };
-            let spec = types::find(&kind).with_context(|| {
-                format!(
-                    "unknown credential type {kind:?}; the types are {}",
-                    types::names()
-                )
+            let spec = all_types.iter().find(|t| t.name == kind).with_context(|| {
+                format!("unknown credential type {kind:?}; the types are {names}")
             })?;
             let fields = if stdin {
                 read_stdin_fields()?
@@ -103,7 +103,7 @@ pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode>
                 );
             };
             let existed = vault.list()?.iter().any(|c| c.name == name);
-            vault.set(&name, &kind, &fields)?;
+            vault.set_typed(&name, spec, &fields)?;
             if !globals.quiet {
                 let verb = if existed { "replaced" } else { "stored" };
                 eprintln!(
@@ -234,29 +234,48 @@ fn store_description(home: &Home, kind: KeyStoreKind) -> String {
     }
 }
 
-fn print_types(json: bool) {
-    if json {
-        let list: Vec<Value> = types::BUILTIN
-            .iter()
-            .map(|t| {
-                json!({
-                    "type": t.name,
-                    "description": t.help,
-                    "fields": t.fields.iter().map(|f| json!({
-                        "name": f.name, "description": f.help, "secret": f.secret, "required": f.required,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
+/// Built-in credential types plus those the home's plugins declare.
+fn known_types(home: &Home) -> Vec<types::CredType> {
+    let mut extra = Vec::new();
+    if home.is_initialized() {
+        let catalog = crate::packages::Catalog::discover(
+            &home.node_packages_dir(),
+            &home.plugin_packages_dir(),
         );
+        for plugin in &catalog.plugins {
+            for t in &plugin.manifest.credential_types {
+                extra.push(types::CredType {
+                    name: t.name.clone(),
+                    help: t.description.clone(),
+                    plugin: Some(plugin.manifest.name.clone()),
+                    fields: t
+                        .fields
+                        .iter()
+                        .map(|f| types::CredField {
+                            name: f.name.clone(),
+                            help: f.description.clone(),
+                            secret: f.secret,
+                            required: f.required,
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    types::with_extra(extra)
+}
+
+fn print_types(all: &[types::CredType], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(all).unwrap_or_default());
         return;
     }
-    for t in types::BUILTIN {
-        println!("{}: {}", t.name, t.help);
-        for f in t.fields {
+    for t in all {
+        match &t.plugin {
+            Some(p) => println!("{}: {} (plugin {p})", t.name, t.help),
+            None => println!("{}: {}", t.name, t.help),
+        }
+        for f in &t.fields {
             println!(
                 "  {:<14} {}{}{}",
                 f.name,
@@ -268,8 +287,8 @@ fn print_types(json: bool) {
     }
 }
 
-fn ask_type() -> anyhow::Result<String> {
-    let items: Vec<String> = types::BUILTIN
+fn ask_type(all: &[types::CredType]) -> anyhow::Result<String> {
+    let items: Vec<String> = all
         .iter()
         .map(|t| format!("{:<8} {}", t.name, t.help))
         .collect();
@@ -279,12 +298,12 @@ fn ask_type() -> anyhow::Result<String> {
         .default(0)
         .interact()
         .context("no answer for the credential type")?;
-    Ok(types::BUILTIN[choice].name.to_string())
+    Ok(all[choice].name.clone())
 }
 
-fn prompt_fields(spec: &types::TypeSpec) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
+fn prompt_fields(spec: &types::CredType) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
     let mut fields = BTreeMap::new();
-    for f in spec.fields {
+    for f in &spec.fields {
         let label = if f.required {
             format!("{} ({})", f.name, f.help)
         } else {
@@ -308,7 +327,7 @@ fn prompt_fields(spec: &types::TypeSpec) -> anyhow::Result<BTreeMap<String, Zero
             )
         };
         if !value.is_empty() {
-            fields.insert(f.name.to_string(), value);
+            fields.insert(f.name.clone(), value);
         }
     }
     Ok(fields)

@@ -93,6 +93,56 @@ pub fn find(name: &str) -> Option<&'static TypeSpec> {
     BUILTIN.iter().find(|t| t.name == name)
 }
 
+/// A credential type from anywhere: built-in or declared by a plugin.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredType {
+    pub name: String,
+    pub help: String,
+    /// The plugin that declares it (`None`: built-in).
+    pub plugin: Option<String>,
+    pub fields: Vec<CredField>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredField {
+    pub name: String,
+    pub help: String,
+    pub secret: bool,
+    pub required: bool,
+}
+
+impl From<&TypeSpec> for CredType {
+    fn from(t: &TypeSpec) -> CredType {
+        CredType {
+            name: t.name.into(),
+            help: t.help.into(),
+            plugin: None,
+            fields: t
+                .fields
+                .iter()
+                .map(|f| CredField {
+                    name: f.name.into(),
+                    help: f.help.into(),
+                    secret: f.secret,
+                    required: f.required,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The built-in types followed by `extra` (plugin types; one named like a
+/// built-in is left out).
+pub fn with_extra(extra: Vec<CredType>) -> Vec<CredType> {
+    let mut all: Vec<CredType> = BUILTIN.iter().map(CredType::from).collect();
+    for t in extra {
+        if !all.iter().any(|a| a.name == t.name) {
+            all.push(t);
+        }
+    }
+    all
+}
+
 /// The names of the built-in types, for error messages.
 pub fn names() -> String {
     BUILTIN

@@ -19,7 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::keystore::{self, KeyStoreKind, MasterKey};
-use super::types::{self, TypeSpec};
+use super::types::{self, CredType};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::store::Store;
@@ -120,8 +120,8 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// Checks fields against a type: every required field present and non-empty,
 /// no unknown field.
-pub fn check_fields(spec: &TypeSpec, fields: &BTreeMap<String, Zeroizing<String>>) -> Result<()> {
-    let known: Vec<&str> = spec.fields.iter().map(|f| f.name).collect();
+pub fn check_fields(spec: &CredType, fields: &BTreeMap<String, Zeroizing<String>>) -> Result<()> {
+    let known: Vec<&str> = spec.fields.iter().map(|f| f.name.as_str()).collect();
     if let Some(unknown) = fields.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(Error::Credential(format!(
             "a {} credential has no field `{unknown}`; its fields are {}",
@@ -130,7 +130,7 @@ pub fn check_fields(spec: &TypeSpec, fields: &BTreeMap<String, Zeroizing<String>
         )));
     }
     for field in spec.fields.iter().filter(|f| f.required) {
-        if fields.get(field.name).is_none_or(|v| v.is_empty()) {
+        if fields.get(&field.name).is_none_or(|v| v.is_empty()) {
             return Err(Error::Credential(format!(
                 "a {} credential needs `{}` ({})",
                 spec.name, field.name, field.help
@@ -316,20 +316,31 @@ impl Vault {
         db_err(&self.db_path, action, source)
     }
 
-    /// Creates or replaces a credential.
+    /// Creates or replaces a credential of a built-in type.
     pub fn set(
         &self,
         name: &str,
         kind: &str,
         fields: &BTreeMap<String, Zeroizing<String>>,
     ) -> Result<()> {
-        check_name(name)?;
-        let spec = types::find(kind).ok_or_else(|| {
+        let spec = types::find(kind).map(CredType::from).ok_or_else(|| {
             Error::Credential(format!(
                 "unknown credential type {kind:?}; the types are {}",
                 types::names()
             ))
         })?;
+        self.set_typed(name, &spec, fields)
+    }
+
+    /// Creates or replaces a credential of any type (built-in or from a plugin).
+    pub fn set_typed(
+        &self,
+        name: &str,
+        spec: &CredType,
+        fields: &BTreeMap<String, Zeroizing<String>>,
+    ) -> Result<()> {
+        check_name(name)?;
+        let kind = spec.name.as_str();
         check_fields(spec, fields)?;
         let plaintext = encode_fields(fields)?;
         let (nonce, ciphertext) = encrypt(&self.key, name, kind, &plaintext)?;
@@ -337,7 +348,7 @@ impl Vault {
         let names: Vec<&str> = spec
             .fields
             .iter()
-            .map(|f| f.name)
+            .map(|f| f.name.as_str())
             .filter(|n| fields.contains_key(*n))
             .collect();
         let names = serde_json::to_string(&names).unwrap_or_default();

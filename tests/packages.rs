@@ -419,6 +419,19 @@ fn a_malformed_manifest_is_reported_and_the_others_keep_working() {
     ] {
         assert!(stderr.contains(says), "missing {says:?} in:\n{stderr}");
     }
+    // With "overrides" a package may replace a built-in on purpose.
+    package(
+        &home,
+        "my-log",
+        json!({"name": "my-log", "type": "log", "overrides": true, "kind": "node",
+        "runtime": {"command": ["sh", "main.sh"]}}),
+        &[("main.sh", "cat >/dev/null; echo '{\"output\": \"mine\"}'")],
+    );
+    let (code, record, _) = run(
+        &home,
+        &one(json!({"id": "l", "type": "log", "data": {"inputs": {"message": "x"}}})),
+    );
+    assert_eq!((code, &record["output"]), (0, &json!("mine")));
     // http.request is still the built-in.
     let out = home
         .cmd()

@@ -491,8 +491,20 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
                         types.join(", ")
                     }
                 );
-                println!("routes            {}", p.manifest.routes.len());
-                println!("triggers          {}", p.manifest.triggers.len());
+                for r in &p.manifest.routes {
+                    println!(
+                        "route             {} /plugins/{}{}",
+                        r.methods.join(","),
+                        p.manifest.name,
+                        r.path
+                    );
+                }
+                for t in &p.manifest.triggers {
+                    println!("trigger           {} (`{}`)", t.name, t.command.join(" "));
+                }
+                if p.manifest.routes.is_empty() && p.manifest.triggers.is_empty() {
+                    println!("routes, triggers  none");
+                }
                 for e in v["errors"].as_array().into_iter().flatten() {
                     println!("error: {}", e.as_str().unwrap_or(""));
                 }

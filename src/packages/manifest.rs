@@ -53,12 +53,40 @@ pub struct Manifest {
     /// Plugins: credential types they add.
     #[serde(default)]
     pub credential_types: Vec<CredentialTypeDecl>,
-    /// Plugins: HTTP routes served by the plugin's process under `/plugins/<name>/`.
+    /// Plugins: HTTP routes served by the plugin's process (its `runtime`, in
+    /// `persistent` mode) under `/plugins/<name>/`.
     #[serde(default)]
-    pub routes: Vec<Value>,
+    pub routes: Vec<RouteDecl>,
     /// Plugins: long-running processes whose JSON-line events start workflows.
     #[serde(default)]
-    pub triggers: Vec<Value>,
+    pub triggers: Vec<TriggerDecl>,
+}
+
+/// A daemon route a plugin serves: `/plugins/<plugin>/<path>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDecl {
+    /// Path below `/plugins/<plugin>`, starting with `/`.
+    pub path: String,
+    #[serde(default = "get_only")]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn get_only() -> Vec<String> {
+    vec!["GET".into()]
+}
+
+/// An event trigger: a long-running command that prints one JSON event per
+/// line; each event starts the workflows that listen to `name`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDecl {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub description: String,
 }
 
 fn default_version() -> String {
@@ -335,6 +363,51 @@ impl Manifest {
                 );
             }
         }
+        if self.kind == Kind::Plugin && !self.routes.is_empty() && self.runtime.is_none() {
+            p(
+                "routes",
+                "a plugin with routes needs a `runtime` (the process that serves them)".into(),
+            );
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if !route.path.starts_with('/')
+                || route.path.contains("..")
+                || route.path.contains("//")
+            {
+                p(
+                    &format!("routes[{i}].path"),
+                    format!(
+                        "{:?} must start with `/` and not contain `..` or `//`",
+                        route.path
+                    ),
+                );
+            }
+            for m in &route.methods {
+                if !matches!(
+                    m.as_str(),
+                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS"
+                ) {
+                    p(
+                        &format!("routes[{i}].methods"),
+                        format!("{m:?} is not an HTTP method (upper case)"),
+                    );
+                }
+            }
+        }
+        for (i, trigger) in self.triggers.iter().enumerate() {
+            if !valid_name(&trigger.name) {
+                p(
+                    &format!("triggers[{i}].name"),
+                    format!("{:?} is not a valid trigger name", trigger.name),
+                );
+            }
+            if trigger.command.is_empty() {
+                p(
+                    &format!("triggers[{i}].command"),
+                    "give the program and its arguments".into(),
+                );
+            }
+        }
         if let Some(min) = &self.requires.fuse
             && parse_version(min).is_none()
         {
@@ -437,8 +510,10 @@ pub fn schema() -> Value {
         "selftest": selftest,
         "nodes": {"type": "array", "items": {"type": "string"}, "description": "plugin: bundled node package folders"},
         "credential_types": {"type": "array", "items": credential_type},
-        "routes": {"type": "array"},
-        "triggers": {"type": "array"}
+        "routes": {"type": "array", "items": {"type": "object", "required": ["path"], "additionalProperties": false,
+            "properties": {"path": {"type": "string", "pattern": "^/"}, "methods": strings, "description": {"type": "string"}}}},
+        "triggers": {"type": "array", "items": {"type": "object", "required": ["name", "command"], "additionalProperties": false,
+            "properties": {"name": {"type": "string"}, "command": strings, "description": {"type": "string"}}}}
     });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -465,6 +540,28 @@ mod tests {
         assert!(e.reason.contains("requird"), "{}", e.reason);
         let e = Manifest::parse(r#"{"name": "x", "kind": "widget"}"#).unwrap_err();
         assert_eq!(e.field, "kind");
+    }
+
+    #[test]
+    fn plugin_routes_and_triggers_are_modelled_and_checked() {
+        let m = Manifest::parse(
+            r#"{"name": "p", "kind": "plugin",
+                "runtime": {"command": ["python3", "serve.py"], "mode": "persistent"},
+                "routes": [{"path": "/hook", "methods": ["POST"]}, {"path": "../x"}],
+                "triggers": [{"name": "new-mail", "command": ["python3", "watch.py"]}, {"name": "a/b", "command": []}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.routes[0].methods, vec!["POST"]);
+        assert_eq!(m.routes[1].methods, vec!["GET"], "GET by default");
+        let fields: Vec<String> = m.check("p").into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            vec!["routes[1].path", "triggers[1].name", "triggers[1].command"]
+        );
+        let no_runtime =
+            Manifest::parse(r#"{"name": "p", "kind": "plugin", "routes": [{"path": "/a"}]}"#)
+                .unwrap();
+        assert_eq!(no_runtime.check("p")[0].field, "routes");
     }
 
     #[test]

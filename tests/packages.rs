@@ -144,6 +144,17 @@ fn scaffolded_packages_work_without_edits() {
         assert_eq!(code, 0, "{lang}: {stderr}");
         assert_eq!(record["output"]["text"], "hi there", "{lang}: {record:#}");
     }
+    // The Rust scaffold builds itself with cargo on first use (std only, offline).
+    home.cmd()
+        .args(["nodes", "new", "my-rust-node", "--lang", "rust"])
+        .assert()
+        .success();
+    let (code, record, stderr) = run(
+        &home,
+        &one(json!({"id": "n", "type": "my-rust-node", "data": {"inputs": {"text": "hi there"}}})),
+    );
+    assert_eq!(code, 0, "rust: {stderr}");
+    assert_eq!(record["output"]["chars"], 8, "{record:#}");
     home.cmd()
         .args(["nodes", "new", "my-sh-node", "--lang", "sh"])
         .assert()

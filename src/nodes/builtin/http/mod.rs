@@ -32,6 +32,9 @@ pub struct Http {
     clients: Mutex<HashMap<usize, reqwest::Client>>,
     pub breakers: Breakers,
     limiter: RateLimiter,
+    /// The last URL parsed, with its target: a `foreach` calls the same URL
+    /// (with different queries) thousands of times.
+    last_url: Mutex<Option<(String, reqwest::Url, String)>>,
 }
 
 impl Http {
@@ -47,7 +50,25 @@ impl Http {
             clients: Mutex::new(HashMap::new()),
             breakers: Breakers::new(config.breaker_threshold, dur(&config.breaker_cooldown, 30)),
             limiter: RateLimiter::default(),
+            last_url: Mutex::new(None),
         }
+    }
+
+    /// Parses an http(s) URL and names its target, reusing the last result when
+    /// the text is the same.
+    pub fn parse(&self, raw: &str) -> Result<(reqwest::Url, String), NodeError> {
+        if let Ok(last) = self.last_url.lock()
+            && let Some((text, url, target)) = last.as_ref()
+            && text == raw
+        {
+            return Ok((url.clone(), target.clone()));
+        }
+        let url = parse_url(raw)?;
+        let target = target_of(&url);
+        if let Ok(mut last) = self.last_url.lock() {
+            *last = Some((raw.to_string(), url.clone(), target.clone()));
+        }
+        Ok((url, target))
     }
 
     /// The pooled client that follows at most `max_redirects` redirects.
@@ -429,7 +450,7 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
     let method_name = ctx.opt_str("method")?.unwrap_or("GET").to_ascii_uppercase();
     let method = reqwest::Method::from_bytes(method_name.as_bytes())
         .map_err(|_| NodeError::input(format!("method {method_name:?} is not an HTTP method")))?;
-    let mut url = parse_url(ctx.str("url")?)?;
+    let (mut url, target) = http.parse(ctx.str("url")?)?;
     if let Some(query) = ctx.params.get("query").filter(|v| !v.is_null()) {
         let map = query
             .as_object()
@@ -452,7 +473,6 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
     if let Auth::Query(name, value) = &auth {
         url.query_pairs_mut().append_pair(name, value);
     }
-    let target = target_of(&url);
     let follow = ctx.bool_or("follow_redirects", true)?;
     let max_redirects = match ctx.params.get("max_redirects") {
         Some(v) => v

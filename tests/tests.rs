@@ -24,3 +24,5 @@ mod http;
 mod creds;
 // Node and plugin packages: runtimes, scaffolds, manifests.
 mod packages;
+// The daemon as a real process: API, webhooks, start/stop, crash recovery.
+mod daemon;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod completions;
 mod creds;
+mod daemon;
 mod init;
 mod nodes;
 mod progress;
@@ -49,6 +50,20 @@ pub enum Command {
         after_help = "Examples:\n  fuse init                 # asks for home, port and keyring\n  fuse init --yes           # take the defaults\n  fuse --home ./h init --yes --port 9000"
     )]
     Init(init::InitArgs),
+
+    /// Start the local daemon (API, webhooks) in the background, or --foreground.
+    #[command(
+        after_help = "Examples:\n  fuse start\n  fuse start --foreground --port 8080   # under systemd or in a container"
+    )]
+    Start(daemon::StartArgs),
+
+    /// Stop the daemon: no new requests, running runs get 10s, the rest are marked interrupted.
+    #[command(after_help = "Example:\n  fuse stop")]
+    Stop,
+
+    /// Is the daemon running? Its pid, address, uptime and active runs.
+    #[command(after_help = "Examples:\n  fuse status\n  fuse status --json")]
+    Status(daemon::StatusArgs),
 
     /// Run a workflow file in this process and print its result.
     #[command(
@@ -101,6 +116,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Init(args) => init::run(&globals, args),
+        Command::Start(args) => daemon::start(&globals, args),
+        Command::Stop => daemon::stop(&globals),
+        Command::Status(args) => daemon::status(&globals, args),
         Command::Run(args) => run::run(&globals, args),
         Command::Validate(args) => validate::run(&globals, args),
         Command::Runs(command) => runs::run(&globals, command),

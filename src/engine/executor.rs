@@ -80,7 +80,10 @@ enum NodeState {
 
 pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest) -> RunRecord {
     let started = Instant::now();
-    let run_id = uuid::Uuid::now_v7().to_string();
+    let run_id = request
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let observer = engine.observer().clone();
     let input = Arc::new(request.input);
     let started_at = jiff::Timestamp::now().to_string();

@@ -59,6 +59,9 @@ pub struct RunRequest {
     pub cancel: CancellationToken,
     /// Outputs of nodes to reuse instead of running them (`runs retry --from-failed`).
     pub reuse: std::collections::HashMap<String, Value>,
+    /// The run's id, when the caller must know it before the run ends (the
+    /// daemon answers `202 {run_id}`); a new v7 UUID otherwise.
+    pub run_id: Option<String>,
 }
 
 impl RunRequest {
@@ -71,6 +74,7 @@ impl RunRequest {
             depth: 0,
             cancel: CancellationToken::new(),
             reuse: Default::default(),
+            run_id: None,
         }
     }
 }

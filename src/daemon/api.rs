@@ -1,0 +1,513 @@
+//! The HTTP API (`/api/v1`, bearer token) and webhooks (`/webhook/{path}`).
+//! Errors are `{"error": {"code", "message", "details"}}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode};
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use super::{MAX_BODY, State};
+use crate::engine::RunRequest;
+use crate::store::history::RunFilter;
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, body: &Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>, details: Value) -> Reply {
+    reply(
+        status,
+        &json!({"error": {"code": code, "message": message.into(), "details": details}}),
+    )
+}
+
+fn not_found(what: &str) -> Reply {
+    error(StatusCode::NOT_FOUND, "not_found", what, Value::Null)
+}
+
+/// Constant-time comparison of the presented token with ours.
+fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
+    let Some(given) = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), state.token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn body_json(
+    req: Request<hyper::body::Incoming>,
+) -> Result<(Value, Map<String, Value>), Reply> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is over {MAX_BODY} bytes or broken: {e}"),
+                Value::Null,
+            )
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok((Value::Null, Map::new()));
+    }
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not JSON: {e}"),
+            Value::Null,
+        )
+    })?;
+    let map = value.as_object().cloned().unwrap_or_default();
+    Ok((value, map))
+}
+
+pub(super) async fn handle(
+    state: Arc<State>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Reply, Infallible> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let reply = match segments.as_slice() {
+        ["webhook", rest @ ..] if !rest.is_empty() => {
+            let hook = rest.join("/");
+            webhook(&state, hook, req).await
+        }
+        ["api", "v1", rest @ ..] => {
+            if !token_ok(&state, &req) {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing or wrong bearer token; send `Authorization: Bearer <token>` with the token from the home's api-token file",
+                    Value::Null,
+                )
+            } else {
+                let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+                api(&state, req, &rest).await
+            }
+        }
+        _ => {
+            not_found("no such route; the API is under /api/v1 and webhooks under /webhook/{path}")
+        }
+    };
+    Ok(reply)
+}
+
+async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[String]) -> Reply {
+    let method = req.method().clone();
+    let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        (Method::GET, ["health"]) => reply(
+            StatusCode::OK,
+            &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"),
+                    "uptime_s": state.started.elapsed().as_secs(),
+                    "active_runs": state.active.load(Ordering::SeqCst),
+                    "started_at": state.started_at}),
+        ),
+        (Method::GET, ["version"]) => reply(
+            StatusCode::OK,
+            &json!({"version": env!("CARGO_PKG_VERSION"), "commit": option_env!("FUSE_GIT_COMMIT"),
+                    "schema_version": crate::store::Store::latest_schema_version()}),
+        ),
+        (Method::GET, ["workflows"]) => list_workflows(state),
+        (Method::POST, ["workflows"]) => match body_json(req).await {
+            Ok((value, _)) => deploy(state, value),
+            Err(r) => r,
+        },
+        (Method::GET, ["workflows", name]) => get_workflow(state, name),
+        (Method::POST, ["workflows", name, "run"]) => match body_json(req).await {
+            Ok((input, _)) => {
+                let input = if input.is_null() { json!({}) } else { input };
+                match start_run(state, name, input, "manual") {
+                    Ok(id) => reply(StatusCode::ACCEPTED, &json!({"run_id": id})),
+                    Err(r) => *r,
+                }
+            }
+            Err(r) => r,
+        },
+        (Method::GET, ["executions"]) => {
+            let query = parse_query(req.uri().query().unwrap_or(""));
+            let filter = RunFilter {
+                workflow: query.get("workflow").cloned(),
+                status: query.get("status").cloned(),
+                limit: query
+                    .get("limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(50),
+            };
+            let store = match state.store.lock() {
+                Ok(s) => s,
+                Err(_) => return internal("the store is unusable"),
+            };
+            match store.list_runs(&filter) {
+                Ok(runs) => reply(StatusCode::OK, &json!({"executions": runs})),
+                Err(e) => internal(&e.to_string()),
+            }
+        }
+        (Method::GET, ["executions", id]) => {
+            let store = match state.store.lock() {
+                Ok(s) => s,
+                Err(_) => return internal("the store is unusable"),
+            };
+            let detail = store
+                .resolve_run_id(id)
+                .and_then(|full| store.get_run(&full, &state.home.blobs_dir()));
+            match detail {
+                Ok(d) => reply(StatusCode::OK, &serde_json::to_value(d).unwrap_or_default()),
+                Err(e) => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    e.to_string(),
+                    Value::Null,
+                ),
+            }
+        }
+        (m, p) => {
+            let known = matches!(
+                p,
+                ["health"]
+                    | ["version"]
+                    | ["workflows"]
+                    | ["workflows", _]
+                    | ["workflows", _, "run"]
+                    | ["executions"]
+                    | ["executions", _]
+            );
+            if known {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{m} is not allowed here"),
+                    Value::Null,
+                )
+            } else {
+                not_found("no such API route")
+            }
+        }
+    }
+}
+
+fn internal(message: &str) -> Reply {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        message,
+        Value::Null,
+    )
+}
+
+fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Stores a new version of a workflow (validated first).
+fn deploy(state: &Arc<State>, value: Value) -> Reply {
+    let text = value.to_string();
+    let Some(name) = value
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_workflow",
+            "a deployed workflow needs a \"name\"",
+            Value::Null,
+        );
+    };
+    if !crate::packages::manifest::valid_name(&name) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_workflow",
+            format!("{name:?} is not a valid workflow name (letters, digits, `-`, `_`)"),
+            Value::Null,
+        );
+    }
+    if let Err(e) = state
+        .engine
+        .load_str(&text, Some(&super::workflow_path(&state.home, &name)))
+    {
+        let details = match &e {
+            crate::engine::LoadError::Invalid { problems, .. } => json!(problems),
+            _ => Value::Null,
+        };
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_workflow",
+            e.to_string(),
+            details,
+        );
+    }
+    let Ok(store) = state.store.lock() else {
+        return internal("the store is unusable");
+    };
+    let result = (|| -> rusqlite::Result<i64> {
+        let conn = store.conn();
+        let now = now_ms();
+        conn.execute(
+            "INSERT INTO workflows (name, enabled, created_at, updated_at) VALUES (?1, 1, ?2, ?2)
+             ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
+            params![name, now],
+        )?;
+        let id: i64 = conn.query_row("SELECT id FROM workflows WHERE name = ?1", [&name], |r| {
+            r.get(0)
+        })?;
+        let version: i64 = conn.query_row(
+            "SELECT coalesce(max(version), 0) + 1 FROM workflow_versions WHERE workflow_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let hash: String = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        conn.execute(
+            "INSERT INTO workflow_versions (workflow_id, version, definition, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, version, text, hash, now],
+        )?;
+        conn.execute(
+            "UPDATE workflows SET current_version = ?2 WHERE id = ?1",
+            params![id, version],
+        )?;
+        Ok(version)
+    })();
+    match result {
+        Ok(version) => reply(
+            StatusCode::CREATED,
+            &json!({"name": name, "version": version}),
+        ),
+        Err(e) => internal(&format!("cannot store the workflow: {e}")),
+    }
+}
+
+fn list_workflows(state: &Arc<State>) -> Reply {
+    let Ok(store) = state.store.lock() else {
+        return internal("the store is unusable");
+    };
+    let rows = (|| -> rusqlite::Result<Vec<Value>> {
+        let mut stmt = store.conn().prepare(
+            "SELECT name, enabled, current_version, updated_at FROM workflows ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(
+                json!({"name": r.get::<_, String>(0)?, "enabled": r.get::<_, bool>(1)?,
+                      "version": r.get::<_, Option<i64>>(2)?, "updated_at": r.get::<_, i64>(3)?}),
+            )
+        })?;
+        rows.collect()
+    })();
+    match rows {
+        Ok(rows) => reply(StatusCode::OK, &json!({"workflows": rows})),
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+/// The current definition of a deployed, enabled workflow.
+fn current(state: &State, name: &str) -> Result<Option<(String, i64, bool)>, String> {
+    let store = state
+        .store
+        .lock()
+        .map_err(|_| "the store is unusable".to_string())?;
+    store
+        .conn()
+        .query_row(
+            "SELECT v.definition, v.version, w.enabled FROM workflows w
+             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
+             WHERE w.name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| e.to_string())
+}
+
+fn get_workflow(state: &Arc<State>, name: &str) -> Reply {
+    match current(state, name) {
+        Ok(Some((definition, version, enabled))) => reply(
+            StatusCode::OK,
+            &json!({"name": name, "version": version, "enabled": enabled,
+                    "definition": serde_json::from_str::<Value>(&definition).unwrap_or(Value::Null)}),
+        ),
+        Ok(None) => not_found(&format!("no deployed workflow {name:?}")),
+        Err(e) => internal(&e),
+    }
+}
+
+/// Starts a run of a deployed workflow in the background; returns its id.
+fn start_run(
+    state: &Arc<State>,
+    name: &str,
+    input: Value,
+    trigger: &str,
+) -> Result<String, Box<Reply>> {
+    let (definition, _, enabled) = match current(state, name) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(Box::new(not_found(&format!(
+                "no deployed workflow {name:?}"
+            ))));
+        }
+        Err(e) => return Err(Box::new(internal(&e))),
+    };
+    if !enabled {
+        return Err(Box::new(error(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!("workflow {name:?} is disabled"),
+            Value::Null,
+        )));
+    }
+    let plan = state
+        .engine
+        .load_str(&definition, Some(&super::workflow_path(&state.home, name)))
+        .map_err(|e| {
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_workflow",
+                e.to_string(),
+                Value::Null,
+            )
+        })?;
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let mut request = RunRequest::new(input, trigger);
+    request.run_id = Some(run_id.clone());
+    request.cancel = state.runs_cancel.child_token();
+    state.active.fetch_add(1, Ordering::SeqCst);
+    let (engine, st) = (state.engine.clone(), state.clone());
+    tokio::spawn(async move {
+        let _ = engine.run(Arc::new(plan), request).await;
+        st.active.fetch_sub(1, Ordering::SeqCst);
+    });
+    Ok(run_id)
+}
+
+/// `/webhook/{path}`: the workflow whose `trigger.webhook` node has this path.
+async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Incoming>) -> Reply {
+    let method = req.method().to_string();
+    let headers: Map<String, Value> = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != hyper::header::AUTHORIZATION)
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    // Find the workflow first: unknown paths never read the body.
+    let found = match find_webhook(state, &hook) {
+        Ok(f) => f,
+        Err(e) => return internal(&e),
+    };
+    let Some((name, want_method)) = found else {
+        return not_found(&format!("no enabled workflow listens on /webhook/{hook}"));
+    };
+    if !want_method.eq_ignore_ascii_case(&method) {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("/webhook/{hook} takes {want_method}, not {method}"),
+            Value::Null,
+        );
+    }
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                e.to_string(),
+                Value::Null,
+            );
+        }
+    };
+    let body = serde_json::from_slice::<Value>(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let input =
+        json!({"method": method, "path": hook, "headers": headers, "query": query, "body": body});
+    match start_run(state, &name, input, "webhook") {
+        Ok(id) => reply(StatusCode::ACCEPTED, &json!({"run_id": id})),
+        Err(r) => *r,
+    }
+}
+
+fn find_webhook(state: &State, hook: &str) -> Result<Option<(String, String)>, String> {
+    let store = state
+        .store
+        .lock()
+        .map_err(|_| "the store is unusable".to_string())?;
+    let mut stmt = store
+        .conn()
+        .prepare(
+            "SELECT w.name, v.definition FROM workflows w
+             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
+             WHERE w.enabled = 1",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| e.to_string())?;
+    for row in rows.flatten() {
+        let (name, definition) = row;
+        let Ok(wf) = serde_json::from_str::<Value>(&definition) else {
+            continue;
+        };
+        for node in wf
+            .get("nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let kind = node.get("type").and_then(Value::as_str).unwrap_or("");
+            if crate::workflow::canonical_type(kind) != "trigger.webhook" {
+                continue;
+            }
+            let inputs = node.pointer("/data/inputs");
+            let path = inputs
+                .and_then(|i| i.get("path"))
+                .and_then(Value::as_str)
+                .unwrap_or(&name)
+                .trim_matches('/');
+            if path == hook {
+                let method = inputs
+                    .and_then(|i| i.get("method"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("POST")
+                    .to_string();
+                return Ok(Some((name, method)));
+            }
+        }
+    }
+    Ok(None)
+}

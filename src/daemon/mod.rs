@@ -1,0 +1,367 @@
+//! The daemon (`fuse start`): one process that serves the HTTP API and
+//! webhooks on loopback and runs workflows through the same [`Engine`] as
+//! `fuse run`. This first slice covers start/stop/status, the token-protected
+//! API for workflows and executions, webhooks, package hot reload and crash
+//! recovery of runs left `running`; schedules, live events and the persisted
+//! queue come next (issue 7).
+
+mod api;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Fanout, Observer};
+use crate::home::Home;
+use crate::store::{Recorder, Store};
+
+/// Largest request body the API accepts.
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+/// How long `stop` lets running runs finish before they are marked interrupted.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// What a running daemon writes to `daemon.json` in the home.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub host: String,
+    pub port: u16,
+    pub started_at: String,
+}
+
+impl DaemonInfo {
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+}
+
+/// The file a running daemon describes itself in.
+pub fn info_path(home: &Home) -> PathBuf {
+    home.root().join("daemon.json")
+}
+
+/// The running daemon of a home, if its process is alive (a stale file is removed).
+pub fn running(home: &Home) -> Option<DaemonInfo> {
+    let path = info_path(home);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let info: DaemonInfo = serde_json::from_str(&text).ok()?;
+    if process_alive(info.pid) {
+        Some(info)
+    } else {
+        let _ = std::fs::remove_file(&path);
+        None
+    }
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    // A zombie is not a running daemon.
+    alive
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(true)
+}
+
+/// Shared by every request.
+pub(crate) struct State {
+    pub home: Home,
+    pub engine: Engine,
+    pub store: Mutex<Store>,
+    pub token: String,
+    pub started: Instant,
+    pub started_at: String,
+    pub active: AtomicUsize,
+    /// Cancels every run when the grace period of a stop is over.
+    pub runs_cancel: CancellationToken,
+}
+
+/// Runs the daemon in this process until SIGTERM or Ctrl-C.
+pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
+    home.require()?;
+    if let Some(other) = running(home) {
+        anyhow::bail!(
+            "a fuse daemon is already running for this home (pid {}, {}); `fuse stop` stops it",
+            other.pid,
+            other.url()
+        );
+    }
+    let config = home.config(&Default::default())?;
+    let host = config.daemon.host.clone();
+    let port = port.unwrap_or(config.daemon.port);
+    let token = std::fs::read_to_string(home.token_path())
+        .with_context(|| format!("cannot read the API token {}", home.token_path().display()))?
+        .trim()
+        .to_string();
+    let store = home.open_store()?;
+    let interrupted = mark_interrupted(&store)?;
+    if interrupted > 0 {
+        tracing::warn!(
+            "{interrupted} run(s) left running by an earlier daemon are marked interrupted"
+        );
+    }
+    let recorder = Arc::new(Recorder::start(
+        home.open_store()?,
+        home.blobs_dir(),
+        config.history.clone(),
+    )?);
+    let settings = crate::nodes::Settings {
+        http: config.http.clone(),
+        llm: config.llm.clone(),
+        cache_dir: Some(home.cache_dir().join("llm")),
+    };
+    let (registry, catalog) = crate::packages::registry_with_packages(
+        &settings,
+        &home.node_packages_dir(),
+        &home.plugin_packages_dir(),
+    );
+    for p in &catalog.problems {
+        tracing::warn!("{p}");
+    }
+    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone()];
+    let engine = Engine::new(
+        registry,
+        Arc::new(Fanout(observers)),
+        config.engine.max_parallel,
+    )
+    .with_credentials(Arc::new(crate::secrets::vault::HomeCredentials::new(
+        home.clone(),
+    )));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let state = Arc::new(State {
+        home: home.clone(),
+        engine: engine.clone(),
+        store: Mutex::new(store),
+        token,
+        started: Instant::now(),
+        started_at: jiff::Timestamp::now().to_string(),
+        active: AtomicUsize::new(0),
+        runs_cancel: CancellationToken::new(),
+    });
+    let result = runtime.block_on(async {
+        let _watcher = crate::packages::watch::PackageWatcher::start(
+            engine.clone(),
+            settings,
+            home.node_packages_dir(),
+            home.plugin_packages_dir(),
+            |_| {},
+        )
+        .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
+        .ok();
+        serve(state.clone(), &host, port).await
+    });
+    // Give running runs the grace period, then interrupt the rest.
+    runtime.block_on(async {
+        let deadline = Instant::now() + GRACE;
+        while state.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if state.active.load(Ordering::SeqCst) > 0 {
+            state.runs_cancel.cancel();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while state.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    recorder.flush();
+    if let Ok(store) = home.open_store() {
+        let _ = mark_interrupted(&store);
+    }
+    let _ = std::fs::remove_file(info_path(home));
+    result
+}
+
+/// Runs still `running` (or `queued`) in the database belong to a daemon that
+/// died: they become `interrupted`.
+pub fn mark_interrupted(store: &Store) -> anyhow::Result<usize> {
+    let n = store
+        .conn()
+        .execute(
+            "UPDATE executions SET status = 'interrupted',
+               error = coalesce(error, 'the daemon stopped before the run finished'),
+               finished_at = coalesce(finished_at, CAST(strftime('%s','now') AS INTEGER) * 1000)
+             WHERE status IN ('running', 'queued')",
+            [],
+        )
+        .context("cannot mark interrupted runs")?;
+    Ok(n)
+}
+
+async fn serve(state: Arc<State>, host: &str, port: u16) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("cannot listen on {host}:{port} (is another program using the port? set daemon.port or --port)"))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let info = DaemonInfo {
+        pid: std::process::id(),
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        started_at: state.started_at.clone(),
+    };
+    crate::files::write_atomic(
+        &info_path(&state.home),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+        Some(0o600),
+    )?;
+    tracing::info!("fuse daemon listening on {}", info.url());
+    println!("fuse daemon listening on {} (pid {})", info.url(), info.pid);
+
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| api::handle(state.clone(), req));
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                    {
+                        tracing::debug!("connection: {e}");
+                    }
+                });
+            }
+            _ = &mut stop => {
+                tracing::info!("stopping: no new requests; running runs get {}s", GRACE.as_secs());
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Starts the daemon in the background: `fuse start --foreground` detached, its
+/// output in `logs/daemon.log`; returns once it answers.
+pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonInfo> {
+    home.require()?;
+    if let Some(other) = running(home) {
+        anyhow::bail!(
+            "a fuse daemon is already running for this home (pid {}, {}); `fuse stop` stops it",
+            other.pid,
+            other.url()
+        );
+    }
+    let logs = home.logs_dir();
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let log_path = logs.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the fuse executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--home")
+        .arg(home.root())
+        .arg("start")
+        .arg("--foreground")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(p) = port {
+        cmd.arg("--port").arg(p.to_string());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let mut child = cmd.spawn().context("cannot start the daemon process")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(info) = running(home)
+            && info.pid == child.id()
+        {
+            return Ok(info);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!(
+                "the daemon exited at start ({status}); see {}",
+                log_path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the daemon did not start within 15s; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops the running daemon (SIGTERM) and waits for it to exit.
+pub fn stop(home: &Home, wait: Duration) -> anyhow::Result<Option<u32>> {
+    let Some(info) = running(home) else {
+        return Ok(None);
+    };
+    let pid = i32::try_from(info.pid).context("bad pid")?;
+    // SAFETY: sends SIGTERM to the daemon's pid read from its info file.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + wait;
+    while process_alive(info.pid) {
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the daemon (pid {}) did not stop within {}s; it may be finishing runs",
+                info.pid,
+                wait.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(info_path(home));
+    Ok(Some(info.pid))
+}
+
+/// Relative path helper for deployed workflows.
+pub(crate) fn workflow_path(home: &Home, name: &str) -> PathBuf {
+    home.workflows_dir().join(format!("{name}.json"))
+}

@@ -1,0 +1,306 @@
+//! The daemon as a real process on an ephemeral port: auth on every route,
+//! workflow deploy/run round trips, webhooks, start/stop/status, and runs left
+//! behind by a killed daemon.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helper::TestHome;
+
+struct Daemon<'a> {
+    home: &'a TestHome,
+    url: String,
+    token: String,
+    pid: u32,
+}
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        // SAFETY: kills the daemon this test started.
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGKILL);
+        }
+    }
+}
+
+fn start(home: &TestHome) -> Daemon<'_> {
+    home.cmd()
+        .args(["start", "--port", "0"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("fuse daemon started"));
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("daemon.json")).unwrap())
+            .unwrap();
+    let token = std::fs::read_to_string(home.path().join("api-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    Daemon {
+        url: format!("http://{}:{}", info["host"].as_str().unwrap(), info["port"]),
+        pid: info["pid"].as_u64().unwrap() as u32,
+        token,
+        home,
+    }
+}
+
+/// One HTTP request: (status, JSON body or null).
+fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method.parse().unwrap(), url)
+            .timeout(Duration::from_secs(10));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    })
+}
+
+impl Daemon<'_> {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        http(
+            method,
+            &format!("{}{path}", self.url),
+            Some(&self.token),
+            &[],
+            body.as_ref(),
+        )
+    }
+
+    fn wait_run(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, run) = self.call("GET", &format!("/api/v1/executions/{id}"), None);
+            if code == 200 && !matches!(run["status"].as_str(), Some("running") | Some("queued")) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} did not finish: {run}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+const HOOK: &str = r#"{"name": "hook", "nodes": [
+  {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "orders/new", "method": "POST"}}},
+  {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"id": "{{ trigger.body.id }}", "src": "{{ trigger.query.src }}"}}}}
+], "edges": [{"source": "t", "target": "s"}]}"#;
+
+#[test]
+fn every_api_route_needs_the_token() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let routes = [
+        ("GET", "/api/v1/health"),
+        ("GET", "/api/v1/version"),
+        ("GET", "/api/v1/workflows"),
+        ("POST", "/api/v1/workflows"),
+        ("GET", "/api/v1/workflows/x"),
+        ("POST", "/api/v1/workflows/x/run"),
+        ("GET", "/api/v1/executions"),
+        ("GET", "/api/v1/executions/x"),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("wrong-token")] {
+            let (code, body) = http(
+                method,
+                &format!("{}{path}", d.url),
+                token,
+                &[],
+                Some(&json!({})),
+            );
+            assert_eq!(code, 401, "{method} {path} with {token:?}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+    }
+    let (code, health) = d.call("GET", "/api/v1/health", None);
+    assert_eq!(code, 200);
+    assert_eq!(health["status"], "ok");
+    let (code, _) = d.call("DELETE", "/api/v1/health", None);
+    assert_eq!(code, 405);
+    let (code, _) = d.call("GET", "/api/v1/nope", None);
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn deploy_run_and_read_back_through_the_api() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let (code, bad) = d.call(
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"name": "bad", "nodes": [{"id": "a", "type": "nope.nope"}], "edges": []})),
+    );
+    assert_eq!(code, 422, "{bad}");
+    assert!(
+        bad["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown node type")
+    );
+
+    let wf = json!({"name": "double", "nodes": [{"id": "d", "type": "transform.set",
+        "data": {"inputs": {"values": {"twice": "{{ trigger.n * 2 }}"}}}}], "edges": []});
+    let (code, v1) = d.call("POST", "/api/v1/workflows", Some(wf.clone()));
+    assert_eq!((code, v1["version"].clone()), (201, json!(1)));
+    let (_, v2) = d.call("POST", "/api/v1/workflows", Some(wf));
+    assert_eq!(v2["version"], 2);
+    let (_, list) = d.call("GET", "/api/v1/workflows", None);
+    assert_eq!(list["workflows"][0]["name"], "double");
+    assert_eq!(list["workflows"][0]["version"], 2);
+
+    let (code, started) = d.call(
+        "POST",
+        "/api/v1/workflows/double/run",
+        Some(json!({"n": 21})),
+    );
+    assert_eq!(code, 202, "{started}");
+    let run = d.wait_run(started["run_id"].as_str().unwrap());
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"], json!({"twice": 42}));
+    assert_eq!(run["trigger"], "manual");
+    let (code, _) = d.call("POST", "/api/v1/workflows/missing/run", Some(json!({})));
+    assert_eq!(code, 404);
+    // The same run is in the CLI's history.
+    d.home
+        .cmd()
+        .args(["runs", "list"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("double"));
+}
+
+#[test]
+fn webhooks_start_runs_with_the_request_as_trigger() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let (code, _) = d.call(
+        "POST",
+        "/api/v1/workflows",
+        Some(serde_json::from_str(HOOK).unwrap()),
+    );
+    assert_eq!(code, 201);
+    let (code, accepted) = http(
+        "POST",
+        &format!("{}/webhook/orders/new?src=shop", d.url),
+        None,
+        &[("X-Trace", "abc")],
+        Some(&json!({"id": 7})),
+    );
+    assert_eq!(code, 202);
+    let id = accepted["run_id"].as_str().unwrap().to_string();
+    let run = d.wait_run(&id);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "webhook");
+    assert_eq!(run["output"], json!({"id": 7, "src": "shop"}));
+    assert_eq!(run["input"]["headers"]["x-trace"], "abc");
+    assert_eq!(run["input"]["method"], "POST");
+
+    let (code, _) = http(
+        "GET",
+        &format!("{}/webhook/orders/new", d.url),
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(code, 405);
+    let (code, _) = http(
+        "POST",
+        &format!("{}/webhook/unknown", d.url),
+        None,
+        &[],
+        None,
+    );
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn start_stop_status_and_a_second_start_is_refused() {
+    let home = TestHome::initialized();
+    // A stale file from a daemon that died is cleaned up, not obeyed.
+    std::fs::write(
+        home.path().join("daemon.json"),
+        r#"{"pid": 999999, "host": "127.0.0.1", "port": 1, "started_at": "x"}"#,
+    )
+    .unwrap();
+    home.cmd().arg("status").assert().code(3);
+    let d = start(&home);
+    d.home
+        .cmd()
+        .args(["start", "--port", "0"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("already running"));
+    let out = d.home.cmd().args(["status", "--json"]).output().unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], true);
+    assert_eq!(status["health"]["status"], "ok");
+
+    // A run in flight when `stop` comes is allowed to finish.
+    let wf = json!({"name": "slow", "nodes": [{"id": "w", "type": "flow.wait", "data": {"inputs": {"duration": "1s"}}}], "edges": []});
+    d.call("POST", "/api/v1/workflows", Some(wf));
+    let (_, started) = d.call("POST", "/api/v1/workflows/slow/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    d.home.cmd().arg("stop").assert().success();
+    assert!(!d.home.path().join("daemon.json").exists());
+    let shown = d
+        .home
+        .cmd()
+        .args(["runs", "show", &id, "--json"])
+        .output()
+        .unwrap();
+    let run: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    d.home.cmd().arg("stop").assert().code(1);
+}
+
+#[test]
+fn runs_of_a_killed_daemon_are_marked_interrupted_at_the_next_start() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "long", "nodes": [{"id": "w", "type": "flow.wait", "data": {"inputs": {"duration": "60s"}}}], "edges": []});
+    d.call("POST", "/api/v1/workflows", Some(wf));
+    let (_, started) = d.call("POST", "/api/v1/workflows/long/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    // Wait until the run is recorded as running, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, run) = d.call("GET", &format!("/api/v1/executions/{id}"), None);
+        if code == 200 && run["status"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run was never recorded as running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kills the daemon this test started.
+    unsafe {
+        libc::kill(d.pid as i32, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let d2 = start(&home);
+    let (_, run) = d2.call("GET", &format!("/api/v1/executions/{id}"), None);
+    assert_eq!(run["status"], "interrupted", "{run}");
+}

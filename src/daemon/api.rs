@@ -398,6 +398,20 @@ fn start_run(
             )
         })?;
     let run_id = uuid::Uuid::now_v7().to_string();
+    // The run is in the database before the caller hears about it: a daemon
+    // killed right after answering still has it (and marks it interrupted).
+    {
+        let Ok(store) = state.store.lock() else {
+            return Err(Box::new(internal("the store is unusable")));
+        };
+        if let Err(e) = store.conn().execute(
+            "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, created_at)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+            params![run_id, name, trigger, input.to_string(), now_ms()],
+        ) {
+            return Err(Box::new(internal(&format!("cannot record the run: {e}"))));
+        }
+    }
     let mut request = RunRequest::new(input, trigger);
     request.run_id = Some(run_id.clone());
     request.cancel = state.runs_cancel.child_token();

@@ -189,7 +189,10 @@ impl Writer {
                     tx.execute(
                         "INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
                              input, parent_id, retry_of, created_at, started_at)
-                         VALUES (?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8, ?8)",
+                         VALUES (?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8, ?8)
+                         ON CONFLICT (id) DO UPDATE SET status = 'running',
+                           workflow_hash = excluded.workflow_hash, source_path = excluded.source_path,
+                           started_at = excluded.started_at",
                         params![run_id, workflow, workflow_hash, source_path, trigger_kind, parent_id, retry_of, at_ms],
                     )?;
                     let stored = payload(

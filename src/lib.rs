@@ -22,6 +22,7 @@ pub mod files;
 pub mod home;
 pub mod nodes;
 pub mod packages;
+pub mod schedule;
 pub mod secrets;
 pub mod store;
 pub mod workflow;

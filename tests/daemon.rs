@@ -353,3 +353,183 @@ fn no_accepted_webhook_run_is_lost_when_the_daemon_is_killed() {
         "{counts:?}"
     );
 }
+
+#[test]
+fn fuse_cron_prints_fire_times_across_dst() {
+    let home = TestHome::new();
+    let out = home
+        .cmd()
+        .args([
+            "cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--from",
+            "2026-03-27T00:00:00Z",
+            "--count",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let utc: Vec<&str> = v["fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["utc"].as_str().unwrap())
+        .collect();
+    // 02:30 does not exist on 2026-03-29 (clocks jump to 03:00): it fires at 03:00 CEST.
+    assert_eq!(
+        utc,
+        [
+            "2026-03-27T01:30:00Z",
+            "2026-03-28T01:30:00Z",
+            "2026-03-29T01:00:00Z",
+            "2026-03-30T00:30:00Z"
+        ]
+    );
+    // On 2026-10-25 02:30 happens twice (clocks go back): it fires once.
+    let out = home
+        .cmd()
+        .args([
+            "cron",
+            "30 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--from",
+            "2026-10-24T12:00:00Z",
+            "--count",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fires"][0]["utc"], "2026-10-25T00:30:00Z");
+    assert_eq!(v["fires"][1]["utc"], "2026-10-26T01:30:00Z");
+    home.cmd()
+        .args(["cron", "61 * * * *"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is not valid"));
+    home.cmd()
+        .args(["cron", "* * * * *", "--tz", "Mars/Base"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown time zone"));
+}
+
+fn runs_of(d: &Daemon<'_>, workflow: &str) -> Vec<Value> {
+    let (_, list) = d.call(
+        "GET",
+        &format!("/api/v1/executions?workflow={workflow}&limit=0"),
+        None,
+    );
+    list["executions"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn cron_fires_every_second_and_bad_schedules_are_refused() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let (code, bad) = d.call(
+        "POST",
+        "/api/v1/workflows",
+        Some(json!({"name": "bad", "nodes": [{"id": "c", "type": "trigger.cron", "data": {"inputs": {"cron": "99 * * * *"}}}], "edges": []})),
+    );
+    assert_eq!(code, 422, "{bad}");
+    let wf = json!({"name": "ticker", "nodes": [
+        {"id": "c", "type": "trigger.cron", "data": {"inputs": {"cron": "* * * * * *"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"at": "{{ trigger.fired_at }}"}}}}
+    ], "edges": [{"source": "c", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    std::thread::sleep(Duration::from_millis(3500));
+    let runs = runs_of(&d, "ticker");
+    assert!(
+        (2..=5).contains(&runs.len()),
+        "{} runs in 3.5 s: {runs:?}",
+        runs.len()
+    );
+    assert!(runs.iter().all(|r| r["trigger"] == "cron"));
+    let status = home.cmd().args(["status", "--json"]).output().unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["schedules"][0]["workflow"], "ticker");
+    assert!(status["schedules"][0]["next_fire_at"].is_string());
+}
+
+#[test]
+fn missed_fires_follow_the_policy_across_a_restart() {
+    let home = TestHome::initialized();
+    {
+        let d = start(&home);
+        for (name, missed) in [("once", "run_once"), ("skipper", "skip")] {
+            let wf = json!({"name": name, "nodes": [{"id": "c", "type": "trigger.cron",
+                "data": {"inputs": {"cron": "0 0 1 1 *", "missed": missed}}}], "edges": []});
+            assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+        }
+        home.cmd().arg("stop").assert().success();
+    }
+    // While the daemon was down, the next fire time passed.
+    let conn = rusqlite::Connection::open(home.path().join("fuse.db")).unwrap();
+    conn.execute("UPDATE schedules SET next_fire_at = 1000", [])
+        .unwrap();
+    drop(conn);
+    let d = start(&home);
+    std::thread::sleep(Duration::from_millis(500));
+    let once = runs_of(&d, "once");
+    assert_eq!(once.len(), 1, "run_once runs one missed fire: {once:?}");
+    assert_eq!(runs_of(&d, "skipper").len(), 0, "skip runs none");
+    // Both now wait for their next real fire (next 1 January), not the past one.
+    let conn = rusqlite::Connection::open(home.path().join("fuse.db")).unwrap();
+    let min: i64 = conn
+        .query_row("SELECT min(next_fire_at) FROM schedules", [], |r| r.get(0))
+        .unwrap();
+    assert!(min > jiff::Timestamp::now().as_millisecond());
+}
+
+#[test]
+fn overlap_skip_never_runs_two_at_once_and_queue_catches_up() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    for (name, overlap) in [("skipping", "skip"), ("queueing", "queue")] {
+        let wf = json!({"name": name, "nodes": [
+            {"id": "c", "type": "trigger.cron", "data": {"inputs": {"cron": "* * * * * *", "overlap": overlap}}},
+            {"id": "w", "type": "flow.wait", "data": {"inputs": {"duration": "2500ms"}}}
+        ], "edges": [{"source": "c", "target": "w"}]});
+        assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    }
+    std::thread::sleep(Duration::from_millis(5500));
+    // No run starts before the previous one of the same workflow has finished.
+    let assert_serial = |runs: &[Value]| {
+        let mut spans: Vec<(i64, Option<i64>)> = runs
+            .iter()
+            .map(|r| (r["created_at"].as_i64().unwrap(), r["duration_ms"].as_i64()))
+            .collect();
+        spans.sort();
+        for pair in spans.windows(2) {
+            let (start, duration) = pair[0];
+            let Some(duration) = duration else {
+                panic!("a run started while an earlier one was still running: {runs:?}");
+            };
+            assert!(
+                start + duration <= pair[1].0 + 50,
+                "overlapping runs: {runs:?}"
+            );
+        }
+    };
+    // skip: fires while a 2.5 s run is going are dropped, so at most 2-3 started.
+    let skipping = runs_of(&d, "skipping");
+    assert!((1..=3).contains(&skipping.len()), "{}", skipping.len());
+    assert_serial(&skipping);
+    // queue: runs never overlap either, but fires wait instead of being dropped.
+    let queueing = runs_of(&d, "queueing");
+    assert_serial(&queueing);
+    assert!(
+        queueing.len() >= skipping.len(),
+        "queued fires run later instead of being dropped: {} vs {}",
+        queueing.len(),
+        skipping.len()
+    );
+}

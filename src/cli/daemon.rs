@@ -64,11 +64,16 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
 
 pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
+    let schedules = home
+        .open_store()
+        .map(|store| daemon::scheduler::upcoming(&store))
+        .unwrap_or_default();
     let Some(info) = daemon::running(&home) else {
         if args.json {
-            println!("{}", json!({"running": false}));
+            println!("{}", json!({"running": false, "schedules": schedules}));
         } else {
             println!("not running (start it with `fuse start`)");
+            print_schedules(&schedules);
         }
         return Ok(ExitCode::from(3));
     };
@@ -99,7 +104,8 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            json!({"running": true, "pid": info.pid, "url": info.url(), "started_at": info.started_at, "health": health})
+            json!({"running": true, "pid": info.pid, "url": info.url(), "started_at": info.started_at,
+                   "health": health, "schedules": schedules})
         );
     } else {
         println!("running   pid {} on {}", info.pid, info.url());
@@ -111,6 +117,23 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
             ),
             None => println!("health    no answer from {}", info.url()),
         }
+        print_schedules(&schedules);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_schedules(schedules: &[serde_json::Value]) {
+    if schedules.is_empty() {
+        return;
+    }
+    println!("schedules");
+    for s in schedules {
+        println!(
+            "  {:<20} {:<9} {:<18} next {}",
+            s["workflow"].as_str().unwrap_or(""),
+            s["kind"].as_str().unwrap_or(""),
+            s["spec"].as_str().unwrap_or(""),
+            s["next_fire_at"].as_str().unwrap_or("-")
+        );
+    }
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod completions;
 mod creds;
+mod cron;
 mod daemon;
 mod init;
 mod nodes;
@@ -101,6 +102,12 @@ pub enum Command {
     #[command(after_help = "Examples:\n  fuse version\n  fuse version --json | jq .schema_version")]
     Version(version::VersionArgs),
 
+    /// Print the next fire times of a cron expression (check one before deploying).
+    #[command(
+        after_help = "Examples:\n  fuse cron '0 9 * * mon-fri' --tz Europe/Paris\n  fuse cron '*/30 * * * * *' --count 3 --json\n  fuse cron '30 2 * * *' --tz Europe/Berlin --from 2026-03-27T00:00:00Z"
+    )]
+    Cron(cron::CronArgs),
+
     /// Print shell completions to stdout.
     #[command(
         after_help = "Examples:\n  fuse completions bash > ~/.local/share/bash-completion/completions/fuse\n  fuse completions zsh > ~/.zfunc/_fuse"
@@ -128,6 +135,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::run(args),
         Command::Version(args) => version::run(&globals, args),
         Command::Completions(args) => completions::run(args),
+        Command::Cron(args) => cron::run(args),
     }
 }
 

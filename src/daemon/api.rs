@@ -300,6 +300,11 @@ fn deploy(state: &Arc<State>, value: Value) -> Reply {
         )?;
         Ok(version)
     })();
+    drop(store);
+    if result.is_ok() {
+        // New or changed schedule triggers take effect at once.
+        super::scheduler::sync(state);
+    }
     match result {
         Ok(version) => reply(
             StatusCode::CREATED,
@@ -363,7 +368,7 @@ fn get_workflow(state: &Arc<State>, name: &str) -> Reply {
 }
 
 /// Starts a run of a deployed workflow in the background; returns its id.
-fn start_run(
+pub(super) fn start_run(
     state: &Arc<State>,
     name: &str,
     input: Value,
@@ -416,9 +421,11 @@ fn start_run(
     request.run_id = Some(run_id.clone());
     request.cancel = state.runs_cancel.child_token();
     state.active.fetch_add(1, Ordering::SeqCst);
-    let (engine, st) = (state.engine.clone(), state.clone());
+    state.workflow_started(name);
+    let (engine, st, wf) = (state.engine.clone(), state.clone(), name.to_string());
     tokio::spawn(async move {
         let _ = engine.run(Arc::new(plan), request).await;
+        st.workflow_finished(&wf);
         st.active.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(run_id)

@@ -6,6 +6,7 @@
 //! queue come next (issue 7).
 
 mod api;
+pub mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,8 +82,36 @@ pub(crate) struct State {
     pub started: Instant,
     pub started_at: String,
     pub active: AtomicUsize,
+    /// Runs in flight per workflow (overlap policies).
+    pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Workflows with a fire waiting for the previous run (overlap: queue).
+    pub queued: Mutex<std::collections::HashSet<String>>,
     /// Cancels every run when the grace period of a stop is over.
     pub runs_cancel: CancellationToken,
+}
+
+impl State {
+    fn workflow_started(&self, name: &str) {
+        if let Ok(mut m) = self.per_workflow.lock() {
+            *m.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    fn workflow_finished(&self, name: &str) {
+        if let Ok(mut m) = self.per_workflow.lock()
+            && let Some(n) = m.get_mut(name)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Runs of `name` in flight.
+    pub fn running_of(&self, name: &str) -> usize {
+        self.per_workflow
+            .lock()
+            .map(|m| m.get(name).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
 }
 
 /// Runs the daemon in this process until SIGTERM or Ctrl-C.
@@ -149,6 +178,8 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         started: Instant::now(),
         started_at: jiff::Timestamp::now().to_string(),
         active: AtomicUsize::new(0),
+        per_workflow: Mutex::new(Default::default()),
+        queued: Mutex::new(Default::default()),
         runs_cancel: CancellationToken::new(),
     });
     let result = runtime.block_on(async {
@@ -161,7 +192,12 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         )
         .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
         .ok();
-        serve(state.clone(), &host, port).await
+        scheduler::sync(&state);
+        scheduler::catch_up(&state);
+        let ticker = tokio::spawn(scheduler::run(state.clone()));
+        let served = serve(state.clone(), &host, port).await;
+        ticker.abort();
+        served
     });
     // Give running runs the grace period, then interrupt the rest.
     runtime.block_on(async {

@@ -338,6 +338,30 @@ pub fn validate(
                 "mode must be \"all\" or \"first\"".into(),
             );
         }
+        // Schedules are checked here, so `fuse validate` and a deploy catch them.
+        let canonical = crate::workflow::canonical_type(&node.node_type);
+        let input_str = |k: &str| node.data.inputs.get(k).and_then(Value::as_str);
+        if canonical == "trigger.cron"
+            && let Some(spec) = input_str("cron")
+            && !has_template(spec)
+            && let Err(e) = crate::schedule::Schedule::cron(spec, input_str("timezone"))
+        {
+            p(Some(id), format!("{base}.data.inputs.cron"), e);
+        }
+        if canonical == "trigger.interval"
+            && let Some(every) = input_str("every")
+            && let Err(e) = crate::schedule::Schedule::interval(every)
+        {
+            p(Some(id), format!("{base}.data.inputs.every"), e);
+        }
+        if matches!(canonical, "trigger.cron" | "trigger.interval") {
+            if let Err(e) = crate::schedule::Missed::parse(input_str("missed")) {
+                p(Some(id), format!("{base}.data.inputs.missed"), e);
+            }
+            if let Err(e) = crate::schedule::Overlap::parse(input_str("overlap")) {
+                p(Some(id), format!("{base}.data.inputs.overlap"), e);
+            }
+        }
         planned_meta.push((timeout, retry, first_wins, has_expressions, node_creds));
     }
 

@@ -50,16 +50,26 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                     "string",
                     "IANA time zone, e.g. Europe/Paris (default UTC)",
                 ),
+                InputSpec::optional(
+                    "missed",
+                    "string",
+                    "fires missed while the daemon was down: skip (default) or run_once",
+                ),
+                InputSpec::optional(
+                    "overlap",
+                    "string",
+                    "when the previous run is still going: allow (default), skip or queue",
+                ),
             ],
         ),
         trigger(
             "trigger.interval",
             "Starts a run every interval (daemon); outputs the run input.",
-            vec![InputSpec::optional(
-                "every",
-                "duration",
-                "interval, e.g. \"5m\"",
-            )],
+            vec![
+                InputSpec::required("every", "duration", "interval, e.g. \"5m\""),
+                InputSpec::optional("missed", "string", "skip (default) or run_once"),
+                InputSpec::optional("overlap", "string", "allow (default), skip or queue"),
+            ],
         ),
         trigger(
             "trigger.webhook",

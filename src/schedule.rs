@@ -1,0 +1,195 @@
+//! Schedules: cron expressions (5 fields, or 6 with seconds) in a time zone,
+//! and fixed intervals. Used by the daemon's scheduler and by `fuse cron`.
+
+use std::time::Duration;
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+
+/// A parsed schedule.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    Cron {
+        cron: Box<Cron>,
+        tz: TimeZone,
+        tz_name: String,
+    },
+    Interval(Duration),
+}
+
+/// What to do about fires missed while the daemon was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    Skip,
+    RunOnce,
+}
+
+/// What to do when a fire comes while the previous run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    Allow,
+    Skip,
+    Queue,
+}
+
+impl Missed {
+    pub fn parse(s: Option<&str>) -> Result<Missed, String> {
+        match s.unwrap_or("skip") {
+            "skip" => Ok(Missed::Skip),
+            "run_once" => Ok(Missed::RunOnce),
+            other => Err(format!("missed {other:?} must be skip or run_once")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Missed::Skip => "skip",
+            Missed::RunOnce => "run_once",
+        }
+    }
+}
+
+impl Overlap {
+    pub fn parse(s: Option<&str>) -> Result<Overlap, String> {
+        match s.unwrap_or("allow") {
+            "allow" => Ok(Overlap::Allow),
+            "skip" => Ok(Overlap::Skip),
+            "queue" => Ok(Overlap::Queue),
+            other => Err(format!("overlap {other:?} must be allow, skip or queue")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Allow => "allow",
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+        }
+    }
+}
+
+/// A time zone by IANA name (`UTC` when `None`).
+pub fn time_zone(name: Option<&str>) -> Result<(TimeZone, String), String> {
+    let name = name.unwrap_or("UTC");
+    TimeZone::get(name)
+        .map(|tz| (tz, name.to_string()))
+        .map_err(|e| {
+            format!("unknown time zone {name:?} ({e}); use an IANA name like Europe/Paris")
+        })
+}
+
+impl Schedule {
+    /// A cron expression: 5 fields (minute precision) or 6 (with seconds first);
+    /// `@daily`-style nicknames work too.
+    pub fn cron(expr: &str, tz: Option<&str>) -> Result<Schedule, String> {
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(expr)
+            .map_err(|e| format!("cron {expr:?} is not valid: {e}"))?;
+        let (tz, tz_name) = time_zone(tz)?;
+        Ok(Schedule::Cron {
+            cron: Box::new(cron),
+            tz,
+            tz_name,
+        })
+    }
+
+    pub fn interval(every: &str) -> Result<Schedule, String> {
+        let d = crate::engine::duration::parse(every)?;
+        if d < Duration::from_secs(1) {
+            return Err(format!("interval {every:?} is shorter than 1s"));
+        }
+        Ok(Schedule::Interval(d))
+    }
+
+    /// The first fire strictly after `after`.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Cron { cron, tz, .. } => {
+                let start = after.to_zoned(tz.clone());
+                cron.find_next_occurrence(&start, false)
+                    .ok()
+                    .map(|z: Zoned| z.timestamp())
+            }
+            Schedule::Interval(d) => {
+                let span = jiff::SignedDuration::try_from(*d).ok()?;
+                after.checked_add(span).ok()
+            }
+        }
+    }
+
+    /// The next `count` fires after `after`, as zoned times.
+    pub fn upcoming(&self, after: Timestamp, count: usize) -> Vec<Zoned> {
+        let tz = match self {
+            Schedule::Cron { tz, .. } => tz.clone(),
+            Schedule::Interval(_) => TimeZone::UTC,
+        };
+        let mut out = Vec::with_capacity(count);
+        let mut t = after;
+        while out.len() < count {
+            let Some(next) = self.next_after(t) else {
+                break;
+            };
+            out.push(next.to_zoned(tz.clone()));
+            t = next;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn five_and_six_fields_and_time_zones() {
+        let s = Schedule::cron("*/15 * * * *", None).unwrap();
+        assert_eq!(
+            s.next_after(at("2026-01-01T10:07:00Z")),
+            Some(at("2026-01-01T10:15:00Z"))
+        );
+        let s = Schedule::cron("*/10 * * * * *", None).unwrap();
+        assert_eq!(
+            s.next_after(at("2026-01-01T10:00:01Z")),
+            Some(at("2026-01-01T10:00:10Z"))
+        );
+        let s = Schedule::cron("0 9 * * *", Some("Europe/Paris")).unwrap();
+        // 09:00 in Paris is 08:00 UTC in winter.
+        assert_eq!(
+            s.next_after(at("2026-01-01T00:00:00Z")),
+            Some(at("2026-01-01T08:00:00Z"))
+        );
+        assert!(Schedule::cron("61 * * * *", None).is_err());
+        assert!(
+            Schedule::cron("0 9 * * *", Some("Mars/Olympus"))
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
+    }
+
+    #[test]
+    fn daily_fires_follow_the_wall_clock_across_dst() {
+        // Paris springs forward on 2026-03-29: 09:00 local is 08:00 UTC before, 07:00 UTC after.
+        let s = Schedule::cron("0 9 * * *", Some("Europe/Paris")).unwrap();
+        let fires: Vec<Timestamp> = s
+            .upcoming(at("2026-03-27T12:00:00Z"), 3)
+            .iter()
+            .map(Zoned::timestamp)
+            .collect();
+        assert_eq!(
+            fires,
+            vec![
+                at("2026-03-28T08:00:00Z"),
+                at("2026-03-29T07:00:00Z"),
+                at("2026-03-30T07:00:00Z")
+            ]
+        );
+    }
+}

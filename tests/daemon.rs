@@ -106,32 +106,34 @@ const HOOK: &str = r#"{"name": "hook", "nodes": [
 ], "edges": [{"source": "t", "target": "s"}]}"#;
 
 #[test]
-fn every_api_route_needs_the_token() {
+fn every_route_in_the_openapi_document_needs_the_token() {
     let home = TestHome::initialized();
     let d = start(&home);
-    let routes = [
-        ("GET", "/api/v1/health"),
-        ("GET", "/api/v1/version"),
-        ("GET", "/api/v1/workflows"),
-        ("POST", "/api/v1/workflows"),
-        ("GET", "/api/v1/workflows/x"),
-        ("POST", "/api/v1/workflows/x/run"),
-        ("GET", "/api/v1/executions"),
-        ("GET", "/api/v1/executions/x"),
-    ];
-    for (method, path) in routes {
-        for token in [None, Some("wrong-token")] {
-            let (code, body) = http(
-                method,
-                &format!("{}{path}", d.url),
-                token,
-                &[],
-                Some(&json!({})),
-            );
-            assert_eq!(code, 401, "{method} {path} with {token:?}");
-            assert_eq!(body["error"]["code"], "unauthorized");
+    let (code, doc) = d.call("GET", "/api/v1/openapi.json", None);
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{}", paths.len());
+    let mut checked = 0;
+    for (path, methods) in paths {
+        let concrete = path.replace("{name}", "x").replace("{id}", "x");
+        for method in methods.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            for token in [None, Some("wrong-token")] {
+                let (code, body) = http(
+                    &method,
+                    &format!("{}{concrete}", d.url),
+                    token,
+                    &[],
+                    Some(&json!({})),
+                );
+                assert_eq!(code, 401, "{method} {path} with {token:?}");
+                assert_eq!(body["error"]["code"], "unauthorized");
+            }
+            checked += 1;
         }
     }
+    assert!(checked >= 20, "{checked} routes checked");
     let (code, health) = d.call("GET", "/api/v1/health", None);
     assert_eq!(code, 200);
     assert_eq!(health["status"], "ok");
@@ -139,6 +141,111 @@ fn every_api_route_needs_the_token() {
     assert_eq!(code, 405);
     let (code, _) = d.call("GET", "/api/v1/nope", None);
     assert_eq!(code, 404);
+}
+
+#[test]
+fn versions_rollback_enable_disable_delete_cancel_retry_and_credentials() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let version = |n: i64| {
+        json!({"name": "v", "nodes": [{"id": "s", "type": "transform.set",
+            "data": {"inputs": {"values": {"version": n, "got": "{{ trigger.x }}"}}}}], "edges": []})
+    };
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(version(1))).0, 201);
+    let (code, v2) = d.call("PUT", "/api/v1/workflows/v", Some(version(2)));
+    assert_eq!((code, v2["version"].clone()), (201, json!(2)));
+    let (_, versions) = d.call("GET", "/api/v1/workflows/v/versions", None);
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(versions["versions"][0]["current"], true);
+    let run_output = |d: &Daemon<'_>| {
+        let (code, started) = d.call("POST", "/api/v1/workflows/v/run", Some(json!({"x": "in"})));
+        assert_eq!(code, 202, "{started}");
+        let id = started["run_id"].as_str().unwrap().to_string();
+        (id.clone(), d.wait_run(&id)["output"].clone())
+    };
+    assert_eq!(run_output(&d).1["version"], 2);
+    assert_eq!(
+        d.call(
+            "POST",
+            "/api/v1/workflows/v/rollback",
+            Some(json!({"version": 1}))
+        )
+        .0,
+        200
+    );
+    let (first_id, out) = run_output(&d);
+    assert_eq!(out, json!({"version": 1, "got": "in"}));
+    assert_eq!(
+        d.call(
+            "POST",
+            "/api/v1/workflows/v/rollback",
+            Some(json!({"version": 9}))
+        )
+        .0,
+        404
+    );
+
+    // Retry runs the recorded definition and input again.
+    let (code, retried) = d.call(
+        "POST",
+        &format!("/api/v1/executions/{first_id}/retry"),
+        None,
+    );
+    assert_eq!(code, 202, "{retried}");
+    let run = d.wait_run(retried["run_id"].as_str().unwrap());
+    assert_eq!(
+        (run["trigger"].clone(), run["output"].clone()),
+        (json!("retry"), json!({"version": 1, "got": "in"}))
+    );
+    let (code, logs) = d.call("GET", &format!("/api/v1/executions/{first_id}/logs"), None);
+    assert_eq!(code, 200, "{logs}");
+
+    assert_eq!(d.call("POST", "/api/v1/workflows/v/disable", None).0, 200);
+    assert_eq!(
+        d.call("POST", "/api/v1/workflows/v/run", Some(json!({}))).0,
+        409
+    );
+    assert_eq!(d.call("POST", "/api/v1/workflows/v/enable", None).0, 200);
+    assert_eq!(d.call("DELETE", "/api/v1/workflows/v", None).0, 200);
+    assert_eq!(d.call("GET", "/api/v1/workflows/v", None).0, 404);
+
+    // Cancel a run in flight.
+    let wf = json!({"name": "long", "nodes": [{"id": "w", "type": "flow.wait", "data": {"inputs": {"duration": "30s"}}}], "edges": []});
+    d.call("POST", "/api/v1/workflows", Some(wf));
+    let (_, started) = d.call("POST", "/api/v1/workflows/long/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        d.call("POST", &format!("/api/v1/executions/{id}/cancel"), None)
+            .0,
+        202
+    );
+    assert_eq!(d.wait_run(&id)["status"], "cancelled");
+    assert_eq!(
+        d.call("POST", &format!("/api/v1/executions/{id}/cancel"), None)
+            .0,
+        409
+    );
+
+    // Credentials: names and types only, never values.
+    let (code, _) = d.call(
+        "POST",
+        "/api/v1/credentials",
+        Some(json!({"name": "api", "type": "bearer", "fields": {"token": "api-created-secret-1"}})),
+    );
+    assert_eq!(code, 201);
+    let (_, creds) = d.call("GET", "/api/v1/credentials", None);
+    assert_eq!(creds["credentials"][0]["name"], "api");
+    assert!(!creds.to_string().contains("api-created-secret-1"));
+    assert_eq!(d.call("DELETE", "/api/v1/credentials/api", None).0, 200);
+    let (_, nodes) = d.call("GET", "/api/v1/nodes", None);
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "http.request")
+    );
 }
 
 #[test]

@@ -15,9 +15,9 @@ use super::{MAX_BODY, State};
 use crate::engine::RunRequest;
 use crate::store::history::RunFilter;
 
-type Reply = Response<Full<Bytes>>;
+pub(super) type Reply = Response<Full<Bytes>>;
 
-fn reply(status: StatusCode, body: &Value) -> Reply {
+pub(super) fn reply(status: StatusCode, body: &Value) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -27,14 +27,19 @@ fn reply(status: StatusCode, body: &Value) -> Reply {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>, details: Value) -> Reply {
+pub(super) fn error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    details: Value,
+) -> Reply {
     reply(
         status,
         &json!({"error": {"code": code, "message": message.into(), "details": details}}),
     )
 }
 
-fn not_found(what: &str) -> Reply {
+pub(super) fn not_found(what: &str) -> Reply {
     error(StatusCode::NOT_FOUND, "not_found", what, Value::Null)
 }
 
@@ -52,31 +57,31 @@ fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn body_json(
+pub(super) async fn body_json(
     req: Request<hyper::body::Incoming>,
-) -> Result<(Value, Map<String, Value>), Reply> {
+) -> Result<(Value, Map<String, Value>), Box<Reply>> {
     let bytes = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
-            error(
+            Box::new(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("the request body is over {MAX_BODY} bytes or broken: {e}"),
                 Value::Null,
-            )
+            ))
         })?
         .to_bytes();
     if bytes.is_empty() {
         return Ok((Value::Null, Map::new()));
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not JSON: {e}"),
             Value::Null,
-        )
+        ))
     })?;
     let map = value.as_object().cloned().unwrap_or_default();
     Ok((value, map))
@@ -132,7 +137,7 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
         (Method::GET, ["workflows"]) => list_workflows(state),
         (Method::POST, ["workflows"]) => match body_json(req).await {
             Ok((value, _)) => deploy(state, value),
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::GET, ["workflows", name]) => get_workflow(state, name),
         (Method::POST, ["workflows", name, "run"]) => match body_json(req).await {
@@ -143,7 +148,7 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
                     Err(r) => *r,
                 }
             }
-            Err(r) => r,
+            Err(r) => *r,
         },
         (Method::GET, ["executions"]) => {
             let query = parse_query(req.uri().query().unwrap_or(""));
@@ -183,31 +188,22 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
             }
         }
         (m, p) => {
-            let known = matches!(
-                p,
-                ["health"]
-                    | ["version"]
-                    | ["workflows"]
-                    | ["workflows", _]
-                    | ["workflows", _, "run"]
-                    | ["executions"]
-                    | ["executions", _]
-            );
-            if known {
-                error(
+            let p: Vec<&str> = p.to_vec();
+            match super::manage::route(state, &m, &p, req).await {
+                Some(r) => r,
+                None if super::manage::known_path(&p) => error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
-                    format!("{m} is not allowed here"),
+                    format!("{m} is not allowed here; see /api/v1/openapi.json"),
                     Value::Null,
-                )
-            } else {
-                not_found("no such API route")
+                ),
+                None => not_found("no such API route; see /api/v1/openapi.json"),
             }
         }
     }
 }
 
-fn internal(message: &str) -> Reply {
+pub(super) fn internal(message: &str) -> Reply {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",
@@ -227,7 +223,7 @@ fn now_ms() -> i64 {
 }
 
 /// Stores a new version of a workflow (validated first).
-fn deploy(state: &Arc<State>, value: Value) -> Reply {
+pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
     let text = value.to_string();
     let Some(name) = value
         .get("name")
@@ -374,14 +370,29 @@ pub(super) fn start_run(
     input: Value,
     trigger: &str,
 ) -> Result<String, Box<Reply>> {
-    let (definition, _, enabled) = match current(state, name) {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return Err(Box::new(not_found(&format!(
-                "no deployed workflow {name:?}"
-            ))));
-        }
-        Err(e) => return Err(Box::new(internal(&e))),
+    start_run_with(state, name, None, input, trigger)
+}
+
+/// Starts a run of `name` with the given definition (a retry runs what ran
+/// before) or its current one.
+pub(super) fn start_run_with(
+    state: &Arc<State>,
+    name: &str,
+    definition: Option<String>,
+    input: Value,
+    trigger: &str,
+) -> Result<String, Box<Reply>> {
+    let (definition, enabled) = match definition {
+        Some(d) => (d, true),
+        None => match current(state, name) {
+            Ok(Some((d, _, enabled))) => (d, enabled),
+            Ok(None) => {
+                return Err(Box::new(not_found(&format!(
+                    "no deployed workflow {name:?}"
+                ))));
+            }
+            Err(e) => return Err(Box::new(internal(&e))),
+        },
     };
     if !enabled {
         return Err(Box::new(error(
@@ -420,11 +431,22 @@ pub(super) fn start_run(
     let mut request = RunRequest::new(input, trigger);
     request.run_id = Some(run_id.clone());
     request.cancel = state.runs_cancel.child_token();
+    if let Ok(mut cancels) = state.cancels.lock() {
+        cancels.insert(run_id.clone(), request.cancel.clone());
+    }
     state.active.fetch_add(1, Ordering::SeqCst);
     state.workflow_started(name);
-    let (engine, st, wf) = (state.engine.clone(), state.clone(), name.to_string());
+    let (engine, st, wf, id) = (
+        state.engine.clone(),
+        state.clone(),
+        name.to_string(),
+        run_id.clone(),
+    );
     tokio::spawn(async move {
         let _ = engine.run(Arc::new(plan), request).await;
+        if let Ok(mut cancels) = st.cancels.lock() {
+            cancels.remove(&id);
+        }
         st.workflow_finished(&wf);
         st.active.fetch_sub(1, Ordering::SeqCst);
     });

@@ -6,7 +6,10 @@
 //! queue come next (issue 7).
 
 mod api;
+mod manage;
 pub mod scheduler;
+
+pub use manage::openapi;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,6 +87,8 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Cancel handles of the runs in flight, by run id.
+    pub cancels: Mutex<std::collections::HashMap<String, CancellationToken>>,
     /// Workflows with a fire waiting for the previous run (overlap: queue).
     pub queued: Mutex<std::collections::HashSet<String>>,
     /// Cancels every run when the grace period of a stop is over.
@@ -180,6 +185,7 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         active: AtomicUsize::new(0),
         per_workflow: Mutex::new(Default::default()),
         queued: Mutex::new(Default::default()),
+        cancels: Mutex::new(Default::default()),
         runs_cancel: CancellationToken::new(),
     });
     let result = runtime.block_on(async {

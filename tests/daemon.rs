@@ -640,3 +640,80 @@ fn overlap_skip_never_runs_two_at_once_and_queue_catches_up() {
         skipping.len()
     );
 }
+
+#[test]
+fn webhook_signatures_and_rate_limits() {
+    use hmac::{Hmac, Mac};
+    let home = TestHome::initialized();
+    home.cmd()
+        .args(["creds", "set", "hooksecret", "--type", "header", "--stdin"])
+        .write_stdin(r#"{"name": "x", "value": "cred-hmac-secret"}"#)
+        .assert()
+        .success();
+    let d = start(&home);
+    let wf = |name: &str, inputs: Value| json!({"name": name, "nodes": [{"id": "t", "type": "trigger.webhook", "data": {"inputs": inputs}}], "edges": []});
+    d.call(
+        "POST",
+        "/api/v1/workflows",
+        Some(wf("signed", json!({"path": "signed", "secret": "s3cret"}))),
+    );
+    d.call("POST", "/api/v1/workflows", Some(wf("viacred", json!({"path": "viacred", "credential": "hooksecret", "signature_header": "X-Hub-Signature-256"}))));
+    d.call(
+        "POST",
+        "/api/v1/workflows",
+        Some(wf("limited", json!({"path": "limited", "rate_limit": 2}))),
+    );
+    let body = json!({"n": 1});
+    let sign = |secret: &str| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.to_string().as_bytes());
+        format!(
+            "sha256={}",
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    };
+    let post = |path: &str, headers: &[(&str, &str)]| {
+        http(
+            "POST",
+            &format!("{}/webhook/{path}", d.url),
+            None,
+            headers,
+            Some(&body),
+        )
+    };
+    let good = sign("s3cret");
+    assert_eq!(post("signed", &[("X-Fuse-Signature", &good)]).0, 202);
+    let (code, err) = post("signed", &[("X-Fuse-Signature", &sign("wrong"))]);
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (401, Some("bad_signature"))
+    );
+    let (code, err) = post("signed", &[]);
+    assert_eq!(code, 401);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a signature")
+    );
+    assert_eq!(
+        post(
+            "viacred",
+            &[("X-Hub-Signature-256", &sign("cred-hmac-secret"))]
+        )
+        .0,
+        202
+    );
+    assert_eq!(post("viacred", &[("X-Hub-Signature-256", &good)]).0, 401);
+
+    // 2 per second: a burst of 6 gets 2 through, then 429s.
+    let codes: Vec<u16> = (0..6).map(|_| post("limited", &[]).0).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 202).count(), 2, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 202 || *c == 429), "{codes:?}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(post("limited", &[]).0, 202, "the bucket refills");
+}

@@ -473,7 +473,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         Ok(f) => f,
         Err(e) => return internal(&e),
     };
-    let Some((name, want_method)) = found else {
+    let Some((name, want_method, inputs)) = found else {
         return not_found(&format!("no enabled workflow listens on /webhook/{hook}"));
     };
     if !want_method.eq_ignore_ascii_case(&method) {
@@ -484,6 +484,24 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             Value::Null,
         );
     }
+    if let Some(rate) = inputs.get("rate_limit").and_then(Value::as_f64)
+        && let Some(wait) = super::hooks::throttle(state, &hook, rate)
+    {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("/webhook/{hook} takes at most {rate} requests per second"),
+            Value::Null,
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let signature = super::hooks::signature_header(&inputs)
+        .and_then(|h| req.headers().get(h.as_str()))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -495,6 +513,14 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             );
         }
     };
+    if let Err(message) = super::hooks::verify(state, &inputs, signature.as_deref(), &bytes) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            message,
+            Value::Null,
+        );
+    }
     let body = serde_json::from_slice::<Value>(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     let input =
@@ -505,7 +531,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
     }
 }
 
-fn find_webhook(state: &State, hook: &str) -> Result<Option<(String, String)>, String> {
+fn find_webhook(state: &State, hook: &str) -> Result<Option<(String, String, Value)>, String> {
     let store = state
         .store
         .lock()
@@ -548,7 +574,7 @@ fn find_webhook(state: &State, hook: &str) -> Result<Option<(String, String)>, S
                     .and_then(Value::as_str)
                     .unwrap_or("POST")
                     .to_string();
-                return Ok(Some((name, method)));
+                return Ok(Some((name, method, inputs.cloned().unwrap_or(Value::Null))));
             }
         }
     }

@@ -6,6 +6,7 @@
 //! queue come next (issue 7).
 
 mod api;
+mod hooks;
 mod manage;
 pub mod scheduler;
 
@@ -87,6 +88,8 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Webhook rate-limit buckets by path: (tokens, last refill).
+    pub hook_buckets: Mutex<std::collections::HashMap<String, (f64, Instant)>>,
     /// Cancel handles of the runs in flight, by run id.
     pub cancels: Mutex<std::collections::HashMap<String, CancellationToken>>,
     /// Workflows with a fire waiting for the previous run (overlap: queue).
@@ -186,6 +189,7 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         per_workflow: Mutex::new(Default::default()),
         queued: Mutex::new(Default::default()),
         cancels: Mutex::new(Default::default()),
+        hook_buckets: Mutex::new(Default::default()),
         runs_cancel: CancellationToken::new(),
     });
     let result = runtime.block_on(async {

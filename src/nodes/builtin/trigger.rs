@@ -80,7 +80,22 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                 InputSpec::optional(
                     "secret",
                     "string",
-                    "HMAC-SHA256 secret for signature checks",
+                    "HMAC-SHA256 secret: requests must carry a matching signature",
+                ),
+                InputSpec::optional(
+                    "credential",
+                    "string",
+                    "a stored credential whose value/token/key is the HMAC secret",
+                ),
+                InputSpec::optional(
+                    "signature_header",
+                    "string",
+                    "header with `sha256=<hex>` (default X-Fuse-Signature)",
+                ),
+                InputSpec::optional(
+                    "rate_limit",
+                    "number",
+                    "requests per second this path accepts (429 beyond)",
                 ),
             ],
         ),

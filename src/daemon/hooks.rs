@@ -1,0 +1,97 @@
+//! Webhook guards: HMAC-SHA256 signatures and per-path rate limits.
+
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::State;
+
+/// Header carrying the signature unless the trigger names another.
+pub const DEFAULT_SIGNATURE_HEADER: &str = "x-fuse-signature";
+
+/// The header to read the signature from, when the trigger checks signatures.
+pub(super) fn signature_header(inputs: &Value) -> Option<String> {
+    let signed = inputs.get("secret").is_some_and(|v| !v.is_null())
+        || inputs.get("credential").is_some_and(|v| !v.is_null());
+    signed.then(|| {
+        inputs
+            .get("signature_header")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_SIGNATURE_HEADER)
+            .to_ascii_lowercase()
+    })
+}
+
+/// The shared secret: `secret` in the trigger, or a field of its `credential`.
+fn secret(state: &State, inputs: &Value) -> Result<Option<String>, String> {
+    if let Some(s) = inputs.get("secret").and_then(Value::as_str) {
+        return Ok(Some(s.to_string()));
+    }
+    let Some(name) = inputs.get("credential").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let vault = crate::secrets::Vault::open(&state.home).map_err(|e| e.to_string())?;
+    let cred = vault.get(name).map_err(|e| e.to_string())?;
+    ["value", "token", "key", "api_key", "password"]
+        .iter()
+        .find_map(|f| cred.field(f).map(str::to_string))
+        .map(Some)
+        .ok_or_else(|| format!("credential {name:?} has no value, token or key field"))
+}
+
+/// Checks `sha256=<hex HMAC-SHA256 of the body>` (or the bare hex).
+pub(super) fn verify(
+    state: &State,
+    inputs: &Value,
+    presented: Option<&str>,
+    body: &[u8],
+) -> Result<(), String> {
+    let Some(secret) = secret(state, inputs)? else {
+        return Ok(());
+    };
+    let header = signature_header(inputs).unwrap_or_default();
+    let Some(presented) = presented else {
+        return Err(format!(
+            "this webhook needs a signature: send the header {header}: sha256=<hex HMAC-SHA256 of the body>"
+        ));
+    };
+    let hex = presented.trim().trim_start_matches("sha256=");
+    let bytes = decode_hex(hex).ok_or_else(|| format!("header {header} is not hex"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|_| "the webhook secret cannot be used".to_string())?;
+    mac.update(body);
+    mac.verify_slice(&bytes)
+        .map_err(|_| format!("the signature in {header} does not match the body"))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Token bucket per webhook path: `None` lets the request through, else how
+/// long until the next one would be.
+pub(super) fn throttle(state: &State, hook: &str, per_second: f64) -> Option<Duration> {
+    if per_second <= 0.0 || !per_second.is_finite() {
+        return None;
+    }
+    let mut buckets = state.hook_buckets.lock().ok()?;
+    let burst = per_second.max(1.0);
+    let now = Instant::now();
+    let (tokens, at) = buckets.entry(hook.to_string()).or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        None
+    } else {
+        Some(Duration::from_secs_f64((1.0 - *tokens) / per_second))
+    }
+}

@@ -717,3 +717,47 @@ fn webhook_signatures_and_rate_limits() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(post("limited", &[]).0, 202, "the bucket refills");
 }
+
+#[test]
+fn webhook_respond_answers_the_caller() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "order", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "order"}}},
+        {"id": "check", "type": "flow.if", "data": {"inputs": {"condition": "{{ trigger.body.id > 0 }}"}}},
+        {"id": "ok", "type": "webhook.respond", "data": {"inputs": {"status": 201,
+            "headers": {"X-Order": "{{ trigger.body.id }}"}, "body": {"accepted": "{{ trigger.body.id }}"}}}}
+    ], "edges": [{"source": "t", "target": "check"}, {"source": "check", "sourceHandle": "true", "target": "ok"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, header, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/webhook/order", d.url))
+            .json(&json!({"id": 42}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let header = r
+            .headers()
+            .get("x-order")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, header, r.json::<Value>().await.unwrap())
+    });
+    assert_eq!(status, 201);
+    assert_eq!(header.as_deref(), Some("42"));
+    assert_eq!(body, json!({"accepted": 42}));
+    // The branch with webhook.respond is skipped: the caller gets the plain 202.
+    let (code, body) = http(
+        "POST",
+        &format!("{}/webhook/order", d.url),
+        None,
+        &[],
+        Some(&json!({"id": -1})),
+    );
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["responded"], false);
+}

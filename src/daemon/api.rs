@@ -370,7 +370,7 @@ pub(super) fn start_run(
     input: Value,
     trigger: &str,
 ) -> Result<String, Box<Reply>> {
-    start_run_with(state, name, None, input, trigger)
+    start_run_with(state, name, None, input, trigger, None)
 }
 
 /// Starts a run of `name` with the given definition (a retry runs what ran
@@ -381,6 +381,7 @@ pub(super) fn start_run_with(
     definition: Option<String>,
     input: Value,
     trigger: &str,
+    responder: Option<crate::nodes::Responder>,
 ) -> Result<String, Box<Reply>> {
     let (definition, enabled) = match definition {
         Some(d) => (d, true),
@@ -430,6 +431,7 @@ pub(super) fn start_run_with(
     }
     let mut request = RunRequest::new(input, trigger);
     request.run_id = Some(run_id.clone());
+    request.responder = responder;
     request.cancel = state.runs_cancel.child_token();
     if let Ok(mut cancels) = state.cancels.lock() {
         cancels.insert(run_id.clone(), request.cancel.clone());
@@ -473,7 +475,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         Ok(f) => f,
         Err(e) => return internal(&e),
     };
-    let Some((name, want_method, inputs)) = found else {
+    let Some((name, want_method, inputs, responds)) = found else {
         return not_found(&format!("no enabled workflow listens on /webhook/{hook}"));
     };
     if !want_method.eq_ignore_ascii_case(&method) {
@@ -525,13 +527,87 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     let input =
         json!({"method": method, "path": hook, "headers": headers, "query": query, "body": body});
-    match start_run(state, &name, input, "webhook") {
-        Ok(id) => reply(StatusCode::ACCEPTED, &json!({"run_id": id})),
-        Err(r) => *r,
+    let (responder, answer) = if responds {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Some(Arc::new(std::sync::Mutex::new(Some(tx)))), Some(rx))
+    } else {
+        (None, None)
+    };
+    let id = match start_run_with(state, &name, None, input, "webhook", responder) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let Some(answer) = answer else {
+        return reply(StatusCode::ACCEPTED, &json!({"run_id": id}));
+    };
+    match tokio::time::timeout(RESPOND_WAIT, answer).await {
+        Ok(Ok(answer)) => respond_with(&id, &answer),
+        // The run ended without reaching webhook.respond (a skipped branch, a failure).
+        Ok(Err(_)) => reply(
+            StatusCode::ACCEPTED,
+            &json!({"run_id": id, "responded": false}),
+        ),
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "no_response",
+            format!(
+                "the run did not reach webhook.respond within {}s; it goes on",
+                RESPOND_WAIT.as_secs()
+            ),
+            json!({"run_id": id}),
+        ),
     }
 }
 
-fn find_webhook(state: &State, hook: &str) -> Result<Option<(String, String, Value)>, String> {
+/// How long a webhook caller waits for `webhook.respond`.
+const RESPOND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The HTTP answer `webhook.respond` asked for.
+fn respond_with(run_id: &str, answer: &Value) -> Reply {
+    let status = answer
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| StatusCode::from_u16(s as u16).ok())
+        .unwrap_or(StatusCode::OK);
+    let (bytes, content_type) = match answer.get("body") {
+        Some(Value::String(text)) => (text.clone().into_bytes(), "text/plain; charset=utf-8"),
+        Some(Value::Null) | None => (Vec::new(), "text/plain; charset=utf-8"),
+        Some(other) => (other.to_string().into_bytes(), "application/json"),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    let headers = r.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(run_id) {
+        headers.insert("x-fuse-run-id", v);
+    }
+    for (k, v) in answer
+        .get("headers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let text = v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            hyper::header::HeaderValue::from_str(&text),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    r
+}
+
+/// (workflow, method, trigger inputs, whether it has a webhook.respond node).
+type Hook = (String, String, Value, bool);
+
+fn find_webhook(state: &State, hook: &str) -> Result<Option<Hook>, String> {
     let store = state
         .store
         .lock()
@@ -574,7 +650,18 @@ fn find_webhook(state: &State, hook: &str) -> Result<Option<(String, String, Val
                     .and_then(Value::as_str)
                     .unwrap_or("POST")
                     .to_string();
-                return Ok(Some((name, method, inputs.cloned().unwrap_or(Value::Null))));
+                let responds = wf
+                    .get("nodes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .any(|n| n.get("type").and_then(Value::as_str) == Some("webhook.respond"));
+                return Ok(Some((
+                    name,
+                    method,
+                    inputs.cloned().unwrap_or(Value::Null),
+                    responds,
+                )));
             }
         }
     }

@@ -295,7 +295,7 @@ fn retry(state: &Arc<State>, id: &str) -> Reply {
             .and_then(|h| store.definition(h).ok().flatten());
         (detail.summary.workflow, definition, detail.input)
     };
-    match start_run_with(state, &workflow, definition, input, "retry") {
+    match start_run_with(state, &workflow, definition, input, "retry", None) {
         Ok(run_id) => reply(
             StatusCode::ACCEPTED,
             &json!({"run_id": run_id, "retry_of": id}),

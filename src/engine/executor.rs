@@ -110,6 +110,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         workflow: plan.name.clone(),
         started_at: started_at.clone(),
         depth: request.depth,
+        responder: request.responder.clone(),
     });
     let scope = RunScope::new(
         &input,

@@ -62,6 +62,8 @@ pub struct RunRequest {
     /// The run's id, when the caller must know it before the run ends (the
     /// daemon answers `202 {run_id}`); a new v7 UUID otherwise.
     pub run_id: Option<String>,
+    /// A waiting webhook caller, answered by `webhook.respond`.
+    pub responder: Option<crate::nodes::Responder>,
 }
 
 impl RunRequest {
@@ -75,6 +77,7 @@ impl RunRequest {
             cancel: CancellationToken::new(),
             reuse: Default::default(),
             run_id: None,
+            responder: None,
         }
     }
 }

@@ -21,7 +21,13 @@ pub struct RunInfo {
     /// Depth of sub-workflow nesting (0 for a top-level run).
     #[serde(skip)]
     pub depth: u32,
+    /// Where `webhook.respond` sends its answer (a webhook caller waits on it).
+    #[serde(skip)]
+    pub responder: Option<Responder>,
 }
+
+/// The answer channel of a webhook caller: taken once by `webhook.respond`.
+pub type Responder = Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<Value>>>>;
 
 /// Log levels of run log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

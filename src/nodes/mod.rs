@@ -14,7 +14,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use ctx::{LogLevel, NodeCtx, RunInfo, json_type, wrong_type};
+pub use ctx::{LogLevel, NodeCtx, Responder, RunInfo, json_type, wrong_type};
 pub use error::{ErrorKind, NodeError};
 pub use registry::Registry;
 

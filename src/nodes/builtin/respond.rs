@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use serde_json::{Value, json};
+
 use super::{InputSpec, Node, any_output, boxed, builtin};
-use crate::nodes::NodeError;
+use crate::nodes::{NodeError, NodeOutput, wrong_type};
 
 pub(super) fn node() -> Arc<dyn Node> {
     builtin(
@@ -16,12 +18,40 @@ pub(super) fn node() -> Arc<dyn Node> {
             InputSpec::optional("body", "any", "response body (JSON unless a string)"),
         ],
         any_output(),
-        |_ctx| {
+        |ctx| {
             boxed(async move {
-                Err(NodeError::input(
-                    "webhook.respond answers a waiting webhook caller, and this run has none \
-                     (it was not started by a webhook); deploy the workflow to the daemon, or remove the node for `fuse run`",
-                ))
+                let sender = ctx
+                    .run
+                    .responder
+                    .as_ref()
+                    .and_then(|r| r.lock().ok().and_then(|mut s| s.take()));
+                let Some(sender) = sender else {
+                    return Err(NodeError::input(
+                        "webhook.respond answers a waiting webhook caller, and this run has none \
+                         (it was not started by a webhook, or the caller was answered already); \
+                         deploy the workflow to the daemon, or remove the node for `fuse run`",
+                    ));
+                };
+                let status = match ctx.params.get("status") {
+                    None | Some(Value::Null) => 200,
+                    Some(v) => v
+                        .as_u64()
+                        .filter(|s| (100..=599).contains(s))
+                        .ok_or_else(|| wrong_type("status", "an HTTP status (100-599)", v))?,
+                };
+                if let Some(h) = ctx.params.get("headers").filter(|h| !h.is_null())
+                    && !h.is_object()
+                {
+                    return Err(wrong_type("headers", "an object", h));
+                }
+                let answer = json!({
+                    "status": status,
+                    "headers": ctx.params.get("headers").cloned().unwrap_or(json!({})),
+                    "body": ctx.params.get("body").cloned().unwrap_or(Value::Null),
+                });
+                // A caller that gave up (timeout) is not an error of the run.
+                let _ = sender.send(answer.clone());
+                Ok(NodeOutput::new(answer))
             })
         },
     )

@@ -761,3 +761,56 @@ fn webhook_respond_answers_the_caller() {
     assert_eq!(code, 202, "{body}");
     assert_eq!(body["responded"], false);
 }
+
+#[test]
+fn the_workflows_folder_deploys_redeploys_and_disables() {
+    let home = TestHome::initialized();
+    let dir = home.path().join("workflows");
+    // A file present before the start is deployed at start.
+    let wf = |n: i64| {
+        json!({"name": "folder-wf", "nodes": [{"id": "s", "type": "transform.set",
+            "data": {"inputs": {"values": {"n": n}}}}], "edges": []})
+    };
+    std::fs::write(dir.join("folder-wf.json"), wf(1).to_string()).unwrap();
+    let d = start(&home);
+    let wait_for = |what: &str, check: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, v) = d.call("GET", "/api/v1/workflows", None);
+            if check(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let version = |v: &Value| v["workflows"][0]["version"].as_i64().unwrap_or(0);
+    wait_for("deployed at start", &|v| version(v) == 1);
+    std::fs::write(dir.join("folder-wf.json"), wf(2).to_string()).unwrap();
+    wait_for("a changed file is a new version", &|v| version(v) == 2);
+    let (_, started) = d.call("POST", "/api/v1/workflows/folder-wf/run", Some(json!({})));
+    assert_eq!(
+        d.wait_run(started["run_id"].as_str().unwrap())["output"],
+        json!({"n": 2})
+    );
+
+    // An invalid edit is logged; version 2 keeps running.
+    std::fs::write(
+        dir.join("folder-wf.json"),
+        r#"{"name": "folder-wf", "nodes": [{"id": "x", "type": "nope"}]}"#,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, v) = d.call("GET", "/api/v1/workflows", None);
+    assert_eq!(version(&v), 2);
+    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+    assert!(
+        log.contains("folder-wf.json: not deployed") && log.contains("unknown node type"),
+        "{log}"
+    );
+
+    std::fs::remove_file(dir.join("folder-wf.json")).unwrap();
+    wait_for("a removed file disables the workflow", &|v| {
+        v["workflows"][0]["enabled"] == false
+    });
+}

@@ -223,6 +223,53 @@ fn now_ms() -> i64 {
 }
 
 /// Stores a new version of a workflow (validated first).
+/// Stores `text` as the new current version of `name` (enabling it).
+pub(super) fn store_version(
+    state: &State,
+    name: &str,
+    text: &str,
+    source_path: Option<&std::path::Path>,
+) -> rusqlite::Result<i64> {
+    let Ok(store) = state.store.lock() else {
+        return Err(rusqlite::Error::InvalidQuery);
+    };
+    let conn = store.conn();
+    let now = now_ms();
+    let source = source_path.map(|p| p.display().to_string());
+    conn.execute(
+        "INSERT INTO workflows (name, enabled, source_path, created_at, updated_at) VALUES (?1, 1, ?2, ?3, ?3)
+         ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at, enabled = 1,
+           source_path = coalesce(excluded.source_path, workflows.source_path)",
+        params![name, source, now],
+    )?;
+    let id: i64 = conn.query_row("SELECT id FROM workflows WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })?;
+    let version: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) + 1 FROM workflow_versions WHERE workflow_id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "INSERT INTO workflow_versions (workflow_id, version, definition, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, version, text, text_hash(text), now],
+    )?;
+    conn.execute(
+        "UPDATE workflows SET current_version = ?2 WHERE id = ?1",
+        params![id, version],
+    )?;
+    Ok(version)
+}
+
+/// sha256 of a definition, hex.
+pub(super) fn text_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
     let text = value.to_string();
     let Some(name) = value
@@ -260,43 +307,7 @@ pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
             details,
         );
     }
-    let Ok(store) = state.store.lock() else {
-        return internal("the store is unusable");
-    };
-    let result = (|| -> rusqlite::Result<i64> {
-        let conn = store.conn();
-        let now = now_ms();
-        conn.execute(
-            "INSERT INTO workflows (name, enabled, created_at, updated_at) VALUES (?1, 1, ?2, ?2)
-             ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at",
-            params![name, now],
-        )?;
-        let id: i64 = conn.query_row("SELECT id FROM workflows WHERE name = ?1", [&name], |r| {
-            r.get(0)
-        })?;
-        let version: i64 = conn.query_row(
-            "SELECT coalesce(max(version), 0) + 1 FROM workflow_versions WHERE workflow_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
-        let hash: String = {
-            use sha2::{Digest, Sha256};
-            Sha256::digest(text.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        };
-        conn.execute(
-            "INSERT INTO workflow_versions (workflow_id, version, definition, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, version, text, hash, now],
-        )?;
-        conn.execute(
-            "UPDATE workflows SET current_version = ?2 WHERE id = ?1",
-            params![id, version],
-        )?;
-        Ok(version)
-    })();
-    drop(store);
+    let result = store_version(state, &name, &text, None);
     if result.is_ok() {
         // New or changed schedule triggers take effect at once.
         super::scheduler::sync(state);

@@ -6,6 +6,7 @@
 //! queue come next (issue 7).
 
 mod api;
+mod folder;
 mod hooks;
 mod manage;
 pub mod scheduler;
@@ -202,6 +203,10 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         )
         .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
         .ok();
+        folder::scan(&state);
+        let _folder_watcher = folder::watch(state.clone())
+            .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
+            .ok();
         scheduler::sync(&state);
         scheduler::catch_up(&state);
         let ticker = tokio::spawn(scheduler::run(state.clone()));

@@ -29,6 +29,8 @@ pub struct DaemonConfig {
     /// Address to bind. Loopback by default: the API is for this machine only.
     pub host: String,
     pub port: u16,
+    /// Runs executing at once; more wait in the (persisted) queue.
+    pub max_runs: usize,
 }
 
 impl Default for DaemonConfig {
@@ -36,6 +38,7 @@ impl Default for DaemonConfig {
         Self {
             host: "127.0.0.1".into(),
             port: 5678,
+            max_runs: 64,
         }
     }
 }
@@ -155,7 +158,12 @@ impl Default for LogConfig {
 }
 
 /// Environment variables starting with `FUSE_` that are not config keys.
-const NON_CONFIG_VARS: &[&str] = &["FUSE_HOME", "FUSE_MASTER_KEY", "FUSE_LOG"];
+const NON_CONFIG_VARS: &[&str] = &[
+    "FUSE_HOME",
+    "FUSE_MASTER_KEY",
+    "FUSE_NEW_MASTER_KEY",
+    "FUSE_LOG",
+];
 
 /// Values given on the command line; they win over the file and the environment.
 #[derive(Debug, Clone, Default)]
@@ -334,6 +342,8 @@ pub fn default_file(port: u16) -> String {
 # Address the daemon binds to. Keep it on loopback unless you put a proxy in front.
 host = "{host}"
 port = {port}
+# Runs executing at once; accepted runs beyond that wait, recorded as queued.
+max_runs = {max_runs}
 
 [engine]
 # How many nodes of one run may execute at the same time (a workflow's
@@ -381,6 +391,7 @@ timeout = "{llm_timeout}"
 level = "{level}"
 "#,
         host = d.daemon.host,
+        max_runs = d.daemon.max_runs,
         max_parallel = d.engine.max_parallel,
         keep_runs = d.history.keep_runs,
         keep_days = d.history.keep_days,

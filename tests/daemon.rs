@@ -25,8 +25,15 @@ impl Drop for Daemon<'_> {
 }
 
 fn start(home: &TestHome) -> Daemon<'_> {
-    home.cmd()
-        .args(["start", "--port", "0"])
+    start_with(home, &[])
+}
+
+fn start_with<'a>(home: &'a TestHome, env: &[(&str, &str)]) -> Daemon<'a> {
+    let mut cmd = home.cmd();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(["start", "--port", "0"])
         .assert()
         .success()
         .stdout(predicates::str::contains("fuse daemon started"));
@@ -813,4 +820,82 @@ fn the_workflows_folder_deploys_redeploys_and_disables() {
     wait_for("a removed file disables the workflow", &|v| {
         v["workflows"][0]["enabled"] == false
     });
+}
+
+#[test]
+fn max_runs_queues_and_queued_runs_survive_a_crash_and_resume_continues() {
+    let home = TestHome::initialized();
+    let marker = home.tmp().join("go");
+    let counter = home.tmp().join("count");
+    let d = start_with(&home, &[("FUSE_DAEMON_MAX_RUNS", "1")]);
+    let wf = json!({"name": "slow", "settings": {"resume": true}, "nodes": [
+        {"id": "count", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", format!("echo x >> {}", counter.display())]}}},
+        {"id": "gate", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c",
+            format!("[ -n \"$FAST\" ] || test -f {} || sleep 20", marker.display())], "env": {"FAST": "{{ trigger.fast }}"}}}}
+    ], "edges": [{"source": "count", "target": "gate"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, first) = d.call(
+        "POST",
+        "/api/v1/workflows/slow/run",
+        Some(json!({"fast": ""})),
+    );
+    let first = first["run_id"].as_str().unwrap().to_string();
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        let (_, r) = d.call(
+            "POST",
+            "/api/v1/workflows/slow/run",
+            Some(json!({"fast": "yes"})),
+        );
+        queued.push(r["run_id"].as_str().unwrap().to_string());
+    }
+    // One slot: the first runs (blocked at the gate), the others wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&counter)
+        .map(|c| c.lines().count())
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(Instant::now() < deadline, "the first run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for id in &queued {
+        let (_, run) = d.call("GET", &format!("/api/v1/executions/{id}"), None);
+        assert_eq!(run["status"], "queued", "{run}");
+    }
+    let (_, health) = d.call("GET", "/api/v1/health", None);
+    assert_eq!(health["active_runs"], 3);
+
+    // Crash. At the next start the queued runs run under their own ids, and the
+    // interrupted one resumes after its finished node (count is not run again).
+    // SAFETY: kills the daemon this test started.
+    unsafe {
+        libc::kill(d.pid as i32, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(&marker, "").unwrap();
+    let d2 = start(&home);
+    for id in &queued {
+        assert_eq!(d2.wait_run(id)["status"], "succeeded");
+    }
+    assert_eq!(d2.wait_run(&first)["status"], "interrupted");
+    let (_, list) = d2.call("GET", "/api/v1/executions?workflow=slow&limit=0", None);
+    let resumed = list["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["retry_of"] == json!(first))
+        .cloned()
+        .expect("a resumed run");
+    let resumed = d2.wait_run(resumed["id"].as_str().unwrap());
+    assert_eq!(
+        (resumed["status"].as_str(), resumed["trigger"].as_str()),
+        (Some("succeeded"), Some("resume"))
+    );
+    // count ran for the first run and the two queued ones, not again for the resume.
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        3
+    );
 }

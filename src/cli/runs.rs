@@ -1,6 +1,5 @@
 //! `fuse runs list|show|logs|retry|prune`: the recorded history.
 
-use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 
 use serde_json::Value;
@@ -10,7 +9,7 @@ use super::progress::Mode;
 use super::run::{CliEngine, print_record, report_load_error};
 use crate::engine::{RunRequest, duration};
 use crate::home::Home;
-use crate::store::history::{NodeRunRow, RunFilter};
+use crate::store::history::RunFilter;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunsCommand {
@@ -154,7 +153,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 "{:<24}  {:<16}  {:<10}  {:>8}  {:>8}  ERROR",
                 "NODE", "TYPE", "STATUS", "ATTEMPTS", "DURATION"
             );
-            for (node, rows) in by_node(&run.nodes) {
+            for (node, rows) in crate::store::history::by_node(&run.nodes) {
                 let last = rows.last().copied();
                 let attempts = rows
                     .iter()
@@ -239,7 +238,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             let mut request = RunRequest::new(run.input.clone(), "retry");
             request.retry_of = Some(run.summary.id.clone());
             if from_failed {
-                request.reuse = succeeded_outputs(&run.nodes);
+                request.reuse = crate::store::history::succeeded_outputs(&run.nodes);
             }
             let record = cli.run(plan, request)?;
             return print_record(&record, json, quiet, true);
@@ -257,48 +256,6 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
 }
 
 /// Node rows grouped by node, in first-seen order.
-fn by_node(rows: &[NodeRunRow]) -> Vec<(&str, Vec<&NodeRunRow>)> {
-    let mut order: Vec<&str> = Vec::new();
-    let mut groups: HashMap<&str, Vec<&NodeRunRow>> = HashMap::new();
-    for r in rows {
-        let entry = groups.entry(r.node_id.as_str()).or_default();
-        if entry.is_empty() {
-            order.push(&r.node_id);
-        }
-        entry.push(r);
-    }
-    order
-        .into_iter()
-        .map(|n| (n, groups.remove(n).unwrap_or_default()))
-        .collect()
-}
-
-/// Outputs of the nodes that succeeded in a run (foreach nodes only when every
-/// item succeeded).
-fn succeeded_outputs(rows: &[NodeRunRow]) -> HashMap<String, Value> {
-    let mut out = HashMap::new();
-    for (node, rows) in by_node(rows) {
-        if rows.iter().any(|r| r.item.is_some()) {
-            let mut items: BTreeMap<i64, Value> = BTreeMap::new();
-            for r in &rows {
-                if let (Some(i), "succeeded", Some(v)) = (r.item, r.status.as_str(), &r.output) {
-                    items.insert(i, v.clone());
-                }
-            }
-            let max = rows.iter().filter_map(|r| r.item).max().unwrap_or(-1);
-            if items.len() as i64 == max + 1 {
-                out.insert(
-                    node.to_string(),
-                    Value::Array(items.into_values().collect()),
-                );
-            }
-        } else if let Some(r) = rows.iter().rev().find(|r| r.status == "succeeded") {
-            out.insert(node.to_string(), r.output.clone().unwrap_or(Value::Null));
-        }
-    }
-    out
-}
-
 fn clip(s: &str, n: usize) -> String {
     let s = s.replace('\n', " ");
     if s.chars().count() <= n {

@@ -381,20 +381,33 @@ pub(super) fn start_run(
     input: Value,
     trigger: &str,
 ) -> Result<String, Box<Reply>> {
-    start_run_with(state, name, None, input, trigger, None)
+    start_run_with(state, name, input, trigger, RunSpec::default())
 }
 
 /// Starts a run of `name` with the given definition (a retry runs what ran
 /// before) or its current one.
+/// How to start a run beyond its workflow, input and trigger.
+#[derive(Default)]
+pub(super) struct RunSpec {
+    /// Run this definition (a retry runs what ran before) instead of the current one.
+    pub definition: Option<String>,
+    /// A webhook caller waiting for `webhook.respond`.
+    pub responder: Option<crate::nodes::Responder>,
+    /// The id of a run already recorded as queued (resubmitted after a restart).
+    pub existing_id: Option<String>,
+    pub retry_of: Option<String>,
+    /// Outputs of nodes to reuse (resume from the last finished node).
+    pub reuse: std::collections::HashMap<String, Value>,
+}
+
 pub(super) fn start_run_with(
     state: &Arc<State>,
     name: &str,
-    definition: Option<String>,
     input: Value,
     trigger: &str,
-    responder: Option<crate::nodes::Responder>,
+    spec: RunSpec,
 ) -> Result<String, Box<Reply>> {
-    let (definition, enabled) = match definition {
+    let (definition, enabled) = match spec.definition {
         Some(d) => (d, true),
         None => match current(state, name) {
             Ok(Some((d, _, enabled))) => (d, enabled),
@@ -425,24 +438,30 @@ pub(super) fn start_run_with(
                 Value::Null,
             )
         })?;
-    let run_id = uuid::Uuid::now_v7().to_string();
-    // The run is in the database before the caller hears about it: a daemon
-    // killed right after answering still has it (and marks it interrupted).
-    {
-        let Ok(store) = state.store.lock() else {
-            return Err(Box::new(internal("the store is unusable")));
-        };
-        if let Err(e) = store.conn().execute(
-            "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, created_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
-            params![run_id, name, trigger, input.to_string(), now_ms()],
-        ) {
-            return Err(Box::new(internal(&format!("cannot record the run: {e}"))));
+    let run_id = match spec.existing_id {
+        Some(id) => id,
+        None => {
+            let run_id = uuid::Uuid::now_v7().to_string();
+            // The run is in the database before the caller hears about it: a
+            // daemon killed right after answering still has it.
+            let Ok(store) = state.store.lock() else {
+                return Err(Box::new(internal("the store is unusable")));
+            };
+            if let Err(e) = store.conn().execute(
+                "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+                params![run_id, name, trigger, input.to_string(), spec.retry_of, now_ms()],
+            ) {
+                return Err(Box::new(internal(&format!("cannot record the run: {e}"))));
+            }
+            run_id
         }
-    }
+    };
     let mut request = RunRequest::new(input, trigger);
     request.run_id = Some(run_id.clone());
-    request.responder = responder;
+    request.responder = spec.responder;
+    request.retry_of = spec.retry_of;
+    request.reuse = spec.reuse;
     request.cancel = state.runs_cancel.child_token();
     if let Ok(mut cancels) = state.cancels.lock() {
         cancels.insert(run_id.clone(), request.cancel.clone());
@@ -456,7 +475,19 @@ pub(super) fn start_run_with(
         run_id.clone(),
     );
     tokio::spawn(async move {
-        let _ = engine.run(Arc::new(plan), request).await;
+        // At most daemon.max_runs run at once; the others stay queued.
+        let permit = st.slots.clone().acquire_owned().await;
+        if permit.is_ok() && !request.cancel.is_cancelled() {
+            // `running` before any node starts: after a crash, `queued` means the
+            // run never started and is safe to start again.
+            if let Ok(store) = st.store.lock() {
+                let _ = store.conn().execute(
+                    "UPDATE executions SET status = 'running', started_at = ?2 WHERE id = ?1 AND status = 'queued'",
+                    params![id, now_ms()],
+                );
+            }
+            let _ = engine.run(Arc::new(plan), request).await;
+        }
         if let Ok(mut cancels) = st.cancels.lock() {
             cancels.remove(&id);
         }
@@ -544,7 +575,11 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
     } else {
         (None, None)
     };
-    let id = match start_run_with(state, &name, None, input, "webhook", responder) {
+    let spec = RunSpec {
+        responder,
+        ..RunSpec::default()
+    };
+    let id = match start_run_with(state, &name, input, "webhook", spec) {
         Ok(id) => id,
         Err(r) => return *r,
     };

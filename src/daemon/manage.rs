@@ -271,7 +271,7 @@ fn cancel(state: &Arc<State>, id: &str) -> Reply {
 }
 
 fn retry(state: &Arc<State>, id: &str) -> Reply {
-    let (workflow, definition, input) = {
+    let (full_id, workflow, definition, input) = {
         let Ok(store) = state.store.lock() else {
             return internal("the store is unusable");
         };
@@ -293,9 +293,19 @@ fn retry(state: &Arc<State>, id: &str) -> Reply {
             .workflow_hash
             .as_deref()
             .and_then(|h| store.definition(h).ok().flatten());
-        (detail.summary.workflow, definition, detail.input)
+        (
+            detail.summary.id,
+            detail.summary.workflow,
+            definition,
+            detail.input,
+        )
     };
-    match start_run_with(state, &workflow, definition, input, "retry", None) {
+    let spec = super::api::RunSpec {
+        definition,
+        retry_of: Some(full_id),
+        ..Default::default()
+    };
+    match start_run_with(state, &workflow, input, "retry", spec) {
         Ok(run_id) => reply(
             StatusCode::ACCEPTED,
             &json!({"run_id": run_id, "retry_of": id}),

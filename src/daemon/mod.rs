@@ -9,6 +9,7 @@ mod api;
 mod folder;
 mod hooks;
 mod manage;
+mod recovery;
 pub mod scheduler;
 
 pub use manage::openapi;
@@ -89,6 +90,8 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Run slots (`daemon.max_runs`).
+    pub slots: Arc<tokio::sync::Semaphore>,
     /// Webhook rate-limit buckets by path: (tokens, last refill).
     pub hook_buckets: Mutex<std::collections::HashMap<String, (f64, Instant)>>,
     /// Cancel handles of the runs in flight, by run id.
@@ -141,7 +144,10 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         .trim()
         .to_string();
     let store = home.open_store()?;
-    let interrupted = mark_interrupted(&store)?;
+    // Runs an earlier daemon left: accepted-but-not-started ones run now; the
+    // ones it was running are interrupted (and resumed where the workflow says so).
+    let leftovers = recovery::leftovers(&store)?;
+    let interrupted = mark_interrupted(&store, false)?;
     if interrupted > 0 {
         tracing::warn!(
             "{interrupted} run(s) left running by an earlier daemon are marked interrupted"
@@ -191,6 +197,7 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         queued: Mutex::new(Default::default()),
         cancels: Mutex::new(Default::default()),
         hook_buckets: Mutex::new(Default::default()),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.daemon.max_runs.max(1))),
         runs_cancel: CancellationToken::new(),
     });
     let result = runtime.block_on(async {
@@ -204,6 +211,7 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
         .ok();
         folder::scan(&state);
+        recovery::resubmit(&state, leftovers);
         let _folder_watcher = folder::watch(state.clone())
             .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
             .ok();
@@ -230,26 +238,41 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     recorder.flush();
+    // Runs still going after the grace period are interrupted; accepted runs that
+    // never got a slot stay queued and run at the next start.
     if let Ok(store) = home.open_store() {
-        let _ = mark_interrupted(&store);
+        let _ = mark_interrupted(&store, false);
     }
     let _ = std::fs::remove_file(info_path(home));
     result
 }
 
-/// Runs still `running` (or `queued`) in the database belong to a daemon that
-/// died: they become `interrupted`.
-pub fn mark_interrupted(store: &Store) -> anyhow::Result<usize> {
+/// Top-level runs still `running` (and `queued` ones when `queued` is true)
+/// belong to a daemon that stopped: they become `interrupted`, with their
+/// sub-runs.
+pub fn mark_interrupted(store: &Store, queued: bool) -> anyhow::Result<usize> {
+    let statuses = if queued {
+        "('running', 'queued')"
+    } else {
+        "('running')"
+    };
     let n = store
         .conn()
         .execute(
-            "UPDATE executions SET status = 'interrupted',
-               error = coalesce(error, 'the daemon stopped before the run finished'),
-               finished_at = coalesce(finished_at, CAST(strftime('%s','now') AS INTEGER) * 1000)
-             WHERE status IN ('running', 'queued')",
+            &format!(
+                "UPDATE executions SET status = 'interrupted',
+                   error = coalesce(error, 'the daemon stopped before the run finished'),
+                   finished_at = coalesce(finished_at, CAST(strftime('%s','now') AS INTEGER) * 1000)
+                 WHERE status IN {statuses} AND parent_id IS NULL"
+            ),
             [],
         )
         .context("cannot mark interrupted runs")?;
+    let _ = store.conn().execute(
+        "UPDATE executions SET status = 'interrupted'
+         WHERE status IN ('running', 'queued') AND parent_id IS NOT NULL",
+        [],
+    );
     Ok(n)
 }
 

@@ -1,6 +1,7 @@
 //! Reading run history: lists, one run with its node attempts, logs, and the
 //! definitions a run used (for `runs retry`). Also the explicit prune.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use rusqlite::{OptionalExtension, params};
@@ -250,4 +251,47 @@ impl Store {
             .map_err(|e| self.db_err("checkpointing", e))?;
         Ok(n)
     }
+}
+
+/// Outputs of the nodes that succeeded in a recorded run (a foreach node only
+/// when every item succeeded): what a retry or a resume reuses.
+pub fn succeeded_outputs(rows: &[NodeRunRow]) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for (node, rows) in by_node(rows) {
+        if rows.iter().any(|r| r.item.is_some()) {
+            let mut items: BTreeMap<i64, Value> = BTreeMap::new();
+            for r in &rows {
+                if let (Some(i), "succeeded", Some(v)) = (r.item, r.status.as_str(), &r.output) {
+                    items.insert(i, v.clone());
+                }
+            }
+            let max = rows.iter().filter_map(|r| r.item).max().unwrap_or(-1);
+            if items.len() as i64 == max + 1 {
+                out.insert(
+                    node.to_string(),
+                    Value::Array(items.into_values().collect()),
+                );
+            }
+        } else if let Some(r) = rows.iter().rev().find(|r| r.status == "succeeded") {
+            out.insert(node.to_string(), r.output.clone().unwrap_or(Value::Null));
+        }
+    }
+    out
+}
+
+/// Node attempts grouped by node, in first-seen order.
+pub fn by_node(rows: &[NodeRunRow]) -> Vec<(&str, Vec<&NodeRunRow>)> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut groups: HashMap<&str, Vec<&NodeRunRow>> = HashMap::new();
+    for r in rows {
+        let entry = groups.entry(r.node_id.as_str()).or_default();
+        if entry.is_empty() {
+            order.push(&r.node_id);
+        }
+        entry.push(r);
+    }
+    order
+        .into_iter()
+        .map(|n| (n, groups.remove(n).unwrap_or_default()))
+        .collect()
 }

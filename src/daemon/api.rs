@@ -143,7 +143,7 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
         (Method::POST, ["workflows", name, "run"]) => match body_json(req).await {
             Ok((input, _)) => {
                 let input = if input.is_null() { json!({}) } else { input };
-                match start_run(state, name, input, "manual") {
+                match start_run(state, name, input, "manual").await {
                     Ok(id) => reply(StatusCode::ACCEPTED, &json!({"run_id": id})),
                     Err(r) => *r,
                 }
@@ -310,7 +310,7 @@ pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
     let result = store_version(state, &name, &text, None);
     if result.is_ok() {
         // New or changed schedule triggers take effect at once.
-        super::scheduler::sync(state);
+        super::routes::changed(state);
     }
     match result {
         Ok(version) => reply(
@@ -375,13 +375,13 @@ fn get_workflow(state: &Arc<State>, name: &str) -> Reply {
 }
 
 /// Starts a run of a deployed workflow in the background; returns its id.
-pub(super) fn start_run(
+pub(super) async fn start_run(
     state: &Arc<State>,
     name: &str,
     input: Value,
     trigger: &str,
 ) -> Result<String, Box<Reply>> {
-    start_run_with(state, name, input, trigger, RunSpec::default())
+    start_run_with(state, name, input, trigger, RunSpec::default()).await
 }
 
 /// Starts a run of `name` with the given definition (a retry runs what ran
@@ -400,59 +400,82 @@ pub(super) struct RunSpec {
     pub reuse: std::collections::HashMap<String, Value>,
 }
 
-pub(super) fn start_run_with(
+pub(super) async fn start_run_with(
     state: &Arc<State>,
     name: &str,
     input: Value,
     trigger: &str,
     spec: RunSpec,
 ) -> Result<String, Box<Reply>> {
-    let (definition, enabled) = match spec.definition {
-        Some(d) => (d, true),
-        None => match current(state, name) {
-            Ok(Some((d, _, enabled))) => (d, enabled),
-            Ok(None) => {
-                return Err(Box::new(not_found(&format!(
-                    "no deployed workflow {name:?}"
-                ))));
-            }
-            Err(e) => return Err(Box::new(internal(&e))),
-        },
+    // The current version of an enabled workflow is planned once (routes);
+    // a given definition (a retry) is planned now.
+    let cached = match &spec.definition {
+        None => super::routes::current(state).plans.get(name).cloned(),
+        Some(_) => None,
     };
-    if !enabled {
-        return Err(Box::new(error(
-            StatusCode::CONFLICT,
-            "disabled",
-            format!("workflow {name:?} is disabled"),
-            Value::Null,
-        )));
-    }
-    let plan = state
-        .engine
-        .load_str(&definition, Some(&super::workflow_path(&state.home, name)))
-        .map_err(|e| {
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_workflow",
-                e.to_string(),
-                Value::Null,
+    let plan = match (cached, spec.definition) {
+        (Some(plan), _) => plan,
+        (None, given) => {
+            let definition = match given {
+                Some(d) => d,
+                None => match current(state, name) {
+                    Ok(Some((_, _, false))) => {
+                        return Err(Box::new(error(
+                            StatusCode::CONFLICT,
+                            "disabled",
+                            format!("workflow {name:?} is disabled"),
+                            Value::Null,
+                        )));
+                    }
+                    Ok(Some((d, _, true))) => d,
+                    Ok(None) => {
+                        return Err(Box::new(not_found(&format!(
+                            "no deployed workflow {name:?}"
+                        ))));
+                    }
+                    Err(e) => return Err(Box::new(internal(&e))),
+                },
+            };
+            Arc::new(
+                state
+                    .engine
+                    .load_str(&definition, Some(&super::workflow_path(&state.home, name)))
+                    .map_err(|e| {
+                        error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid_workflow",
+                            e.to_string(),
+                            Value::Null,
+                        )
+                    })?,
             )
-        })?;
+        }
+    };
     let run_id = match spec.existing_id {
         Some(id) => id,
         None => {
             let run_id = uuid::Uuid::now_v7().to_string();
-            // The run is in the database before the caller hears about it: a
+            // The run is committed to the database before the caller hears
+            // about it (sharing one commit with everything else in flight): a
             // daemon killed right after answering still has it.
-            let Ok(store) = state.store.lock() else {
-                return Err(Box::new(internal("the store is unusable")));
-            };
-            if let Err(e) = store.conn().execute(
-                "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
-                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
-                params![run_id, name, trigger, input.to_string(), spec.retry_of, now_ms()],
-            ) {
-                return Err(Box::new(internal(&format!("cannot record the run: {e}"))));
+            use rusqlite::types::Value as Sql;
+            let recorded = state
+                .recorder
+                .exec(
+                    "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
+                     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+                    vec![
+                        Sql::Text(run_id.clone()),
+                        Sql::Text(name.to_string()),
+                        Sql::Text(trigger.to_string()),
+                        Sql::Text(input.to_string()),
+                        spec.retry_of.clone().map(Sql::Text).unwrap_or(Sql::Null),
+                        Sql::Integer(now_ms()),
+                    ],
+                )
+                .await;
+            if recorded != Ok(true) {
+                return Err(Box::new(internal("cannot record the run in the database")));
             }
             run_id
         }
@@ -480,13 +503,17 @@ pub(super) fn start_run_with(
         if permit.is_ok() && !request.cancel.is_cancelled() {
             // `running` before any node starts: after a crash, `queued` means the
             // run never started and is safe to start again.
-            if let Ok(store) = st.store.lock() {
-                let _ = store.conn().execute(
+            let _ = st
+                .recorder
+                .exec(
                     "UPDATE executions SET status = 'running', started_at = ?2 WHERE id = ?1 AND status = 'queued'",
-                    params![id, now_ms()],
-                );
-            }
-            let _ = engine.run(Arc::new(plan), request).await;
+                    vec![
+                        rusqlite::types::Value::Text(id.clone()),
+                        rusqlite::types::Value::Integer(now_ms()),
+                    ],
+                )
+                .await;
+            let _ = engine.run(plan, request).await;
         }
         if let Ok(mut cancels) = st.cancels.lock() {
             cancels.remove(&id);
@@ -513,13 +540,15 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         .collect();
     let query = parse_query(req.uri().query().unwrap_or(""));
     // Find the workflow first: unknown paths never read the body.
-    let found = match find_webhook(state, &hook) {
-        Ok(f) => f,
-        Err(e) => return internal(&e),
-    };
-    let Some((name, want_method, inputs, responds)) = found else {
+    let Some(hook_route) = super::routes::current(state).hooks.get(&hook).cloned() else {
         return not_found(&format!("no enabled workflow listens on /webhook/{hook}"));
     };
+    let (name, want_method, inputs, responds) = (
+        hook_route.workflow,
+        hook_route.method,
+        hook_route.inputs,
+        hook_route.responds,
+    );
     if !want_method.eq_ignore_ascii_case(&method) {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -579,7 +608,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         responder,
         ..RunSpec::default()
     };
-    let id = match start_run_with(state, &name, input, "webhook", spec) {
+    let id = match start_run_with(state, &name, input, "webhook", spec).await {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -648,68 +677,4 @@ fn respond_with(run_id: &str, answer: &Value) -> Reply {
         }
     }
     r
-}
-
-/// (workflow, method, trigger inputs, whether it has a webhook.respond node).
-type Hook = (String, String, Value, bool);
-
-fn find_webhook(state: &State, hook: &str) -> Result<Option<Hook>, String> {
-    let store = state
-        .store
-        .lock()
-        .map_err(|_| "the store is unusable".to_string())?;
-    let mut stmt = store
-        .conn()
-        .prepare(
-            "SELECT w.name, v.definition FROM workflows w
-             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
-             WHERE w.enabled = 1",
-        )
-        .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(|e| e.to_string())?;
-    for row in rows.flatten() {
-        let (name, definition) = row;
-        let Ok(wf) = serde_json::from_str::<Value>(&definition) else {
-            continue;
-        };
-        for node in wf
-            .get("nodes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let kind = node.get("type").and_then(Value::as_str).unwrap_or("");
-            if crate::workflow::canonical_type(kind) != "trigger.webhook" {
-                continue;
-            }
-            let inputs = node.pointer("/data/inputs");
-            let path = inputs
-                .and_then(|i| i.get("path"))
-                .and_then(Value::as_str)
-                .unwrap_or(&name)
-                .trim_matches('/');
-            if path == hook {
-                let method = inputs
-                    .and_then(|i| i.get("method"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("POST")
-                    .to_string();
-                let responds = wf
-                    .get("nodes")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .any(|n| n.get("type").and_then(Value::as_str) == Some("webhook.respond"));
-                return Ok(Some((
-                    name,
-                    method,
-                    inputs.cloned().unwrap_or(Value::Null),
-                    responds,
-                )));
-            }
-        }
-    }
-    Ok(None)
 }

@@ -68,7 +68,7 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
                 .execute("UPDATE workflows SET enabled = 0 WHERE name = ?1", [&name]);
         }
     }
-    super::scheduler::sync(state);
+    super::routes::changed(state);
     outcomes
 }
 

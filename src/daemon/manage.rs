@@ -51,7 +51,7 @@ pub(super) async fn route(
             }
         }
         (&Method::POST, ["executions", id, "cancel"]) => cancel(state, id),
-        (&Method::POST, ["executions", id, "retry"]) => retry(state, id),
+        (&Method::POST, ["executions", id, "retry"]) => retry(state, id).await,
         (&Method::GET, ["nodes"]) => {
             let specs: Vec<Value> = state
                 .engine
@@ -138,7 +138,7 @@ fn delete_workflow(state: &Arc<State>, name: &str) -> Reply {
         Ok(0) => not_found(&format!("no deployed workflow {name:?}")),
         Ok(_) => {
             drop(store);
-            super::scheduler::sync(state);
+            super::routes::changed(state);
             reply(StatusCode::OK, &json!({"deleted": name}))
         }
         Err(e) => internal(&e.to_string()),
@@ -209,7 +209,7 @@ fn rollback(state: &Arc<State>, name: &str, version: Option<i64>) -> Reply {
         return internal(&e.to_string());
     }
     drop(store);
-    super::scheduler::sync(state);
+    super::routes::changed(state);
     reply(StatusCode::OK, &json!({"name": name, "version": version}))
 }
 
@@ -224,7 +224,7 @@ fn set_enabled(state: &Arc<State>, name: &str, enabled: bool) -> Reply {
         Ok(0) => not_found(&format!("no deployed workflow {name:?}")),
         Ok(_) => {
             drop(store);
-            super::scheduler::sync(state);
+            super::routes::changed(state);
             reply(StatusCode::OK, &json!({"name": name, "enabled": enabled}))
         }
         Err(e) => internal(&e.to_string()),
@@ -270,7 +270,7 @@ fn cancel(state: &Arc<State>, id: &str) -> Reply {
     }
 }
 
-fn retry(state: &Arc<State>, id: &str) -> Reply {
+async fn retry(state: &Arc<State>, id: &str) -> Reply {
     let (full_id, workflow, definition, input) = {
         let Ok(store) = state.store.lock() else {
             return internal("the store is unusable");
@@ -305,7 +305,7 @@ fn retry(state: &Arc<State>, id: &str) -> Reply {
         retry_of: Some(full_id),
         ..Default::default()
     };
-    match start_run_with(state, &workflow, input, "retry", spec) {
+    match start_run_with(state, &workflow, input, "retry", spec).await {
         Ok(run_id) => reply(
             StatusCode::ACCEPTED,
             &json!({"run_id": run_id, "retry_of": id}),

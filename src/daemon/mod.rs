@@ -10,6 +10,7 @@ mod folder;
 mod hooks;
 mod manage;
 mod recovery;
+mod routes;
 pub mod scheduler;
 
 pub use manage::openapi;
@@ -90,6 +91,10 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// The history writer (durable writes share its commits).
+    pub recorder: Arc<Recorder>,
+    /// Plans and webhook paths of the enabled workflows.
+    pub routes: std::sync::RwLock<Arc<routes::Routes>>,
     /// Run slots (`daemon.max_runs`).
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Webhook rate-limit buckets by path: (tokens, last refill).
@@ -197,6 +202,8 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         queued: Mutex::new(Default::default()),
         cancels: Mutex::new(Default::default()),
         hook_buckets: Mutex::new(Default::default()),
+        recorder: recorder.clone(),
+        routes: std::sync::RwLock::new(Arc::new(routes::Routes::default())),
         slots: Arc::new(tokio::sync::Semaphore::new(config.daemon.max_runs.max(1))),
         runs_cancel: CancellationToken::new(),
     });
@@ -206,17 +213,20 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
             settings,
             home.node_packages_dir(),
             home.plugin_packages_dir(),
-            |_| {},
+            {
+                let state = state.clone();
+                move |_| routes::changed(&state)
+            },
         )
         .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
         .ok();
         folder::scan(&state);
-        recovery::resubmit(&state, leftovers);
+        recovery::resubmit(&state, leftovers).await;
         let _folder_watcher = folder::watch(state.clone())
             .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
             .ok();
-        scheduler::sync(&state);
-        scheduler::catch_up(&state);
+        routes::changed(&state);
+        scheduler::catch_up(&state).await;
         let ticker = tokio::spawn(scheduler::run(state.clone()));
         let served = serve(state.clone(), &host, port).await;
         ticker.abort();

@@ -65,14 +65,14 @@ fn resumable(state: &State, workflow: &str) -> bool {
         .unwrap_or(false)
 }
 
-pub(super) fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
+pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
     for left in leftovers {
         if left.queued {
             let spec = RunSpec {
                 existing_id: Some(left.id.clone()),
                 ..RunSpec::default()
             };
-            match start_run_with(state, &left.workflow, left.input, &left.trigger, spec) {
+            match start_run_with(state, &left.workflow, left.input, &left.trigger, spec).await {
                 Ok(_) => tracing::info!("run {} (accepted before a restart) started", left.id),
                 Err(r) => {
                     tracing::warn!(
@@ -116,7 +116,7 @@ pub(super) fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
             reuse,
             ..RunSpec::default()
         };
-        match start_run_with(state, &left.workflow, input, "resume", spec) {
+        match start_run_with(state, &left.workflow, input, "resume", spec).await {
             Ok(id) => tracing::info!("interrupted run {} resumed as {id}", left.id),
             Err(r) => tracing::warn!("run {} could not be resumed ({})", left.id, r.status()),
         }

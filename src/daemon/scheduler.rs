@@ -205,7 +205,7 @@ fn set_next(state: &State, row: &Row, next: Option<i64>, fired: Option<i64>) {
 }
 
 /// At start: fires missed while the daemon was down are skipped or run once.
-pub(super) fn catch_up(state: &Arc<State>) {
+pub(super) async fn catch_up(state: &Arc<State>) {
     let now = Timestamp::now();
     for row in rows(state, Some(ms(now))) {
         let Ok(schedule) = row.schedule() else {
@@ -219,7 +219,7 @@ pub(super) fn catch_up(state: &Arc<State>) {
             }
             Missed::RunOnce => {
                 tracing::info!("{}: missed fires run once (missed: run_once)", row.workflow);
-                fire(state, &row, now, true);
+                fire(state, &row, now, true).await;
                 set_next(state, &row, next, Some(ms(now)));
             }
         }
@@ -227,7 +227,7 @@ pub(super) fn catch_up(state: &Arc<State>) {
 }
 
 /// Starts the run of a fire, following the overlap policy.
-fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
+async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
     let input = json!({"fired_at": at.to_string(), "schedule": row.spec, "kind": row.kind,
                        "node": row.node_id, "missed": missed});
     let busy = state.running_of(&row.workflow) > 0;
@@ -253,14 +253,14 @@ fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
                 while state.running_of(&row.workflow) > 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                let _ = super::api::start_run(&state, &row.workflow, input, "cron");
+                let _ = super::api::start_run(&state, &row.workflow, input, "cron").await;
                 if let Ok(mut q) = state.queued.lock() {
                     q.remove(&row.workflow);
                 }
             });
         }
         _ => {
-            if let Err(r) = super::api::start_run(state, &row.workflow, input, "cron") {
+            if let Err(r) = super::api::start_run(state, &row.workflow, input, "cron").await {
                 tracing::warn!(
                     "{}: the scheduled run did not start ({})",
                     row.workflow,
@@ -292,7 +292,7 @@ pub(super) async fn run(state: Arc<State>) {
                 .next_fire_at
                 .and_then(|m| Timestamp::from_millisecond(m).ok())
                 .unwrap_or(now);
-            fire(&state, &row, due, false);
+            fire(&state, &row, due, false).await;
             // Next after now, not after `due`: a slow tick never makes a burst.
             set_next(
                 &state,

@@ -30,6 +30,19 @@ const CHECKPOINT_EVERY: u32 = 50;
 enum Op {
     Event(Box<Event>),
     Flush(SyncSender<()>),
+    /// A statement written in order with the events; `ack` hears whether its
+    /// transaction committed.
+    Exec {
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+        ack: tokio::sync::oneshot::Sender<bool>,
+    },
+}
+
+/// What one batch transaction writes, in order.
+enum Item {
+    Event(Box<Event>),
+    Exec(&'static str, Vec<rusqlite::types::Value>),
 }
 
 /// The history writer. Dropping it flushes and stops the thread.
@@ -71,6 +84,23 @@ impl Recorder {
         if sent {
             let _ = ack_rx.recv();
         }
+    }
+
+    /// Runs `sql` in the writer's next transaction (in order with the events
+    /// sent before it) and resolves to whether it is committed: durable writes
+    /// that share one commit with everything else in flight.
+    pub fn exec(
+        &self,
+        sql: &'static str,
+        params: Vec<rusqlite::types::Value>,
+    ) -> tokio::sync::oneshot::Receiver<bool> {
+        let (ack, rx) = tokio::sync::oneshot::channel();
+        if let Ok(tx) = self.tx.lock()
+            && let Some(tx) = tx.as_ref()
+        {
+            let _ = tx.send(Op::Exec { sql, params, ack });
+        }
+        rx
     }
 
     /// Flushes, stops the writer and waits for it.
@@ -127,19 +157,31 @@ impl Writer {
                 }
             }
             let mut acks = Vec::new();
+            let mut exec_acks = Vec::new();
             let mut finished = Vec::new();
-            let events: Vec<Box<Event>> = batch
+            let items: Vec<Item> = batch
                 .into_iter()
                 .filter_map(|op| match op {
-                    Op::Event(e) => Some(e),
+                    Op::Event(e) => Some(Item::Event(e)),
+                    Op::Exec { sql, params, ack } => {
+                        exec_acks.push(ack);
+                        Some(Item::Exec(sql, params))
+                    }
                     Op::Flush(ack) => {
                         acks.push(ack);
                         None
                     }
                 })
                 .collect();
-            if let Err(e) = self.write_batch(&events, &mut finished) {
-                tracing::error!("recording run history failed: {e}");
+            let committed = match self.write_batch(&items, &mut finished) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("recording run history failed: {e}");
+                    false
+                }
+            };
+            for ack in exec_acks {
+                let _ = ack.send(committed);
             }
             for run_id in finished {
                 if let Some(meta) = self.runs.remove(&run_id)
@@ -156,16 +198,19 @@ impl Writer {
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
-    fn write_batch(
-        &mut self,
-        events: &[Box<Event>],
-        finished: &mut Vec<String>,
-    ) -> rusqlite::Result<()> {
-        if events.is_empty() {
+    fn write_batch(&mut self, items: &[Item], finished: &mut Vec<String>) -> rusqlite::Result<()> {
+        if items.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
-        for event in events {
+        for item in items {
+            let event = match item {
+                Item::Exec(sql, params) => {
+                    tx.execute(sql, rusqlite::params_from_iter(params.iter()))?;
+                    continue;
+                }
+                Item::Event(e) => e,
+            };
             match event.as_ref() {
                 Event::RunStarted {
                     run_id,

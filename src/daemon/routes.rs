@@ -1,0 +1,115 @@
+//! What the daemon keeps in memory about deployed workflows, rebuilt whenever
+//! they change: each enabled workflow's plan (validated once, not per request)
+//! and the webhook paths. The database stays the source of truth.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::State;
+use crate::engine::Plan;
+
+/// A webhook path's workflow.
+#[derive(Clone)]
+pub(crate) struct Hook {
+    pub workflow: String,
+    pub method: String,
+    pub inputs: Value,
+    /// The workflow has a `webhook.respond` node: the caller waits for it.
+    pub responds: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Routes {
+    pub plans: HashMap<String, Arc<Plan>>,
+    pub hooks: HashMap<String, Hook>,
+}
+
+/// Rebuilds the routes from the database (after a deploy, an enable or disable,
+/// a rollback, a delete, a change in workflows/ or a package reload) and brings
+/// the schedules in line.
+pub(super) fn changed(state: &State) {
+    let mut routes = Routes::default();
+    let rows: Vec<(String, String)> = match state.store.lock() {
+        Ok(store) => store
+            .conn()
+            .prepare(
+                "SELECT w.name, v.definition FROM workflows w
+                 JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
+                 WHERE w.enabled = 1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    for (name, definition) in rows {
+        match state
+            .engine
+            .load_str(&definition, Some(&super::workflow_path(&state.home, &name)))
+        {
+            Ok(plan) => {
+                routes.plans.insert(name.clone(), Arc::new(plan));
+            }
+            Err(e) => tracing::warn!("workflow {name} cannot be loaded: {e}"),
+        }
+        let Ok(wf) = serde_json::from_str::<Value>(&definition) else {
+            continue;
+        };
+        let nodes = wf
+            .get("nodes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let responds = nodes
+            .iter()
+            .any(|n| n.get("type").and_then(Value::as_str) == Some("webhook.respond"));
+        for node in &nodes {
+            let kind = node.get("type").and_then(Value::as_str).unwrap_or("");
+            if crate::workflow::canonical_type(kind) != "trigger.webhook" {
+                continue;
+            }
+            let inputs = node.pointer("/data/inputs").cloned().unwrap_or(Value::Null);
+            let path = inputs
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or(&name)
+                .trim_matches('/')
+                .to_string();
+            let method = inputs
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("POST")
+                .to_string();
+            if let Some(other) = routes.hooks.get(&path) {
+                tracing::warn!(
+                    "webhook path {path} is used by {} and {name}; {} keeps it",
+                    other.workflow,
+                    other.workflow
+                );
+                continue;
+            }
+            routes.hooks.insert(
+                path,
+                Hook {
+                    workflow: name.clone(),
+                    method,
+                    inputs,
+                    responds,
+                },
+            );
+        }
+    }
+    if let Ok(mut current) = state.routes.write() {
+        *current = Arc::new(routes);
+    }
+    super::scheduler::sync(state);
+}
+
+/// The current routes.
+pub(super) fn current(state: &State) -> Arc<Routes> {
+    state.routes.read().map(|r| r.clone()).unwrap_or_default()
+}

@@ -899,3 +899,70 @@ fn max_runs_queues_and_queued_runs_survive_a_crash_and_resume_continues() {
         3
     );
 }
+
+#[test]
+fn a_run_can_be_followed_live_from_the_middle() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "steps", "nodes": [
+        {"id": "first", "type": "log", "data": {"inputs": {"message": "step one"}}},
+        {"id": "pause", "type": "flow.wait", "data": {"inputs": {"duration": "800ms"}}},
+        {"id": "last", "type": "log", "data": {"inputs": {"message": "step two"}}}
+    ], "edges": [{"source": "first", "target": "pause"}, {"source": "pause", "target": "last"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = d.call("POST", "/api/v1/workflows/steps/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    // Connect while the run waits: what happened before comes first, then the rest.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = home
+        .cmd()
+        .args(["logs", "-f", &id, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["type"].as_str().unwrap(),
+                e["node"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} missing from {kinds:?}"))
+    };
+    assert_eq!(pos("run_started:"), 0, "{kinds:?}");
+    assert!(pos("node_finished:first") < pos("node_started:pause"));
+    assert!(pos("node_started:pause") < pos("node_finished:last"));
+    assert_eq!(kinds.last().unwrap(), "run_finished:", "{kinds:?}");
+    assert!(events.iter().any(|e| e["message"] == "step two"));
+    // A finished run: its final state, and the human form.
+    let out = home.cmd().args(["logs", "-f", &id]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("succeeded after"), "{text}");
+    // Without a WebSocket the events route says how to use it.
+    let (code, body) = d.call("GET", "/api/v1/events", None);
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("websocket_required"))
+    );
+    // The daemon log.
+    home.cmd()
+        .arg("logs")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("fuse daemon listening"));
+}

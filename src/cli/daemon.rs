@@ -137,3 +137,154 @@ fn print_schedules(schedules: &[serde_json::Value]) {
         );
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// A run id (or a unique part): its log; without one, the daemon's log.
+    pub run: Option<String>,
+    /// Follow: new daemon log lines, or a run's live events until it finishes.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Events as JSON lines (with -f RUN).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(globals.home.clone())?;
+    let Some(run) = args.run else {
+        return daemon_log(&home, args.follow);
+    };
+    if !args.follow {
+        return super::runs::run(
+            globals,
+            super::runs::RunsCommand::Logs {
+                id: run,
+                json: args.json,
+            },
+        );
+    }
+    let Some(info) = daemon::running(&home) else {
+        anyhow::bail!(
+            "following a run needs the daemon (`fuse start`); `fuse logs {run}` prints what is recorded"
+        );
+    };
+    let token = std::fs::read_to_string(home.token_path())?
+        .trim()
+        .to_string();
+    let url = format!(
+        "ws://{}:{}/api/v1/executions/{run}/events",
+        info.host, info.port
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async move {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.as_str().into_client_request()?;
+        request
+            .headers_mut()
+            .insert("Authorization", format!("Bearer {token}").parse()?);
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot follow run {run}: {e}"))?;
+        let mut status = String::new();
+        while let Some(Ok(msg)) = ws.next().await {
+            let Ok(text) = msg.to_text() else { continue };
+            if text.is_empty() {
+                continue;
+            }
+            let event: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            if event["type"] == "run_finished" {
+                status = event["status"].as_str().unwrap_or("").to_string();
+            }
+            if args.json {
+                println!("{text}");
+            } else {
+                println!("{}", describe(&event));
+            }
+        }
+        anyhow::Ok(status)
+    })?;
+    Ok(if status == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn describe(e: &serde_json::Value) -> String {
+    let node = e["node"].as_str().unwrap_or("");
+    match e["type"].as_str().unwrap_or("") {
+        "run_started" => format!(
+            "run {} of {} started ({})",
+            e["run_id"].as_str().unwrap_or(""),
+            e["workflow"].as_str().unwrap_or(""),
+            e["trigger"].as_str().unwrap_or("")
+        ),
+        "node_started" => format!("  [{node}] started"),
+        "node_finished" => format!(
+            "  [{node}] {} in {}ms",
+            e["status"].as_str().unwrap_or(""),
+            e["duration_ms"]
+        ),
+        "node_failed" => format!("  [{node}] FAILED: {}", e["error"].as_str().unwrap_or("")),
+        "log" => format!(
+            "  [{node}] {}: {}",
+            e["level"].as_str().unwrap_or(""),
+            e["message"].as_str().unwrap_or("")
+        ),
+        "run_finished" => match e["error"].as_str() {
+            Some(err) => format!(
+                "{} after {}ms: {err}",
+                e["status"].as_str().unwrap_or(""),
+                e["duration_ms"]
+            ),
+            None => format!(
+                "{} after {}ms",
+                e["status"].as_str().unwrap_or(""),
+                e["duration_ms"]
+            ),
+        },
+        other => format!("{other}: {e}"),
+    }
+}
+
+fn daemon_log(home: &Home, follow: bool) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let path = home.logs_dir().join("daemon.log");
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(_) => {
+            eprintln!(
+                "no daemon log yet at {} (`fuse start` writes it)",
+                path.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut out = std::io::stdout();
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)?;
+    out.write_all(&buf)?;
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut pos = file.stream_position()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len < pos {
+            pos = 0; // the log was truncated or replaced
+        }
+        if len > pos {
+            file.seek(SeekFrom::Start(pos))?;
+            let mut chunk = Vec::new();
+            file.read_to_end(&mut chunk)?;
+            out.write_all(&chunk)?;
+            out.flush()?;
+            pos += chunk.len() as u64;
+        }
+    }
+}

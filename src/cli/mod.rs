@@ -62,6 +62,12 @@ pub enum Command {
     #[command(after_help = "Example:\n  fuse stop")]
     Stop,
 
+    /// The daemon's log, or a run's log; -f follows (a run's live events, from the daemon).
+    #[command(
+        after_help = "Examples:\n  fuse logs -f              # the daemon log, following\n  fuse logs -f 0194f2c3     # a run's events live until it ends\n  fuse logs 0194f2c3        # a run's recorded log lines"
+    )]
+    Logs(daemon::LogsArgs),
+
     /// Is the daemon running? Its pid, address, uptime and active runs.
     #[command(after_help = "Examples:\n  fuse status\n  fuse status --json")]
     Status(daemon::StatusArgs),
@@ -126,6 +132,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => daemon::start(&globals, args),
         Command::Stop => daemon::stop(&globals),
         Command::Status(args) => daemon::status(&globals, args),
+        Command::Logs(args) => daemon::logs(&globals, args),
         Command::Run(args) => run::run(&globals, args),
         Command::Validate(args) => validate::run(&globals, args),
         Command::Runs(command) => runs::run(&globals, command),

@@ -45,12 +45,20 @@ pub(super) fn not_found(what: &str) -> Reply {
 
 /// Constant-time comparison of the presented token with ours.
 fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
-    let Some(given) = req
+    let header = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+        .map(str::to_string);
+    // Browsers cannot set headers on a WebSocket: event streams also take ?token=.
+    let query = req
+        .uri()
+        .path()
+        .ends_with("/events")
+        .then(|| parse_query(req.uri().query().unwrap_or("")).remove("token"))
+        .flatten();
+    let Some(given) = header.or(query) else {
         return false;
     };
     let (a, b) = (given.trim().as_bytes(), state.token.as_bytes());
@@ -134,6 +142,11 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
             &json!({"version": env!("CARGO_PKG_VERSION"), "commit": option_env!("FUSE_GIT_COMMIT"),
                     "schema_version": crate::store::Store::latest_schema_version()}),
         ),
+        (Method::GET, ["events"]) => events(state, req, None),
+        (Method::GET, ["executions", id, "events"]) => {
+            let id = id.to_string();
+            events(state, req, Some(id))
+        }
         (Method::GET, ["workflows"]) => list_workflows(state),
         (Method::POST, ["workflows"]) => match body_json(req).await {
             Ok((value, _)) => deploy(state, value),
@@ -522,6 +535,65 @@ pub(super) async fn start_run_with(
         st.active.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(run_id)
+}
+
+/// Upgrades to a WebSocket streaming run events (one run, or all).
+fn events(
+    state: &Arc<State>,
+    mut req: Request<hyper::body::Incoming>,
+    run: Option<String>,
+) -> Reply {
+    if !hyper_tungstenite::is_upgrade_request(&req) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "connect with a WebSocket client (Upgrade: websocket)",
+            Value::Null,
+        );
+    }
+    // A finished run the daemon no longer keeps events for: its final state.
+    let mut finished = None;
+    if let Some(id) = &run {
+        let Ok(store) = state.store.lock() else {
+            return internal("the store is unusable");
+        };
+        match store.resolve_run_id(id) {
+            Ok(full) => {
+                if let Ok(d) = store.get_run(&full, &state.home.blobs_dir())
+                    && !matches!(d.summary.status.as_str(), "running" | "queued")
+                {
+                    finished = Some(json!({"type": "run_finished", "run_id": full,
+                        "status": d.summary.status, "error": d.summary.error,
+                        "duration_ms": d.summary.duration_ms}));
+                }
+            }
+            Err(e) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    e.to_string(),
+                    Value::Null,
+                );
+            }
+        }
+    }
+    match hyper_tungstenite::upgrade(&mut req, None) {
+        Ok((response, socket)) => {
+            tokio::spawn(super::events::serve(
+                state.bus.clone(),
+                run,
+                finished,
+                socket,
+            ));
+            response
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            "websocket_failed",
+            e.to_string(),
+            Value::Null,
+        ),
+    }
 }
 
 /// `/webhook/{path}`: the workflow whose `trigger.webhook` node has this path.

@@ -405,6 +405,16 @@ pub(super) const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/api/v1/executions/{id}/logs", "A run's log lines"),
     (
+        "GET",
+        "/api/v1/executions/{id}/events",
+        "WebSocket: a run's events, from its start",
+    ),
+    (
+        "GET",
+        "/api/v1/events",
+        "WebSocket: the events of every run",
+    ),
+    (
         "POST",
         "/api/v1/executions/{id}/cancel",
         "Cancel a running run",

@@ -6,6 +6,7 @@
 //! queue come next (issue 7).
 
 mod api;
+mod events;
 mod folder;
 mod hooks;
 mod manage;
@@ -91,6 +92,8 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Live events for WebSocket clients.
+    pub bus: Arc<events::EventBus>,
     /// The history writer (durable writes share its commits).
     pub recorder: Arc<Recorder>,
     /// Plans and webhook paths of the enabled workflows.
@@ -176,7 +179,8 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
     for p in &catalog.problems {
         tracing::warn!("{p}");
     }
-    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone()];
+    let bus = Arc::new(events::EventBus::default());
+    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone(), bus.clone()];
     let engine = Engine::new(
         registry,
         Arc::new(Fanout(observers)),
@@ -203,6 +207,7 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         cancels: Mutex::new(Default::default()),
         hook_buckets: Mutex::new(Default::default()),
         recorder: recorder.clone(),
+        bus,
         routes: std::sync::RwLock::new(Arc::new(routes::Routes::default())),
         slots: Arc::new(tokio::sync::Semaphore::new(config.daemon.max_runs.max(1))),
         runs_cancel: CancellationToken::new(),
@@ -323,6 +328,7 @@ async fn serve(state: Arc<State>, host: &str, port: u16) -> anyhow::Result<()> {
                     let service = hyper::service::service_fn(move |req| api::handle(state.clone(), req));
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await
                     {
                         tracing::debug!("connection: {e}");

@@ -1,0 +1,181 @@
+//! Live events over WebSocket: every run event goes to a broadcast channel and
+//! to a per-run buffer, so a client that connects mid-run first gets what
+//! already happened, then the rest as it happens.
+//! `GET /api/v1/events` streams every run; `GET /api/v1/executions/{id}/events`
+//! one run, closing after its `run_finished`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::engine::{Event, Observer};
+
+/// Events kept per run for late joiners.
+const MAX_BUFFERED: usize = 10_000;
+/// Finished runs whose events are kept in memory.
+const KEEP_FINISHED: usize = 200;
+
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<Value>>,
+    buffers: Mutex<HashMap<String, Vec<Arc<Value>>>>,
+    finished: Mutex<VecDeque<String>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            tx: broadcast::channel(4096).0,
+            buffers: Mutex::new(HashMap::new()),
+            finished: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// The JSON form of an event (without the bulky payloads).
+pub fn to_json(event: &Event) -> Option<Value> {
+    Some(match event {
+        Event::RunStarted {
+            run_id,
+            workflow,
+            trigger_kind,
+            node_count,
+            at_ms,
+            parent_id,
+            ..
+        } => json!({"type": "run_started", "run_id": run_id, "workflow": workflow,
+                    "trigger": trigger_kind, "nodes": node_count, "parent_id": parent_id, "at_ms": at_ms}),
+        Event::NodeStarted {
+            run_id,
+            node_id,
+            attempt,
+            item,
+        } => {
+            json!({"type": "node_started", "run_id": run_id, "node": node_id, "attempt": attempt, "item": item})
+        }
+        Event::NodeAttempt(_) => return None,
+        Event::NodeFinished {
+            run_id,
+            node_id,
+            node_type,
+            status,
+            attempts,
+            duration_ms,
+            error,
+        } => {
+            json!({"type": if status.as_str() == "failed" { "node_failed" } else { "node_finished" },
+                    "run_id": run_id, "node": node_id, "node_type": node_type, "status": status,
+                    "attempts": attempts, "duration_ms": duration_ms, "error": error})
+        }
+        Event::Log {
+            run_id,
+            node_id,
+            level,
+            message,
+        } => {
+            json!({"type": "log", "run_id": run_id, "node": node_id, "level": level, "message": message})
+        }
+        Event::RunFinished {
+            run_id,
+            status,
+            error,
+            duration_ms,
+            ..
+        } => json!({"type": "run_finished", "run_id": run_id, "status": status, "error": error,
+                    "duration_ms": duration_ms}),
+    })
+}
+
+impl Observer for EventBus {
+    fn on_event(&self, event: &Event) {
+        let Some(value) = to_json(event) else { return };
+        let run_id = value["run_id"].as_str().unwrap_or("").to_string();
+        let value = Arc::new(value);
+        if let Ok(mut buffers) = self.buffers.lock() {
+            let buffer = buffers.entry(run_id.clone()).or_default();
+            if buffer.len() < MAX_BUFFERED {
+                buffer.push(value.clone());
+            }
+            if matches!(event, Event::RunFinished { .. })
+                && let Ok(mut finished) = self.finished.lock()
+            {
+                finished.push_back(run_id);
+                while finished.len() > KEEP_FINISHED {
+                    if let Some(old) = finished.pop_front() {
+                        buffers.remove(&old);
+                    }
+                }
+            }
+        }
+        let _ = self.tx.send(value);
+    }
+}
+
+impl EventBus {
+    /// What happened so far in a run, and a receiver for what comes next
+    /// (taken together, so nothing falls between them).
+    fn join(&self, run_id: Option<&str>) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<Value>>) {
+        let buffers = self.buffers.lock();
+        let rx = self.tx.subscribe();
+        let past = match (run_id, buffers) {
+            (Some(id), Ok(b)) => b.get(id).cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        (past, rx)
+    }
+}
+
+/// Streams events to one WebSocket client.
+pub(super) async fn serve(
+    bus: Arc<EventBus>,
+    run_id: Option<String>,
+    already_finished: Option<Value>,
+    socket: hyper_tungstenite::HyperWebsocket,
+) {
+    let Ok(mut ws) = socket.await else { return };
+    use hyper_tungstenite::tungstenite::Message;
+    let (past, mut rx) = bus.join(run_id.as_deref());
+    let mut done = false;
+    for event in &past {
+        if ws.send(Message::text(event.to_string())).await.is_err() {
+            return;
+        }
+        done |= event["type"] == "run_finished";
+    }
+    // A run finished before the daemon kept its events: its final state only.
+    if past.is_empty()
+        && let Some(summary) = already_finished
+    {
+        let _ = ws.send(Message::text(summary.to_string())).await;
+        done = true;
+    }
+    while !done {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(event) => {
+                    if let Some(id) = &run_id && event["run_id"].as_str() != Some(id) {
+                        continue;
+                    }
+                    if ws.send(Message::text(event.to_string())).await.is_err() {
+                        return;
+                    }
+                    done = run_id.is_some() && event["type"] == "run_finished";
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let note = json!({"type": "lagged", "missed": n});
+                    if ws.send(Message::text(note.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            },
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+    let _ = ws.close(None).await;
+}

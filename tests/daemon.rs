@@ -966,3 +966,41 @@ fn a_run_can_be_followed_live_from_the_middle() {
         .success()
         .stdout(predicates::str::contains("fuse daemon listening"));
 }
+
+#[test]
+fn file_triggers_run_once_per_settled_matching_file() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let inbox = home.tmp().join("inbox");
+    let wf = json!({"name": "inbox", "nodes": [
+        {"id": "f", "type": "trigger.file", "data": {"inputs": {"path": inbox.display().to_string(),
+            "glob": "*.csv", "events": ["create"], "debounce": "200ms"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"file": "{{ trigger.name }}"}}}}
+    ], "edges": [{"source": "f", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    std::thread::sleep(Duration::from_millis(300));
+    // Written in several steps: one run, when it is quiet.
+    let csv = inbox.join("orders.csv");
+    std::fs::write(&csv, "a,b\n").unwrap();
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut text = std::fs::read_to_string(&csv).unwrap();
+        text.push_str(&format!("{i},{i}\n"));
+        std::fs::write(&csv, text).unwrap();
+    }
+    std::fs::write(inbox.join("notes.txt"), "not a csv").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs = runs_of(&d, "inbox");
+        if !runs.is_empty() || Instant::now() > deadline {
+            break runs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let runs_after = runs_of(&d, "inbox");
+    assert_eq!(runs_after.len(), 1, "{runs_after:?}");
+    let run = d.wait_run(runs[0]["id"].as_str().unwrap());
+    assert_eq!(run["trigger"], "file");
+    assert_eq!(run["output"], json!({"file": "orders.csv"}));
+}

@@ -7,6 +7,7 @@
 
 mod api;
 mod events;
+mod files;
 mod folder;
 mod hooks;
 mod manage;
@@ -92,6 +93,12 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Watchers of `trigger.file` folders (replaced when workflows change).
+    pub file_watchers: Mutex<Vec<notify::RecommendedWatcher>>,
+    /// The daemon's runtime, for tasks started from other threads.
+    pub rt: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// A handle on this state, for work started from `&State`.
+    pub me: std::sync::OnceLock<std::sync::Weak<State>>,
     /// Live events for WebSocket clients.
     pub bus: Arc<events::EventBus>,
     /// The history writer (durable writes share its commits).
@@ -208,10 +215,15 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         hook_buckets: Mutex::new(Default::default()),
         recorder: recorder.clone(),
         bus,
+        file_watchers: Mutex::new(Vec::new()),
+        me: std::sync::OnceLock::new(),
+        rt: std::sync::OnceLock::new(),
         routes: std::sync::RwLock::new(Arc::new(routes::Routes::default())),
         slots: Arc::new(tokio::sync::Semaphore::new(config.daemon.max_runs.max(1))),
         runs_cancel: CancellationToken::new(),
     });
+    let _ = state.me.set(Arc::downgrade(&state));
+    let _ = state.rt.set(runtime.handle().clone());
     let result = runtime.block_on(async {
         let _watcher = crate::packages::watch::PackageWatcher::start(
             engine.clone(),

@@ -24,6 +24,7 @@ pub(crate) struct Hook {
 pub(crate) struct Routes {
     pub plans: HashMap<String, Arc<Plan>>,
     pub hooks: HashMap<String, Hook>,
+    pub files: Vec<super::files::FileTrigger>,
 }
 
 /// Rebuilds the routes from the database (after a deploy, an enable or disable,
@@ -69,6 +70,15 @@ pub(super) fn changed(state: &State) {
             .any(|n| n.get("type").and_then(Value::as_str) == Some("webhook.respond"));
         for node in &nodes {
             let kind = node.get("type").and_then(Value::as_str).unwrap_or("");
+            if crate::workflow::canonical_type(kind) == "trigger.file" {
+                let inputs = node.pointer("/data/inputs").cloned().unwrap_or(Value::Null);
+                if let Some(t) =
+                    super::files::FileTrigger::from_inputs(&name, &inputs, state.home.root())
+                {
+                    routes.files.push(t);
+                }
+                continue;
+            }
             if crate::workflow::canonical_type(kind) != "trigger.webhook" {
                 continue;
             }
@@ -103,8 +113,20 @@ pub(super) fn changed(state: &State) {
             );
         }
     }
+    let files = routes.files.clone();
     if let Ok(mut current) = state.routes.write() {
         *current = Arc::new(routes);
+    }
+    // File watchers follow the file triggers (replacing the old ones).
+    if let Some(me) = state.me.get().and_then(std::sync::Weak::upgrade)
+        && let Some(rt) = state.rt.get()
+    {
+        // May run on a watcher thread: spawn onto the daemon's runtime.
+        let _entered = rt.enter();
+        let watchers = super::files::watch(me, files);
+        if let Ok(mut current) = state.file_watchers.lock() {
+            *current = watchers;
+        }
     }
     super::scheduler::sync(state);
 }

@@ -105,7 +105,16 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             vec![
                 InputSpec::required("path", "string", "folder to watch"),
                 InputSpec::optional("events", "array", "create, modify, remove (default all)"),
-                InputSpec::optional("glob", "string", "only files matching this glob"),
+                InputSpec::optional(
+                    "glob",
+                    "string",
+                    "only files whose name matches, e.g. *.csv",
+                ),
+                InputSpec::optional(
+                    "debounce",
+                    "duration",
+                    "wait until a file is quiet this long (default 500ms)",
+                ),
             ],
         ),
     ]

@@ -1004,3 +1004,38 @@ fn file_triggers_run_once_per_settled_matching_file() {
     assert_eq!(run["trigger"], "file");
     assert_eq!(run["output"], json!({"file": "orders.csv"}));
 }
+
+#[test]
+fn fuse_run_remote_runs_on_the_daemon() {
+    let home = TestHome::initialized();
+    let wf = home.tmp().join("greet.json");
+    std::fs::write(
+        &wf,
+        json!({"nodes": [{"id": "g", "type": "transform.set", "data": {"inputs": {"values": {"hi": "{{ trigger.who }}"}}}}], "edges": []})
+            .to_string(),
+    )
+    .unwrap();
+    home.cmd()
+        .args(["run", "--remote"])
+        .arg(&wf)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("fuse start"));
+    let d = start(&home);
+    let out = home
+        .cmd()
+        .args(["run", "--remote", "--input", "who=ada"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!({"hi": "ada"}));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded after"));
+    let (_, list) = d.call("GET", "/api/v1/workflows", None);
+    assert_eq!(list["workflows"][0]["name"], "greet");
+}

@@ -288,3 +288,112 @@ fn daemon_log(home: &Home, follow: bool) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// `fuse run --remote FILE`: deploy, run on the daemon, follow, print the output.
+pub fn run_remote(
+    globals: &Globals,
+    file: &std::path::Path,
+    input: serde_json::Value,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(globals.home.clone())?;
+    let Some(info) = daemon::running(&home) else {
+        anyhow::bail!("--remote needs the daemon; start it with `fuse start`");
+    };
+    let token = std::fs::read_to_string(home.token_path())?
+        .trim()
+        .to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let mut workflow: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
+    if workflow.get("name").and_then(|n| n.as_str()).is_none() {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        workflow["name"] = json!(stem);
+    }
+    let name = workflow["name"].as_str().unwrap_or_default().to_string();
+    let base = info.url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, record) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let deployed = client
+            .post(format!("{base}/api/v1/workflows"))
+            .bearer_auth(&token)
+            .json(&workflow)
+            .send()
+            .await?;
+        if !deployed.status().is_success() {
+            let body: serde_json::Value = deployed.json().await.unwrap_or_default();
+            let problems = body["error"]["details"]
+                .as_array()
+                .map(|p| {
+                    p.iter()
+                        .map(|x| format!("\n  - {}", x["message"].as_str().unwrap_or("")))
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "the daemon refused the workflow: {}{problems}",
+                body["error"]["message"].as_str().unwrap_or("")
+            );
+        }
+        let started: serde_json::Value = client
+            .post(format!("{base}/api/v1/workflows/{name}/run"))
+            .bearer_auth(&token)
+            .json(&input)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let Some(run_id) = started["run_id"].as_str().map(str::to_string) else {
+            anyhow::bail!("the daemon did not start the run: {started}");
+        };
+        // Follow the events until the run finishes.
+        {
+            use futures_util::StreamExt;
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let url = format!(
+                "ws://{}:{}/api/v1/executions/{run_id}/events",
+                info.host, info.port
+            );
+            let mut request = url.as_str().into_client_request()?;
+            request
+                .headers_mut()
+                .insert("Authorization", format!("Bearer {token}").parse()?);
+            let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Ok(text) = msg.to_text()
+                    && !text.is_empty()
+                    && !globals.quiet
+                    && !json_out
+                {
+                    let event: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+                    eprintln!("{}", describe(&event));
+                }
+            }
+        }
+        let record: serde_json::Value = client
+            .get(format!("{base}/api/v1/executions/{run_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok((record["status"].as_str().unwrap_or("").to_string(), record))
+    })?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&record["output"])?);
+    }
+    Ok(if status == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -35,6 +35,11 @@ pub struct RunArgs {
     /// Do not record this run in the history database.
     #[arg(long)]
     pub no_history: bool,
+
+    /// Run it on the daemon instead (deploys the file as a new version, follows
+    /// the run's live events, prints its output).
+    #[arg(long, conflicts_with = "no_history")]
+    pub remote: bool,
 }
 
 /// An engine for the CLI, recording to the home's history when there is one.
@@ -142,6 +147,9 @@ impl CliEngine {
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
     let quiet = globals.quiet;
     let input = run_input(&args.inputs, args.input_file.as_deref())?;
+    if args.remote {
+        return super::daemon::run_remote(globals, &args.file, input, args.json);
+    }
     let cli = CliEngine::open(globals, !args.no_history, Mode::detect(quiet))?;
     let plan = match cli.engine.load(&args.file) {
         Ok(plan) => plan,

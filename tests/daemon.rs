@@ -1039,3 +1039,87 @@ fn fuse_run_remote_runs_on_the_daemon() {
     let (_, list) = d.call("GET", "/api/v1/workflows", None);
     assert_eq!(list["workflows"][0]["name"], "greet");
 }
+
+#[test]
+fn plugin_routes_and_event_triggers() {
+    let home = TestHome::initialized();
+    let dir = home.path().join("plugin_packages/testplug");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("manifest.json"),
+        json!({"name": "testplug", "kind": "plugin",
+               "runtime": {"command": ["python3", "-u", "serve.py"], "mode": "persistent"},
+               "routes": [{"path": "/echo", "methods": ["GET"]}, {"path": "/open", "methods": ["POST"], "public": true}],
+               "triggers": [{"name": "ticks", "command": ["sh", "ticks.sh"]}]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("serve.py"),
+        "import json, sys\nfor line in sys.stdin:\n    req = json.loads(line)\n    p = req['params']\n    \
+         out = {'status': 200, 'headers': {'x-plugin': 'yes'}, 'body': {'method': p['method'], 'path': p['path'], 'q': p['query'].get('q')}}\n    \
+         print(json.dumps({'id': req['id'], 'output': out}), flush=True)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ticks.sh"),
+        "for n in 1 2 3; do echo \"{\\\"n\\\": $n}\"; done; sleep 30",
+    )
+    .unwrap();
+    let d = start(&home);
+    let wf = json!({"name": "on-tick", "nodes": [
+        {"id": "e", "type": "trigger.event", "data": {"inputs": {"plugin": "testplug", "trigger": "ticks"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.event.n }}"}}}}
+    ], "edges": [{"source": "e", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+
+    let (code, body) = d.call("GET", "/plugins/testplug/echo?q=hi", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, json!({"method": "GET", "path": "/echo", "q": "hi"}));
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{}/plugins/testplug/echo", d.url),
+            None,
+            &[],
+            None
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            "POST",
+            &format!("{}/plugins/testplug/open", d.url),
+            None,
+            &[],
+            Some(&json!({}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(d.call("POST", "/plugins/testplug/echo", None).0, 405);
+    assert_eq!(d.call("GET", "/plugins/testplug/nope", None).0, 404);
+    assert_eq!(d.call("GET", "/plugins/other/echo", None).0, 404);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs = runs_of(&d, "on-tick");
+        if runs.len() >= 3 || Instant::now() > deadline {
+            break runs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let mut ns: Vec<i64> = runs
+        .iter()
+        .map(|r| {
+            d.wait_run(r["id"].as_str().unwrap())["output"]["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    ns.sort();
+    assert_eq!(ns, vec![1, 2, 3]);
+    assert!(runs.iter().all(|r| r["trigger"] == "event"));
+}

@@ -106,6 +106,11 @@ pub(super) async fn handle(
             let hook = rest.join("/");
             webhook(&state, hook, req).await
         }
+        ["plugins", plugin, rest @ ..] => {
+            let plugin = plugin.to_string();
+            let route = format!("/{}", rest.join("/"));
+            plugin_route(&state, plugin, route, req).await
+        }
         ["api", "v1", rest @ ..] => {
             if !token_ok(&state, &req) {
                 error(
@@ -537,6 +542,58 @@ pub(super) async fn start_run_with(
     Ok(run_id)
 }
 
+/// `/plugins/<plugin>/<path>`: answered by the plugin's process.
+async fn plugin_route(
+    state: &Arc<State>,
+    plugin: String,
+    route: String,
+    req: Request<hyper::body::Incoming>,
+) -> Reply {
+    let has_token = token_ok(state, &req);
+    let method = req.method().to_string();
+    let query = json!(parse_query(req.uri().query().unwrap_or("")));
+    let headers: Map<String, Value> = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != hyper::header::AUTHORIZATION)
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect();
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                e.to_string(),
+                Value::Null,
+            );
+        }
+    };
+    let body = serde_json::from_slice::<Value>(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let request = json!({"method": method, "path": route, "query": query,
+                         "headers": Value::Object(headers), "body": body});
+    match super::plugins::call_route(state, &plugin, request, has_token).await {
+        Ok(answer) => respond_with("", &answer),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            match status {
+                401 => "unauthorized",
+                404 => "not_found",
+                405 => "method_not_allowed",
+                _ => "plugin_failed",
+            },
+            message,
+            Value::Null,
+        ),
+    }
+}
+
 /// Upgrades to a WebSocket streaming run events (one run, or all).
 fn events(
     state: &Arc<State>,
@@ -728,7 +785,9 @@ fn respond_with(run_id: &str, answer: &Value) -> Reply {
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
-    if let Ok(v) = hyper::header::HeaderValue::from_str(run_id) {
+    if !run_id.is_empty()
+        && let Ok(v) = hyper::header::HeaderValue::from_str(run_id)
+    {
         headers.insert("x-fuse-run-id", v);
     }
     for (k, v) in answer

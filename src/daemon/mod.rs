@@ -11,6 +11,7 @@ mod files;
 mod folder;
 mod hooks;
 mod manage;
+mod plugins;
 mod recovery;
 mod routes;
 pub mod scheduler;
@@ -93,6 +94,11 @@ pub(crate) struct State {
     pub active: AtomicUsize,
     /// Runs in flight per workflow (overlap policies).
     pub per_workflow: Mutex<std::collections::HashMap<String, usize>>,
+    /// Plugin route handlers, by plugin (loaded at start).
+    pub plugin_routes:
+        std::sync::OnceLock<std::collections::HashMap<String, plugins::PluginRoutes>>,
+    /// Supervisors of the plugin event triggers workflows listen to.
+    pub trigger_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Watchers of `trigger.file` folders (replaced when workflows change).
     pub file_watchers: Mutex<Vec<notify::RecommendedWatcher>>,
     /// The daemon's runtime, for tasks started from other threads.
@@ -216,6 +222,8 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         bus,
         file_watchers: Mutex::new(Vec::new()),
+        plugin_routes: std::sync::OnceLock::new(),
+        trigger_tasks: Mutex::new(Vec::new()),
         me: std::sync::OnceLock::new(),
         rt: std::sync::OnceLock::new(),
         routes: std::sync::RwLock::new(Arc::new(routes::Routes::default())),
@@ -224,6 +232,10 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
     });
     let _ = state.me.set(Arc::downgrade(&state));
     let _ = state.rt.set(runtime.handle().clone());
+    {
+        let _entered = runtime.enter();
+        let _ = state.plugin_routes.set(plugins::load(&state));
+    }
     let result = runtime.block_on(async {
         let _watcher = crate::packages::watch::PackageWatcher::start(
             engine.clone(),

@@ -25,6 +25,8 @@ pub(crate) struct Routes {
     pub plans: HashMap<String, Arc<Plan>>,
     pub hooks: HashMap<String, Hook>,
     pub files: Vec<super::files::FileTrigger>,
+    /// (workflow, plugin, trigger) of every `trigger.event` node.
+    pub events: Vec<(String, String, String)>,
 }
 
 /// Rebuilds the routes from the database (after a deploy, an enable or disable,
@@ -70,6 +72,16 @@ pub(super) fn changed(state: &State) {
             .any(|n| n.get("type").and_then(Value::as_str) == Some("webhook.respond"));
         for node in &nodes {
             let kind = node.get("type").and_then(Value::as_str).unwrap_or("");
+            if crate::workflow::canonical_type(kind) == "trigger.event" {
+                let inputs = node.pointer("/data/inputs");
+                let get = |k: &str| inputs.and_then(|i| i.get(k)).and_then(Value::as_str);
+                if let (Some(plugin), Some(trigger)) = (get("plugin"), get("trigger")) {
+                    routes
+                        .events
+                        .push((name.clone(), plugin.to_string(), trigger.to_string()));
+                }
+                continue;
+            }
             if crate::workflow::canonical_type(kind) == "trigger.file" {
                 let inputs = node.pointer("/data/inputs").cloned().unwrap_or(Value::Null);
                 if let Some(t) =
@@ -114,6 +126,7 @@ pub(super) fn changed(state: &State) {
         }
     }
     let files = routes.files.clone();
+    let events = routes.events.clone();
     if let Ok(mut current) = state.routes.write() {
         *current = Arc::new(routes);
     }
@@ -123,9 +136,16 @@ pub(super) fn changed(state: &State) {
     {
         // May run on a watcher thread: spawn onto the daemon's runtime.
         let _entered = rt.enter();
-        let watchers = super::files::watch(me, files);
+        let watchers = super::files::watch(me.clone(), files);
         if let Ok(mut current) = state.file_watchers.lock() {
             *current = watchers;
+        }
+        // Event triggers: stop the old supervisors (killing their processes), start the new.
+        if let Ok(mut tasks) = state.trigger_tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+            *tasks = super::plugins::start_triggers(me, events);
         }
     }
     super::scheduler::sync(state);

@@ -72,6 +72,9 @@ pub struct RouteDecl {
     pub methods: Vec<String>,
     #[serde(default)]
     pub description: String,
+    /// Served without the API token (e.g. an OAuth2 callback).
+    #[serde(default)]
+    pub public: bool,
 }
 
 fn get_only() -> Vec<String> {
@@ -511,7 +514,7 @@ pub fn schema() -> Value {
         "nodes": {"type": "array", "items": {"type": "string"}, "description": "plugin: bundled node package folders"},
         "credential_types": {"type": "array", "items": credential_type},
         "routes": {"type": "array", "items": {"type": "object", "required": ["path"], "additionalProperties": false,
-            "properties": {"path": {"type": "string", "pattern": "^/"}, "methods": strings, "description": {"type": "string"}}}},
+            "properties": {"path": {"type": "string", "pattern": "^/"}, "methods": strings, "description": {"type": "string"}, "public": {"type": "boolean"}}}},
         "triggers": {"type": "array", "items": {"type": "object", "required": ["name", "command"], "additionalProperties": false,
             "properties": {"name": {"type": "string"}, "command": strings, "description": {"type": "string"}}}}
     });

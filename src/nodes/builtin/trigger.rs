@@ -100,6 +100,18 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             ],
         ),
         trigger(
+            "trigger.event",
+            "Starts a run for each event a plugin's event trigger emits (daemon); outputs the event.",
+            vec![
+                InputSpec::required("plugin", "string", "the plugin's name"),
+                InputSpec::required(
+                    "trigger",
+                    "string",
+                    "the trigger's name in the plugin manifest",
+                ),
+            ],
+        ),
+        trigger(
             "trigger.file",
             "Starts a run when files change under a folder (daemon); outputs the event.",
             vec![

@@ -281,6 +281,28 @@ fn deploy_run_and_read_back_through_the_api() {
     let (_, list) = d.call("GET", "/api/v1/workflows", None);
     assert_eq!(list["workflows"][0]["name"], "double");
     assert_eq!(list["workflows"][0]["version"], 2);
+    // Paging through executions.
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (_, r) = d.call(
+            "POST",
+            "/api/v1/workflows/double/run",
+            Some(json!({"n": n})),
+        );
+        ids.push(r["run_id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        d.wait_run(id);
+    }
+    let (_, page1) = d.call("GET", "/api/v1/executions?workflow=double&limit=2", None);
+    let (_, page2) = d.call(
+        "GET",
+        "/api/v1/executions?workflow=double&limit=2&offset=2",
+        None,
+    );
+    assert_eq!(page1["executions"].as_array().unwrap().len(), 2);
+    assert_eq!(page2["executions"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["executions"][0]["id"], json!(ids[0]), "newest first");
 
     let (code, started) = d.call(
         "POST",

@@ -84,6 +84,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 workflow,
                 status,
                 limit,
+                offset: 0,
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);

@@ -177,6 +177,10 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
                     .get("limit")
                     .and_then(|l| l.parse().ok())
                     .unwrap_or(50),
+                offset: query
+                    .get("offset")
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0),
             };
             let store = match state.store.lock() {
                 Ok(s) => s,

@@ -32,6 +32,8 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<String>,
     pub limit: usize,
+    /// Runs to skip first (paging).
+    pub offset: usize,
 }
 
 /// One recorded attempt of a node (attempt 0: skipped or cancelled before running).
@@ -95,7 +97,7 @@ impl Store {
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM executions
              WHERE (?1 IS NULL OR workflow_name = ?1) AND (?2 IS NULL OR status = ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3"
+             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
         );
         let limit = if filter.limit == 0 {
             -1
@@ -107,7 +109,10 @@ impl Store {
             .prepare(&sql)
             .map_err(|e| self.db_err("listing runs", e))?;
         let rows = stmt
-            .query_map(params![filter.workflow, filter.status, limit], summary)
+            .query_map(
+                params![filter.workflow, filter.status, limit, filter.offset as i64],
+                summary,
+            )
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.db_err("listing runs", e))?;
         Ok(rows)

@@ -92,8 +92,8 @@ proptest! {
         for (pos, e) in events.all().iter().enumerate() {
             match e {
                 Event::NodeStarted { node_id, .. } => {
-                    prop_assert!(!starts.contains_key(node_id), "{} started twice", node_id);
-                    starts.insert(node_id.clone(), pos);
+                    prop_assert!(!starts.contains_key(&**node_id), "{} started twice", node_id);
+                    starts.insert(node_id.to_string(), pos);
                 }
                 Event::NodeFinished { node_id, status: Status::Succeeded, .. } => {
                     ends.insert(node_id.clone(), pos);

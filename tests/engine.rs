@@ -39,7 +39,7 @@ impl Events {
             .filter_map(|e| match e {
                 Event::NodeStarted {
                     run_id, node_id, ..
-                } if Some(run_id) == top.as_ref() => Some((node_id.clone(), "start")),
+                } if Some(&**run_id) == top.as_deref() => Some((node_id.to_string(), "start")),
                 Event::NodeFinished {
                     run_id,
                     node_id,
@@ -62,11 +62,11 @@ impl Events {
         let mut max = 0;
         for e in self.all() {
             match e {
-                Event::NodeStarted { node_id, .. } if only.is_none_or(|o| o == node_id) => {
+                Event::NodeStarted { node_id, .. } if only.is_none_or(|o| o == &*node_id) => {
                     running += 1;
                     max = max.max(running);
                 }
-                Event::NodeAttempt(a) if only.is_none_or(|o| o == a.node_id) => {
+                Event::NodeAttempt(a) if only.is_none_or(|o| o == &*a.node_id) => {
                     running = running.saturating_sub(1)
                 }
                 _ => {}

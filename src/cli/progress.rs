@@ -125,7 +125,7 @@ impl Observer for Progress {
             } if own(&s, run_id) => {
                 let label = match item {
                     Some(i) => format!("{node_id}[{i}]"),
-                    None => node_id.clone(),
+                    None => node_id.to_string(),
                 };
                 let retry = if *attempt > 1 {
                     format!(" (attempt {attempt})")
@@ -133,14 +133,14 @@ impl Observer for Progress {
                     String::new()
                 };
                 if self.mode == Mode::Bars {
-                    if item.is_none() || !s.running.contains_key(node_id) {
+                    if item.is_none() || !s.running.contains_key(&**node_id) {
                         let bar = s.multi.add(ProgressBar::new_spinner());
                         bar.set_style(
                             ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
                                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
                         bar.enable_steady_tick(Duration::from_millis(100));
-                        if let Some(old) = s.running.insert(node_id.clone(), bar.clone()) {
+                        if let Some(old) = s.running.insert(node_id.to_string(), bar.clone()) {
                             old.finish_and_clear();
                         }
                         bar.set_message(format!("{label}{retry}"));

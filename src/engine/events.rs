@@ -54,8 +54,8 @@ pub enum Event {
         at_ms: i64,
     },
     NodeStarted {
-        run_id: String,
-        node_id: String,
+        run_id: Arc<str>,
+        node_id: Arc<str>,
         attempt: u32,
         item: Option<usize>,
     },
@@ -91,9 +91,9 @@ pub enum Event {
 /// The data of one attempt, as recorded.
 #[derive(Debug, Clone)]
 pub struct NodeAttempt {
-    pub run_id: String,
-    pub node_id: String,
-    pub node_type: String,
+    pub run_id: Arc<str>,
+    pub node_id: Arc<str>,
+    pub node_type: Arc<str>,
     pub attempt: u32,
     pub item: Option<usize>,
     pub status: Status,

@@ -6,7 +6,7 @@
 //! the run and cancels what is still running.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, NodeAttempt, Status, now_ms};
-use super::expr::{NodesView, RunScope};
+use super::expr::{NodesView, RunScope, Scope};
 use super::plan::{Plan, PlannedNode, RetryPolicy};
 use super::{Engine, NodeRecord, RunRecord, RunRequest};
 use crate::nodes::{ErrorKind, LogLevel, NodeCtx, NodeError, NodeOutput, RunInfo};
@@ -26,6 +26,8 @@ struct Shared {
     engine: Engine,
     plan: Arc<Plan>,
     run: Arc<RunInfo>,
+    /// `run.id`, shared by the events of the run.
+    run_id: Arc<str>,
     scope: RunScope,
     view: Arc<NodesView>,
     creds: Arc<super::RunCreds>,
@@ -126,6 +128,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         plan: plan.clone(),
+        run_id: run.id.as_str().into(),
         run,
         scope,
         view,
@@ -470,7 +473,7 @@ fn finish(
     shared.engine.observer().on_event(&Event::NodeFinished {
         run_id: shared.run.id.clone(),
         node_id: node.id.to_string(),
-        node_type: node.type_name.clone(),
+        node_type: node.type_name.to_string(),
         status,
         attempts,
         duration_ms,
@@ -491,7 +494,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
             _ => None,
         })
         .collect();
-    let keyed = node.type_name == "flow.merge";
+    let keyed = &*node.type_name == "flow.merge";
     if let [(e, v)] = live.as_slice()
         && !keyed
         && plan.edges[*e].target_handle.is_none()
@@ -519,7 +522,7 @@ fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
             .filter(|r| r.status == Status::Succeeded)
             .and_then(|r| r.output.clone())
     };
-    if let Some(i) = plan.nodes.iter().position(|n| n.type_name == "end")
+    if let Some(i) = plan.nodes.iter().position(|n| &*n.type_name == "end")
         && let Some(v) = output(i)
     {
         return v;
@@ -578,8 +581,10 @@ async fn run_foreach(
     expr: &str,
 ) -> (Result<NodeOutput, NodeError>, u32) {
     let node = &shared.plan.nodes[i];
-    let context = shared.scope.for_node(input, None);
-    let items = match shared.engine.inner.exprs.render_str(expr, &context) {
+    // The node's expression context, built at most once and shared by its items.
+    let context = OnceLock::new();
+    let scope = Scope::node(&shared.scope, input, None, &context);
+    let items = match shared.engine.inner.exprs.render_str(expr, &scope) {
         Ok(Value::Array(items)) => items,
         Ok(other) => {
             return (
@@ -662,7 +667,7 @@ async fn attempts(
     shared: &Arc<Shared>,
     i: usize,
     input: &Arc<Value>,
-    item: Option<(Value, usize, &minijinja::Value)>,
+    item: Option<(Value, usize, &OnceLock<minijinja::Value>)>,
 ) -> (Result<NodeOutput, NodeError>, u32) {
     let node = &shared.plan.nodes[i];
     let max = node.retry.as_ref().map_or(1, |r| r.attempts);
@@ -671,8 +676,8 @@ async fn attempts(
         attempt += 1;
         let observer = shared.engine.observer();
         observer.on_event(&Event::NodeStarted {
-            run_id: shared.run.id.clone(),
-            node_id: node.id.to_string(),
+            run_id: shared.run_id.clone(),
+            node_id: node.id.clone(),
             attempt,
             item: item.as_ref().map(|(_, idx, _)| *idx),
         });
@@ -702,8 +707,8 @@ async fn attempts(
         // observer kept the event.
         let result = result.map(|out| (out.handle, Arc::new(out.value)));
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
-            run_id: shared.run.id.clone(),
-            node_id: node.id.to_string(),
+            run_id: shared.run_id.clone(),
+            node_id: node.id.clone(),
             node_type: node.type_name.clone(),
             attempt,
             item: item.as_ref().map(|(_, idx, _)| *idx),
@@ -756,7 +761,7 @@ async fn one_attempt(
     shared: &Arc<Shared>,
     node: &PlannedNode,
     input: &Arc<Value>,
-    item: Option<(&Value, usize, &minijinja::Value)>,
+    item: Option<(&Value, usize, &OnceLock<minijinja::Value>)>,
 ) -> Result<NodeOutput, NodeError> {
     // The credentials the node names load first, so a missing or undecryptable
     // one is an error that names it (not an undefined value in an expression).
@@ -767,17 +772,20 @@ async fn one_attempt(
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
     let params = if node.has_expressions {
+        let own = OnceLock::new();
         let context = match item {
-            Some((item, index, base)) => RunScope::with_item(base, item, index),
-            None => shared.scope.for_node(input, None),
+            Some((item, index, base)) => {
+                Scope::node(&shared.scope, input, Some((item, index)), base)
+            }
+            None => Scope::node(&shared.scope, input, None, &own),
         };
-        let mut params = Map::with_capacity(node.def.data.inputs.len());
-        for (key, value) in &node.def.data.inputs {
+        let mut params = Map::with_capacity(node.inputs.len());
+        for (key, template) in &node.inputs {
             let rendered = shared
                 .engine
                 .inner
                 .exprs
-                .render(value, &context)
+                .render_template(template, &context)
                 .map_err(|e| {
                     NodeError::new(ErrorKind::Expression, format!("input `{key}`: {e}"))
                 })?;
@@ -793,7 +801,7 @@ async fn one_attempt(
         params,
         input: input.clone(),
         run: shared.run.clone(),
-        cancel: shared.cancel.child_token(),
+        cancel: shared.cancel.clone(),
         base_dir: shared.plan.base_dir.clone(),
         observer: shared.engine.observer().clone(),
         engine: shared.engine.clone(),

@@ -4,7 +4,7 @@
 //! expressions that loop.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use minijinja::value::{Enumerator, Object, Serde, Value as Mj};
 use minijinja::{Environment, UndefinedBehavior};
@@ -61,7 +61,7 @@ impl Expressions {
     }
 
     /// Renders every string inside `value` (objects and arrays recursively).
-    pub fn render(&self, value: &Value, scope: &Mj) -> Result<Value, ExprError> {
+    pub fn render(&self, value: &Value, scope: &Scope<'_>) -> Result<Value, ExprError> {
         match value {
             Value::String(s) => self.render_str(s, scope),
             Value::Array(items) => items
@@ -81,32 +81,75 @@ impl Expressions {
     }
 
     /// Renders one string.
-    pub fn render_str(&self, text: &str, scope: &Mj) -> Result<Value, ExprError> {
-        let err = |e: minijinja::Error| ExprError {
-            expression: text.to_string(),
-            message: describe(&e),
-        };
+    pub fn render_str(&self, text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
         if let Some(expr) = single_expression(text) {
-            if let Some(value) = lookup_path(expr, scope) {
-                return to_json(&value).map_err(|message| ExprError {
-                    expression: text.to_string(),
-                    message,
-                });
-            }
-            let compiled = self.env.compile_expression(expr).map_err(err)?;
-            let value = compiled.eval(scope.clone()).map_err(err)?;
-            return to_json(&value).map_err(|message| ExprError {
-                expression: text.to_string(),
-                message,
-            });
+            return self.eval(text, expr, plain_path(expr).is_some(), scope);
         }
         if !has_template(text) {
             return Ok(Value::String(text.to_string()));
         }
+        self.text(text, scope)
+    }
+
+    /// Renders an input prepared by [`Template::new`].
+    pub fn render_template(
+        &self,
+        template: &Template,
+        scope: &Scope<'_>,
+    ) -> Result<Value, ExprError> {
+        match template {
+            Template::Static(value) => Ok(value.clone()),
+            Template::Expr { text, expr, plain } => self.eval(text, expr, *plain, scope),
+            Template::Text(text) => self.text(text, scope),
+            Template::Array(items) => items
+                .iter()
+                .map(|t| self.render_template(t, scope))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Template::Object(entries) => {
+                let mut out = serde_json::Map::with_capacity(entries.len());
+                for (k, t) in entries {
+                    out.insert(k.clone(), self.render_template(t, scope)?);
+                }
+                Ok(Value::Object(out))
+            }
+        }
+    }
+
+    /// The value of `expr`, the inside of `text` (`{{ expr }}`).
+    fn eval(
+        &self,
+        text: &str,
+        expr: &str,
+        plain: bool,
+        scope: &Scope<'_>,
+    ) -> Result<Value, ExprError> {
+        let err = |message: String| ExprError {
+            expression: text.to_string(),
+            message,
+        };
+        if plain && let Some(value) = scope.lookup(expr) {
+            return value.map_err(err);
+        }
+        let compiled = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| err(describe(&e)))?;
+        let value = compiled
+            .eval(scope.context().clone())
+            .map_err(|e| err(describe(&e)))?;
+        to_json(&value).map_err(err)
+    }
+
+    /// `text` rendered as a template, as a string.
+    fn text(&self, text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
         self.env
-            .render_str(text, scope.clone())
+            .render_str(text, scope.context().clone())
             .map(Value::String)
-            .map_err(err)
+            .map_err(|e| ExprError {
+                expression: text.to_string(),
+                message: describe(&e),
+            })
     }
 
     /// Parses a string without running it; returns the context paths it reads
@@ -144,16 +187,73 @@ impl Expressions {
     }
 }
 
+/// A node input prepared once, when the workflow is planned: what needs
+/// rendering is known before the first attempt (and the thousandth item).
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// No expression inside: used as is.
+    Static(Value),
+    /// Exactly one `{{ expr }}`: keeps the JSON type of its value.
+    Expr {
+        text: String,
+        expr: String,
+        /// A plain dotted path, read without compiling.
+        plain: bool,
+    },
+    /// Text with template syntax: renders to a string.
+    Text(String),
+    Array(Vec<Template>),
+    Object(Vec<(String, Template)>),
+}
+
+impl Template {
+    pub fn new(value: &Value) -> Template {
+        match value {
+            Value::String(text) => match single_expression(text) {
+                Some(expr) => Template::Expr {
+                    text: text.clone(),
+                    expr: expr.to_string(),
+                    plain: plain_path(expr).is_some(),
+                },
+                None if has_template(text) => Template::Text(text.clone()),
+                None => Template::Static(value.clone()),
+            },
+            Value::Array(items) => {
+                let items: Vec<Template> = items.iter().map(Template::new).collect();
+                if items.iter().all(Template::is_static) {
+                    Template::Static(value.clone())
+                } else {
+                    Template::Array(items)
+                }
+            }
+            Value::Object(map) => {
+                let entries: Vec<(String, Template)> = map
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Template::new(v)))
+                    .collect();
+                if entries.iter().all(|(_, t)| t.is_static()) {
+                    Template::Static(value.clone())
+                } else {
+                    Template::Object(entries)
+                }
+            }
+            other => Template::Static(other.clone()),
+        }
+    }
+
+    pub fn is_static(&self) -> bool {
+        matches!(self, Template::Static(_))
+    }
+}
+
 /// True when a string contains template syntax.
 pub fn has_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
 }
 
-/// The value of a plain dotted path such as `item` or `nodes.fetch.output.body`
-/// without compiling it: the common case, and a hot one inside `foreach`.
-/// `None` for anything else, and for a path that does not resolve, so the
-/// compiled expression reports the error in its own words.
-fn lookup_path(expr: &str, scope: &Mj) -> Option<Mj> {
+/// The segments of a plain dotted path such as `item` or
+/// `nodes.fetch.output.body`; `None` for anything else.
+fn plain_path(expr: &str) -> Option<std::str::Split<'_, char>> {
     let is_ident = |s: &str| {
         let mut chars = s.chars();
         chars
@@ -161,12 +261,26 @@ fn lookup_path(expr: &str, scope: &Mj) -> Option<Mj> {
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
+    expr.split('.').all(is_ident).then(|| expr.split('.'))
+}
+
+/// Follows object keys from `value`; `None` when one is missing.
+fn walk<'v>(mut value: &'v Value, keys: std::str::Split<'_, char>) -> Option<&'v Value> {
+    for key in keys {
+        value = value.as_object()?.get(key)?;
+    }
+    Some(value)
+}
+
+/// The value of a plain dotted path on a minijinja value, or `None` when it
+/// does not resolve.
+fn lookup_mj(scope: &Mj, keys: std::str::Split<'_, char>) -> Option<Mj> {
     let mut value = scope.clone();
-    for segment in expr.split('.') {
-        if !is_ident(segment) || value.is_undefined() || value.is_none() {
+    for key in keys {
+        if value.is_undefined() || value.is_none() {
             return None;
         }
-        value = value.get_attr(segment).ok()?;
+        value = value.get_attr(key).ok()?;
     }
     (!value.is_undefined()).then_some(value)
 }
@@ -272,6 +386,88 @@ pub struct RunScope {
     pub nodes: Mj,
     env: Mj,
     creds: Mj,
+    view: Arc<NodesView>,
+}
+
+/// What the expressions of one node attempt see. Plain paths into `item`,
+/// `index`, `input` and `nodes.<id>.output` are read straight from the JSON
+/// values; the minijinja context (which converts `input` and, per item,
+/// merges `item` over it) is built only when an expression needs it.
+pub struct Scope<'a> {
+    run: Option<&'a RunScope>,
+    input: Option<&'a Value>,
+    item: Option<(&'a Value, usize)>,
+    /// The node's context without the item: shared by the items of a `foreach`.
+    base: &'a OnceLock<Mj>,
+    full: OnceLock<Mj>,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of a node attempt (`item` and `index` inside a `foreach`).
+    /// `base` caches the node's context; pass the same cell for every item.
+    pub fn node(
+        run: &'a RunScope,
+        input: &'a Value,
+        item: Option<(&'a Value, usize)>,
+        base: &'a OnceLock<Mj>,
+    ) -> Scope<'a> {
+        Scope {
+            run: Some(run),
+            input: Some(input),
+            item,
+            base,
+            full: OnceLock::new(),
+        }
+    }
+
+    /// A scope that is a ready minijinja value (`base` must hold it).
+    pub fn of(base: &'a OnceLock<Mj>) -> Scope<'a> {
+        Scope {
+            run: None,
+            input: None,
+            item: None,
+            base,
+            full: OnceLock::new(),
+        }
+    }
+
+    /// The whole context as minijinja sees it.
+    pub fn context(&self) -> &Mj {
+        let base = self.base.get_or_init(|| match (self.run, self.input) {
+            (Some(run), Some(input)) => run.for_node(input, None),
+            _ => Mj::UNDEFINED,
+        });
+        match self.item {
+            None => base,
+            Some((item, index)) => self
+                .full
+                .get_or_init(|| RunScope::with_item(base, item, index)),
+        }
+    }
+
+    /// The value of a plain dotted path without compiling it: the common case,
+    /// and a hot one inside `foreach`. `None` for anything else and for a path
+    /// that does not resolve, so the compiled expression reports the error in
+    /// its own words.
+    fn lookup(&self, expr: &str) -> Option<Result<Value, String>> {
+        let mut keys = plain_path(expr)?;
+        let direct = match (keys.next()?, self.item) {
+            ("item", Some((item, _))) => walk(item, keys),
+            ("index", Some((_, index))) => {
+                return keys.next().is_none().then(|| Ok(Value::from(index)));
+            }
+            ("input", _) if self.input.is_some() => walk(self.input?, keys),
+            ("nodes", _) if self.run.is_some() => {
+                let output = self.run?.view.get(keys.next()?)?;
+                if keys.next()? != "output" {
+                    return None;
+                }
+                return walk(&output, keys).cloned().map(Ok);
+            }
+            _ => return lookup_mj(self.context(), plain_path(expr)?).map(|v| to_json(&v)),
+        };
+        direct.cloned().map(Ok)
+    }
 }
 
 impl RunScope {
@@ -286,9 +482,10 @@ impl RunScope {
             trigger: Mj::from(Serde(trigger)),
             vars: Mj::from(Serde(vars)),
             run: Mj::from(Serde(&run)),
-            nodes: Mj::from_object(NodesObject(nodes)),
+            nodes: Mj::from_object(NodesObject(nodes.clone())),
             env: Mj::from_object(EnvObject),
             creds: Mj::from_object(super::creds::CredsObject(creds)),
+            view: nodes,
         }
     }
 
@@ -325,96 +522,107 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn scope() -> Mj {
+    fn run_scope() -> RunScope {
         let nodes = Arc::new(NodesView::default());
         nodes.set("a", Arc::new(json!({"n": 2, "list": [1, 2, 3]})));
-        let rs = RunScope::new(
+        RunScope::new(
             &json!({"name": "ada"}),
             &serde_json::Map::new(),
             json!({"id": "r1"}),
             nodes,
             Arc::new(crate::engine::RunCreds::default()),
-        );
-        rs.for_node(&json!({"x": 1}), None)
+        )
+    }
+
+    /// Renders `text` in a node scope with input `{"x": 1}`.
+    fn render(text: &str) -> Result<Value, ExprError> {
+        let (rs, base, input) = (run_scope(), OnceLock::new(), json!({"x": 1}));
+        Expressions::new().render_str(text, &Scope::node(&rs, &input, None, &base))
     }
 
     #[test]
     fn single_expression_keeps_type() {
-        let e = Expressions::new();
-        let s = scope();
+        assert_eq!(render("{{ nodes.a.output.n * 2 }}").unwrap(), json!(4));
         assert_eq!(
-            e.render_str("{{ nodes.a.output.n * 2 }}", &s).unwrap(),
-            json!(4)
-        );
-        assert_eq!(
-            e.render_str("{{ nodes.a.output.list }}", &s).unwrap(),
+            render("{{ nodes.a.output.list }}").unwrap(),
             json!([1, 2, 3])
         );
-        assert_eq!(
-            e.render_str("hi {{ trigger.name }}!", &s).unwrap(),
-            json!("hi ada!")
-        );
-        assert_eq!(e.render_str("plain", &s).unwrap(), json!("plain"));
+        assert_eq!(render("hi {{ trigger.name }}!").unwrap(), json!("hi ada!"));
+        assert_eq!(render("{{ input.x + 1 }}").unwrap(), json!(2));
+        assert_eq!(render("plain").unwrap(), json!("plain"));
     }
 
     #[test]
     fn plain_paths_match_the_compiled_expression() {
         let e = Expressions::new();
-        let s = RunScope::with_item(&scope(), &json!({"id": 7, "tags": ["a"]}), 3);
+        let (rs, base, input) = (run_scope(), OnceLock::new(), json!({"x": 1.5}));
+        let item = json!({"id": 7, "tags": ["a"], "big": u64::MAX});
+        let s = Scope::node(&rs, &input, Some((&item, 3)), &base);
         for (path, want) in [
-            ("item", json!({"id": 7, "tags": ["a"]})),
+            ("item", item.clone()),
             ("item.id", json!(7)),
+            ("item.big", json!(u64::MAX)),
             ("index", json!(3)),
+            ("input", json!({"x": 1.5})),
+            ("input.x", json!(1.5)),
             ("nodes.a.output.list", json!([1, 2, 3])),
+            ("nodes.a.output", json!({"n": 2, "list": [1, 2, 3]})),
             ("trigger.name", json!("ada")),
         ] {
-            assert!(
-                lookup_path(path, &s).is_some(),
-                "{path} takes the fast path"
-            );
+            assert!(s.lookup(path).is_some(), "{path} takes the fast path");
             assert_eq!(
                 e.render_str(&format!("{{{{ {path} }}}}"), &s).unwrap(),
                 want
             );
             // The same path through minijinja proper gives the same value.
             let compiled = e.env.compile_expression(path).unwrap();
-            assert_eq!(to_json(&compiled.eval(s.clone()).unwrap()).unwrap(), want);
+            assert_eq!(
+                to_json(&compiled.eval(s.context().clone()).unwrap()).unwrap(),
+                want
+            );
         }
         for slow in [
             "item.nope",
             "item.tags[0]",
             "index + 1",
+            "index.x",
             "item | length",
+            "nodes.a",
+            "nodes.zzz.output",
+            "nodes.a.output.nope",
+            "input.nope",
             "1abc",
         ] {
-            assert!(
-                lookup_path(slow, &s).is_none(),
-                "{slow} is not a plain path"
-            );
+            assert!(s.lookup(slow).is_none(), "{slow} is not a plain path");
         }
-        let err = e.render_str("{{ item.nope }}", &s).unwrap_err();
-        assert!(err.message.contains("does not exist"), "{err}");
+        for missing in [
+            "item.nope",
+            "nodes.zzz.output",
+            "input.nope",
+            "nodes.a.output.nope",
+        ] {
+            let err = e
+                .render_str(&format!("{{{{ {missing} }}}}"), &s)
+                .unwrap_err();
+            assert!(err.message.contains("does not exist"), "{missing}: {err}");
+        }
     }
 
     #[test]
     fn undefined_names_are_errors() {
-        let e = Expressions::new();
-        let err = e
-            .render_str("{{ nodes.zzz.output }}", &scope())
-            .unwrap_err();
+        let err = render("{{ nodes.zzz.output }}").unwrap_err();
         assert!(err.message.contains("undefined"), "{err}");
-        assert!(e.render_str("{{ trigger.nope }}", &scope()).is_err());
+        assert!(render("{{ trigger.nope }}").is_err());
+        // `item` exists only inside a foreach.
+        assert!(render("{{ item }}").is_err());
     }
 
     #[test]
     fn looping_expression_runs_out_of_fuel() {
-        let e = Expressions::new();
-        let err = e
-            .render_str(
-                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
-                &scope(),
-            )
-            .unwrap_err();
+        let err = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        )
+        .unwrap_err();
         assert!(
             err.message.contains("too much work") || err.message.contains("range"),
             "{err}"

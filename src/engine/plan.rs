@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::expr::Template;
 use crate::nodes::Node;
 use crate::workflow::{NodeDef, OnError, Workflow, model::Backoff, model::RetryOn};
 
@@ -30,7 +31,7 @@ pub struct Plan {
 /// One node of a plan.
 pub struct PlannedNode {
     pub id: Arc<str>,
-    pub type_name: String,
+    pub type_name: Arc<str>,
     pub node: Arc<dyn Node>,
     pub def: NodeDef,
     /// Edge indexes.
@@ -44,6 +45,8 @@ pub struct PlannedNode {
     pub first_wins: bool,
     /// Whether any input holds an expression (else rendering is skipped).
     pub has_expressions: bool,
+    /// `data.inputs`, prepared for rendering.
+    pub inputs: Vec<(String, Template)>,
     /// Credentials the node names (`credential` input, `creds.NAME` expressions).
     pub credentials: Vec<String>,
     pub trigger: bool,

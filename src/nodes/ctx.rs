@@ -69,6 +69,7 @@ pub struct NodeCtx {
     /// The data arriving along the node's incoming edges.
     pub input: Arc<Value>,
     pub run: Arc<RunInfo>,
+    /// The run's cancellation (shared: a node watches it, never cancels it).
     pub cancel: CancellationToken,
     /// Folder of the workflow file: relative paths resolve against it.
     pub base_dir: Arc<PathBuf>,
@@ -119,9 +120,20 @@ impl NodeCtx {
         })
     }
 
+    /// An input by name. Inputs are few, so a scan beats hashing the name
+    /// (nodes look up a dozen optional inputs per attempt).
+    pub fn param(&self, name: &str) -> Option<&Value> {
+        if self.params.len() > 16 {
+            return self.params.get(name);
+        }
+        self.params
+            .iter()
+            .find_map(|(k, v)| (k == name).then_some(v))
+    }
+
     /// A required string input.
     pub fn str(&self, name: &str) -> Result<&str, NodeError> {
-        match self.params.get(name) {
+        match self.param(name) {
             Some(Value::String(s)) => Ok(s),
             Some(other) => Err(wrong_type(name, "a string", other)),
             None => Err(missing(name)),
@@ -130,7 +142,7 @@ impl NodeCtx {
 
     /// An optional string input.
     pub fn opt_str(&self, name: &str) -> Result<Option<&str>, NodeError> {
-        match self.params.get(name) {
+        match self.param(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(wrong_type(name, "a string", other)),
@@ -139,7 +151,7 @@ impl NodeCtx {
 
     /// An optional boolean input with a default.
     pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, NodeError> {
-        match self.params.get(name) {
+        match self.param(name) {
             None | Some(Value::Null) => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
             Some(other) => Err(wrong_type(name, "true or false", other)),
@@ -148,7 +160,7 @@ impl NodeCtx {
 
     /// A required input of any type.
     pub fn value(&self, name: &str) -> Result<&Value, NodeError> {
-        self.params.get(name).ok_or_else(|| missing(name))
+        self.param(name).ok_or_else(|| missing(name))
     }
 }
 

@@ -282,10 +282,13 @@ impl PackageNode {
     async fn http(&self, template: &Value, mut ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         let exprs = crate::engine::expr::Expressions::new();
         let scope_json = json!({"params": Value::Object(ctx.params.clone()), "input": *ctx.input});
-        let scope = minijinja::Value::from(minijinja::value::Serde(&scope_json));
-        let rendered = exprs.render(template, &scope).map_err(|e| {
-            NodeError::new(ErrorKind::Expression, format!("package {}: {e}", self.name))
-        })?;
+        let scope =
+            std::sync::OnceLock::from(minijinja::Value::from(minijinja::value::Serde(&scope_json)));
+        let rendered = exprs
+            .render(template, &crate::engine::expr::Scope::of(&scope))
+            .map_err(|e| {
+                NodeError::new(ErrorKind::Expression, format!("package {}: {e}", self.name))
+            })?;
         let Value::Object(params) = rendered else {
             return Err(NodeError::input(format!(
                 "package {}: `http` must be an object of http.request inputs",

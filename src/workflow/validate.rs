@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::{OnError, Workflow};
 use crate::engine::duration;
-use crate::engine::expr::{CONTEXT_NAMES, Expressions, has_template};
+use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
 use crate::engine::plan::{Plan, PlannedEdge, PlannedNode, RetryPolicy};
 use crate::nodes::{DEFAULT_HANDLES, ERROR_HANDLE, Handles, Registry};
 
@@ -402,7 +402,7 @@ pub fn validate(
             .any(|&e| edges[e].source_handle.as_deref() == Some(ERROR_HANDLE));
         nodes.push(PlannedNode {
             id: Arc::from(node.id.as_str()),
-            type_name: imp.spec().type_name.clone(),
+            type_name: imp.spec().type_name.as_str().into(),
             trigger: imp.spec().trigger,
             node: imp,
             def: node.clone(),
@@ -414,6 +414,12 @@ pub fn validate(
             has_error_edge,
             first_wins,
             has_expressions,
+            inputs: node
+                .data
+                .inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), Template::new(v)))
+                .collect(),
             credentials,
         });
     }

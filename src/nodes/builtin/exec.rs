@@ -87,7 +87,7 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         c.args(&argv[1..]);
         c
     };
-    if let Some(env) = ctx.params.get("env") {
+    if let Some(env) = ctx.param("env") {
         let map = env
             .as_object()
             .ok_or_else(|| wrong_type("env", "an object", env))?;
@@ -104,7 +104,7 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         None => (*ctx.base_dir).clone(),
     };
     cmd.current_dir(&cwd);
-    let stdin = match ctx.params.get("stdin") {
+    let stdin = match ctx.param("stdin") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone().into_bytes()),
         Some(other) => Some(other.to_string().into_bytes()),

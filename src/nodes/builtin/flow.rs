@@ -114,7 +114,7 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             any_output(),
             |ctx| {
                 boxed(async move {
-                    Ok(NodeOutput::new(match ctx.params.get("value") {
+                    Ok(NodeOutput::new(match ctx.param("value") {
                         Some(v) => v.clone(),
                         None => (*ctx.input).clone(),
                     }))

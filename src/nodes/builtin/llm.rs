@@ -82,7 +82,7 @@ impl Node for Llm {
 fn input<'a>(ctx: &'a NodeCtx, names: &[&str]) -> Option<&'a Value> {
     names
         .iter()
-        .find_map(|n| ctx.params.get(*n).filter(|v| !v.is_null()))
+        .find_map(|n| ctx.param(n).filter(|v| !v.is_null()))
 }
 
 fn string_input(ctx: &NodeCtx, names: &[&str]) -> Result<Option<String>, NodeError> {

@@ -32,22 +32,22 @@ pub(super) fn node() -> Arc<dyn Node> {
                          deploy the workflow to the daemon, or remove the node for `fuse run`",
                     ));
                 };
-                let status = match ctx.params.get("status") {
+                let status = match ctx.param("status") {
                     None | Some(Value::Null) => 200,
                     Some(v) => v
                         .as_u64()
                         .filter(|s| (100..=599).contains(s))
                         .ok_or_else(|| wrong_type("status", "an HTTP status (100-599)", v))?,
                 };
-                if let Some(h) = ctx.params.get("headers").filter(|h| !h.is_null())
+                if let Some(h) = ctx.param("headers").filter(|h| !h.is_null())
                     && !h.is_object()
                 {
                     return Err(wrong_type("headers", "an object", h));
                 }
                 let answer = json!({
                     "status": status,
-                    "headers": ctx.params.get("headers").cloned().unwrap_or(json!({})),
-                    "body": ctx.params.get("body").cloned().unwrap_or(Value::Null),
+                    "headers": ctx.param("headers").cloned().unwrap_or(json!({})),
+                    "body": ctx.param("body").cloned().unwrap_or(Value::Null),
                 });
                 // A caller that gave up (timeout) is not an error of the run.
                 let _ = sender.send(answer.clone());

@@ -49,7 +49,7 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                 boxed(async move {
                     let filter = ctx.str("filter")?.to_string();
                     let all = ctx.bool_or("all", false)?;
-                    let data = match ctx.params.get("data") {
+                    let data = match ctx.param("data") {
                         Some(d) => d.clone(),
                         None => (*ctx.input).clone(),
                     };

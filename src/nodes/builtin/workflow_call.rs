@@ -32,7 +32,7 @@ pub(super) fn node() -> Arc<dyn Node> {
                 let plan = engine
                     .load(&path)
                     .map_err(|e| NodeError::input(e.to_string()))?;
-                let input = match ctx.params.get("input") {
+                let input = match ctx.param("input") {
                     Some(v) => v.clone(),
                     None => (*ctx.input).clone(),
                 };

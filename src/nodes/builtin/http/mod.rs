@@ -34,7 +34,7 @@ pub struct Http {
     limiter: RateLimiter,
     /// The last URL parsed, with its target: a `foreach` calls the same URL
     /// (with different queries) thousands of times.
-    last_url: Mutex<Option<(String, reqwest::Url, String)>>,
+    last_url: Mutex<Option<(String, reqwest::Url, Arc<str>)>>,
 }
 
 impl Http {
@@ -56,7 +56,7 @@ impl Http {
 
     /// Parses an http(s) URL and names its target, reusing the last result when
     /// the text is the same.
-    pub fn parse(&self, raw: &str) -> Result<(reqwest::Url, String), NodeError> {
+    pub fn parse(&self, raw: &str) -> Result<(reqwest::Url, Arc<str>), NodeError> {
         if let Ok(last) = self.last_url.lock()
             && let Some((text, url, target)) = last.as_ref()
             && text == raw
@@ -64,7 +64,7 @@ impl Http {
             return Ok((url.clone(), target.clone()));
         }
         let url = parse_url(raw)?;
-        let target = target_of(&url);
+        let target: Arc<str> = target_of(&url).into();
         if let Ok(mut last) = self.last_url.lock() {
             *last = Some((raw.to_string(), url.clone(), target.clone()));
         }
@@ -113,6 +113,12 @@ impl Http {
         rate: Option<f64>,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, NodeError> {
+        self.admit(target, rate).await?;
+        self.send(ctx, target, request).await
+    }
+
+    /// Passes the target's breaker (or fails fast) and waits for its rate limit.
+    pub async fn admit(&self, target: &str, rate: Option<f64>) -> Result<(), NodeError> {
         if let Admit::Reject { retry_in, failures } = self.breakers.admit(target) {
             return Err(NodeError::new(
                 ErrorKind::Network,
@@ -128,6 +134,16 @@ impl Http {
         self.limiter
             .wait(target, rate.unwrap_or_else(|| self.rate_for(target)))
             .await;
+        Ok(())
+    }
+
+    /// Sends an admitted request; the outcome feeds the target's breaker.
+    pub async fn send(
+        &self,
+        ctx: &NodeCtx,
+        target: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, NodeError> {
         match request.send().await {
             Ok(response) => {
                 self.report(ctx, target, response.status().as_u16() < 500);
@@ -272,57 +288,96 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Response headers as a JSON object (lower-case names; repeated values joined).
 pub fn headers_json(headers: &HeaderMap) -> Value {
-    let mut map = Map::new();
+    let mut map = Map::with_capacity(headers.keys_len());
     for (name, value) in headers {
         let v = match value.to_str() {
             Ok(text) => text.to_string(),
             Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
         };
-        match map.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
+        match map.entry(name.as_str()) {
+            serde_json::map::Entry::Occupied(mut seen) => {
+                if let Value::String(existing) = seen.get_mut() {
+                    existing.push_str(", ");
+                    existing.push_str(&v);
+                }
             }
-            _ => {
-                map.insert(name.as_str().to_string(), Value::String(v));
+            serde_json::map::Entry::Vacant(slot) => {
+                slot.insert(Value::String(v));
             }
         }
     }
     Value::Object(map)
 }
 
-/// A JSON scalar as request text.
-fn scalar(name: &str, v: &Value) -> Result<String, NodeError> {
+/// A JSON scalar as request text (`name` names the input in an error).
+fn scalar(name: impl FnOnce() -> String, v: &Value) -> Result<String, NodeError> {
     match v {
         Value::String(s) => Ok(s.clone()),
-        Value::Number(_) | Value::Bool(_) => Ok(v.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
         Value::Null => Ok(String::new()),
-        other => Err(wrong_type(name, "a string, number or boolean", other)),
+        other => Err(wrong_type(&name(), "a string, number or boolean", other)),
     }
 }
 
-/// Decodes a body by content type (or by `mode`: json, text, bytes).
-fn parse_body(bytes: &[u8], content_type: &str, mode: &str) -> Result<Value, NodeError> {
-    let text = || Value::String(String::from_utf8_lossy(bytes).into_owned());
-    let b64 = || Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
-    let ct = content_type.to_ascii_lowercase();
-    Ok(match mode {
-        "json" => serde_json::from_slice(bytes)
-            .map_err(|e| NodeError::other(format!("the response is not JSON: {e}")))?,
-        "text" => text(),
-        "bytes" => b64(),
-        _ if bytes.is_empty() => Value::Null,
-        _ if ct.contains("json") => serde_json::from_slice(bytes).unwrap_or_else(|_| text()),
-        _ if ct.starts_with("text/")
-            || ct.contains("xml")
-            || ct.contains("javascript")
-            || ct.contains("x-www-form-urlencoded")
-            || ct.is_empty() && std::str::from_utf8(bytes).is_ok() =>
-        {
-            text()
+/// How a response body is decoded: as `mode` says (json, text, bytes) or, in
+/// auto mode, by its content type (an empty body is then null).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BodyKind {
+    Json,
+    Text,
+    Bytes,
+    /// JSON, or text when it does not parse.
+    AutoJson,
+    AutoText,
+    AutoBytes,
+    /// No content type: text when it is UTF-8, else base64.
+    AutoUnknown,
+}
+
+impl BodyKind {
+    fn of(content_type: &str, mode: &str) -> BodyKind {
+        match mode {
+            "json" => return BodyKind::Json,
+            "text" => return BodyKind::Text,
+            "bytes" => return BodyKind::Bytes,
+            _ => {}
         }
-        _ => b64(),
-    })
+        let ct = content_type.as_bytes();
+        let has = |needle: &str| {
+            ct.windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+        };
+        if ct.is_empty() {
+            BodyKind::AutoUnknown
+        } else if has("json") {
+            BodyKind::AutoJson
+        } else if ct.len() >= 5 && ct[..5].eq_ignore_ascii_case(b"text/")
+            || has("xml")
+            || has("javascript")
+            || has("x-www-form-urlencoded")
+        {
+            BodyKind::AutoText
+        } else {
+            BodyKind::AutoBytes
+        }
+    }
+
+    fn parse(self, bytes: &[u8]) -> Result<Value, NodeError> {
+        let text = || Value::String(String::from_utf8_lossy(bytes).into_owned());
+        let b64 = || Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+        Ok(match self {
+            BodyKind::Json => serde_json::from_slice(bytes)
+                .map_err(|e| NodeError::other(format!("the response is not JSON: {e}")))?,
+            BodyKind::Text => text(),
+            BodyKind::Bytes => b64(),
+            _ if bytes.is_empty() => Value::Null,
+            BodyKind::AutoJson => serde_json::from_slice(bytes).unwrap_or_else(|_| text()),
+            BodyKind::AutoText => text(),
+            BodyKind::AutoUnknown if std::str::from_utf8(bytes).is_ok() => text(),
+            BodyKind::AutoBytes | BodyKind::AutoUnknown => b64(),
+        })
+    }
 }
 
 /// Authentication from the `auth` input.
@@ -336,18 +391,18 @@ enum Auth {
 
 fn auth_of(ctx: &NodeCtx) -> Result<Auth, NodeError> {
     if let Some(name) = ctx.opt_str("credential")? {
-        if ctx.params.get("auth").is_some_and(|v| !v.is_null()) {
+        if ctx.param("auth").is_some_and(|v| !v.is_null()) {
             return Err(NodeError::input("give `credential` or `auth`, not both"));
         }
         let credential = ctx.credential(name)?;
         return auth_from_credential(&credential);
     }
-    let Some(auth) = ctx.params.get("auth").filter(|v| !v.is_null()) else {
+    let Some(auth) = ctx.param("auth").filter(|v| !v.is_null()) else {
         return Ok(Auth::None);
     };
     let field = |k: &str| -> Result<String, NodeError> {
         match auth.get(k) {
-            Some(v) => scalar(&format!("auth.{k}"), v),
+            Some(v) => scalar(|| format!("auth.{k}"), v),
             None => Err(NodeError::input(format!("auth needs `{k}`"))),
         }
     };
@@ -447,11 +502,16 @@ impl Node for HttpNode {
 }
 
 async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
-    let method_name = ctx.opt_str("method")?.unwrap_or("GET").to_ascii_uppercase();
-    let method = reqwest::Method::from_bytes(method_name.as_bytes())
-        .map_err(|_| NodeError::input(format!("method {method_name:?} is not an HTTP method")))?;
+    let method = match ctx.opt_str("method")? {
+        None => reqwest::Method::GET,
+        Some(name) => {
+            let name = name.to_ascii_uppercase();
+            reqwest::Method::from_bytes(name.as_bytes())
+                .map_err(|_| NodeError::input(format!("method {name:?} is not an HTTP method")))?
+        }
+    };
     let (mut url, target) = http.parse(ctx.str("url")?)?;
-    if let Some(query) = ctx.params.get("query").filter(|v| !v.is_null()) {
+    if let Some(query) = ctx.param("query").filter(|v| !v.is_null()) {
         let map = query
             .as_object()
             .ok_or_else(|| wrong_type("query", "an object", query))?;
@@ -460,11 +520,11 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
             match v {
                 Value::Array(items) => {
                     for item in items {
-                        pairs.append_pair(k, &scalar(&format!("query.{k}"), item)?);
+                        pairs.append_pair(k, &scalar(|| format!("query.{k}"), item)?);
                     }
                 }
                 other => {
-                    pairs.append_pair(k, &scalar(&format!("query.{k}"), other)?);
+                    pairs.append_pair(k, &scalar(|| format!("query.{k}"), other)?);
                 }
             }
         }
@@ -474,7 +534,7 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
         url.query_pairs_mut().append_pair(name, value);
     }
     let follow = ctx.bool_or("follow_redirects", true)?;
-    let max_redirects = match ctx.params.get("max_redirects") {
+    let max_redirects = match ctx.param("max_redirects") {
         Some(v) => v
             .as_u64()
             .ok_or_else(|| wrong_type("max_redirects", "a whole number", v))?
@@ -485,29 +545,29 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
         Some(t) => duration::parse(t).map_err(NodeError::input)?,
         None => http.timeout,
     };
-    let limit = match ctx.params.get("max_response_bytes") {
+    let limit = match ctx.param("max_response_bytes") {
         Some(v) => v
             .as_u64()
             .ok_or_else(|| wrong_type("max_response_bytes", "a whole number", v))?,
         None => http.max_response_bytes,
     };
-    let rate = match ctx.params.get("rate_limit") {
+    let rate = match ctx.param("rate_limit") {
         Some(v) => Some(
             v.as_f64()
                 .ok_or_else(|| wrong_type("rate_limit", "a number", v))?,
         ),
         None => None,
     };
-    let mode = ctx.opt_str("response")?.unwrap_or("auto").to_string();
-    if !matches!(mode.as_str(), "auto" | "json" | "text" | "bytes") {
+    let mode = ctx.opt_str("response")?.unwrap_or("auto");
+    if !matches!(mode, "auto" | "json" | "text" | "bytes") {
         return Err(NodeError::input(format!(
             "response {mode:?} is not one of auto, json, text, bytes"
         )));
     }
 
     let client = http.client(if follow { max_redirects } else { 0 })?;
-    let mut req = client.request(method.clone(), url.clone()).timeout(timeout);
-    if let Some(headers) = ctx.params.get("headers").filter(|v| !v.is_null()) {
+    let mut req = client.request(method.clone(), url);
+    if let Some(headers) = ctx.param("headers").filter(|v| !v.is_null()) {
         let map = headers
             .as_object()
             .ok_or_else(|| wrong_type("headers", "an object", headers))?;
@@ -515,7 +575,7 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| NodeError::input(format!("header name {k:?} is not valid")))?;
             let value =
-                HeaderValue::from_str(&scalar(&format!("headers.{k}"), v)?).map_err(|_| {
+                HeaderValue::from_str(&scalar(|| format!("headers.{k}"), v)?).map_err(|_| {
                     NodeError::input(format!(
                         "header {k:?} has a value that is not valid in HTTP"
                     ))
@@ -529,17 +589,22 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
         Auth::Header(name, value) => req.header(name.as_str(), value.as_str()),
         Auth::Query(..) | Auth::None => req,
     };
-    let bodies: Vec<&str> = ["json", "body", "form", "multipart"]
+    let given = |k: &&str| ctx.param(k).is_some_and(|v| !v.is_null());
+    let mut bodies = ["json", "body", "form", "multipart"]
         .into_iter()
-        .filter(|k| ctx.params.get(*k).is_some_and(|v| !v.is_null()))
-        .collect();
-    if bodies.len() > 1 {
+        .filter(given);
+    let body_input = bodies.next();
+    if body_input.is_some() && bodies.next().is_some() {
+        let all: Vec<&str> = ["json", "body", "form", "multipart"]
+            .into_iter()
+            .filter(given)
+            .collect();
         return Err(NodeError::input(format!(
             "give one body, not several ({}): json, body, form or multipart",
-            bodies.join(", ")
+            all.join(", ")
         )));
     }
-    req = match bodies.first().copied() {
+    req = match body_input {
         Some("json") => req.json(ctx.value("json")?),
         Some("body") => match ctx.value("body")? {
             Value::String(s) => req.body(s.clone()),
@@ -552,7 +617,7 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
                 .ok_or_else(|| wrong_type("form", "an object", form))?;
             let pairs: Vec<(String, String)> = map
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), scalar(&format!("form.{k}"), v)?)))
+                .map(|(k, v)| Ok((k.clone(), scalar(|| format!("form.{k}"), v)?)))
                 .collect::<Result<_, NodeError>>()?;
             req.form(&pairs)
         }
@@ -560,28 +625,55 @@ async fn request(http: Arc<Http>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
         _ => req,
     };
 
-    let response = http.execute(&ctx, &target, rate, req).await?;
-    let status = response.status();
-    let headers = headers_json(response.headers());
-    let wait = retry_after(response.headers());
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let final_url = response.url().to_string();
-    let bytes = http.read_body(&ctx, &target, response, limit).await?;
-    let body = parse_body(&bytes, &content_type, &mode)?;
-    let output =
-        json!({"status": status.as_u16(), "headers": headers, "body": body, "url": final_url});
+    http.admit(&target, rate).await?;
+    // One timer covers the whole exchange: connecting, redirects, headers, body.
+    let exchange = async {
+        let response = http.send(&ctx, &target, req).await?;
+        let status = response.status();
+        let headers = headers_json(response.headers());
+        let wait = retry_after(response.headers());
+        let kind = BodyKind::of(
+            response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            mode,
+        );
+        let final_url = response.url().as_str().to_owned();
+        let bytes = http.read_body(&ctx, &target, response, limit).await?;
+        Ok::<_, NodeError>((status, headers, wait, kind, final_url, bytes))
+    };
+    let (status, headers, wait, kind, final_url, bytes) =
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(exchanged) => exchanged?,
+            Err(_) => {
+                http.failed(&ctx, &target);
+                return Err(NodeError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "request to {target} timed out after {}; raise `timeout` if it is expected",
+                        duration::human(timeout)
+                    ),
+                )
+                .with_details(json!({"circuit": http.breakers.describe(&target)})));
+            }
+        };
+    let body = kind.parse(&bytes)?;
+    // Built in place: `json!` would serialize `headers` and `body` into copies.
+    let mut output = Map::with_capacity(4);
+    output.insert("status".into(), Value::from(status.as_u16()));
+    output.insert("headers".into(), headers);
+    output.insert("body".into(), body);
+    output.insert("url".into(), Value::String(final_url.clone()));
+    let output = Value::Object(output);
     if status.as_u16() >= 400 && ctx.bool_or("fail_on_status", true)? {
         let code = status.as_u16();
         let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
         let mut err = NodeError::new(
             ErrorKind::Http { status: code },
             format!(
-                "{method} {url} answered {code} {}{}",
+                "{method} {final_url} answered {code} {}{}",
                 status.canonical_reason().unwrap_or(""),
                 if excerpt.trim().is_empty() {
                     String::new()
@@ -627,7 +719,7 @@ async fn multipart(ctx: &NodeCtx) -> Result<reqwest::multipart::Form, NodeError>
                         )
                     } else if let Some(content) = o.get("content") {
                         (
-                            scalar(&format!("multipart.{name}.content"), content)?.into_bytes(),
+                            scalar(|| format!("multipart.{name}.content"), content)?.into_bytes(),
                             None,
                         )
                     } else {
@@ -653,8 +745,58 @@ async fn multipart(ctx: &NodeCtx) -> Result<reqwest::multipart::Form, NodeError>
                 }
                 form.part(name.clone(), part)
             }
-            other => form.text(name.clone(), scalar(&format!("multipart.{name}"), other)?),
+            other => form.text(name.clone(), scalar(|| format!("multipart.{name}"), other)?),
         };
     }
     Ok(form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyKind;
+    use serde_json::json;
+
+    #[test]
+    fn bodies_decode_by_mode_and_content_type() {
+        let cases = [
+            (
+                "application/json",
+                "auto",
+                &b"{\"a\":1}"[..],
+                json!({"a": 1}),
+            ),
+            (
+                "Application/Problem+JSON; charset=utf-8",
+                "auto",
+                b"[1]",
+                json!([1]),
+            ),
+            ("application/json", "auto", b"not json", json!("not json")),
+            ("text/plain", "auto", b"hi", json!("hi")),
+            ("TEXT/html", "auto", b"<p>", json!("<p>")),
+            ("application/xml", "auto", b"<a/>", json!("<a/>")),
+            (
+                "application/octet-stream",
+                "auto",
+                b"\x00\x01",
+                json!("AAE="),
+            ),
+            ("", "auto", b"plain", json!("plain")),
+            ("", "auto", b"\xff\xfe", json!("//4=")),
+            ("text/plain", "auto", b"", json!(null)),
+            ("application/json", "auto", b"", json!(null)),
+            ("text/plain", "text", b"", json!("")),
+            ("text/plain", "json", b"{\"b\":2}", json!({"b": 2})),
+            ("application/json", "bytes", b"{}", json!("e30=")),
+            ("application/json", "text", b"{}", json!("{}")),
+        ];
+        for (ct, mode, bytes, want) in cases {
+            let got = BodyKind::of(ct, mode).parse(bytes).unwrap();
+            assert_eq!(got, want, "{ct:?} {mode} {bytes:?}");
+        }
+        let err = BodyKind::of("text/plain", "json")
+            .parse(b"nope")
+            .unwrap_err();
+        assert!(err.message.contains("not JSON"), "{}", err.message);
+    }
 }

@@ -500,6 +500,51 @@ fn expressions_keep_types_and_see_the_whole_context() {
 }
 
 #[test]
+fn foreach_items_render_nested_inputs_and_missing_fields_fail_clearly() {
+    // Plain paths (item, index, input, nodes.X.output) are read straight from the
+    // JSON; the others go through minijinja. Both must agree, at any depth.
+    let wf = || {
+        json!({"nodes": [
+            {"id": "t", "type": "trigger.manual"},
+            {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {"n": 7, "deep": {"k": [1]}}}}},
+            {"id": "each", "type": "transform.set", "foreach": "{{ trigger.items }}", "concurrency": 2,
+             "data": {"inputs": {"values": {
+                "name": "{{ item.name }}", "pos": "{{ index }}", "n": "{{ nodes.a.output.n }}",
+                "deep": "{{ nodes.a.output.deep.k }}", "from": "{{ input.n }}", "loud": "{{ item.name | upper }}",
+                "list": ["static", "{{ item.name }}-{{ index }}", {"nested": "{{ item.tags }}"}]
+             }}}}
+        ], "edges": [{"source": "t", "target": "a"}, {"source": "a", "target": "each"}]})
+    };
+    let (r, _) = run_with(
+        wf(),
+        json!({"items": [{"name": "x", "tags": ["p"]}, {"name": "y", "tags": []}]}),
+        None,
+    );
+    assert_eq!(r.status, Status::Succeeded, "{:?}", r.error);
+    assert_eq!(
+        *r.output,
+        json!([
+            {"name": "x", "pos": 0, "n": 7, "deep": [1], "from": 7, "loud": "X", "list": ["static", "x-0", {"nested": ["p"]}]},
+            {"name": "y", "pos": 1, "n": 7, "deep": [1], "from": 7, "loud": "Y", "list": ["static", "y-1", {"nested": []}]}
+        ])
+    );
+
+    // The second item lacks `tags`: the node fails naming the item, the input
+    // and the expression, and says why.
+    let (r, _) = run_with(
+        wf(),
+        json!({"items": [{"name": "x", "tags": []}, {"name": "y"}]}),
+        None,
+    );
+    assert_eq!(r.status, Status::Failed);
+    let err = r.nodes["each"].error.clone().unwrap().to_string();
+    assert!(
+        err.contains("item 1") && err.contains("item.tags") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_failing_expression_names_the_node_and_expression() {
     let (r, _) = run(json!({"nodes": [{"id": "t", "type": "trigger.manual"},
         {"id": "x", "type": "transform.set", "data": {"inputs": {"values": {"v": "{{ trigger.missing.deeper }}"}}}}],

@@ -45,7 +45,7 @@ pub struct PlannedNode {
     pub first_wins: bool,
     /// Whether any input holds an expression (else rendering is skipped).
     pub has_expressions: bool,
-    /// `data.inputs`, prepared for rendering.
+    /// `data.inputs` prepared for rendering (empty without expressions).
     pub inputs: Vec<(String, Template)>,
     /// Credentials the node names (`credential` input, `creds.NAME` expressions).
     pub credentials: Vec<String>,

@@ -414,12 +414,16 @@ pub fn validate(
             has_error_edge,
             first_wins,
             has_expressions,
-            inputs: node
-                .data
-                .inputs
-                .iter()
-                .map(|(k, v)| (k.clone(), Template::new(v)))
-                .collect(),
+            // Only a node with expressions renders its inputs.
+            inputs: if has_expressions {
+                node.data
+                    .inputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Template::new(v)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
             credentials,
         });
     }

@@ -30,6 +30,8 @@ pub struct Http {
     rate_limit: f64,
     rate_limits: BTreeMap<String, f64>,
     clients: Mutex<HashMap<usize, reqwest::Client>>,
+    /// The client for the configured `max_redirects`: most requests use it.
+    default_client: std::sync::OnceLock<reqwest::Client>,
     pub breakers: Breakers,
     limiter: RateLimiter,
     /// The last URL parsed, with its target: a `foreach` calls the same URL
@@ -48,6 +50,7 @@ impl Http {
             rate_limit: config.rate_limit,
             rate_limits: config.rate_limits.clone(),
             clients: Mutex::new(HashMap::new()),
+            default_client: std::sync::OnceLock::new(),
             breakers: Breakers::new(config.breaker_threshold, dur(&config.breaker_cooldown, 30)),
             limiter: RateLimiter::default(),
             last_url: Mutex::new(None),
@@ -73,6 +76,17 @@ impl Http {
 
     /// The pooled client that follows at most `max_redirects` redirects.
     pub fn client(&self, max_redirects: usize) -> Result<reqwest::Client, NodeError> {
+        if max_redirects == self.max_redirects {
+            if let Some(client) = self.default_client.get() {
+                return Ok(client.clone());
+            }
+            let client = self.pooled(max_redirects)?;
+            return Ok(self.default_client.get_or_init(|| client).clone());
+        }
+        self.pooled(max_redirects)
+    }
+
+    fn pooled(&self, max_redirects: usize) -> Result<reqwest::Client, NodeError> {
         let mut clients = self
             .clients
             .lock()

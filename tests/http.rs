@@ -334,6 +334,18 @@ fn rate_limiting_spaces_requests_to_a_target() {
 }
 
 #[test]
+fn waiting_for_a_rate_limit_slot_does_not_count_against_the_timeout() {
+    let server = echo();
+    let h = Harness::default();
+    // 4 requests at 4/s: the last waits ~750 ms for its slot, well past the
+    // 300 ms request timeout, and must still succeed.
+    let r = h.run(one(json!({"id": "req", "type": "http.request", "foreach": "{{ range(4) | list }}", "concurrency": 4,
+        "data": {"inputs": {"url": server.url("/r"), "rate_limit": 4, "timeout": "300ms"}}})));
+    assert_eq!(r.status, Status::Succeeded, "{:?}", r.error);
+    assert_eq!(server.requests().len(), 4);
+}
+
+#[test]
 fn timeouts_slow_loris_and_huge_responses_are_refused() {
     let server = TestServer::start(|req, _| match req.path.as_str() {
         "/late" => Reply::Delay(

@@ -80,16 +80,8 @@ fn load(globals: &Globals) -> anyhow::Result<Loaded> {
     let home = Home::resolve(globals.home.clone())?;
     home.require()?;
     let config = home.config(&Default::default())?;
-    let settings = crate::nodes::Settings {
-        http: config.http.clone(),
-        llm: config.llm.clone(),
-        cache_dir: Some(home.cache_dir().join("llm")),
-    };
-    let (registry, catalog) = crate::packages::registry_with_packages(
-        &settings,
-        &home.node_packages_dir(),
-        &home.plugin_packages_dir(),
-    );
+    let settings = crate::nodes::Settings::of_home(&home, &config);
+    let (registry, catalog) = crate::packages::registry_of_home(&settings, &home);
     Ok(Loaded {
         home,
         registry,

@@ -59,11 +59,7 @@ pub(super) fn home_registry(
     if !home.is_initialized() {
         return Registry::with_settings(settings);
     }
-    let (registry, catalog) = crate::packages::registry_with_packages(
-        settings,
-        &home.node_packages_dir(),
-        &home.plugin_packages_dir(),
-    );
+    let (registry, catalog) = crate::packages::registry_of_home(settings, home);
     if report {
         for problem in &catalog.problems {
             eprintln!("warning: {problem} (skipped; `fuse nodes doctor` checks packages)");
@@ -83,11 +79,7 @@ impl CliEngine {
         if home.is_initialized() {
             let config = home.config(&Default::default())?;
             max_parallel = config.engine.max_parallel;
-            settings = crate::nodes::Settings {
-                http: config.http.clone(),
-                llm: config.llm.clone(),
-                cache_dir: Some(home.cache_dir().join("llm")),
-            };
+            settings = crate::nodes::Settings::of_home(&home, &config);
             if history {
                 let store = home.open_store()?;
                 let r = Arc::new(Recorder::start(store, home.blobs_dir(), config.history)?);

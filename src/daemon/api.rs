@@ -65,10 +65,9 @@ fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(super) async fn body_json(
-    req: Request<hyper::body::Incoming>,
-) -> Result<(Value, Map<String, Value>), Box<Reply>> {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
+/// The whole request body, refused over [`MAX_BODY`].
+async fn body_bytes(req: Request<hyper::body::Incoming>) -> Result<hyper::body::Bytes, Box<Reply>> {
+    Ok(Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| {
@@ -79,7 +78,27 @@ pub(super) async fn body_json(
                 Value::Null,
             ))
         })?
-        .to_bytes();
+        .to_bytes())
+}
+
+/// The request's headers as JSON, without `Authorization`.
+fn request_headers(req: &Request<hyper::body::Incoming>) -> Map<String, Value> {
+    req.headers()
+        .iter()
+        .filter(|(k, _)| *k != hyper::header::AUTHORIZATION)
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            )
+        })
+        .collect()
+}
+
+pub(super) async fn body_json(
+    req: Request<hyper::body::Incoming>,
+) -> Result<(Value, Map<String, Value>), Box<Reply>> {
+    let bytes = body_bytes(req).await?;
     if bytes.is_empty() {
         return Ok((Value::Null, Map::new()));
     }
@@ -201,12 +220,7 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
                 .and_then(|full| store.get_run(&full, &state.home.blobs_dir()));
             match detail {
                 Ok(d) => reply(StatusCode::OK, &serde_json::to_value(d).unwrap_or_default()),
-                Err(e) => error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    e.to_string(),
-                    Value::Null,
-                ),
+                Err(e) => not_found(&e.to_string()),
             }
         }
         (m, p) => {
@@ -556,27 +570,10 @@ async fn plugin_route(
     let has_token = token_ok(state, &req);
     let method = req.method().to_string();
     let query = json!(parse_query(req.uri().query().unwrap_or("")));
-    let headers: Map<String, Value> = req
-        .headers()
-        .iter()
-        .filter(|(k, _)| *k != hyper::header::AUTHORIZATION)
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            )
-        })
-        .collect();
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                e.to_string(),
-                Value::Null,
-            );
-        }
+    let headers = request_headers(&req);
+    let bytes = match body_bytes(req).await {
+        Ok(bytes) => bytes,
+        Err(reply) => return *reply,
     };
     let body = serde_json::from_slice::<Value>(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
@@ -629,12 +626,7 @@ fn events(
                 }
             }
             Err(e) => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    e.to_string(),
-                    Value::Null,
-                );
+                return not_found(&e.to_string());
             }
         }
     }
@@ -660,17 +652,7 @@ fn events(
 /// `/webhook/{path}`: the workflow whose `trigger.webhook` node has this path.
 async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Incoming>) -> Reply {
     let method = req.method().to_string();
-    let headers: Map<String, Value> = req
-        .headers()
-        .iter()
-        .filter(|(k, _)| *k != hyper::header::AUTHORIZATION)
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            )
-        })
-        .collect();
+    let headers = request_headers(&req);
     let query = parse_query(req.uri().query().unwrap_or(""));
     // Find the workflow first: unknown paths never read the body.
     let Some(hook_route) = super::routes::current(state).hooks.get(&hook).cloned() else {
@@ -708,16 +690,9 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         .and_then(|h| req.headers().get(h.as_str()))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                e.to_string(),
-                Value::Null,
-            );
-        }
+    let bytes = match body_bytes(req).await {
+        Ok(bytes) => bytes,
+        Err(reply) => return *reply,
     };
     if let Err(message) = super::hooks::verify(state, &inputs, signature.as_deref(), &bytes) {
         return error(

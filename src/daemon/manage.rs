@@ -42,12 +42,7 @@ pub(super) async fn route(
             };
             match store.run_logs(id) {
                 Ok(logs) => reply(StatusCode::OK, &json!({"logs": logs})),
-                Err(e) => error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    e.to_string(),
-                    Value::Null,
-                ),
+                Err(e) => not_found(&e.to_string()),
             }
         }
         (&Method::POST, ["executions", id, "cancel"]) => cancel(state, id),
@@ -239,12 +234,7 @@ fn cancel(state: &Arc<State>, id: &str) -> Reply {
         match store.resolve_run_id(id) {
             Ok(full) => full,
             Err(e) => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    e.to_string(),
-                    Value::Null,
-                );
+                return not_found(&e.to_string());
             }
         }
     };
@@ -281,12 +271,7 @@ async fn retry(state: &Arc<State>, id: &str) -> Reply {
         {
             Ok(d) => d,
             Err(e) => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    e.to_string(),
-                    Value::Null,
-                );
+                return not_found(&e.to_string());
             }
         };
         let definition = detail

@@ -147,8 +147,8 @@ impl State {
     }
 }
 
-/// Runs the daemon in this process until SIGTERM or Ctrl-C.
-pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
+/// A daemon may start: the home exists and no daemon serves it yet.
+fn ready_for_a_daemon(home: &Home) -> anyhow::Result<()> {
     home.require()?;
     if let Some(other) = running(home) {
         anyhow::bail!(
@@ -157,6 +157,12 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
             other.url()
         );
     }
+    Ok(())
+}
+
+/// Runs the daemon in this process until SIGTERM or Ctrl-C.
+pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
+    ready_for_a_daemon(home)?;
     let config = home.config(&Default::default())?;
     let host = config.daemon.host.clone();
     let port = port.unwrap_or(config.daemon.port);
@@ -179,16 +185,8 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         home.blobs_dir(),
         config.history.clone(),
     )?);
-    let settings = crate::nodes::Settings {
-        http: config.http.clone(),
-        llm: config.llm.clone(),
-        cache_dir: Some(home.cache_dir().join("llm")),
-    };
-    let (registry, catalog) = crate::packages::registry_with_packages(
-        &settings,
-        &home.node_packages_dir(),
-        &home.plugin_packages_dir(),
-    );
+    let settings = crate::nodes::Settings::of_home(home, &config);
+    let (registry, catalog) = crate::packages::registry_of_home(&settings, home);
     for p in &catalog.problems {
         tracing::warn!("{p}");
     }
@@ -393,14 +391,7 @@ async fn shutdown_signal() {
 /// Starts the daemon in the background: `fuse start --foreground` detached, its
 /// output in `logs/daemon.log`; returns once it answers.
 pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonInfo> {
-    home.require()?;
-    if let Some(other) = running(home) {
-        anyhow::bail!(
-            "a fuse daemon is already running for this home (pid {}, {}); `fuse stop` stops it",
-            other.pid,
-            other.url()
-        );
-    }
+    ready_for_a_daemon(home)?;
     let logs = home.logs_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let log_path = logs.join("daemon.log");

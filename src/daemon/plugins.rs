@@ -60,7 +60,7 @@ fn context(state: &State, node_id: &str, params: serde_json::Map<String, Value>)
         params,
         input: Arc::new(Value::Null),
         run: Arc::new(crate::nodes::RunInfo {
-            id: format!("plugin-{}", uuid::Uuid::now_v7()),
+            id: format!("plugin-{}", uuid::Uuid::now_v7()).into(),
             workflow: String::new(),
             started_at: jiff::Timestamp::now().to_string(),
             depth: 0,

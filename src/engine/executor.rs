@@ -26,8 +26,6 @@ struct Shared {
     engine: Engine,
     plan: Arc<Plan>,
     run: Arc<RunInfo>,
-    /// `run.id`, shared by the events of the run.
-    run_id: Arc<str>,
     scope: RunScope,
     view: Arc<NodesView>,
     creds: Arc<super::RunCreds>,
@@ -108,7 +106,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let view = Arc::new(NodesView::default());
     let creds = Arc::new(super::RunCreds::new(engine.inner.credentials.clone()));
     let run = Arc::new(RunInfo {
-        id: run_id.clone(),
+        id: run_id.as_str().into(),
         workflow: plan.name.clone(),
         started_at: started_at.clone(),
         depth: request.depth,
@@ -128,7 +126,6 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         plan: plan.clone(),
-        run_id: run.id.as_str().into(),
         run,
         scope,
         view,
@@ -277,7 +274,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                         };
                     }
                     shared.engine.observer().on_event(&Event::Log {
-                        run_id: shared.run.id.clone(),
+                        run_id: shared.run.id.to_string(),
                         node_id: Some(node.id.to_string()),
                         level: LogLevel::Warn,
                         message: format!(
@@ -471,7 +468,7 @@ fn finish(
 ) {
     let node = &shared.plan.nodes[i];
     shared.engine.observer().on_event(&Event::NodeFinished {
-        run_id: shared.run.id.clone(),
+        run_id: shared.run.id.to_string(),
         node_id: node.id.to_string(),
         node_type: node.type_name.to_string(),
         status,
@@ -548,7 +545,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     let node = &shared.plan.nodes[i];
     if let Some(output) = shared.reuse.get(&*node.id) {
         shared.engine.observer().on_event(&Event::Log {
-            run_id: shared.run.id.clone(),
+            run_id: shared.run.id.to_string(),
             node_id: Some(node.id.to_string()),
             level: LogLevel::Info,
             message: "reused the output of the earlier run".into(),
@@ -676,7 +673,7 @@ async fn attempts(
         attempt += 1;
         let observer = shared.engine.observer();
         observer.on_event(&Event::NodeStarted {
-            run_id: shared.run_id.clone(),
+            run_id: shared.run.id.clone(),
             node_id: node.id.clone(),
             attempt,
             item: item.as_ref().map(|(_, idx, _)| *idx),
@@ -707,7 +704,7 @@ async fn attempts(
         // observer kept the event.
         let result = result.map(|out| (out.handle, Arc::new(out.value)));
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
-            run_id: shared.run_id.clone(),
+            run_id: shared.run.id.clone(),
             node_id: node.id.clone(),
             node_type: node.type_name.clone(),
             attempt,
@@ -739,7 +736,7 @@ async fn attempts(
             delay = delay.max(after);
         }
         observer.on_event(&Event::Log {
-            run_id: shared.run.id.clone(),
+            run_id: shared.run.id.to_string(),
             node_id: Some(node.id.to_string()),
             level: LogLevel::Warn,
             message: format!(
@@ -771,29 +768,29 @@ async fn one_attempt(
             .get(name)
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
-    let params = if node.has_expressions {
-        let own = OnceLock::new();
-        let context = match item {
-            Some((item, index, base)) => {
-                Scope::node(&shared.scope, input, Some((item, index)), base)
+    let params = match &node.inputs {
+        None => node.def.data.inputs.clone(),
+        Some(inputs) => {
+            let own = OnceLock::new();
+            let (item, base) = match item {
+                Some((item, index, base)) => (Some((item, index)), base),
+                None => (None, &own),
+            };
+            let context = Scope::node(&shared.scope, input, item, base);
+            let mut params = Map::with_capacity(inputs.len());
+            for (key, template) in inputs {
+                let rendered = shared
+                    .engine
+                    .inner
+                    .exprs
+                    .render_template(template, &context)
+                    .map_err(|e| {
+                        NodeError::new(ErrorKind::Expression, format!("input `{key}`: {e}"))
+                    })?;
+                params.insert(key.clone(), rendered);
             }
-            None => Scope::node(&shared.scope, input, None, &own),
-        };
-        let mut params = Map::with_capacity(node.inputs.len());
-        for (key, template) in &node.inputs {
-            let rendered = shared
-                .engine
-                .inner
-                .exprs
-                .render_template(template, &context)
-                .map_err(|e| {
-                    NodeError::new(ErrorKind::Expression, format!("input `{key}`: {e}"))
-                })?;
-            params.insert(key.clone(), rendered);
+            params
         }
-        params
-    } else {
-        node.def.data.inputs.clone()
     };
     let ctx = NodeCtx {
         creds: shared.creds.clone(),

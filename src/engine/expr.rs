@@ -60,26 +60,6 @@ impl Expressions {
         Expressions { env }
     }
 
-    /// Renders every string inside `value` (objects and arrays recursively).
-    pub fn render(&self, value: &Value, scope: &Scope<'_>) -> Result<Value, ExprError> {
-        match value {
-            Value::String(s) => self.render_str(s, scope),
-            Value::Array(items) => items
-                .iter()
-                .map(|v| self.render(v, scope))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array),
-            Value::Object(map) => {
-                let mut out = serde_json::Map::with_capacity(map.len());
-                for (k, v) in map {
-                    out.insert(k.clone(), self.render(v, scope)?);
-                }
-                Ok(Value::Object(out))
-            }
-            other => Ok(other.clone()),
-        }
-    }
-
     /// Renders one string.
     pub fn render_str(&self, text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
         if let Some(expr) = single_expression(text) {
@@ -451,6 +431,7 @@ impl<'a> Scope<'a> {
     /// its own words.
     fn lookup(&self, expr: &str) -> Option<Result<Value, String>> {
         let mut keys = plain_path(expr)?;
+        let whole = keys.clone();
         let direct = match (keys.next()?, self.item) {
             ("item", Some((item, _))) => walk(item, keys),
             ("index", Some((_, index))) => {
@@ -464,7 +445,7 @@ impl<'a> Scope<'a> {
                 }
                 return walk(&output, keys).cloned().map(Ok);
             }
-            _ => return lookup_mj(self.context(), plain_path(expr)?).map(|v| to_json(&v)),
+            _ => return lookup_mj(self.context(), whole).map(|v| to_json(&v)),
         };
         direct.cloned().map(Ok)
     }

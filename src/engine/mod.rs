@@ -134,6 +134,11 @@ impl Engine {
     }
 
     /// The node types new plans resolve against.
+    /// The expression engine runs render with.
+    pub fn expressions(&self) -> &expr::Expressions {
+        &self.inner.exprs
+    }
+
     pub fn registry(&self) -> Arc<Registry> {
         match self.inner.registry.read() {
             Ok(r) => r.clone(),

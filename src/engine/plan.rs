@@ -43,10 +43,9 @@ pub struct PlannedNode {
     pub has_error_edge: bool,
     /// `flow.merge` with `mode: first`: runs on the first live input.
     pub first_wins: bool,
-    /// Whether any input holds an expression (else rendering is skipped).
-    pub has_expressions: bool,
-    /// `data.inputs` prepared for rendering (empty without expressions).
-    pub inputs: Vec<(String, Template)>,
+    /// `data.inputs` prepared for rendering; `None` when the node has no
+    /// expression anywhere, so its inputs are used as written.
+    pub inputs: Option<Vec<(String, Template)>>,
     /// Credentials the node names (`credential` input, `creds.NAME` expressions).
     pub credentials: Vec<String>,
     pub trigger: bool,

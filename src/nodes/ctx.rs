@@ -12,10 +12,13 @@ use tokio_util::sync::CancellationToken;
 use super::NodeError;
 use crate::engine::{Engine, Event, Observer};
 
+/// Lines of a child's stderr logged per attempt; the rest is dropped from the log.
+pub const MAX_LOGGED_LINES: usize = 1000;
+
 /// Facts about the run an attempt belongs to.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
-    pub id: String,
+    pub id: Arc<str>,
     pub workflow: String,
     pub started_at: String,
     /// Depth of sub-workflow nesting (0 for a top-level run).
@@ -84,11 +87,30 @@ impl NodeCtx {
         let mut message = message.into();
         self.creds.mask_string(&mut message);
         self.observer.on_event(&Event::Log {
-            run_id: self.run.id.clone(),
+            run_id: self.run.id.to_string(),
             node_id: Some(self.node_id.to_string()),
             level,
             message,
         });
+    }
+
+    /// Logs the lines `reader` gives (the first [`MAX_LOGGED_LINES`]) and hands
+    /// every line to `each`: a child process's stderr.
+    pub async fn log_lines(
+        &self,
+        reader: impl tokio::io::AsyncRead + Unpin,
+        mut each: impl FnMut(String),
+    ) {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(reader).lines();
+        let mut logged = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if logged < MAX_LOGGED_LINES {
+                self.log(LogLevel::Info, line.clone());
+                logged += 1;
+            }
+            each(line);
+        }
     }
 
     /// Masks the run's loaded secrets in a value (for what a node writes
@@ -102,6 +124,16 @@ impl NodeCtx {
         self.creds
             .get(name)
             .map_err(|e| NodeError::new(super::ErrorKind::Input, e).retryable(false))
+    }
+
+    /// Runs `plan` as a child of this run (sub-workflows, composite packages):
+    /// recorded with this run as its parent, one level deeper, cancelled with it.
+    pub async fn run_child(&self, plan: crate::Plan, input: Value) -> crate::RunRecord {
+        let mut request = crate::RunRequest::new(input, "call");
+        request.parent_id = Some(self.run.id.to_string());
+        request.depth = self.run.depth + 1;
+        request.cancel = self.cancel.clone();
+        self.engine.run(Arc::new(plan), request).await
     }
 
     /// The engine running this node (sub-workflows use it).

@@ -27,6 +27,17 @@ pub struct Settings {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
+impl Settings {
+    /// The settings of an initialised home, from its `fuse.toml`.
+    pub fn of_home(home: &crate::home::Home, config: &crate::config::Config) -> Settings {
+        Settings {
+            http: config.http.clone(),
+            llm: config.llm.clone(),
+            cache_dir: Some(home.cache_dir().join("llm")),
+        }
+    }
+}
+
 /// What a node's `run` returns.
 pub type NodeFuture<'a> = Pin<Box<dyn Future<Output = Result<NodeOutput, NodeError>> + Send + 'a>>;
 

@@ -127,22 +127,13 @@ mod imp {
 
     /// Whether this kernel enforces Landlock.
     pub fn supported() -> bool {
-        // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
-        // SAFETY: the version query takes no pointers and has no side effects.
-        let abi = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                std::ptr::null::<libc::c_void>(),
-                0usize,
-                1u32,
-            )
-        };
-        abi >= 1
+        abi_version().is_some()
     }
 
     /// The kernel's Landlock ABI version, if any.
     pub fn abi_version() -> Option<i64> {
-        // SAFETY: as in `supported`.
+        // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+        // SAFETY: the version query takes no pointers and has no side effects.
         let abi = unsafe {
             libc::syscall(
                 libc::SYS_landlock_create_ruleset,

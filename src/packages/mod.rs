@@ -244,7 +244,19 @@ pub fn load(dir: &Path) -> Result<Manifest, Problem> {
     Ok(manifest)
 }
 
-/// The registry of a home: built-ins plus its packages.
+/// The registry of a home: built-ins plus the packages in its folders.
+pub fn registry_of_home(
+    settings: &crate::nodes::Settings,
+    home: &crate::home::Home,
+) -> (Registry, Arc<Catalog>) {
+    registry_with_packages(
+        settings,
+        &home.node_packages_dir(),
+        &home.plugin_packages_dir(),
+    )
+}
+
+/// Built-ins plus the packages in `node_dir` and `plugin_dir`.
 pub fn registry_with_packages(
     settings: &crate::nodes::Settings,
     node_dir: &Path,

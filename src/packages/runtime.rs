@@ -25,7 +25,8 @@ use tokio::sync::oneshot;
 
 use super::Package;
 use super::manifest::{Manifest, Mode};
-use crate::engine::{RunRequest, Status, duration};
+use crate::engine::expr::{Scope, Template};
+use crate::engine::{Status, duration};
 use crate::nodes::builtin::exec::ProcessGroup;
 use crate::nodes::{
     ErrorKind, Handles, InputSpec, LogLevel, Node, NodeCtx, NodeError, NodeFuture, NodeOutput,
@@ -35,7 +36,6 @@ use crate::nodes::{
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 const DEFAULT_MAX_REPLY: usize = 16 * 1024 * 1024;
-const MAX_LOGGED_LINES: usize = 1000;
 /// Longest input passed as an environment variable (Linux refuses much more).
 const MAX_ENV_PARAM: usize = 64 * 1024;
 
@@ -99,7 +99,7 @@ pub fn node_for(
     } else if let Some(wf) = &m.workflow {
         Body::Composite(package.dir.join(wf))
     } else if let Some(http) = &m.http {
-        Body::Http(http.clone())
+        Body::Http(Template::new(http))
     } else {
         return Err("the manifest has no runtime, workflow or http".into());
     };
@@ -169,7 +169,7 @@ enum Body {
     Oneshot(ProcessSettings),
     Persistent(Arc<Worker>),
     Composite(PathBuf),
-    Http(Value),
+    Http(Template),
 }
 
 #[derive(Clone)]
@@ -256,17 +256,13 @@ impl PackageNode {
                 crate::engine::MAX_DEPTH
             )));
         }
-        let engine = ctx.engine().clone();
-        let plan = engine
+        let plan = ctx
+            .engine()
             .load(path)
             .map_err(|e| NodeError::input(format!("package {}: {e}", self.name)))?;
         let mut input = Value::Object(ctx.params.clone());
         input["input"] = (*ctx.input).clone();
-        let mut request = RunRequest::new(input, "call");
-        request.parent_id = Some(ctx.run.id.clone());
-        request.depth = ctx.run.depth + 1;
-        request.cancel = ctx.cancel.clone();
-        let record = engine.run(Arc::new(plan), request).await;
+        let record = ctx.run_child(plan, input).await;
         match record.status {
             Status::Succeeded => Ok(NodeOutput::new(Arc::unwrap_or_clone(record.output))),
             status => Err(NodeError::other(format!(
@@ -279,13 +275,14 @@ impl PackageNode {
         }
     }
 
-    async fn http(&self, template: &Value, mut ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
-        let exprs = crate::engine::expr::Expressions::new();
+    async fn http(&self, template: &Template, mut ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         let scope_json = json!({"params": Value::Object(ctx.params.clone()), "input": *ctx.input});
         let scope =
             std::sync::OnceLock::from(minijinja::Value::from(minijinja::value::Serde(&scope_json)));
-        let rendered = exprs
-            .render(template, &crate::engine::expr::Scope::of(&scope))
+        let rendered = ctx
+            .engine()
+            .expressions()
+            .render_template(template, &Scope::of(&scope))
             .map_err(|e| {
                 NodeError::new(ErrorKind::Expression, format!("package {}: {e}", self.name))
             })?;
@@ -446,17 +443,13 @@ async fn oneshot_call(
     let read_err = async move {
         let mut last = String::new();
         if let Some(err) = stderr {
-            let mut lines = tokio::io::BufReader::new(err).lines();
-            let mut logged = 0;
-            while let Ok(Some(line)) = lines.next_line().await {
-                if logged < MAX_LOGGED_LINES {
-                    log_ctx.log(LogLevel::Info, line.clone());
-                    logged += 1;
-                }
-                if !line.trim().is_empty() {
-                    last = line;
-                }
-            }
+            log_ctx
+                .log_lines(err, |line| {
+                    if !line.trim().is_empty() {
+                        last = line;
+                    }
+                })
+                .await;
         }
         last
     };

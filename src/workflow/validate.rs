@@ -413,17 +413,13 @@ pub fn validate(
             on_error: node.on_error.unwrap_or(OnError::Fail),
             has_error_edge,
             first_wins,
-            has_expressions,
-            // Only a node with expressions renders its inputs.
-            inputs: if has_expressions {
+            inputs: has_expressions.then(|| {
                 node.data
                     .inputs
                     .iter()
                     .map(|(k, v)| (k.clone(), Template::new(v)))
                     .collect()
-            } else {
-                Vec::new()
-            },
+            }),
             credentials,
         });
     }

@@ -5,15 +5,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{InputSpec, Node, boxed, builtin, object_schema};
-use crate::nodes::{ErrorKind, LogLevel, NodeCtx, NodeError, NodeOutput, wrong_type};
+use crate::nodes::{ErrorKind, NodeCtx, NodeError, NodeOutput, wrong_type};
 
 /// Bytes of stdout or stderr kept; the rest is drained and dropped.
 const MAX_CAPTURE: usize = 16 * 1024 * 1024;
-/// stderr lines copied to the run log per attempt.
-const MAX_LOGGED_LINES: usize = 1000;
 
 pub(super) fn node() -> Arc<dyn Node> {
     builtin(
@@ -155,18 +153,14 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
     let read_err = async move {
         let mut text = String::new();
         if let Some(err) = stderr {
-            let mut lines = tokio::io::BufReader::new(err).lines();
-            let mut logged = 0;
-            while let Ok(Some(line)) = lines.next_line().await {
-                if logged < MAX_LOGGED_LINES {
-                    log_ctx.log(LogLevel::Info, line.clone());
-                    logged += 1;
-                }
-                if text.len() < MAX_CAPTURE {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
+            log_ctx
+                .log_lines(err, |line| {
+                    if text.len() < MAX_CAPTURE {
+                        text.push_str(&line);
+                        text.push('\n');
+                    }
+                })
+                .await;
         }
         text
     };

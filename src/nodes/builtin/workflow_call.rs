@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{InputSpec, Node, any_output, boxed, builtin};
-use crate::engine::{MAX_DEPTH, RunRequest, Status};
+use crate::engine::{MAX_DEPTH, Status};
 use crate::nodes::{NodeError, NodeOutput};
 
 pub(super) fn node() -> Arc<dyn Node> {
@@ -28,19 +28,15 @@ pub(super) fn node() -> Arc<dyn Node> {
                         "sub-workflows are nested more than {MAX_DEPTH} deep; does a workflow call itself?"
                     )));
                 }
-                let engine = ctx.engine().clone();
-                let plan = engine
+                let plan = ctx
+                    .engine()
                     .load(&path)
                     .map_err(|e| NodeError::input(e.to_string()))?;
                 let input = match ctx.param("input") {
                     Some(v) => v.clone(),
                     None => (*ctx.input).clone(),
                 };
-                let mut request = RunRequest::new(input, "call");
-                request.parent_id = Some(ctx.run.id.clone());
-                request.depth = ctx.run.depth + 1;
-                request.cancel = ctx.cancel.clone();
-                let record = engine.run(Arc::new(plan), request).await;
+                let record = ctx.run_child(plan, input).await;
                 match record.status {
                     Status::Succeeded => Ok(NodeOutput::new(Arc::unwrap_or_clone(record.output))),
                     status => Err(NodeError::other(format!(

@@ -20,12 +20,6 @@ fn set(home: &TestHome, name: &str, kind: &str, fields: Value) {
         .success();
 }
 
-fn write_workflow(home: &TestHome, name: &str, wf: &Value) -> std::path::PathBuf {
-    let path = home.tmp().join(name);
-    std::fs::write(&path, serde_json::to_string_pretty(wf).unwrap()).unwrap();
-    path
-}
-
 /// Every byte of every file under `dir` (database, WAL, logs, blobs, cache).
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
@@ -209,7 +203,7 @@ fn a_secret_used_every_way_never_reaches_disk_logs_or_output() {
         {"source": "call", "target": "concat"}, {"source": "shell", "target": "concat"},
         {"source": "concat", "target": "say"}, {"source": "say", "target": "fail"}
     ]});
-    let path = write_workflow(&home, "leak.json", &wf);
+    let path = home.write("leak.json", &wf);
 
     let out = home
         .cmd()
@@ -292,7 +286,7 @@ fn credentials_authenticate_http_requests_by_type() {
     let server = TestServer::start(|_, _| Reply::json(200, json!({"ok": true})));
     let node = |id: &str, cred: &str| json!({"id": id, "type": "http.request", "data": {"inputs": {"url": server.url(&format!("/{id}")), "credential": cred}}});
     let wf = json!({"nodes": [node("b", "b"), node("u", "u"), node("h", "h"), node("k", "k"), node("q", "q")], "edges": []});
-    let path = write_workflow(&home, "auth.json", &wf);
+    let path = home.write("auth.json", &wf);
     home.cmd().arg("run").arg(&path).assert().success();
 
     let by_path = |p: &str| {
@@ -334,7 +328,7 @@ fn llm_chat_takes_key_and_base_url_from_an_openai_credential() {
     );
     let wf = json!({"nodes": [{"id": "chat", "type": "llm.chat", "data": {"inputs": {
         "credential": "local-llm", "model": "m", "prompt": "hello", "cache": false}}}], "edges": []});
-    let path = write_workflow(&home, "llm.json", &wf);
+    let path = home.write("llm.json", &wf);
     home.cmd().arg("run").arg(&path).assert().success();
     let got = server.requests();
     assert_eq!(got[0].path, "/v1/chat/completions");
@@ -346,16 +340,14 @@ fn a_missing_credential_fails_the_node_with_a_fix() {
     let home = TestHome::initialized();
     let wf = json!({"nodes": [{"id": "s", "type": "transform.set", "data": {"inputs": {
         "values": {"t": "{{ creds.nothere.token }}"}}}}], "edges": []});
-    let path = write_workflow(&home, "missing.json", &wf);
+    let path = home.write("missing.json", &wf);
     home.cmd().arg("run").arg(&path).assert().code(1).stderr(
         predicates::str::contains("credential \"nothere\" does not exist")
             .and(predicates::str::contains("fuse creds set nothere")),
     );
     // Before `fuse init` there is no vault: the error says so.
     let bare = TestHome::new();
-    std::fs::create_dir_all(bare.tmp()).unwrap();
-    let path = bare.tmp().join("wf.json");
-    std::fs::write(&path, wf.to_string()).unwrap();
+    let path = bare.write("wf.json", &wf);
     bare.cmd()
         .arg("run")
         .arg(&path)
@@ -430,7 +422,7 @@ fn tampered_rows_and_wrong_keys_are_refused_without_plaintext() {
     // A workflow using a tampered credential fails with the same clear error.
     let wf = json!({"nodes": [{"id": "s", "type": "transform.set", "data": {"inputs": {
         "values": {"t": "{{ creds.two.token }}"}}}}], "edges": []});
-    let path = write_workflow(&home, "tampered.json", &wf);
+    let path = home.write("tampered.json", &wf);
     let out = home.cmd().arg("run").arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));

@@ -1030,13 +1030,10 @@ fn file_triggers_run_once_per_settled_matching_file() {
 #[test]
 fn fuse_run_remote_runs_on_the_daemon() {
     let home = TestHome::initialized();
-    let wf = home.tmp().join("greet.json");
-    std::fs::write(
-        &wf,
-        json!({"nodes": [{"id": "g", "type": "transform.set", "data": {"inputs": {"values": {"hi": "{{ trigger.who }}"}}}}], "edges": []})
-            .to_string(),
-    )
-    .unwrap();
+    let wf = home.write(
+        "greet.json",
+        &json!({"nodes": [{"id": "g", "type": "transform.set", "data": {"inputs": {"values": {"hi": "{{ trigger.who }}"}}}}], "edges": []}),
+    );
     home.cmd()
         .args(["run", "--remote"])
         .arg(&wf)

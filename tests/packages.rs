@@ -25,8 +25,7 @@ fn oneshot(name: &str, script: &str) -> Value {
 
 /// Runs a workflow through `fuse run --json`; returns (exit code, record, stderr).
 fn run(home: &TestHome, wf: &Value) -> (i32, Value, String) {
-    let path = home.tmp().join(format!("wf-{}.json", rand_suffix()));
-    std::fs::write(&path, wf.to_string()).unwrap();
+    let path = home.write(&format!("wf-{}.json", rand_suffix()), wf);
     let out = home
         .cmd()
         .arg("run")
@@ -193,8 +192,7 @@ fn oneshot_requests_carry_params_input_and_context_in_a_clean_environment() {
         {"id": "src", "type": "transform.set", "data": {"inputs": {"values": {"n": 7}}}},
         {"id": "e", "type": "echo"}
     ], "edges": [{"source": "src", "target": "e"}]});
-    let path = home.tmp().join("echo.json");
-    std::fs::write(&path, wf.to_string()).unwrap();
+    let path = home.write("echo.json", &wf);
     let out = home
         .cmd()
         .env("SECRET_OF_FUSE", "x")
@@ -559,8 +557,7 @@ fn composite_and_declarative_http_packages() {
         json!({"path": "/items/42", "query": "full=1"})
     );
     // `fuse validate` knows package types, and their declared inputs.
-    let path = home.tmp().join("pk.json");
-    std::fs::write(&path, one(json!({"id": "g", "type": "greet"})).to_string()).unwrap();
+    let path = home.write("pk.json", &one(json!({"id": "g", "type": "greet"})));
     home.cmd()
         .arg("validate")
         .arg(&path)

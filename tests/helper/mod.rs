@@ -38,6 +38,14 @@ impl TestHome {
         self.dir.path()
     }
 
+    /// Writes `workflow` (pretty JSON) to `name` in the temp folder; returns its path.
+    pub fn write(&self, name: &str, workflow: &serde_json::Value) -> PathBuf {
+        let path = self.tmp().join(name);
+        let text = serde_json::to_string_pretty(workflow).expect("JSON");
+        std::fs::write(&path, text).expect("write the workflow");
+        path
+    }
+
     /// `fuse` with FUSE_HOME set to this home and no other FUSE_* from the outside.
     pub fn cmd(&self) -> Command {
         let mut cmd = fuse();

@@ -191,6 +191,7 @@ impl Engine {
         crate::workflow::validate(
             workflow,
             &self.registry(),
+            &self.inner.exprs,
             Source {
                 path,
                 text: Some(text),

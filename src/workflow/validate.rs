@@ -47,6 +47,7 @@ pub struct Source<'a> {
 pub fn validate(
     workflow: Workflow,
     registry: &Registry,
+    exprs: &Expressions,
     source: Source<'_>,
 ) -> Result<Plan, Vec<Problem>> {
     let mut problems = Vec::new();
@@ -203,7 +204,6 @@ pub fn validate(
     let ancestors = Ancestors::new(n, &edges);
 
     // Per node: inputs, expressions, durations, retry.
-    let exprs = Expressions::new();
     let mut planned_meta = Vec::with_capacity(n);
     for (i, node) in workflow.nodes.iter().enumerate() {
         let id = node.id.as_str();

@@ -18,7 +18,7 @@ use serde_json::json;
 
 const DEFAULT_CALLS: usize = 1000;
 const CONCURRENCY: usize = 32;
-const REPEAT: usize = 15;
+const REPEAT: usize = 31;
 
 fn main() {
     let calls: usize = std::env::var("FUSE_BENCH_CALLS")

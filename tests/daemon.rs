@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use crate::helper::TestHome;
 
-struct Daemon<'a> {
-    home: &'a TestHome,
-    url: String,
-    token: String,
-    pid: u32,
+pub struct Daemon<'a> {
+    pub home: &'a TestHome,
+    pub url: String,
+    pub token: String,
+    pub pid: u32,
 }
 
 impl Drop for Daemon<'_> {
@@ -24,7 +24,7 @@ impl Drop for Daemon<'_> {
     }
 }
 
-fn start(home: &TestHome) -> Daemon<'_> {
+pub fn start(home: &TestHome) -> Daemon<'_> {
     start_with(home, &[])
 }
 
@@ -53,7 +53,7 @@ fn start_with<'a>(home: &'a TestHome, env: &[(&str, &str)]) -> Daemon<'a> {
 }
 
 /// One HTTP request: (status, JSON body or null).
-fn http(
+pub fn http(
     method: &str,
     url: &str,
     token: Option<&str>,
@@ -84,7 +84,7 @@ fn http(
 }
 
 impl Daemon<'_> {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         http(
             method,
             &format!("{}{path}", self.url),
@@ -94,7 +94,7 @@ impl Daemon<'_> {
         )
     }
 
-    fn wait_run(&self, id: &str) -> Value {
+    pub fn wait_run(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let (code, run) = self.call("GET", &format!("/api/v1/executions/{id}"), None);

@@ -26,3 +26,5 @@ mod creds;
 mod packages;
 // The daemon as a real process: API, webhooks, start/stop, crash recovery.
 mod daemon;
+// Issue 12: nothing fails silently, nothing recorded is lost.
+mod trust;

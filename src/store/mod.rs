@@ -4,8 +4,13 @@
 //! Opening checks that the file really is SQLite and that its schema is not newer
 //! than this binary knows, then runs pending migrations, so every command that
 //! opens the store sees the current schema.
+//!
+//! Only SQLite opens `fuse.db` (and its `-wal`/`-shm`): on POSIX, closing any
+//! descriptor of a file drops every lock the process holds on it, so a plain
+//! `File::open` next to live connections lets an outside reader believe it is
+//! the last connection, checkpoint and delete the WAL the daemon still writes
+//! into. Whether a file is a database is asked of SQLite itself.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,7 +39,6 @@ pub struct Store {
 impl Store {
     /// Opens (creating if missing) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        check_header(path)?;
         let mut conn = Connection::open(path).map_err(|source| Error::Database {
             action: "opening",
             path: path.to_path_buf(),
@@ -134,30 +138,6 @@ impl Store {
 /// The version SQLite reports for the bundled library.
 pub fn sqlite_version() -> &'static str {
     rusqlite::version()
-}
-
-/// Refuses a file that exists, is not empty, and does not start with the SQLite magic.
-fn check_header(path: &Path) -> Result<()> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("open database", path, e)),
-    };
-    let mut header = [0u8; 16];
-    let mut read = 0;
-    while read < header.len() {
-        match file.read(&mut header[read..]) {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e) => return Err(Error::io("read database", path, e)),
-        }
-    }
-    if read == 0 || &header[..read] == b"SQLite format 3\0" {
-        return Ok(());
-    }
-    Err(Error::NotADatabase {
-        path: path.to_path_buf(),
-    })
 }
 
 fn configure(conn: &Connection, path: &Path) -> Result<()> {

@@ -131,3 +131,185 @@ fn an_outside_reader_loses_no_run_across_a_kill() {
     let home = TestHome::initialized();
     accepted_under_an_outside_reader(&home, true);
 }
+
+/// A small tmpfs mounted in a temp folder (unmounted on drop), to fill up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Needs root (CI and the development machines run as root).
+    fn mount(megabytes: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount runs");
+        assert!(
+            status.success(),
+            "mounting a tmpfs failed ({status}): the full-disk tests need root"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk until `leave` bytes are free.
+    fn fill(&self, leave: u64) {
+        use std::io::Write;
+        let avail = self.available();
+        let mut file = std::fs::File::create(self.path().join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        let mut left = avail.saturating_sub(leave) / 4096;
+        while left > 0 && file.write_all(&chunk).is_ok() {
+            left -= 1;
+        }
+        let _ = file.sync_all();
+    }
+
+    fn unfill(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+
+    fn available(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A home on a small disk (`home.path()` is inside the tmpfs).
+fn home_on(disk: &SmallDisk) -> TestHome {
+    let home = TestHome::at(disk.path().join("home"));
+    home.cmd().args(["init", "--yes"]).assert().success();
+    home
+}
+
+#[test]
+fn a_run_whose_history_cannot_be_written_says_so_and_exits_4() {
+    let disk = SmallDisk::mount(4);
+    let home = home_on(&disk);
+    let wf = home.write(
+        "wf.json",
+        &json!({"name": "w", "nodes": [
+            {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {"x": "{{ trigger.s }}"}}}}
+        ], "edges": []}),
+    );
+    let big = format!("s={}", "a".repeat(3000));
+    disk.fill(40 * 1024);
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let out = home
+            .cmd()
+            .args(["run"])
+            .arg(&wf)
+            .args(["--input", &big])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let code = out.status.code().unwrap();
+        if code != 0 {
+            assert_eq!(code, 4, "{stderr}");
+            assert!(stderr.contains("could not be recorded"), "{stderr}");
+            assert!(stderr.contains("disk"), "{stderr}");
+        }
+        codes.push(code);
+    }
+    assert!(
+        codes.contains(&4),
+        "no run noticed the full disk: {codes:?}"
+    );
+    // Every run that exited 0 is recorded.
+    let recorded = recorded_runs(&home).len();
+    assert_eq!(recorded, codes.iter().filter(|c| **c == 0).count());
+    // Space back: runs are recorded again.
+    disk.unfill();
+    home.cmd()
+        .args(["run"])
+        .arg(&wf)
+        .args(["--input", &big])
+        .assert()
+        .success();
+    assert_eq!(recorded_runs(&home).len(), recorded + 1);
+}
+
+#[test]
+fn the_daemon_answers_503_on_a_full_disk_and_recovers() {
+    let disk = SmallDisk::mount(4);
+    let home = home_on(&disk);
+    let d = start(&home);
+    let wf = json!({"name": "hook", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "in"}}}
+    ], "edges": []});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    disk.fill(0);
+    let body = json!({"pad": "x".repeat(20_000)});
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for _ in 0..200 {
+        let (code, answer) = http(
+            "POST",
+            &format!("{}/webhook/in", d.url),
+            None,
+            &[],
+            Some(&body),
+        );
+        match code {
+            202 => accepted.push(answer["run_id"].as_str().unwrap().to_string()),
+            503 => {
+                refused = Some(answer);
+                break;
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    let refused = refused.expect("the daemon never noticed the full disk");
+    assert_eq!(refused["error"]["code"], "storage_unavailable", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disk"),
+        "{refused}"
+    );
+    // Space back: the daemon accepts and records again by itself.
+    disk.unfill();
+    let (code, answer) = http(
+        "POST",
+        &format!("{}/webhook/in", d.url),
+        None,
+        &[],
+        Some(&json!({})),
+    );
+    assert_eq!(code, 202, "{answer}");
+    let id = answer["run_id"].as_str().unwrap().to_string();
+    assert_eq!(d.wait_run(&id)["status"], "succeeded");
+    accepted.push(id);
+    home.cmd().arg("stop").assert().success();
+    let recorded: std::collections::HashSet<String> = recorded_runs(&home).into_iter().collect();
+    for id in &accepted {
+        assert!(recorded.contains(id), "accepted run {id} is not recorded");
+    }
+    drop(d);
+}

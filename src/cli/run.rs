@@ -148,8 +148,37 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(report_load_error(&e)),
     };
     let record = cli.run(plan, RunRequest::new(input, "cli"))?;
-    print_record(&record, args.json, quiet, cli.recorder.is_some())
+    cli.finish(&record, args.json, quiet)
 }
+
+impl CliEngine {
+    /// Prints the run's result and turns it into the exit code, which is
+    /// [`HISTORY_FAILED`] when the run (or a sub-run) could not be recorded.
+    pub fn finish(&self, record: &RunRecord, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+        let failures = self
+            .recorder
+            .as_ref()
+            .map(|r| r.failures())
+            .unwrap_or_default();
+        let recorded = self.recorder.is_some() && failures.is_empty();
+        let code = print_record(record, json, quiet, recorded)?;
+        if let Some((run_id, why)) = failures.first() {
+            eprintln!(
+                "error: the run {} but its history could not be recorded (run {run_id}): {why}",
+                record.status.as_str()
+            );
+            eprintln!(
+                "hint: `fuse runs show {}` may be missing or incomplete; exit code {} means the run was not recorded",
+                record.run_id, HISTORY_FAILED
+            );
+            return Ok(ExitCode::from(HISTORY_FAILED));
+        }
+        Ok(code)
+    }
+}
+
+/// Exit code of a run whose history could not be written (whatever its status).
+pub const HISTORY_FAILED: u8 = 4;
 
 /// Prints a load error and returns exit code 2 (invalid workflow) or 1 (unreadable).
 pub(super) fn report_load_error(e: &LoadError) -> ExitCode {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Globals;
 use super::progress::Mode;
-use super::run::{CliEngine, print_record, report_load_error};
+use super::run::{CliEngine, report_load_error};
 use crate::engine::{RunRequest, duration};
 use crate::home::Home;
 use crate::store::history::RunFilter;
@@ -242,7 +242,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 request.reuse = crate::store::history::succeeded_outputs(&run.nodes);
             }
             let record = cli.run(plan, request)?;
-            return print_record(&record, json, quiet, true);
+            return cli.finish(&record, json, quiet);
         }
         RunsCommand::Prune { older_than } => {
             let age = duration::parse(&older_than).map_err(crate::Error::Setting)?;

@@ -239,6 +239,22 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
     }
 }
 
+/// 503: the run could not be persisted, so it was not accepted; the caller
+/// may try again (the daemon recovers by itself once the cause is gone).
+pub(super) fn unavailable(why: &str) -> Reply {
+    let mut reply = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        format!("the run was not accepted because it could not be recorded: {why}"),
+        Value::Null,
+    );
+    reply.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("5"),
+    );
+    reply
+}
+
 pub(super) fn internal(message: &str) -> Reply {
     error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -510,8 +526,14 @@ pub(super) async fn start_run_with(
                     ],
                 )
                 .await;
-            if recorded != Ok(true) {
-                return Err(Box::new(internal("cannot record the run in the database")));
+            match recorded {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return Err(Box::new(unavailable(&why))),
+                Err(_) => {
+                    return Err(Box::new(unavailable(
+                        "the history writer has stopped (the daemon is shutting down)",
+                    )));
+                }
             }
             run_id
         }

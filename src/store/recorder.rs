@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
@@ -27,6 +28,15 @@ const MAX_BATCH: usize = 8192;
 /// Retention passes between WAL truncations.
 const CHECKPOINT_EVERY: u32 = 50;
 
+/// Pauses before the retries of a batch that failed on a full disk, an I/O
+/// error or a lock: short, so a caller waiting for its commit hears soon.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
+/// Runs whose history failed, remembered for whoever asks (oldest dropped first).
+const MAX_FAILURES: usize = 10_000;
+
+/// Whether a durable write committed; the error says why not.
+pub type Committed = std::result::Result<(), String>;
+
 enum Op {
     Event(Box<Event>),
     Flush(SyncSender<()>),
@@ -35,7 +45,7 @@ enum Op {
     Exec {
         sql: &'static str,
         params: Vec<rusqlite::types::Value>,
-        ack: tokio::sync::oneshot::Sender<bool>,
+        ack: tokio::sync::oneshot::Sender<Committed>,
     },
 }
 
@@ -45,22 +55,71 @@ enum Item {
     Exec(&'static str, Vec<rusqlite::types::Value>),
 }
 
+impl Item {
+    /// The run an event belongs to (statements stand alone).
+    fn run_id(&self) -> Option<&str> {
+        match self {
+            Item::Exec(..) => None,
+            Item::Event(e) => Some(match e.as_ref() {
+                Event::RunStarted { run_id, .. }
+                | Event::NodeFinished { run_id, .. }
+                | Event::Log { run_id, .. }
+                | Event::RunFinished { run_id, .. } => run_id.as_str(),
+                Event::NodeStarted { run_id, .. } => run_id,
+                Event::NodeAttempt(a) => &a.run_id,
+            }),
+        }
+    }
+}
+
+/// Runs whose history could not be written, with the reason.
+#[derive(Default)]
+struct Failures {
+    by_run: HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
+    /// The last write error, until a write succeeds again.
+    last: Option<String>,
+}
+
+impl Failures {
+    fn add(&mut self, run_id: &str, reason: &str) {
+        if self.by_run.contains_key(run_id) {
+            return;
+        }
+        if self.order.len() >= MAX_FAILURES
+            && let Some(old) = self.order.pop_front()
+        {
+            self.by_run.remove(&old);
+        }
+        self.order.push_back(run_id.to_string());
+        self.by_run.insert(run_id.to_string(), reason.to_string());
+    }
+}
+
 /// The history writer. Dropping it flushes and stops the thread.
+///
+/// A batch that fails is retried; if it still fails, each run's events are
+/// written in a transaction of their own, so one run's problem does not cost
+/// the others their history, and every run whose history could not be written
+/// is remembered ([`Recorder::failure`]) and logged with its id.
 pub struct Recorder {
     tx: Mutex<Option<Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    failures: Arc<Mutex<Failures>>,
 }
 
 impl Recorder {
     /// Starts the writer on an open store.
     pub fn start(store: Store, blobs_dir: PathBuf, history: HistoryConfig) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel();
+        let failures = Arc::new(Mutex::new(Failures::default()));
         let writer = Writer {
             conn: store.into_connection(),
             blobs_dir,
             history,
             runs: HashMap::new(),
             passes: 0,
+            failures: failures.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("fuse-recorder".into())
@@ -69,7 +128,35 @@ impl Recorder {
         Ok(Recorder {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            failures,
         })
+    }
+
+    /// Why the history of `run_id` could not be written, if it could not.
+    /// Ask after [`Recorder::flush`] to cover everything the run sent.
+    pub fn failure(&self, run_id: &str) -> Option<String> {
+        self.failures
+            .lock()
+            .ok()
+            .and_then(|f| f.by_run.get(run_id).cloned())
+    }
+
+    /// Every run whose history could not be written, with the reason.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.failures
+            .lock()
+            .map(|f| {
+                f.order
+                    .iter()
+                    .filter_map(|id| f.by_run.get(id).map(|r| (id.clone(), r.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The last write error, while writes keep failing (None once one succeeds).
+    pub fn write_error(&self) -> Option<String> {
+        self.failures.lock().ok().and_then(|f| f.last.clone())
     }
 
     /// Waits until every event sent so far is on disk.
@@ -93,7 +180,7 @@ impl Recorder {
         &self,
         sql: &'static str,
         params: Vec<rusqlite::types::Value>,
-    ) -> tokio::sync::oneshot::Receiver<bool> {
+    ) -> tokio::sync::oneshot::Receiver<Committed> {
         let (ack, rx) = tokio::sync::oneshot::channel();
         if let Ok(tx) = self.tx.lock()
             && let Some(tx) = tx.as_ref()
@@ -144,6 +231,7 @@ struct Writer {
     history: HistoryConfig,
     runs: HashMap<String, RunMeta>,
     passes: u32,
+    failures: Arc<Mutex<Failures>>,
 }
 
 impl Writer {
@@ -173,16 +261,7 @@ impl Writer {
                     }
                 })
                 .collect();
-            let committed = match self.write_batch(&items, &mut finished) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!("recording run history failed: {e}");
-                    false
-                }
-            };
-            for ack in exec_acks {
-                let _ = ack.send(committed);
-            }
+            self.commit(items, exec_acks, &mut finished);
             for run_id in finished {
                 if let Some(meta) = self.runs.remove(&run_id)
                     && meta.top_level
@@ -196,6 +275,92 @@ impl Writer {
             }
         }
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+
+    /// Writes a batch: whole, retried on errors that may pass (a full disk, an
+    /// I/O error, a lock), then run by run so that what can be written is.
+    fn commit(
+        &mut self,
+        items: Vec<Item>,
+        exec_acks: Vec<tokio::sync::oneshot::Sender<Committed>>,
+        finished: &mut Vec<String>,
+    ) {
+        let mut result = self.write_batch(&items, finished);
+        for delay in RETRY_DELAYS {
+            match &result {
+                Err(e) if may_pass(e) => {
+                    std::thread::sleep(delay);
+                    finished.clear();
+                    result = self.write_batch(&items, finished);
+                }
+                _ => break,
+            }
+        }
+        let error = match result {
+            Ok(()) => {
+                self.set_last_error(None);
+                for ack in exec_acks {
+                    let _ = ack.send(Ok(()));
+                }
+                return;
+            }
+            Err(e) => describe(&e),
+        };
+        finished.clear();
+        // One transaction per run (and per statement): a run whose events
+        // cannot be written does not take the others down with it.
+        let mut groups: Vec<(Option<String>, Vec<Item>)> = Vec::new();
+        let mut acks = exec_acks.into_iter();
+        let mut statements = Vec::new();
+        for item in items {
+            match item.run_id().map(str::to_string) {
+                None => {
+                    statements.push(acks.next());
+                    groups.push((None, vec![item]));
+                }
+                Some(id) => match groups.iter_mut().find(|(g, _)| g.as_deref() == Some(&id)) {
+                    Some((_, group)) => group.push(item),
+                    None => groups.push((Some(id), vec![item])),
+                },
+            }
+        }
+        let mut statements = statements.into_iter();
+        let mut last_error = Some(error);
+        for (run_id, group) in groups {
+            let mut done = Vec::new();
+            let outcome = self
+                .write_batch(&group, &mut done)
+                .map_err(|e| describe(&e));
+            match (&run_id, &outcome) {
+                (_, Ok(())) => {
+                    finished.extend(done);
+                    last_error = None;
+                }
+                (Some(id), Err(e)) => {
+                    tracing::error!(
+                        run_id = %id,
+                        "the history of run {id} could not be written: {e}; its record is incomplete"
+                    );
+                    if let Ok(mut f) = self.failures.lock() {
+                        f.add(id, e);
+                    }
+                    last_error = Some(e.clone());
+                }
+                (None, Err(e)) => last_error = Some(e.clone()),
+            }
+            if run_id.is_none()
+                && let Some(Some(ack)) = statements.next()
+            {
+                let _ = ack.send(outcome);
+            }
+        }
+        self.set_last_error(last_error);
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.last = error;
+        }
     }
 
     fn write_batch(&mut self, items: &[Item], finished: &mut Vec<String>) -> rusqlite::Result<()> {
@@ -407,6 +572,36 @@ pub fn reclaim(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
     }
     conn.execute_batch("PRAGMA incremental_vacuum;")?;
     Ok(())
+}
+
+/// Errors that may pass on their own: a full disk, an I/O error, a lock.
+fn may_pass(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen)
+    )
+}
+
+/// A write error as a user reads it: what happened and what to do.
+pub fn describe(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DiskFull) => {
+            "the disk is full: free some space (or prune old runs with `fuse runs prune`)"
+                .to_string()
+        }
+        Some(SystemIoFailure) => format!(
+            "the disk refused the write ({e}); it may be full or failing: free some space and check it"
+        ),
+        Some(DatabaseBusy | DatabaseLocked) => format!(
+            "the database stayed locked by another program ({e}); close programs that write to fuse.db"
+        ),
+        Some(ReadOnly) => format!(
+            "the database is read-only ({e}); check the permissions of fuse.db and its folder"
+        ),
+        _ => e.to_string(),
+    }
 }
 
 /// Where a blob lives: `blobs/<first two hex>/<hash>`.

@@ -23,6 +23,12 @@ impl TestHome {
         TestHome { dir, home }
     }
 
+    /// A home at `path` (which need not exist yet); the temp folder is separate.
+    pub fn at(path: PathBuf) -> TestHome {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestHome { dir, home: path }
+    }
+
     /// A home on which `fuse init --yes` has run.
     pub fn initialized() -> TestHome {
         let t = TestHome::new();

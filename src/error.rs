@@ -51,12 +51,13 @@ pub enum Error {
         known: i64,
     },
 
-    #[error("database error while {action} ({}): {source}", path.display())]
+    /// The SQLite error is in the message (with what to do about it), not
+    /// in the source chain, so that `{:#}` does not print it twice.
+    #[error("database error while {action} ({}): {}", path.display(), crate::store::explain(cause))]
     Database {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 
     #[error("migrating the database {} failed: {source}", path.display())]

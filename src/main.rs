@@ -14,7 +14,9 @@ fn main() -> ExitCode {
             if fuse::cli::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            // stderr may be gone (a closed terminal, a full disk): no panic over it.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
             fuse::cli::exit_code_for(&err)
         }
     }

@@ -313,3 +313,35 @@ fn the_daemon_answers_503_on_a_full_disk_and_recovers() {
     }
     drop(d);
 }
+
+#[test]
+fn fuse_start_shows_why_the_daemon_could_not_start() {
+    // The port is taken: the daemon's own words, not only "see daemon.log".
+    let home = TestHome::initialized();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    home.cmd()
+        .args(["start", "--port", &port])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "the daemon could not start: cannot listen on",
+        ));
+    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+    assert!(log.contains("cannot listen on"), "{log}");
+
+    // A full disk: a clear error, no panic (exit 101) and no empty log.
+    let disk = SmallDisk::mount(4);
+    let home = home_on(&disk);
+    disk.fill(0);
+    let out = home.cmd().args(["start", "--port", "0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the daemon could not start"), "{stderr}");
+    assert!(stderr.contains("disk"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    disk.unfill();
+    let d = start(&home);
+    assert_eq!(d.call("GET", "/api/v1/health", None).0, 200);
+    home.cmd().arg("stop").assert().success();
+}

@@ -20,6 +20,10 @@ pub struct StartArgs {
     /// Do not open the dashboard in a browser (there is no dashboard yet).
     #[arg(long)]
     pub skip_browser: bool,
+    /// Set by `fuse start` for the detached daemon: once it listens, its
+    /// output goes to this file (until then to `fuse start`, which shows it).
+    #[arg(long, hide = true, requires = "foreground")]
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +35,7 @@ pub struct StatusArgs {
 pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
     if args.foreground {
-        daemon::run_foreground(&home, args.port)?;
+        daemon::run_foreground(&home, args.port, args.log_file.as_deref())?;
         return Ok(ExitCode::SUCCESS);
     }
     let info = daemon::start_detached(&home, args.port)?;

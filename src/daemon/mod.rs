@@ -161,7 +161,14 @@ fn ready_for_a_daemon(home: &Home) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon in this process until SIGTERM or Ctrl-C.
-pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
+///
+/// With `log_file`, standard output and error move to that file once the
+/// daemon listens: until then a failure reaches whoever started it.
+pub fn run_foreground(
+    home: &Home,
+    port: Option<u16>,
+    log_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     ready_for_a_daemon(home)?;
     let config = home.config(&Default::default())?;
     let host = config.daemon.host.clone();
@@ -255,7 +262,7 @@ pub fn run_foreground(home: &Home, port: Option<u16>) -> anyhow::Result<()> {
         routes::changed(&state);
         scheduler::catch_up(&state).await;
         let ticker = tokio::spawn(scheduler::run(state.clone()));
-        let served = serve(state.clone(), &host, port).await;
+        let served = serve(state.clone(), &host, port, log_file).await;
         ticker.abort();
         served
     });
@@ -313,11 +320,28 @@ pub fn mark_interrupted(store: &Store, queued: bool) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-async fn serve(state: Arc<State>, host: &str, port: u16) -> anyhow::Result<()> {
+async fn serve(
+    state: Arc<State>,
+    host: &str,
+    port: u16,
+    log_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| format!("cannot listen on {host}:{port} (is another program using the port? set daemon.port or --port)"))?;
     let addr: SocketAddr = listener.local_addr()?;
+    // Opened before the daemon announces itself, so that once it has, moving
+    // its output there cannot fail.
+    let log = match log_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the daemon log {}", path.display()))?,
+        ),
+        None => None,
+    };
     let info = DaemonInfo {
         pid: std::process::id(),
         host: addr.ip().to_string(),
@@ -329,8 +353,20 @@ async fn serve(state: Arc<State>, host: &str, port: u16) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&info)?.as_bytes(),
         Some(0o600),
     )?;
+    if let Some(log) = &log {
+        redirect_output(log)?;
+    }
     tracing::info!("fuse daemon listening on {}", info.url());
-    println!("fuse daemon listening on {} (pid {})", info.url(), info.pid);
+    {
+        // A log on a full disk must not stop the daemon: the line is lost, not the run.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "fuse daemon listening on {} (pid {})",
+            info.url(),
+            info.pid
+        );
+    }
 
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -366,6 +402,20 @@ async fn serve(state: Arc<State>, host: &str, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Points standard output and error at the daemon log.
+fn redirect_output(log: &std::fs::File) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    for fd in [1, 2] {
+        // SAFETY: dup2 onto the standard descriptors of this process; `log`
+        // stays open for the call and the duplicates outlive it.
+        if unsafe { libc::dup2(log.as_raw_fd(), fd) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("cannot send the daemon's output to its log");
+        }
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -388,27 +438,28 @@ async fn shutdown_signal() {
     }
 }
 
-/// Starts the daemon in the background: `fuse start --foreground` detached, its
-/// output in `logs/daemon.log`; returns once it answers.
+/// Starts the daemon in the background: `fuse start --foreground` detached,
+/// its output in `logs/daemon.log`; returns once it answers. Until it listens
+/// its output comes to this process, so a failure at start is shown as the
+/// daemon said it (and appended to the log).
 pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonInfo> {
+    use std::io::{Read, Write};
     ready_for_a_daemon(home)?;
     let logs = home.logs_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let log_path = logs.join("daemon.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the fuse executable")?;
+    let (mut reader, writer) = std::io::pipe().context("cannot create a pipe")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--home")
         .arg(home.root())
         .arg("start")
         .arg("--foreground")
+        .arg("--log-file")
+        .arg(&log_path)
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
     if let Some(p) = port {
         cmd.arg("--port").arg(p.to_string());
     }
@@ -418,6 +469,14 @@ pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonIn
         cmd.process_group(0);
     }
     let mut child = cmd.spawn().context("cannot start the daemon process")?;
+    drop(cmd);
+    // Collects what the daemon says until it moves its output to the log.
+    let (said_tx, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = reader.read_to_end(&mut text);
+        let _ = said_tx.send(String::from_utf8_lossy(&text).into_owned());
+    });
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(info) = running(home)
@@ -426,10 +485,26 @@ pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonIn
             return Ok(info);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            anyhow::bail!(
-                "the daemon exited at start ({status}); see {}",
-                log_path.display()
-            );
+            // A process the daemon started may hold the pipe open: wait a little.
+            let text = said
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_default();
+            let text = text.trim();
+            // Best effort: the log may be on the disk that made the start fail.
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .and_then(|mut log| writeln!(log, "{text}"));
+            let said = if text.is_empty() {
+                format!("it said nothing ({status})")
+            } else {
+                text.lines()
+                    .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            };
+            anyhow::bail!("the daemon could not start: {said}");
         }
         if Instant::now() > deadline {
             anyhow::bail!(
@@ -437,7 +512,7 @@ pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonIn
                 log_path.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -545,7 +545,7 @@ fn db_err(path: &Path, action: &'static str, source: rusqlite::Error) -> Error {
     Error::Database {
         action,
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 

@@ -42,13 +42,13 @@ impl Store {
         let mut conn = Connection::open(path).map_err(|source| Error::Database {
             action: "opening",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         configure(&conn, path)?;
         let store_err = |source| Error::Database {
             action: "reading the schema version",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let found = schema_version(&conn).map_err(store_err)?;
         let known = Self::latest_schema_version();
@@ -130,8 +130,29 @@ impl Store {
         Error::Database {
             action,
             path: self.path.clone(),
-            source,
+            cause: source,
         }
+    }
+}
+
+/// A write error as a user reads it: what happened and what to do.
+pub fn explain(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DiskFull) => {
+            "the disk is full: free some space (or prune old runs with `fuse runs prune`)"
+                .to_string()
+        }
+        Some(SystemIoFailure) => format!(
+            "the disk refused the write ({e}); it may be full or failing: free some space and check it"
+        ),
+        Some(DatabaseBusy | DatabaseLocked) => format!(
+            "the database stayed locked by another program ({e}); close programs that write to fuse.db"
+        ),
+        Some(ReadOnly) => format!(
+            "the database is read-only ({e}); check the permissions of fuse.db and its folder"
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -150,7 +171,7 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
         source => Error::Database {
             action: "configuring",
             path: path.to_path_buf(),
-            source,
+            cause: source,
         },
     };
     conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;

@@ -304,7 +304,7 @@ impl Writer {
                 }
                 return;
             }
-            Err(e) => describe(&e),
+            Err(e) => crate::store::explain(&e),
         };
         finished.clear();
         // One transaction per run (and per statement): a run whose events
@@ -330,7 +330,7 @@ impl Writer {
             let mut done = Vec::new();
             let outcome = self
                 .write_batch(&group, &mut done)
-                .map_err(|e| describe(&e));
+                .map_err(|e| crate::store::explain(&e));
             match (&run_id, &outcome) {
                 (_, Ok(())) => {
                     finished.extend(done);
@@ -581,27 +581,6 @@ fn may_pass(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(DiskFull | SystemIoFailure | DatabaseBusy | DatabaseLocked | CannotOpen)
     )
-}
-
-/// A write error as a user reads it: what happened and what to do.
-pub fn describe(e: &rusqlite::Error) -> String {
-    use rusqlite::ErrorCode::*;
-    match e.sqlite_error_code() {
-        Some(DiskFull) => {
-            "the disk is full: free some space (or prune old runs with `fuse runs prune`)"
-                .to_string()
-        }
-        Some(SystemIoFailure) => format!(
-            "the disk refused the write ({e}); it may be full or failing: free some space and check it"
-        ),
-        Some(DatabaseBusy | DatabaseLocked) => format!(
-            "the database stayed locked by another program ({e}); close programs that write to fuse.db"
-        ),
-        Some(ReadOnly) => format!(
-            "the database is read-only ({e}); check the permissions of fuse.db and its folder"
-        ),
-        _ => e.to_string(),
-    }
 }
 
 /// Where a blob lives: `blobs/<first two hex>/<hash>`.

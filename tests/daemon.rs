@@ -28,7 +28,7 @@ pub fn start(home: &TestHome) -> Daemon<'_> {
     start_with(home, &[])
 }
 
-fn start_with<'a>(home: &'a TestHome, env: &[(&str, &str)]) -> Daemon<'a> {
+pub fn start_with<'a>(home: &'a TestHome, env: &[(&str, &str)]) -> Daemon<'a> {
     let mut cmd = home.cmd();
     for (k, v) in env {
         cmd.env(k, v);
@@ -50,6 +50,16 @@ fn start_with<'a>(home: &'a TestHome, env: &[(&str, &str)]) -> Daemon<'a> {
         token,
         home,
     }
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid as i32, 0) } == 0;
+    exists
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
 }
 
 /// One HTTP request: (status, JSON body or null).

@@ -345,3 +345,100 @@ fn fuse_start_shows_why_the_daemon_could_not_start() {
     assert_eq!(d.call("GET", "/api/v1/health", None).0, 200);
     home.cmd().arg("stop").assert().success();
 }
+
+#[test]
+fn a_cancelled_queued_run_stays_cancelled_across_a_crash() {
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_DAEMON_MAX_RUNS", "1")]);
+    let wf = json!({"name": "slow", "nodes": [
+        {"id": "w", "type": "flow.wait", "data": {"inputs": {"duration": "{{ trigger.wait }}"}}}
+    ], "edges": []});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let run = |wait: &str| {
+        let (code, r) = d.call(
+            "POST",
+            "/api/v1/workflows/slow/run",
+            Some(json!({"wait": wait})),
+        );
+        assert_eq!(code, 202, "{r}");
+        r["run_id"].as_str().unwrap().to_string()
+    };
+    let blocker = run("30s");
+    let queued = run("1ms");
+    let (_, r) = d.call("GET", &format!("/api/v1/executions/{queued}"), None);
+    assert_eq!(r["status"], "queued", "{r}");
+    let (code, r) = d.call("POST", &format!("/api/v1/executions/{queued}/cancel"), None);
+    assert_eq!(code, 202, "{r}");
+    // Recorded before the answer.
+    let (_, r) = d.call("GET", &format!("/api/v1/executions/{queued}"), None);
+    assert_eq!(r["status"], "cancelled", "{r}");
+    // SAFETY: kills the daemon this test started.
+    unsafe {
+        libc::kill(d.pid as i32, libc::SIGKILL);
+    }
+    while crate::daemon::alive(d.pid) {
+        std::thread::yield_now();
+    }
+    let d2 = start(&home);
+    assert_eq!(d2.wait_run(&blocker)["status"], "interrupted");
+    let (_, r) = d2.call("GET", &format!("/api/v1/executions/{queued}"), None);
+    assert_eq!(
+        r["status"], "cancelled",
+        "recovery started a cancelled run: {r}"
+    );
+    assert!(r["nodes"].as_array().is_none_or(|n| n.is_empty()), "{r}");
+}
+
+#[test]
+fn a_database_error_is_a_500_not_a_404_or_an_empty_list() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "hook", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "in"}}}
+    ], "edges": []});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, r) = http(
+        "POST",
+        &format!("{}/webhook/in", d.url),
+        None,
+        &[],
+        Some(&json!({})),
+    );
+    let id = r["run_id"].as_str().unwrap().to_string();
+    d.wait_run(&id);
+    // Another program breaks the schema under the daemon.
+    let db = rusqlite::Connection::open(home.path().join("fuse.db")).unwrap();
+    db.execute_batch(
+        "ALTER TABLE executions RENAME TO executions_aside;
+         ALTER TABLE workflow_versions RENAME TO versions_aside;",
+    )
+    .unwrap();
+    for path in [
+        format!("/api/v1/executions/{id}"),
+        "/api/v1/executions".to_string(),
+    ] {
+        let (code, body) = d.call("GET", &path, None);
+        assert_eq!(code, 500, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("database"),
+            "{path}: {body}"
+        );
+    }
+    // A reload that cannot read the workflows keeps the webhooks it had.
+    d.call("POST", "/api/v1/workflows/hook/enable", None);
+    db.execute_batch("ALTER TABLE executions_aside RENAME TO executions;")
+        .unwrap();
+    let (code, r) = http(
+        "POST",
+        &format!("{}/webhook/in", d.url),
+        None,
+        &[],
+        Some(&json!({})),
+    );
+    assert_eq!(code, 202, "the webhook table was emptied: {r}");
+    db.execute_batch("ALTER TABLE versions_aside RENAME TO workflow_versions;")
+        .unwrap();
+}

@@ -220,7 +220,7 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
                 .and_then(|full| store.get_run(&full, &state.home.blobs_dir()));
             match detail {
                 Ok(d) => reply(StatusCode::OK, &serde_json::to_value(d).unwrap_or_default()),
-                Err(e) => not_found(&e.to_string()),
+                Err(e) => store_error(&e),
             }
         }
         (m, p) => {
@@ -253,6 +253,19 @@ pub(super) fn unavailable(why: &str) -> Reply {
         hyper::header::HeaderValue::from_static("5"),
     );
     reply
+}
+
+/// A store error as an answer: a run or workflow that is not there (or an id
+/// that names several) is a 404; anything else is the database failing, a
+/// 500 that says so, never a "not found".
+pub(super) fn store_error(e: &crate::Error) -> Reply {
+    match e {
+        crate::Error::Setting(message) => not_found(message),
+        other => {
+            tracing::error!("{other}");
+            internal(&other.to_string())
+        }
+    }
 }
 
 pub(super) fn internal(message: &str) -> Reply {
@@ -556,9 +569,19 @@ pub(super) async fn start_run_with(
         run_id.clone(),
     );
     tokio::spawn(async move {
-        // At most daemon.max_runs run at once; the others stay queued.
-        let permit = st.slots.clone().acquire_owned().await;
-        if permit.is_ok() && !request.cancel.is_cancelled() {
+        // At most daemon.max_runs run at once; the others stay queued (and a
+        // cancel reaches them while they wait).
+        let permit = tokio::select! {
+            permit = st.slots.clone().acquire_owned() => permit.ok(),
+            () = request.cancel.cancelled() => None,
+        };
+        if request.cancel.is_cancelled() && !st.runs_cancel.is_cancelled() {
+            // Cancelled before it started (a stopping daemon leaves its queued
+            // runs queued for the next start instead).
+            if let Err(why) = cancel_queued(&st, &id).await {
+                tracing::error!(run_id = %id, "run {id} was cancelled but could not be recorded as cancelled: {why}");
+            }
+        } else if permit.is_some() && !request.cancel.is_cancelled() {
             // `running` before any node starts: after a crash, `queued` means the
             // run never started and is safe to start again.
             let _ = st
@@ -580,6 +603,25 @@ pub(super) async fn start_run_with(
         st.active.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(run_id)
+}
+
+/// Records a run that never started as cancelled (nothing happens to a run
+/// that has started: its own cancellation records it).
+pub(super) async fn cancel_queued(state: &State, run_id: &str) -> Result<(), String> {
+    use rusqlite::types::Value as Sql;
+    match state
+        .recorder
+        .exec(
+            "UPDATE executions SET status = 'cancelled', error = 'cancelled before it started',
+                 finished_at = ?2
+             WHERE id = ?1 AND status = 'queued'",
+            vec![Sql::Text(run_id.to_string()), Sql::Integer(now_ms())],
+        )
+        .await
+    {
+        Ok(done) => done,
+        Err(_) => Err("the history writer has stopped".to_string()),
+    }
 }
 
 /// `/plugins/<plugin>/<path>`: answered by the plugin's process.
@@ -648,7 +690,7 @@ fn events(
                 }
             }
             Err(e) => {
-                return not_found(&e.to_string());
+                return store_error(&e);
             }
         }
     }

@@ -9,7 +9,9 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::State;
-use super::api::{Reply, body_json, error, internal, not_found, reply, start_run_with};
+use super::api::{
+    Reply, body_json, error, internal, not_found, reply, start_run_with, store_error,
+};
 
 /// Routes handled here; `None` when the path is not one of them.
 pub(super) async fn route(
@@ -42,10 +44,10 @@ pub(super) async fn route(
             };
             match store.run_logs(id) {
                 Ok(logs) => reply(StatusCode::OK, &json!({"logs": logs})),
-                Err(e) => not_found(&e.to_string()),
+                Err(e) => store_error(&e),
             }
         }
-        (&Method::POST, ["executions", id, "cancel"]) => cancel(state, id),
+        (&Method::POST, ["executions", id, "cancel"]) => cancel(state, id).await,
         (&Method::POST, ["executions", id, "retry"]) => retry(state, id).await,
         (&Method::GET, ["nodes"]) => {
             let specs: Vec<Value> = state
@@ -226,7 +228,7 @@ fn set_enabled(state: &Arc<State>, name: &str, enabled: bool) -> Reply {
     }
 }
 
-fn cancel(state: &Arc<State>, id: &str) -> Reply {
+async fn cancel(state: &Arc<State>, id: &str) -> Reply {
     let full = {
         let Ok(store) = state.store.lock() else {
             return internal("the store is unusable");
@@ -234,7 +236,7 @@ fn cancel(state: &Arc<State>, id: &str) -> Reply {
         match store.resolve_run_id(id) {
             Ok(full) => full,
             Err(e) => {
-                return not_found(&e.to_string());
+                return store_error(&e);
             }
         }
     };
@@ -246,6 +248,13 @@ fn cancel(state: &Arc<State>, id: &str) -> Reply {
     match token {
         Some(t) => {
             t.cancel();
+            // A run still waiting for a slot is cancelled on disk before the
+            // answer, so a restart does not start it again.
+            if let Err(why) = super::api::cancel_queued(state, &full).await {
+                return internal(&format!(
+                    "run {full} is cancelled in this daemon but could not be recorded as cancelled: {why}"
+                ));
+            }
             reply(
                 StatusCode::ACCEPTED,
                 &json!({"run_id": full, "cancelling": true}),
@@ -271,7 +280,7 @@ async fn retry(state: &Arc<State>, id: &str) -> Reply {
         {
             Ok(d) => d,
             Err(e) => {
-                return not_found(&e.to_string());
+                return store_error(&e);
             }
         };
         let definition = detail

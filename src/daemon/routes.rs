@@ -34,7 +34,7 @@ pub(crate) struct Routes {
 /// the schedules in line.
 pub(super) fn changed(state: &State) {
     let mut routes = Routes::default();
-    let rows: Vec<(String, String)> = match state.store.lock() {
+    let rows: rusqlite::Result<Vec<(String, String)>> = match state.store.lock() {
         Ok(store) => store
             .conn()
             .prepare(
@@ -45,9 +45,23 @@ pub(super) fn changed(state: &State) {
             .and_then(|mut stmt| {
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .unwrap_or_default(),
-        Err(_) => Vec::new(),
+            }),
+        Err(_) => {
+            tracing::error!("the store is unusable; the deployed workflows stay as they were");
+            return;
+        }
+    };
+    // A failed read keeps what is served: an empty table would drop every
+    // webhook, schedule and trigger until the next change.
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::error!(
+                "cannot read the deployed workflows ({}); webhooks, schedules and triggers stay as they were",
+                crate::store::explain(&e)
+            );
+            return;
+        }
     };
     for (name, definition) in rows {
         match state

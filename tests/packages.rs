@@ -433,6 +433,7 @@ fn a_malformed_manifest_is_reported_and_the_others_keep_working() {
         &home,
         "my-log",
         json!({"name": "my-log", "type": "log", "overrides": true, "kind": "node",
+        "inputs": [{"name": "message", "type": "string"}],
         "runtime": {"command": ["sh", "main.sh"]}}),
         &[("main.sh", "cat >/dev/null; echo '{\"output\": \"mine\"}'")],
     );
@@ -507,17 +508,14 @@ fn packages_receive_only_declared_credentials() {
             .unwrap()
             .contains("is of type basic; package wants-bearer accepts bearer")
     );
-    let (code, record, _) = run(
+    // A package that declares no credentials takes no `credential` input:
+    // refused before anything runs.
+    let (code, _, stderr) = run(
         &home,
         &one(json!({"id": "n", "type": "wants-none", "data": {"inputs": {"credential": "tok"}}})),
     );
-    assert_eq!(code, 1);
-    assert!(
-        record["error"]
-            .as_str()
-            .unwrap()
-            .contains("declares no credentials")
-    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown input `credential`"), "{stderr}");
 }
 
 #[test]

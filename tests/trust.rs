@@ -442,3 +442,111 @@ fn a_database_error_is_a_500_not_a_404_or_an_empty_list() {
     db.execute_batch("ALTER TABLE versions_aside RENAME TO workflow_versions;")
         .unwrap();
 }
+
+/// `fuse validate FILE --json` on `workflow`: (exit code, problems as "path: message").
+fn validate(home: &TestHome, workflow: &serde_json::Value) -> (i32, Vec<String>) {
+    let file = home.write("check.json", workflow);
+    let out = home
+        .cmd()
+        .arg("validate")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let problems = report["problems"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p["path"].as_str().unwrap(),
+                        p["message"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (out.status.code().unwrap(), problems)
+}
+
+fn has(problems: &[String], want: &str) -> bool {
+    problems.iter().any(|p| p.contains(want))
+}
+
+#[test]
+fn unknown_keys_are_errors_with_the_nearest_known_key() {
+    let home = TestHome::initialized();
+    // A misspelt sourceHandle made both branches of flow.if run.
+    let wf = json!({"name": "typos", "settings": {"max_paralel": 2},
+    "nodes": [
+        {"id": "t", "type": "trigger.manual", "position": {"x": 0, "y": 0}, "selected": true, "width": 80},
+        {"id": "if", "type": "flow.if", "data": {"inputs": {"condition": "{{ trigger.n > 1 }}"}}},
+        {"id": "yes", "type": "exec.command", "retyr": {"attempts": 3}, "timout": "5s", "on_eror": "continue",
+         "data": {"inputs": {"argv": ["true"]}, "label": "Yes"}},
+        {"id": "no", "type": "log", "data": {"inputs": {"message": "no"}}}
+    ],
+    "edges": [
+        {"source": "t", "target": "if", "animated": true},
+        {"source": "if", "target": "yes", "source_handle": "true"},
+        {"source": "if", "target": "no", "sourceHandle": "false"}
+    ]});
+    let (code, problems) = validate(&home, &wf);
+    assert_eq!(code, 2, "{problems:#?}");
+    for want in [
+        "settings.max_paralel: unknown key `max_paralel`; did you mean `max_parallel`?",
+        "nodes[2].retyr: unknown key `retyr`; did you mean `retry`?",
+        "nodes[2].timout: unknown key `timout`; did you mean `timeout`?",
+        "nodes[2].on_eror: unknown key `on_eror`; did you mean `on_error`?",
+        "edges[1].source_handle: unknown key `source_handle`; did you mean `sourceHandle`?",
+    ] {
+        assert!(has(&problems, want), "missing {want:?} in {problems:#?}");
+    }
+    // Editor keys (position, selected, width, label, animated) are not problems.
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    // And `fuse run` refuses it before anything runs.
+    let file = home.write("typos.json", &wf);
+    home.cmd().arg("run").arg(&file).assert().code(2);
+}
+
+#[test]
+fn unknown_node_inputs_are_errors_with_did_you_mean() {
+    let home = TestHome::initialized();
+    let wf = json!({"nodes": [
+        {"id": "post", "type": "http.request", "data": {"inputs": {"uri": "http://127.0.0.1:1/", "methd": "POST"}}},
+        {"id": "w", "type": "file.write", "data": {"inputs": {"path": "out.txt", "content": "x", "apend": true}}}
+    ], "edges": []});
+    let (code, problems) = validate(&home, &wf);
+    assert_eq!(code, 2);
+    for want in [
+        "nodes[0].data.inputs.methd: unknown input `methd`; did you mean `method`?",
+        "nodes[0].data.inputs.uri: unknown input `uri`; did you mean `url`?",
+        "nodes[0].data.inputs.url: missing required input `url`",
+        "nodes[1].data.inputs.apend: unknown input `apend`; did you mean `append`?",
+    ] {
+        assert!(has(&problems, want), "missing {want:?} in {problems:#?}");
+    }
+    // Seed spellings of llm.chat inputs are declared aliases, not typos.
+    let wf = json!({"nodes": [{"id": "ai", "type": "OpenAINode", "data": {"inputs": {
+        "system_message": "be brief", "prompt": "hi", "maxTokens": 5}}}], "edges": []});
+    let (code, problems) = validate(&home, &wf);
+    assert_eq!((code, problems.len()), (0, 0), "{problems:#?}");
+}
+
+#[test]
+fn a_huge_unknown_type_name_is_refused_without_a_slow_suggestion() {
+    let home = TestHome::initialized();
+    let name = "x".repeat(1 << 20);
+    let wf = json!({"nodes": [{"id": "a", "type": name}], "edges": []});
+    let (code, problems) = validate(&home, &wf);
+    assert_eq!(code, 2);
+    assert_eq!(problems.len(), 1);
+    assert!(
+        problems[0].contains("unknown node type"),
+        "{}",
+        &problems[0][..200]
+    );
+    assert!(!problems[0].contains("did you mean"));
+}

@@ -88,6 +88,10 @@ pub struct NodeSpec {
     pub handles: Handles,
     /// Trigger nodes start a run; under `fuse run` they emit the run input.
     pub trigger: bool,
+    /// Inputs beyond the declared ones are allowed (a package says so with
+    /// `"free_inputs": true`); otherwise an undeclared input is an error.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub free_inputs: bool,
 }
 
 /// One input of a node type.
@@ -98,15 +102,25 @@ pub struct InputSpec {
     pub kind: String,
     pub required: bool,
     pub description: String,
+    /// Other names accepted for this input (the seed format's spellings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl InputSpec {
+    /// Also accepts these names for the input.
+    pub fn with_aliases(mut self, aliases: &[&str]) -> InputSpec {
+        self.aliases = aliases.iter().map(|a| (*a).to_string()).collect();
+        self
+    }
+
     pub fn required(name: &str, kind: &str, description: &str) -> InputSpec {
         InputSpec {
             name: name.into(),
             kind: kind.into(),
             required: true,
             description: description.into(),
+            aliases: Vec::new(),
         }
     }
 
@@ -116,6 +130,7 @@ impl InputSpec {
             kind: kind.into(),
             required: false,
             description: description.into(),
+            aliases: Vec::new(),
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct Manifest {
     pub overrides: bool,
     #[serde(default)]
     pub inputs: Vec<InputDecl>,
+    /// Accept inputs beyond `inputs` (a node whose inputs are free-form);
+    /// without it an undeclared input is a validation error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub free_inputs: bool,
     #[serde(default)]
     pub outputs: Vec<OutputDecl>,
     /// How the node runs: a command (`oneshot` or `persistent`).

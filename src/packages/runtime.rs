@@ -125,6 +125,7 @@ fn spec_of(m: &Manifest) -> NodeSpec {
             kind: i.kind.clone(),
             required: i.required && i.default.is_none(),
             description: i.description.clone(),
+            aliases: Vec::new(),
         })
         .collect();
     if !m.credentials.is_empty() && !inputs.iter().any(|i| i.name == "credential") {
@@ -154,6 +155,7 @@ fn spec_of(m: &Manifest) -> NodeSpec {
         output,
         handles: Handles::Default,
         trigger: false,
+        free_inputs: m.free_inputs,
     }
 }
 

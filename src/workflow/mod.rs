@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod schema;
+pub mod strict;
 pub mod validate;
 
 pub use model::{EdgeDef, NodeDef, OnError, RetryDef, Settings, Workflow};

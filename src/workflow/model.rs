@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 pub struct Workflow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the workflow is for (shown in listings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(default)]
     pub settings: Settings,
     pub nodes: Vec<NodeDef>,
@@ -37,6 +40,9 @@ pub struct Settings {
     /// Constants available to expressions as `vars`.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub vars: Map<String, Value>,
+    /// The daemon resumes a run it was interrupted in from the last finished node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<bool>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

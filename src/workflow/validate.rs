@@ -66,6 +66,11 @@ pub fn validate(
             "the workflow has no nodes; add at least one".into(),
         );
     }
+    let mut strict = Vec::new();
+    super::strict::unknown_keys(&workflow, &mut strict);
+    for problem in strict {
+        p(problem.node.as_deref(), problem.path, problem.message);
+    }
 
     // Ids.
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -224,6 +229,11 @@ pub fn validate(
         }
         if let Some(imp) = &impls[i] {
             let spec = imp.spec();
+            let mut strict = Vec::new();
+            super::strict::unknown_inputs(&node.data.inputs, spec, &base, id, &mut strict);
+            for problem in strict {
+                p(problem.node.as_deref(), problem.path, problem.message);
+            }
             for input in &spec.inputs {
                 if input.required && !node.data.inputs.contains_key(&input.name) {
                     p(
@@ -669,10 +679,20 @@ impl Ancestors {
 }
 
 /// The candidate closest to `name` by edit distance, if close enough to be a typo.
+///
+/// Bounded: a name longer than any sensible identifier gets no suggestion, and
+/// candidates whose length is too far off are not compared, so a hostile
+/// 1 MB name costs nothing.
 pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    const LONGEST: usize = 128;
+    if name.len() > LONGEST {
+        return None;
+    }
     let limit = (name.len() / 3).max(2);
+    let lower = name.to_lowercase();
     candidates
-        .map(|c| (levenshtein(&name.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|c| c.len().abs_diff(name.len()) <= limit)
+        .map(|c| (levenshtein(&lower, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.to_string())

@@ -38,15 +38,15 @@ pub(super) fn node(
         description: "Chat completion from an OpenAI-compatible endpoint; outputs {text, usage, model, cached, raw}.".into(),
         inputs: vec![
             InputSpec::optional("model", "string", "model name (default llm.model)"),
-            InputSpec::optional("prompt", "string", "the user message (or use messages)"),
+            InputSpec::optional("prompt", "string", "the user message (or use messages)").with_aliases(&["user_message", "userMessage", "message"]),
             InputSpec::optional("messages", "array", "[{role, content}, …]; prompt is appended as a user message"),
-            InputSpec::optional("system", "string", "system message"),
+            InputSpec::optional("system", "string", "system message").with_aliases(&["system_message", "systemMessage"]),
             InputSpec::optional("temperature", "number", "sampling temperature"),
-            InputSpec::optional("max_tokens", "integer", "reply length limit"),
+            InputSpec::optional("max_tokens", "integer", "reply length limit").with_aliases(&["maxTokens"]),
             InputSpec::optional("json", "boolean", "JSON mode: the reply must be a JSON object (also parsed into `json`)"),
             InputSpec::optional("stream", "boolean", "stream the reply, logging it as it arrives"),
             InputSpec::optional("base_url", "string", "API base, e.g. http://127.0.0.1:11434/v1 (default llm.base_url)"),
-            InputSpec::optional("api_key", "string", "API key (default: the credential, else the variable named by llm.api_key_env)"),
+            InputSpec::optional("api_key", "string", "API key (default: the credential, else the variable named by llm.api_key_env)").with_aliases(&["apiKey"]),
             InputSpec::optional("credential", "string", "name of a stored openai (api_key, base_url) or bearer credential"),
             InputSpec::optional("cache", "boolean", "reuse a stored reply for an identical request (default llm.cache)"),
             InputSpec::optional("timeout", "duration", "per-request limit (default llm.timeout)"),
@@ -54,6 +54,7 @@ pub(super) fn node(
         output: object_schema(&[("text", "string"), ("usage", "object"), ("model", "string"), ("cached", "boolean"), ("raw", "object"), ("json", "any")]),
         handles: Handles::Default,
         trigger: false,
+        free_inputs: false,
     };
     Arc::new(Llm {
         spec,

@@ -102,6 +102,7 @@ fn with_handles(
             output,
             handles,
             trigger: false,
+            free_inputs: false,
         },
         handler,
     })

@@ -29,6 +29,7 @@ fn trigger(type_name: &str, description: &str, inputs: Vec<InputSpec>) -> Arc<dy
             output: any_output(),
             handles: Handles::Default,
             trigger: true,
+            free_inputs: false,
         },
     })
 }

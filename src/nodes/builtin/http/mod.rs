@@ -496,6 +496,7 @@ pub(super) fn node(http: Arc<Http>) -> Arc<dyn Node> {
         output: object_schema(&[("status", "integer"), ("headers", "object"), ("body", "any"), ("url", "string")]),
         handles: Handles::Default,
         trigger: false,
+        free_inputs: false,
     };
     Arc::new(HttpNode { spec, http })
 }

@@ -202,7 +202,7 @@ fn every_auth_kind_is_sent() {
 }
 
 #[test]
-fn server_errors_retry_with_backoff_and_client_errors_do_not() {
+fn retries_cover_every_failure_and_on_narrows_them() {
     let server = TestServer::start(|req, n| match req.path.as_str() {
         "/flaky" if n < 2 => Reply::json(503, json!({"error": "busy"})),
         "/flaky" => Reply::json(200, json!({"ok": true})),
@@ -215,12 +215,19 @@ fn server_errors_retry_with_backoff_and_client_errors_do_not() {
     ));
     assert_eq!(r.status, Status::Succeeded, "{:?}", r.error);
     assert_eq!(r.nodes["req"].attempts, 3);
+    // A retry without `on` retries every failure, a 404 too (as n8n does)…
     let r = h.run(one(
-        json!({"id": "req", "type": "http.request", "retry": {"attempts": 4, "initial": "20ms"},
+        json!({"id": "req", "type": "http.request", "retry": {"attempts": 3, "initial": "1ms"},
         "data": {"inputs": {"url": server.url("/missing")}}}),
     ));
     assert_eq!(r.status, Status::Failed);
-    assert_eq!(r.nodes["req"].attempts, 1, "404 is not retried");
+    assert_eq!(r.nodes["req"].attempts, 3, "retry means retry");
+    // …and `on` narrows it to what is worth another attempt.
+    let r = h.run(one(json!({"id": "req", "type": "http.request",
+        "retry": {"attempts": 4, "initial": "20ms", "on": {"statuses": [429, 503]}},
+        "data": {"inputs": {"url": server.url("/missing")}}})));
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.nodes["req"].attempts, 1, "404 is not in `on`");
     let err = r.nodes["req"].error.clone().unwrap();
     assert_eq!(
         (err["kind"].as_str(), err["status"].as_u64()),

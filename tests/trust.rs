@@ -550,3 +550,56 @@ fn a_huge_unknown_type_name_is_refused_without_a_slow_suggestion() {
     );
     assert!(!problems[0].contains("did you mean"));
 }
+
+#[test]
+fn retry_means_retry() {
+    let home = TestHome::initialized();
+    let wf = home.write(
+        "flaky.json",
+        &json!({"nodes": [{"id": "cmd", "type": "exec.command", "retry": {"attempts": 3, "initial": "1ms"},
+            "data": {"inputs": {"argv": ["sh", "-c", "echo try >> tries; exit 3"], "cwd": "."}}}], "edges": []}),
+    );
+    let out = home
+        .cmd()
+        .current_dir(home.tmp())
+        .arg("run")
+        .arg(&wf)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["nodes"]["cmd"]["attempts"], 3, "{record}");
+    let tries = std::fs::read_to_string(home.tmp().join("tries")).unwrap();
+    assert_eq!(tries.lines().count(), 3);
+
+    // A kind that does not exist is an error; a retry that can never apply is a warning.
+    let (code, problems) = validate(
+        &home,
+        &json!({"nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "x"}},
+            "retry": {"attempts": 2, "on": {"kinds": ["timout"]}}}], "edges": []}),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        has(
+            &problems,
+            "unknown error kind `timout`; did you mean `timeout`?"
+        ),
+        "{problems:#?}"
+    );
+    let file = home.write(
+        "never.json",
+        &json!({"nodes": [
+            {"id": "a", "type": "log", "data": {"inputs": {"message": "x"}}, "retry": {"attempts": 1}},
+            {"id": "b", "type": "log", "data": {"inputs": {"message": "x"}}, "retry": {"attempts": 3, "on": {"kinds": ["input"]}}}
+        ], "edges": []}),
+    );
+    let out = home.cmd().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("attempts is 1, so this retry never retries"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("this retry can never apply"), "{stderr}");
+}

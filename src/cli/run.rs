@@ -147,6 +147,11 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(e) => return Ok(report_load_error(&e)),
     };
+    if !quiet {
+        for w in &plan.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let record = cli.run(plan, RunRequest::new(input, "cli"))?;
     cli.finish(&record, args.json, quiet)
 }

@@ -44,11 +44,15 @@ pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitC
             return Ok(ExitCode::from(1));
         }
     };
+    let warnings = result
+        .as_ref()
+        .map(|plan| plan.warnings.clone())
+        .unwrap_or_default();
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"valid": problems.is_empty(), "problems": problems})
+                &json!({"valid": problems.is_empty(), "problems": problems, "warnings": warnings})
             )?
         );
     } else if let Ok(plan) = &result {
@@ -58,6 +62,9 @@ pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitC
             plan.nodes.len(),
             plan.edges.len()
         );
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
     } else {
         eprintln!("{} has {} problem(s):", args.file.display(), problems.len());
         for p in &problems {

@@ -824,12 +824,19 @@ async fn one_attempt(
 }
 
 /// Whether `err` is worth another attempt under `policy`.
+///
+/// Every failure is retried but the ones another attempt cannot change:
+/// cancellation, invalid input and expressions (as in n8n, Airflow, Prefect);
+/// `retry.on` narrows that to the errors it names.
 fn should_retry(err: &NodeError, policy: &RetryPolicy) -> bool {
-    if err.kind == ErrorKind::Cancelled {
+    if matches!(
+        err.kind,
+        ErrorKind::Cancelled | ErrorKind::Input | ErrorKind::Expression
+    ) {
         return false;
     }
     let Some(on) = &policy.on else {
-        return err.retryable;
+        return true;
     };
     let kind = err.kind.name();
     on.kinds.iter().any(|k| k == kind || k == "any")
@@ -901,9 +908,16 @@ mod tests {
             "timeouts are retryable by default"
         );
         assert!(
-            !should_retry(&exit3, &policy(None)),
-            "exit codes are not, by default"
+            should_retry(&exit3, &policy(None)),
+            "without `on`, every failure is retried"
         );
+        for kind in [
+            ErrorKind::Input,
+            ErrorKind::Expression,
+            ErrorKind::Cancelled,
+        ] {
+            assert!(!should_retry(&NodeError::new(kind, "x"), &policy(None)));
+        }
         let kinds = RetryOn {
             kinds: vec!["timeout".into()],
             ..Default::default()

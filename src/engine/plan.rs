@@ -26,6 +26,9 @@ pub struct Plan {
     pub index: HashMap<String, usize>,
     pub max_parallel: Option<usize>,
     pub timeout: Option<Duration>,
+    /// Things that are allowed but probably not meant (a retry that can never
+    /// apply): `fuse validate` and `fuse run` print them.
+    pub warnings: Vec<crate::workflow::Problem>,
 }
 
 /// One node of a plan.

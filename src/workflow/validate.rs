@@ -66,6 +66,7 @@ pub fn validate(
             "the workflow has no nodes; add at least one".into(),
         );
     }
+    let mut warnings = Vec::new();
     let mut strict = Vec::new();
     super::strict::unknown_keys(&workflow, &mut strict);
     for problem in strict {
@@ -314,6 +315,7 @@ pub fn validate(
                     "attempts must be at least 1".into(),
                 );
             }
+            retry_checks(r, id, &base, &mut p, &mut warnings);
             let mut dur = |field: &str, value: &Option<String>, default: u64| match value {
                 None => std::time::Duration::from_millis(default),
                 Some(t) => duration::parse(t).unwrap_or_else(|e| {
@@ -464,7 +466,83 @@ pub fn validate(
         edges,
         index,
         workflow,
+        warnings,
     })
+}
+
+/// Error kinds `retry.on.kinds` may name.
+pub const RETRY_KINDS: &[&str] = &[
+    "timeout",
+    "network",
+    "http",
+    "exit",
+    "process",
+    "io",
+    "other",
+    "input",
+    "expression",
+    "any",
+];
+
+/// A retry whose `on` names unknown kinds (errors), or that can never retry
+/// (warnings).
+fn retry_checks(
+    r: &super::model::RetryDef,
+    id: &str,
+    base: &str,
+    p: &mut impl FnMut(Option<&str>, String, String),
+    warnings: &mut Vec<Problem>,
+) {
+    let mut warn = |path: String, message: String| {
+        warnings.push(Problem {
+            node: Some(id.to_string()),
+            path,
+            message,
+        })
+    };
+    if r.attempts == 1 {
+        warn(
+            format!("{base}.retry.attempts"),
+            "attempts is 1, so this retry never retries (attempts counts the first one); use 2 or more"
+                .into(),
+        );
+    }
+    let Some(on) = &r.on else { return };
+    for (k, kind) in on.kinds.iter().enumerate() {
+        if kind == "cancelled" {
+            p(
+                Some(id),
+                format!("{base}.retry.on.kinds[{k}]"),
+                "a cancelled node is never retried; remove `cancelled`".into(),
+            );
+        } else if !RETRY_KINDS.contains(&kind.as_str()) {
+            let hint = closest(kind, RETRY_KINDS.iter().copied())
+                .map(|s| format!("did you mean `{s}`?"))
+                .unwrap_or_else(|| format!("use one of: {}", RETRY_KINDS.join(", ")));
+            p(
+                Some(id),
+                format!("{base}.retry.on.kinds[{k}]"),
+                format!("unknown error kind `{kind}`; {hint}"),
+            );
+        }
+    }
+    for (k, kind) in on.kinds.iter().enumerate() {
+        if kind == "input" || kind == "expression" {
+            warn(
+                format!("{base}.retry.on.kinds[{k}]"),
+                format!("`{kind}` errors are never retried: another attempt cannot change them"),
+            );
+        }
+    }
+    let applies = !on.exit_codes.is_empty()
+        || !on.statuses.is_empty()
+        || on.kinds.iter().any(|k| k != "input" && k != "expression");
+    if !applies {
+        warn(
+            format!("{base}.retry.on"),
+            "this retry can never apply: `on` names no error that is ever retried".into(),
+        );
+    }
 }
 
 /// Checks one name an expression reads.

@@ -473,7 +473,7 @@ fn auth_from_credential(c: &crate::secrets::Credential) -> Result<Auth, NodeErro
 pub(super) fn node(http: Arc<Http>) -> Arc<dyn Node> {
     let spec = NodeSpec {
         type_name: "http.request".into(),
-        description: "Sends an HTTP request; outputs {status, headers, body, url}. 5xx, 429 and network errors are retryable.".into(),
+        description: "Sends an HTTP request; outputs {status, headers, body, url}. errors carry their status for retry.on.".into(),
         inputs: vec![
             InputSpec::required("url", "string", "http:// or https:// URL"),
             InputSpec::optional("method", "string", "GET (default), POST, PUT, PATCH, DELETE, HEAD, OPTIONS, …"),

@@ -603,3 +603,24 @@ fn retry_means_retry() {
     );
     assert!(stderr.contains("this retry can never apply"), "{stderr}");
 }
+
+#[test]
+fn a_template_keeps_its_trailing_newline() {
+    let home = TestHome::initialized();
+    let wf = home.write(
+        "lines.json",
+        &json!({"nodes": [
+            {"id": "a", "type": "file.write", "data": {"inputs": {"path": "out.txt", "content": "{{ trigger.x }}\n", "append": true}}},
+            {"id": "b", "type": "file.write", "data": {"inputs": {"path": "out.txt", "content": "{{ trigger.x }} {{ trigger.x }}\n", "append": true}}}
+        ], "edges": [{"source": "a", "target": "b"}]}),
+    );
+    home.cmd()
+        .current_dir(home.tmp())
+        .arg("run")
+        .arg(&wf)
+        .args(["--input", "x=line"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(home.tmp().join("out.txt")).unwrap();
+    assert_eq!(text, "line\nline line\n");
+}

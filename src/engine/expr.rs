@@ -48,6 +48,14 @@ impl Expressions {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(64);
+        // "{{ x }}\n" keeps its newline, as a static string does.
+        // Only custom delimiters can make build() fail; these are the defaults.
+        if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
         env.add_filter("fromjson", |s: String| -> Result<Mj, minijinja::Error> {
             let v: Value = serde_json::from_str(&s).map_err(|e| {
                 minijinja::Error::new(
@@ -266,9 +274,10 @@ fn lookup_mj(scope: &Mj, keys: std::str::Split<'_, char>) -> Option<Mj> {
 }
 
 /// The inner expression when `text` is exactly one `{{ … }}`.
+///
+/// Only the exact string counts: `"{{ x }}\n"` is text (and keeps its newline).
 pub fn single_expression(text: &str) -> Option<&str> {
-    let t = text.trim();
-    let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = text.strip_prefix("{{")?.strip_suffix("}}")?;
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }

@@ -624,3 +624,55 @@ fn a_template_keeps_its_trailing_newline() {
     let text = std::fs::read_to_string(home.tmp().join("out.txt")).unwrap();
     assert_eq!(text, "line\nline line\n");
 }
+
+#[test]
+fn listings_into_a_closed_pipe_exit_quietly() {
+    let home = TestHome::initialized();
+    let wf = home.write(
+        "logs.json",
+        &json!({"nodes": [{"id": "l", "type": "log", "data": {"inputs": {"message": "hello"}}}], "edges": []}),
+    );
+    let out = home
+        .cmd()
+        .arg("run")
+        .arg(&wf)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = record["run_id"].as_str().unwrap().to_string();
+    let wf = wf.to_string_lossy().into_owned();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["runs", "list"],
+        vec!["runs", "list", "--json"],
+        vec!["runs", "show", &id],
+        vec!["runs", "show", &id, "--json"],
+        vec!["runs", "logs", &id, "--json"],
+        vec!["nodes", "list"],
+        vec!["nodes", "show", "http.request"],
+        vec!["schema", "workflow"],
+        vec!["cron", "* * * * *", "--count", "10000"],
+        vec!["completions", "bash"],
+        vec!["version"],
+        vec!["version", "--json"],
+        vec!["creds", "types"],
+        vec!["validate", &wf, "--json"],
+        vec!["run", &wf, "--json"],
+    ];
+    for args in commands {
+        // The reading end is closed before fuse writes a byte.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("fuse"))
+            .env("FUSE_HOME", home.path())
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "fuse {args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "fuse {args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "fuse {args:?}: {stderr}");
+    }
+}

@@ -12,8 +12,11 @@ pub struct CompletionsArgs {
 
 pub fn run(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = super::Cli::command();
+    // Generated into memory first: clap_complete panics on a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "fuse", &mut script);
     let mut out = std::io::stdout();
-    clap_complete::generate(args.shell, &mut cmd, "fuse", &mut out);
+    std::io::Write::write_all(&mut out, &script)?;
     std::io::Write::flush(&mut out)?;
     Ok(ExitCode::SUCCESS)
 }

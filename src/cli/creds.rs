@@ -71,7 +71,7 @@ pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode>
     let home = Home::resolve(globals.home.clone())?;
     let all_types = known_types(&home);
     if let CredsCommand::Types { json } = command {
-        print_types(&all_types, json);
+        print_types(&all_types, json)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut vault = Vault::open(&home)?;
@@ -118,7 +118,7 @@ pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode>
             let list = vault.list()?;
             let store = store_description(&home, vault.key_store());
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
                         "key_store": vault.key_store().as_str(),
@@ -127,18 +127,21 @@ pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode>
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("master key: {store}");
+            outln!("master key: {store}");
             if list.is_empty() {
-                println!("no credentials yet; add one with `fuse creds set NAME --type TYPE`");
+                outln!("no credentials yet; add one with `fuse creds set NAME --type TYPE`");
                 return Ok(ExitCode::SUCCESS);
             }
             let width = list.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
-            println!(
+            outln!(
                 "{:<width$}  {:<8}  {:<28}  {:<19}  LAST USED",
-                "NAME", "TYPE", "FIELDS", "UPDATED"
+                "NAME",
+                "TYPE",
+                "FIELDS",
+                "UPDATED"
             );
             for c in list {
-                println!(
+                outln!(
                     "{:<width$}  {:<8}  {:<28}  {:<19}  {}",
                     c.name,
                     c.kind,
@@ -176,19 +179,19 @@ pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode>
                         Err(e) => json!({"name": n, "ok": false, "error": e.to_string()}),
                     })
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({"credentials": rows, "failed": failed}))?
                 );
             } else {
                 for (n, r) in &results {
                     match r {
-                        Ok(()) => println!("ok      {n}"),
-                        Err(e) => println!("FAILED  {n}: {e}"),
+                        Ok(()) => outln!("ok      {n}"),
+                        Err(e) => outln!("FAILED  {n}: {e}"),
                     }
                 }
                 if results.is_empty() {
-                    println!("no credentials to check");
+                    outln!("no credentials to check");
                 }
             }
             Ok(if failed == 0 {
@@ -201,16 +204,14 @@ pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode>
             let count = vault.rotate_key()?;
             let store = store_description(&home, vault.key_store());
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"reencrypted": count, "key_store": vault.key_store().as_str()})
                 );
             } else {
-                println!(
-                    "re-encrypted {count} credential(s) with a new master key, now in {store}"
-                );
+                outln!("re-encrypted {count} credential(s) with a new master key, now in {store}");
                 if vault.key_store() == KeyStoreKind::Env {
-                    println!(
+                    outln!(
                         "set {} to the value of {} now: the old key no longer opens anything",
                         keystore::ENV_VAR,
                         keystore::NEXT_ENV_VAR
@@ -265,18 +266,18 @@ fn known_types(home: &Home) -> Vec<types::CredType> {
     types::with_extra(extra)
 }
 
-fn print_types(all: &[types::CredType], json: bool) {
+fn print_types(all: &[types::CredType], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(all).unwrap_or_default());
-        return;
+        outln!("{}", serde_json::to_string_pretty(all)?);
+        return Ok(());
     }
     for t in all {
         match &t.plugin {
-            Some(p) => println!("{}: {} (plugin {p})", t.name, t.help),
-            None => println!("{}: {}", t.name, t.help),
+            Some(p) => outln!("{}: {} (plugin {p})", t.name, t.help),
+            None => outln!("{}: {}", t.name, t.help),
         }
         for f in &t.fields {
-            println!(
+            outln!(
                 "  {:<14} {}{}{}",
                 f.name,
                 f.help,
@@ -285,6 +286,7 @@ fn print_types(all: &[types::CredType], json: bool) {
             );
         }
     }
+    Ok(())
 }
 
 fn ask_type(all: &[types::CredType]) -> anyhow::Result<String> {

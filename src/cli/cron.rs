@@ -50,20 +50,20 @@ pub fn run(args: CronArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|z| json!({"local": z.to_string(), "utc": z.timestamp().to_string()}))
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"expr": args.expr, "fires": list}))?
         );
     } else {
         for z in &fires {
-            println!(
+            outln!(
                 "{}  ({} UTC)",
                 z.strftime("%Y-%m-%d %H:%M:%S %Z (%:z)"),
                 z.timestamp().strftime("%Y-%m-%d %H:%M:%S")
             );
         }
         if fires.is_empty() {
-            println!("no fire times: the expression never matches");
+            outln!("no fire times: the expression never matches");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -40,7 +40,7 @@ pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<ExitCode> {
     }
     let info = daemon::start_detached(&home, args.port)?;
     if !globals.quiet {
-        println!(
+        outln!(
             "fuse daemon started (pid {}) on {}; logs in {}; `fuse stop` stops it",
             info.pid,
             info.url(),
@@ -55,7 +55,7 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
     match daemon::stop(&home, daemon::GRACE + Duration::from_secs(20))? {
         Some(pid) => {
             if !globals.quiet {
-                println!("fuse daemon (pid {pid}) stopped");
+                outln!("fuse daemon (pid {pid}) stopped");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -74,10 +74,10 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let Some(info) = daemon::running(&home) else {
         if args.json {
-            println!("{}", json!({"running": false, "schedules": schedules}));
+            outln!("{}", json!({"running": false, "schedules": schedules}));
         } else {
-            println!("not running (start it with `fuse start`)");
-            print_schedules(&schedules);
+            outln!("not running (start it with `fuse start`)");
+            print_schedules(&schedules)?;
         }
         return Ok(ExitCode::from(3));
     };
@@ -106,33 +106,34 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     .ok()
     .flatten();
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({"running": true, "pid": info.pid, "url": info.url(), "started_at": info.started_at,
                    "health": health, "schedules": schedules})
         );
     } else {
-        println!("running   pid {} on {}", info.pid, info.url());
-        println!("started   {}", info.started_at);
+        outln!("running   pid {} on {}", info.pid, info.url());
+        outln!("started   {}", info.started_at);
         match health {
-            Some(h) => println!(
+            Some(h) => outln!(
                 "health    ok; up {}s; {} run(s) active",
-                h["uptime_s"], h["active_runs"]
+                h["uptime_s"],
+                h["active_runs"]
             ),
-            None => println!("health    no answer from {}", info.url()),
+            None => outln!("health    no answer from {}", info.url()),
         }
-        print_schedules(&schedules);
+        print_schedules(&schedules)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_schedules(schedules: &[serde_json::Value]) {
+fn print_schedules(schedules: &[serde_json::Value]) -> anyhow::Result<()> {
     if schedules.is_empty() {
-        return;
+        return Ok(());
     }
-    println!("schedules");
+    outln!("schedules");
     for s in schedules {
-        println!(
+        outln!(
             "  {:<20} {:<9} {:<18} next {}",
             s["workflow"].as_str().unwrap_or(""),
             s["kind"].as_str().unwrap_or(""),
@@ -140,6 +141,7 @@ fn print_schedules(schedules: &[serde_json::Value]) {
             s["next_fire_at"].as_str().unwrap_or("-")
         );
     }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -204,9 +206,9 @@ pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
                 status = event["status"].as_str().unwrap_or("").to_string();
             }
             if args.json {
-                println!("{text}");
+                outln!("{text}");
             } else {
-                println!("{}", describe(&event));
+                outln!("{}", describe(&event));
             }
         }
         anyhow::Ok(status)
@@ -391,9 +393,9 @@ pub fn run_remote(
         anyhow::Ok((record["status"].as_str().unwrap_or("").to_string(), record))
     })?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(&record["output"])?);
+        outln!("{}", serde_json::to_string_pretty(&record["output"])?);
     }
     Ok(if status == "succeeded" {
         ExitCode::SUCCESS

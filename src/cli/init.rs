@@ -50,38 +50,38 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
     }
     let root = home.root().display();
     if report.unchanged() {
-        println!("{root} is already a fuse home; nothing was changed.");
+        outln!("{root} is already a fuse home; nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
     if report.finished_partial() {
-        println!(
+        outln!(
             "Finished setting up the fuse home at {root} (an earlier init was incomplete or older):"
         );
     } else {
-        println!("Created a fuse home at {root}:");
+        outln!("Created a fuse home at {root}:");
     }
     for step in &report.steps {
         match &step.outcome {
-            Outcome::Created => println!("  created  {}", step.what),
-            Outcome::Updated(how) => println!("  updated  {} ({how})", step.what),
+            Outcome::Created => outln!("  created  {}", step.what),
+            Outcome::Updated(how) => outln!("  updated  {} ({how})", step.what),
             Outcome::Kept => {}
         }
     }
     if let Some(reason) = &report.keyring_failure {
-        println!(
+        outln!(
             "  note: the OS keyring is unavailable ({reason}); the master key is in a 0600 key file instead."
         );
     }
     match report.key_store {
-        Some(KeyStoreKind::File) => println!(
+        Some(KeyStoreKind::File) => outln!(
             "  master key: {} (back it up: without it stored credentials cannot be decrypted)",
             keystore::key_file(home.root()).display()
         ),
-        Some(KeyStoreKind::Env) => println!(
+        Some(KeyStoreKind::Env) => outln!(
             "  master key: taken from {} (keep setting it)",
             keystore::ENV_VAR
         ),
-        Some(KeyStoreKind::Keyring) => println!("  master key: in the OS keyring"),
+        Some(KeyStoreKind::Keyring) => outln!("  master key: in the OS keyring"),
         None => {}
     }
     let home_flag = if globals.home.is_some() {
@@ -89,7 +89,7 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
     } else {
         String::new()
     };
-    println!(
+    outln!(
         "Next: fuse{home_flag} run {}",
         shell_quote(&home.templates_dir().join("hello.json"))
     );

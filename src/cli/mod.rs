@@ -6,6 +6,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` that returns the write error instead of panicking, so that
+/// `fuse … | head -1` ends quietly (a broken pipe is success, as in ripgrep).
+macro_rules! outln {
+    () => {
+        std::io::Write::write_all(&mut std::io::stdout(), b"\n")?
+    };
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 mod completions;
 mod creds;
 mod cron;
@@ -174,9 +185,12 @@ pub fn init_tracing(verbose: u8, quiet: u8) {
 
 /// A write to a closed pipe (`fuse … | head`) is not an error.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == broken
+            || e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == broken
     })
 }
 

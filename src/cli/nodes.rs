@@ -134,7 +134,7 @@ pub fn run_nodes(globals: &Globals, command: NodesCommand) -> anyhow::Result<Exi
                 })
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 let width = rows
                     .iter()
@@ -142,7 +142,7 @@ pub fn run_nodes(globals: &Globals, command: NodesCommand) -> anyhow::Result<Exi
                     .max()
                     .unwrap_or(4);
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:<width$}  {:<18}  {}",
                         r["type"].as_str().unwrap_or(""),
                         r["source"].as_str().unwrap_or(""),
@@ -178,20 +178,20 @@ pub fn run_nodes(globals: &Globals, command: NodesCommand) -> anyhow::Result<Exi
                     v["runtime"] = json!(runtime_of(p));
                     v["manifest"] = serde_json::to_value(&p.manifest)?;
                 }
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{}  ({source})", spec.type_name);
+            outln!("{}  ({source})", spec.type_name);
             if !spec.description.is_empty() {
-                println!("  {}", spec.description);
+                outln!("  {}", spec.description);
             }
             if let (Some(p), Some(dir)) = (package, dir) {
-                println!("runtime  {}", runtime_of(p));
-                println!("folder   {dir}");
+                outln!("runtime  {}", runtime_of(p));
+                outln!("folder   {dir}");
             }
-            println!("inputs");
+            outln!("inputs");
             for i in &spec.inputs {
-                println!(
+                outln!(
                     "  {:<18} {:<8} {}{}",
                     i.name,
                     i.kind,
@@ -200,9 +200,9 @@ pub fn run_nodes(globals: &Globals, command: NodesCommand) -> anyhow::Result<Exi
                 );
             }
             if let Some(props) = spec.output.get("properties").and_then(Value::as_object) {
-                println!("output");
+                outln!("output");
                 for (k, v) in props {
-                    println!(
+                    outln!(
                         "  {:<18} {}",
                         k,
                         v.get("type").and_then(Value::as_str).unwrap_or("any")
@@ -227,14 +227,14 @@ pub fn run_nodes(globals: &Globals, command: NodesCommand) -> anyhow::Result<Exi
             let files = crate::home::scaffold_package(&lang, &name, &dest)
                 .with_context(|| format!("could not create the package in {}", dest.display()))?;
             if !globals.quiet {
-                println!(
+                outln!(
                     "created node package {name} ({lang}) in {}:",
                     dest.display()
                 );
                 for f in files {
-                    println!("  {}", f.strip_prefix(&dest).unwrap_or(&f).display());
+                    outln!("  {}", f.strip_prefix(&dest).unwrap_or(&f).display());
                 }
-                println!(
+                outln!(
                     "use it as {{\"id\": \"x\", \"type\": \"{name}\", \"data\": {{\"inputs\": {{\"text\": \"hi\"}}}}}}; \
                      `fuse nodes doctor` runs its self-test"
                 );
@@ -307,7 +307,7 @@ fn doctor(globals: &Globals, json_out: bool) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "confinement": confinement, "packages": packages,
@@ -315,9 +315,9 @@ fn doctor(globals: &Globals, json_out: bool) -> anyhow::Result<ExitCode> {
             }))?
         );
     } else {
-        println!("confinement: {confinement}");
+        outln!("confinement: {confinement}");
         for (p, checks, ok) in &reports {
-            println!(
+            outln!(
                 "{} {} ({})",
                 if *ok { "ok    " } else { "FAILED" },
                 p.manifest.name,
@@ -325,16 +325,16 @@ fn doctor(globals: &Globals, json_out: bool) -> anyhow::Result<ExitCode> {
             );
             for (what, r) in checks {
                 match r {
-                    Ok(detail) => println!("         {what}: ok ({detail})"),
-                    Err(e) => println!("         {what}: {e}"),
+                    Ok(detail) => outln!("         {what}: ok ({detail})"),
+                    Err(e) => outln!("         {what}: {e}"),
                 }
             }
         }
         for problem in &l.catalog.problems {
-            println!("FAILED {problem}");
+            outln!("FAILED {problem}");
         }
         if reports.is_empty() && l.catalog.problems.is_empty() {
-            println!(
+            outln!(
                 "no node packages in {}",
                 l.home.node_packages_dir().display()
             );
@@ -424,19 +424,19 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
-                println!("no plugins in {}", l.home.plugin_packages_dir().display());
+                outln!("no plugins in {}", l.home.plugin_packages_dir().display());
             } else {
                 for r in &rows {
-                    println!(
+                    outln!(
                         "{:<20} {:<14} {}",
                         r["name"].as_str().unwrap_or(""),
                         r["state"].as_str().unwrap_or(""),
                         r["description"].as_str().unwrap_or("")
                     );
                     for e in r["errors"].as_array().into_iter().flatten() {
-                        println!("    {}", e.as_str().unwrap_or(""));
+                        outln!("    {}", e.as_str().unwrap_or(""));
                     }
                 }
             }
@@ -448,17 +448,17 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
             };
             let v = describe(p);
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
+                outln!(
                     "{} {} ({})",
                     p.manifest.name,
                     p.manifest.version,
                     v["state"].as_str().unwrap_or("")
                 );
-                println!("  {}", p.manifest.description);
-                println!("folder            {}", p.dir.display());
-                println!(
+                outln!("  {}", p.manifest.description);
+                outln!("folder            {}", p.dir.display());
+                outln!(
                     "nodes             {}",
                     v["nodes"]
                         .as_array()
@@ -475,7 +475,7 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
                     .iter()
                     .map(|t| t.name.as_str())
                     .collect();
-                println!(
+                outln!(
                     "credential types  {}",
                     if types.is_empty() {
                         "-".into()
@@ -484,7 +484,7 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
                     }
                 );
                 for r in &p.manifest.routes {
-                    println!(
+                    outln!(
                         "route             {} /plugins/{}{}",
                         r.methods.join(","),
                         p.manifest.name,
@@ -492,13 +492,13 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
                     );
                 }
                 for t in &p.manifest.triggers {
-                    println!("trigger           {} (`{}`)", t.name, t.command.join(" "));
+                    outln!("trigger           {} (`{}`)", t.name, t.command.join(" "));
                 }
                 if p.manifest.routes.is_empty() && p.manifest.triggers.is_empty() {
-                    println!("routes, triggers  none");
+                    outln!("routes, triggers  none");
                 }
                 for e in v["errors"].as_array().into_iter().flatten() {
-                    println!("error: {}", e.as_str().unwrap_or(""));
+                    outln!("error: {}", e.as_str().unwrap_or(""));
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -87,19 +87,24 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 offset: 0,
             })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?);
                 return Ok(ExitCode::SUCCESS);
             }
             if runs.is_empty() {
-                println!("no runs recorded yet; `fuse run FILE` records one");
+                outln!("no runs recorded yet; `fuse run FILE` records one");
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            outln!(
                 "{:<36}  {:<20}  {:<11}  {:<8}  {:<19}  {:>8}  ERROR",
-                "ID", "WORKFLOW", "STATUS", "TRIGGER", "STARTED", "DURATION"
+                "ID",
+                "WORKFLOW",
+                "STATUS",
+                "TRIGGER",
+                "STARTED",
+                "DURATION"
             );
             for r in runs {
-                println!(
+                outln!(
                     "{:<36}  {:<20}  {:<11}  {:<8}  {:<19}  {:>8}  {}",
                     r.id,
                     clip(&r.workflow, 20),
@@ -114,12 +119,12 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
         RunsCommand::Show { id, json } => {
             let run = store.get_run(&id, &home.blobs_dir())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&run)?);
+                outln!("{}", serde_json::to_string_pretty(&run)?);
                 return Ok(ExitCode::SUCCESS);
             }
             let s = &run.summary;
-            println!("run       {}", s.id);
-            println!(
+            outln!("run       {}", s.id);
+            outln!(
                 "workflow  {}{}",
                 s.workflow,
                 run.source_path
@@ -127,32 +132,38 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default()
             );
-            println!("status    {}", s.status);
-            println!("trigger   {}", s.trigger);
-            println!("started   {}", local_time(s.created_at));
-            println!(
+            outln!("status    {}", s.status);
+            outln!("trigger   {}", s.trigger);
+            outln!("started   {}", local_time(s.created_at));
+            outln!(
                 "duration  {}",
                 s.duration_ms.map(ms).unwrap_or_else(|| "-".into())
             );
             if let Some(parent) = &s.parent_id {
-                println!("parent    {parent}");
+                outln!("parent    {parent}");
             }
             if let Some(of) = &s.retry_of {
-                println!("retry of  {of}");
+                outln!("retry of  {of}");
             }
             if let Some(e) = &s.error {
-                println!("error     {e}");
+                outln!("error     {e}");
             }
             if let Some(u) = &run.usage {
-                println!(
+                outln!(
                     "tokens    {} ({} prompt, {} completion)",
-                    u["total_tokens"], u["prompt_tokens"], u["completion_tokens"]
+                    u["total_tokens"],
+                    u["prompt_tokens"],
+                    u["completion_tokens"]
                 );
             }
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "{:<24}  {:<16}  {:<10}  {:>8}  {:>8}  ERROR",
-                "NODE", "TYPE", "STATUS", "ATTEMPTS", "DURATION"
+                "NODE",
+                "TYPE",
+                "STATUS",
+                "ATTEMPTS",
+                "DURATION"
             );
             for (node, rows) in crate::store::history::by_node(&run.nodes) {
                 let last = rows.last().copied();
@@ -184,7 +195,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "{:<24}  {:<16}  {:<10}  {:>8}  {:>8}  {}",
                     clip(node, 24),
                     clip(last.map_or("", |l| l.node_type.as_str()), 16),
@@ -202,10 +213,10 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
         RunsCommand::Logs { id, json } => {
             let logs = store.run_logs(&id)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&logs)?);
+                outln!("{}", serde_json::to_string_pretty(&logs)?);
             } else {
                 for l in logs {
-                    println!(
+                    outln!(
                         "{} {:<5} [{}] {}",
                         local_time_ms(l.ts),
                         l.level,
@@ -249,7 +260,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             let cutoff = crate::engine::events::now_ms() - age.as_millis() as i64;
             let n = store.prune_before(cutoff, &home.blobs_dir())?;
             if !globals.quiet {
-                println!("deleted {n} run(s) older than {older_than}");
+                outln!("deleted {n} run(s) older than {older_than}");
             }
         }
     }

@@ -23,6 +23,6 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
         Which::Workflow => crate::workflow::schema::workflow_schema(&Registry::builtin()),
         Which::Manifest => crate::packages::manifest::schema(),
     };
-    println!("{}", serde_json::to_string_pretty(&schema)?);
+    outln!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(ExitCode::SUCCESS)
 }

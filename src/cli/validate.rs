@@ -49,14 +49,14 @@ pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitC
         .map(|plan| plan.warnings.clone())
         .unwrap_or_default();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &json!({"valid": problems.is_empty(), "problems": problems, "warnings": warnings})
             )?
         );
     } else if let Ok(plan) = &result {
-        println!(
+        outln!(
             "{} is valid: {} nodes, {} edges",
             args.file.display(),
             plan.nodes.len(),

@@ -81,40 +81,42 @@ pub fn run(globals: &Globals, args: VersionArgs) -> anyhow::Result<ExitCode> {
         },
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        outln!("{}", serde_json::to_string_pretty(&info)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("fuse {} ({})", info.version, info.commit);
-    println!("target:          {}", info.target);
-    println!("rustc:           {}", info.rustc);
-    println!("sqlite:          {}", info.sqlite);
+    outln!("fuse {} ({})", info.version, info.commit);
+    outln!("target:          {}", info.target);
+    outln!("rustc:           {}", info.rustc);
+    outln!("sqlite:          {}", info.sqlite);
     match info.schema_version {
-        Some(v) => println!(
+        Some(v) => outln!(
             "schema:          {v} (this binary supports up to {})",
             info.schema_version_supported
         ),
-        None => println!(
+        None => outln!(
             "schema:          no database yet (this binary supports up to {})",
             info.schema_version_supported
         ),
     }
     if initialized {
-        println!("home:            {}", info.home);
+        outln!("home:            {}", info.home);
     } else {
-        println!(
+        outln!(
             "home:            {} (not initialized: run `fuse init`)",
             info.home
         );
     }
-    println!("keyring:         {}", info.keyring);
-    println!("master key:      {}", info.key_store.unwrap_or("none yet"));
-    println!(
+    outln!("keyring:         {}", info.keyring);
+    outln!("master key:      {}", info.key_store.unwrap_or("none yet"));
+    outln!(
         "node packages:   {} in home, {} bundled",
-        info.node_packages.home, info.node_packages.bundled
+        info.node_packages.home,
+        info.node_packages.bundled
     );
-    println!(
+    outln!(
         "plugin packages: {} in home, {} bundled",
-        info.plugin_packages.home, info.plugin_packages.bundled
+        info.plugin_packages.home,
+        info.plugin_packages.bundled
     );
     Ok(ExitCode::SUCCESS)
 }

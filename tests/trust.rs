@@ -676,3 +676,89 @@ fn listings_into_a_closed_pipe_exit_quietly() {
         assert_eq!(out.status.code(), Some(0), "fuse {args:?}: {stderr}");
     }
 }
+
+#[test]
+fn run_ids_by_unique_part_or_last_and_one_node_shown_in_full() {
+    let home = TestHome::initialized();
+    let ok = home.write(
+        "ok.json",
+        &json!({"name": "ok", "nodes": [{"id": "say", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.n }}"}}}}], "edges": []}),
+    );
+    let bad = home.write(
+        "bad.json",
+        &json!({"name": "bad", "nodes": [
+            {"id": "prep", "type": "transform.set", "data": {"inputs": {"values": {"cmd": "exit 7"}}}},
+            {"id": "boom", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", "{{ input.cmd }}"]}}}
+        ], "edges": [{"source": "prep", "target": "boom"}]}),
+    );
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let out = home
+            .cmd()
+            .arg("run")
+            .arg(&ok)
+            .args(["--input", &format!("n={n}"), "--json"])
+            .output()
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(record["run_id"].as_str().unwrap().to_string());
+    }
+    let out = home.cmd().arg("run").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let failed_id = stderr
+        .split("error: run ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(
+        stderr.contains(&format!("fuse runs show {failed_id} --node boom")),
+        "{stderr}"
+    );
+
+    // The start of ids made in the same minute is shared: the error lists them.
+    let shared = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(8);
+    let prefix = &ids[0][..shared];
+    home.cmd()
+        .args(["runs", "show", prefix])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("matches several runs"))
+        .stderr(predicates::str::contains(ids[1].as_str()));
+    // The end is random, so a short suffix is enough.
+    let suffix = &ids[1][ids[1].len() - 8..];
+    let shown = crate::helper::stdout_of(home.cmd().args(["runs", "show", suffix, "--json"]));
+    let run: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(run["id"], ids[1].as_str());
+    // `last`, and `last --workflow`.
+    let shown = crate::helper::stdout_of(home.cmd().args(["runs", "show", "last", "--json"]));
+    let run: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(run["id"], failed_id.as_str());
+    let shown = crate::helper::stdout_of(home.cmd().args([
+        "runs",
+        "show",
+        "last",
+        "--workflow",
+        "ok",
+        "--json",
+    ]));
+    let run: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(run["id"], ids[2].as_str());
+
+    // One node: its input, output and error.
+    let shown =
+        crate::helper::stdout_of(home.cmd().args(["runs", "show", "last", "--node", "boom"]));
+    assert!(shown.contains("\"cmd\": \"exit 7\""), "{shown}");
+    assert!(shown.contains("exit_code"), "{shown}");
+    home.cmd()
+        .args(["runs", "show", "last", "--node", "bom"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("did you mean \"boom\"?"));
+}

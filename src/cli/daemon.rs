@@ -166,6 +166,7 @@ pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
             globals,
             super::runs::RunsCommand::Logs {
                 id: run,
+                workflow: None,
                 json: args.json,
             },
         );

@@ -224,10 +224,21 @@ pub(super) fn print_record(
             record.error.as_deref().unwrap_or("no error recorded")
         );
         if recorded {
-            eprintln!(
-                "hint: `fuse runs show {}` has every node's input, output and error",
-                record.run_id
-            );
+            let failed = record
+                .nodes
+                .iter()
+                .find(|(_, n)| n.status == Status::Failed)
+                .map(|(id, _)| id.clone());
+            match failed {
+                Some(node) => eprintln!(
+                    "hint: `fuse runs show {} --node {node}` shows that node's input, output and error",
+                    record.run_id
+                ),
+                None => eprintln!(
+                    "hint: `fuse runs show {}` lists its nodes; add `--node ID` for one node's input and output",
+                    record.run_id
+                ),
+            }
         }
     } else if !quiet && !json {
         let recorded = if recorded {

@@ -30,20 +30,31 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one run: its nodes, attempts, timings and errors.
+    /// Show one run: its nodes, attempts, timings and errors (--node: one
+    /// node's input, output and error).
     #[command(
-        after_help = "Examples:\n  fuse runs show 0194f2c3\n  fuse runs show 0194f2c3 --json | jq '.nodes[] | select(.status == \"failed\")'"
+        after_help = "Examples:\n  fuse runs show last\n  fuse runs show last --workflow report\n  fuse runs show 7c2e41ab --node fetch     # its input, output and error\n  fuse runs show 7c2e41ab --json | jq '.nodes[] | select(.status == \"failed\")'\n\nA run id may be the whole id, `last`, or any unique start or end of it (ids start\nwith their time, so the end tells runs of the same minute apart)."
     )]
     Show {
-        /// Run id (or a unique start or end of it).
+        /// Run id, `last`, or a unique start or end of an id.
         id: String,
+        /// With `last`: the newest run of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this node: every attempt with its input, output and error.
+        #[arg(long, value_name = "NODE_ID")]
+        node: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// Print the log lines of a run.
-    #[command(after_help = "Example:\n  fuse runs logs 0194f2c3")]
+    #[command(after_help = "Examples:\n  fuse runs logs 7c2e41ab\n  fuse runs logs last")]
     Logs {
+        /// Run id, `last`, or a unique start or end of an id.
         id: String,
+        /// With `last`: the newest run of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -52,7 +63,11 @@ pub enum RunsCommand {
         after_help = "Examples:\n  fuse runs retry 0194f2c3\n  fuse runs retry 0194f2c3 --from-failed   # reuse the outputs of nodes that succeeded"
     )]
     Retry {
+        /// Run id, `last`, or a unique start or end of an id.
         id: String,
+        /// With `last`: the newest run of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
         /// Reuse the stored outputs of the nodes that succeeded; run only the rest.
         #[arg(long)]
         from_failed: bool,
@@ -116,8 +131,17 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 );
             }
         }
-        RunsCommand::Show { id, json } => {
+        RunsCommand::Show {
+            id,
+            workflow,
+            node,
+            json,
+        } => {
+            let id = store.resolve_run(&id, workflow.as_deref())?;
             let run = store.get_run(&id, &home.blobs_dir())?;
+            if let Some(node) = node {
+                return show_node(&run, &node, json);
+            }
             if json {
                 outln!("{}", serde_json::to_string_pretty(&run)?);
                 return Ok(ExitCode::SUCCESS);
@@ -210,7 +234,8 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 );
             }
         }
-        RunsCommand::Logs { id, json } => {
+        RunsCommand::Logs { id, workflow, json } => {
+            let id = store.resolve_run(&id, workflow.as_deref())?;
             let logs = store.run_logs(&id)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&logs)?);
@@ -228,9 +253,11 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
         }
         RunsCommand::Retry {
             id,
+            workflow,
             from_failed,
             json,
         } => {
+            let id = store.resolve_run(&id, workflow.as_deref())?;
             let run = store.get_run(&id, &home.blobs_dir())?;
             let hash = run.workflow_hash.clone().unwrap_or_default();
             let Some(definition) = store.definition(&hash)? else {
@@ -300,4 +327,53 @@ fn format_time(ms: i64, format: &str) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| ms.to_string())
+}
+
+/// `fuse runs show ID --node N`: every attempt of one node with its data.
+fn show_node(
+    run: &crate::store::history::RunDetail,
+    node: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let rows: Vec<&crate::store::history::NodeRunRow> =
+        run.nodes.iter().filter(|r| r.node_id == node).collect();
+    if rows.is_empty() {
+        let mut ids: Vec<&str> = run.nodes.iter().map(|r| r.node_id.as_str()).collect();
+        ids.dedup();
+        let hint = crate::workflow::validate::closest(node, ids.iter().copied())
+            .map(|n| format!("did you mean {n:?}? "))
+            .unwrap_or_default();
+        anyhow::bail!(crate::Error::Setting(format!(
+            "run {} has no node {node:?}; {hint}its nodes are: {}",
+            run.summary.id,
+            ids.join(", ")
+        )));
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pretty = |v: &Option<Value>| -> anyhow::Result<String> {
+        Ok(match v {
+            None => "-".to_string(),
+            Some(v) => serde_json::to_string_pretty(v)?.replace('\n', "\n    "),
+        })
+    };
+    outln!("run {} node {node} ({})", run.summary.id, rows[0].node_type);
+    for r in rows {
+        let item = r.item.map(|i| format!(" item {i}")).unwrap_or_default();
+        outln!();
+        outln!(
+            "attempt {}{item}: {} {}",
+            r.attempt,
+            r.status,
+            r.duration_ms.map(ms).unwrap_or_default()
+        );
+        outln!("  input   {}", pretty(&r.input)?);
+        outln!("  output  {}", pretty(&r.output)?);
+        if r.error.is_some() {
+            outln!("  error   {}", pretty(&r.error)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

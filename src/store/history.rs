@@ -118,32 +118,88 @@ impl Store {
         Ok(rows)
     }
 
-    /// The full id of the run whose id starts with `prefix` (or ends with it).
-    pub fn resolve_run_id(&self, prefix: &str) -> Result<String> {
-        let prefix = prefix.trim();
-        if prefix.len() < 4 {
+    /// The full id of the run `id` names: the whole id, `last` (the newest
+    /// run), or any unique start or end of it.
+    pub fn resolve_run_id(&self, id: &str) -> Result<String> {
+        self.resolve_run(id, None)
+    }
+
+    /// Like [`Store::resolve_run_id`], with `last` meaning the newest run of
+    /// `workflow` when one is given. Ids are time-ordered (UUIDv7), so the
+    /// start of an id is its time and the end is random: an ambiguous part
+    /// lists the runs it matches.
+    pub fn resolve_run(&self, id: &str, workflow: Option<&str>) -> Result<String> {
+        let id = id.trim();
+        let err = |e| self.db_err("finding a run", e);
+        if id == "last" {
+            let newest: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT id FROM executions WHERE parent_id IS NULL AND (?1 IS NULL OR workflow_name = ?1)
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                    [workflow],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            return newest.ok_or_else(|| {
+                Error::Setting(match workflow {
+                    Some(w) => format!("no recorded run of workflow {w:?}; `fuse runs list` shows the recorded runs"),
+                    None => "no runs recorded yet; `fuse run FILE` records one".to_string(),
+                })
+            });
+        }
+        if id.len() < 4 {
             return Err(Error::Setting(format!(
-                "run id {prefix:?} is too short; give at least 4 characters"
+                "run id {id:?} is too short; give at least 4 characters (the end of an id is the most telling), or `last`"
             )));
         }
+        let exact: Option<String> = self
+            .conn
+            .query_row("SELECT id FROM executions WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err)?;
+        if let Some(exact) = exact {
+            return Ok(exact);
+        }
+        const SHOWN: usize = 5;
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT id FROM executions WHERE id LIKE ?1 || '%' OR id LIKE '%' || ?1 LIMIT 3",
-            )
-            .map_err(|e| self.db_err("finding a run", e))?;
-        let ids: Vec<String> = stmt
-            .query_map([prefix], |r| r.get(0))
+            .prepare(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM executions
+                 WHERE (id LIKE ?1 || '%' ESCAPE '\\' OR id LIKE '%' || ?1 ESCAPE '\\')
+                   AND (?2 IS NULL OR workflow_name = ?2)
+                 ORDER BY created_at DESC, id DESC LIMIT {}",
+                SHOWN + 1
+            ))
+            .map_err(err)?;
+        let pattern = id
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let found: Vec<RunSummary> = stmt
+            .query_map(params![pattern, workflow], summary)
             .and_then(|rows| rows.collect())
-            .map_err(|e| self.db_err("finding a run", e))?;
-        match ids.as_slice() {
-            [one] => Ok(one.clone()),
+            .map_err(err)?;
+        match found.as_slice() {
+            [one] => Ok(one.id.clone()),
             [] => Err(Error::Setting(format!(
-                "no run with id {prefix:?}; `fuse runs list` shows the recorded runs"
+                "no run with id {id:?}; `fuse runs list` shows the recorded runs"
             ))),
-            _ => Err(Error::Setting(format!(
-                "run id {prefix:?} matches several runs; give more characters"
-            ))),
+            many => {
+                let more = if many.len() > SHOWN { " and more" } else { "" };
+                let listed: Vec<String> = many
+                    .iter()
+                    .take(SHOWN)
+                    .map(|r| format!("{} ({}, {})", r.id, r.workflow, r.status))
+                    .collect();
+                Err(Error::Setting(format!(
+                    "run id {id:?} matches several runs: {}{more}; give more characters (ids start with their time, so the end tells runs apart)",
+                    listed.join(", ")
+                )))
+            }
         }
     }
 

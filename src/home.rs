@@ -85,14 +85,37 @@ impl Home {
         self.root.join("cache")
     }
 
-    /// True when `init` has at least started here (a config or a database exists).
+    /// True when `init` has at least started here (a config or a database
+    /// exists); false also when the home cannot be read ([`Home::probe`] says why).
     pub fn is_initialized(&self) -> bool {
-        self.config_path().is_file() || self.db_path().is_file()
+        self.probe().unwrap_or(false)
     }
 
-    /// Fails with a "run fuse init" error unless the home exists.
+    /// Whether `init` has at least started here; an error when the home (or
+    /// what is in it) cannot be read, so that a permission problem is not
+    /// taken for a missing home.
+    pub fn probe(&self) -> Result<bool> {
+        for path in [self.config_path(), self.db_path()] {
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_file() => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        "read the fuse home (check the owner and permissions of the folder and its files)",
+                        path,
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Fails with a "run fuse init" error unless the home exists (or with
+    /// what is wrong when it cannot be read).
     pub fn require(&self) -> Result<()> {
-        if self.is_initialized() {
+        if self.probe()? {
             Ok(())
         } else {
             Err(Error::NoHome {

@@ -762,3 +762,34 @@ fn run_ids_by_unique_part_or_last_and_one_node_shown_in_full() {
         .code(2)
         .stderr(predicates::str::contains("did you mean \"boom\"?"));
 }
+
+#[test]
+fn a_home_that_cannot_be_read_is_named_not_taken_for_missing() {
+    use std::os::unix::process::CommandExt;
+    let home = TestHome::initialized();
+    let wf = home.write(
+        "wf.json",
+        &json!({"nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "x"}}}], "edges": []}),
+    );
+    // Readable by anyone but the home (0700, owned by root): run as `nobody`.
+    let mut perms = std::fs::metadata(home.tmp()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(home.tmp(), perms.clone()).unwrap();
+    std::fs::set_permissions(&wf, perms).unwrap();
+    let mut home_perms = std::fs::metadata(home.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut home_perms, 0o700);
+    std::fs::set_permissions(home.path(), home_perms).unwrap();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("fuse"))
+        .env("FUSE_HOME", home.path())
+        .arg("run")
+        .arg(&wf)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(stderr.contains("cannot read the fuse home"), "{stderr}");
+    assert!(!stderr.contains("fuse init"), "{stderr}");
+}

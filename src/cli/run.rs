@@ -76,7 +76,7 @@ impl CliEngine {
         let mut max_parallel = crate::config::EngineConfig::default().max_parallel;
         let mut recorder = None;
         let mut settings = crate::nodes::Settings::default();
-        if home.is_initialized() {
+        if home.probe()? {
             let config = home.config(&Default::default())?;
             max_parallel = config.engine.max_parallel;
             settings = crate::nodes::Settings::of_home(&home, &config);

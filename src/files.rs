@@ -1,5 +1,7 @@
 //! Files written by fuse: atomically (temporary name, then rename, so a file is
-//! either whole or absent) and with the permissions asked for.
+//! either whole or absent) and with the permissions asked for. Files read from
+//! users (workflows, manifests, inputs): only regular files, and only up to a
+//! limit, so a link to `/dev/zero` or a FIFO cannot hang or exhaust memory.
 
 use std::path::Path;
 
@@ -50,4 +52,39 @@ pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
 pub fn create_private_dir(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path).io_context("create folder", path)?;
     set_mode(path, 0o700)
+}
+
+/// Reads a regular file of at most `limit` bytes. A device, a pipe, a folder
+/// or a larger file is refused before anything is read.
+pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, a pipe or a socket)"
+        };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {kind}; give the path of a plain file"),
+        ));
+    }
+    let too_big = |size: u64| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("it is {size} bytes; the limit is {limit} bytes"),
+        )
+    };
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }

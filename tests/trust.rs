@@ -793,3 +793,78 @@ fn a_home_that_cannot_be_read_is_named_not_taken_for_missing() {
     assert!(stderr.contains("cannot read the fuse home"), "{stderr}");
     assert!(!stderr.contains("fuse init"), "{stderr}");
 }
+
+#[test]
+fn files_that_are_not_json_workflows_say_what_they_are() {
+    let home = TestHome::initialized();
+    let dir = home.tmp();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "latin1.json",
+            b"{\"name\": \"caf\xe9\", \"nodes\": []}".to_vec(),
+            "not UTF-8",
+        ),
+        (
+            "flow.yaml",
+            b"name: hello\nnodes:\n  - id: a\n    type: log\n".to_vec(),
+            "looks like YAML",
+        ),
+        (
+            "commented.json",
+            b"{\n  // the greeting\n  \"nodes\": [{\"id\": \"a\", \"type\": \"log\"}]\n}\n"
+                .to_vec(),
+            "JSON does not allow comments",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        for cmd in ["run", "validate"] {
+            let out = home.cmd().arg(cmd).arg(&path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {name}: {stderr}");
+            assert!(
+                stderr.contains(says) || stdout.contains(says),
+                "{cmd} {name}: {stderr}{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn devices_and_pipes_are_refused_as_workflows_and_manifests() {
+    let home = TestHome::initialized();
+    // A workflow path that is a FIFO would block a plain read forever.
+    let fifo = home.tmp().join("wf.json");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    home.cmd()
+        .arg("run")
+        .arg(&fifo)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("not a regular file"));
+    std::os::unix::fs::symlink("/dev/zero", home.tmp().join("zero.json")).unwrap();
+    home.cmd()
+        .arg("validate")
+        .arg(home.tmp().join("zero.json"))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("not a regular file"));
+    // A manifest that links to /dev/zero is one bad package; the others work.
+    let pkg = home.path().join("node_packages/zero");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", pkg.join("manifest.json")).unwrap();
+    let out = home.cmd().args(["nodes", "list"]).output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("not a regular file"), "{all}");
+    assert!(all.contains("http.request"), "{all}");
+}

@@ -269,7 +269,12 @@ fn run_input(pairs: &[String], file: Option<&Path>) -> anyhow::Result<Value> {
             std::io::read_to_string(std::io::stdin())
                 .context("cannot read the run input from stdin")?
         } else {
-            std::fs::read_to_string(file)
+            crate::files::read_regular(file, crate::engine::MAX_WORKFLOW_BYTES)
+                .and_then(|bytes| {
+                    String::from_utf8(bytes).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+                    })
+                })
                 .with_context(|| format!("cannot read the input file {}", file.display()))?
         };
         match serde_json::from_str::<Value>(&text) {

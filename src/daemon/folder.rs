@@ -83,7 +83,13 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
             error,
         }
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::files::read_regular(path, crate::engine::MAX_WORKFLOW_BYTES).and_then(
+        |bytes| {
+            String::from_utf8(bytes).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+            })
+        },
+    ) {
         Ok(t) => t,
         Err(e) => return invalid(format!("cannot read it: {e}")),
     };

@@ -162,20 +162,16 @@ impl Engine {
 
     /// Reads, parses and validates a workflow file.
     pub fn load(&self, path: &Path) -> Result<Plan, LoadError> {
-        let read_err = |source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(read_err)?.len();
-        if size > MAX_WORKFLOW_BYTES {
-            return Err(LoadError::Read {
+        let bytes = crate::files::read_regular(path, MAX_WORKFLOW_BYTES).map_err(|source| {
+            LoadError::Read {
                 path: path.to_path_buf(),
-                source: std::io::Error::other(format!(
-                    "the file is {size} bytes; workflows are limited to {MAX_WORKFLOW_BYTES} bytes"
-                )),
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
+                source,
+            }
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| LoadError::Parse {
+            path: path.to_path_buf(),
+            error: crate::workflow::model::ParseError::not_utf8(&e),
+        })?;
         self.load_str(&text, Some(path))
     }
 

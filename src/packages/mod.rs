@@ -226,16 +226,12 @@ pub fn load(dir: &Path) -> Result<Manifest, Problem> {
         reason,
     };
     let path = dir.join("manifest.json");
-    let size = std::fs::metadata(&path)
-        .map_err(|e| problem("", format!("cannot read {}: {e}", path.display())))?
-        .len();
-    if size > MAX_MANIFEST_BYTES {
-        return Err(problem(
-            "",
-            format!("manifest.json is {size} bytes; the limit is 1 MiB"),
-        ));
-    }
-    let text = std::fs::read_to_string(&path)
+    let text = crate::files::read_regular(&path, MAX_MANIFEST_BYTES)
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+            })
+        })
         .map_err(|e| problem("", format!("cannot read {}: {e}", path.display())))?;
     let manifest = Manifest::parse(&text).map_err(|e| problem(&e.field, e.reason))?;
     if let Some(first) = manifest.check(&folder).into_iter().next() {

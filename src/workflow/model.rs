@@ -166,11 +166,17 @@ impl Workflow {
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            let mut message = strip_position(&inner.to_string());
+            if inner.is_syntax()
+                && let Some(hint) = format_hint(text)
+            {
+                message = format!("{message}; {hint}");
+            }
             ParseError {
                 line: inner.line(),
                 column: inner.column(),
                 path: if path == "." { String::new() } else { path },
-                message: strip_position(&inner.to_string()),
+                message,
             }
         })
     }
@@ -198,6 +204,53 @@ impl std::fmt::Display for ParseError {
         }
         f.write_str(&self.message)
     }
+}
+
+impl ParseError {
+    /// A file that is not UTF-8 text, with where the first bad byte is.
+    pub fn not_utf8(e: &std::string::FromUtf8Error) -> ParseError {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = at
+            - before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        ParseError {
+            line,
+            column,
+            path: String::new(),
+            message: format!(
+                "the file is not UTF-8 text (byte {at} is not); workflows are JSON in UTF-8: re-save it as UTF-8"
+            ),
+        }
+    }
+}
+
+/// What a file that is not JSON probably is: YAML, or JSON with comments.
+fn format_hint(text: &str) -> Option<&'static str> {
+    let start = text.trim_start_matches('\u{feff}').trim_start();
+    let has_comments = text
+        .lines()
+        .any(|l| l.trim_start().starts_with("//") || l.trim_start().starts_with("/*"));
+    if has_comments {
+        return Some(
+            "JSON does not allow comments: remove the // and /* */ lines (put notes in \"description\" or a node's data.notes)",
+        );
+    }
+    let first = start.chars().next()?;
+    let looks_yaml = start.starts_with("---")
+        || (first != '{'
+            && first != '['
+            && start
+                .lines()
+                .next()
+                .is_some_and(|l| l.contains(':') || l.starts_with("- ")));
+    looks_yaml.then_some(
+        "this looks like YAML; workflows are JSON (convert it, e.g. `yq -o=json . FILE > FILE.json`)",
+    )
 }
 
 /// serde_json appends " at line L column C"; the position is reported separately.

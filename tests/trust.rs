@@ -868,3 +868,44 @@ fn devices_and_pipes_are_refused_as_workflows_and_manifests() {
     assert!(all.contains("not a regular file"), "{all}");
     assert!(all.contains("http.request"), "{all}");
 }
+
+#[test]
+fn unsigned_requests_do_not_use_up_a_signed_webhooks_rate_limit() {
+    use hmac::{Hmac, Mac};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "signed", "nodes": [{"id": "t", "type": "trigger.webhook",
+        "data": {"inputs": {"path": "signed", "secret": "s3cret", "rate_limit": 1}}}], "edges": []});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let body = json!({"n": 1});
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body.to_string().as_bytes());
+    let good: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let good = format!("sha256={good}");
+    let url = format!("{}/webhook/signed", d.url);
+    // An attacker floods the path without the secret…
+    for _ in 0..20 {
+        let (code, _) = http(
+            "POST",
+            &url,
+            None,
+            &[("X-Fuse-Signature", "sha256=00")],
+            Some(&body),
+        );
+        assert_eq!(code, 401);
+    }
+    // …and the real sender still gets through.
+    let (code, r) = http(
+        "POST",
+        &url,
+        None,
+        &[("X-Fuse-Signature", &good)],
+        Some(&body),
+    );
+    assert_eq!(code, 202, "{r}");
+}

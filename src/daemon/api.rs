@@ -736,20 +736,6 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             Value::Null,
         );
     }
-    if let Some(rate) = inputs.get("rate_limit").and_then(Value::as_f64)
-        && let Some(wait) = super::hooks::throttle(state, &hook, rate)
-    {
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("/webhook/{hook} takes at most {rate} requests per second"),
-            Value::Null,
-        );
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
-        }
-        return r;
-    }
     let signature = super::hooks::signature_header(&inputs)
         .and_then(|h| req.headers().get(h.as_str()))
         .and_then(|v| v.to_str().ok())
@@ -765,6 +751,22 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             message,
             Value::Null,
         );
+    }
+    // Only signed (or unsigned-by-design) requests count against the rate
+    // limit: otherwise anyone who reaches the port keeps the real sender at 429.
+    if let Some(rate) = inputs.get("rate_limit").and_then(Value::as_f64)
+        && let Some(wait) = super::hooks::throttle(state, &hook, rate)
+    {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("/webhook/{hook} takes at most {rate} requests per second"),
+            Value::Null,
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+        return r;
     }
     let body = serde_json::from_slice::<Value>(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));

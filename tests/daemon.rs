@@ -286,7 +286,12 @@ fn deploy_run_and_read_back_through_the_api() {
         "data": {"inputs": {"values": {"twice": "{{ trigger.n * 2 }}"}}}}], "edges": []});
     let (code, v1) = d.call("POST", "/api/v1/workflows", Some(wf.clone()));
     assert_eq!((code, v1["version"].clone()), (201, json!(1)));
-    let (_, v2) = d.call("POST", "/api/v1/workflows", Some(wf));
+    // Identical content is the same version; a change is a new one.
+    let (code, same) = d.call("POST", "/api/v1/workflows", Some(wf.clone()));
+    assert_eq!((code, same["version"].clone()), (200, json!(1)));
+    let mut changed = wf;
+    changed["description"] = json!("doubles n");
+    let (_, v2) = d.call("POST", "/api/v1/workflows", Some(changed));
     assert_eq!(v2["version"], 2);
     let (_, list) = d.call("GET", "/api/v1/workflows", None);
     assert_eq!(list["workflows"][0]["name"], "double");

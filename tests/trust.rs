@@ -909,3 +909,126 @@ fn unsigned_requests_do_not_use_up_a_signed_webhooks_rate_limit() {
     );
     assert_eq!(code, 202, "{r}");
 }
+
+#[test]
+fn display_names_with_spaces_get_an_id_everywhere_and_identical_deploys_are_one_version() {
+    let home = TestHome::initialized();
+    let wf = json!({"name": "Integration Test Workflow", "nodes": [
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ], "edges": []});
+    let file = home.write("it.json", &wf);
+    home.cmd().arg("validate").arg(&file).assert().success();
+    home.cmd().arg("run").arg(&file).assert().success();
+    let listed = crate::helper::stdout_of(home.cmd().args(["runs", "list", "--json"]));
+    let runs: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(runs[0]["workflow"], "integration-test-workflow");
+    // A name with nothing to make an id from is refused by validate, not only by the daemon.
+    let (code, problems) = validate(
+        &home,
+        &json!({"name": "!!!", "nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "x"}}}], "edges": []}),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        has(
+            &problems,
+            "name: the workflow name \"!!!\" has no letter or digit"
+        ),
+        "{problems:#?}"
+    );
+
+    let d = start(&home);
+    let (code, r) = d.call("POST", "/api/v1/workflows", Some(wf.clone()));
+    assert_eq!(code, 201, "{r}");
+    assert_eq!(r["name"], "integration-test-workflow");
+    assert_eq!(r["display_name"], "Integration Test Workflow");
+    let (code, r) = d.call("POST", "/api/v1/workflows", Some(wf));
+    assert_eq!(
+        (code, &r["unchanged"], &r["version"]),
+        (200, &json!(true), &json!(1)),
+        "{r}"
+    );
+    let (code, r) = d.call(
+        "POST",
+        "/api/v1/workflows/integration-test-workflow/run",
+        Some(json!({})),
+    );
+    assert_eq!(code, 202, "{r}");
+    let (_, versions) = d.call(
+        "GET",
+        "/api/v1/workflows/integration-test-workflow/versions",
+        None,
+    );
+    assert_eq!(
+        versions["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{versions}"
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_workflows_folder_under_run_and_run_remote() {
+    let home = TestHome::initialized();
+    let project = home.tmp().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let wf = json!({"name": "writer", "nodes": [
+        {"id": "w", "type": "file.write", "data": {"inputs": {"path": "out/{{ trigger.where }}.txt", "content": "x"}}}
+    ], "edges": []});
+    let file = project.join("writer.json");
+    std::fs::write(&file, wf.to_string()).unwrap();
+    std::fs::create_dir_all(project.join("out")).unwrap();
+    home.cmd()
+        .arg("run")
+        .arg(&file)
+        .args(["--input", "where=local"])
+        .assert()
+        .success();
+    assert!(project.join("out/local.txt").is_file());
+    let d = start(&home);
+    home.cmd()
+        .arg("run")
+        .arg(&file)
+        .args(["--remote", "--input", "where=remote"])
+        .assert()
+        .success();
+    assert!(
+        project.join("out/remote.txt").is_file(),
+        "--remote wrote somewhere else than the workflow's folder"
+    );
+    // Posted as JSON (no file): relative to <home>/workflows/ (the same content
+    // is no new version, but it no longer comes from the file).
+    std::fs::create_dir_all(home.path().join("workflows/out")).unwrap();
+    let (code, r) = d.call("POST", "/api/v1/workflows", Some(wf));
+    assert_eq!((code, &r["unchanged"]), (200, &json!(true)), "{r}");
+    let (_, r) = d.call(
+        "POST",
+        "/api/v1/workflows/writer/run",
+        Some(json!({"where": "api"})),
+    );
+    d.wait_run(r["run_id"].as_str().unwrap());
+    assert!(home.path().join("workflows/out/api.txt").is_file());
+
+    // A failed remote run prints its error with -q, not `null`.
+    let failing = project.join("fails.json");
+    std::fs::write(
+        &failing,
+        json!({"name": "fails", "nodes": [{"id": "x", "type": "exec.command", "data": {"inputs": {"argv": ["sh", "-c", "exit 5"]}}}], "edges": []})
+            .to_string(),
+    )
+    .unwrap();
+    let out = home
+        .cmd()
+        .arg("-q")
+        .arg("run")
+        .arg(&failing)
+        .arg("--remote")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stdout.contains("null"), "{stdout}");
+    assert!(
+        stderr.contains("failed") && stderr.contains("exit"),
+        "{stderr}"
+    );
+}

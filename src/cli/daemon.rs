@@ -321,7 +321,9 @@ pub fn run_remote(
             .unwrap_or_default();
         workflow["name"] = json!(stem);
     }
-    let name = workflow["name"].as_str().unwrap_or_default().to_string();
+    // Relative paths in the workflow resolve against its folder on the daemon too.
+    let source = std::path::absolute(file)
+        .map_err(|e| anyhow::anyhow!("cannot resolve {}: {e}", file.display()))?;
     let base = info.url();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -330,6 +332,7 @@ pub fn run_remote(
         let client = reqwest::Client::new();
         let deployed = client
             .post(format!("{base}/api/v1/workflows"))
+            .query(&[("source", source.display().to_string())])
             .bearer_auth(&token)
             .json(&workflow)
             .send()
@@ -349,6 +352,10 @@ pub fn run_remote(
                 body["error"]["message"].as_str().unwrap_or("")
             );
         }
+        let deployed: serde_json::Value = deployed.json().await?;
+        let Some(name) = deployed["name"].as_str() else {
+            anyhow::bail!("the daemon answered the deploy without a workflow name: {deployed}");
+        };
         let started: serde_json::Value = client
             .post(format!("{base}/api/v1/workflows/{name}/run"))
             .bearer_auth(&token)
@@ -395,8 +402,15 @@ pub fn run_remote(
     })?;
     if json_out {
         outln!("{}", serde_json::to_string_pretty(&record)?);
-    } else {
+    } else if status == "succeeded" {
         outln!("{}", serde_json::to_string_pretty(&record["output"])?);
+    } else {
+        // As `fuse run`: a failed run's error on stderr, not a `null` output.
+        eprintln!(
+            "error: run {} {status}: {}",
+            record["id"].as_str().unwrap_or("?"),
+            record["error"].as_str().unwrap_or("no error recorded")
+        );
     }
     Ok(if status == "succeeded" {
         ExitCode::SUCCESS

@@ -172,10 +172,15 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
             events(state, req, Some(id))
         }
         (Method::GET, ["workflows"]) => list_workflows(state),
-        (Method::POST, ["workflows"]) => match body_json(req).await {
-            Ok((value, _)) => deploy(state, value),
-            Err(r) => *r,
-        },
+        (Method::POST, ["workflows"]) => {
+            let source = parse_query(req.uri().query().unwrap_or(""))
+                .remove("source")
+                .map(std::path::PathBuf::from);
+            match body_json(req).await {
+                Ok((value, _)) => deploy(state, value, source),
+                Err(r) => *r,
+            }
+        }
         (Method::GET, ["workflows", name]) => get_workflow(state, name),
         (Method::POST, ["workflows", name, "run"]) => match body_json(req).await {
             Ok((input, _)) => {
@@ -294,19 +299,32 @@ pub(super) fn store_version(
     name: &str,
     text: &str,
     source_path: Option<&std::path::Path>,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<(i64, bool)> {
     let Ok(store) = state.store.lock() else {
         return Err(rusqlite::Error::InvalidQuery);
     };
     let conn = store.conn();
     let now = now_ms();
     let source = source_path.map(|p| p.display().to_string());
+    // Identical content is not a new version (the source folder may still change).
+    let same: Option<i64> = conn
+        .query_row(
+            "SELECT v.version FROM workflows w
+             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
+             WHERE w.name = ?1 AND v.hash = ?2",
+            params![name, text_hash(text)],
+            |r| r.get(0),
+        )
+        .optional()?;
     conn.execute(
         "INSERT INTO workflows (name, enabled, source_path, created_at, updated_at) VALUES (?1, 1, ?2, ?3, ?3)
          ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at, enabled = 1,
-           source_path = coalesce(excluded.source_path, workflows.source_path)",
+           source_path = excluded.source_path",
         params![name, source, now],
     )?;
+    if let Some(version) = same {
+        return Ok((version, false));
+    }
     let id: i64 = conn.query_row("SELECT id FROM workflows WHERE name = ?1", [name], |r| {
         r.get(0)
     })?;
@@ -323,7 +341,16 @@ pub(super) fn store_version(
         "UPDATE workflows SET current_version = ?2 WHERE id = ?1",
         params![id, version],
     )?;
-    Ok(version)
+    Ok((version, true))
+}
+
+/// The file a deployed workflow is planned as: the one it was deployed from
+/// (relative paths resolve against its folder), else `<home>/workflows/NAME.json`.
+pub(super) fn plan_path(state: &State, name: &str, source: Option<&str>) -> std::path::PathBuf {
+    match source {
+        Some(source) => std::path::PathBuf::from(source),
+        None => super::workflow_path(&state.home, name),
+    }
 }
 
 /// sha256 of a definition, hex.
@@ -335,13 +362,25 @@ pub(super) fn text_hash(text: &str) -> String {
         .collect()
 }
 
-pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
+/// Deploys a workflow; `source` is the file it came from (`fuse run
+/// --remote`, `?source=`), whose folder its relative paths resolve against.
+pub(super) fn deploy(
+    state: &Arc<State>,
+    value: Value,
+    source: Option<std::path::PathBuf>,
+) -> Reply {
     let text = value.to_string();
-    let Some(name) = value
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
+    if let Some(path) = &source
+        && !path.is_absolute()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_source",
+            format!("source {} must be an absolute path", path.display()),
+            Value::Null,
+        );
+    }
+    let Some(display) = value.get("name").and_then(Value::as_str) else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_workflow",
@@ -349,18 +388,23 @@ pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
             Value::Null,
         );
     };
-    if !crate::packages::manifest::valid_name(&name) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_workflow",
-            format!("{name:?} is not a valid workflow name (letters, digits, `-`, `_`)"),
-            Value::Null,
-        );
-    }
-    if let Err(e) = state
-        .engine
-        .load_str(&text, Some(&super::workflow_path(&state.home, &name)))
-    {
+    // The same rule as `fuse validate`: a display name may have spaces; the
+    // id in URLs is derived from it.
+    let name = match crate::workflow::workflow_id(display) {
+        Ok(id) => id,
+        Err(message) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_workflow",
+                message,
+                Value::Null,
+            );
+        }
+    };
+    let path = source
+        .clone()
+        .unwrap_or_else(|| super::workflow_path(&state.home, &name));
+    if let Err(e) = state.engine.load_str(&text, Some(&path)) {
         let details = match &e {
             crate::engine::LoadError::Invalid { problems, .. } => json!(problems),
             _ => Value::Null,
@@ -372,15 +416,20 @@ pub(super) fn deploy(state: &Arc<State>, value: Value) -> Reply {
             details,
         );
     }
-    let result = store_version(state, &name, &text, None);
+    let result = store_version(state, &name, &text, source.as_deref());
     if result.is_ok() {
         // New or changed schedule triggers take effect at once.
         super::routes::changed(state);
     }
     match result {
-        Ok(version) => reply(
-            StatusCode::CREATED,
-            &json!({"name": name, "version": version}),
+        Ok((version, created)) => reply(
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &json!({"name": name, "display_name": display, "version": version,
+                    "unchanged": !created, "url": format!("/api/v1/workflows/{name}")}),
         ),
         Err(e) => internal(&format!("cannot store the workflow: {e}")),
     }
@@ -409,7 +458,10 @@ fn list_workflows(state: &Arc<State>) -> Reply {
 }
 
 /// The current definition of a deployed, enabled workflow.
-fn current(state: &State, name: &str) -> Result<Option<(String, i64, bool)>, String> {
+/// The current version of a deployed workflow: (definition, version, enabled, source file).
+type Current = (String, i64, bool, Option<String>);
+
+fn current(state: &State, name: &str) -> Result<Option<Current>, String> {
     let store = state
         .store
         .lock()
@@ -417,11 +469,11 @@ fn current(state: &State, name: &str) -> Result<Option<(String, i64, bool)>, Str
     store
         .conn()
         .query_row(
-            "SELECT v.definition, v.version, w.enabled FROM workflows w
+            "SELECT v.definition, v.version, w.enabled, w.source_path FROM workflows w
              JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
              WHERE w.name = ?1",
             [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()
         .map_err(|e| e.to_string())
@@ -429,9 +481,9 @@ fn current(state: &State, name: &str) -> Result<Option<(String, i64, bool)>, Str
 
 fn get_workflow(state: &Arc<State>, name: &str) -> Reply {
     match current(state, name) {
-        Ok(Some((definition, version, enabled))) => reply(
+        Ok(Some((definition, version, enabled, source))) => reply(
             StatusCode::OK,
-            &json!({"name": name, "version": version, "enabled": enabled,
+            &json!({"name": name, "version": version, "enabled": enabled, "source": source,
                     "definition": serde_json::from_str::<Value>(&definition).unwrap_or(Value::Null)}),
         ),
         Ok(None) => not_found(&format!("no deployed workflow {name:?}")),
@@ -481,30 +533,33 @@ pub(super) async fn start_run_with(
     let plan = match (cached, spec.definition) {
         (Some(plan), _) => plan,
         (None, given) => {
-            let definition = match given {
-                Some(d) => d,
-                None => match current(state, name) {
-                    Ok(Some((_, _, false))) => {
-                        return Err(Box::new(error(
-                            StatusCode::CONFLICT,
-                            "disabled",
-                            format!("workflow {name:?} is disabled"),
-                            Value::Null,
-                        )));
-                    }
-                    Ok(Some((d, _, true))) => d,
-                    Ok(None) => {
+            let (definition, source) = match current(state, name) {
+                Ok(Some((_, _, false, _))) if given.is_none() => {
+                    return Err(Box::new(error(
+                        StatusCode::CONFLICT,
+                        "disabled",
+                        format!("workflow {name:?} is disabled"),
+                        Value::Null,
+                    )));
+                }
+                Ok(Some((d, _, _, source))) => (given.unwrap_or(d), source),
+                Ok(None) => match given {
+                    Some(d) => (d, None),
+                    None => {
                         return Err(Box::new(not_found(&format!(
                             "no deployed workflow {name:?}"
                         ))));
                     }
-                    Err(e) => return Err(Box::new(internal(&e))),
                 },
+                Err(e) => return Err(Box::new(internal(&e))),
             };
             Arc::new(
                 state
                     .engine
-                    .load_str(&definition, Some(&super::workflow_path(&state.home, name)))
+                    .load_str(
+                        &definition,
+                        Some(&plan_path(state, name, source.as_deref())),
+                    )
                     .map_err(|e| {
                         error(
                             StatusCode::UNPROCESSABLE_ENTITY,

@@ -97,12 +97,10 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
         Ok(v) => v,
         Err(e) => return invalid(format!("not JSON: {e}")),
     };
-    let Some(name) = name_of(path, &value).filter(|n| crate::packages::manifest::valid_name(n))
-    else {
-        return invalid(
-            "the workflow name (its \"name\" or the file name) must be letters, digits, `-` or `_`"
-                .into(),
-        );
+    let name = match name_of(path, &value).map(|n| crate::workflow::workflow_id(&n)) {
+        Some(Ok(id)) => id,
+        Some(Err(message)) => return invalid(message),
+        None => return invalid("the workflow has no \"name\" and its file no name".into()),
     };
     // Unchanged content (same hash as the current version) is not a new version.
     let hash = super::api::text_hash(&text);
@@ -129,7 +127,7 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
         return invalid(e.to_string());
     }
     match super::api::store_version(state, &name, &text, Some(path)) {
-        Ok(version) => {
+        Ok((version, _)) => {
             tracing::info!("workflows/: deployed {name} version {version}");
             Outcome::Deployed { name, version }
         }

@@ -25,7 +25,7 @@ pub(super) async fn route(
         (&Method::PUT, ["workflows", name]) => match body_json(req).await {
             Ok((mut value, _)) => {
                 value["name"] = json!(name);
-                super::api::deploy(state, value)
+                super::api::deploy(state, value, None)
             }
             Err(r) => *r,
         },

@@ -34,16 +34,16 @@ pub(crate) struct Routes {
 /// the schedules in line.
 pub(super) fn changed(state: &State) {
     let mut routes = Routes::default();
-    let rows: rusqlite::Result<Vec<(String, String)>> = match state.store.lock() {
+    let rows: rusqlite::Result<Vec<(String, String, Option<String>)>> = match state.store.lock() {
         Ok(store) => store
             .conn()
             .prepare(
-                "SELECT w.name, v.definition FROM workflows w
+                "SELECT w.name, v.definition, w.source_path FROM workflows w
                  JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
                  WHERE w.enabled = 1",
             )
             .and_then(|mut stmt| {
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()
             }),
         Err(_) => {
@@ -63,11 +63,11 @@ pub(super) fn changed(state: &State) {
             return;
         }
     };
-    for (name, definition) in rows {
-        match state
-            .engine
-            .load_str(&definition, Some(&super::workflow_path(&state.home, &name)))
-        {
+    for (name, definition, source) in rows {
+        match state.engine.load_str(
+            &definition,
+            Some(&super::api::plan_path(state, &name, source.as_deref())),
+        ) {
             Ok(plan) => {
                 routes.plans.insert(name.clone(), Arc::new(plan));
             }

@@ -89,7 +89,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let started_at = jiff::Timestamp::now().to_string();
     observer.on_event(&Event::RunStarted {
         run_id: run_id.clone(),
-        workflow: plan.name.clone(),
+        workflow: plan.id.clone(),
         workflow_hash: plan.hash.clone(),
         definition: plan.definition.clone(),
         source_path: plan.source_path.as_ref().map(|p| p.display().to_string()),
@@ -107,7 +107,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let creds = Arc::new(super::RunCreds::new(engine.inner.credentials.clone()));
     let run = Arc::new(RunInfo {
         id: run_id.as_str().into(),
-        workflow: plan.name.clone(),
+        workflow: plan.id.clone(),
         started_at: started_at.clone(),
         depth: request.depth,
         responder: request.responder.clone(),
@@ -115,7 +115,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     let scope = RunScope::new(
         &input,
         &plan.workflow.settings.vars,
-        json!({"id": run_id, "workflow": plan.name, "started_at": started_at}),
+        json!({"id": run_id, "workflow": plan.id, "started_at": started_at}),
         view.clone(),
         creds.clone(),
     );
@@ -433,7 +433,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         .collect();
     RunRecord {
         run_id,
-        workflow: plan.name.clone(),
+        workflow: plan.id.clone(),
         status,
         output,
         error: failure,

@@ -14,7 +14,11 @@ use crate::workflow::{NodeDef, OnError, Workflow, model::Backoff, model::RetryOn
 /// A runnable workflow.
 pub struct Plan {
     pub workflow: Workflow,
+    /// The name to show (`name`, else the file name).
     pub name: String,
+    /// The id derived from the name ([`crate::workflow::workflow_id`]): what
+    /// history, URLs and the daemon use.
+    pub id: String,
     /// The workflow JSON as run, and its hash (sha256, hex).
     pub definition: Arc<String>,
     pub hash: String,

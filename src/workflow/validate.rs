@@ -66,6 +66,11 @@ pub fn validate(
             "the workflow has no nodes; add at least one".into(),
         );
     }
+    if let Some(name) = &workflow.name
+        && let Err(e) = super::workflow_id(name)
+    {
+        p(None, "name".into(), e);
+    }
     let mut warnings = Vec::new();
     let mut strict = Vec::new();
     super::strict::unknown_keys(&workflow, &mut strict);
@@ -452,8 +457,10 @@ pub fn validate(
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .or_else(|| std::env::current_dir().ok())
         .unwrap_or_default();
+    let name = workflow.display_name(&fallback);
     Ok(Plan {
-        name: workflow.display_name(&fallback),
+        id: super::workflow_id(&name).unwrap_or_else(|_| fallback.clone()),
+        name,
         max_parallel: workflow.settings.max_parallel,
         timeout,
         definition: Arc::new(definition),

@@ -1032,3 +1032,27 @@ fn relative_paths_resolve_against_the_workflows_folder_under_run_and_run_remote(
         "{stderr}"
     );
 }
+
+#[test]
+fn interactive_init_re_asks_a_bad_port_and_names_the_chosen_home() {
+    let t = TestHome::new();
+    let chosen = t.tmp().join("my home");
+    let default = t.tmp().join("default-home");
+    let screen = crate::helper::in_terminal(
+        &["init"],
+        &[("FUSE_HOME", default.as_os_str())],
+        &[
+            ("Home folder", &format!("{}\r", chosen.display())),
+            ("Daemon port", "abc\r"),
+            ("not a port number", "70000\r"),
+            ("too large for a port", "8123\r"),
+            ("Created a fuse home", ""),
+        ],
+    );
+    assert!(!screen.contains("invalid digit"), "{screen}");
+    let config = std::fs::read_to_string(chosen.join("fuse.toml")).unwrap();
+    assert!(config.contains("8123"), "{config}");
+    // The chosen home is not the default: the next step names it.
+    assert!(screen.contains("--home '"), "{screen}");
+    assert!(screen.contains("my home"), "{screen}");
+}

@@ -34,7 +34,7 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
     let (home, port, want_keyring) = if interactive {
         ask(&default_home, default_port, &keyring, args.no_keyring)?
     } else {
-        (default_home, default_port, !args.no_keyring)
+        (default_home.clone(), default_port, !args.no_keyring)
     };
 
     let options = InitOptions { port, want_keyring };
@@ -84,7 +84,8 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
         Some(KeyStoreKind::Keyring) => outln!("  master key: in the OS keyring"),
         None => {}
     }
-    let home_flag = if globals.home.is_some() {
+    // The home chosen here must be named again unless it is the default.
+    let home_flag = if globals.home.is_some() || home.root() != default_home.root() {
         format!(" --home {}", shell_quote(home.root()))
     } else {
         String::new()
@@ -107,10 +108,12 @@ fn ask(
         .with_prompt("Home folder")
         .default(default_home.root().display().to_string())
         .interact_text()?;
-    let port: u16 = Input::new()
+    let port: String = Input::new()
         .with_prompt("Daemon port")
-        .default(default_port)
+        .default(default_port.to_string())
+        .validate_with(|text: &String| parse_port(text).map(|_| ()))
         .interact_text()?;
+    let port = parse_port(&port).map_err(anyhow::Error::msg)?;
     let want_keyring = match keyring {
         _ if no_keyring => false,
         keystore::KeyringStatus::Available => Confirm::new()
@@ -125,6 +128,20 @@ fn ask(
         }
     };
     Ok((Home::at(PathBuf::from(path)), port, want_keyring))
+}
+
+/// A port typed at the prompt, or what to type instead.
+fn parse_port(text: &str) -> Result<u16, String> {
+    let text = text.trim();
+    match text.parse::<u32>() {
+        Ok(n) if n <= u32::from(u16::MAX) => Ok(n as u16),
+        Ok(_) => Err(format!(
+            "{text} is too large for a port; enter a number from 1 to 65535 (0 picks a free one at each start)"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a port number; enter a number from 1 to 65535 (0 picks a free one at each start)"
+        )),
+    }
 }
 
 fn shell_quote(path: &std::path::Path) -> String {

@@ -83,3 +83,70 @@ pub fn stdout_of(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Runs the real binary on a pseudo-terminal (through Python's `pty`), typing
+/// each answer once its prompt has appeared; returns everything it printed.
+pub fn in_terminal(
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    dialog: &[(&str, &str)],
+) -> String {
+    const DRIVER: &str = r#"
+import json, os, pty, select, sys, time
+exe, args, dialog = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(exe, [exe] + args)
+out = b""
+def read(deadline):
+    global out
+    r, _, _ = select.select([fd], [], [], max(0, deadline - time.time()))
+    if not r:
+        return False
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        return None
+    if not chunk:
+        return None
+    out += chunk
+    return True
+for expect, answer in dialog:
+    deadline = time.time() + 20
+    while expect.encode() not in out:
+        if read(deadline) is None or time.time() > deadline:
+            sys.stdout.write(out.decode(errors="replace"))
+            sys.exit("never saw %r" % expect)
+    if answer:
+        os.write(fd, answer.encode())
+deadline = time.time() + 20
+while read(deadline):
+    pass
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+    let exe = assert_cmd::cargo::cargo_bin("fuse");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(DRIVER)
+        .arg(&exe)
+        .arg(serde_json::to_string(args).expect("JSON"))
+        .arg(serde_json::to_string(dialog).expect("JSON"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FUSE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_COLOR", "1").env("TERM", "dumb");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the terminal session failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}

@@ -49,7 +49,7 @@ fn run_works_before_init_and_says_how_to_keep_history() {
 fn inputs_come_from_flags_files_and_stdin() {
     let t = TestHome::new();
     let input = t.tmp().join("in.json");
-    std::fs::write(&input, r#"{"name": "Bob", "extra": 1}"#).unwrap();
+    std::fs::write(&input, r#"{"name": "Bob"}"#).unwrap();
     let out = stdout_of(
         t.cmd()
             .arg("run")

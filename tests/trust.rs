@@ -1056,3 +1056,117 @@ fn interactive_init_re_asks_a_bad_port_and_names_the_chosen_home() {
     assert!(screen.contains("--home '"), "{screen}");
     assert!(screen.contains("my home"), "{screen}");
 }
+
+#[test]
+fn params_are_declared_checked_and_converted_everywhere() {
+    let home = TestHome::initialized();
+    let wf = json!({"name": "sizes", "params": [
+            {"name": "count", "type": "integer", "required": true, "description": "how many"},
+            {"name": "label", "type": "string", "default": "items"}
+        ],
+        "nodes": [{"id": "s", "type": "transform.set", "data": {"inputs": {"values": {
+            "double": "{{ trigger.count * 2 }}", "label": "{{ trigger.label }}"}}}}],
+        "edges": []});
+    let file = home.write("sizes.json", &wf);
+    // "5" becomes 5, defaults fill in.
+    let out = crate::helper::stdout_of(
+        home.cmd()
+            .arg("run")
+            .arg(&file)
+            .args(["--input", "count=5"]),
+    );
+    let output: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(output, json!({"double": 10, "label": "items"}));
+    // Unknown names, bad values and missing required params are refused before anything runs.
+    for (args, says) in [
+        (
+            vec!["--input", "count=5", "--input", "lable=x"],
+            "unknown input `lable`; did you mean `label`?",
+        ),
+        (
+            vec!["--input", "count=five"],
+            "input `count`: expected an integer, got string \"five\"",
+        ),
+        (vec![], "input `count` is required (integer: how many)"),
+    ] {
+        home.cmd()
+            .arg("run")
+            .arg(&file)
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains(says));
+    }
+    assert!(
+        recorded_runs(&home).len() == 1,
+        "a refused input must not start a run"
+    );
+    // validate lists them; an expression naming an undeclared param is an error.
+    let listed = crate::helper::stdout_of(home.cmd().arg("validate").arg(&file));
+    assert!(
+        listed.contains("count (integer, required): how many"),
+        "{listed}"
+    );
+    let mut typo = wf.clone();
+    typo["nodes"][0]["data"]["inputs"]["values"]["label"] = json!("{{ trigger.lable }}");
+    let (code, problems) = validate(&home, &typo);
+    assert_eq!(code, 2);
+    assert!(
+        has(
+            &problems,
+            "`trigger.lable` is not a declared param; did you mean `label`?"
+        ),
+        "{problems:#?}"
+    );
+
+    // The daemon checks the API and webhooks the same way.
+    let d = start(&home);
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (code, r) = d.call(
+        "POST",
+        "/api/v1/workflows/sizes/run",
+        Some(json!({"count": "x"})),
+    );
+    assert_eq!(code, 422, "{r}");
+    assert_eq!(r["error"]["code"], "invalid_input");
+    let (code, r) = d.call(
+        "POST",
+        "/api/v1/workflows/sizes/run",
+        Some(json!({"count": "4"})),
+    );
+    assert_eq!(code, 202, "{r}");
+    let run = d.wait_run(r["run_id"].as_str().unwrap());
+    assert_eq!(run["output"], json!({"double": 8, "label": "items"}));
+    let hook = json!({"name": "hooked", "params": [{"name": "id", "type": "integer", "required": true}],
+        "nodes": [{"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "hooked"}}},
+                  {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"id": "{{ trigger.body.id }}"}}}}],
+        "edges": [{"source": "t", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(hook)).0, 201);
+    let (code, r) = http(
+        "POST",
+        &format!("{}/webhook/hooked", d.url),
+        None,
+        &[],
+        Some(&json!({"idd": 1})),
+    );
+    assert_eq!(code, 422, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `id`?"),
+        "{r}"
+    );
+    let (code, r) = http(
+        "POST",
+        &format!("{}/webhook/hooked", d.url),
+        None,
+        &[],
+        Some(&json!({"id": "12"})),
+    );
+    assert_eq!(code, 202, "{r}");
+    assert_eq!(
+        d.wait_run(r["run_id"].as_str().unwrap())["output"],
+        json!({"id": 12})
+    );
+}

@@ -85,7 +85,7 @@ pub enum Command {
 
     /// Run a workflow file in this process and print its result.
     #[command(
-        after_help = "Examples:\n  fuse run templates/hello.json\n  fuse run report.json --input url=https://example.org --input limit=10\n  fuse run wf.json --input-file input.json --json | jq .status\n\nExit codes: 0 succeeded, 1 failed or cancelled, 2 invalid workflow or usage."
+        after_help = "Examples:\n  fuse run templates/hello.json\n  fuse run report.json --input url=https://example.org --input limit=10\n  fuse run wf.json --input-file input.json --json | jq .status\n\nExit codes: 0 succeeded, 1 failed or cancelled, 2 invalid workflow, input or usage,\n4 the run's history could not be recorded (e.g. a full disk)."
     )]
     Run(run::RunArgs),
 

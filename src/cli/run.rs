@@ -152,6 +152,26 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
+    let input = match plan.check_input(input, crate::workflow::params::Check::Strict) {
+        Ok(input) => input,
+        Err(problems) => {
+            eprintln!(
+                "error: the input does not fit the params of {}:",
+                args.file.display()
+            );
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            if let Some(params) = &plan.params {
+                eprintln!("its params:");
+                for p in params {
+                    eprintln!("  {p}");
+                }
+            }
+            eprintln!("hint: pass them as --input NAME=VALUE; `fuse validate FILE` lists them");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let record = cli.run(plan, RunRequest::new(input, "cli"))?;
     cli.finish(&record, args.json, quiet)
 }

@@ -48,11 +48,12 @@ pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitC
         .as_ref()
         .map(|plan| plan.warnings.clone())
         .unwrap_or_default();
+    let params = result.as_ref().ok().and_then(|plan| plan.params.clone());
     if args.json {
         outln!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"valid": problems.is_empty(), "problems": problems, "warnings": warnings})
+                &json!({"valid": problems.is_empty(), "problems": problems, "warnings": warnings, "params": params})
             )?
         );
     } else if let Ok(plan) = &result {
@@ -62,6 +63,16 @@ pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitC
             plan.nodes.len(),
             plan.edges.len()
         );
+        match &params {
+            Some(params) if !params.is_empty() => {
+                outln!("params (--input NAME=VALUE):");
+                for p in params {
+                    outln!("  {p}");
+                }
+            }
+            Some(_) => outln!("it takes no input"),
+            None => {}
+        }
         for w in &warnings {
             eprintln!("warning: {w}");
         }

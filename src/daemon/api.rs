@@ -571,6 +571,20 @@ pub(super) async fn start_run_with(
             )
         }
     };
+    let input = match checked_input(&plan, input, trigger, spec.existing_id.is_some()) {
+        Ok(input) => input,
+        Err(problems) => {
+            return Err(Box::new(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                format!(
+                    "the input does not fit the params of {name}: {}",
+                    problems.join("; ")
+                ),
+                json!({"problems": problems, "params": plan.params}),
+            )));
+        }
+    };
     let run_id = match spec.existing_id {
         Some(id) => id,
         None => {
@@ -658,6 +672,39 @@ pub(super) async fn start_run_with(
         st.active.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(run_id)
+}
+
+/// A run's input checked against the workflow's params: strictly for runs a
+/// caller asked for (the API; a webhook's body), defaults only for inputs a
+/// trigger made (schedules, files, events); as it is for runs started before
+/// (retries, resumes, recovered runs).
+fn checked_input(
+    plan: &crate::Plan,
+    input: Value,
+    trigger: &str,
+    recovered: bool,
+) -> Result<Value, Vec<String>> {
+    use crate::workflow::params::Check;
+    if recovered || matches!(trigger, "retry" | "resume") {
+        return Ok(input);
+    }
+    match trigger {
+        "manual" => plan.check_input(input, Check::Strict),
+        "webhook" => {
+            let Value::Object(mut request) = input else {
+                return Ok(input);
+            };
+            let body = request.remove("body").unwrap_or(Value::Null);
+            let body = plan.check_input(body, Check::Strict).map_err(|p| {
+                p.into_iter()
+                    .map(|e| format!("body: {e}"))
+                    .collect::<Vec<_>>()
+            })?;
+            request.insert("body".into(), body);
+            Ok(Value::Object(request))
+        }
+        _ => plan.check_input(input, Check::Defaults),
+    }
 }
 
 /// Records a run that never started as cancelled (nothing happens to a run

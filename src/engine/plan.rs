@@ -2,6 +2,7 @@
 //! both ways, durations parsed. Built only by [`crate::workflow::validate`], so a
 //! plan is always runnable.
 
+use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct Plan {
     /// Things that are allowed but probably not meant (a retry that can never
     /// apply): `fuse validate` and `fuse run` print them.
     pub warnings: Vec<crate::workflow::Problem>,
+    /// The declared parameters; `None` when the workflow declares none (its
+    /// input is then taken as it comes).
+    pub params: Option<Vec<crate::workflow::params::Param>>,
 }
 
 /// One node of a plan.
@@ -77,6 +81,19 @@ pub struct RetryPolicy {
 }
 
 impl Plan {
+    /// A run's input checked against the declared params (defaults filled,
+    /// strings converted), or every problem; as given when there are none.
+    pub fn check_input(
+        &self,
+        input: Value,
+        check: crate::workflow::params::Check,
+    ) -> Result<Value, Vec<String>> {
+        match &self.params {
+            Some(params) => crate::workflow::params::apply(params, input, check),
+            None => Ok(input),
+        }
+    }
+
     pub fn node(&self, id: &str) -> Option<&PlannedNode> {
         self.index.get(id).map(|&i| &self.nodes[i])
     }

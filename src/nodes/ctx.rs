@@ -129,6 +129,19 @@ impl NodeCtx {
     /// Runs `plan` as a child of this run (sub-workflows, composite packages):
     /// recorded with this run as its parent, one level deeper, cancelled with it.
     pub async fn run_child(&self, plan: crate::Plan, input: Value) -> crate::RunRecord {
+        let input = match plan.check_input(input, crate::workflow::params::Check::Strict) {
+            Ok(input) => input,
+            Err(problems) => {
+                return crate::RunRecord::crashed(
+                    plan.name.clone(),
+                    format!(
+                        "the input does not fit the params of {}: {}",
+                        plan.name,
+                        problems.join("; ")
+                    ),
+                );
+            }
+        };
         let mut request = crate::RunRequest::new(input, "call");
         request.parent_id = Some(self.run.id.to_string());
         request.depth = self.run.depth + 1;

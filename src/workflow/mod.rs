@@ -3,6 +3,7 @@
 //! and the seed format's type aliases.
 
 pub mod model;
+pub mod params;
 pub mod schema;
 pub mod strict;
 pub mod validate;

@@ -15,6 +15,9 @@ pub struct Workflow {
     pub description: Option<String>,
     #[serde(default)]
     pub settings: Settings,
+    /// What a run's input may hold; checked before a run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<super::params::Param>>,
     pub nodes: Vec<NodeDef>,
     #[serde(default)]
     pub edges: Vec<EdgeDef>,

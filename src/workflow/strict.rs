@@ -12,7 +12,14 @@ use super::validate::{Problem, closest};
 use crate::nodes::NodeSpec;
 
 /// Top-level keys of a workflow.
-pub const WORKFLOW_KEYS: &[&str] = &["name", "description", "settings", "nodes", "edges"];
+pub const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "settings",
+    "params",
+    "nodes",
+    "edges",
+];
 /// Top-level keys editors and tools add.
 pub const WORKFLOW_EDITOR_KEYS: &[&str] = &["$schema", "viewport"];
 

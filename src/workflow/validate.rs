@@ -71,6 +71,26 @@ pub fn validate(
     {
         p(None, "name".into(), e);
     }
+    if let Some(params) = &workflow.params {
+        for (path, message) in super::params::check_declaration(params) {
+            p(None, path, message);
+        }
+    }
+    // Where declared params are read from: `trigger.NAME` for manual runs,
+    // `trigger.body.NAME` for webhooks; other triggers make their own input.
+    let param_root = workflow.params.as_ref().and_then(|_| {
+        let kinds: Vec<&str> = workflow
+            .nodes
+            .iter()
+            .map(|n| crate::workflow::canonical_type(&n.node_type))
+            .filter(|t| t.starts_with("trigger.") && *t != "trigger.manual")
+            .collect();
+        match kinds.as_slice() {
+            [] => Some("trigger."),
+            k if k.iter().all(|t| *t == "trigger.webhook") => Some("trigger.body."),
+            _ => None,
+        }
+    });
     let mut warnings = Vec::new();
     let mut strict = Vec::new();
     super::strict::unknown_keys(&workflow, &mut strict);
@@ -288,6 +308,27 @@ pub fn validate(
                         {
                             node_creds.push(cred.to_string());
                         }
+                        if let (Some(root), Some(params)) = (param_root, &workflow.params)
+                            && let Some(field) = name
+                                .strip_prefix(root)
+                                .and_then(|rest| rest.split('.').next())
+                            && !params.iter().any(|p| p.name == field)
+                        {
+                            let declared: Vec<&str> =
+                                params.iter().map(|p| p.name.as_str()).collect();
+                            let hint = closest(field, declared.iter().copied())
+                                .map(|s| format!("did you mean `{s}`?"))
+                                .unwrap_or_else(|| {
+                                    format!("the declared params are: {}", declared.join(", "))
+                                });
+                            p(
+                                Some(id),
+                                path.clone(),
+                                format!(
+                                    "in {text:?}: `{root}{field}` is not a declared param; {hint}"
+                                ),
+                            );
+                        }
                         check_name(
                             &name,
                             i,
@@ -472,6 +513,7 @@ pub fn validate(
         nodes,
         edges,
         index,
+        params: workflow.params.clone(),
         workflow,
         warnings,
     })

@@ -1170,3 +1170,92 @@ fn params_are_declared_checked_and_converted_everywhere() {
         json!({"id": 12})
     );
 }
+
+#[test]
+fn comparing_values_of_different_types_is_an_error() {
+    let home = TestHome::initialized();
+    let wf = home.write(
+        "cmp.json",
+        &json!({"nodes": [
+            {"id": "if", "type": "flow.if", "data": {"inputs": {"condition": "{{ trigger.v > 10 }}"}}},
+            {"id": "yes", "type": "transform.set", "data": {"inputs": {"values": {"branch": "true"}}}},
+            {"id": "no", "type": "transform.set", "data": {"inputs": {"values": {"branch": "false"}}}}
+        ], "edges": [
+            {"source": "if", "target": "yes", "sourceHandle": "true"},
+            {"source": "if", "target": "no", "sourceHandle": "false"}
+        ]}),
+    );
+    for (value, says) in [
+        (
+            r#"{"v": "5"}"#,
+            "cannot compare string \"5\" with number 10 using `>`",
+        ),
+        (
+            r#"{"v": "abc"}"#,
+            "cannot compare string \"abc\" with number 10",
+        ),
+        (r#"{"v": [1]}"#, "cannot compare list [1] with number 10"),
+    ] {
+        let out = home
+            .cmd()
+            .arg("run")
+            .arg(&wf)
+            .args(["--input-file", "-"])
+            .write_stdin(value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{value}: {stderr}");
+        assert!(stderr.contains(says), "{value}: {stderr}");
+        assert!(
+            stderr.contains("trigger.v > 10"),
+            "the expression is named: {stderr}"
+        );
+    }
+    // Numbers still compare.
+    let out = home
+        .cmd()
+        .arg("run")
+        .arg(&wf)
+        .args(["--input-file", "-"])
+        .write_stdin(r#"{"v": 11}"#)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"true\""));
+}
+
+#[test]
+fn a_missing_field_at_run_time_is_named_with_what_is_there() {
+    let home = TestHome::initialized();
+    let wf = home.write(
+        "greet.json",
+        &json!({"nodes": [
+            {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {
+                "text": "Hello {{ trigger.nmae }}, from {{ trigger.name }}"}}}}
+        ], "edges": []}),
+    );
+    home.cmd()
+        .arg("run")
+        .arg(&wf)
+        .args(["--input", "name=Ada"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "`trigger` has no field `nmae` (it has: name)",
+        ));
+    let wf = home.write(
+        "deep.json",
+        &json!({"nodes": [
+            {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.user.age + 1 }}"}}}}
+        ], "edges": []}),
+    );
+    home.cmd()
+        .arg("run")
+        .arg(&wf)
+        .args(["--input", r#"user={"name": "Ada"}"#])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "`trigger.user` has no field `age` (it has: name)",
+        ));
+}

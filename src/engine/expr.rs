@@ -56,6 +56,7 @@ impl Expressions {
         {
             env.set_syntax(syntax);
         }
+        env.add_function(super::compare::FUNCTION, super::compare::compare);
         env.add_filter("fromjson", |s: String| -> Result<Mj, minijinja::Error> {
             let v: Value = serde_json::from_str(&s).map_err(|e| {
                 minijinja::Error::new(
@@ -71,6 +72,8 @@ impl Expressions {
     /// Renders one string.
     pub fn render_str(&self, text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
         if let Some(expr) = single_expression(text) {
+            let strict = super::compare::strict(expr);
+            let expr = strict.as_deref().unwrap_or(expr);
             return self.eval(text, expr, plain_path(expr).is_some(), scope);
         }
         if !has_template(text) {
@@ -123,10 +126,77 @@ impl Expressions {
             .env
             .compile_expression(expr)
             .map_err(|e| err(describe(&e)))?;
+        let undefined = |message: String| err(self.missing(text, scope).unwrap_or(message));
         let value = compiled
             .eval(scope.context().clone())
-            .map_err(|e| err(describe(&e)))?;
-        to_json(&value).map_err(err)
+            .map_err(|e| err(self.explain(&e, text, scope)))?;
+        to_json(&value).map_err(undefined)
+    }
+
+    /// An evaluation error in words: what is undefined, said precisely, when
+    /// an undefined value is the cause.
+    fn explain(&self, e: &minijinja::Error, text: &str, scope: &Scope<'_>) -> String {
+        let about_undefined = e.kind() == minijinja::ErrorKind::UndefinedError
+            || e.detail().is_some_and(|d| d.contains("undefined"));
+        match (
+            about_undefined,
+            about_undefined.then(|| self.missing(text, scope)).flatten(),
+        ) {
+            (_, None) => describe(e),
+            (_, Some(missing)) if e.kind() == minijinja::ErrorKind::UndefinedError => missing,
+            (_, Some(missing)) => format!("{}; {missing}", describe(e)),
+        }
+    }
+
+    /// What an expression reads that does not exist, said precisely:
+    /// "`trigger` has no field `nmae` (it has: name)".
+    fn missing(&self, text: &str, scope: &Scope<'_>) -> Option<String> {
+        let names = self.check(text).ok()?;
+        let context = scope.context();
+        for name in names {
+            let mut value = context.clone();
+            let mut path = String::new();
+            for key in name.split('.') {
+                let next = value.get_attr(key).unwrap_or(Mj::UNDEFINED);
+                if next.is_undefined() {
+                    return Some(match path.as_str() {
+                        "" => format!(
+                            "`{key}` does not exist (expressions can read {})",
+                            CONTEXT_NAMES.join(", ")
+                        ),
+                        "env" => format!("the environment variable `{key}` is not set"),
+                        "nodes" => format!(
+                            "node `{key}` has no output here (it did not run, or is not upstream of this node)"
+                        ),
+                        _ => {
+                            let keys: Vec<String> = match value.kind() {
+                                minijinja::value::ValueKind::Map => value
+                                    .try_iter()
+                                    .map(|it| it.take(12).map(|k| k.to_string()).collect())
+                                    .unwrap_or_default(),
+                                _ => Vec::new(),
+                            };
+                            let has = match (value.kind(), keys.is_empty()) {
+                                (minijinja::value::ValueKind::Map, true) => {
+                                    " (it is empty)".to_string()
+                                }
+                                (minijinja::value::ValueKind::Map, false) => {
+                                    format!(" (it has: {})", keys.join(", "))
+                                }
+                                (kind, _) => format!(" (it is a {kind}, not an object)"),
+                            };
+                            format!("`{path}` has no field `{key}`{has}")
+                        }
+                    });
+                }
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                value = next;
+            }
+        }
+        None
     }
 
     /// `text` rendered as a template, as a string.
@@ -136,7 +206,7 @@ impl Expressions {
             .map(Value::String)
             .map_err(|e| ExprError {
                 expression: text.to_string(),
-                message: describe(&e),
+                message: self.explain(&e, text, scope),
             })
     }
 
@@ -200,7 +270,9 @@ impl Template {
             Value::String(text) => match single_expression(text) {
                 Some(expr) => Template::Expr {
                     text: text.clone(),
-                    expr: expr.to_string(),
+                    // Orderings between different types are errors, not
+                    // silently true (rewritten once, here).
+                    expr: super::compare::strict(expr).unwrap_or_else(|| expr.to_string()),
                     plain: plain_path(expr).is_some(),
                 },
                 None if has_template(text) => Template::Text(text.clone()),

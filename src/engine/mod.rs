@@ -7,6 +7,7 @@
 //! - [`events`]: what a run reports to observers (recorder, progress, daemon).
 //! - [`duration`]: `"300ms"`-style durations.
 
+pub mod compare;
 pub mod creds;
 pub mod duration;
 pub mod events;

@@ -539,7 +539,9 @@ fn foreach_items_render_nested_inputs_and_missing_fields_fail_clearly() {
     assert_eq!(r.status, Status::Failed);
     let err = r.nodes["each"].error.clone().unwrap().to_string();
     assert!(
-        err.contains("item 1") && err.contains("item.tags") && err.contains("does not exist"),
+        err.contains("item 1")
+            && err.contains("item.tags")
+            && err.contains("`item` has no field `tags` (it has: name)"),
         "{err}"
     );
 }

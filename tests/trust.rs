@@ -1259,3 +1259,28 @@ fn a_missing_field_at_run_time_is_named_with_what_is_there() {
             "`trigger.user` has no field `age` (it has: name)",
         ));
 }
+
+#[test]
+fn unknown_filters_tests_and_bad_durations_are_caught_by_validate() {
+    let home = TestHome::initialized();
+    let (code, problems) = validate(
+        &home,
+        &json!({"settings": {"timeout": "1 hour"}, "nodes": [
+            {"id": "w", "type": "flow.wait", "timeout": "2 mins", "data": {"inputs": {"duration": "5 seconds"}}},
+            {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {
+                "n": "{{ trigger.x | lenght }}",
+                "t": "a {{ trigger.y is defind }} {{ trigger.z | upper }}"}}}}
+        ], "edges": []}),
+    );
+    assert_eq!(code, 2);
+    for want in [
+        "settings.timeout: \"1 hour\" is not a duration; did you mean \"1h\"?",
+        "nodes[0].timeout: \"2 mins\" is not a duration; did you mean \"2m\"?",
+        "nodes[0].data.inputs.duration: \"5 seconds\" is not a duration; did you mean \"5s\"?",
+        "unknown filter `lenght`; did you mean `length`?",
+        "unknown test `defind`; did you mean `defined`?",
+    ] {
+        assert!(has(&problems, want), "missing {want:?} in {problems:#?}");
+    }
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+}

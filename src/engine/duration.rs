@@ -3,9 +3,40 @@
 use std::time::Duration;
 
 /// Parses a duration; the error says what is accepted.
+/// The duration someone who wrote `5 seconds` or `2 mins` meant.
+fn suggest(text: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut words = text.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        let (number, unit) = match word.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+            Some(0) => return None,
+            Some(i) => (&word[..i], word[i..].to_string()),
+            None => (word, words.next()?.to_string()),
+        };
+        number.parse::<f64>().ok()?;
+        let unit = match unit.to_ascii_lowercase().trim_end_matches([',', '.']) {
+            "ms" | "msec" | "msecs" | "millis" | "millisecond" | "milliseconds" => "ms",
+            "s" | "sec" | "secs" | "second" | "seconds" => "s",
+            "m" | "min" | "mins" | "minute" | "minutes" => "m",
+            "h" | "hr" | "hrs" | "hour" | "hours" => "h",
+            "d" | "day" | "days" => "d",
+            _ => return None,
+        };
+        out.push_str(number);
+        out.push_str(unit);
+        if words.peek() == Some(&"and") {
+            words.next();
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("{text:?} is not a duration; write it like \"300ms\", \"2s\", \"1m30s\" or \"1h\"")
+    let bad = || match suggest(text) {
+        Some(near) => format!("{text:?} is not a duration; did you mean \"{near}\"?"),
+        None => format!(
+            "{text:?} is not a duration; write it like \"300ms\", \"2s\", \"1m30s\" or \"1h\""
+        ),
     };
     let s = text.trim();
     if s.is_empty() {

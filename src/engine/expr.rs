@@ -18,6 +18,91 @@ pub const CONTEXT_NAMES: &[&str] = &[
     "trigger", "input", "nodes", "vars", "env", "creds", "run", "item", "index",
 ];
 
+/// Filter and test names offered as suggestions (those the environment has).
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "default",
+    "dictsort",
+    "escape",
+    "first",
+    "float",
+    "fromjson",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+    "chain",
+    "zip",
+];
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
 /// A failed expression.
 #[derive(Debug, Clone)]
 pub struct ExprError {
@@ -208,6 +293,71 @@ impl Expressions {
                 expression: text.to_string(),
                 message: self.explain(&e, text, scope),
             })
+    }
+
+    /// The filters and tests `text` uses that do not exist, each as a message
+    /// with the nearest known name (`lenght` → "did you mean `length`?").
+    pub fn unknown_functions(&self, text: &str) -> Vec<String> {
+        use minijinja::machinery::Token;
+        if !has_template(text) {
+            return Vec::new();
+        }
+        let tokens: Vec<Token<'_>> =
+            minijinja::machinery::tokenize(text, false, Default::default())
+                .filter_map(|t| t.ok().map(|(token, _)| token))
+                .collect();
+        let mut problems = Vec::new();
+        let mut i = 0;
+        while i < tokens.len() {
+            let found = match (&tokens[i], tokens.get(i + 1), tokens.get(i + 2)) {
+                (Token::Pipe, Some(Token::Ident(name)), _) => Some(("filter", *name)),
+                (Token::Ident("is"), Some(Token::Ident("not")), Some(Token::Ident(name))) => {
+                    Some(("test", *name))
+                }
+                (Token::Ident("is"), Some(Token::Ident(name)), _) if *name != "not" => {
+                    Some(("test", *name))
+                }
+                _ => None,
+            };
+            if let Some((what, name)) = found
+                && !self.known(what, name)
+            {
+                let names = if what == "filter" { FILTERS } else { TESTS };
+                let known: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| self.known(what, n))
+                    .collect();
+                let hint = crate::workflow::validate::closest(name, known.iter().copied())
+                    .map(|n| format!("did you mean `{n}`?"))
+                    .unwrap_or_else(|| format!("the {what}s are: {}", known.join(", ")));
+                let message = format!("unknown {what} `{name}`; {hint}");
+                if !problems.contains(&message) {
+                    problems.push(message);
+                }
+            }
+            i += 1;
+        }
+        problems
+    }
+
+    /// Whether the environment has a filter (`what` = "filter") or test by this name.
+    fn known(&self, what: &str, name: &str) -> bool {
+        let source = match what {
+            "filter" => format!("none | {name}"),
+            _ => format!("none is {name}"),
+        };
+        let unknown = match what {
+            "filter" => minijinja::ErrorKind::UnknownFilter,
+            _ => minijinja::ErrorKind::UnknownTest,
+        };
+        match self.env.compile_expression(&source) {
+            Err(e) => e.kind() != unknown,
+            Ok(compiled) => compiled
+                .eval(minijinja::context! {})
+                .err()
+                .is_none_or(|e| e.kind() != unknown),
+        }
     }
 
     /// Parses a string without running it; returns the context paths it reads
@@ -666,14 +816,17 @@ mod tests {
             let err = e
                 .render_str(&format!("{{{{ {missing} }}}}"), &s)
                 .unwrap_err();
-            assert!(err.message.contains("does not exist"), "{missing}: {err}");
+            assert!(
+                err.message.contains("has no field") || err.message.contains("has no output"),
+                "{missing}: {err}"
+            );
         }
     }
 
     #[test]
     fn undefined_names_are_errors() {
         let err = render("{{ nodes.zzz.output }}").unwrap_err();
-        assert!(err.message.contains("undefined"), "{err}");
+        assert!(err.message.contains("node `zzz` has no output"), "{err}");
         assert!(render("{{ trigger.nope }}").is_err());
         // `item` exists only inside a foreach.
         assert!(render("{{ item }}").is_err());

@@ -260,6 +260,14 @@ pub fn validate(
             for problem in strict {
                 p(problem.node.as_deref(), problem.path, problem.message);
             }
+            for input in spec.inputs.iter().filter(|i| i.kind == "duration") {
+                if let Some(Value::String(text)) = node.data.inputs.get(&input.name)
+                    && !has_template(text)
+                    && let Err(e) = duration::parse(text)
+                {
+                    p(Some(id), format!("{base}.data.inputs.{}", input.name), e);
+                }
+            }
             for input in &spec.inputs {
                 if input.required && !node.data.inputs.contains_key(&input.name) {
                     p(
@@ -292,6 +300,9 @@ pub fn validate(
                 continue;
             }
             has_expressions = true;
+            for message in exprs.unknown_functions(text) {
+                p(Some(id), path.clone(), format!("in {text:?}: {message}"));
+            }
             match exprs.check(text) {
                 Err(e) => p(
                     Some(id),

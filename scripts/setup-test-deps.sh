@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# The workflow schema is checked with a real JSON Schema validator.
+python3 -c "import jsonschema" >/dev/null 2>&1 || need+=(python3-jsonschema)
+# The full-disk tests mount a small tmpfs; the pipe tests use mkfifo.
+command -v mount >/dev/null 2>&1 || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1284,3 +1284,118 @@ fn unknown_filters_tests_and_bad_durations_are_caught_by_validate() {
     }
     assert_eq!(problems.len(), 5, "{problems:#?}");
 }
+
+#[test]
+fn the_workflow_schema_accepts_what_validate_accepts() {
+    let home = TestHome::initialized();
+    // A package node type of the home is in the schema too.
+    let pkg = home.path().join("node_packages/shout");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("manifest.json"),
+        json!({"name": "shout", "kind": "node", "inputs": [{"name": "text", "type": "string", "required": true}],
+               "runtime": {"command": ["sh", "-c", "cat >/dev/null; echo '{\"output\": 1}'"]}})
+        .to_string(),
+    )
+    .unwrap();
+    let schema = crate::helper::stdout_of(home.cmd().args(["schema", "workflow"]));
+    let schema_file = home.tmp().join("schema.json");
+    std::fs::write(&schema_file, &schema).unwrap();
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut cases: Vec<(String, serde_json::Value)> = std::fs::read_dir(&templates)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (
+                p.display().to_string(),
+                serde_json::from_str(&text).unwrap(),
+            )
+        })
+        .collect();
+    let node = |n: serde_json::Value| json!({"nodes": [n], "edges": []});
+    for (name, wf) in [
+        (
+            "package type",
+            node(json!({"id": "a", "type": "shout", "data": {"inputs": {"text": "hi"}}})),
+        ),
+        (
+            "package input typo",
+            node(json!({"id": "a", "type": "shout", "data": {"inputs": {"txt": "hi"}}})),
+        ),
+        (
+            "missing required",
+            node(json!({"id": "a", "type": "http.request"})),
+        ),
+        (
+            "input typo",
+            node(
+                json!({"id": "a", "type": "http.request", "data": {"inputs": {"url": "x", "methd": "GET"}}}),
+            ),
+        ),
+        (
+            "seed alias input",
+            node(
+                json!({"id": "a", "type": "OpenAINode", "data": {"inputs": {"system_message": "x"}}}),
+            ),
+        ),
+        (
+            "node key typo",
+            node(
+                json!({"id": "a", "type": "log", "retyr": {"attempts": 2}, "data": {"inputs": {"message": "x"}}}),
+            ),
+        ),
+        (
+            "editor keys",
+            node(
+                json!({"id": "a", "type": "log", "position": {"x": 1}, "selected": true, "data": {"label": "A", "inputs": {"message": "x"}}}),
+            ),
+        ),
+        (
+            "unknown type",
+            node(json!({"id": "a", "type": "nope.nope"})),
+        ),
+        (
+            "settings typo",
+            json!({"settings": {"max_paralel": 2}, "nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "x"}}}], "edges": []}),
+        ),
+        (
+            "edge typo",
+            json!({"nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "x"}}}, {"id": "b", "type": "log", "data": {"inputs": {"message": "y"}}}],
+                             "edges": [{"source": "a", "target": "b", "source_handle": "x"}]}),
+        ),
+        (
+            "params",
+            json!({"params": [{"name": "n", "type": "integer", "default": 1}], "nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "{{ trigger.n }}"}}}], "edges": []}),
+        ),
+    ] {
+        cases.push((name.to_string(), wf));
+    }
+    for (name, wf) in cases {
+        let (code, problems) = validate(&home, &wf);
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, jsonschema\n\
+                 s = json.load(open(sys.argv[1])); w = json.loads(sys.argv[2])\n\
+                 errors = list(jsonschema.Draft202012Validator(s).iter_errors(w))\n\
+                 print(len(errors))",
+            ])
+            .arg(&schema_file)
+            .arg(wf.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let schema_errors: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(
+            code == 0,
+            schema_errors == 0,
+            "{name}: validate says {problems:?}, the schema found {schema_errors} error(s)"
+        );
+    }
+}

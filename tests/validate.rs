@@ -191,7 +191,7 @@ fn schema_is_published() {
     let out = stdout_of(fuse().args(["schema", "workflow"]));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(v["$schema"].as_str().unwrap().contains("json-schema.org"));
-    let types = v["$defs"]["node"]["properties"]["type"]["enum"]
+    let types = v["$defs"]["NodeDef"]["properties"]["type"]["enum"]
         .as_array()
         .unwrap();
     for t in ["transform.jq", "exec.command", "HttpRequest", "Start"] {

@@ -150,7 +150,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Creds(command) => creds::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),
         Command::Plugins(command) => nodes::run_plugins(&globals, command),
-        Command::Schema(args) => schema::run(args),
+        Command::Schema(args) => schema::run(&globals, args),
         Command::Version(args) => version::run(&globals, args),
         Command::Completions(args) => completions::run(args),
         Command::Cron(args) => cron::run(args),

@@ -18,9 +18,16 @@ pub enum Which {
     Manifest,
 }
 
-pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
+pub fn run(globals: &super::Globals, args: SchemaArgs) -> anyhow::Result<ExitCode> {
     let schema = match args.which {
-        Which::Workflow => crate::workflow::schema::workflow_schema(&Registry::builtin()),
+        // With a home, its node packages are node types too (as for `fuse validate`).
+        Which::Workflow => {
+            let registry = match crate::home::Home::resolve(globals.home.clone()) {
+                Ok(home) => super::run::home_registry(&home, &Default::default(), false),
+                Err(_) => Registry::builtin(),
+            };
+            crate::workflow::schema::workflow_schema(&registry)
+        }
         Which::Manifest => crate::packages::manifest::schema(),
     };
     outln!("{}", serde_json::to_string_pretty(&schema)?);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A workflow file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Workflow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -26,7 +26,7 @@ pub struct Workflow {
 }
 
 /// `settings`: run-wide options.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
     /// Nodes of a run executing at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,7 @@ pub struct Settings {
 }
 
 /// One node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeDef {
     pub id: String,
     #[serde(rename = "type")]
@@ -76,7 +76,7 @@ pub struct NodeDef {
 }
 
 /// `data` of a node: a display name and the inputs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -87,7 +87,7 @@ pub struct NodeData {
 }
 
 /// `retry` of a node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryDef {
     /// Total attempts, including the first.
@@ -105,7 +105,9 @@ pub struct RetryDef {
     pub on: Option<RetryOn>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backoff {
     #[default]
@@ -114,7 +116,7 @@ pub enum Backoff {
 }
 
 /// `retry.on`: an error is retried when it matches any listed condition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryOn {
     /// Error kinds: `timeout`, `network`, `http`, `exit`, `process`, `any`.
@@ -129,7 +131,7 @@ pub struct RetryOn {
 }
 
 /// What a failed node does to the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// The run fails (unless an `error` edge handles it).
@@ -140,7 +142,7 @@ pub enum OnError {
 
 /// One edge. `sourceHandle` picks a branch (`true`, `false`, a switch case,
 /// `error`); `targetHandle` names the input slot on the target.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EdgeDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,

@@ -1399,3 +1399,41 @@ fn the_workflow_schema_accepts_what_validate_accepts() {
         );
     }
 }
+
+#[test]
+fn the_manifest_schema_is_generated_and_accepts_the_bundled_packages() {
+    let home = TestHome::initialized();
+    let schema = crate::helper::stdout_of(home.cmd().args(["schema", "manifest"]));
+    let schema_file = home.tmp().join("manifest-schema.json");
+    std::fs::write(&schema_file, &schema).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut manifests = Vec::new();
+    for dir in ["node_packages", "plugin_packages", "templates/packages"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            let m = entry.path().join("manifest.json");
+            if m.is_file() {
+                manifests.push((std::fs::read_to_string(&m).unwrap(), true));
+            }
+        }
+    }
+    assert!(manifests.len() >= 3);
+    manifests.push((
+        json!({"name": "x", "kind": "node", "runtime": {"comand": ["sh"]}}).to_string(),
+        false,
+    ));
+    for (text, valid) in manifests {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, jsonschema\n\
+                 s = json.load(open(sys.argv[1]))\n\
+                 print(jsonschema.Draft202012Validator(s).is_valid(json.loads(sys.argv[2])))",
+            ])
+            .arg(&schema_file)
+            .arg(&text)
+            .output()
+            .unwrap();
+        let says = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(says, if valid { "True" } else { "False" }, "{text}");
+    }
+}

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// A package manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Package name: the folder name; letters, digits, `-` and `_`.
@@ -67,7 +67,7 @@ pub struct Manifest {
 }
 
 /// A daemon route a plugin serves: `/plugins/<plugin>/<path>`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteDecl {
     /// Path below `/plugins/<plugin>`, starting with `/`.
@@ -87,7 +87,7 @@ fn get_only() -> Vec<String> {
 
 /// An event trigger: a long-running command that prints one JSON event per
 /// line; each event starts the workflows that listen to `name`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDecl {
     pub name: String,
@@ -100,14 +100,14 @@ fn default_version() -> String {
     "0.0.0".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Node,
     Plugin,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputDecl {
     pub name: String,
@@ -121,7 +121,7 @@ pub struct InputDecl {
     pub default: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputDecl {
     pub name: String,
@@ -135,7 +135,9 @@ fn any() -> String {
     "any".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -143,7 +145,7 @@ pub enum Mode {
     Persistent,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     /// Program and arguments, run in the package folder.
@@ -161,7 +163,7 @@ pub struct Runtime {
     pub max_reply_bytes: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
     /// Environment variables passed through from fuse's environment.
@@ -178,7 +180,7 @@ pub struct Permissions {
     pub network: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requires {
     /// Commands that must be on PATH.
@@ -189,7 +191,7 @@ pub struct Requires {
     pub fuse: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelfTest {
     #[serde(default)]
@@ -201,7 +203,7 @@ pub struct SelfTest {
     pub expect: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialTypeDecl {
     pub name: String,
@@ -213,7 +215,7 @@ pub struct CredentialTypeDecl {
     pub oauth2: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialFieldDecl {
     pub name: String,
@@ -453,84 +455,16 @@ pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     Some((major, minor, patch))
 }
 
-/// The JSON Schema of `manifest.json`.
+/// The JSON Schema of `manifest.json`, generated from [`Manifest`] (unknown
+/// fields are refused, as the parser refuses them).
 pub fn schema() -> Value {
-    let io = |extra: Value| {
-        let mut props = json!({
-            "name": {"type": "string"},
-            "type": {"type": "string", "description": "string, number, integer, boolean, object, array, any"},
-            "description": {"type": "string"}
-        });
-        if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
-            p.extend(e.clone());
-        }
-        json!({"type": "object", "required": ["name"], "additionalProperties": false, "properties": props})
-    };
-    let runtime = json!({
-        "type": "object", "required": ["command"], "additionalProperties": false,
-        "properties": {
-            "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "mode": {"enum": ["oneshot", "persistent"]},
-            "timeout": {"type": "string"},
-            "idle_timeout": {"type": "string"},
-            "max_reply_bytes": {"type": "integer", "minimum": 1}
-        }
-    });
-    let strings = json!({"type": "array", "items": {"type": "string"}});
-    let permissions = json!({
-        "type": "object", "additionalProperties": false,
-        "properties": {"env": strings, "read": strings, "write": strings, "network": {"type": "boolean"}}
-    });
-    let requires = json!({
-        "type": "object", "additionalProperties": false,
-        "properties": {"commands": strings, "fuse": {"type": "string"}}
-    });
-    let selftest = json!({
-        "type": "object", "additionalProperties": false,
-        "properties": {"params": {"type": "object"}, "input": {}, "expect": {}}
-    });
-    let field = json!({"type": "object", "required": ["name"], "additionalProperties": false,
-        "properties": {"name": {"type": "string"}, "secret": {"type": "boolean"}, "required": {"type": "boolean"}, "description": {"type": "string"}}});
-    let credential_type = json!({
-        "type": "object", "required": ["name", "fields"], "additionalProperties": false,
-        "properties": {
-            "name": {"type": "string"}, "description": {"type": "string"},
-            "fields": {"type": "array", "items": field},
-            "oauth2": {"type": "object"}
-        }
-    });
-    let properties = json!({
-        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", "description": "package name = folder name"},
-        "version": {"type": "string"},
-        "kind": {"enum": ["node", "plugin"]},
-        "description": {"type": "string"},
-        "type": {"type": "string", "description": "node type name (default: name)"},
-        "overrides": {"type": "boolean", "description": "allow replacing a built-in node type"},
-        "inputs": {"type": "array", "items": io(json!({"required": {"type": "boolean"}, "default": {}}))},
-        "outputs": {"type": "array", "items": io(json!({}))},
-        "runtime": runtime,
-        "workflow": {"type": "string", "description": "composite node: a workflow file in the package"},
-        "http": {"type": "object", "description": "declarative HTTP node: http.request inputs with {{ params.X }} expressions"},
-        "permissions": permissions,
-        "requires": requires,
-        "credentials": {"type": "array", "items": {"type": "string"}, "description": "credential types the node accepts"},
-        "selftest": selftest,
-        "nodes": {"type": "array", "items": {"type": "string"}, "description": "plugin: bundled node package folders"},
-        "credential_types": {"type": "array", "items": credential_type},
-        "routes": {"type": "array", "items": {"type": "object", "required": ["path"], "additionalProperties": false,
-            "properties": {"path": {"type": "string", "pattern": "^/"}, "methods": strings, "description": {"type": "string"}, "public": {"type": "boolean"}}}},
-        "triggers": {"type": "array", "items": {"type": "object", "required": ["name", "command"], "additionalProperties": false,
-            "properties": {"name": {"type": "string"}, "command": strings, "description": {"type": "string"}}}}
-    });
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://fuse.dev/schema/manifest.json",
-        "title": "fuse package manifest",
-        "type": "object",
-        "required": ["name", "kind"],
-        "additionalProperties": false,
-        "properties": properties
-    })
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<Manifest>()
+        .to_value();
+    schema["$id"] = json!("https://fuse.dev/schema/manifest.json");
+    schema["title"] = json!("fuse package manifest");
+    schema
 }
 
 #[cfg(test)]

@@ -1437,3 +1437,17 @@ fn the_manifest_schema_is_generated_and_accepts_the_bundled_packages() {
         assert_eq!(says, if valid { "True" } else { "False" }, "{text}");
     }
 }
+
+/// Found by `scripts/fuzz.sh`: a character the tokenizer refuses made the
+/// unknown-filter check loop forever.
+#[test]
+fn fuzz_regression_an_untokenizable_expression_is_a_parse_error_not_a_hang() {
+    let home = TestHome::initialized();
+    let (code, problems) = validate(
+        &home,
+        &json!({"nodes": [{"id": "c", "type": "transform.set",
+            "data": {"inputs": {"values": {"items": "{{ trigger.x$| length }}"}}}}], "edges": []}),
+    );
+    assert_eq!(code, 2);
+    assert!(has(&problems, "expression does not parse"), "{problems:#?}");
+}

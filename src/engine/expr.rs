@@ -302,9 +302,11 @@ impl Expressions {
         if !has_template(text) {
             return Vec::new();
         }
+        // The tokenizer repeats its error forever: stop at the first one (the
+        // syntax error itself is reported by `check`).
         let tokens: Vec<Token<'_>> =
             minijinja::machinery::tokenize(text, false, Default::default())
-                .filter_map(|t| t.ok().map(|(token, _)| token))
+                .map_while(|t| t.ok().map(|(token, _)| token))
                 .collect();
         let mut problems = Vec::new();
         let mut i = 0;

@@ -28,8 +28,9 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   limit=(-max_total_time="$seconds")
-  if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); fi
-  echo "== fuzz $t (${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-$seconds s})"
+  label="$seconds s"
+  if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); label="$FUZZ_RUNS runs"; fi
+  echo "== fuzz $t ($label)"
   log="$(mktemp)"
   code=0
   cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "seeds/$t" -- \

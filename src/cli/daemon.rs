@@ -68,10 +68,11 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
 
 pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let schedules = home
-        .open_store()
-        .map(|store| daemon::scheduler::upcoming(&store))
-        .unwrap_or_default();
+    let schedules = if home.probe()? {
+        daemon::scheduler::upcoming(&home.open_store()?)?
+    } else {
+        Vec::new()
+    };
     let Some(info) = daemon::running(&home) else {
         if args.json {
             outln!("{}", json!({"running": false, "schedules": schedules}));
@@ -391,13 +392,23 @@ pub fn run_remote(
                 }
             }
         }
-        let record: serde_json::Value = client
-            .get(format!("{base}/api/v1/executions/{run_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
+        // The live stream ends when the run does; its record may reach the
+        // database a moment later (the history writer commits in batches).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let record = loop {
+            let record: serde_json::Value = client
+                .get(format!("{base}/api/v1/executions/{run_id}"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let finished = !matches!(record["status"].as_str(), Some("running" | "queued"));
+            if finished || std::time::Instant::now() > deadline {
+                break record;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         anyhow::Ok((record["status"].as_str().unwrap_or("").to_string(), record))
     })?;
     if json_out {

@@ -49,23 +49,38 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
     }
     // Files that disappeared: their workflows stop (history and versions stay).
     if let Ok(store) = state.store.lock() {
-        let gone: Vec<String> = store
+        let deployed = store
             .conn()
             .prepare("SELECT name, source_path FROM workflows WHERE enabled = 1 AND source_path IS NOT NULL")
             .and_then(|mut stmt| {
                 stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
-            .unwrap_or_default()
+            .unwrap_or_else(|e| {
+                tracing::error!(
+                    "workflows/: cannot read the deployed workflows ({}); removed files stay deployed until the next scan",
+                    crate::store::explain(&e)
+                );
+                Vec::new()
+            });
+        let gone: Vec<String> = deployed
             .into_iter()
-            .filter(|(_, src)| Path::new(src).parent() == Some(dir.as_path()) && !Path::new(src).exists())
+            .filter(|(_, src)| {
+                Path::new(src).parent() == Some(dir.as_path()) && !Path::new(src).exists()
+            })
             .map(|(name, _)| name)
             .collect();
         for name in gone {
             tracing::info!("workflows/: the file of {name} was removed; the workflow is disabled");
-            let _ = store
+            if let Err(e) = store
                 .conn()
-                .execute("UPDATE workflows SET enabled = 0 WHERE name = ?1", [&name]);
+                .execute("UPDATE workflows SET enabled = 0 WHERE name = ?1", [&name])
+            {
+                tracing::error!(
+                    "workflows/: cannot disable {name}: {}",
+                    crate::store::explain(&e)
+                );
+            }
         }
     }
     super::routes::changed(state);

@@ -77,10 +77,10 @@ pub(super) async fn route(
             let Ok(store) = state.store.lock() else {
                 return Some(internal("the store is unusable"));
             };
-            reply(
-                StatusCode::OK,
-                &json!({"schedules": super::scheduler::upcoming(&store)}),
-            )
+            match super::scheduler::upcoming(&store) {
+                Ok(schedules) => reply(StatusCode::OK, &json!({"schedules": schedules})),
+                Err(e) => super::api::store_error(&e),
+            }
         }
         (&Method::GET, ["credentials"]) => match crate::secrets::Vault::open(&state.home) {
             Ok(vault) => match vault.list() {

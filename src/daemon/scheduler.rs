@@ -305,7 +305,7 @@ pub(super) async fn run(state: Arc<State>) {
 }
 
 /// The next fires of a home's schedules (for `fuse status`).
-pub fn upcoming(store: &crate::store::Store) -> Vec<Value> {
+pub fn upcoming(store: &crate::store::Store) -> crate::Result<Vec<Value>> {
     let result = (|| -> rusqlite::Result<Vec<Value>> {
         let mut stmt = store.conn().prepare(
             "SELECT w.name, s.node_id, s.kind, s.spec, s.timezone, s.next_fire_at, s.last_fired_at,
@@ -323,5 +323,5 @@ pub fn upcoming(store: &crate::store::Store) -> Vec<Value> {
         })?;
         rows.collect()
     })();
-    result.unwrap_or_default()
+    result.map_err(|e| store.db_err("reading the schedules", e))
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::helper::TestHome;
 use crate::helper::http::{Reply, TestServer};
 
-fn package(home: &TestHome, name: &str, manifest: Value, files: &[(&str, &str)]) {
+pub fn package(home: &TestHome, name: &str, manifest: Value, files: &[(&str, &str)]) {
     let dir = home.path().join("node_packages").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();

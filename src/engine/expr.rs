@@ -119,6 +119,9 @@ impl std::fmt::Display for ExprError {
 /// The expression engine (one per engine; cheap to share).
 pub struct Expressions {
     env: Environment<'static>,
+    /// Whether a filter or test name exists, by ("filter" | "test", name):
+    /// asked once per name, not once per use (validation of big workflows).
+    known: std::sync::Mutex<HashMap<(&'static str, String), bool>>,
 }
 
 impl Default for Expressions {
@@ -151,7 +154,10 @@ impl Expressions {
             })?;
             Ok(Mj::from(Serde(&v)))
         });
-        Expressions { env }
+        Expressions {
+            env,
+            known: Default::default(),
+        }
     }
 
     /// Renders one string.
@@ -344,7 +350,22 @@ impl Expressions {
     }
 
     /// Whether the environment has a filter (`what` = "filter") or test by this name.
-    fn known(&self, what: &str, name: &str) -> bool {
+    fn known(&self, what: &'static str, name: &str) -> bool {
+        let key = (what, name.to_string());
+        if let Some(known) = self.known.lock().ok().and_then(|k| k.get(&key).copied()) {
+            return known;
+        }
+        let known = self.probe(what, name);
+        // Bounded: names come from users (a daemon sees many deploys).
+        if let Ok(mut cache) = self.known.lock()
+            && cache.len() < 1024
+        {
+            cache.insert(key, known);
+        }
+        known
+    }
+
+    fn probe(&self, what: &str, name: &str) -> bool {
         let source = match what {
             "filter" => format!("none | {name}"),
             _ => format!("none is {name}"),

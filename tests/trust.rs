@@ -1442,3 +1442,34 @@ fn fuzz_regression_an_untokenizable_expression_is_a_parse_error_not_a_hang() {
     assert_eq!(code, 2);
     assert!(has(&problems, "expression does not parse"), "{problems:#?}");
 }
+
+#[test]
+fn fuse_stop_never_signals_a_process_that_is_not_the_daemon() {
+    let home = TestHome::initialized();
+    // daemon.json names a pid that now belongs to another program.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(
+        home.path().join("daemon.json"),
+        json!({"pid": other.id(), "host": "127.0.0.1", "port": 1, "started_at": "x"}).to_string(),
+    )
+    .unwrap();
+    home.cmd()
+        .arg("stop")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no fuse daemon is running"));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "fuse stop signalled another program"
+    );
+    home.cmd().arg("status").assert().code(3);
+    // And a daemon can start for the home.
+    let d = start(&home);
+    assert_eq!(d.call("GET", "/api/v1/health", None).0, 200);
+    home.cmd().arg("stop").assert().success();
+    other.kill().unwrap();
+    other.wait().unwrap();
+}

@@ -57,17 +57,37 @@ pub fn info_path(home: &Home) -> PathBuf {
     home.root().join("daemon.json")
 }
 
-/// The running daemon of a home, if its process is alive (a stale file is removed).
+/// The running daemon of a home, if its process is alive and is a fuse
+/// daemon (a stale file, or one whose pid now belongs to another program, is
+/// removed: that program is never signalled).
 pub fn running(home: &Home) -> Option<DaemonInfo> {
     let path = info_path(home);
     let text = std::fs::read_to_string(&path).ok()?;
     let info: DaemonInfo = serde_json::from_str(&text).ok()?;
-    if process_alive(info.pid) {
+    if process_alive(info.pid) && is_fuse_daemon(info.pid) {
         Some(info)
     } else {
         let _ = std::fs::remove_file(&path);
         None
     }
+}
+
+/// Whether process `pid` runs `fuse … start --foreground` (what `fuse start`
+/// detaches, and what service managers run). Where `/proc` cannot say, it is
+/// taken to be one.
+fn is_fuse_daemon(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return !std::path::Path::new("/proc/self/cmdline").exists();
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let program_is_fuse = args.first().is_some_and(|a| {
+        std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a))
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("fuse"))
+    });
+    program_is_fuse
+        && args.iter().any(|a| *a == b"start")
+        && args.iter().any(|a| *a == b"--foreground")
 }
 
 pub fn process_alive(pid: u32) -> bool {

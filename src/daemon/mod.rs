@@ -1,9 +1,11 @@
 //! The daemon (`fuse start`): one process that serves the HTTP API and
 //! webhooks on loopback and runs workflows through the same [`Engine`] as
-//! `fuse run`. This first slice covers start/stop/status, the token-protected
-//! API for workflows and executions, webhooks, package hot reload and crash
-//! recovery of runs left `running`; schedules, live events and the persisted
-//! queue come next (issue 7).
+//! `fuse run`: start/stop/status, the token-protected API, webhooks,
+//! schedules, file and plugin triggers, live events, the persisted queue,
+//! package hot reload and crash recovery. [`serve`] is the server as a library
+//! function (a listener and a shutdown future in, as mini-redis's
+//! `server::run`); [`run_foreground`] binds the configured address and passes
+//! SIGTERM/Ctrl-C.
 
 mod api;
 mod events;
@@ -193,6 +195,57 @@ pub fn run_foreground(
     let config = home.config(&Default::default())?;
     let host = config.daemon.host.clone();
     let port = port.unwrap_or(config.daemon.port);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot listen on {host}:{port} (is another program using the port? set daemon.port or --port)"))?;
+        serve(
+            home.clone(),
+            listener,
+            Options {
+                log_file: log_file.map(std::path::Path::to_path_buf),
+            },
+            shutdown_signal(),
+        )
+        .await
+    });
+    // Blocking tasks (a jq program that never ends) must not hold up exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    // Runs still going after the grace period are interrupted; accepted runs that
+    // never got a slot stay queued and run at the next start.
+    if let Ok(store) = home.open_store()
+        && let Err(e) = mark_interrupted(&store, false)
+    {
+        tracing::error!("{e:#}");
+    }
+    result
+}
+
+/// How [`serve`] runs beyond its home and listener.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// Move standard output and error to this file once listening (the
+    /// detached daemon of `fuse start`).
+    pub log_file: Option<PathBuf>,
+}
+
+/// The daemon as a library: serves `home` on `listener` (the API, webhooks,
+/// schedules, triggers, live events) until `shutdown` resolves, then gives
+/// running runs [`GRACE`] to finish and interrupts the rest. `fuse start`
+/// binds the configured address and passes SIGTERM/Ctrl-C; tests bind
+/// `127.0.0.1:0` and pass a channel.
+pub async fn serve(
+    home: Home,
+    listener: tokio::net::TcpListener,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let home = &home;
+    let config = home.config(&Default::default())?;
     let token = std::fs::read_to_string(home.token_path())
         .with_context(|| format!("cannot read the API token {}", home.token_path().display()))?
         .trim()
@@ -227,11 +280,6 @@ pub fn run_foreground(
     .with_credentials(Arc::new(crate::secrets::vault::HomeCredentials::new(
         home.clone(),
     )));
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let state = Arc::new(State {
         home: home.clone(),
         engine: engine.clone(),
@@ -256,59 +304,63 @@ pub fn run_foreground(
         runs_cancel: CancellationToken::new(),
     });
     let _ = state.me.set(Arc::downgrade(&state));
-    let _ = state.rt.set(runtime.handle().clone());
-    {
-        let _entered = runtime.enter();
-        let _ = state.plugin_routes.set(plugins::load(&state));
-    }
-    let result = runtime.block_on(async {
-        let _watcher = crate::packages::watch::PackageWatcher::start(
-            engine.clone(),
-            settings,
-            home.node_packages_dir(),
-            home.plugin_packages_dir(),
-            {
-                let state = state.clone();
-                move |_| routes::changed(&state)
-            },
-        )
-        .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
+    let _ = state.rt.set(tokio::runtime::Handle::current());
+    let _ = state.plugin_routes.set(plugins::load(&state));
+    let _watcher = crate::packages::watch::PackageWatcher::start(
+        engine.clone(),
+        settings,
+        home.node_packages_dir(),
+        home.plugin_packages_dir(),
+        {
+            let state = state.clone();
+            move |_| routes::changed(&state)
+        },
+    )
+    .map_err(|e| tracing::warn!("package hot reload is off: {e}"))
+    .ok();
+    folder::scan(&state);
+    recovery::resubmit(&state, leftovers).await;
+    let _folder_watcher = folder::watch(state.clone())
+        .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
         .ok();
-        folder::scan(&state);
-        recovery::resubmit(&state, leftovers).await;
-        let _folder_watcher = folder::watch(state.clone())
-            .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
-            .ok();
-        routes::changed(&state);
-        scheduler::catch_up(&state).await;
-        let ticker = tokio::spawn(scheduler::run(state.clone()));
-        let served = serve(state.clone(), &host, port, log_file).await;
-        ticker.abort();
-        served
-    });
+    routes::changed(&state);
+    scheduler::catch_up(&state).await;
+    let ticker = tokio::spawn(scheduler::run(state.clone()));
+    let served = accept(
+        state.clone(),
+        listener,
+        options.log_file.as_deref(),
+        shutdown,
+    )
+    .await;
+    ticker.abort();
     // Give running runs the grace period, then interrupt the rest.
-    runtime.block_on(async {
-        let deadline = Instant::now() + GRACE;
+    let deadline = Instant::now() + GRACE;
+    while state.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if state.active.load(Ordering::SeqCst) > 0 {
+        state.runs_cancel.cancel();
+        let deadline = Instant::now() + Duration::from_secs(5);
         while state.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if state.active.load(Ordering::SeqCst) > 0 {
-            state.runs_cancel.cancel();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while state.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    recorder.flush();
-    // Runs still going after the grace period are interrupted; accepted runs that
-    // never got a slot stay queued and run at the next start.
-    if let Ok(store) = home.open_store() {
-        let _ = mark_interrupted(&store, false);
     }
-    let _ = std::fs::remove_file(info_path(home));
-    result
+    if let Ok(mut tasks) = state.trigger_tasks.lock() {
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+    }
+    let flushed = recorder.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || flushed.flush()).await {
+        tracing::error!("flushing the history failed: {e}");
+    }
+    if let Err(e) = std::fs::remove_file(info_path(home))
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove {}: {e}", info_path(home).display());
+    }
+    served
 }
 
 /// Top-level runs still `running` (and `queued` ones when `queued` is true)
@@ -340,15 +392,14 @@ pub fn mark_interrupted(store: &Store, queued: bool) -> anyhow::Result<usize> {
     Ok(n)
 }
 
-async fn serve(
+/// Accepts connections until `shutdown`, after announcing the daemon in
+/// `daemon.json`.
+async fn accept(
     state: Arc<State>,
-    host: &str,
-    port: u16,
+    listener: tokio::net::TcpListener,
     log_file: Option<&std::path::Path>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind((host, port))
-        .await
-        .with_context(|| format!("cannot listen on {host}:{port} (is another program using the port? set daemon.port or --port)"))?;
     let addr: SocketAddr = listener.local_addr()?;
     // Opened before the daemon announces itself, so that once it has, moving
     // its output there cannot fail.
@@ -388,7 +439,7 @@ async fn serve(
         );
     }
 
-    let stop = shutdown_signal();
+    let stop = shutdown;
     tokio::pin!(stop);
     loop {
         tokio::select! {

@@ -95,3 +95,42 @@ fn retention_keeps_the_database_and_blobs_bounded() {
         .unwrap();
     assert_eq!(orphans, 0);
 }
+
+/// `fuse.db` and its write-ahead log, in bytes.
+fn db_size(home: &crate::helper::TestHome) -> u64 {
+    ["fuse.db", "fuse.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(home.path().join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn prune_gives_the_space_back() {
+    let home = crate::helper::TestHome::initialized();
+    let empty = db_size(&home);
+    // 3,000 recorded attempts of about 1 KB each.
+    let wf = home.write(
+        "fill.json",
+        &serde_json::json!({"settings": {"keep_runs": 0}, "nodes": [{"id": "pad", "type": "transform.set",
+            "foreach": "{{ range(3000) | list }}", "concurrency": 64,
+            "data": {"inputs": {"values": {"pad": "{{ 'x' * 1000 }}", "i": "{{ item }}"}}}}], "edges": []}),
+    );
+    home.cmd().arg("run").arg(&wf).assert().success();
+    let full = db_size(&home);
+    assert!(
+        full > empty + 2_000_000,
+        "the fill wrote {} bytes",
+        full - empty
+    );
+    let out = crate::helper::stdout_of(home.cmd().args(["runs", "prune", "--older-than", "0s"]));
+    assert!(
+        out.contains("deleted 1 run(s)") && out.contains("gave back"),
+        "{out}"
+    );
+    let after = db_size(&home);
+    assert!(
+        after <= empty + 64 * 1024,
+        "after pruning everything the database is {after} bytes (empty: {empty}, full: {full})"
+    );
+}

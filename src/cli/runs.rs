@@ -285,9 +285,13 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
         RunsCommand::Prune { older_than } => {
             let age = duration::parse(&older_than).map_err(crate::Error::Setting)?;
             let cutoff = crate::engine::events::now_ms() - age.as_millis() as i64;
-            let n = store.prune_before(cutoff, &home.blobs_dir())?;
+            let (n, freed) = store.prune_before(cutoff, &home.blobs_dir())?;
             if !globals.quiet {
-                outln!("deleted {n} run(s) older than {older_than}");
+                outln!(
+                    "deleted {n} run(s) older than {older_than}; gave back {} (the database is now {})",
+                    bytes(freed),
+                    bytes(store.files_size())
+                );
             }
         }
     }
@@ -376,4 +380,14 @@ fn show_node(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A size as people read it.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} bytes"),
+    }
 }

@@ -298,7 +298,10 @@ impl Store {
     }
 
     /// Deletes finished runs created before `cutoff_ms`; returns how many.
-    pub fn prune_before(&self, cutoff_ms: i64, blobs_dir: &Path) -> Result<usize> {
+    /// Deletes finished top-level runs created before `cutoff_ms` and gives
+    /// the space back; returns (runs deleted, bytes the database files shrank).
+    pub fn prune_before(&self, cutoff_ms: i64, blobs_dir: &Path) -> Result<(usize, u64)> {
+        let before = self.files_size();
         let n = self
             .conn
             .execute(
@@ -310,7 +313,19 @@ impl Store {
         self.conn
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(|e| self.db_err("checkpointing", e))?;
-        Ok(n)
+        Ok((n, before.saturating_sub(self.files_size())))
+    }
+
+    /// Bytes of the database and its write-ahead log on disk (read with
+    /// `stat`: only SQLite opens these files).
+    pub fn files_size(&self) -> u64 {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        [self.path.clone(), std::path::PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 }
 

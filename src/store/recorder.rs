@@ -567,11 +567,45 @@ pub fn reclaim(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for hash in &orphans {
-        let _ = std::fs::remove_file(blob_path(blobs_dir, hash));
+        let path = blob_path(blobs_dir, hash);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove the blob {}: {e}", path.display());
+        }
         conn.execute("DELETE FROM blobs WHERE hash = ?1", [hash])?;
     }
-    conn.execute_batch("PRAGMA incremental_vacuum;")?;
+    vacuum_free_pages(conn)?;
     Ok(())
+}
+
+/// Pages freed per `incremental_vacuum` step: the writer gets the database
+/// back between steps.
+const VACUUM_STEP: u32 = 512;
+
+/// Gives every free page back to the file system, in steps of
+/// [`VACUUM_STEP`] pages. `PRAGMA incremental_vacuum` frees one page per
+/// step of its statement, so each statement is stepped to its end (run
+/// through `execute_batch`, it freed a single page). Returns the pages freed.
+pub fn vacuum_free_pages(conn: &Connection) -> rusqlite::Result<u64> {
+    let mut freed = 0;
+    loop {
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        if free <= 0 {
+            return Ok(freed);
+        }
+        let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({VACUUM_STEP})"))?;
+        let mut rows = stmt.query([])?;
+        let mut stepped = 0u64;
+        while rows.next()?.is_some() {
+            stepped += 1;
+        }
+        if stepped == 0 {
+            // Nothing could be freed (auto_vacuum is off in an old database).
+            return Ok(freed);
+        }
+        freed += stepped;
+    }
 }
 
 /// Errors that may pass on their own: a full disk, an I/O error, a lock.

@@ -294,13 +294,17 @@ pub fn init(home: &Home, options: &InitOptions) -> Result<InitReport> {
     );
 
     let token_path = home.token_path();
-    if token_path.is_file() {
+    let token = if token_path.is_file() {
         report.push("api-token", Outcome::Kept);
+        std::fs::read_to_string(&token_path).io_context("read", &token_path)?
     } else {
         let token = random_hex(32)?;
         write_atomic(&token_path, format!("{token}\n").as_bytes(), Some(0o600))?;
         report.push("api-token", Outcome::Created);
-    }
+        token
+    };
+    // The file's token is the first admin API token (`init`).
+    store.ensure_init_token(token.trim())?;
 
     match Home::key_store(&store)? {
         Some(kind) => {

@@ -26,6 +26,8 @@ mod creds;
 mod packages;
 // The daemon as a real process: API, webhooks, start/stop, crash recovery.
 mod daemon;
+// Named API tokens with scopes.
+mod tokens;
 // The daemon as a library, in this process.
 mod server;
 // Issue 12: nothing fails silently, nothing recorded is lost.

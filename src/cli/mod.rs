@@ -27,6 +27,7 @@ mod progress;
 mod run;
 mod runs;
 mod schema;
+mod tokens;
 mod validate;
 mod version;
 
@@ -111,6 +112,10 @@ pub enum Command {
     #[command(subcommand)]
     Creds(creds::CredsCommand),
 
+    /// API tokens for the daemon: named, with a scope (read, run, admin).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
+
     /// Print a JSON Schema (for editors and CI checks).
     #[command(after_help = "Example:\n  fuse schema workflow > workflow.schema.json")]
     Schema(schema::SchemaArgs),
@@ -148,6 +153,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&globals, args),
         Command::Runs(command) => runs::run(&globals, command),
         Command::Creds(command) => creds::run(&globals, command),
+        Command::Tokens(command) => tokens::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),
         Command::Plugins(command) => nodes::run_plugins(&globals, command),
         Command::Schema(args) => schema::run(&globals, args),

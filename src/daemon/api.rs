@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{MAX_BODY, State};
 use crate::engine::RunRequest;
 use crate::store::history::RunFilter;
+use crate::store::tokens::Scope;
 
 pub(super) type Reply = Response<Full<Bytes>>;
 
@@ -44,25 +45,72 @@ pub(super) fn not_found(what: &str) -> Reply {
 }
 
 /// Constant-time comparison of the presented token with ours.
-fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
+/// The token a request presents: `Authorization: Bearer …`, or `?token=`
+/// on event streams (browsers cannot set headers on a WebSocket).
+fn presented_token(req: &Request<hyper::body::Incoming>) -> Option<String> {
     let header = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    // Browsers cannot set headers on a WebSocket: event streams also take ?token=.
     let query = req
         .uri()
         .path()
         .ends_with("/events")
         .then(|| parse_query(req.uri().query().unwrap_or("")).remove("token"))
         .flatten();
-    let Some(given) = header.or(query) else {
-        return false;
+    header.or(query)
+}
+
+/// Whether the request carries a valid token (any scope).
+fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
+    presented_token(req).is_some_and(|t| state.tokens.check(state, &t).is_some())
+}
+
+/// What scope a route needs: reading is `read`; starting, cancelling and
+/// retrying runs is `run`; everything else (deploys, deletes, credentials)
+/// is `admin`.
+pub(super) fn required_scope(method: &Method, parts: &[&str]) -> Scope {
+    match (method, parts) {
+        (&Method::GET, _) => Scope::Read,
+        (&Method::POST, ["workflows", _, "run"])
+        | (&Method::POST, ["executions", _, "cancel" | "retry"]) => Scope::Run,
+        _ => Scope::Admin,
+    }
+}
+
+/// 401 for a missing or unknown token, 403 for one whose scope is too small.
+fn authorize(
+    state: &State,
+    req: &Request<hyper::body::Incoming>,
+    parts: &[&str],
+) -> Result<(), Box<Reply>> {
+    let Some((name, scope)) = presented_token(req).and_then(|t| state.tokens.check(state, &t))
+    else {
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token; send `Authorization: Bearer <token>` with the token from the home's api-token file (or one from `fuse tokens new`)",
+            Value::Null,
+        )));
     };
-    let (a, b) = (given.trim().as_bytes(), state.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let needed = required_scope(req.method(), parts);
+    if scope < needed {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token {name:?} has scope {}; {} {} needs {}",
+                scope.as_str(),
+                req.method(),
+                req.uri().path(),
+                needed.as_str()
+            ),
+            json!({"scope": scope.as_str(), "needed": needed.as_str()}),
+        )));
+    }
+    Ok(())
 }
 
 /// The whole request body, refused over [`MAX_BODY`].
@@ -130,19 +178,13 @@ pub(super) async fn handle(
             let route = format!("/{}", rest.join("/"));
             plugin_route(&state, plugin, route, req).await
         }
-        ["api", "v1", rest @ ..] => {
-            if !token_ok(&state, &req) {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing or wrong bearer token; send `Authorization: Bearer <token>` with the token from the home's api-token file",
-                    Value::Null,
-                )
-            } else {
+        ["api", "v1", rest @ ..] => match authorize(&state, &req, rest) {
+            Err(reply) => *reply,
+            Ok(()) => {
                 let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
                 api(&state, req, &rest).await
             }
-        }
+        },
         _ => {
             not_found("no such route; the API is under /api/v1 and webhooks under /webhook/{path}")
         }

@@ -17,6 +17,7 @@ mod plugins;
 mod recovery;
 mod routes;
 pub mod scheduler;
+mod tokens;
 
 pub use manage::openapi;
 
@@ -110,7 +111,8 @@ pub(crate) struct State {
     pub home: Home,
     pub engine: Engine,
     pub store: Mutex<Store>,
-    pub token: String,
+    /// The API tokens (hashes and scopes) requests are checked against.
+    pub tokens: tokens::Tokens,
     pub started: Instant,
     pub started_at: String,
     pub active: AtomicUsize,
@@ -251,6 +253,8 @@ pub async fn serve(
         .trim()
         .to_string();
     let store = home.open_store()?;
+    // Homes made before named tokens: the file's token becomes `init` (admin).
+    store.ensure_init_token(&token)?;
     // Runs an earlier daemon left: accepted-but-not-started ones run now; the
     // ones it was running are interrupted (and resumed where the workflow says so).
     let leftovers = recovery::leftovers(&store)?;
@@ -284,7 +288,7 @@ pub async fn serve(
         home: home.clone(),
         engine: engine.clone(),
         store: Mutex::new(store),
-        token,
+        tokens: tokens::Tokens::default(),
         started: Instant::now(),
         started_at: jiff::Timestamp::now().to_string(),
         active: AtomicUsize::new(0),

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 
 pub mod history;
 pub mod recorder;
+pub mod tokens;
 
 pub use recorder::Recorder;
 

@@ -31,6 +31,12 @@ pub struct DaemonConfig {
     pub port: u16,
     /// Runs executing at once; more wait in the (persisted) queue.
     pub max_runs: usize,
+    /// Browser origins (`http://localhost:3000`) whose pages may call the API
+    /// (CORS); none by default.
+    pub cors_origins: Vec<String>,
+    /// API requests per second each token may make (bursts up to as many);
+    /// beyond that `429` with `Retry-After`. 0 means no limit.
+    pub api_rate_limit: f64,
 }
 
 impl Default for DaemonConfig {
@@ -39,6 +45,8 @@ impl Default for DaemonConfig {
             host: "127.0.0.1".into(),
             port: 5678,
             max_runs: 64,
+            cors_origins: Vec::new(),
+            api_rate_limit: 0.0,
         }
     }
 }
@@ -344,6 +352,10 @@ host = "{host}"
 port = {port}
 # Runs executing at once; accepted runs beyond that wait, recorded as queued.
 max_runs = {max_runs}
+# Browser origins whose pages may call the API (CORS), e.g. ["http://localhost:3000"].
+cors_origins = []
+# API requests per second per token (429 with Retry-After beyond); 0 = no limit.
+api_rate_limit = 0
 
 [engine]
 # How many nodes of one run may execute at the same time (a workflow's

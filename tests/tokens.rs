@@ -150,3 +150,111 @@ fn every_route_refuses_an_under_scoped_token() {
     }
     assert!(checked >= 8, "{checked}");
 }
+
+/// (status, headers) of one request with extra headers.
+fn raw(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.headers().clone())
+    })
+}
+
+#[test]
+fn cors_is_off_by_default_and_allows_listed_origins() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let health = format!("{}/api/v1/health", d.url);
+    let (code, headers) = raw(
+        "GET",
+        &health,
+        Some(&d.token),
+        &[("Origin", "http://app.local")],
+    );
+    assert_eq!(code, 200);
+    assert!(headers.get("access-control-allow-origin").is_none());
+    let (code, _) = raw("OPTIONS", &health, None, &[("Origin", "http://app.local")]);
+    assert_eq!(code, 403);
+    home.cmd().arg("stop").assert().success();
+    drop(d);
+
+    let d = crate::daemon::start_with(
+        &home,
+        &[("FUSE_DAEMON_CORS_ORIGINS", r#"["http://app.local"]"#)],
+    );
+    let health = format!("{}/api/v1/health", d.url);
+    let (code, headers) = raw(
+        "OPTIONS",
+        &health,
+        None,
+        &[
+            ("Origin", "http://app.local"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+    );
+    assert_eq!(code, 204);
+    assert_eq!(headers["access-control-allow-origin"], "http://app.local");
+    assert!(
+        headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    let (code, headers) = raw(
+        "GET",
+        &health,
+        Some(&d.token),
+        &[("Origin", "http://app.local")],
+    );
+    assert_eq!(
+        (code, &headers["access-control-allow-origin"]),
+        (200, &"http://app.local".parse().unwrap())
+    );
+    // Another origin gets nothing: the browser refuses it.
+    let (code, headers) = raw(
+        "GET",
+        &health,
+        Some(&d.token),
+        &[("Origin", "http://evil.example")],
+    );
+    assert_eq!(code, 200);
+    assert!(headers.get("access-control-allow-origin").is_none());
+    // A preflight does not replace the token.
+    assert_eq!(
+        raw("GET", &health, None, &[("Origin", "http://app.local")]).0,
+        401
+    );
+}
+
+#[test]
+fn the_api_rate_limit_is_per_token() {
+    let home = TestHome::initialized();
+    let other = new_token(&home, "other", "read");
+    let d = crate::daemon::start_with(&home, &[("FUSE_DAEMON_API_RATE_LIMIT", "2")]);
+    let health = format!("{}/api/v1/health", d.url);
+    // A burst of 2 gets through (one more may refill on a slow machine).
+    let answers: Vec<(u16, reqwest::header::HeaderMap)> = (0..6)
+        .map(|_| raw("GET", &health, Some(&d.token), &[]))
+        .collect();
+    let ok = answers.iter().filter(|(c, _)| *c == 200).count();
+    assert!((2..=3).contains(&ok), "{ok} of 6 got through");
+    let (_, limited) = answers.iter().find(|(c, _)| *c == 429).expect("a 429");
+    assert!(limited.get("retry-after").is_some());
+    // Another token has its own bucket.
+    assert_eq!(raw("GET", &health, Some(&other), &[]).0, 200);
+}

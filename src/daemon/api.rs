@@ -95,6 +95,25 @@ fn authorize(
             Value::Null,
         )));
     };
+    if let Some(wait) = super::hooks::take(
+        &state.api_buckets,
+        &name,
+        state.daemon_config.api_rate_limit,
+    ) {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "token {name:?} may make {} API requests per second (daemon.api_rate_limit); try again shortly",
+                state.daemon_config.api_rate_limit
+            ),
+            Value::Null,
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+        return Err(Box::new(r));
+    }
     let needed = required_scope(req.method(), parts);
     if scope < needed {
         return Err(Box::new(error(
@@ -166,9 +185,76 @@ pub(super) async fn handle(
     state: Arc<State>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Reply, Infallible> {
+    // CORS: only for origins listed in daemon.cors_origins (none by default).
+    let origin = req
+        .headers()
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| {
+            state
+                .daemon_config
+                .cors_origins
+                .iter()
+                .any(|allowed| allowed == o)
+        })
+        .map(str::to_string);
+    let api = req.uri().path().starts_with("/api/v1/");
+    if api && req.method() == Method::OPTIONS {
+        return Ok(preflight(origin.as_deref()));
+    }
+    let mut reply = route(state, req).await;
+    if api && let Some(origin) = origin {
+        allow_origin(&mut reply, &origin);
+    }
+    Ok(reply)
+}
+
+/// The answer to a CORS preflight: allowed for a listed origin, 403 otherwise.
+fn preflight(origin: Option<&str>) -> Reply {
+    let Some(origin) = origin else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this origin may not call the API from a browser; list it in daemon.cors_origins",
+            Value::Null,
+        );
+    };
+    let mut r = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_default();
+    allow_origin(&mut r, origin);
+    let headers = r.headers_mut();
+    headers.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        hyper::header::HeaderValue::from_static("GET, POST, PUT, DELETE"),
+    );
+    headers.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        hyper::header::HeaderValue::from_static("authorization, content-type"),
+    );
+    headers.insert(
+        hyper::header::ACCESS_CONTROL_MAX_AGE,
+        hyper::header::HeaderValue::from_static("600"),
+    );
+    r
+}
+
+fn allow_origin(reply: &mut Reply, origin: &str) {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(origin) {
+        let headers = reply.headers_mut();
+        headers.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        headers.insert(
+            hyper::header::VARY,
+            hyper::header::HeaderValue::from_static("Origin"),
+        );
+    }
+}
+
+async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let reply = match segments.as_slice() {
+    match segments.as_slice() {
         ["webhook", rest @ ..] if !rest.is_empty() => {
             let hook = rest.join("/");
             webhook(&state, hook, req).await
@@ -188,8 +274,7 @@ pub(super) async fn handle(
         _ => {
             not_found("no such route; the API is under /api/v1 and webhooks under /webhook/{path}")
         }
-    };
-    Ok(reply)
+    }
 }
 
 async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[String]) -> Reply {

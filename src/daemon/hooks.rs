@@ -79,13 +79,22 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 /// Token bucket per webhook path: `None` lets the request through, else how
 /// long until the next one would be.
 pub(super) fn throttle(state: &State, hook: &str, per_second: f64) -> Option<Duration> {
+    take(&state.hook_buckets, hook, per_second)
+}
+
+/// Token buckets by key (a webhook path, an API token's name).
+pub(super) type Buckets = std::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>;
+
+/// Takes one request from `key`'s bucket (refilled at `per_second`, bursts of
+/// as many): `None` lets it through, else how long until the next one would.
+pub(super) fn take(buckets: &Buckets, key: &str, per_second: f64) -> Option<Duration> {
     if per_second <= 0.0 || !per_second.is_finite() {
         return None;
     }
-    let mut buckets = state.hook_buckets.lock().ok()?;
+    let mut buckets = buckets.lock().ok()?;
     let burst = per_second.max(1.0);
     let now = Instant::now();
-    let (tokens, at) = buckets.entry(hook.to_string()).or_insert((burst, now));
+    let (tokens, at) = buckets.entry(key.to_string()).or_insert((burst, now));
     *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
     *at = now;
     if *tokens >= 1.0 {

@@ -138,7 +138,11 @@ pub(crate) struct State {
     /// Run slots (`daemon.max_runs`).
     pub slots: Arc<tokio::sync::Semaphore>,
     /// Webhook rate-limit buckets by path: (tokens, last refill).
-    pub hook_buckets: Mutex<std::collections::HashMap<String, (f64, Instant)>>,
+    pub hook_buckets: hooks::Buckets,
+    /// API rate-limit buckets by token name.
+    pub api_buckets: hooks::Buckets,
+    /// `[daemon]` settings the request path reads (CORS, API rate limit).
+    pub daemon_config: crate::config::DaemonConfig,
     /// Cancel handles of the runs in flight, by run id.
     pub cancels: Mutex<std::collections::HashMap<String, CancellationToken>>,
     /// Workflows with a fire waiting for the previous run (overlap: queue).
@@ -296,6 +300,8 @@ pub async fn serve(
         queued: Mutex::new(Default::default()),
         cancels: Mutex::new(Default::default()),
         hook_buckets: Mutex::new(Default::default()),
+        api_buckets: Mutex::new(Default::default()),
+        daemon_config: config.daemon.clone(),
         recorder: recorder.clone(),
         bus,
         file_watchers: Mutex::new(Vec::new()),

@@ -73,6 +73,10 @@ pub enum Error {
     #[error("{0}")]
     KeyStore(String),
 
+    /// The daemon refused a request as invalid (4xx); its words.
+    #[error("{0}")]
+    Refused(String),
+
     #[error("{0}")]
     Credential(String),
 }

@@ -26,6 +26,8 @@ mod creds;
 mod packages;
 // The daemon as a real process: API, webhooks, start/stop, crash recovery.
 mod daemon;
+// `fuse workflows …` against a real daemon.
+mod workflows_cli;
 // Named API tokens with scopes.
 mod tokens;
 // The daemon as a library, in this process.

@@ -222,7 +222,7 @@ pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn describe(e: &serde_json::Value) -> String {
+pub(super) fn describe(e: &serde_json::Value) -> String {
     let node = e["node"].as_str().unwrap_or("");
     match e["type"].as_str().unwrap_or("") {
         "run_started" => format!(
@@ -297,7 +297,9 @@ fn daemon_log(home: &Home, follow: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `fuse run --remote FILE`: deploy, run on the daemon, follow, print the output.
+/// `fuse run FILE --remote`: deploys the file to the daemon (telling it where
+/// the file is, for relative paths), runs it, follows its events and prints
+/// its result as `fuse run` would.
 pub fn run_remote(
     globals: &Globals,
     file: &std::path::Path,
@@ -305,127 +307,16 @@ pub fn run_remote(
     json_out: bool,
 ) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let Some(info) = daemon::running(&home) else {
-        anyhow::bail!("--remote needs the daemon; start it with `fuse start`");
+    let client = super::client::Client::of_home(&home)?;
+    let name = super::workflows::deploy_file(&client, file)?.name;
+    let started = client.call(
+        reqwest::Method::POST,
+        &format!("/workflows/{name}/run"),
+        Some(&input),
+    )?;
+    let Some(run_id) = started["run_id"].as_str() else {
+        anyhow::bail!("the daemon did not start the run: {started}");
     };
-    let token = std::fs::read_to_string(home.token_path())?
-        .trim()
-        .to_string();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let mut workflow: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
-    if workflow.get("name").and_then(|n| n.as_str()).is_none() {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        workflow["name"] = json!(stem);
-    }
-    // Relative paths in the workflow resolve against its folder on the daemon too.
-    let source = std::path::absolute(file)
-        .map_err(|e| anyhow::anyhow!("cannot resolve {}: {e}", file.display()))?;
-    let base = info.url();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (status, record) = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let deployed = client
-            .post(format!("{base}/api/v1/workflows"))
-            .query(&[("source", source.display().to_string())])
-            .bearer_auth(&token)
-            .json(&workflow)
-            .send()
-            .await?;
-        if !deployed.status().is_success() {
-            let body: serde_json::Value = deployed.json().await.unwrap_or_default();
-            let problems = body["error"]["details"]
-                .as_array()
-                .map(|p| {
-                    p.iter()
-                        .map(|x| format!("\n  - {}", x["message"].as_str().unwrap_or("")))
-                        .collect::<String>()
-                })
-                .unwrap_or_default();
-            anyhow::bail!(
-                "the daemon refused the workflow: {}{problems}",
-                body["error"]["message"].as_str().unwrap_or("")
-            );
-        }
-        let deployed: serde_json::Value = deployed.json().await?;
-        let Some(name) = deployed["name"].as_str() else {
-            anyhow::bail!("the daemon answered the deploy without a workflow name: {deployed}");
-        };
-        let started: serde_json::Value = client
-            .post(format!("{base}/api/v1/workflows/{name}/run"))
-            .bearer_auth(&token)
-            .json(&input)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let Some(run_id) = started["run_id"].as_str().map(str::to_string) else {
-            anyhow::bail!("the daemon did not start the run: {started}");
-        };
-        // Follow the events until the run finishes.
-        {
-            use futures_util::StreamExt;
-            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-            let url = format!(
-                "ws://{}:{}/api/v1/executions/{run_id}/events",
-                info.host, info.port
-            );
-            let mut request = url.as_str().into_client_request()?;
-            request
-                .headers_mut()
-                .insert("Authorization", format!("Bearer {token}").parse()?);
-            let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-            while let Some(Ok(msg)) = ws.next().await {
-                if let Ok(text) = msg.to_text()
-                    && !text.is_empty()
-                    && !globals.quiet
-                    && !json_out
-                {
-                    let event: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-                    eprintln!("{}", describe(&event));
-                }
-            }
-        }
-        // The live stream ends when the run does; its record may reach the
-        // database a moment later (the history writer commits in batches).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let record = loop {
-            let record: serde_json::Value = client
-                .get(format!("{base}/api/v1/executions/{run_id}"))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .json()
-                .await?;
-            let finished = !matches!(record["status"].as_str(), Some("running" | "queued"));
-            if finished || std::time::Instant::now() > deadline {
-                break record;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        anyhow::Ok((record["status"].as_str().unwrap_or("").to_string(), record))
-    })?;
-    if json_out {
-        outln!("{}", serde_json::to_string_pretty(&record)?);
-    } else if status == "succeeded" {
-        outln!("{}", serde_json::to_string_pretty(&record["output"])?);
-    } else {
-        // As `fuse run`: a failed run's error on stderr, not a `null` output.
-        eprintln!(
-            "error: run {} {status}: {}",
-            record["id"].as_str().unwrap_or("?"),
-            record["error"].as_str().unwrap_or("no error recorded")
-        );
-    }
-    Ok(if status == "succeeded" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    let record = client.follow(run_id, globals.quiet || json_out)?;
+    super::client::print_run(&record, json_out)
 }

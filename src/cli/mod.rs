@@ -17,6 +17,7 @@ macro_rules! outln {
     };
 }
 
+mod client;
 mod completions;
 mod creds;
 mod cron;
@@ -30,6 +31,7 @@ mod schema;
 mod tokens;
 mod validate;
 mod version;
+mod workflows;
 
 /// fuse: fast, local workflow automation.
 #[derive(Debug, Parser)]
@@ -112,6 +114,10 @@ pub enum Command {
     #[command(subcommand)]
     Creds(creds::CredsCommand),
 
+    /// Workflows the daemon holds: list, show, deploy, rm, enable, disable, versions, rollback, run.
+    #[command(subcommand)]
+    Workflows(workflows::WorkflowsCommand),
+
     /// API tokens for the daemon: named, with a scope (read, run, admin).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
@@ -154,6 +160,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(command) => runs::run(&globals, command),
         Command::Creds(command) => creds::run(&globals, command),
         Command::Tokens(command) => tokens::run(&globals, command),
+        Command::Workflows(command) => workflows::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),
         Command::Plugins(command) => nodes::run_plugins(&globals, command),
         Command::Schema(args) => schema::run(&globals, args),
@@ -209,6 +216,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
                 crate::Error::Config { .. }
                     | crate::Error::ConfigEnv { .. }
                     | crate::Error::Setting(_)
+                    | crate::Error::Refused(_)
             )
         )
     });

@@ -282,7 +282,7 @@ pub(super) fn print_record(
 }
 
 /// Builds the run input from --input-file and --input KEY=VALUE pairs.
-fn run_input(pairs: &[String], file: Option<&Path>) -> anyhow::Result<Value> {
+pub(super) fn run_input(pairs: &[String], file: Option<&Path>) -> anyhow::Result<Value> {
     let mut map = Map::new();
     if let Some(file) = file {
         let text = if file == Path::new("-") {

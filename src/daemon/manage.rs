@@ -187,7 +187,7 @@ fn rollback(state: &Arc<State>, name: &str, version: Option<i64>) -> Reply {
     let Ok(store) = state.store.lock() else {
         return internal("the store is unusable");
     };
-    let exists: Option<i64> = store
+    let exists: Option<i64> = match store
         .conn()
         .query_row(
             "SELECT version FROM workflow_versions WHERE workflow_id = ?1 AND version = ?2",
@@ -195,7 +195,10 @@ fn rollback(state: &Arc<State>, name: &str, version: Option<i64>) -> Reply {
             |r| r.get(0),
         )
         .optional()
-        .unwrap_or(None);
+    {
+        Ok(v) => v,
+        Err(e) => return internal(&crate::store::explain(&e)),
+    };
     if exists.is_none() {
         return not_found(&format!("workflow {name:?} has no version {version}"));
     }

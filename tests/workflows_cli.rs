@@ -1,0 +1,100 @@
+//! `fuse workflows …` against a real daemon.
+
+use serde_json::{Value, json};
+
+use crate::daemon::start;
+use crate::helper::{TestHome, stdout_of};
+
+#[test]
+fn the_workflows_cli_manages_what_the_daemon_holds() {
+    let home = TestHome::initialized();
+    // Without a daemon: says how to start one.
+    home.cmd()
+        .args(["workflows", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("fuse start"));
+    let d = start(&home);
+    let file = home.write(
+        "double.json",
+        &json!({"name": "Double It", "params": [{"name": "n", "type": "integer", "required": true}],
+            "nodes": [{"id": "d", "type": "transform.set", "data": {"inputs": {"values": {"twice": "{{ trigger.n * 2 }}"}}}}],
+            "edges": []}),
+    );
+    let out = stdout_of(home.cmd().args(["workflows", "deploy"]).arg(&file));
+    assert!(out.contains("deployed double-it version 1"), "{out}");
+    let out = stdout_of(
+        home.cmd()
+            .args(["workflows", "deploy"])
+            .arg(&file)
+            .arg("--json"),
+    );
+    let deployed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deployed[0]["unchanged"], true);
+    // A change is version 2.
+    let mut changed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    changed["description"] = json!("doubles n");
+    std::fs::write(&file, changed.to_string()).unwrap();
+    stdout_of(home.cmd().args(["workflows", "deploy"]).arg(&file));
+
+    let listed: Value =
+        serde_json::from_str(&stdout_of(home.cmd().args(["workflows", "list", "--json"]))).unwrap();
+    assert_eq!(
+        (listed[0]["name"].as_str(), listed[0]["version"].as_i64()),
+        (Some("double-it"), Some(2))
+    );
+    let versions: Value = serde_json::from_str(&stdout_of(home.cmd().args([
+        "workflows",
+        "versions",
+        "double-it",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    stdout_of(home.cmd().args(["workflows", "rollback", "double-it", "1"]));
+    let shown: Value = serde_json::from_str(&stdout_of(home.cmd().args([
+        "workflows",
+        "show",
+        "double-it",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(shown["version"], 1);
+    assert!(shown["definition"]["description"].is_null());
+
+    // Run: the id at once, or followed to its result.
+    let id = stdout_of(
+        home.cmd()
+            .args(["workflows", "run", "double-it", "--input", "n=4"]),
+    );
+    assert!(d.wait_run(id.trim())["status"] == "succeeded");
+    let out = stdout_of(home.cmd().args([
+        "workflows",
+        "run",
+        "double-it",
+        "--input",
+        "n=21",
+        "--follow",
+    ]));
+    let output: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(output, json!({"twice": 42}));
+    // A refused input is the daemon's words and exit 2.
+    home.cmd()
+        .args(["workflows", "run", "double-it", "--input", "m=1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown input `m`"));
+
+    stdout_of(home.cmd().args(["workflows", "disable", "double-it"]));
+    home.cmd()
+        .args(["workflows", "run", "double-it", "--input", "n=1"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("disabled"));
+    stdout_of(home.cmd().args(["workflows", "enable", "double-it"]));
+    stdout_of(home.cmd().args(["workflows", "rm", "double-it"]));
+    let listed: Value =
+        serde_json::from_str(&stdout_of(home.cmd().args(["workflows", "list", "--json"]))).unwrap();
+    assert_eq!(listed, json!([]));
+}

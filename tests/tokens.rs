@@ -258,3 +258,37 @@ fn the_api_rate_limit_is_per_token() {
     // Another token has its own bucket.
     assert_eq!(raw("GET", &health, Some(&other), &[]).0, 200);
 }
+
+#[test]
+fn a_wrong_method_is_405_with_allow_on_every_route() {
+    let home = TestHome::initialized();
+    let reader = new_token(&home, "reader2", "read");
+    let d = start(&home);
+    let (_, doc) = d.call("GET", "/api/v1/openapi.json", None);
+    let mut checked = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{name}", "x").replace("{id}", "x");
+        let has: Vec<String> = methods
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        let wrong = ["GET", "POST", "PUT", "DELETE"]
+            .into_iter()
+            .find(|m| !has.iter().any(|h| h == m))
+            .unwrap();
+        // Even a read token gets 405, not 403: the method is wrong whatever the scope.
+        let (code, headers) = raw(wrong, &format!("{}{concrete}", d.url), Some(&reader), &[]);
+        assert_eq!(code, 405, "{wrong} {path}");
+        let allow = headers["allow"].to_str().unwrap().to_string();
+        for m in &has {
+            assert!(
+                allow.contains(m.as_str()),
+                "{path}: Allow {allow} lacks {m}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked}");
+}

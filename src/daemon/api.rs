@@ -114,6 +114,25 @@ fn authorize(
         }
         return Err(Box::new(r));
     }
+    // A known path with another method: 405 naming the methods it has.
+    let allowed = super::manage::allowed_methods(parts);
+    if !allowed.is_empty() && !allowed.contains(&req.method().as_str()) {
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!(
+                "{} is not allowed on {}; it takes {}",
+                req.method(),
+                req.uri().path(),
+                allowed.join(", ")
+            ),
+            Value::Null,
+        );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed.join(", ")) {
+            r.headers_mut().insert(hyper::header::ALLOW, v);
+        }
+        return Err(Box::new(r));
+    }
     let needed = required_scope(req.method(), parts);
     if scope < needed {
         return Err(Box::new(error(

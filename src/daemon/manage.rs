@@ -439,13 +439,25 @@ pub(super) const ROUTES: &[(&str, &str, &str)] = &[
 
 /// Whether `parts` (below /api/v1) match a route template with any method.
 pub(super) fn known_path(parts: &[&str]) -> bool {
-    ROUTES.iter().any(|(_, template, _)| {
-        let t: Vec<&str> = template.trim_start_matches("/api/v1/").split('/').collect();
-        t.len() == parts.len()
-            && t.iter()
-                .zip(parts)
-                .all(|(a, b)| a.starts_with('{') || a == b)
-    })
+    !allowed_methods(parts).is_empty()
+}
+
+/// The methods the route table has for a path (for `405` and its `Allow`).
+pub(super) fn allowed_methods(parts: &[&str]) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, template, _)| {
+            let t: Vec<&str> = template.trim_start_matches("/api/v1/").split('/').collect();
+            t.len() == parts.len()
+                && t.iter()
+                    .zip(parts)
+                    .all(|(a, b)| a.starts_with('{') || a == b)
+        })
+        .map(|(method, _, _)| *method)
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
 }
 
 /// The OpenAPI 3 document of the API.

@@ -98,3 +98,43 @@ fn the_workflows_cli_manages_what_the_daemon_holds() {
         serde_json::from_str(&stdout_of(home.cmd().args(["workflows", "list", "--json"]))).unwrap();
     assert_eq!(listed, json!([]));
 }
+
+#[test]
+fn status_lists_workflows_with_their_triggers_and_the_queue() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    for wf in [
+        json!({"name": "hooked", "nodes": [{"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "in"}}}], "edges": []}),
+        json!({"name": "nightly", "nodes": [{"id": "t", "type": "trigger.cron", "data": {"inputs": {"cron": "0 3 * * *"}}}], "edges": []}),
+        json!({"name": "by-hand", "nodes": [{"id": "a", "type": "log", "data": {"inputs": {"message": "x"}}}], "edges": []}),
+    ] {
+        assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    }
+    let status: Value =
+        serde_json::from_str(&stdout_of(home.cmd().args(["status", "--json"]))).unwrap();
+    assert_eq!(status["health"]["queued"], 0);
+    let workflows = status["workflows"].as_array().unwrap();
+    let find = |name: &str| {
+        workflows
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let hook = &find("hooked")["triggers"][0];
+    assert_eq!(hook["kind"], "webhook");
+    assert_eq!(hook["url"], format!("{}/webhook/in", d.url));
+    let cron = &find("nightly")["triggers"][0];
+    assert_eq!(
+        (cron["kind"].as_str(), cron["spec"].as_str()),
+        (Some("cron"), Some("0 3 * * *"))
+    );
+    assert!(cron["next_fire_at"].is_string(), "{cron}");
+    assert_eq!(find("by-hand")["triggers"], json!([]));
+    let text = stdout_of(home.cmd().arg("status"));
+    assert!(
+        text.contains(&format!("POST {}/webhook/in", d.url)),
+        "{text}"
+    );
+    assert!(text.contains("0 queued"), "{text}");
+}

@@ -82,50 +82,71 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::from(3));
     };
-    let token = std::fs::read_to_string(home.token_path()).unwrap_or_default();
-    let health = std::thread::spawn({
-        let url = format!("{}/api/v1/health", info.url());
-        let token = token.trim().to_string();
-        move || -> Option<serde_json::Value> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let r = reqwest::Client::new()
-                    .get(url)
-                    .bearer_auth(token)
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await
-                    .ok()?;
-                r.json().await.ok()
-            })
-        }
-    })
-    .join()
-    .ok()
-    .flatten();
+    let client = super::client::Client::of_home(&home)?;
+    let health = client.call(reqwest::Method::GET, "/health", None).ok();
+    let workflows = client
+        .call(reqwest::Method::GET, "/workflows", None)
+        .map(|w| w["workflows"].clone())
+        .unwrap_or(serde_json::Value::Null);
     if args.json {
         outln!(
             "{}",
             json!({"running": true, "pid": info.pid, "url": info.url(), "started_at": info.started_at,
-                   "health": health, "schedules": schedules})
+                   "health": health, "workflows": workflows, "schedules": schedules})
         );
     } else {
         outln!("running   pid {} on {}", info.pid, info.url());
         outln!("started   {}", info.started_at);
-        match health {
+        match &health {
             Some(h) => outln!(
-                "health    ok; up {}s; {} run(s) active",
+                "health    ok; up {}s; {} run(s) active ({} running, {} queued)",
                 h["uptime_s"],
-                h["active_runs"]
+                h["active_runs"],
+                h["running"],
+                h["queued"]
             ),
             None => outln!("health    no answer from {}", info.url()),
         }
-        print_schedules(&schedules)?;
+        let rows = workflows.as_array().cloned().unwrap_or_default();
+        if !rows.is_empty() {
+            outln!("workflows");
+        }
+        for w in rows {
+            let triggers: Vec<String> = w["triggers"]
+                .as_array()
+                .map(|t| t.iter().map(describe_trigger).collect())
+                .unwrap_or_default();
+            outln!(
+                "  {:<24} v{:<3} {:<8} {} active  {}",
+                w["name"].as_str().unwrap_or(""),
+                w["version"],
+                if w["enabled"].as_bool().unwrap_or(false) {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                w["active_runs"],
+                if triggers.is_empty() {
+                    "manual".to_string()
+                } else {
+                    triggers.join("; ")
+                }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One trigger of a deployed workflow, as `fuse status` shows it.
+fn describe_trigger(t: &serde_json::Value) -> String {
+    let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+    match t["kind"].as_str() {
+        Some("webhook") => format!("{} {}", s("method"), s("url")),
+        Some("file") => format!("files in {}", s("path")),
+        Some("event") => format!("event {}/{}", s("plugin"), s("trigger")),
+        Some(kind) => format!("{kind} {} (next {})", s("spec"), s("next_fire_at")),
+        None => t.to_string(),
+    }
 }
 
 fn print_schedules(schedules: &[serde_json::Value]) -> anyhow::Result<()> {

@@ -300,13 +300,23 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
     let method = req.method().clone();
     let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
     match (method, parts.as_slice()) {
-        (Method::GET, ["health"]) => reply(
-            StatusCode::OK,
-            &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"),
-                    "uptime_s": state.started.elapsed().as_secs(),
-                    "active_runs": state.active.load(Ordering::SeqCst),
-                    "started_at": state.started_at}),
-        ),
+        (Method::GET, ["health"]) => {
+            let active = state.active.load(Ordering::SeqCst);
+            let running = state
+                .daemon_config
+                .max_runs
+                .max(1)
+                .saturating_sub(state.slots.available_permits())
+                .min(active);
+            reply(
+                StatusCode::OK,
+                &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"),
+                        "uptime_s": state.started.elapsed().as_secs(),
+                        "active_runs": active, "running": running,
+                        "queued": active - running,
+                        "started_at": state.started_at}),
+            )
+        }
         (Method::GET, ["version"]) => reply(
             StatusCode::OK,
             &json!({"version": env!("CARGO_PKG_VERSION"), "commit": option_env!("FUSE_GIT_COMMIT"),
@@ -597,10 +607,45 @@ fn list_workflows(state: &Arc<State>) -> Reply {
         })?;
         rows.collect()
     })();
-    match rows {
-        Ok(rows) => reply(StatusCode::OK, &json!({"workflows": rows})),
-        Err(e) => internal(&e.to_string()),
+    let schedules = super::scheduler::upcoming(&store);
+    drop(store);
+    let (mut rows, schedules) = match (rows, schedules) {
+        (Ok(rows), Ok(schedules)) => (rows, schedules),
+        (Err(e), _) => return internal(&crate::store::explain(&e)),
+        (_, Err(e)) => return store_error(&e),
+    };
+    // What starts each workflow: webhooks, schedules, folders, plugin events.
+    let routes = super::routes::current(state);
+    let base = state
+        .addr
+        .get()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_default();
+    for row in &mut rows {
+        let name = row["name"].as_str().unwrap_or_default().to_string();
+        let mut triggers = Vec::new();
+        for (path, hook) in routes.hooks.iter().filter(|(_, h)| h.workflow == name) {
+            triggers.push(
+                json!({"kind": "webhook", "method": hook.method, "path": path,
+                                 "url": format!("{base}/webhook/{path}")}),
+            );
+        }
+        for s in schedules.iter().filter(|s| s["workflow"] == name) {
+            triggers.push(
+                json!({"kind": s["kind"], "spec": s["spec"], "timezone": s["timezone"],
+                                 "next_fire_at": s["next_fire_at"]}),
+            );
+        }
+        for f in routes.files.iter().filter(|f| f.workflow == name) {
+            triggers.push(json!({"kind": "file", "path": f.dir, "glob": f.glob}));
+        }
+        for (_, plugin, trigger) in routes.events.iter().filter(|(w, _, _)| *w == name) {
+            triggers.push(json!({"kind": "event", "plugin": plugin, "trigger": trigger}));
+        }
+        row["triggers"] = Value::Array(triggers);
+        row["active_runs"] = json!(state.running_of(&name));
     }
+    reply(StatusCode::OK, &json!({"workflows": rows}))
 }
 
 /// The current definition of a deployed, enabled workflow.

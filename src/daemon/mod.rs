@@ -141,6 +141,8 @@ pub(crate) struct State {
     pub hook_buckets: hooks::Buckets,
     /// API rate-limit buckets by token name.
     pub api_buckets: hooks::Buckets,
+    /// The address the daemon listens on (webhook URLs are shown with it).
+    pub addr: std::sync::OnceLock<SocketAddr>,
     /// `[daemon]` settings the request path reads (CORS, API rate limit).
     pub daemon_config: crate::config::DaemonConfig,
     /// Cancel handles of the runs in flight, by run id.
@@ -302,6 +304,7 @@ pub async fn serve(
         hook_buckets: Mutex::new(Default::default()),
         api_buckets: Mutex::new(Default::default()),
         daemon_config: config.daemon.clone(),
+        addr: std::sync::OnceLock::new(),
         recorder: recorder.clone(),
         bus,
         file_watchers: Mutex::new(Vec::new()),
@@ -411,6 +414,7 @@ async fn accept(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
+    let _ = state.addr.set(addr);
     // Opened before the daemon announces itself, so that once it has, moving
     // its output there cannot fail.
     let log = match log_file {

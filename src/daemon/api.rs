@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use super::{MAX_BODY, State};
@@ -448,56 +447,17 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-/// Stores a new version of a workflow (validated first).
-/// Stores `text` as the new current version of `name` (enabling it).
+/// Stores a deployed workflow (see [`crate::store::Store::store_version`]).
 pub(super) fn store_version(
     state: &State,
     name: &str,
     text: &str,
     source_path: Option<&std::path::Path>,
-) -> rusqlite::Result<(i64, bool)> {
+) -> crate::Result<(i64, bool)> {
     let Ok(store) = state.store.lock() else {
-        return Err(rusqlite::Error::InvalidQuery);
+        return Err(crate::Error::Setting("the store is unusable".into()));
     };
-    let conn = store.conn();
-    let now = now_ms();
-    let source = source_path.map(|p| p.display().to_string());
-    // Identical content is not a new version (the source folder may still change).
-    let same: Option<i64> = conn
-        .query_row(
-            "SELECT v.version FROM workflows w
-             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
-             WHERE w.name = ?1 AND v.hash = ?2",
-            params![name, text_hash(text)],
-            |r| r.get(0),
-        )
-        .optional()?;
-    conn.execute(
-        "INSERT INTO workflows (name, enabled, source_path, created_at, updated_at) VALUES (?1, 1, ?2, ?3, ?3)
-         ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at, enabled = 1,
-           source_path = excluded.source_path",
-        params![name, source, now],
-    )?;
-    if let Some(version) = same {
-        return Ok((version, false));
-    }
-    let id: i64 = conn.query_row("SELECT id FROM workflows WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })?;
-    let version: i64 = conn.query_row(
-        "SELECT coalesce(max(version), 0) + 1 FROM workflow_versions WHERE workflow_id = ?1",
-        [id],
-        |r| r.get(0),
-    )?;
-    conn.execute(
-        "INSERT INTO workflow_versions (workflow_id, version, definition, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, version, text, text_hash(text), now],
-    )?;
-    conn.execute(
-        "UPDATE workflows SET current_version = ?2 WHERE id = ?1",
-        params![id, version],
-    )?;
-    Ok((version, true))
+    store.store_version(name, text, source_path)
 }
 
 /// The file a deployed workflow is planned as: the one it was deployed from
@@ -511,11 +471,7 @@ pub(super) fn plan_path(state: &State, name: &str, source: Option<&str>) -> std:
 
 /// sha256 of a definition, hex.
 pub(super) fn text_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::store::workflows::definition_hash(text)
 }
 
 /// Deploys a workflow; `source` is the file it came from (`fuse run
@@ -595,24 +551,16 @@ fn list_workflows(state: &Arc<State>) -> Reply {
     let Ok(store) = state.store.lock() else {
         return internal("the store is unusable");
     };
-    let rows = (|| -> rusqlite::Result<Vec<Value>> {
-        let mut stmt = store.conn().prepare(
-            "SELECT name, enabled, current_version, updated_at FROM workflows ORDER BY name",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(
-                json!({"name": r.get::<_, String>(0)?, "enabled": r.get::<_, bool>(1)?,
-                      "version": r.get::<_, Option<i64>>(2)?, "updated_at": r.get::<_, i64>(3)?}),
-            )
-        })?;
-        rows.collect()
-    })();
+    let rows = store.list_workflows().map(|rows| {
+        rows.iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .collect::<Vec<Value>>()
+    });
     let schedules = super::scheduler::upcoming(&store);
     drop(store);
     let (mut rows, schedules) = match (rows, schedules) {
         (Ok(rows), Ok(schedules)) => (rows, schedules),
-        (Err(e), _) => return internal(&crate::store::explain(&e)),
-        (_, Err(e)) => return store_error(&e),
+        (Err(e), _) | (_, Err(e)) => return store_error(&e),
     };
     // What starts each workflow: webhooks, schedules, folders, plugin events.
     let routes = super::routes::current(state);
@@ -658,15 +606,8 @@ fn current(state: &State, name: &str) -> Result<Option<Current>, String> {
         .lock()
         .map_err(|_| "the store is unusable".to_string())?;
     store
-        .conn()
-        .query_row(
-            "SELECT v.definition, v.version, w.enabled, w.source_path FROM workflows w
-             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
-             WHERE w.name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()
+        .current_workflow(name)
+        .map(|c| c.map(|c| (c.definition, c.version, c.enabled, c.source)))
         .map_err(|e| e.to_string())
 }
 

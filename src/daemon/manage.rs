@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use hyper::{Method, Request, StatusCode};
-use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use super::State;
@@ -110,67 +109,34 @@ pub(super) async fn route(
     })
 }
 
-fn workflow_id(state: &State, name: &str) -> Result<Option<i64>, Box<Reply>> {
-    let store = state
-        .store
-        .lock()
-        .map_err(|_| internal("the store is unusable"))?;
-    store
-        .conn()
-        .query_row("SELECT id FROM workflows WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(|e| Box::new(internal(&e.to_string())))
-}
-
 fn delete_workflow(state: &Arc<State>, name: &str) -> Reply {
     let Ok(store) = state.store.lock() else {
         return internal("the store is unusable");
     };
-    match store
-        .conn()
-        .execute("DELETE FROM workflows WHERE name = ?1", [name])
-    {
-        Ok(0) => not_found(&format!("no deployed workflow {name:?}")),
-        Ok(_) => {
+    match store.delete_workflow(name) {
+        Ok(false) => not_found(&format!("no deployed workflow {name:?}")),
+        Ok(true) => {
             drop(store);
             super::routes::changed(state);
             reply(StatusCode::OK, &json!({"deleted": name}))
         }
-        Err(e) => internal(&e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 
 fn versions(state: &Arc<State>, name: &str) -> Reply {
-    let id = match workflow_id(state, name) {
-        Ok(Some(id)) => id,
-        Ok(None) => return not_found(&format!("no deployed workflow {name:?}")),
-        Err(r) => return *r,
-    };
     let Ok(store) = state.store.lock() else {
         return internal("the store is unusable");
     };
-    let rows = (|| -> rusqlite::Result<Vec<Value>> {
-        let mut stmt = store.conn().prepare(
-            "SELECT v.version, v.hash, v.created_at, v.version = w.current_version FROM workflow_versions v
-             JOIN workflows w ON w.id = v.workflow_id WHERE v.workflow_id = ?1 ORDER BY v.version DESC",
-        )?;
-        let rows = stmt.query_map([id], |r| {
-            Ok(
-                json!({"version": r.get::<_, i64>(0)?, "hash": r.get::<_, String>(1)?,
-                      "created_at": r.get::<_, i64>(2)?, "current": r.get::<_, bool>(3)?}),
-            )
-        })?;
-        rows.collect()
-    })();
-    match rows {
-        Ok(rows) => reply(StatusCode::OK, &json!({"name": name, "versions": rows})),
-        Err(e) => internal(&e.to_string()),
+    match store.workflow_versions(name) {
+        Ok(Some(rows)) => reply(StatusCode::OK, &json!({"name": name, "versions": rows})),
+        Ok(None) => not_found(&format!("no deployed workflow {name:?}")),
+        Err(e) => store_error(&e),
     }
 }
 
 fn rollback(state: &Arc<State>, name: &str, version: Option<i64>) -> Reply {
+    use crate::store::workflows::Rollback;
     let Some(version) = version else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -179,55 +145,35 @@ fn rollback(state: &Arc<State>, name: &str, version: Option<i64>) -> Reply {
             Value::Null,
         );
     };
-    let id = match workflow_id(state, name) {
-        Ok(Some(id)) => id,
-        Ok(None) => return not_found(&format!("no deployed workflow {name:?}")),
-        Err(r) => return *r,
-    };
     let Ok(store) = state.store.lock() else {
         return internal("the store is unusable");
     };
-    let exists: Option<i64> = match store
-        .conn()
-        .query_row(
-            "SELECT version FROM workflow_versions WHERE workflow_id = ?1 AND version = ?2",
-            params![id, version],
-            |r| r.get(0),
-        )
-        .optional()
-    {
-        Ok(v) => v,
-        Err(e) => return internal(&crate::store::explain(&e)),
-    };
-    if exists.is_none() {
-        return not_found(&format!("workflow {name:?} has no version {version}"));
+    match store.rollback_workflow(name, version) {
+        Ok(Rollback::Done) => {
+            drop(store);
+            super::routes::changed(state);
+            reply(StatusCode::OK, &json!({"name": name, "version": version}))
+        }
+        Ok(Rollback::NoWorkflow) => not_found(&format!("no deployed workflow {name:?}")),
+        Ok(Rollback::NoVersion) => {
+            not_found(&format!("workflow {name:?} has no version {version}"))
+        }
+        Err(e) => store_error(&e),
     }
-    if let Err(e) = store.conn().execute(
-        "UPDATE workflows SET current_version = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, version, jiff::Timestamp::now().as_millisecond()],
-    ) {
-        return internal(&e.to_string());
-    }
-    drop(store);
-    super::routes::changed(state);
-    reply(StatusCode::OK, &json!({"name": name, "version": version}))
 }
 
 fn set_enabled(state: &Arc<State>, name: &str, enabled: bool) -> Reply {
     let Ok(store) = state.store.lock() else {
         return internal("the store is unusable");
     };
-    match store.conn().execute(
-        "UPDATE workflows SET enabled = ?2 WHERE name = ?1",
-        params![name, enabled],
-    ) {
-        Ok(0) => not_found(&format!("no deployed workflow {name:?}")),
-        Ok(_) => {
+    match store.set_workflow_enabled(name, enabled) {
+        Ok(false) => not_found(&format!("no deployed workflow {name:?}")),
+        Ok(true) => {
             drop(store);
             super::routes::changed(state);
             reply(StatusCode::OK, &json!({"name": name, "enabled": enabled}))
         }
-        Err(e) => internal(&e.to_string()),
+        Err(e) => store_error(&e),
     }
 }
 

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 pub mod history;
 pub mod recorder;
 pub mod tokens;
+pub mod workflows;
 
 pub use recorder::Recorder;
 

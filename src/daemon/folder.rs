@@ -8,7 +8,6 @@ use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
 
 use super::State;
@@ -49,20 +48,12 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
     }
     // Files that disappeared: their workflows stop (history and versions stay).
     if let Ok(store) = state.store.lock() {
-        let deployed = store
-            .conn()
-            .prepare("SELECT name, source_path FROM workflows WHERE enabled = 1 AND source_path IS NOT NULL")
-            .and_then(|mut stmt| {
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .unwrap_or_else(|e| {
-                tracing::error!(
-                    "workflows/: cannot read the deployed workflows ({}); removed files stay deployed until the next scan",
-                    crate::store::explain(&e)
-                );
-                Vec::new()
-            });
+        let deployed = store.workflows_from_files().unwrap_or_else(|e| {
+            tracing::error!(
+                "workflows/: cannot read the deployed workflows ({e}); removed files stay deployed until the next scan"
+            );
+            Vec::new()
+        });
         let gone: Vec<String> = deployed
             .into_iter()
             .filter(|(_, src)| {
@@ -72,14 +63,8 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
             .collect();
         for name in gone {
             tracing::info!("workflows/: the file of {name} was removed; the workflow is disabled");
-            if let Err(e) = store
-                .conn()
-                .execute("UPDATE workflows SET enabled = 0 WHERE name = ?1", [&name])
-            {
-                tracing::error!(
-                    "workflows/: cannot disable {name}: {}",
-                    crate::store::explain(&e)
-                );
+            if let Err(e) = store.set_workflow_enabled(&name, false) {
+                tracing::error!("workflows/: cannot disable {name}: {e}");
             }
         }
     }
@@ -119,19 +104,13 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
     };
     // Unchanged content (same hash as the current version) is not a new version.
     let hash = super::api::text_hash(&text);
-    let current: Option<(String, bool)> = state.store.lock().ok().and_then(|store| {
-        store
-            .conn()
-            .query_row(
-                "SELECT v.hash, w.enabled FROM workflows w JOIN workflow_versions v
-                   ON v.workflow_id = w.id AND v.version = w.current_version WHERE w.name = ?1",
-                params![name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .ok()
-            .flatten()
-    });
+    let current: Option<(String, bool)> = match state.store.lock() {
+        Ok(store) => match store.current_workflow(&name) {
+            Ok(c) => c.map(|c| (super::api::text_hash(&c.definition), c.enabled)),
+            Err(e) => return invalid(format!("cannot read its deployed version: {e}")),
+        },
+        Err(_) => return invalid("the store is unusable".into()),
+    };
     if current
         .as_ref()
         .is_some_and(|(h, enabled)| *h == hash && *enabled)

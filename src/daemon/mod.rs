@@ -380,29 +380,9 @@ pub async fn serve(
 /// belong to a daemon that stopped: they become `interrupted`, with their
 /// sub-runs.
 pub fn mark_interrupted(store: &Store, queued: bool) -> anyhow::Result<usize> {
-    let statuses = if queued {
-        "('running', 'queued')"
-    } else {
-        "('running')"
-    };
-    let n = store
-        .conn()
-        .execute(
-            &format!(
-                "UPDATE executions SET status = 'interrupted',
-                   error = coalesce(error, 'the daemon stopped before the run finished'),
-                   finished_at = coalesce(finished_at, CAST(strftime('%s','now') AS INTEGER) * 1000)
-                 WHERE status IN {statuses} AND parent_id IS NULL"
-            ),
-            [],
-        )
-        .context("cannot mark interrupted runs")?;
-    let _ = store.conn().execute(
-        "UPDATE executions SET status = 'interrupted'
-         WHERE status IN ('running', 'queued') AND parent_id IS NOT NULL",
-        [],
-    );
-    Ok(n)
+    store
+        .mark_interrupted(queued)
+        .context("cannot mark interrupted runs")
 }
 
 /// Accepts connections until `shutdown`, after announcing the daemon in

@@ -34,18 +34,8 @@ pub(crate) struct Routes {
 /// the schedules in line.
 pub(super) fn changed(state: &State) {
     let mut routes = Routes::default();
-    let rows: rusqlite::Result<Vec<(String, String, Option<String>)>> = match state.store.lock() {
-        Ok(store) => store
-            .conn()
-            .prepare(
-                "SELECT w.name, v.definition, w.source_path FROM workflows w
-                 JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
-                 WHERE w.enabled = 1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            }),
+    let rows = match state.store.lock() {
+        Ok(store) => store.enabled_workflows(),
         Err(_) => {
             tracing::error!("the store is unusable; the deployed workflows stay as they were");
             return;
@@ -57,8 +47,7 @@ pub(super) fn changed(state: &State) {
         Ok(rows) => rows,
         Err(e) => {
             tracing::error!(
-                "cannot read the deployed workflows ({}); webhooks, schedules and triggers stay as they were",
-                crate::store::explain(&e)
+                "cannot read the deployed workflows ({e}); webhooks, schedules and triggers stay as they were"
             );
             return;
         }

@@ -298,6 +298,37 @@ impl Store {
     }
 
     /// Deletes finished runs created before `cutoff_ms`; returns how many.
+    /// Top-level runs still `running` (and `queued` ones when `queued` is
+    /// true) belong to a daemon that stopped: they become `interrupted`, with
+    /// their sub-runs. Returns how many top-level runs it marked.
+    pub fn mark_interrupted(&self, queued: bool) -> Result<usize> {
+        let statuses = if queued {
+            "('running', 'queued')"
+        } else {
+            "('running')"
+        };
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE executions SET status = 'interrupted',
+                       error = coalesce(error, 'the daemon stopped before the run finished'),
+                       finished_at = coalesce(finished_at, CAST(strftime('%s','now') AS INTEGER) * 1000)
+                     WHERE status IN {statuses} AND parent_id IS NULL"
+                ),
+                [],
+            )
+            .map_err(|e| self.db_err("marking interrupted runs", e))?;
+        self.conn
+            .execute(
+                "UPDATE executions SET status = 'interrupted'
+                 WHERE status IN ('running', 'queued') AND parent_id IS NOT NULL",
+                [],
+            )
+            .map_err(|e| self.db_err("marking interrupted sub-runs", e))?;
+        Ok(n)
+    }
+
     /// Deletes finished top-level runs created before `cutoff_ms` and gives
     /// the space back; returns (runs deleted, bytes the database files shrank).
     pub fn prune_before(&self, cutoff_ms: i64, blobs_dir: &Path) -> Result<(usize, u64)> {

@@ -232,6 +232,35 @@ impl Store {
             .map_err(|e| self.db_err("deleting a workflow", e))
     }
 
+    /// (name, source file) of the enabled workflows deployed from a file.
+    pub fn workflows_from_files(&self) -> Result<Vec<(String, String)>> {
+        let err = |e| self.db_err("listing deployed files", e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, source_path FROM workflows WHERE enabled = 1 AND source_path IS NOT NULL")
+            .map_err(err)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(err)
+    }
+
+    /// (name, definition, source file) of every enabled workflow's current
+    /// version: what the daemon serves.
+    pub fn enabled_workflows(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        let err = |e| self.db_err("reading the deployed workflows", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT w.name, v.definition, w.source_path FROM workflows w
+                 JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version
+                 WHERE w.enabled = 1",
+            )
+            .map_err(err)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(err)
+    }
+
     fn workflow_row_id(&self, name: &str) -> Result<Option<i64>> {
         self.conn
             .query_row("SELECT id FROM workflows WHERE name = ?1", [name], |r| {

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use rusqlite::OptionalExtension;
 use serde_json::Value;
 
 use super::State;
@@ -14,55 +13,29 @@ use super::api::{RunSpec, start_run_with};
 use crate::store::Store;
 
 /// A run left by an earlier daemon.
-pub(super) struct Leftover {
-    id: String,
-    workflow: String,
-    trigger: String,
-    input: Value,
-    queued: bool,
-}
+pub(super) type Leftover = crate::store::history::UnfinishedRun;
 
 /// Top-level runs left `queued` or `running`.
 pub(super) fn leftovers(store: &Store) -> anyhow::Result<Vec<Leftover>> {
-    let mut stmt = store.conn().prepare(
-        "SELECT id, workflow_name, trigger_kind, input, status FROM executions
-         WHERE status IN ('queued', 'running') AND parent_id IS NULL ORDER BY created_at",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let input: Option<String> = r.get(3)?;
-        Ok(Leftover {
-            id: r.get(0)?,
-            workflow: r.get(1)?,
-            trigger: r.get(2)?,
-            input: input
-                .and_then(|i| serde_json::from_str(&i).ok())
-                .unwrap_or(Value::Null),
-            queued: r.get::<_, String>(4)? == "queued",
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    Ok(store.unfinished_runs()?)
 }
 
+/// Whether `workflow` is enabled and asks to be resumed after a crash.
 fn resumable(state: &State, workflow: &str) -> bool {
     let Ok(store) = state.store.lock() else {
         return false;
     };
-    let definition: Option<String> = store
-        .conn()
-        .query_row(
-            "SELECT v.definition FROM workflows w JOIN workflow_versions v
-               ON v.workflow_id = w.id AND v.version = w.current_version
-             WHERE w.name = ?1 AND w.enabled = 1",
-            [workflow],
-            |r| r.get(0),
-        )
-        .optional()
-        .ok()
-        .flatten();
-    definition
-        .and_then(|d| serde_json::from_str::<Value>(&d).ok())
-        .and_then(|d| d.pointer("/settings/resume").and_then(Value::as_bool))
-        .unwrap_or(false)
+    match store.current_workflow(workflow) {
+        Ok(Some(current)) if current.enabled => serde_json::from_str::<Value>(&current.definition)
+            .ok()
+            .and_then(|d| d.pointer("/settings/resume").and_then(Value::as_bool))
+            .unwrap_or(false),
+        Ok(_) => false,
+        Err(e) => {
+            tracing::error!("cannot tell whether {workflow} resumes its runs: {e}");
+            false
+        }
+    }
 }
 
 pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
@@ -80,11 +53,11 @@ pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
                         left.id,
                         r.status()
                     );
-                    if let Ok(store) = state.store.lock() {
-                        let _ = store.conn().execute(
-                            "UPDATE executions SET status = 'interrupted', error = 'could not be started after a restart' WHERE id = ?1",
-                            [&left.id],
-                        );
+                    if let Ok(store) = state.store.lock()
+                        && let Err(e) = store
+                            .mark_run_interrupted(&left.id, "could not be started after a restart")
+                    {
+                        tracing::error!("run {}: {e}", left.id);
                     }
                 }
             }

@@ -65,6 +65,17 @@ pub struct RunDetail {
     pub nodes: Vec<NodeRunRow>,
 }
 
+/// A top-level run a stopped daemon left `queued` or `running`.
+#[derive(Debug, Clone)]
+pub struct UnfinishedRun {
+    pub id: String,
+    pub workflow: String,
+    pub trigger: String,
+    pub input: Value,
+    /// Accepted but never started (else it was running).
+    pub queued: bool,
+}
+
 /// One log line of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogRow {
@@ -298,6 +309,44 @@ impl Store {
     }
 
     /// Deletes finished runs created before `cutoff_ms`; returns how many.
+    /// Top-level runs left `queued` or `running` (by a daemon that
+    /// stopped), oldest first.
+    pub fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
+        let err = |e| self.db_err("reading unfinished runs", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, workflow_name, trigger_kind, input, status FROM executions
+                 WHERE status IN ('queued', 'running') AND parent_id IS NULL ORDER BY created_at",
+            )
+            .map_err(err)?;
+        stmt.query_map([], |r| {
+            let input: Option<String> = r.get(3)?;
+            Ok(UnfinishedRun {
+                id: r.get(0)?,
+                workflow: r.get(1)?,
+                trigger: r.get(2)?,
+                input: input
+                    .and_then(|i| serde_json::from_str(&i).ok())
+                    .unwrap_or(Value::Null),
+                queued: r.get::<_, String>(4)? == "queued",
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(err)
+    }
+
+    /// Marks one run `interrupted` with a reason.
+    pub fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE executions SET status = 'interrupted', error = ?2 WHERE id = ?1",
+                params![id, reason],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_err("marking a run interrupted", e))
+    }
+
     /// Top-level runs still `running` (and `queued` ones when `queued` is
     /// true) belong to a daemon that stopped: they become `interrupted`, with
     /// their sub-runs. Returns how many top-level runs it marked.

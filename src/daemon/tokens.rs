@@ -1,8 +1,8 @@
-//! The daemon's view of the API tokens: the hashes from the store, checked on
-//! every request without touching the database. It reloads when
-//! `meta.tokens_version` changes (checked at most once a second, so `fuse
-//! tokens new` and `revoke` take effect within a second), and writes when a
-//! token was last used at most once a minute per token.
+//! The daemon's view of the API tokens: the hashes from the store, kept in
+//! memory. Each API request asks the store only for `meta.tokens_version` (one
+//! indexed read) and reloads the hashes when it changed, so `fuse tokens new`
+//! and `revoke` take effect at once. When a token was last used is written at
+//! most once a minute per token.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use super::State;
 use crate::store::tokens::{Scope, hash};
 
-/// How often the store is asked whether tokens changed.
-const RECHECK: Duration = Duration::from_secs(1);
 /// How often last-use times are written.
 const TOUCH: Duration = Duration::from_secs(60);
 
@@ -26,7 +24,6 @@ struct Table {
     /// hash → (name, scope)
     by_hash: HashMap<String, (String, Scope)>,
     version: Option<i64>,
-    checked: Option<Instant>,
     /// name → when its last use was last written.
     touched: HashMap<String, Instant>,
 }
@@ -39,13 +36,7 @@ impl Tokens {
             return None;
         };
         let now = Instant::now();
-        if table
-            .checked
-            .is_none_or(|at| now.duration_since(at) >= RECHECK)
-        {
-            table.checked = Some(now);
-            table.refresh(state);
-        }
+        table.refresh(state);
         let found = table.by_hash.get(&hash(token)).cloned();
         if let Some((name, _)) = &found
             && table

@@ -52,16 +52,6 @@ pub fn start_with<'a>(home: &'a TestHome, env: &[(&str, &str)]) -> Daemon<'a> {
     }
 }
 
-/// Whether process `pid` still exists (and is not a zombie).
-pub fn alive(pid: u32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let exists = unsafe { libc::kill(pid as i32, 0) } == 0;
-    exists
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.contains(") Z "))
-            .unwrap_or(false)
-}
-
 /// One HTTP request: (status, JSON body or null).
 pub fn http(
     method: &str,
@@ -94,6 +84,35 @@ pub fn http(
 }
 
 impl Daemon<'_> {
+    /// Kills the daemon (SIGKILL) and returns once the process is gone.
+    pub fn kill(&self) {
+        // SAFETY: a pidfd of the daemon this test started, then SIGKILL to it.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid as libc::c_int, 0) };
+        unsafe {
+            libc::kill(self.pid as i32, libc::SIGKILL);
+        }
+        if fd < 0 {
+            // Already gone (or reaped).
+            return;
+        }
+        // The pidfd becomes readable when the process has exited.
+        let mut poll = libc::pollfd {
+            fd: fd as libc::c_int,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the fd is closed right after.
+        let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+        unsafe {
+            libc::close(fd as libc::c_int);
+        }
+        assert_eq!(
+            ready, 1,
+            "the daemon {} did not exit within 10 s of SIGKILL",
+            self.pid
+        );
+    }
+
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         http(
             method,
@@ -105,15 +124,26 @@ impl Daemon<'_> {
     }
 
     pub fn wait_run(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (code, run) = self.call("GET", &format!("/api/v1/executions/{id}"), None);
-            if code == 200 && !matches!(run["status"].as_str(), Some("running") | Some("queued")) {
-                return run;
-            }
-            assert!(Instant::now() < deadline, "run {id} did not finish: {run}");
-            std::thread::sleep(Duration::from_millis(50));
+        wait_run(&self.url, &self.token, id)
+    }
+}
+
+/// Polls the daemon at `url` until run `id` is recorded as finished (20 s at most).
+pub fn wait_run(url: &str, token: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, run) = http(
+            "GET",
+            &format!("{url}/api/v1/executions/{id}"),
+            Some(token),
+            &[],
+            None,
+        );
+        if code == 200 && !matches!(run["status"].as_str(), Some("running") | Some("queued")) {
+            return run;
         }
+        assert!(Instant::now() < deadline, "run {id} did not finish: {run}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -446,11 +476,7 @@ fn runs_of_a_killed_daemon_are_marked_interrupted_at_the_next_start() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: kills the daemon this test started.
-    unsafe {
-        libc::kill(d.pid as i32, libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    d.kill();
     let d2 = start(&home);
     let (_, run) = d2.call("GET", &format!("/api/v1/executions/{id}"), None);
     assert_eq!(run["status"], "interrupted", "{run}");
@@ -480,11 +506,7 @@ fn no_accepted_webhook_run_is_lost_when_the_daemon_is_killed() {
         accepted.push(body["run_id"].as_str().unwrap().to_string());
     }
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kills the daemon this test started.
-    unsafe {
-        libc::kill(d.pid as i32, libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    d.kill();
     let d2 = start(&home);
     let mut counts = std::collections::BTreeMap::new();
     for id in &accepted {
@@ -906,11 +928,7 @@ fn max_runs_queues_and_queued_runs_survive_a_crash_and_resume_continues() {
 
     // Crash. At the next start the queued runs run under their own ids, and the
     // interrupted one resumes after its finished node (count is not run again).
-    // SAFETY: kills the daemon this test started.
-    unsafe {
-        libc::kill(d.pid as i32, libc::SIGKILL);
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    d.kill();
     std::fs::write(&marker, "").unwrap();
     let d2 = start(&home);
     for id in &queued {

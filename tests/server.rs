@@ -1,31 +1,10 @@
 //! The daemon as a library (`fuse::daemon::serve`) started inside the test
 //! process on an ephemeral port, with a channel as its shutdown signal.
 
-use std::time::{Duration, Instant};
+use serde_json::json;
 
-use serde_json::{Value, json};
-
+use crate::daemon::{http, wait_run};
 use crate::helper::TestHome;
-
-async fn call(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(10));
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 #[test]
 fn serve_runs_in_process_and_stops_on_its_shutdown_signal() {
@@ -38,63 +17,51 @@ fn serve_runs_in_process_and_stops_on_its_shutdown_signal() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(fuse::daemon::serve(
-            fuse::home::Home::at(home.path().to_path_buf()),
-            listener,
-            fuse::daemon::Options::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let client = reqwest::Client::new();
-        // The listener is bound before serve starts: requests wait in its
-        // backlog until the daemon accepts them, so no wait is needed here.
-        let (code, health) =
-            call(&client, &base, &token, reqwest::Method::GET, "/api/v1/health", None).await;
-        assert_eq!((code, &health["status"]), (200, &json!("ok")), "{health}");
-        let wf = json!({"name": "double", "params": [{"name": "n", "type": "integer", "required": true}],
-            "nodes": [{"id": "d", "type": "transform.set", "data": {"inputs": {"values": {"twice": "{{ trigger.n * 2 }}"}}}}],
-            "edges": []});
-        let (code, r) =
-            call(&client, &base, &token, reqwest::Method::POST, "/api/v1/workflows", Some(wf)).await;
-        assert_eq!(code, 201, "{r}");
-        let (code, r) = call(
-            &client,
-            &base,
-            &token,
-            reqwest::Method::POST,
-            "/api/v1/workflows/double/run",
-            Some(json!({"n": "21"})),
+    // The listener is bound before serve starts: requests wait in its backlog
+    // until the daemon accepts them, so no wait is needed.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(fuse::daemon::serve(
+        fuse::home::Home::at(home.path().to_path_buf()),
+        listener,
+        fuse::daemon::Options::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let api = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        http(
+            method,
+            &format!("{base}{path}"),
+            Some(&token),
+            &[],
+            body.as_ref(),
         )
-        .await;
-        assert_eq!(code, 202, "{r}");
-        let id = r["run_id"].as_str().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let run = loop {
-            let (_, run) = call(
-                &client,
-                &base,
-                &token,
-                reqwest::Method::GET,
-                &format!("/api/v1/executions/{id}"),
-                None,
-            )
-            .await;
-            if !matches!(run["status"].as_str(), Some("running" | "queued")) {
-                break run;
-            }
-            assert!(Instant::now() < deadline, "the run did not finish: {run}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        assert_eq!(run["output"], json!({"twice": 42}), "{run}");
-        // The shutdown signal ends serve, which cleans up after itself.
-        stop.send(()).unwrap();
-        server.await.unwrap().unwrap();
-        assert!(!home.path().join("daemon.json").exists());
-        assert!(reqwest::get(format!("{base}/api/v1/health")).await.is_err());
-    });
+    };
+    let (code, health) = api("GET", "/api/v1/health", None);
+    assert_eq!((code, &health["status"]), (200, &json!("ok")), "{health}");
+    let wf = json!({"name": "double", "params": [{"name": "n", "type": "integer", "required": true}],
+        "nodes": [{"id": "d", "type": "transform.set", "data": {"inputs": {"values": {"twice": "{{ trigger.n * 2 }}"}}}}],
+        "edges": []});
+    let (code, r) = api("POST", "/api/v1/workflows", Some(wf));
+    assert_eq!(code, 201, "{r}");
+    let (code, r) = api(
+        "POST",
+        "/api/v1/workflows/double/run",
+        Some(json!({"n": "21"})),
+    );
+    assert_eq!(code, 202, "{r}");
+    let run = wait_run(&base, &token, r["run_id"].as_str().unwrap());
+    assert_eq!(run["output"], json!({"twice": 42}), "{run}");
+    // The shutdown signal ends serve, which cleans up after itself.
+    stop.send(()).unwrap();
+    rt.block_on(server).unwrap().unwrap();
+    assert!(!home.path().join("daemon.json").exists());
+    assert!(
+        std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err(),
+        "the listener is closed"
+    );
 }

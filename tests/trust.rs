@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -83,21 +82,7 @@ fn accepted_under_an_outside_reader(home: &TestHome, kill: bool) {
     stop.store(true, Ordering::SeqCst);
     reader.join().unwrap();
     if kill {
-        // SAFETY: kills the daemon this test started.
-        unsafe {
-            libc::kill(d.pid as i32, libc::SIGKILL);
-        }
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while home.path().join("daemon.json").exists()
-            && std::process::Command::new("kill")
-                .args(["-0", &d.pid.to_string()])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        {
-            assert!(std::time::Instant::now() < deadline);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        d.kill();
     } else {
         home.cmd().arg("stop").assert().success();
     }
@@ -372,13 +357,7 @@ fn a_cancelled_queued_run_stays_cancelled_across_a_crash() {
     // Recorded before the answer.
     let (_, r) = d.call("GET", &format!("/api/v1/executions/{queued}"), None);
     assert_eq!(r["status"], "cancelled", "{r}");
-    // SAFETY: kills the daemon this test started.
-    unsafe {
-        libc::kill(d.pid as i32, libc::SIGKILL);
-    }
-    while crate::daemon::alive(d.pid) {
-        std::thread::yield_now();
-    }
+    d.kill();
     let d2 = start(&home);
     assert_eq!(d2.wait_run(&blocker)["status"], "interrupted");
     let (_, r) = d2.call("GET", &format!("/api/v1/executions/{queued}"), None);

@@ -43,7 +43,6 @@ pub(super) fn not_found(what: &str) -> Reply {
     error(StatusCode::NOT_FOUND, "not_found", what, Value::Null)
 }
 
-/// Constant-time comparison of the presented token with ours.
 /// The token a request presents: `Authorization: Bearer …`, or `?token=`
 /// on event streams (browsers cannot set headers on a WebSocket).
 fn presented_token(req: &Request<hyper::body::Incoming>) -> Option<String> {
@@ -385,14 +384,9 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
         }
         (m, p) => {
             let p: Vec<&str> = p.to_vec();
+            // A known path with another method was answered 405 by `authorize`.
             match super::manage::route(state, &m, &p, req).await {
                 Some(r) => r,
-                None if super::manage::known_path(&p) => error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{m} is not allowed here; see /api/v1/openapi.json"),
-                    Value::Null,
-                ),
                 None => not_found("no such API route; see /api/v1/openapi.json"),
             }
         }
@@ -467,11 +461,6 @@ pub(super) fn plan_path(state: &State, name: &str, source: Option<&str>) -> std:
         Some(source) => std::path::PathBuf::from(source),
         None => super::workflow_path(&state.home, name),
     }
-}
-
-/// sha256 of a definition, hex.
-pub(super) fn text_hash(text: &str) -> String {
-    crate::store::workflows::definition_hash(text)
 }
 
 /// Deploys a workflow; `source` is the file it came from (`fuse run

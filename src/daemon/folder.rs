@@ -103,10 +103,15 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
         None => return invalid("the workflow has no \"name\" and its file no name".into()),
     };
     // Unchanged content (same hash as the current version) is not a new version.
-    let hash = super::api::text_hash(&text);
+    let hash = crate::store::workflows::definition_hash(&text);
     let current: Option<(String, bool)> = match state.store.lock() {
         Ok(store) => match store.current_workflow(&name) {
-            Ok(c) => c.map(|c| (super::api::text_hash(&c.definition), c.enabled)),
+            Ok(c) => c.map(|c| {
+                (
+                    crate::store::workflows::definition_hash(&c.definition),
+                    c.enabled,
+                )
+            }),
             Err(e) => return invalid(format!("cannot read its deployed version: {e}")),
         },
         Err(_) => return invalid("the store is unusable".into()),

@@ -384,10 +384,6 @@ pub(super) const ROUTES: &[(&str, &str, &str)] = &[
 ];
 
 /// Whether `parts` (below /api/v1) match a route template with any method.
-pub(super) fn known_path(parts: &[&str]) -> bool {
-    !allowed_methods(parts).is_empty()
-}
-
 /// The methods the route table has for a path (for `405` and its `Allow`).
 pub(super) fn allowed_methods(parts: &[&str]) -> Vec<&'static str> {
     let mut methods: Vec<&'static str> = ROUTES

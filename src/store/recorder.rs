@@ -72,27 +72,19 @@ impl Item {
     }
 }
 
-/// Runs whose history could not be written, with the reason.
+/// Runs whose history could not be written, with the reason, oldest first.
 #[derive(Default)]
-struct Failures {
-    by_run: HashMap<String, String>,
-    order: std::collections::VecDeque<String>,
-    /// The last write error, until a write succeeds again.
-    last: Option<String>,
-}
+struct Failures(std::collections::VecDeque<(String, String)>);
 
 impl Failures {
     fn add(&mut self, run_id: &str, reason: &str) {
-        if self.by_run.contains_key(run_id) {
+        if self.0.iter().any(|(id, _)| id == run_id) {
             return;
         }
-        if self.order.len() >= MAX_FAILURES
-            && let Some(old) = self.order.pop_front()
-        {
-            self.by_run.remove(&old);
+        if self.0.len() >= MAX_FAILURES {
+            self.0.pop_front();
         }
-        self.order.push_back(run_id.to_string());
-        self.by_run.insert(run_id.to_string(), reason.to_string());
+        self.0.push_back((run_id.to_string(), reason.to_string()));
     }
 }
 
@@ -101,7 +93,7 @@ impl Failures {
 /// A batch that fails is retried; if it still fails, each run's events are
 /// written in a transaction of their own, so one run's problem does not cost
 /// the others their history, and every run whose history could not be written
-/// is remembered ([`Recorder::failure`]) and logged with its id.
+/// is remembered ([`Recorder::failures`]) and logged with its id.
 pub struct Recorder {
     tx: Mutex<Option<Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -132,31 +124,13 @@ impl Recorder {
         })
     }
 
-    /// Why the history of `run_id` could not be written, if it could not.
-    /// Ask after [`Recorder::flush`] to cover everything the run sent.
-    pub fn failure(&self, run_id: &str) -> Option<String> {
-        self.failures
-            .lock()
-            .ok()
-            .and_then(|f| f.by_run.get(run_id).cloned())
-    }
-
-    /// Every run whose history could not be written, with the reason.
+    /// Every run whose history could not be written, with the reason. Ask
+    /// after [`Recorder::flush`] to cover everything sent so far.
     pub fn failures(&self) -> Vec<(String, String)> {
         self.failures
             .lock()
-            .map(|f| {
-                f.order
-                    .iter()
-                    .filter_map(|id| f.by_run.get(id).map(|r| (id.clone(), r.clone())))
-                    .collect()
-            })
+            .map(|f| f.0.iter().cloned().collect())
             .unwrap_or_default()
-    }
-
-    /// The last write error, while writes keep failing (None once one succeeds).
-    pub fn write_error(&self) -> Option<String> {
-        self.failures.lock().ok().and_then(|f| f.last.clone())
     }
 
     /// Waits until every event sent so far is on disk.
@@ -298,7 +272,6 @@ impl Writer {
         }
         let error = match result {
             Ok(()) => {
-                self.set_last_error(None);
                 for ack in exec_acks {
                     let _ = ack.send(Ok(()));
                 }
@@ -324,18 +297,15 @@ impl Writer {
                 },
             }
         }
+        tracing::warn!("a history batch failed ({error}); writing it run by run");
         let mut statements = statements.into_iter();
-        let mut last_error = Some(error);
         for (run_id, group) in groups {
             let mut done = Vec::new();
             let outcome = self
                 .write_batch(&group, &mut done)
                 .map_err(|e| crate::store::explain(&e));
             match (&run_id, &outcome) {
-                (_, Ok(())) => {
-                    finished.extend(done);
-                    last_error = None;
-                }
+                (_, Ok(())) => finished.extend(done),
                 (Some(id), Err(e)) => {
                     tracing::error!(
                         run_id = %id,
@@ -344,22 +314,15 @@ impl Writer {
                     if let Ok(mut f) = self.failures.lock() {
                         f.add(id, e);
                     }
-                    last_error = Some(e.clone());
                 }
-                (None, Err(e)) => last_error = Some(e.clone()),
+                // A statement's caller hears the error through its ack.
+                (None, Err(_)) => {}
             }
             if run_id.is_none()
                 && let Some(Some(ack)) = statements.next()
             {
                 let _ = ack.send(outcome);
             }
-        }
-        self.set_last_error(last_error);
-    }
-
-    fn set_last_error(&self, error: Option<String>) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.last = error;
         }
     }
 

@@ -141,55 +141,47 @@ impl Store {
 
     /// Every token, oldest first.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
-        let err = |e| self.db_err("listing tokens", e);
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, scope, created_at, last_used_at FROM api_tokens ORDER BY created_at, name")
-            .map_err(err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                ))
-            })
-            .and_then(|rows| {
-                rows.collect::<rusqlite::Result<Vec<(String, String, i64, Option<i64>)>>>()
-            })
-            .map_err(err)?;
-        rows.into_iter()
-            .map(|(name, scope, created_at, last_used_at)| {
-                Ok(TokenInfo {
-                    name,
-                    scope: Scope::parse(&scope)?,
-                    created_at,
-                    last_used_at,
-                })
-            })
-            .collect()
+        Ok(self.stored_tokens()?.into_iter().map(|(_, t)| t).collect())
     }
 
     /// (hash, name, scope) of every token: what the daemon checks against.
     pub fn token_hashes(&self) -> Result<Vec<(String, String, Scope)>> {
+        Ok(self
+            .stored_tokens()?
+            .into_iter()
+            .map(|(hash, t)| (hash, t.name, t.scope))
+            .collect())
+    }
+
+    /// Every token with its hash, oldest first.
+    fn stored_tokens(&self) -> Result<Vec<(String, TokenInfo)>> {
         let err = |e| self.db_err("reading tokens", e);
         let mut stmt = self
             .conn
-            .prepare("SELECT hash, name, scope FROM api_tokens")
+            .prepare(
+                "SELECT hash, name, scope, created_at, last_used_at FROM api_tokens
+                 ORDER BY created_at, name",
+            )
             .map_err(err)?;
-        let rows = stmt
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .and_then(|rows| rows.collect())
             .map_err(err)?;
         rows.into_iter()
-            .map(|(h, n, s)| Ok((h, n, Scope::parse(&s)?)))
+            .map(|(hash, name, scope, created_at, last_used_at)| {
+                let scope = Scope::parse(&scope)?;
+                Ok((
+                    hash,
+                    TokenInfo {
+                        name,
+                        scope,
+                        created_at,
+                        last_used_at,
+                    },
+                ))
+            })
             .collect()
     }
 

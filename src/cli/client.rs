@@ -128,9 +128,13 @@ impl Client {
         ))
     }
 
-    /// Follows a run's live events until it ends (printing them unless
-    /// `quiet`), then returns its record once it is committed.
-    pub fn follow(&self, run_id: &str, quiet: bool) -> anyhow::Result<Value> {
+    /// Calls `each` with every live event of run `run_id` (text and parsed),
+    /// from its start, until the run ends.
+    pub fn events(
+        &self,
+        run_id: &str,
+        mut each: impl FnMut(&str, &Value) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         self.runtime.block_on(async {
             use futures_util::StreamExt;
             use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -142,16 +146,31 @@ impl Client {
             request
                 .headers_mut()
                 .insert("Authorization", format!("Bearer {}", self.token).parse()?);
-            let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+            let (mut ws, _) = tokio_tungstenite::connect_async(request)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot follow run {run_id}: {e}"))?;
             while let Some(Ok(msg)) = ws.next().await {
-                if let Ok(text) = msg.to_text()
-                    && !text.is_empty()
-                    && !quiet
-                {
-                    let event: Value = serde_json::from_str(text).unwrap_or_default();
-                    eprintln!("{}", super::daemon::describe(&event));
+                let Ok(text) = msg.to_text() else { continue };
+                if text.is_empty() {
+                    continue;
                 }
+                let event: Value = serde_json::from_str(text).unwrap_or_default();
+                each(text, &event)?;
             }
+            anyhow::Ok(())
+        })
+    }
+
+    /// Follows a run's live events until it ends (printing them unless
+    /// `quiet`), then returns its record once it is committed.
+    pub fn follow(&self, run_id: &str, quiet: bool) -> anyhow::Result<Value> {
+        self.events(run_id, |_, event| {
+            if !quiet {
+                eprintln!("{}", super::daemon::describe(event));
+            }
+            Ok(())
+        })?;
+        self.runtime.block_on(async {
             // The live stream ends when the run does; its record may reach the
             // database a moment later (the history writer commits in batches).
             let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -84,10 +84,13 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let client = super::client::Client::of_home(&home)?;
     let health = client.call(reqwest::Method::GET, "/health", None).ok();
-    let workflows = client
-        .call(reqwest::Method::GET, "/workflows", None)
-        .map(|w| w["workflows"].clone())
-        .unwrap_or(serde_json::Value::Null);
+    let workflows = match client.call(reqwest::Method::GET, "/workflows", None) {
+        Ok(w) => w["workflows"].clone(),
+        Err(e) => {
+            eprintln!("warning: cannot list the deployed workflows: {e:#}");
+            serde_json::Value::Null
+        }
+    };
     if args.json {
         outln!(
             "{}",
@@ -193,48 +196,23 @@ pub fn logs(globals: &Globals, args: LogsArgs) -> anyhow::Result<ExitCode> {
             },
         );
     }
-    let Some(info) = daemon::running(&home) else {
+    if daemon::running(&home).is_none() {
         anyhow::bail!(
             "following a run needs the daemon (`fuse start`); `fuse logs {run}` prints what is recorded"
         );
-    };
-    let token = std::fs::read_to_string(home.token_path())?
-        .trim()
-        .to_string();
-    let url = format!(
-        "ws://{}:{}/api/v1/executions/{run}/events",
-        info.host, info.port
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let status = runtime.block_on(async move {
-        use futures_util::StreamExt;
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = url.as_str().into_client_request()?;
-        request
-            .headers_mut()
-            .insert("Authorization", format!("Bearer {token}").parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot follow run {run}: {e}"))?;
-        let mut status = String::new();
-        while let Some(Ok(msg)) = ws.next().await {
-            let Ok(text) = msg.to_text() else { continue };
-            if text.is_empty() {
-                continue;
-            }
-            let event: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-            if event["type"] == "run_finished" {
-                status = event["status"].as_str().unwrap_or("").to_string();
-            }
-            if args.json {
-                outln!("{text}");
-            } else {
-                outln!("{}", describe(&event));
-            }
+    }
+    let client = super::client::Client::of_home(&home)?;
+    let mut status = String::new();
+    client.events(&run, |text, event| {
+        if event["type"] == "run_finished" {
+            status = event["status"].as_str().unwrap_or("").to_string();
         }
-        anyhow::Ok(status)
+        if args.json {
+            outln!("{text}");
+        } else {
+            outln!("{}", describe(event));
+        }
+        Ok(())
     })?;
     Ok(if status == "succeeded" {
         ExitCode::SUCCESS

@@ -35,6 +35,11 @@ pub enum Error {
     #[error("invalid setting: {0}")]
     Setting(String),
 
+    /// A run, workflow or version that is not there (the message says what
+    /// to look at instead).
+    #[error("{0}")]
+    NotFound(String),
+
     #[error(
         "{} is not a SQLite database (it may be corrupt or another file); move it aside and run `fuse init` to create a new one",
         path.display()

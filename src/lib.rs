@@ -1,6 +1,7 @@
 //! fuse: a local, CLI-first workflow-automation engine.
 //!
 //! Layout (data takes one road, whether from `fuse run` or the daemon):
+//! - [`api`]: the daemon's HTTP API as one typed contract (routes, types, OpenAPI).
 //! - [`cli`]: argument parsing and one file per subcommand; the only place that
 //!   prints or prompts.
 //! - [`config`]: `fuse.toml` ← `FUSE_*` environment ← flags.
@@ -13,6 +14,7 @@
 //! - [`nodes`]: the node trait, registry and built-in nodes.
 //! - [`error`]: the library's error type.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;

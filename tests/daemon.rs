@@ -152,35 +152,98 @@ const HOOK: &str = r#"{"name": "hook", "nodes": [
   {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"id": "{{ trigger.body.id }}", "src": "{{ trigger.query.src }}"}}}}
 ], "edges": [{"source": "t", "target": "s"}]}"#;
 
+/// Every `$ref` in `value` points at something in `doc`.
+fn refs_resolve(doc: &Value, value: &Value, at: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                let pointer = r.trim_start_matches('#');
+                assert!(doc.pointer(pointer).is_some(), "{at}: dangling $ref {r}");
+            }
+            for (k, v) in map {
+                refs_resolve(doc, v, &format!("{at}/{k}"));
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs_resolve(doc, v, at)),
+        _ => {}
+    }
+}
+
 #[test]
-fn every_route_in_the_openapi_document_needs_the_token() {
+fn every_route_of_the_table_is_documented_with_schemas_and_needs_the_token() {
     let home = TestHome::initialized();
     let d = start(&home);
     let (code, doc) = d.call("GET", "/api/v1/openapi.json", None);
     assert_eq!(code, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
+    // The real address, not a default port.
+    assert_eq!(doc["servers"][0]["url"], d.url.as_str());
+    refs_resolve(&doc, &doc, "");
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 15, "{}", paths.len());
+    // The table and the document are the same list.
+    let documented: usize = paths.values().map(|m| m.as_object().unwrap().len()).sum();
+    assert_eq!(documented, fuse::api::Op::ALL.len());
     let mut checked = 0;
-    for (path, methods) in paths {
-        let concrete = path.replace("{name}", "x").replace("{id}", "x");
-        for method in methods.as_object().unwrap().keys() {
-            let method = method.to_uppercase();
-            for token in [None, Some("wrong-token")] {
-                let (code, body) = http(
-                    &method,
-                    &format!("{}{concrete}", d.url),
-                    token,
-                    &[],
-                    Some(&json!({})),
-                );
-                assert_eq!(code, 401, "{method} {path} with {token:?}");
-                assert_eq!(body["error"]["code"], "unauthorized");
-            }
-            checked += 1;
+    for op in fuse::api::Op::ALL {
+        let route = op.route();
+        let path = format!("/api/v1{}", route.path);
+        let entry = &doc["paths"][&path][route.method.to_lowercase()];
+        assert!(
+            entry.is_object(),
+            "{op:?} ({} {path}) is not documented",
+            route.method
+        );
+        let responses = entry["responses"].as_object().unwrap();
+        let ok = route.ok_status().to_string();
+        if ok != "101" {
+            assert!(
+                responses[&ok]["content"]["application/json"]["schema"].is_object(),
+                "{op:?}: no schema for {ok}"
+            );
         }
+        for status in ["401", "403", "429", "500"] {
+            assert_eq!(
+                responses[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{op:?} {status}"
+            );
+        }
+        for status in route.errors {
+            assert!(
+                responses.contains_key(&status.to_string()),
+                "{op:?} lacks {status}"
+            );
+        }
+        // PUT creates what it names.
+        if route.params().next().is_some() && route.method != "PUT" {
+            assert!(
+                responses.contains_key("404"),
+                "{op:?} takes a name or id but has no 404"
+            );
+        }
+        assert_eq!(
+            entry["requestBody"]["content"]["application/json"]["schema"].is_object(),
+            route.body.is_some(),
+            "{op:?} request body"
+        );
+        let concrete = path
+            .replace("{name}", "x")
+            .replace("{id}", "x")
+            .replace("{version}", "1");
+        for token in [None, Some("wrong-token")] {
+            let (code, body) = http(
+                route.method,
+                &format!("{}{concrete}", d.url),
+                token,
+                &[],
+                Some(&json!({})),
+            );
+            assert_eq!(code, 401, "{op:?} with {token:?}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+        checked += 1;
     }
-    assert!(checked >= 20, "{checked} routes checked");
+    assert!(checked >= 25, "{checked} routes checked");
     let (code, health) = d.call("GET", "/api/v1/health", None);
     assert_eq!(code, 200);
     assert_eq!(health["status"], "ok");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::Value;
 
+use crate::api::{self, Op};
 use crate::daemon::{self, DaemonInfo};
 use crate::home::Home;
 
@@ -45,38 +46,42 @@ impl Client {
         })
     }
 
-    /// `METHOD /api/v1{path}` with an optional JSON body; the answer's JSON,
-    /// or the API's error as an error.
-    pub fn call(
+    /// Calls operation `op` of the route table with its path parameters, a
+    /// query and an optional JSON body; the typed answer, or the API's error
+    /// as an error.
+    pub fn send<T: serde::de::DeserializeOwned>(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        self.call_with(method, path, &[], body)
+        op: Op,
+        params: &[&str],
+        query: &[(&str, String)],
+        body: Option<&(impl serde::Serialize + ?Sized)>,
+    ) -> anyhow::Result<T> {
+        self.runtime.block_on(self.request(op, params, query, body))
     }
 
-    pub fn call_with(
+    /// [`Client::send`] without query or body.
+    pub fn get<T: serde::de::DeserializeOwned>(
         &self,
-        method: reqwest::Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        self.runtime
-            .block_on(self.request(method, path, query, body))
+        op: Op,
+        params: &[&str],
+    ) -> anyhow::Result<T> {
+        self.send(op, params, &[], None::<&Value>)
     }
 
-    pub async fn request(
+    pub async fn request<T: serde::de::DeserializeOwned>(
         &self,
-        method: reqwest::Method,
-        path: &str,
+        op: Op,
+        params: &[&str],
         query: &[(&str, String)],
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
+        body: Option<&(impl serde::Serialize + ?Sized)>,
+    ) -> anyhow::Result<T> {
+        let route = op.route();
+        let method = reqwest::Method::from_bytes(route.method.as_bytes())
+            .context("a route of the table has an unknown method")?;
+        let url = format!("{}{}{}", self.base, api::PREFIX, api::path_of(op, params));
         let mut req = self
             .http
-            .request(method, format!("{}/api/v1{path}", self.base))
+            .request(method, url)
             .query(query)
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(60));
@@ -88,10 +93,19 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach the daemon at {}", self.base))?;
         let status = answer.status();
-        let value: Value = answer.json().await.unwrap_or(Value::Null);
+        let bytes = answer
+            .bytes()
+            .await
+            .with_context(|| format!("the daemon at {} broke off its answer", self.base))?;
         if status.is_success() {
-            return Ok(value);
+            return serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "the daemon's answer to {} {} is not what this fuse expects (is the daemon another version? `fuse status` shows it)",
+                    route.method, route.path
+                )
+            });
         }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let problems = value["error"]["details"]
             .as_array()
             .or_else(|| value["error"]["details"]["problems"].as_array())
@@ -175,13 +189,8 @@ impl Client {
             // database a moment later (the history writer commits in batches).
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             loop {
-                let record = self
-                    .request(
-                        reqwest::Method::GET,
-                        &format!("/executions/{run_id}"),
-                        &[],
-                        None,
-                    )
+                let record: Value = self
+                    .request(Op::GetExecution, &[run_id], &[], None::<&Value>)
                     .await?;
                 let finished = !matches!(record["status"].as_str(), Some("running" | "queued"));
                 if finished || std::time::Instant::now() > deadline {

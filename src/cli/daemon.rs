@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::api::{Op, types};
+
 use super::Globals;
 use crate::daemon;
 use crate::home::Home;
@@ -69,7 +71,7 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
 pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
     let schedules = if home.probe()? {
-        daemon::scheduler::upcoming(&home.open_store()?)?
+        home.open_store()?.schedules()?
     } else {
         Vec::new()
     };
@@ -83,12 +85,12 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(3));
     };
     let client = super::client::Client::of_home(&home)?;
-    let health = client.call(reqwest::Method::GET, "/health", None).ok();
-    let workflows = match client.call(reqwest::Method::GET, "/workflows", None) {
-        Ok(w) => w["workflows"].clone(),
+    let health: Option<types::Health> = client.get(Op::Health, &[]).ok();
+    let workflows = match client.get::<types::WorkflowList>(Op::ListWorkflows, &[]) {
+        Ok(w) => Some(w.workflows),
         Err(e) => {
             eprintln!("warning: cannot list the deployed workflows: {e:#}");
-            serde_json::Value::Null
+            None
         }
     };
     if args.json {
@@ -103,32 +105,25 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
         match &health {
             Some(h) => outln!(
                 "health    ok; up {}s; {} run(s) active ({} running, {} queued)",
-                h["uptime_s"],
-                h["active_runs"],
-                h["running"],
-                h["queued"]
+                h.uptime_s,
+                h.active_runs,
+                h.running,
+                h.queued
             ),
             None => outln!("health    no answer from {}", info.url()),
         }
-        let rows = workflows.as_array().cloned().unwrap_or_default();
+        let rows = workflows.unwrap_or_default();
         if !rows.is_empty() {
             outln!("workflows");
         }
         for w in rows {
-            let triggers: Vec<String> = w["triggers"]
-                .as_array()
-                .map(|t| t.iter().map(describe_trigger).collect())
-                .unwrap_or_default();
+            let triggers: Vec<String> = w.triggers.iter().map(describe_trigger).collect();
             outln!(
                 "  {:<24} v{:<3} {:<8} {} active  {}",
-                w["name"].as_str().unwrap_or(""),
-                w["version"],
-                if w["enabled"].as_bool().unwrap_or(false) {
-                    "enabled"
-                } else {
-                    "disabled"
-                },
-                w["active_runs"],
+                w.name,
+                w.version.map(|v| v.to_string()).unwrap_or_default(),
+                if w.enabled { "enabled" } else { "disabled" },
+                w.active_runs,
                 if triggers.is_empty() {
                     "manual".to_string()
                 } else {
@@ -141,18 +136,26 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One trigger of a deployed workflow, as `fuse status` shows it.
-fn describe_trigger(t: &serde_json::Value) -> String {
-    let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
-    match t["kind"].as_str() {
-        Some("webhook") => format!("{} {}", s("method"), s("url")),
-        Some("file") => format!("files in {}", s("path")),
-        Some("event") => format!("event {}/{}", s("plugin"), s("trigger")),
-        Some(kind) => format!("{kind} {} (next {})", s("spec"), s("next_fire_at")),
-        None => t.to_string(),
+fn describe_trigger(t: &types::Trigger) -> String {
+    use types::Trigger;
+    match t {
+        Trigger::Webhook { method, url, .. } => format!("{method} {url}"),
+        Trigger::File { path, .. } => format!("files in {path}"),
+        Trigger::Event { plugin, trigger } => format!("event {plugin}/{trigger}"),
+        Trigger::Cron(s) | Trigger::Interval(s) => format!(
+            "{} {} (next {})",
+            if matches!(t, Trigger::Cron(_)) {
+                "cron"
+            } else {
+                "interval"
+            },
+            s.spec,
+            s.next_fire_at.as_deref().unwrap_or("-")
+        ),
     }
 }
 
-fn print_schedules(schedules: &[serde_json::Value]) -> anyhow::Result<()> {
+fn print_schedules(schedules: &[types::ScheduleRow]) -> anyhow::Result<()> {
     if schedules.is_empty() {
         return Ok(());
     }
@@ -160,10 +163,10 @@ fn print_schedules(schedules: &[serde_json::Value]) -> anyhow::Result<()> {
     for s in schedules {
         outln!(
             "  {:<20} {:<9} {:<18} next {}",
-            s["workflow"].as_str().unwrap_or(""),
-            s["kind"].as_str().unwrap_or(""),
-            s["spec"].as_str().unwrap_or(""),
-            s["next_fire_at"].as_str().unwrap_or("-")
+            s.workflow,
+            s.kind,
+            s.spec,
+            s.next_fire_at.as_deref().unwrap_or("-")
         );
     }
     Ok(())
@@ -308,14 +311,8 @@ pub fn run_remote(
     let home = Home::resolve(globals.home.clone())?;
     let client = super::client::Client::of_home(&home)?;
     let name = super::workflows::deploy_file(&client, file)?.name;
-    let started = client.call(
-        reqwest::Method::POST,
-        &format!("/workflows/{name}/run"),
-        Some(&input),
-    )?;
-    let Some(run_id) = started["run_id"].as_str() else {
-        anyhow::bail!("the daemon did not start the run: {started}");
-    };
-    let record = client.follow(run_id, globals.quiet || json_out)?;
+    let started: crate::api::types::RunStarted =
+        client.send(crate::api::Op::RunWorkflow, &[&name], &[], Some(&input))?;
+    let record = client.follow(&started.run_id, globals.quiet || json_out)?;
     super::client::print_run(&record, json_out)
 }

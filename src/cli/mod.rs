@@ -22,6 +22,7 @@ mod completions;
 mod creds;
 mod cron;
 mod daemon;
+mod diff;
 mod init;
 mod nodes;
 mod progress;
@@ -216,6 +217,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
                 crate::Error::Config { .. }
                     | crate::Error::ConfigEnv { .. }
                     | crate::Error::Setting(_)
+                    | crate::Error::NotFound(_)
                     | crate::Error::Refused(_)
             )
         )

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::Globals;
 use super::client::{Client, print_run};
+use crate::api::{Op, types};
 use crate::home::Home;
 
 #[derive(Debug, clap::Subcommand)]
@@ -51,6 +51,18 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What changed between two versions of a workflow (B defaults to the
+    /// current one): a line diff of their definitions.
+    #[command(
+        after_help = "Examples:\n  fuse workflows diff report 2 3\n  fuse workflows diff report 2      # version 2 against the current one"
+    )]
+    Diff {
+        name: String,
+        a: i64,
+        b: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make an earlier version current.
     #[command(after_help = "Example:\n  fuse workflows rollback report 3")]
     Rollback { name: String, version: i64 },
@@ -74,15 +86,8 @@ pub enum WorkflowsCommand {
     },
 }
 
-/// What a deploy answered.
-pub(super) struct Deployed {
-    pub name: String,
-    pub version: i64,
-    pub unchanged: bool,
-}
-
 /// Deploys one workflow file; its name is `name`, else the file name.
-pub(super) fn deploy_file(client: &Client, file: &Path) -> anyhow::Result<Deployed> {
+pub(super) fn deploy_file(client: &Client, file: &Path) -> anyhow::Result<types::Deployed> {
     let bytes = crate::files::read_regular(file, crate::engine::MAX_WORKFLOW_BYTES)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let mut workflow: Value = serde_json::from_slice(&bytes)
@@ -96,17 +101,12 @@ pub(super) fn deploy_file(client: &Client, file: &Path) -> anyhow::Result<Deploy
     }
     let source = std::path::absolute(file)
         .map_err(|e| anyhow::anyhow!("cannot resolve {}: {e}", file.display()))?;
-    let answer = client.call_with(
-        Method::POST,
-        "/workflows",
+    client.send(
+        Op::DeployWorkflow,
+        &[],
         &[("source", source.display().to_string())],
         Some(&workflow),
-    )?;
-    Ok(Deployed {
-        name: answer["name"].as_str().unwrap_or_default().to_string(),
-        version: answer["version"].as_i64().unwrap_or_default(),
-        unchanged: answer["unchanged"].as_bool().unwrap_or(false),
-    })
+    )
 }
 
 pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitCode> {
@@ -114,12 +114,13 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
     let client = Client::of_home(&home)?;
     match command {
         WorkflowsCommand::List { json } => {
-            let answer = client.call(Method::GET, "/workflows", None)?;
+            let rows = client
+                .get::<types::WorkflowList>(Op::ListWorkflows, &[])?
+                .workflows;
             if json {
-                outln!("{}", serde_json::to_string_pretty(&answer["workflows"])?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let rows = answer["workflows"].as_array().cloned().unwrap_or_default();
             if rows.is_empty() {
                 outln!("no workflows deployed; `fuse workflows deploy FILE` deploys one");
                 return Ok(ExitCode::SUCCESS);
@@ -133,38 +134,28 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
             for w in rows {
                 outln!(
                     "{:<32}  {:<8}  {:>7}  {}",
-                    w["name"].as_str().unwrap_or(""),
-                    if w["enabled"].as_bool().unwrap_or(false) {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    w["version"]
-                        .as_i64()
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
-                    w["updated_at"]
-                        .as_i64()
-                        .map(super::runs::local_time)
-                        .unwrap_or_default()
+                    w.name,
+                    if w.enabled { "yes" } else { "no" },
+                    w.version.map(|v| v.to_string()).unwrap_or_default(),
+                    super::runs::local_time(w.updated_at)
                 );
             }
         }
         WorkflowsCommand::Show { name, json } => {
-            let answer = client.call(Method::GET, &format!("/workflows/{name}"), None)?;
+            let answer: types::WorkflowDetail = client.get(Op::GetWorkflow, &[&name])?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 eprintln!(
                     "{name}: version {}, {}",
-                    answer["version"],
-                    if answer["enabled"].as_bool().unwrap_or(false) {
+                    answer.version,
+                    if answer.enabled {
                         "enabled"
                     } else {
                         "disabled"
                     }
                 );
-                outln!("{}", serde_json::to_string_pretty(&answer["definition"])?);
+                outln!("{}", serde_json::to_string_pretty(&answer.definition)?);
             }
         }
         WorkflowsCommand::Deploy { files, json } => {
@@ -195,7 +186,7 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
             }
         }
         WorkflowsCommand::Rm { name } => {
-            client.call(Method::DELETE, &format!("/workflows/{name}"), None)?;
+            client.send::<types::Deleted>(Op::DeleteWorkflow, &[&name], &[], None::<&Value>)?;
             if !globals.quiet {
                 outln!("removed {name} (its runs stay in history)");
             }
@@ -203,9 +194,11 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
         WorkflowsCommand::Enable { name } => set_enabled(&client, globals, &name, true)?,
         WorkflowsCommand::Disable { name } => set_enabled(&client, globals, &name, false)?,
         WorkflowsCommand::Versions { name, json } => {
-            let answer = client.call(Method::GET, &format!("/workflows/{name}/versions"), None)?;
+            let versions = client
+                .get::<types::Versions>(Op::ListVersions, &[&name])?
+                .versions;
             if json {
-                outln!("{}", serde_json::to_string_pretty(&answer["versions"])?);
+                outln!("{}", serde_json::to_string_pretty(&versions)?);
                 return Ok(ExitCode::SUCCESS);
             }
             outln!(
@@ -214,33 +207,71 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
                 "CREATED",
                 "HASH"
             );
-            for v in answer["versions"].as_array().cloned().unwrap_or_default() {
+            for v in versions {
                 outln!(
                     "{:>7}  {:<19}  {:<12}  {}",
-                    v["version"],
-                    v["created_at"]
-                        .as_i64()
-                        .map(super::runs::local_time)
-                        .unwrap_or_default(),
-                    v["hash"]
-                        .as_str()
-                        .unwrap_or("")
-                        .chars()
-                        .take(12)
-                        .collect::<String>(),
-                    if v["current"].as_bool().unwrap_or(false) {
-                        "*"
-                    } else {
-                        ""
-                    }
+                    v.version,
+                    super::runs::local_time(v.created_at),
+                    v.hash.chars().take(12).collect::<String>(),
+                    if v.current { "*" } else { "" }
                 );
             }
         }
+        WorkflowsCommand::Diff { name, a, b, json } => {
+            let old: types::VersionDetail = client.get(Op::GetVersion, &[&name, &a.to_string()])?;
+            let new: types::VersionDetail = match b {
+                Some(b) => client.get(Op::GetVersion, &[&name, &b.to_string()])?,
+                None => {
+                    let current: types::WorkflowDetail = client.get(Op::GetWorkflow, &[&name])?;
+                    client.get(Op::GetVersion, &[&name, &current.version.to_string()])?
+                }
+            };
+            let (old_text, new_text) = (
+                serde_json::to_string_pretty(&old.definition)?,
+                serde_json::to_string_pretty(&new.definition)?,
+            );
+            let lines = super::diff::lines(&old_text, &new_text);
+            if json {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "name": name, "from": old.version, "to": new.version,
+                        "same": old.hash == new.hash,
+                        "lines": lines.iter().map(|(tag, line)| json!({"op": tag.to_string(), "line": line})).collect::<Vec<_>>(),
+                    }))?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            outln!("--- {name} version {}", old.version);
+            outln!("+++ {name} version {}", new.version);
+            if old.hash == new.hash {
+                outln!("(the two versions are the same)");
+            }
+            // Changed lines with two lines of context around them.
+            let near = |i: usize| {
+                lines[i.saturating_sub(2)..(i + 3).min(lines.len())]
+                    .iter()
+                    .any(|(tag, _)| *tag != ' ')
+            };
+            let mut gap = false;
+            for (i, (tag, line)) in lines.iter().enumerate() {
+                if near(i) {
+                    if gap {
+                        outln!("…");
+                    }
+                    gap = false;
+                    outln!("{tag}{line}");
+                } else {
+                    gap = true;
+                }
+            }
+        }
         WorkflowsCommand::Rollback { name, version } => {
-            client.call(
-                Method::POST,
-                &format!("/workflows/{name}/rollback"),
-                Some(&json!({"version": version})),
+            client.send::<types::RolledBack>(
+                Op::Rollback,
+                &[&name],
+                &[],
+                Some(&types::RollbackRequest { version }),
             )?;
             if !globals.quiet {
                 outln!("{name} is at version {version} again");
@@ -254,23 +285,17 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
             json,
         } => {
             let input = super::run::run_input(&inputs, input_file.as_deref())?;
-            let started = client.call(
-                Method::POST,
-                &format!("/workflows/{name}/run"),
-                Some(&input),
-            )?;
-            let Some(run_id) = started["run_id"].as_str() else {
-                anyhow::bail!("the daemon did not start the run: {started}");
-            };
+            let started: types::RunStarted =
+                client.send(Op::RunWorkflow, &[&name], &[], Some(&input))?;
             if !follow {
                 if json {
                     outln!("{}", serde_json::to_string_pretty(&started)?);
                 } else {
-                    outln!("{run_id}");
+                    outln!("{}", started.run_id);
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let record = client.follow(run_id, globals.quiet || json)?;
+            let record = client.follow(&started.run_id, globals.quiet || json)?;
             return print_run(&record, json);
         }
     }
@@ -283,8 +308,12 @@ fn set_enabled(
     name: &str,
     enabled: bool,
 ) -> anyhow::Result<()> {
-    let action = if enabled { "enable" } else { "disable" };
-    client.call(Method::POST, &format!("/workflows/{name}/{action}"), None)?;
+    let (op, action) = if enabled {
+        (Op::Enable, "enable")
+    } else {
+        (Op::Disable, "disable")
+    };
+    client.send::<types::Enabled>(op, &[name], &[], None::<&Value>)?;
     if !globals.quiet {
         outln!("{name} {action}d");
     }

@@ -10,10 +10,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::{MAX_BODY, State};
+use super::{MAX_BODY, State, manage};
+use crate::api::{self, Miss, Op, types};
 use crate::engine::RunRequest;
 use crate::store::history::RunFilter;
-use crate::store::tokens::Scope;
 
 pub(super) type Reply = Response<Full<Bytes>>;
 
@@ -66,24 +66,14 @@ fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
     presented_token(req).is_some_and(|t| state.tokens.check(state, &t).is_some())
 }
 
-/// What scope a route needs: reading is `read`; starting, cancelling and
-/// retrying runs is `run`; everything else (deploys, deletes, credentials)
-/// is `admin`.
-pub(super) fn required_scope(method: &Method, parts: &[&str]) -> Scope {
-    match (method, parts) {
-        (&Method::GET, _) => Scope::Read,
-        (&Method::POST, ["workflows", _, "run"])
-        | (&Method::POST, ["executions", _, "cancel" | "retry"]) => Scope::Run,
-        _ => Scope::Admin,
-    }
-}
-
-/// 401 for a missing or unknown token, 403 for one whose scope is too small.
+/// 401 for a missing or unknown token, 429 over the token's rate limit, 404
+/// and 405 (with `Allow`) from the route table, 403 for a token whose scope
+/// is too small; else the operation and its path parameters.
 fn authorize(
     state: &State,
     req: &Request<hyper::body::Incoming>,
-    parts: &[&str],
-) -> Result<(), Box<Reply>> {
+    path: &str,
+) -> Result<(Op, Vec<String>), Box<Reply>> {
     let Some((name, scope)) = presented_token(req).and_then(|t| state.tokens.check(state, &t))
     else {
         return Err(Box::new(error(
@@ -112,26 +102,35 @@ fn authorize(
         }
         return Err(Box::new(r));
     }
-    // A known path with another method: 405 naming the methods it has.
-    let allowed = super::manage::allowed_methods(parts);
-    if !allowed.is_empty() && !allowed.contains(&req.method().as_str()) {
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!(
-                "{} is not allowed on {}; it takes {}",
-                req.method(),
-                req.uri().path(),
-                allowed.join(", ")
-            ),
-            Value::Null,
-        );
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed.join(", ")) {
-            r.headers_mut().insert(hyper::header::ALLOW, v);
+    let (op, params) = match api::find(req.method().as_str(), path) {
+        Ok(found) => found,
+        Err(Miss::NotFound) => {
+            return Err(Box::new(not_found(&format!(
+                "no API route {}{path}; see {}/openapi.json",
+                api::PREFIX,
+                api::PREFIX
+            ))));
         }
-        return Err(Box::new(r));
-    }
-    let needed = required_scope(req.method(), parts);
+        // A known path with another method: 405 naming the methods it has.
+        Err(Miss::Method(allowed)) => {
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed on {}; it takes {}",
+                    req.method(),
+                    req.uri().path(),
+                    allowed.join(", ")
+                ),
+                Value::Null,
+            );
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(hyper::header::ALLOW, v);
+            }
+            return Err(Box::new(r));
+        }
+    };
+    let needed = op.route().scope;
     if scope < needed {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
@@ -146,7 +145,7 @@ fn authorize(
             json!({"scope": scope.as_str(), "needed": needed.as_str()}),
         )));
     }
-    Ok(())
+    Ok((op, params))
 }
 
 /// The whole request body, refused over [`MAX_BODY`].
@@ -281,24 +280,33 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
             let route = format!("/{}", rest.join("/"));
             plugin_route(&state, plugin, route, req).await
         }
-        ["api", "v1", rest @ ..] => match authorize(&state, &req, rest) {
-            Err(reply) => *reply,
-            Ok(()) => {
-                let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-                api(&state, req, &rest).await
+        ["api", "v1", ..] => {
+            let below = path
+                .strip_prefix(api::PREFIX)
+                .unwrap_or_default()
+                .to_string();
+            match authorize(&state, &req, &below) {
+                Err(reply) => *reply,
+                Ok((op, params)) => dispatch(&state, req, op, &params).await,
             }
-        },
+        }
         _ => {
             not_found("no such route; the API is under /api/v1 and webhooks under /webhook/{path}")
         }
     }
 }
 
-async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[String]) -> Reply {
-    let method = req.method().clone();
-    let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
-    match (method, parts.as_slice()) {
-        (Method::GET, ["health"]) => {
+/// One operation of the route table: a missing arm does not compile.
+async fn dispatch(
+    state: &Arc<State>,
+    req: Request<hyper::body::Incoming>,
+    op: Op,
+    params: &[String],
+) -> Reply {
+    let param = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
+    let query = parse_query(req.uri().query().unwrap_or(""));
+    match op {
+        Op::Health => {
             let active = state.active.load(Ordering::SeqCst);
             let running = state
                 .daemon_config
@@ -306,91 +314,212 @@ async fn api(state: &Arc<State>, req: Request<hyper::body::Incoming>, rest: &[St
                 .max(1)
                 .saturating_sub(state.slots.available_permits())
                 .min(active);
-            reply(
+            ok(
                 StatusCode::OK,
-                &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"),
-                        "uptime_s": state.started.elapsed().as_secs(),
-                        "active_runs": active, "running": running,
-                        "queued": active - running,
-                        "started_at": state.started_at}),
+                &types::Health {
+                    status: "ok".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    uptime_s: state.started.elapsed().as_secs(),
+                    active_runs: active,
+                    running,
+                    queued: active - running,
+                    started_at: state.started_at.clone(),
+                },
             )
         }
-        (Method::GET, ["version"]) => reply(
+        Op::Version => ok(
             StatusCode::OK,
-            &json!({"version": env!("CARGO_PKG_VERSION"), "commit": option_env!("FUSE_GIT_COMMIT"),
-                    "schema_version": crate::store::Store::latest_schema_version()}),
+            &types::VersionInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                commit: option_env!("FUSE_GIT_COMMIT").map(str::to_string),
+                schema_version: crate::store::Store::latest_schema_version(),
+            },
         ),
-        (Method::GET, ["events"]) => events(state, req, None),
-        (Method::GET, ["executions", id, "events"]) => {
-            let id = id.to_string();
-            events(state, req, Some(id))
-        }
-        (Method::GET, ["workflows"]) => list_workflows(state),
-        (Method::POST, ["workflows"]) => {
-            let source = parse_query(req.uri().query().unwrap_or(""))
-                .remove("source")
-                .map(std::path::PathBuf::from);
+        Op::OpenApi => reply(StatusCode::OK, &openapi(state)),
+        Op::Events => events(state, req, None).await,
+        Op::ExecutionEvents => events(state, req, Some(param(0).to_string())).await,
+        Op::ListWorkflows => blocking(state, list_workflows).await,
+        Op::DeployWorkflow => {
+            let source = query.get("source").map(std::path::PathBuf::from);
             match body_json(req).await {
-                Ok((value, _)) => deploy(state, value, source),
+                Ok((value, _)) => blocking(state, move |s| deploy(s, value, source)).await,
                 Err(r) => *r,
             }
         }
-        (Method::GET, ["workflows", name]) => get_workflow(state, name),
-        (Method::POST, ["workflows", name, "run"]) => match body_json(req).await {
+        Op::PutWorkflow => match body_json(req).await {
+            Ok((mut value, _)) => {
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("name".into(), json!(param(0)));
+                }
+                blocking(state, move |s| deploy(s, value, None)).await
+            }
+            Err(r) => *r,
+        },
+        Op::GetWorkflow => {
+            let name = param(0).to_string();
+            blocking(state, move |s| get_workflow(s, &name)).await
+        }
+        Op::DeleteWorkflow => {
+            let name = param(0).to_string();
+            blocking(state, move |s| manage::delete_workflow(s, &name)).await
+        }
+        Op::ListVersions => {
+            let name = param(0).to_string();
+            blocking(state, move |s| manage::versions(s, &name)).await
+        }
+        Op::GetVersion => {
+            let (name, version) = (param(0).to_string(), param(1).to_string());
+            blocking(state, move |s| manage::version(s, &name, &version)).await
+        }
+        Op::Rollback => match typed_body::<types::RollbackRequest>(req).await {
+            Ok(body) => {
+                let name = param(0).to_string();
+                blocking(state, move |s| manage::rollback(s, &name, body.version)).await
+            }
+            Err(r) => *r,
+        },
+        Op::Enable | Op::Disable => {
+            let name = param(0).to_string();
+            let on = op == Op::Enable;
+            blocking(state, move |s| manage::set_enabled(s, &name, on)).await
+        }
+        Op::RunWorkflow => match body_json(req).await {
             Ok((input, _)) => {
-                let input = if input.is_null() { json!({}) } else { input };
-                match start_run(state, name, input, "manual").await {
-                    Ok(id) => reply(StatusCode::ACCEPTED, &json!({"run_id": id})),
+                let input = match input {
+                    Value::Null => json!({}),
+                    Value::Object(_) => input,
+                    other => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_input",
+                            format!(
+                                "the input must be a JSON object of the workflow's params, not {}",
+                                crate::workflow::params::kind_of(&other)
+                            ),
+                            Value::Null,
+                        );
+                    }
+                };
+                match start_run(state, param(0), input, "manual").await {
+                    Ok(id) => ok(
+                        StatusCode::ACCEPTED,
+                        &types::RunStarted {
+                            run_id: id,
+                            retry_of: None,
+                        },
+                    ),
                     Err(r) => *r,
                 }
             }
             Err(r) => *r,
         },
-        (Method::GET, ["executions"]) => {
-            let query = parse_query(req.uri().query().unwrap_or(""));
+        Op::ListExecutions => {
+            let count = |key: &str, default: usize| -> Result<usize, Box<Reply>> {
+                match query.get(key) {
+                    None => Ok(default),
+                    Some(text) => text.parse().map_err(|_| {
+                        Box::new(error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_query",
+                            format!("{key} must be a non-negative integer, not {text:?}"),
+                            Value::Null,
+                        ))
+                    }),
+                }
+            };
+            let (limit, offset) = match (count("limit", 50), count("offset", 0)) {
+                (Ok(limit), Ok(offset)) => (limit.min(1000), offset),
+                (Err(r), _) | (_, Err(r)) => return *r,
+            };
             let filter = RunFilter {
                 workflow: query.get("workflow").cloned(),
                 status: query.get("status").cloned(),
-                limit: query
-                    .get("limit")
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or(50),
-                offset: query
-                    .get("offset")
-                    .and_then(|o| o.parse().ok())
-                    .unwrap_or(0),
+                limit,
+                offset,
             };
-            let store = match state.store.lock() {
-                Ok(s) => s,
-                Err(_) => return internal("the store is unusable"),
-            };
-            match store.list_runs(&filter) {
-                Ok(runs) => reply(StatusCode::OK, &json!({"executions": runs})),
-                Err(e) => internal(&e.to_string()),
-            }
-        }
-        (Method::GET, ["executions", id]) => {
-            let store = match state.store.lock() {
-                Ok(s) => s,
-                Err(_) => return internal("the store is unusable"),
-            };
-            let detail = store
-                .resolve_run_id(id)
-                .and_then(|full| store.get_run(&full, &state.home.blobs_dir()));
-            match detail {
-                Ok(d) => reply(StatusCode::OK, &serde_json::to_value(d).unwrap_or_default()),
+            match state.db(move |db| db.list_runs(&filter)).await {
+                Ok(executions) => ok(StatusCode::OK, &types::Executions { executions }),
                 Err(e) => store_error(&e),
             }
         }
-        (m, p) => {
-            let p: Vec<&str> = p.to_vec();
-            // A known path with another method was answered 405 by `authorize`.
-            match super::manage::route(state, &m, &p, req).await {
-                Some(r) => r,
-                None => not_found("no such API route; see /api/v1/openapi.json"),
+        Op::GetExecution => {
+            let id = param(0).to_string();
+            match state.db(move |db| db.get_run(&db.resolve_run(&id)?)).await {
+                Ok(detail) => ok(StatusCode::OK, &detail),
+                Err(e) => store_error(&e),
             }
         }
+        Op::ExecutionLogs => {
+            let id = param(0).to_string();
+            blocking(state, move |s| manage::logs(s, &id)).await
+        }
+        Op::CancelExecution => manage::cancel(state, param(0)).await,
+        Op::RetryExecution => manage::retry(state, param(0)).await,
+        Op::ListNodes => manage::nodes(state),
+        Op::ListPlugins => blocking(state, manage::plugins).await,
+        Op::ListCredentials => blocking(state, manage::credentials).await,
+        Op::CreateCredential => match typed_body::<types::NewCredential>(req).await {
+            Ok(body) => blocking(state, move |s| manage::create_credential(s, body)).await,
+            Err(r) => *r,
+        },
+        Op::DeleteCredential => {
+            let name = param(0).to_string();
+            blocking(state, move |s| manage::delete_credential(s, &name)).await
+        }
+        Op::ListSchedules => blocking(state, manage::schedules).await,
     }
+}
+
+/// Runs a blocking handler (database, vault, files) off the async workers.
+async fn blocking(
+    state: &Arc<State>,
+    handler: impl FnOnce(&Arc<State>) -> Reply + Send + 'static,
+) -> Reply {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || handler(&state))
+        .await
+        .unwrap_or_else(|e| internal(&format!("the request's task failed: {e}")))
+}
+
+/// The OpenAPI document with this daemon's address and node types.
+fn openapi(state: &State) -> Value {
+    let server = state
+        .addr
+        .get()
+        .map(|a| format!("http://{a}"))
+        .unwrap_or_else(|| "http://127.0.0.1:5678".into());
+    api::document(
+        &server,
+        crate::workflow::schema::workflow_schema(&state.engine.registry()),
+    )
+}
+
+/// A typed answer.
+pub(super) fn ok<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
+    match serde_json::to_value(body) {
+        Ok(value) => reply(status, &value),
+        Err(e) => internal(&format!("cannot encode the answer: {e}")),
+    }
+}
+
+/// A typed request body: 400 saying which field is wrong.
+async fn typed_body<T: serde::de::DeserializeOwned>(
+    req: Request<hyper::body::Incoming>,
+) -> Result<T, Box<Reply>> {
+    let (value, _) = body_json(req).await?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            if path == "." {
+                format!("the body does not fit: {}", e.inner())
+            } else {
+                format!("the body does not fit at {path}: {}", e.inner())
+            },
+            json!({"path": path}),
+        ))
+    })
 }
 
 /// 503: the run could not be persisted, so it was not accepted; the caller
@@ -414,7 +543,13 @@ pub(super) fn unavailable(why: &str) -> Reply {
 /// 500 that says so, never a "not found".
 pub(super) fn store_error(e: &crate::Error) -> Reply {
     match e {
-        crate::Error::Setting(message) => not_found(message),
+        crate::Error::NotFound(message) => not_found(message),
+        crate::Error::Setting(message) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            message.clone(),
+            Value::Null,
+        ),
         other => {
             tracing::error!("{other}");
             internal(&other.to_string())
@@ -439,19 +574,6 @@ fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
 
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
-}
-
-/// Stores a deployed workflow (see [`crate::store::Store::store_version`]).
-pub(super) fn store_version(
-    state: &State,
-    name: &str,
-    text: &str,
-    source_path: Option<&std::path::Path>,
-) -> crate::Result<(i64, bool)> {
-    let Ok(store) = state.store.lock() else {
-        return Err(crate::Error::Setting("the store is unusable".into()));
-    };
-    store.store_version(name, text, source_path)
 }
 
 /// The file a deployed workflow is planned as: the one it was deployed from
@@ -517,37 +639,32 @@ pub(super) fn deploy(
             details,
         );
     }
-    let result = store_version(state, &name, &text, source.as_deref());
+    let result = state.db.store_version(&name, &text, source.as_deref());
     if result.is_ok() {
         // New or changed schedule triggers take effect at once.
         super::routes::changed(state);
     }
     match result {
-        Ok((version, created)) => reply(
+        Ok((version, created)) => ok(
             if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             },
-            &json!({"name": name, "display_name": display, "version": version,
-                    "unchanged": !created, "url": format!("/api/v1/workflows/{name}")}),
+            &types::Deployed {
+                url: format!("{}{}", api::PREFIX, api::path_of(Op::GetWorkflow, &[&name])),
+                name,
+                display_name: display.to_string(),
+                version,
+                unchanged: !created,
+            },
         ),
-        Err(e) => internal(&format!("cannot store the workflow: {e}")),
+        Err(e) => store_error(&e),
     }
 }
 
 fn list_workflows(state: &Arc<State>) -> Reply {
-    let Ok(store) = state.store.lock() else {
-        return internal("the store is unusable");
-    };
-    let rows = store.list_workflows().map(|rows| {
-        rows.iter()
-            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-            .collect::<Vec<Value>>()
-    });
-    let schedules = super::scheduler::upcoming(&store);
-    drop(store);
-    let (mut rows, schedules) = match (rows, schedules) {
+    let (rows, schedules) = match (state.db.list_workflows(), state.db.schedules()) {
         (Ok(rows), Ok(schedules)) => (rows, schedules),
         (Err(e), _) | (_, Err(e)) => return store_error(&e),
     };
@@ -558,57 +675,72 @@ fn list_workflows(state: &Arc<State>) -> Reply {
         .get()
         .map(|a| format!("http://{a}"))
         .unwrap_or_default();
-    for row in &mut rows {
-        let name = row["name"].as_str().unwrap_or_default().to_string();
-        let mut triggers = Vec::new();
-        for (path, hook) in routes.hooks.iter().filter(|(_, h)| h.workflow == name) {
-            triggers.push(
-                json!({"kind": "webhook", "method": hook.method, "path": path,
-                                 "url": format!("{base}/webhook/{path}")}),
-            );
-        }
-        for s in schedules.iter().filter(|s| s["workflow"] == name) {
-            triggers.push(
-                json!({"kind": s["kind"], "spec": s["spec"], "timezone": s["timezone"],
-                                 "next_fire_at": s["next_fire_at"]}),
-            );
-        }
-        for f in routes.files.iter().filter(|f| f.workflow == name) {
-            triggers.push(json!({"kind": "file", "path": f.dir, "glob": f.glob}));
-        }
-        for (_, plugin, trigger) in routes.events.iter().filter(|(w, _, _)| *w == name) {
-            triggers.push(json!({"kind": "event", "plugin": plugin, "trigger": trigger}));
-        }
-        row["triggers"] = Value::Array(triggers);
-        row["active_runs"] = json!(state.running_of(&name));
-    }
-    reply(StatusCode::OK, &json!({"workflows": rows}))
-}
-
-/// The current definition of a deployed, enabled workflow.
-/// The current version of a deployed workflow: (definition, version, enabled, source file).
-type Current = (String, i64, bool, Option<String>);
-
-fn current(state: &State, name: &str) -> Result<Option<Current>, String> {
-    let store = state
-        .store
-        .lock()
-        .map_err(|_| "the store is unusable".to_string())?;
-    store
-        .current_workflow(name)
-        .map(|c| c.map(|c| (c.definition, c.version, c.enabled, c.source)))
-        .map_err(|e| e.to_string())
+    let workflows = rows
+        .into_iter()
+        .map(|row| {
+            let name = row.name;
+            let mut triggers = Vec::new();
+            for (path, hook) in routes.hooks.iter().filter(|(_, h)| h.workflow == name) {
+                triggers.push(types::Trigger::Webhook {
+                    method: hook.method.clone(),
+                    path: path.clone(),
+                    url: format!("{base}/webhook/{path}"),
+                });
+            }
+            for s in schedules.iter().filter(|s| s.workflow == name) {
+                let schedule = types::ScheduleTrigger {
+                    spec: s.spec.clone(),
+                    timezone: s.timezone.clone(),
+                    next_fire_at: s.next_fire_at.clone(),
+                };
+                triggers.push(if s.kind == "cron" {
+                    types::Trigger::Cron(schedule)
+                } else {
+                    types::Trigger::Interval(schedule)
+                });
+            }
+            for f in routes.files.iter().filter(|f| f.workflow == name) {
+                triggers.push(types::Trigger::File {
+                    path: f.dir.display().to_string(),
+                    glob: f.glob.clone(),
+                });
+            }
+            for (_, plugin, trigger) in routes.events.iter().filter(|(w, _, _)| *w == name) {
+                triggers.push(types::Trigger::Event {
+                    plugin: plugin.clone(),
+                    trigger: trigger.clone(),
+                });
+            }
+            types::WorkflowSummary {
+                active_runs: state.running_of(&name),
+                name,
+                enabled: row.enabled,
+                version: row.version,
+                updated_at: row.updated_at,
+                triggers,
+            }
+        })
+        .collect();
+    ok(StatusCode::OK, &types::WorkflowList { workflows })
 }
 
 fn get_workflow(state: &Arc<State>, name: &str) -> Reply {
-    match current(state, name) {
-        Ok(Some((definition, version, enabled, source))) => reply(
+    match state.db.current_workflow(name) {
+        Ok(Some(c)) => ok(
             StatusCode::OK,
-            &json!({"name": name, "version": version, "enabled": enabled, "source": source,
-                    "definition": serde_json::from_str::<Value>(&definition).unwrap_or(Value::Null)}),
+            &types::WorkflowDetail {
+                name: name.to_string(),
+                version: c.version,
+                enabled: c.enabled,
+                source: c.source,
+                definition: serde_json::from_str(&c.definition)
+                    .unwrap_or(Value::String(c.definition)),
+            },
         ),
-        Ok(None) => not_found(&format!("no deployed workflow {name:?}")),
-        Err(e) => internal(&e),
+        Ok(None) => not_found(&format!(
+            "no deployed workflow {name:?}; `fuse workflows list` shows them"
+        )),
+        Err(e) => store_error(&e),
     }
 }
 
@@ -654,25 +786,29 @@ pub(super) async fn start_run_with(
     let plan = match (cached, spec.definition) {
         (Some(plan), _) => plan,
         (None, given) => {
-            let (definition, source) = match current(state, name) {
-                Ok(Some((_, _, false, _))) if given.is_none() => {
+            let wanted = name.to_string();
+            let current = state.db(move |db| db.current_workflow(&wanted)).await;
+            let (definition, source) = match current {
+                Ok(Some(c)) if !c.enabled && given.is_none() => {
                     return Err(Box::new(error(
                         StatusCode::CONFLICT,
                         "disabled",
-                        format!("workflow {name:?} is disabled"),
+                        format!(
+                            "workflow {name:?} is disabled; `fuse workflows enable {name}` enables it"
+                        ),
                         Value::Null,
                     )));
                 }
-                Ok(Some((d, _, _, source))) => (given.unwrap_or(d), source),
+                Ok(Some(c)) => (given.unwrap_or(c.definition), c.source),
                 Ok(None) => match given {
                     Some(d) => (d, None),
                     None => {
                         return Err(Box::new(not_found(&format!(
-                            "no deployed workflow {name:?}"
+                            "no deployed workflow {name:?}; `fuse workflows list` shows them"
                         ))));
                     }
                 },
-                Err(e) => return Err(Box::new(internal(&e))),
+                Err(e) => return Err(Box::new(store_error(&e))),
             };
             Arc::new(
                 state
@@ -883,7 +1019,7 @@ async fn plugin_route(
 }
 
 /// Upgrades to a WebSocket streaming run events (one run, or all).
-fn events(
+async fn events(
     state: &Arc<State>,
     mut req: Request<hyper::body::Incoming>,
     run: Option<String>,
@@ -899,22 +1035,23 @@ fn events(
     // A finished run the daemon no longer keeps events for: its final state.
     let mut finished = None;
     if let Some(id) = &run {
-        let Ok(store) = state.store.lock() else {
-            return internal("the store is unusable");
-        };
-        match store.resolve_run_id(id) {
-            Ok(full) => {
-                if let Ok(d) = store.get_run(&full, &state.home.blobs_dir())
-                    && !matches!(d.summary.status.as_str(), "running" | "queued")
-                {
+        let wanted = id.clone();
+        let found = state
+            .db(move |db| {
+                let full = db.resolve_run(&wanted)?;
+                let detail = db.get_run(&full)?;
+                Ok((full, detail))
+            })
+            .await;
+        match found {
+            Ok((full, d)) => {
+                if !matches!(d.summary.status.as_str(), "running" | "queued") {
                     finished = Some(json!({"type": "run_finished", "run_id": full,
                         "status": d.summary.status, "error": d.summary.error,
                         "duration_ms": d.summary.duration_ms}));
                 }
             }
-            Err(e) => {
-                return store_error(&e);
-            }
+            Err(e) => return store_error(&e),
         }
     }
     match hyper_tungstenite::upgrade(&mut req, None) {

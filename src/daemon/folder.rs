@@ -47,8 +47,8 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
         outcomes.push(deploy_file(state, path));
     }
     // Files that disappeared: their workflows stop (history and versions stay).
-    if let Ok(store) = state.store.lock() {
-        let deployed = store.workflows_from_files().unwrap_or_else(|e| {
+    {
+        let deployed = state.db.workflows_from_files().unwrap_or_else(|e| {
             tracing::error!(
                 "workflows/: cannot read the deployed workflows ({e}); removed files stay deployed until the next scan"
             );
@@ -63,7 +63,7 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
             .collect();
         for name in gone {
             tracing::info!("workflows/: the file of {name} was removed; the workflow is disabled");
-            if let Err(e) = store.set_workflow_enabled(&name, false) {
+            if let Err(e) = state.db.set_workflow_enabled(&name, false) {
                 tracing::error!("workflows/: cannot disable {name}: {e}");
             }
         }
@@ -104,17 +104,14 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
     };
     // Unchanged content (same hash as the current version) is not a new version.
     let hash = crate::store::workflows::definition_hash(&text);
-    let current: Option<(String, bool)> = match state.store.lock() {
-        Ok(store) => match store.current_workflow(&name) {
-            Ok(c) => c.map(|c| {
-                (
-                    crate::store::workflows::definition_hash(&c.definition),
-                    c.enabled,
-                )
-            }),
-            Err(e) => return invalid(format!("cannot read its deployed version: {e}")),
-        },
-        Err(_) => return invalid("the store is unusable".into()),
+    let current: Option<(String, bool)> = match state.db.current_workflow(&name) {
+        Ok(c) => c.map(|c| {
+            (
+                crate::store::workflows::definition_hash(&c.definition),
+                c.enabled,
+            )
+        }),
+        Err(e) => return invalid(format!("cannot read its deployed version: {e}")),
     };
     if current
         .as_ref()
@@ -125,7 +122,7 @@ fn deploy_file(state: &Arc<State>, path: &Path) -> Outcome {
     if let Err(e) = state.engine.load_str(&text, Some(path)) {
         return invalid(e.to_string());
     }
-    match super::api::store_version(state, &name, &text, Some(path)) {
+    match state.db.store_version(&name, &text, Some(path)) {
         Ok((version, _)) => {
             tracing::info!("workflows/: deployed {name} version {version}");
             Outcome::Deployed { name, version }

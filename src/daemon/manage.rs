@@ -1,193 +1,143 @@
-//! The rest of the API: workflow versions, enable/disable, rollback, delete;
-//! execution logs, cancel and retry; nodes, plugins, credentials, schedules;
-//! and the OpenAPI document that lists every route.
+//! The handlers of the rest of the API (the route table in [`crate::api`]
+//! names them): workflow versions, enable/disable, rollback, delete;
+//! execution logs, cancel and retry; nodes, plugins, credentials, schedules.
+//!
+//! The synchronous handlers block (database, vault, package folders): the
+//! dispatcher runs them on a blocking thread.
 
 use std::sync::Arc;
 
-use hyper::{Method, Request, StatusCode};
-use serde_json::{Value, json};
+use hyper::StatusCode;
+use serde_json::Value;
 
 use super::State;
-use super::api::{
-    Reply, body_json, error, internal, not_found, reply, start_run_with, store_error,
-};
+use super::api::{Reply, error, internal, not_found, ok, start_run_with, store_error};
+use crate::api::types;
 
-/// Routes handled here; `None` when the path is not one of them.
-pub(super) async fn route(
-    state: &Arc<State>,
-    method: &Method,
-    parts: &[&str],
-    req: Request<hyper::body::Incoming>,
-) -> Option<Reply> {
-    Some(match (method, parts) {
-        (&Method::GET, ["openapi.json"]) => reply(StatusCode::OK, &openapi()),
-        (&Method::PUT, ["workflows", name]) => match body_json(req).await {
-            Ok((mut value, _)) => {
-                value["name"] = json!(name);
-                super::api::deploy(state, value, None)
-            }
-            Err(r) => *r,
-        },
-        (&Method::DELETE, ["workflows", name]) => delete_workflow(state, name),
-        (&Method::GET, ["workflows", name, "versions"]) => versions(state, name),
-        (&Method::POST, ["workflows", name, "rollback"]) => match body_json(req).await {
-            Ok((body, _)) => rollback(state, name, body.get("version").and_then(Value::as_i64)),
-            Err(r) => *r,
-        },
-        (&Method::POST, ["workflows", name, action @ ("enable" | "disable")]) => {
-            set_enabled(state, name, *action == "enable")
-        }
-        (&Method::GET, ["executions", id, "logs"]) => {
-            let Ok(store) = state.store.lock() else {
-                return Some(internal("the store is unusable"));
-            };
-            match store.run_logs(id) {
-                Ok(logs) => reply(StatusCode::OK, &json!({"logs": logs})),
-                Err(e) => store_error(&e),
-            }
-        }
-        (&Method::POST, ["executions", id, "cancel"]) => cancel(state, id).await,
-        (&Method::POST, ["executions", id, "retry"]) => retry(state, id).await,
-        (&Method::GET, ["nodes"]) => {
-            let specs: Vec<Value> = state
-                .engine
-                .registry()
-                .iter()
-                .map(|n| serde_json::to_value(n.spec()).unwrap_or_default())
-                .collect();
-            reply(StatusCode::OK, &json!({"nodes": specs}))
-        }
-        (&Method::GET, ["plugins"]) => {
-            let catalog = crate::packages::Catalog::discover(
-                &state.home.node_packages_dir(),
-                &state.home.plugin_packages_dir(),
-            );
-            let plugins: Vec<Value> = catalog
-                .plugins
-                .iter()
-                .map(|p| json!({"name": p.manifest.name, "version": p.manifest.version, "description": p.manifest.description}))
-                .collect();
-            reply(
+fn no_workflow(name: &str) -> Reply {
+    not_found(&format!(
+        "no deployed workflow {name:?}; `fuse workflows list` shows them"
+    ))
+}
+
+pub(super) fn delete_workflow(state: &Arc<State>, name: &str) -> Reply {
+    match state.db.delete_workflow(name) {
+        Ok(false) => no_workflow(name),
+        Ok(true) => {
+            super::routes::changed(state);
+            ok(
                 StatusCode::OK,
-                &json!({"plugins": plugins, "problems": catalog.problems}),
+                &types::Deleted {
+                    deleted: name.into(),
+                },
             )
         }
-        (&Method::GET, ["schedules"]) => {
-            let Ok(store) = state.store.lock() else {
-                return Some(internal("the store is unusable"));
-            };
-            match super::scheduler::upcoming(&store) {
-                Ok(schedules) => reply(StatusCode::OK, &json!({"schedules": schedules})),
-                Err(e) => super::api::store_error(&e),
-            }
-        }
-        (&Method::GET, ["credentials"]) => match crate::secrets::Vault::open(&state.home) {
-            Ok(vault) => match vault.list() {
-                Ok(list) => reply(
-                    StatusCode::OK,
-                    &json!({"credentials": list, "key_store": vault.key_store().as_str()}),
-                ),
-                Err(e) => internal(&e.to_string()),
+        Err(e) => store_error(&e),
+    }
+}
+
+pub(super) fn versions(state: &Arc<State>, name: &str) -> Reply {
+    match state.db.workflow_versions(name) {
+        Ok(Some(versions)) => ok(
+            StatusCode::OK,
+            &types::Versions {
+                name: name.into(),
+                versions,
             },
-            Err(e) => internal(&e.to_string()),
-        },
-        (&Method::POST, ["credentials"]) => match body_json(req).await {
-            Ok((body, _)) => create_credential(state, &body),
-            Err(r) => *r,
-        },
-        (&Method::DELETE, ["credentials", name]) => {
-            match crate::secrets::Vault::open(&state.home) {
-                Ok(vault) => match vault.remove(name) {
-                    Ok(true) => reply(StatusCode::OK, &json!({"deleted": name})),
-                    Ok(false) => not_found(&format!("no credential {name:?}")),
-                    Err(e) => internal(&e.to_string()),
-                },
-                Err(e) => internal(&e.to_string()),
-            }
-        }
-        _ => return None,
-    })
-}
-
-fn delete_workflow(state: &Arc<State>, name: &str) -> Reply {
-    let Ok(store) = state.store.lock() else {
-        return internal("the store is unusable");
-    };
-    match store.delete_workflow(name) {
-        Ok(false) => not_found(&format!("no deployed workflow {name:?}")),
-        Ok(true) => {
-            drop(store);
-            super::routes::changed(state);
-            reply(StatusCode::OK, &json!({"deleted": name}))
-        }
+        ),
+        Ok(None) => no_workflow(name),
         Err(e) => store_error(&e),
     }
 }
 
-fn versions(state: &Arc<State>, name: &str) -> Reply {
-    let Ok(store) = state.store.lock() else {
-        return internal("the store is unusable");
-    };
-    match store.workflow_versions(name) {
-        Ok(Some(rows)) => reply(StatusCode::OK, &json!({"name": name, "versions": rows})),
-        Ok(None) => not_found(&format!("no deployed workflow {name:?}")),
-        Err(e) => store_error(&e),
-    }
-}
-
-fn rollback(state: &Arc<State>, name: &str, version: Option<i64>) -> Reply {
-    use crate::store::workflows::Rollback;
-    let Some(version) = version else {
+pub(super) fn version(state: &Arc<State>, name: &str, version: &str) -> Reply {
+    let Ok(number) = version.parse::<i64>() else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "give {\"version\": N}",
+            format!(
+                "a version is a number (see `fuse workflows versions {name}`), not {version:?}"
+            ),
             Value::Null,
         );
     };
-    let Ok(store) = state.store.lock() else {
-        return internal("the store is unusable");
-    };
-    match store.rollback_workflow(name, version) {
+    match state.db.workflow_version(name, number) {
+        Ok(Some((row, definition))) => ok(
+            StatusCode::OK,
+            &types::VersionDetail {
+                name: name.into(),
+                version: row.version,
+                hash: row.hash,
+                created_at: row.created_at,
+                current: row.current,
+                definition: serde_json::from_str(&definition).unwrap_or(Value::String(definition)),
+            },
+        ),
+        Ok(None) => match state.db.workflow_versions(name) {
+            Ok(Some(_)) => not_found(&format!(
+                "workflow {name:?} has no version {number}; `fuse workflows versions {name}` lists them"
+            )),
+            Ok(None) => no_workflow(name),
+            Err(e) => store_error(&e),
+        },
+        Err(e) => store_error(&e),
+    }
+}
+
+pub(super) fn rollback(state: &Arc<State>, name: &str, version: i64) -> Reply {
+    use crate::store::workflows::Rollback;
+    match state.db.rollback_workflow(name, version) {
         Ok(Rollback::Done) => {
-            drop(store);
             super::routes::changed(state);
-            reply(StatusCode::OK, &json!({"name": name, "version": version}))
+            ok(
+                StatusCode::OK,
+                &types::RolledBack {
+                    name: name.into(),
+                    version,
+                },
+            )
         }
-        Ok(Rollback::NoWorkflow) => not_found(&format!("no deployed workflow {name:?}")),
-        Ok(Rollback::NoVersion) => {
-            not_found(&format!("workflow {name:?} has no version {version}"))
-        }
+        Ok(Rollback::NoWorkflow) => no_workflow(name),
+        Ok(Rollback::NoVersion) => not_found(&format!(
+            "workflow {name:?} has no version {version}; `fuse workflows versions {name}` lists them"
+        )),
         Err(e) => store_error(&e),
     }
 }
 
-fn set_enabled(state: &Arc<State>, name: &str, enabled: bool) -> Reply {
-    let Ok(store) = state.store.lock() else {
-        return internal("the store is unusable");
-    };
-    match store.set_workflow_enabled(name, enabled) {
-        Ok(false) => not_found(&format!("no deployed workflow {name:?}")),
+pub(super) fn set_enabled(state: &Arc<State>, name: &str, enabled: bool) -> Reply {
+    match state.db.set_workflow_enabled(name, enabled) {
+        Ok(false) => no_workflow(name),
         Ok(true) => {
-            drop(store);
             super::routes::changed(state);
-            reply(StatusCode::OK, &json!({"name": name, "enabled": enabled}))
+            ok(
+                StatusCode::OK,
+                &types::Enabled {
+                    name: name.into(),
+                    enabled,
+                },
+            )
         }
         Err(e) => store_error(&e),
     }
 }
 
-async fn cancel(state: &Arc<State>, id: &str) -> Reply {
-    let full = {
-        let Ok(store) = state.store.lock() else {
-            return internal("the store is unusable");
-        };
-        match store.resolve_run_id(id) {
-            Ok(full) => full,
-            Err(e) => {
-                return store_error(&e);
-            }
-        }
+pub(super) fn logs(state: &Arc<State>, id: &str) -> Reply {
+    match state
+        .db
+        .resolve_run(id)
+        .and_then(|full| state.db.run_logs(&full))
+    {
+        Ok(logs) => ok(StatusCode::OK, &types::Logs { logs }),
+        Err(e) => store_error(&e),
+    }
+}
+
+pub(super) async fn cancel(state: &Arc<State>, id: &str) -> Reply {
+    let wanted = id.to_string();
+    let full = match state.db(move |db| db.resolve_run(&wanted)).await {
+        Ok(full) => full,
+        Err(e) => return store_error(&e),
     };
     let token = state
         .cancels
@@ -204,9 +154,12 @@ async fn cancel(state: &Arc<State>, id: &str) -> Reply {
                     "run {full} is cancelled in this daemon but could not be recorded as cancelled: {why}"
                 ));
             }
-            reply(
+            ok(
                 StatusCode::ACCEPTED,
-                &json!({"run_id": full, "cancelling": true}),
+                &types::Cancelling {
+                    run_id: full,
+                    cancelling: true,
+                },
             )
         }
         None => error(
@@ -218,68 +171,110 @@ async fn cancel(state: &Arc<State>, id: &str) -> Reply {
     }
 }
 
-async fn retry(state: &Arc<State>, id: &str) -> Reply {
-    let (full_id, workflow, definition, input) = {
-        let Ok(store) = state.store.lock() else {
-            return internal("the store is unusable");
-        };
-        let detail = match store
-            .resolve_run_id(id)
-            .and_then(|full| store.get_run(&full, &state.home.blobs_dir()))
-        {
-            Ok(d) => d,
-            Err(e) => {
-                return store_error(&e);
-            }
-        };
-        let definition = detail
-            .workflow_hash
-            .as_deref()
-            .and_then(|h| store.definition(h).ok().flatten());
-        (
-            detail.summary.id,
-            detail.summary.workflow,
-            definition,
-            detail.input,
-        )
+pub(super) async fn retry(state: &Arc<State>, id: &str) -> Reply {
+    let wanted = id.to_string();
+    let found = state
+        .db(move |db| {
+            let detail = db.get_run(&db.resolve_run(&wanted)?)?;
+            let definition = match detail.workflow_hash.as_deref() {
+                Some(hash) => db.definition(hash)?,
+                None => None,
+            };
+            Ok((detail, definition))
+        })
+        .await;
+    let (detail, definition) = match found {
+        Ok(found) => found,
+        Err(e) => return store_error(&e),
     };
     let spec = super::api::RunSpec {
         definition,
-        retry_of: Some(full_id),
+        retry_of: Some(detail.summary.id.clone()),
         ..Default::default()
     };
-    match start_run_with(state, &workflow, input, "retry", spec).await {
-        Ok(run_id) => reply(
+    match start_run_with(state, &detail.summary.workflow, detail.input, "retry", spec).await {
+        Ok(run_id) => ok(
             StatusCode::ACCEPTED,
-            &json!({"run_id": run_id, "retry_of": id}),
+            &types::RunStarted {
+                run_id,
+                retry_of: Some(detail.summary.id),
+            },
         ),
         Err(r) => *r,
     }
 }
 
-fn create_credential(state: &Arc<State>, body: &Value) -> Reply {
-    let (Some(name), Some(kind), Some(fields)) = (
-        body.get("name").and_then(Value::as_str),
-        body.get("type").and_then(Value::as_str),
-        body.get("fields").and_then(Value::as_object),
-    ) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "give {\"name\", \"type\", \"fields\": {...}}",
-            Value::Null,
-        );
-    };
-    let fields: std::collections::BTreeMap<String, zeroize::Zeroizing<String>> = fields
+pub(super) fn nodes(state: &Arc<State>) -> Reply {
+    let nodes = state
+        .engine
+        .registry()
         .iter()
-        .filter_map(|(k, v)| {
-            v.as_str()
-                .map(|s| (k.clone(), zeroize::Zeroizing::new(s.to_string())))
+        .map(|n| n.spec().clone())
+        .collect();
+    ok(StatusCode::OK, &types::NodeTypes { nodes })
+}
+
+pub(super) fn plugins(state: &Arc<State>) -> Reply {
+    let catalog = crate::packages::Catalog::discover(
+        &state.home.node_packages_dir(),
+        &state.home.plugin_packages_dir(),
+    );
+    let plugins = catalog
+        .plugins
+        .iter()
+        .map(|p| types::PluginInfo {
+            name: p.manifest.name.clone(),
+            version: p.manifest.version.clone(),
+            description: p.manifest.description.clone(),
         })
         .collect();
-    let result = crate::secrets::Vault::open(&state.home).and_then(|v| v.set(name, kind, &fields));
+    ok(
+        StatusCode::OK,
+        &types::Plugins {
+            plugins,
+            problems: catalog.problems,
+        },
+    )
+}
+
+pub(super) fn schedules(state: &Arc<State>) -> Reply {
+    match state.db.schedules() {
+        Ok(schedules) => ok(StatusCode::OK, &types::Schedules { schedules }),
+        Err(e) => store_error(&e),
+    }
+}
+
+pub(super) fn credentials(state: &Arc<State>) -> Reply {
+    let listed = crate::secrets::Vault::open(&state.home)
+        .and_then(|vault| Ok((vault.list()?, vault.key_store().as_str().to_string())));
+    match listed {
+        Ok((credentials, key_store)) => ok(
+            StatusCode::OK,
+            &types::Credentials {
+                credentials,
+                key_store,
+            },
+        ),
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+pub(super) fn create_credential(state: &Arc<State>, body: types::NewCredential) -> Reply {
+    let fields: std::collections::BTreeMap<String, zeroize::Zeroizing<String>> = body
+        .fields
+        .into_iter()
+        .map(|(k, v)| (k, zeroize::Zeroizing::new(v)))
+        .collect();
+    let result = crate::secrets::Vault::open(&state.home)
+        .and_then(|v| v.set(&body.name, &body.kind, &fields));
     match result {
-        Ok(()) => reply(StatusCode::CREATED, &json!({"name": name, "type": kind})),
+        Ok(()) => ok(
+            StatusCode::CREATED,
+            &types::CredentialCreated {
+                name: body.name,
+                kind: body.kind,
+            },
+        ),
         Err(e) => error(
             StatusCode::BAD_REQUEST,
             "invalid_credential",
@@ -289,159 +284,17 @@ fn create_credential(state: &Arc<State>, body: &Value) -> Reply {
     }
 }
 
-/// Every route: (method, path template, summary).
-pub(super) const ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/api/v1/health", "Daemon health"),
-    ("GET", "/api/v1/version", "Version"),
-    ("GET", "/api/v1/openapi.json", "This document"),
-    ("GET", "/api/v1/workflows", "Deployed workflows"),
-    (
-        "POST",
-        "/api/v1/workflows",
-        "Deploy a workflow (a new version)",
-    ),
-    (
-        "GET",
-        "/api/v1/workflows/{name}",
-        "A workflow's current definition",
-    ),
-    (
-        "PUT",
-        "/api/v1/workflows/{name}",
-        "Update a workflow (a new version)",
-    ),
-    (
-        "DELETE",
-        "/api/v1/workflows/{name}",
-        "Delete a workflow and its versions",
-    ),
-    (
-        "GET",
-        "/api/v1/workflows/{name}/versions",
-        "Versions of a workflow",
-    ),
-    (
-        "POST",
-        "/api/v1/workflows/{name}/rollback",
-        "Make an earlier version current",
-    ),
-    (
-        "POST",
-        "/api/v1/workflows/{name}/enable",
-        "Enable a workflow",
-    ),
-    (
-        "POST",
-        "/api/v1/workflows/{name}/disable",
-        "Disable a workflow",
-    ),
-    (
-        "POST",
-        "/api/v1/workflows/{name}/run",
-        "Run a workflow with the body as input",
-    ),
-    ("GET", "/api/v1/executions", "Recorded runs"),
-    (
-        "GET",
-        "/api/v1/executions/{id}",
-        "One run with its node attempts",
-    ),
-    ("GET", "/api/v1/executions/{id}/logs", "A run's log lines"),
-    (
-        "GET",
-        "/api/v1/executions/{id}/events",
-        "WebSocket: a run's events, from its start",
-    ),
-    (
-        "GET",
-        "/api/v1/events",
-        "WebSocket: the events of every run",
-    ),
-    (
-        "POST",
-        "/api/v1/executions/{id}/cancel",
-        "Cancel a running run",
-    ),
-    (
-        "POST",
-        "/api/v1/executions/{id}/retry",
-        "Run again with the same definition and input",
-    ),
-    ("GET", "/api/v1/nodes", "Node types"),
-    ("GET", "/api/v1/plugins", "Plugins"),
-    (
-        "GET",
-        "/api/v1/credentials",
-        "Credentials (names and types only)",
-    ),
-    ("POST", "/api/v1/credentials", "Create a credential"),
-    (
-        "DELETE",
-        "/api/v1/credentials/{name}",
-        "Delete a credential",
-    ),
-    ("GET", "/api/v1/schedules", "Schedules and their next fires"),
-];
-
-/// Whether `parts` (below /api/v1) match a route template with any method.
-/// The methods the route table has for a path (for `405` and its `Allow`).
-pub(super) fn allowed_methods(parts: &[&str]) -> Vec<&'static str> {
-    let mut methods: Vec<&'static str> = ROUTES
-        .iter()
-        .filter(|(_, template, _)| {
-            let t: Vec<&str> = template.trim_start_matches("/api/v1/").split('/').collect();
-            t.len() == parts.len()
-                && t.iter()
-                    .zip(parts)
-                    .all(|(a, b)| a.starts_with('{') || a == b)
-        })
-        .map(|(method, _, _)| *method)
-        .collect();
-    methods.sort_unstable();
-    methods.dedup();
-    methods
-}
-
-/// The OpenAPI 3 document of the API.
-pub fn openapi() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (method, path, summary) in ROUTES {
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        let params: Vec<Value> = path
-            .split('/')
-            .filter(|s| s.starts_with('{'))
-            .map(|s| json!({"name": s.trim_matches(|c| c == '{' || c == '}'), "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let ok = match *method {
-            "POST"
-                if path.ends_with("/run")
-                    || path.ends_with("/retry")
-                    || path.ends_with("/cancel") =>
-            {
-                "202"
-            }
-            "POST" if path.ends_with("/workflows") || path.ends_with("/credentials") => "201",
-            _ => "200",
-        };
-        entry[method.to_lowercase()] = json!({
-            "summary": summary,
-            "parameters": params,
-            "security": [{"bearer": []}],
-            "responses": {
-                ok: {"description": "success", "content": {"application/json": {}}},
-                "401": {"description": "missing or wrong bearer token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
+pub(super) fn delete_credential(state: &Arc<State>, name: &str) -> Reply {
+    match crate::secrets::Vault::open(&state.home).and_then(|vault| vault.remove(name)) {
+        Ok(true) => ok(
+            StatusCode::OK,
+            &types::Deleted {
+                deleted: name.into(),
+            },
+        ),
+        Ok(false) => not_found(&format!(
+            "no credential {name:?}; `fuse creds list` shows them"
+        )),
+        Err(e) => internal(&e.to_string()),
     }
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "fuse daemon API", "version": env!("CARGO_PKG_VERSION")},
-        "servers": [{"url": "http://127.0.0.1:5678"}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}}}
-        }
-    })
 }

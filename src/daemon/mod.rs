@@ -19,8 +19,6 @@ mod routes;
 pub mod scheduler;
 mod tokens;
 
-pub use manage::openapi;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, Fanout, Observer};
 use crate::home::Home;
-use crate::store::{Recorder, Store};
+use crate::store::{Db, Recorder, Store};
 
 /// Largest request body the API accepts.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -110,7 +108,9 @@ pub fn process_alive(pid: u32) -> bool {
 pub(crate) struct State {
     pub home: Home,
     pub engine: Engine,
-    pub store: Mutex<Store>,
+    /// The database (reads from a pool; call it off the async workers,
+    /// through [`State::db`] or a blocking task).
+    pub db: Arc<dyn Db>,
     /// The API tokens (hashes and scopes) requests are checked against.
     pub tokens: tokens::Tokens,
     pub started: Instant,
@@ -154,6 +154,18 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Runs `f` with the database on a blocking thread (never on an async
+    /// worker).
+    pub async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> crate::Result<T> + Send + 'static,
+    ) -> crate::Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&*db))
+            .await
+            .map_err(|e| crate::Error::Setting(format!("a database task failed: {e}")))?
+    }
+
     fn workflow_started(&self, name: &str) {
         if let Ok(mut m) = self.per_workflow.lock() {
             *m.entry(name.to_string()).or_insert(0) += 1;
@@ -293,7 +305,7 @@ pub async fn serve(
     let state = Arc::new(State {
         home: home.clone(),
         engine: engine.clone(),
-        store: Mutex::new(store),
+        db: Arc::new(crate::store::Sqlite::new(store, home.blobs_dir())?),
         tokens: tokens::Tokens::default(),
         started: Instant::now(),
         started_at: jiff::Timestamp::now().to_string(),

@@ -21,11 +21,9 @@ pub(super) fn leftovers(store: &Store) -> anyhow::Result<Vec<Leftover>> {
 }
 
 /// Whether `workflow` is enabled and asks to be resumed after a crash.
-fn resumable(state: &State, workflow: &str) -> bool {
-    let Ok(store) = state.store.lock() else {
-        return false;
-    };
-    match store.current_workflow(workflow) {
+async fn resumable(state: &State, workflow: &str) -> bool {
+    let wanted = workflow.to_string();
+    match state.db(move |db| db.current_workflow(&wanted)).await {
         Ok(Some(current)) if current.enabled => serde_json::from_str::<Value>(&current.definition)
             .ok()
             .and_then(|d| d.pointer("/settings/resume").and_then(Value::as_bool))
@@ -53,9 +51,12 @@ pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
                         left.id,
                         r.status()
                     );
-                    if let Ok(store) = state.store.lock()
-                        && let Err(e) = store
-                            .mark_run_interrupted(&left.id, "could not be started after a restart")
+                    let id = left.id.clone();
+                    if let Err(e) = state
+                        .db(move |db| {
+                            db.mark_run_interrupted(&id, "could not be started after a restart")
+                        })
+                        .await
                     {
                         tracing::error!("run {}: {e}", left.id);
                     }
@@ -63,26 +64,31 @@ pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
             }
             continue;
         }
-        if !resumable(state, &left.workflow) {
+        if !resumable(state, &left.workflow).await {
             continue;
         }
-        let (reuse, definition, input) = {
-            let Ok(store) = state.store.lock() else {
+        let id = left.id.clone();
+        let found = state
+            .db(move |db| {
+                let detail = db.get_run(&id)?;
+                let definition = match detail.workflow_hash.as_deref() {
+                    Some(hash) => db.definition(hash)?,
+                    None => None,
+                };
+                Ok((detail, definition))
+            })
+            .await;
+        let (detail, definition) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!("run {} cannot be resumed: {e}", left.id);
                 continue;
-            };
-            let Ok(detail) = store.get_run(&left.id, &state.home.blobs_dir()) else {
-                continue;
-            };
-            let definition = detail
-                .workflow_hash
-                .as_deref()
-                .and_then(|h| store.definition(h).ok().flatten());
-            (
-                crate::store::history::succeeded_outputs(&detail.nodes),
-                definition,
-                detail.input,
-            )
+            }
         };
+        let (reuse, input) = (
+            crate::store::history::succeeded_outputs(&detail.nodes),
+            detail.input,
+        );
         let spec = RunSpec {
             definition,
             retry_of: Some(left.id.clone()),

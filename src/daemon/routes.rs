@@ -34,13 +34,7 @@ pub(crate) struct Routes {
 /// the schedules in line.
 pub(super) fn changed(state: &State) {
     let mut routes = Routes::default();
-    let rows = match state.store.lock() {
-        Ok(store) => store.enabled_workflows(),
-        Err(_) => {
-            tracing::error!("the store is unusable; the deployed workflows stay as they were");
-            return;
-        }
-    };
+    let rows = state.db.enabled_workflows();
     // A failed read keeps what is served: an empty table would drop every
     // webhook, schedule and trigger until the next change.
     let rows = match rows {

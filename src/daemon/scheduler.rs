@@ -8,34 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::params;
 use serde_json::{Value, json};
 
 use super::State;
 use crate::schedule::{Missed, Overlap, Schedule};
+use crate::store::schedules::{DueSchedule, WantedSchedule};
 
 /// How often due schedules are looked for.
 const TICK: Duration = Duration::from_millis(200);
 
-/// One schedule row.
-#[derive(Debug, Clone)]
-struct Row {
-    workflow: String,
-    node_id: String,
-    kind: String,
-    spec: String,
-    timezone: Option<String>,
-    missed: String,
-    overlap: String,
-    next_fire_at: Option<i64>,
-}
+/// One stored schedule.
+type Row = DueSchedule;
 
-impl Row {
-    fn schedule(&self) -> Result<Schedule, String> {
-        match self.kind.as_str() {
-            "cron" => Schedule::cron(&self.spec, self.timezone.as_deref()),
-            _ => Schedule::interval(&self.spec),
-        }
+fn schedule_of(row: &Row) -> Result<Schedule, String> {
+    match row.kind.as_str() {
+        "cron" => Schedule::cron(&row.spec, row.timezone.as_deref()),
+        _ => Schedule::interval(&row.spec),
     }
 }
 
@@ -43,8 +31,9 @@ fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
 }
 
-/// The schedule triggers of a workflow definition.
-fn triggers_of(definition: &str) -> Vec<(String, String, String, Option<String>, String, String)> {
+/// The schedule triggers of a workflow definition, with when each fires
+/// next after `now` (bad specs are left out, with a warning).
+fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<WantedSchedule> {
     let Ok(wf) = serde_json::from_str::<Value>(definition) else {
         return Vec::new();
     };
@@ -59,168 +48,101 @@ fn triggers_of(definition: &str) -> Vec<(String, String, String, Option<String>,
             crate::workflow::canonical_type(node.get("type").and_then(Value::as_str).unwrap_or(""));
         let inputs = node.pointer("/data/inputs").cloned().unwrap_or(Value::Null);
         let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
-        let id = node
+        let node_id = node
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let missed = s("missed").unwrap_or_else(|| "skip".into());
-        let overlap = s("overlap").unwrap_or_else(|| "allow".into());
-        match kind {
-            "trigger.cron" => {
-                if let Some(spec) = s("cron") {
-                    out.push((id, "cron".into(), spec, s("timezone"), missed, overlap));
-                }
-            }
-            "trigger.interval" => {
-                if let Some(spec) = s("every") {
-                    out.push((id, "interval".into(), spec, None, missed, overlap));
-                }
-            }
-            _ => {}
-        }
+        let (kind, spec, timezone) = match kind {
+            "trigger.cron" => match s("cron") {
+                Some(spec) => ("cron", spec, s("timezone")),
+                None => continue,
+            },
+            "trigger.interval" => match s("every") {
+                Some(spec) => ("interval", spec, None),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let schedule = match kind {
+            "cron" => Schedule::cron(&spec, timezone.as_deref()),
+            _ => Schedule::interval(&spec),
+        };
+        let Ok(schedule) = schedule else {
+            tracing::warn!("workflow {workflow}: trigger {node_id} has a bad schedule {spec:?}");
+            continue;
+        };
+        out.push(WantedSchedule {
+            node_id,
+            kind: kind.to_string(),
+            spec,
+            timezone,
+            missed: s("missed").unwrap_or_else(|| "skip".into()),
+            overlap: s("overlap").unwrap_or_else(|| "allow".into()),
+            next_fire_at: schedule.next_after(now).map(ms),
+        });
     }
     out
 }
 
-/// Brings the `schedules` table in line with the deployed, enabled workflows:
+/// Brings the stored schedules in line with the deployed, enabled workflows:
 /// new triggers get their next fire time, changed ones a new one, unchanged
 /// ones keep theirs, and triggers that are gone are removed.
 pub(super) fn sync(state: &State) {
-    let Ok(store) = state.store.lock() else {
-        return;
-    };
-    let conn = store.conn();
-    let result = (|| -> rusqlite::Result<()> {
-        let mut stmt = conn.prepare(
-            "SELECT w.id, v.definition, w.enabled FROM workflows w
-             JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.current_version",
-        )?;
-        let workflows: Vec<(i64, String, bool)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let now = Timestamp::now();
-        for (id, definition, enabled) in workflows {
-            let triggers = if enabled {
-                triggers_of(&definition)
-            } else {
-                Vec::new()
-            };
-            let keep: Vec<String> = triggers.iter().map(|t| t.0.clone()).collect();
-            let existing: Vec<(String, String, String, Option<String>)> = conn
-                .prepare(
-                    "SELECT node_id, kind, spec, timezone FROM schedules WHERE workflow_id = ?1",
-                )?
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (node_id, ..) in &existing {
-                if !keep.contains(node_id) {
-                    conn.execute(
-                        "DELETE FROM schedules WHERE workflow_id = ?1 AND node_id = ?2",
-                        params![id, node_id],
-                    )?;
-                }
-            }
-            for (node_id, kind, spec, tz, missed, overlap) in triggers {
-                let schedule = match kind.as_str() {
-                    "cron" => Schedule::cron(&spec, tz.as_deref()),
-                    _ => Schedule::interval(&spec),
-                };
-                let Ok(schedule) = schedule else {
-                    tracing::warn!("workflow {id}: trigger {node_id} has a bad schedule {spec:?}");
-                    continue;
-                };
-                let same = existing
-                    .iter()
-                    .any(|e| e.0 == node_id && e.1 == kind && e.2 == spec && e.3 == tz);
-                let next = schedule.next_after(now).map(ms);
-                if same {
-                    conn.execute(
-                        "UPDATE schedules SET missed_policy = ?3, overlap_policy = ?4, enabled = 1
-                         WHERE workflow_id = ?1 AND node_id = ?2",
-                        params![id, node_id, missed, overlap],
-                    )?;
-                } else {
-                    conn.execute(
-                        "INSERT INTO schedules (workflow_id, node_id, kind, spec, timezone, missed_policy,
-                           overlap_policy, enabled, next_fire_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
-                         ON CONFLICT (workflow_id, node_id) DO UPDATE SET kind = excluded.kind,
-                           spec = excluded.spec, timezone = excluded.timezone,
-                           missed_policy = excluded.missed_policy, overlap_policy = excluded.overlap_policy,
-                           enabled = 1, next_fire_at = excluded.next_fire_at",
-                        params![id, node_id, kind, spec, tz, missed, overlap, next],
-                    )?;
-                }
-            }
-        }
-        Ok(())
-    })();
+    let now = Timestamp::now();
+    let result = state.db.enabled_workflows().and_then(|workflows| {
+        let wanted: Vec<(String, Vec<WantedSchedule>)> = workflows
+            .into_iter()
+            .map(|(name, definition, _)| {
+                let triggers = triggers_of(&name, &definition, now);
+                (name, triggers)
+            })
+            .collect();
+        state.db.sync_schedules(&wanted)
+    });
     if let Err(e) = result {
-        tracing::warn!("cannot update schedules: {e}");
+        tracing::error!("cannot update the schedules: {e}; they stay as they were");
     }
 }
 
-fn rows(state: &State, due_before: Option<i64>) -> Vec<Row> {
-    let Ok(store) = state.store.lock() else {
-        return Vec::new();
-    };
-    let query = "SELECT w.name, s.node_id, s.kind, s.spec, s.timezone, s.missed_policy, s.overlap_policy, s.next_fire_at
-                 FROM schedules s JOIN workflows w ON w.id = s.workflow_id
-                 WHERE s.enabled = 1 AND w.enabled = 1 AND (?1 IS NULL OR s.next_fire_at <= ?1)";
-    let result = (|| -> rusqlite::Result<Vec<Row>> {
-        let mut stmt = store.conn().prepare(query)?;
-        let rows = stmt.query_map([due_before], |r| {
-            Ok(Row {
-                workflow: r.get(0)?,
-                node_id: r.get(1)?,
-                kind: r.get(2)?,
-                spec: r.get(3)?,
-                timezone: r.get(4)?,
-                missed: r.get(5)?,
-                overlap: r.get(6)?,
-                next_fire_at: r.get(7)?,
-            })
-        })?;
-        rows.collect()
-    })();
-    result.unwrap_or_else(|e| {
-        tracing::warn!("cannot read schedules: {e}");
-        Vec::new()
-    })
+/// The schedules due at or before `before`.
+async fn due(state: &State, before: i64) -> Vec<Row> {
+    state
+        .db(move |db| db.due_schedules(Some(before)))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("cannot read the schedules: {e}");
+            Vec::new()
+        })
 }
 
-fn set_next(state: &State, row: &Row, next: Option<i64>, fired: Option<i64>) {
-    let Ok(store) = state.store.lock() else {
-        return;
-    };
-    let r = store.conn().execute(
-        "UPDATE schedules SET next_fire_at = ?3, last_fired_at = coalesce(?4, last_fired_at)
-         WHERE node_id = ?2 AND workflow_id = (SELECT id FROM workflows WHERE name = ?1)",
-        params![row.workflow, row.node_id, next, fired],
-    );
-    if let Err(e) = r {
-        tracing::warn!("cannot store the next fire of {}: {e}", row.workflow);
+async fn set_next(state: &State, row: &Row, next: Option<i64>, fired: Option<i64>) {
+    let (workflow, node) = (row.workflow.clone(), row.node_id.clone());
+    if let Err(e) = state
+        .db(move |db| db.set_schedule_next(&workflow, &node, next, fired))
+        .await
+    {
+        tracing::error!("cannot store the next fire of {}: {e}", row.workflow);
     }
 }
 
 /// At start: fires missed while the daemon was down are skipped or run once.
 pub(super) async fn catch_up(state: &Arc<State>) {
     let now = Timestamp::now();
-    for row in rows(state, Some(ms(now))) {
-        let Ok(schedule) = row.schedule() else {
+    for row in due(state, ms(now)).await {
+        let Ok(schedule) = schedule_of(&row) else {
             continue;
         };
         let next = schedule.next_after(now).map(ms);
         match Missed::parse(Some(&row.missed)).unwrap_or(Missed::Skip) {
             Missed::Skip => {
                 tracing::info!("{}: missed fires skipped (missed: skip)", row.workflow);
-                set_next(state, &row, next, None);
+                set_next(state, &row, next, None).await;
             }
             Missed::RunOnce => {
                 tracing::info!("{}: missed fires run once (missed: run_once)", row.workflow);
                 fire(state, &row, now, true).await;
-                set_next(state, &row, next, Some(ms(now)));
+                set_next(state, &row, next, Some(ms(now))).await;
             }
         }
     }
@@ -284,8 +206,8 @@ pub(super) async fn run(state: Arc<State>) {
     loop {
         tokio::time::sleep(TICK).await;
         let now = Timestamp::now();
-        for row in rows(&state, Some(ms(now))) {
-            let Ok(schedule) = row.schedule() else {
+        for row in due(&state, ms(now)).await {
+            let Ok(schedule) = schedule_of(&row) else {
                 continue;
             };
             let due = row
@@ -299,29 +221,8 @@ pub(super) async fn run(state: Arc<State>) {
                 &row,
                 schedule.next_after(now).map(ms),
                 Some(ms(now)),
-            );
+            )
+            .await;
         }
     }
-}
-
-/// The next fires of a home's schedules (for `fuse status`).
-pub fn upcoming(store: &crate::store::Store) -> crate::Result<Vec<Value>> {
-    let result = (|| -> rusqlite::Result<Vec<Value>> {
-        let mut stmt = store.conn().prepare(
-            "SELECT w.name, s.node_id, s.kind, s.spec, s.timezone, s.next_fire_at, s.last_fired_at,
-                    s.missed_policy, s.overlap_policy
-             FROM schedules s JOIN workflows w ON w.id = s.workflow_id
-             WHERE s.enabled = 1 AND w.enabled = 1 ORDER BY s.next_fire_at",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(json!({"workflow": r.get::<_, String>(0)?, "node": r.get::<_, String>(1)?,
-                      "kind": r.get::<_, String>(2)?, "spec": r.get::<_, String>(3)?,
-                      "timezone": r.get::<_, Option<String>>(4)?,
-                      "next_fire_at": r.get::<_, Option<i64>>(5)?.and_then(|m| Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
-                      "last_fired_at": r.get::<_, Option<i64>>(6)?.and_then(|m| Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
-                      "missed": r.get::<_, String>(7)?, "overlap": r.get::<_, String>(8)?}))
-        })?;
-        rows.collect()
-    })();
-    result.map_err(|e| store.db_err("reading the schedules", e))
 }

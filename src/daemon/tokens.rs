@@ -46,9 +46,7 @@ impl Tokens {
         {
             table.touched.insert(name.clone(), now);
             let used = [(name.clone(), crate::engine::events::now_ms())];
-            if let Ok(store) = state.store.lock()
-                && let Err(e) = store.touch_tokens(&used)
-            {
+            if let Err(e) = state.db.touch_tokens(&used) {
                 tracing::warn!("cannot record when token {name:?} was used: {e}");
             }
         }
@@ -60,11 +58,7 @@ impl Table {
     /// Reloads the hashes when the store says tokens changed. On a store
     /// error the table stays as it was (and says so in the log).
     fn refresh(&mut self, state: &State) {
-        let Ok(store) = state.store.lock() else {
-            tracing::error!("the store is unusable; API tokens stay as they were");
-            return;
-        };
-        let version = match store.tokens_version() {
+        let version = match state.db.tokens_version() {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!("cannot read the API tokens ({e}); they stay as they were");
@@ -74,7 +68,7 @@ impl Table {
         if self.version == Some(version) {
             return;
         }
-        match store.token_hashes() {
+        match state.db.token_hashes() {
             Ok(rows) => {
                 self.by_hash = rows
                     .into_iter()

@@ -76,7 +76,7 @@ impl NodeOutput {
 
 /// The documented shape of a node type, used by `validate`, `fuse nodes show`
 /// and the schema.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NodeSpec {
     #[serde(rename = "type")]
     pub type_name: String,
@@ -95,7 +95,7 @@ pub struct NodeSpec {
 }
 
 /// One input of a node type.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InputSpec {
     pub name: String,
     #[serde(rename = "type")]
@@ -136,7 +136,7 @@ impl InputSpec {
 }
 
 /// The source handles a node type can activate (besides `error`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Handles {
     /// Only the default output.

@@ -28,7 +28,7 @@ pub struct Package {
 }
 
 /// A package that could not be loaded, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     pub package: String,
     pub dir: PathBuf,

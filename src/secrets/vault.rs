@@ -74,7 +74,7 @@ impl Credential {
 }
 
 /// What `fuse creds list` shows: never a value.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CredentialInfo {
     pub name: String,
     #[serde(rename = "type")]

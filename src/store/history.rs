@@ -13,7 +13,7 @@ use super::recorder::{load_payload, reclaim};
 use crate::error::{Error, Result};
 
 /// One line of `fuse runs list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunSummary {
     pub id: String,
     pub workflow: String,
@@ -37,7 +37,7 @@ pub struct RunFilter {
 }
 
 /// One recorded attempt of a node (attempt 0: skipped or cancelled before running).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct NodeRunRow {
     pub node_id: String,
     pub node_type: String,
@@ -52,7 +52,7 @@ pub struct NodeRunRow {
 }
 
 /// A run with everything recorded about it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub summary: RunSummary,
@@ -77,7 +77,7 @@ pub struct UnfinishedRun {
 }
 
 /// One log line of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LogRow {
     pub ts: i64,
     pub node_id: Option<String>,
@@ -154,7 +154,7 @@ impl Store {
                 .optional()
                 .map_err(err)?;
             return newest.ok_or_else(|| {
-                Error::Setting(match workflow {
+                Error::NotFound(match workflow {
                     Some(w) => format!("no recorded run of workflow {w:?}; `fuse runs list` shows the recorded runs"),
                     None => "no runs recorded yet; `fuse run FILE` records one".to_string(),
                 })
@@ -196,7 +196,7 @@ impl Store {
             .map_err(err)?;
         match found.as_slice() {
             [one] => Ok(one.id.clone()),
-            [] => Err(Error::Setting(format!(
+            [] => Err(Error::NotFound(format!(
                 "no run with id {id:?}; `fuse runs list` shows the recorded runs"
             ))),
             many => {

@@ -18,11 +18,14 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
+pub mod db;
 pub mod history;
 pub mod recorder;
+pub mod schedules;
 pub mod tokens;
 pub mod workflows;
 
+pub use db::{Db, Sqlite};
 pub use recorder::Recorder;
 
 mod embedded {
@@ -68,6 +71,21 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Another connection to a database [`Store::open`] has opened (and
+    /// migrated): for reading beside the writer.
+    pub fn open_reader(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|source| Error::Database {
+            action: "opening",
+            path: path.to_path_buf(),
+            cause: source,
+        })?;
+        configure(&conn, path)?;
         Ok(Store {
             conn,
             path: path.to_path_buf(),

@@ -27,7 +27,7 @@ pub struct CurrentWorkflow {
 }
 
 /// One version of a workflow.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct VersionRow {
     pub version: i64,
     pub hash: String,
@@ -183,6 +183,35 @@ impl Store {
         .and_then(|rows| rows.collect())
         .map(Some)
         .map_err(err)
+    }
+
+    /// One version of `name` with its definition; `None` when the workflow
+    /// or the version is not there.
+    pub fn workflow_version(
+        &self,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<(VersionRow, String)>> {
+        self.conn
+            .query_row(
+                "SELECT v.version, v.hash, v.created_at, v.version = w.current_version, v.definition
+                 FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id
+                 WHERE w.name = ?1 AND v.version = ?2",
+                params![name, version],
+                |r| {
+                    Ok((
+                        VersionRow {
+                            version: r.get(0)?,
+                            hash: r.get(1)?,
+                            created_at: r.get(2)?,
+                            current: r.get(3)?,
+                        },
+                        r.get(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.db_err("reading a workflow version", e))
     }
 
     /// Makes `version` the current version of `name`.

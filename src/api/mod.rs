@@ -1,0 +1,382 @@
+//! The daemon's HTTP API as one typed contract: every operation ([`Op`]) with
+//! its method, path, scope, query parameters, body and answers ([`Route`]),
+//! and the request and response types ([`types`]).
+//!
+//! This table is the only list of routes: the daemon dispatches on it (one
+//! exhaustive `match` over [`Op`], so a route without a handler does not
+//! compile), answers 404 and 405 (with `Allow`) and checks scopes from it, the
+//! OpenAPI document is generated from it ([`openapi`]), and the CLI's client
+//! builds its requests from it.
+
+mod openapi;
+pub mod types;
+
+pub use openapi::document;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::store::tokens::Scope;
+
+/// The API's prefix.
+pub const PREFIX: &str = "/api/v1";
+
+macro_rules! ops {
+    ($($(#[$doc:meta])* $op:ident),* $(,)?) => {
+        /// Every operation of the API.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Op { $($(#[$doc])* $op),* }
+
+        impl Op {
+            /// Every operation, in the order of the document.
+            pub const ALL: &'static [Op] = &[$(Op::$op),*];
+        }
+    };
+}
+
+ops! {
+    Health, Version, OpenApi,
+    ListWorkflows, DeployWorkflow, GetWorkflow, PutWorkflow, DeleteWorkflow,
+    ListVersions, GetVersion, Rollback, Enable, Disable, RunWorkflow,
+    ListExecutions, GetExecution, ExecutionLogs, ExecutionEvents, Events,
+    CancelExecution, RetryExecution,
+    ListNodes, ListPlugins, ListCredentials, CreateCredential, DeleteCredential,
+    ListSchedules,
+}
+
+/// A schema of a type, made by the document's generator.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// How an operation answers success.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    Json(u16, SchemaFn),
+    /// A WebSocket upgrade (101).
+    WebSocket,
+}
+
+/// A query parameter.
+#[derive(Clone, Copy)]
+pub struct Query {
+    pub name: &'static str,
+    pub kind: QueryKind,
+    pub description: &'static str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    Text,
+    /// A non-negative integer.
+    Count,
+}
+
+/// One route of the API.
+#[derive(Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    /// Below [`PREFIX`], with `{param}` segments.
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// The least token scope that may call it.
+    pub scope: Scope,
+    pub query: &'static [Query],
+    /// The JSON body it takes, if any.
+    pub body: Option<SchemaFn>,
+    pub answer: Answer,
+    /// Error statuses beyond those every route has (401, 403, 429, 500).
+    pub errors: &'static [u16],
+}
+
+impl Route {
+    const fn new(method: &'static str, path: &'static str, summary: &'static str) -> Route {
+        Route {
+            method,
+            path,
+            summary,
+            scope: if matches!(method.as_bytes(), b"GET") {
+                Scope::Read
+            } else {
+                Scope::Admin
+            },
+            query: &[],
+            body: None,
+            answer: Answer::Json(200, schema::<types::Document>),
+            errors: &[],
+        }
+    }
+    const fn get(path: &'static str, summary: &'static str) -> Route {
+        Route::new("GET", path, summary)
+    }
+    const fn post(path: &'static str, summary: &'static str) -> Route {
+        Route::new("POST", path, summary)
+    }
+    const fn ok(mut self, status: u16, answer: SchemaFn) -> Route {
+        self.answer = Answer::Json(status, answer);
+        self
+    }
+    const fn body(mut self, body: SchemaFn) -> Route {
+        self.body = Some(body);
+        self
+    }
+    const fn errors(mut self, errors: &'static [u16]) -> Route {
+        self.errors = errors;
+        self
+    }
+    const fn scope(mut self, scope: Scope) -> Route {
+        self.scope = scope;
+        self
+    }
+    const fn query(mut self, query: &'static [Query]) -> Route {
+        self.query = query;
+        self
+    }
+
+    /// The status a success answers with.
+    pub fn ok_status(&self) -> u16 {
+        match self.answer {
+            Answer::Json(status, _) => status,
+            Answer::WebSocket => 101,
+        }
+    }
+
+    /// The path's `{param}` names, in order.
+    pub fn params(&self) -> impl Iterator<Item = &'static str> {
+        self.path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+    }
+}
+
+const TOKEN_QUERY: &[Query] = &[Query {
+    name: "token",
+    kind: QueryKind::Text,
+    description: "The bearer token (browsers cannot set headers on a WebSocket)",
+}];
+
+impl Op {
+    /// The route of an operation.
+    pub const fn route(self) -> Route {
+        use types::*;
+        match self {
+            Op::Health => Route::get("/health", "Daemon health, active and queued runs")
+                .ok(200, schema::<Health>),
+            Op::Version => Route::get("/version", "Version, commit and database schema")
+                .ok(200, schema::<VersionInfo>),
+            Op::OpenApi => Route::get("/openapi.json", "This document"),
+            Op::ListWorkflows => Route::get("/workflows", "Deployed workflows and their triggers")
+                .ok(200, schema::<WorkflowList>),
+            Op::DeployWorkflow => Route::post("/workflows", "Deploy a workflow (a new version unless identical)")
+                .query(&[Query {
+                    name: "source",
+                    kind: QueryKind::Text,
+                    description: "The absolute path it was deployed from (relative paths resolve against its folder)",
+                }])
+                .body(schema::<WorkflowBody>)
+                .ok(201, schema::<Deployed>)
+                .errors(&[400, 413, 422]),
+            Op::GetWorkflow => Route::get("/workflows/{name}", "A workflow's current definition")
+                .ok(200, schema::<WorkflowDetail>)
+                .errors(&[404]),
+            Op::PutWorkflow => Route::new("PUT", "/workflows/{name}", "Deploy a workflow under this name (a new version unless identical)")
+                .body(schema::<WorkflowBody>)
+                .ok(201, schema::<Deployed>)
+                .errors(&[400, 413, 422]),
+            Op::DeleteWorkflow => Route::new("DELETE", "/workflows/{name}", "Delete a workflow and its versions")
+                .ok(200, schema::<Deleted>)
+                .errors(&[404]),
+            Op::ListVersions => Route::get("/workflows/{name}/versions", "Versions of a workflow")
+                .ok(200, schema::<Versions>)
+                .errors(&[404]),
+            Op::GetVersion => Route::get("/workflows/{name}/versions/{version}", "One version of a workflow with its definition")
+                .ok(200, schema::<VersionDetail>)
+                .errors(&[400, 404]),
+            Op::Rollback => Route::post("/workflows/{name}/rollback", "Make an earlier version current")
+                .body(schema::<RollbackRequest>)
+                .ok(200, schema::<RolledBack>)
+                .errors(&[400, 404, 413]),
+            Op::Enable => Route::post("/workflows/{name}/enable", "Enable a workflow")
+                .ok(200, schema::<Enabled>)
+                .errors(&[404]),
+            Op::Disable => Route::post("/workflows/{name}/disable", "Disable a workflow")
+                .ok(200, schema::<Enabled>)
+                .errors(&[404]),
+            Op::RunWorkflow => Route::post("/workflows/{name}/run", "Run a workflow with the body as its input")
+                .scope(Scope::Run)
+                .body(schema::<RunInput>)
+                .ok(202, schema::<RunStarted>)
+                .errors(&[400, 404, 409, 413, 422, 503]),
+            Op::ListExecutions => Route::get("/executions", "Recorded runs, newest first")
+                .query(&[
+                    Query { name: "workflow", kind: QueryKind::Text, description: "Only runs of this workflow" },
+                    Query { name: "status", kind: QueryKind::Text, description: "Only runs with this status (queued, running, succeeded, failed, cancelled, interrupted)" },
+                    Query { name: "limit", kind: QueryKind::Count, description: "At most this many (default 50, at most 1000)" },
+                    Query { name: "offset", kind: QueryKind::Count, description: "Skip this many first" },
+                ])
+                .ok(200, schema::<Executions>)
+                .errors(&[400]),
+            Op::GetExecution => Route::get("/executions/{id}", "One run with its node attempts (an id prefix is enough)")
+                .ok(200, schema::<RunDetail>)
+                .errors(&[404]),
+            Op::ExecutionLogs => Route::get("/executions/{id}/logs", "A run's log lines")
+                .ok(200, schema::<Logs>)
+                .errors(&[404]),
+            Op::ExecutionEvents => Route {
+                answer: Answer::WebSocket,
+                ..Route::get("/executions/{id}/events", "WebSocket: a run's events, from its start")
+                    .query(TOKEN_QUERY)
+                    .errors(&[400, 404])
+            },
+            Op::Events => Route {
+                answer: Answer::WebSocket,
+                ..Route::get("/events", "WebSocket: the events of every run")
+                    .query(TOKEN_QUERY)
+                    .errors(&[400])
+            },
+            Op::CancelExecution => Route::post("/executions/{id}/cancel", "Cancel a queued or running run")
+                .scope(Scope::Run)
+                .ok(202, schema::<Cancelling>)
+                .errors(&[404, 409]),
+            Op::RetryExecution => Route::post("/executions/{id}/retry", "Run again with the same definition and input")
+                .scope(Scope::Run)
+                .ok(202, schema::<RunStarted>)
+                .errors(&[404, 409, 422, 503]),
+            Op::ListNodes => Route::get("/nodes", "Node types (built in and from packages)")
+                .ok(200, schema::<NodeTypes>),
+            Op::ListPlugins => Route::get("/plugins", "Plugins, and packages that could not be loaded")
+                .ok(200, schema::<Plugins>),
+            Op::ListCredentials => Route::get("/credentials", "Credentials: names, types and field names, never values")
+                .ok(200, schema::<Credentials>),
+            Op::CreateCredential => Route::post("/credentials", "Create or replace a credential")
+                .body(schema::<NewCredential>)
+                .ok(201, schema::<CredentialCreated>)
+                .errors(&[400, 413]),
+            Op::DeleteCredential => Route::new("DELETE", "/credentials/{name}", "Delete a credential")
+                .ok(200, schema::<Deleted>)
+                .errors(&[404]),
+            Op::ListSchedules => Route::get("/schedules", "Schedules of enabled workflows and their next fires")
+                .ok(200, schema::<Schedules>),
+        }
+    }
+}
+
+/// Why a request matched no operation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Miss {
+    NotFound,
+    /// The path exists with other methods (for 405 and its `Allow`).
+    Method(Vec<&'static str>),
+}
+
+/// The operation a request names, with its path parameters (percent-decoded,
+/// in order); `path` is below [`PREFIX`].
+pub fn find(method: &str, path: &str) -> Result<(Op, Vec<String>), Miss> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let mut allowed = Vec::new();
+    for op in Op::ALL {
+        let route = op.route();
+        let template: Vec<&str> = route.path.trim_matches('/').split('/').collect();
+        if template.len() != parts.len()
+            || !template
+                .iter()
+                .zip(&parts)
+                .all(|(t, p)| t.starts_with('{') || t == p)
+        {
+            continue;
+        }
+        if route.method != method {
+            allowed.push(route.method);
+            continue;
+        }
+        let params = template
+            .iter()
+            .zip(&parts)
+            .filter(|(t, _)| t.starts_with('{'))
+            .map(|(_, p)| decode(p))
+            .collect();
+        return Ok((*op, params));
+    }
+    if allowed.is_empty() {
+        Err(Miss::NotFound)
+    } else {
+        allowed.sort_unstable();
+        allowed.dedup();
+        Err(Miss::Method(allowed))
+    }
+}
+
+/// The path of `op` with its parameters filled in (percent-encoded), below
+/// [`PREFIX`].
+pub fn path_of(op: Op, params: &[&str]) -> String {
+    let mut params = params.iter();
+    op.route()
+        .path
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                encode(params.next().copied().unwrap_or_default())
+            } else {
+                segment.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn decode(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// What a path segment must escape.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_found_and_paths_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for op in Op::ALL {
+            let route = op.route();
+            assert!(seen.insert((route.method, route.path)), "{op:?} twice");
+            let params: Vec<String> = route.params().map(|p| format!("x-{p}")).collect();
+            let refs: Vec<&str> = params.iter().map(String::as_str).collect();
+            let path = path_of(*op, &refs);
+            assert_eq!(find(route.method, &path), Ok((*op, params.clone())));
+        }
+    }
+
+    #[test]
+    fn wrong_methods_and_unknown_paths() {
+        assert_eq!(
+            find("PATCH", "/workflows/a"),
+            Err(Miss::Method(vec!["DELETE", "GET", "PUT"]))
+        );
+        assert_eq!(find("GET", "/nope"), Err(Miss::NotFound));
+        assert_eq!(
+            find("GET", "/workflows/a%20b%2Fc"),
+            Ok((Op::GetWorkflow, vec!["a b/c".to_string()]))
+        );
+        assert_eq!(path_of(Op::GetWorkflow, &["a b/c"]), "/workflows/a%20b%2Fc");
+    }
+}

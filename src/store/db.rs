@@ -1,0 +1,207 @@
+//! The store as the daemon sees it: one interface ([`Db`]) over workflows,
+//! versions, runs, node runs, logs, schedules and API tokens, with typed
+//! errors ([`crate::Error::NotFound`] is a missing thing; any other error is
+//! the database failing). The daemon holds an `Arc<dyn Db>` and calls it off
+//! its async workers (`spawn_blocking`), so a PostgreSQL implementation can
+//! sit beside [`Sqlite`] without touching a handler.
+//!
+//! Writes of runs (accepting, starting, recording nodes, finishing) do not go
+//! through this interface but through the [`super::Recorder`], the one writer
+//! that groups them into shared commits; credentials are the vault's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::Store;
+use super::history::{LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
+use super::schedules::{DueSchedule, WantedSchedule};
+use super::tokens::Scope;
+use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
+use crate::api::types::ScheduleRow;
+use crate::error::{Error, Result};
+
+/// Everything the daemon asks of its database. Every method blocks: call it
+/// from a blocking thread.
+pub trait Db: Send + Sync {
+    // Workflows and versions.
+    fn list_workflows(&self) -> Result<Vec<WorkflowRow>>;
+    fn current_workflow(&self, name: &str) -> Result<Option<CurrentWorkflow>>;
+    /// (name, definition, source file) of every enabled workflow.
+    fn enabled_workflows(&self) -> Result<Vec<(String, String, Option<String>)>>;
+    /// (name, source file) of workflows deployed from files.
+    fn workflows_from_files(&self) -> Result<Vec<(String, String)>>;
+    fn workflow_versions(&self, name: &str) -> Result<Option<Vec<VersionRow>>>;
+    fn workflow_version(&self, name: &str, version: i64) -> Result<Option<(VersionRow, String)>>;
+    /// Stores a deployed definition: (its version, whether it is new).
+    fn store_version(&self, name: &str, text: &str, source: Option<&Path>) -> Result<(i64, bool)>;
+    fn rollback_workflow(&self, name: &str, version: i64) -> Result<Rollback>;
+    /// False when there is no such workflow.
+    fn set_workflow_enabled(&self, name: &str, enabled: bool) -> Result<bool>;
+    /// False when there is no such workflow.
+    fn delete_workflow(&self, name: &str) -> Result<bool>;
+    /// A definition a run used, by its hash.
+    fn definition(&self, hash: &str) -> Result<Option<String>>;
+
+    // Runs (read side).
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    /// The full id of a run from an id, a unique part of one, or `last`.
+    fn resolve_run(&self, id: &str) -> Result<String>;
+    fn get_run(&self, id: &str) -> Result<RunDetail>;
+    fn run_logs(&self, id: &str) -> Result<Vec<LogRow>>;
+    /// Top-level runs a stopped daemon left queued or running.
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>>;
+    fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()>;
+
+    // Schedules.
+    fn sync_schedules(&self, wanted: &[(String, Vec<WantedSchedule>)]) -> Result<()>;
+    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<DueSchedule>>;
+    fn set_schedule_next(
+        &self,
+        workflow: &str,
+        node_id: &str,
+        next: Option<i64>,
+        fired: Option<i64>,
+    ) -> Result<()>;
+    fn schedules(&self) -> Result<Vec<ScheduleRow>>;
+
+    // API tokens.
+    fn tokens_version(&self) -> Result<i64>;
+    /// (name, hash, scope) of every token.
+    fn token_hashes(&self) -> Result<Vec<(String, String, Scope)>>;
+    fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
+}
+
+/// How many read connections [`Sqlite`] keeps.
+const READERS: usize = 4;
+
+/// The SQLite [`Db`]: one connection for writes and a pool of read
+/// connections, so reads (WAL) never wait behind a write.
+pub struct Sqlite {
+    writer: Mutex<Store>,
+    readers: Vec<Mutex<Store>>,
+    next: AtomicUsize,
+    blobs_dir: PathBuf,
+}
+
+impl Sqlite {
+    /// Wraps the daemon's (migrated) store and opens the read pool beside it.
+    pub fn new(store: Store, blobs_dir: PathBuf) -> Result<Sqlite> {
+        let readers = (0..READERS)
+            .map(|_| Store::open_reader(store.path()).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Sqlite {
+            writer: Mutex::new(store),
+            readers,
+            next: AtomicUsize::new(0),
+            blobs_dir,
+        })
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        let mut store = self.writer.lock().map_err(|_| poisoned())?;
+        f(&mut store)
+    }
+
+    /// Runs `f` on a free read connection (waiting for one when all are busy).
+    fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        for reader in &self.readers {
+            if let Ok(store) = reader.try_lock() {
+                return f(&store);
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len().max(1);
+        match self.readers.get(i) {
+            Some(reader) => f(&*reader.lock().map_err(|_| poisoned())?),
+            None => self.write(|s| f(s)),
+        }
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Setting(
+        "a database connection is unusable after a panic; restart the daemon (`fuse stop`, `fuse start`)"
+            .into(),
+    )
+}
+
+impl Db for Sqlite {
+    fn list_workflows(&self) -> Result<Vec<WorkflowRow>> {
+        self.read(|s| s.list_workflows())
+    }
+    fn current_workflow(&self, name: &str) -> Result<Option<CurrentWorkflow>> {
+        self.read(|s| s.current_workflow(name))
+    }
+    fn enabled_workflows(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        self.read(|s| s.enabled_workflows())
+    }
+    fn workflows_from_files(&self) -> Result<Vec<(String, String)>> {
+        self.read(|s| s.workflows_from_files())
+    }
+    fn workflow_versions(&self, name: &str) -> Result<Option<Vec<VersionRow>>> {
+        self.read(|s| s.workflow_versions(name))
+    }
+    fn workflow_version(&self, name: &str, version: i64) -> Result<Option<(VersionRow, String)>> {
+        self.read(|s| s.workflow_version(name, version))
+    }
+    fn store_version(&self, name: &str, text: &str, source: Option<&Path>) -> Result<(i64, bool)> {
+        self.write(|s| s.store_version(name, text, source))
+    }
+    fn rollback_workflow(&self, name: &str, version: i64) -> Result<Rollback> {
+        self.write(|s| s.rollback_workflow(name, version))
+    }
+    fn set_workflow_enabled(&self, name: &str, enabled: bool) -> Result<bool> {
+        self.write(|s| s.set_workflow_enabled(name, enabled))
+    }
+    fn delete_workflow(&self, name: &str) -> Result<bool> {
+        self.write(|s| s.delete_workflow(name))
+    }
+    fn definition(&self, hash: &str) -> Result<Option<String>> {
+        self.read(|s| s.definition(hash))
+    }
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        self.read(|s| s.list_runs(filter))
+    }
+    fn resolve_run(&self, id: &str) -> Result<String> {
+        self.read(|s| s.resolve_run_id(id))
+    }
+    fn get_run(&self, id: &str) -> Result<RunDetail> {
+        self.read(|s| s.get_run(id, &self.blobs_dir))
+    }
+    fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
+        self.read(|s| s.run_logs(id))
+    }
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
+        self.read(|s| s.unfinished_runs())
+    }
+    fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()> {
+        self.write(|s| s.mark_run_interrupted(id, reason))
+    }
+    fn sync_schedules(&self, wanted: &[(String, Vec<WantedSchedule>)]) -> Result<()> {
+        self.write(|s| s.sync_schedules(wanted))
+    }
+    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<DueSchedule>> {
+        self.read(|s| s.due_schedules(before))
+    }
+    fn set_schedule_next(
+        &self,
+        workflow: &str,
+        node_id: &str,
+        next: Option<i64>,
+        fired: Option<i64>,
+    ) -> Result<()> {
+        self.write(|s| s.set_schedule_next(workflow, node_id, next, fired))
+    }
+    fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.read(|s| s.schedules())
+    }
+    fn tokens_version(&self) -> Result<i64> {
+        self.read(|s| s.tokens_version())
+    }
+    fn token_hashes(&self) -> Result<Vec<(String, String, Scope)>> {
+        self.read(|s| s.token_hashes())
+    }
+    fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
+        self.write(|s| s.touch_tokens(used))
+    }
+}

@@ -61,21 +61,18 @@ fn presented_token(req: &Request<hyper::body::Incoming>) -> Option<String> {
     header.or(query)
 }
 
-/// Whether the request carries a valid token (any scope).
-fn token_ok(state: &State, req: &Request<hyper::body::Incoming>) -> bool {
-    presented_token(req).is_some_and(|t| state.tokens.check(state, &t).is_some())
-}
-
 /// 401 for a missing or unknown token, 429 over the token's rate limit, 404
 /// and 405 (with `Allow`) from the route table, 403 for a token whose scope
 /// is too small; else the operation and its path parameters.
+/// Reads the store (the token table): call it off the async workers.
 fn authorize(
     state: &State,
-    req: &Request<hyper::body::Incoming>,
+    token: Option<String>,
+    method: &Method,
     path: &str,
 ) -> Result<(Op, Vec<String>), Box<Reply>> {
-    let Some((name, scope)) = presented_token(req).and_then(|t| state.tokens.check(state, &t))
-    else {
+    let full_path = format!("{}{path}", api::PREFIX);
+    let Some((name, scope)) = token.and_then(|t| state.tokens.check(state, &t)) else {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -102,7 +99,7 @@ fn authorize(
         }
         return Err(Box::new(r));
     }
-    let (op, params) = match api::find(req.method().as_str(), path) {
+    let (op, params) = match api::find(method.as_str(), path) {
         Ok(found) => found,
         Err(Miss::NotFound) => {
             return Err(Box::new(not_found(&format!(
@@ -117,9 +114,7 @@ fn authorize(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!(
-                    "{} is not allowed on {}; it takes {}",
-                    req.method(),
-                    req.uri().path(),
+                    "{method} is not allowed on {full_path}; it takes {}",
                     allowed.join(", ")
                 ),
                 Value::Null,
@@ -136,10 +131,8 @@ fn authorize(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "token {name:?} has scope {}; {} {} needs {}",
+                "token {name:?} has scope {}; {method} {full_path} needs {}",
                 scope.as_str(),
-                req.method(),
-                req.uri().path(),
                 needed.as_str()
             ),
             json!({"scope": scope.as_str(), "needed": needed.as_str()}),
@@ -285,9 +278,13 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
                 .strip_prefix(api::PREFIX)
                 .unwrap_or_default()
                 .to_string();
-            match authorize(&state, &req, &below) {
-                Err(reply) => *reply,
-                Ok((op, params)) => dispatch(&state, req, op, &params).await,
+            let (st, token, method) = (state.clone(), presented_token(&req), req.method().clone());
+            let checked =
+                tokio::task::spawn_blocking(move || authorize(&st, token, &method, &below)).await;
+            match checked {
+                Ok(Err(reply)) => *reply,
+                Ok(Ok((op, params))) => dispatch(&state, req, op, &params).await,
+                Err(e) => internal(&format!("the request's task failed: {e}")),
             }
         }
         _ => {
@@ -572,10 +569,6 @@ fn parse_query(q: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 /// The file a deployed workflow is planned as: the one it was deployed from
 /// (relative paths resolve against its folder), else `<home>/workflows/NAME.json`.
 pub(super) fn plan_path(state: &State, name: &str, source: Option<&str>) -> std::path::PathBuf {
@@ -849,21 +842,9 @@ pub(super) async fn start_run_with(
             // The run is committed to the database before the caller hears
             // about it (sharing one commit with everything else in flight): a
             // daemon killed right after answering still has it.
-            use rusqlite::types::Value as Sql;
             let recorded = state
                 .recorder
-                .exec(
-                    "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
-                     VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
-                    vec![
-                        Sql::Text(run_id.clone()),
-                        Sql::Text(name.to_string()),
-                        Sql::Text(trigger.to_string()),
-                        Sql::Text(input.to_string()),
-                        spec.retry_of.clone().map(Sql::Text).unwrap_or(Sql::Null),
-                        Sql::Integer(now_ms()),
-                    ],
-                )
+                .accept(&run_id, name, trigger, &input, spec.retry_of.as_deref())
                 .await;
             match recorded {
                 Ok(Ok(())) => {}
@@ -910,16 +891,7 @@ pub(super) async fn start_run_with(
         } else if permit.is_some() && !request.cancel.is_cancelled() {
             // `running` before any node starts: after a crash, `queued` means the
             // run never started and is safe to start again.
-            let _ = st
-                .recorder
-                .exec(
-                    "UPDATE executions SET status = 'running', started_at = ?2 WHERE id = ?1 AND status = 'queued'",
-                    vec![
-                        rusqlite::types::Value::Text(id.clone()),
-                        rusqlite::types::Value::Integer(now_ms()),
-                    ],
-                )
-                .await;
+            let _ = st.recorder.started(&id).await;
             let _ = engine.run(plan, request).await;
         }
         if let Ok(mut cancels) = st.cancels.lock() {
@@ -967,17 +939,7 @@ fn checked_input(
 /// Records a run that never started as cancelled (nothing happens to a run
 /// that has started: its own cancellation records it).
 pub(super) async fn cancel_queued(state: &State, run_id: &str) -> Result<(), String> {
-    use rusqlite::types::Value as Sql;
-    match state
-        .recorder
-        .exec(
-            "UPDATE executions SET status = 'cancelled', error = 'cancelled before it started',
-                 finished_at = ?2
-             WHERE id = ?1 AND status = 'queued'",
-            vec![Sql::Text(run_id.to_string()), Sql::Integer(now_ms())],
-        )
-        .await
-    {
+    match state.recorder.cancel_queued(run_id).await {
         Ok(done) => done,
         Err(_) => Err("the history writer has stopped".to_string()),
     }
@@ -990,7 +952,12 @@ async fn plugin_route(
     route: String,
     req: Request<hyper::body::Incoming>,
 ) -> Reply {
-    let has_token = token_ok(state, &req);
+    let (st, token) = (state.clone(), presented_token(&req));
+    let has_token = tokio::task::spawn_blocking(move || {
+        token.is_some_and(|t| st.tokens.check(&st, &t).is_some())
+    })
+    .await
+    .unwrap_or(false);
     let method = req.method().to_string();
     let query = json!(parse_query(req.uri().query().unwrap_or("")));
     let headers = request_headers(&req);

@@ -147,10 +147,63 @@ impl Recorder {
         }
     }
 
+    /// Records a run the daemon accepted as `queued`; resolves once it is
+    /// committed (sharing one commit with everything else in flight), so a
+    /// daemon killed right after answering still has it.
+    pub fn accept(
+        &self,
+        id: &str,
+        workflow: &str,
+        trigger: &str,
+        input: &serde_json::Value,
+        retry_of: Option<&str>,
+    ) -> tokio::sync::oneshot::Receiver<Committed> {
+        use rusqlite::types::Value as Sql;
+        self.exec(
+            "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
+             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+            vec![
+                Sql::Text(id.to_string()),
+                Sql::Text(workflow.to_string()),
+                Sql::Text(trigger.to_string()),
+                Sql::Text(input.to_string()),
+                retry_of.map(|r| Sql::Text(r.to_string())).unwrap_or(Sql::Null),
+                Sql::Integer(crate::engine::events::now_ms()),
+            ],
+        )
+    }
+
+    /// A queued run got its slot: `running` before any node starts (after a
+    /// crash, `queued` means the run never started and is safe to start again).
+    pub fn started(&self, id: &str) -> tokio::sync::oneshot::Receiver<Committed> {
+        use rusqlite::types::Value as Sql;
+        self.exec(
+            "UPDATE executions SET status = 'running', started_at = ?2 WHERE id = ?1 AND status = 'queued'",
+            vec![
+                Sql::Text(id.to_string()),
+                Sql::Integer(crate::engine::events::now_ms()),
+            ],
+        )
+    }
+
+    /// A run cancelled before it started (nothing happens to a run that has
+    /// started: its own cancellation records it).
+    pub fn cancel_queued(&self, id: &str) -> tokio::sync::oneshot::Receiver<Committed> {
+        use rusqlite::types::Value as Sql;
+        self.exec(
+            "UPDATE executions SET status = 'cancelled', error = 'cancelled before it started',
+                 finished_at = ?2
+             WHERE id = ?1 AND status = 'queued'",
+            vec![
+                Sql::Text(id.to_string()),
+                Sql::Integer(crate::engine::events::now_ms()),
+            ],
+        )
+    }
+
     /// Runs `sql` in the writer's next transaction (in order with the events
-    /// sent before it) and resolves to whether it is committed: durable writes
-    /// that share one commit with everything else in flight.
-    pub fn exec(
+    /// sent before it) and resolves to whether it is committed.
+    fn exec(
         &self,
         sql: &'static str,
         params: Vec<rusqlite::types::Value>,

@@ -85,9 +85,14 @@ pub struct Route {
     pub query: &'static [Query],
     /// The JSON body it takes, if any.
     pub body: Option<SchemaFn>,
+    /// Whether a request must have that body (a run's input may be left out).
+    pub body_required: bool,
     pub answer: Answer,
     /// Error statuses beyond those every route has (401, 403, 429, 500).
     pub errors: &'static [u16],
+    /// Another success status with the same body (a deploy of identical
+    /// content is 200, not 201).
+    pub also_ok: Option<u16>,
 }
 
 impl Route {
@@ -103,8 +108,10 @@ impl Route {
             },
             query: &[],
             body: None,
+            body_required: true,
             answer: Answer::Json(200, schema::<types::Document>),
             errors: &[],
+            also_ok: None,
         }
     }
     const fn get(path: &'static str, summary: &'static str) -> Route {
@@ -119,6 +126,15 @@ impl Route {
     }
     const fn body(mut self, body: SchemaFn) -> Route {
         self.body = Some(body);
+        self
+    }
+    const fn also_ok(mut self, status: u16) -> Route {
+        self.also_ok = Some(status);
+        self
+    }
+    const fn optional_body(mut self, body: SchemaFn) -> Route {
+        self.body = Some(body);
+        self.body_required = false;
         self
     }
     const fn errors(mut self, errors: &'static [u16]) -> Route {
@@ -176,6 +192,7 @@ impl Op {
                 }])
                 .body(schema::<WorkflowBody>)
                 .ok(201, schema::<Deployed>)
+                .also_ok(200)
                 .errors(&[400, 413, 422]),
             Op::GetWorkflow => Route::get("/workflows/{name}", "A workflow's current definition")
                 .ok(200, schema::<WorkflowDetail>)
@@ -183,6 +200,7 @@ impl Op {
             Op::PutWorkflow => Route::new("PUT", "/workflows/{name}", "Deploy a workflow under this name (a new version unless identical)")
                 .body(schema::<WorkflowBody>)
                 .ok(201, schema::<Deployed>)
+                .also_ok(200)
                 .errors(&[400, 413, 422]),
             Op::DeleteWorkflow => Route::new("DELETE", "/workflows/{name}", "Delete a workflow and its versions")
                 .ok(200, schema::<Deleted>)
@@ -205,7 +223,7 @@ impl Op {
                 .errors(&[404]),
             Op::RunWorkflow => Route::post("/workflows/{name}/run", "Run a workflow with the body as its input")
                 .scope(Scope::Run)
-                .body(schema::<RunInput>)
+                .optional_body(schema::<RunInput>)
                 .ok(202, schema::<RunStarted>)
                 .errors(&[400, 404, 409, 413, 422, 503]),
             Op::ListExecutions => Route::get("/executions", "Recorded runs, newest first")
@@ -219,10 +237,10 @@ impl Op {
                 .errors(&[400]),
             Op::GetExecution => Route::get("/executions/{id}", "One run with its node attempts (an id prefix is enough)")
                 .ok(200, schema::<RunDetail>)
-                .errors(&[404]),
+                .errors(&[400, 404]),
             Op::ExecutionLogs => Route::get("/executions/{id}/logs", "A run's log lines")
                 .ok(200, schema::<Logs>)
-                .errors(&[404]),
+                .errors(&[400, 404]),
             Op::ExecutionEvents => Route {
                 answer: Answer::WebSocket,
                 ..Route::get("/executions/{id}/events", "WebSocket: a run's events, from its start")
@@ -238,11 +256,11 @@ impl Op {
             Op::CancelExecution => Route::post("/executions/{id}/cancel", "Cancel a queued or running run")
                 .scope(Scope::Run)
                 .ok(202, schema::<Cancelling>)
-                .errors(&[404, 409]),
+                .errors(&[400, 404, 409]),
             Op::RetryExecution => Route::post("/executions/{id}/retry", "Run again with the same definition and input")
                 .scope(Scope::Run)
                 .ok(202, schema::<RunStarted>)
-                .errors(&[404, 409, 422, 503]),
+                .errors(&[400, 404, 409, 422, 503]),
             Op::ListNodes => Route::get("/nodes", "Node types (built in and from packages)")
                 .ok(200, schema::<NodeTypes>),
             Op::ListPlugins => Route::get("/plugins", "Plugins, and packages that could not be loaded")

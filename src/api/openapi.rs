@@ -60,11 +60,18 @@ pub fn document(server: &str, workflow_schema: Value) -> Value {
         let mut answers = Map::new();
         match route.answer {
             Answer::Json(status, schema) => {
+                let body =
+                    json!({"application/json": {"schema": schema(&mut responses).to_value()}});
                 answers.insert(
                     status.to_string(),
-                    json!({"description": "success", "content": {"application/json": {
-                        "schema": schema(&mut responses).to_value()}}}),
+                    json!({"description": "success", "content": body}),
                 );
+                if let Some(also) = route.also_ok {
+                    answers.insert(
+                        also.to_string(),
+                        json!({"description": "success (nothing new: identical content)", "content": body}),
+                    );
+                }
             }
             Answer::WebSocket => {
                 answers.insert(
@@ -95,7 +102,7 @@ pub fn document(server: &str, workflow_schema: Value) -> Value {
             "responses": answers,
         });
         if let Some(body) = route.body {
-            operation["requestBody"] = json!({"required": true, "content": {
+            operation["requestBody"] = json!({"required": route.body_required, "content": {
                 "application/json": {"schema": body(&mut requests).to_value()}}});
         }
         let entry = paths

@@ -380,12 +380,18 @@ async fn dispatch(
             let on = op == Op::Enable;
             blocking(state, move |s| manage::set_enabled(s, &name, on)).await
         }
-        Op::RunWorkflow => match body_json(req).await {
-            Ok((input, _)) => {
-                let input = match input {
-                    Value::Null => json!({}),
-                    Value::Object(_) => input,
-                    other => {
+        Op::RunWorkflow => {
+            // No body is `{}`; a body is a JSON object of the workflow's params.
+            let bytes = match body_bytes(req).await {
+                Ok(bytes) => bytes,
+                Err(r) => return *r,
+            };
+            let input = if bytes.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(input @ Value::Object(_)) => input,
+                    Ok(other) => {
                         return error(
                             StatusCode::BAD_REQUEST,
                             "invalid_input",
@@ -396,20 +402,27 @@ async fn dispatch(
                             Value::Null,
                         );
                     }
-                };
-                match start_run(state, param(0), input, "manual").await {
-                    Ok(id) => ok(
-                        StatusCode::ACCEPTED,
-                        &types::RunStarted {
-                            run_id: id,
-                            retry_of: None,
-                        },
-                    ),
-                    Err(r) => *r,
+                    Err(e) => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_json",
+                            format!("the body is not JSON: {e}"),
+                            Value::Null,
+                        );
+                    }
                 }
+            };
+            match start_run(state, param(0), input, "manual").await {
+                Ok(id) => ok(
+                    StatusCode::ACCEPTED,
+                    &types::RunStarted {
+                        run_id: id,
+                        retry_of: None,
+                    },
+                ),
+                Err(r) => *r,
             }
-            Err(r) => *r,
-        },
+        }
         Op::ListExecutions => {
             let count = |key: &str, default: usize| -> Result<usize, Box<Reply>> {
                 match query.get(key) {

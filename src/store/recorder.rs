@@ -2,10 +2,18 @@
 //! sends events down a channel, so recording costs it a clone and a send.
 //!
 //! Payloads larger than the blob threshold are written once to
-//! `blobs/<hash>` (content-addressed) and referenced from the row. After each
-//! top-level run, retention (`keep_runs`, `keep_days`) prunes old runs, their
-//! blobs are freed, and the file is given back with incremental vacuum and a
-//! WAL checkpoint, so the database stays bounded.
+//! `blobs/<hash>` (content-addressed) and referenced from the row.
+//!
+//! Retention (`keep_runs`, `keep_days`) stays off the path of runs: finished
+//! top-level runs only mark their workflow, and the writer prunes marked
+//! workflows in the background, at most once a [`RETENTION_EVERY`], at most
+//! [`RETENTION_BATCH`] runs per statement (sooner again while it is behind),
+//! through the `(workflow_name, created_at)` index, and removes freed blobs.
+//! Under load the pages it frees are reused by new runs; once the writer has
+//! been idle for [`IDLE`], it gives the free pages back to the file
+//! (incremental vacuum in [`VACUUM_STEP`]s, new work first between steps,
+//! then a WAL checkpoint), so the database stays bounded on disk. A flush and
+//! the writer's stop finish pending retention and shrink the file at once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -25,8 +33,15 @@ use crate::store::Store;
 
 /// Events written in one transaction at most.
 const MAX_BATCH: usize = 8192;
-/// Retention passes between WAL truncations.
-const CHECKPOINT_EVERY: u32 = 50;
+/// How often retention runs while runs finish.
+const RETENTION_EVERY: Duration = Duration::from_secs(1);
+/// How soon it runs again while it has more to delete.
+const RETENTION_BEHIND: Duration = Duration::from_millis(50);
+/// Runs deleted per retention statement.
+const RETENTION_BATCH: i64 = 1000;
+/// How long the writer must have had nothing to write before it shrinks the
+/// file (in [`VACUUM_STEP`]s, looking for new work between steps).
+const IDLE: Duration = Duration::from_secs(2);
 
 /// Pauses before the retries of a batch that failed on a full disk, an I/O
 /// error or a lock: short, so a caller waiting for its commit hears soon.
@@ -110,7 +125,10 @@ impl Recorder {
             blobs_dir,
             history,
             runs: HashMap::new(),
-            passes: 0,
+            pending: HashMap::new(),
+            next_retention: std::time::Instant::now(),
+            last_write: std::time::Instant::now(),
+            shrink: false,
             failures: failures.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -257,13 +275,47 @@ struct Writer {
     blobs_dir: PathBuf,
     history: HistoryConfig,
     runs: HashMap<String, RunMeta>,
-    passes: u32,
     failures: Arc<Mutex<Failures>>,
+    /// Workflows with finished runs to apply retention to: (keep_runs, keep_days).
+    pending: HashMap<String, (u64, u64)>,
+    next_retention: std::time::Instant,
+    /// When the writer last had something to write.
+    last_write: std::time::Instant,
+    /// Retention freed pages the file has not given back yet.
+    shrink: bool,
 }
 
 impl Writer {
     fn run(mut self, rx: Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let wake = if !self.pending.is_empty() {
+                Some(self.next_retention)
+            } else if self.shrink {
+                Some(self.last_write + IDLE)
+            } else {
+                None
+            };
+            let first = match wake {
+                None => match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                },
+                Some(at) => {
+                    match rx.recv_timeout(at.saturating_duration_since(std::time::Instant::now())) {
+                        Ok(op) => op,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if self.pending.is_empty() {
+                                self.shrink_step();
+                            } else {
+                                self.retention(false);
+                            }
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            self.last_write = std::time::Instant::now();
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -292,15 +344,23 @@ impl Writer {
             for run_id in finished {
                 if let Some(meta) = self.runs.remove(&run_id)
                     && meta.top_level
-                    && let Err(e) = self.retention(&meta)
+                    && (meta.keep_runs > 0 || meta.keep_days > 0)
                 {
-                    tracing::error!("pruning run history failed: {e}");
+                    self.pending
+                        .insert(meta.workflow, (meta.keep_runs, meta.keep_days));
                 }
             }
-            for ack in acks {
-                let _ = ack.send(());
+            if !acks.is_empty() {
+                // A flush leaves nothing pending.
+                self.retention(true);
+                for ack in acks {
+                    let _ = ack.send(());
+                }
+            } else if std::time::Instant::now() >= self.next_retention {
+                self.retention(false);
             }
         }
+        self.retention(true);
         let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
@@ -544,42 +604,141 @@ impl Writer {
         tx.commit()
     }
 
-    /// Applies keep_runs / keep_days to the workflow of a finished run.
-    fn retention(&mut self, meta: &RunMeta) -> rusqlite::Result<()> {
+    /// Applies keep_runs / keep_days to the workflows with finished runs: one
+    /// batch each (or, with `all`, until nothing is left), then frees blobs
+    /// and gives space back once enough is free.
+    fn retention(&mut self, all: bool) {
         let mut deleted = 0;
-        if meta.keep_runs > 0 {
-            deleted += self.conn.execute(
-                "DELETE FROM executions WHERE workflow_name = ?1 AND parent_id IS NULL
-                   AND status NOT IN ('running', 'queued')
-                   AND id NOT IN (SELECT id FROM executions WHERE workflow_name = ?1 AND parent_id IS NULL
-                                  ORDER BY created_at DESC, id DESC LIMIT ?2)",
-                params![meta.workflow, meta.keep_runs as i64],
-            )?;
-        }
-        if meta.keep_days > 0 {
-            let cutoff = crate::engine::events::now_ms() - (meta.keep_days as i64) * 86_400_000;
-            deleted += self.conn.execute(
-                "DELETE FROM executions WHERE workflow_name = ?1 AND parent_id IS NULL AND created_at < ?2
-                   AND status NOT IN ('running', 'queued')",
-                params![meta.workflow, cutoff],
-            )?;
-        }
-        if deleted > 0 {
-            reclaim(&self.conn, &self.blobs_dir)?;
-            self.passes += 1;
-            if self.passes.is_multiple_of(CHECKPOINT_EVERY) {
-                self.conn
-                    .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        let mut behind = false;
+        for (workflow, (keep_runs, keep_days)) in std::mem::take(&mut self.pending) {
+            loop {
+                match self.prune_workflow(&workflow, keep_runs, keep_days) {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < RETENTION_BATCH as usize {
+                            break;
+                        }
+                        if !all {
+                            behind = true;
+                            self.pending
+                                .insert(workflow.clone(), (keep_runs, keep_days));
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("pruning the run history of {workflow} failed: {e}");
+                        break;
+                    }
+                }
             }
         }
-        Ok(())
+        self.next_retention = std::time::Instant::now()
+            + if behind {
+                RETENTION_BEHIND
+            } else {
+                RETENTION_EVERY
+            };
+        if deleted == 0 {
+            return;
+        }
+        let result = if all {
+            self.shrink = false;
+            reclaim(&self.conn, &self.blobs_dir)
+        } else {
+            self.shrink = true;
+            free_blobs(&self.conn, &self.blobs_dir)
+        };
+        if let Err(e) = result {
+            tracing::error!("giving back the space of pruned runs failed: {e}");
+        }
+    }
+
+    /// One step of giving free pages back to the file (the writer is idle);
+    /// the WAL is truncated after the last.
+    fn shrink_step(&mut self) {
+        let stepped = self
+            .conn
+            .prepare(&format!("PRAGMA incremental_vacuum({VACUUM_STEP})"))
+            .and_then(|mut stmt| {
+                let mut rows = stmt.query([])?;
+                let mut n = 0u64;
+                while rows.next()?.is_some() {
+                    n += 1;
+                }
+                Ok(n)
+            });
+        match stepped {
+            Ok(n) if n >= u64::from(VACUUM_STEP) => {}
+            Ok(_) => {
+                self.shrink = false;
+                if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                    tracing::warn!("truncating the write-ahead log failed: {e}");
+                }
+            }
+            Err(e) => {
+                self.shrink = false;
+                tracing::error!("giving free pages back to the file failed: {e}");
+            }
+        }
+    }
+
+    /// Deletes up to [`RETENTION_BATCH`] finished top-level runs of `workflow`
+    /// beyond the newest `keep_runs` or older than `keep_days`.
+    fn prune_workflow(
+        &self,
+        workflow: &str,
+        keep_runs: u64,
+        keep_days: u64,
+    ) -> rusqlite::Result<usize> {
+        let mut deleted = 0;
+        if keep_runs > 0 {
+            // The oldest run kept: everything older goes.
+            let cutoff: Option<(i64, String)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT created_at, id FROM executions
+                     WHERE workflow_name = ?1 AND parent_id IS NULL
+                     ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?2",
+                )?
+                .query_row(params![workflow, keep_runs as i64 - 1], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if let Some((at, id)) = cutoff {
+                deleted += self
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM executions WHERE id IN (
+                           SELECT id FROM executions
+                           WHERE workflow_name = ?1 AND parent_id IS NULL
+                             AND status NOT IN ('running', 'queued')
+                             AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))
+                           ORDER BY created_at LIMIT ?4)",
+                    )?
+                    .execute(params![workflow, at, id, RETENTION_BATCH])?;
+            }
+        }
+        if keep_days > 0 && deleted < RETENTION_BATCH as usize {
+            let cutoff = crate::engine::events::now_ms() - (keep_days as i64) * 86_400_000;
+            deleted += self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM executions WHERE id IN (
+                       SELECT id FROM executions
+                       WHERE workflow_name = ?1 AND parent_id IS NULL AND created_at < ?2
+                         AND status NOT IN ('running', 'queued')
+                       ORDER BY created_at LIMIT ?3)",
+                )?
+                .execute(params![workflow, cutoff, RETENTION_BATCH])?;
+        }
+        Ok(deleted)
     }
 }
 
-/// Frees blobs no run refers to any more and gives free pages back to the file.
-pub fn reclaim(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
+/// Removes blobs no run refers to any more (files and rows).
+fn free_blobs(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
     let orphans: Vec<String> = conn
-        .prepare("SELECT hash FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)")?
+        .prepare_cached("SELECT hash FROM blobs WHERE NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.hash = blobs.hash)")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for hash in &orphans {
@@ -591,6 +750,12 @@ pub fn reclaim(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
         }
         conn.execute("DELETE FROM blobs WHERE hash = ?1", [hash])?;
     }
+    Ok(())
+}
+
+/// Frees blobs no run refers to any more and gives free pages back to the file.
+pub fn reclaim(conn: &Connection, blobs_dir: &Path) -> rusqlite::Result<()> {
+    free_blobs(conn, blobs_dir)?;
     vacuum_free_pages(conn)?;
     Ok(())
 }

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use super::Globals;
+use super::client::Client;
 use super::progress::Mode;
 use super::run::{CliEngine, report_load_error};
+use crate::api::{Op, types};
 use crate::engine::{RunRequest, duration};
 use crate::home::Home;
-use crate::store::history::RunFilter;
+use crate::store::history::{LogRow, RunDetail, RunFilter, RunSummary};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RunsCommand {
@@ -85,9 +87,169 @@ pub enum RunsCommand {
     },
 }
 
+/// Where `fuse runs list|show|logs` read: the daemon's API while one serves
+/// the home, else the database. Both give the same answers.
+enum Source {
+    Daemon(Client),
+    Local(crate::store::Store, std::path::PathBuf),
+}
+
+impl Source {
+    fn open(home: &Home) -> anyhow::Result<Source> {
+        if crate::daemon::running(home).is_some()
+            && let Ok(client) = Client::of_home(home)
+        {
+            tracing::info!("reading runs from the daemon at {}", client.info.url());
+            return Ok(Source::Daemon(client));
+        }
+        tracing::info!("reading runs from {}", home.db_path().display());
+        Ok(Source::Local(home.open_store()?, home.blobs_dir()))
+    }
+
+    fn list(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunSummary>> {
+        let client = match self {
+            Source::Local(store, _) => return Ok(store.list_runs(filter)?),
+            Source::Daemon(client) => client,
+        };
+        // The API answers pages of at most 1,000.
+        let mut runs = Vec::new();
+        loop {
+            let want = match filter.limit {
+                0 => 1000,
+                n => (n - runs.len()).min(1000),
+            };
+            let mut query = vec![
+                ("limit", want.to_string()),
+                ("offset", runs.len().to_string()),
+            ];
+            if let Some(w) = &filter.workflow {
+                query.push(("workflow", w.clone()));
+            }
+            if let Some(s) = &filter.status {
+                query.push(("status", s.clone()));
+            }
+            let page = client
+                .send::<types::Executions>(Op::ListExecutions, &[], &query, None::<&Value>)?
+                .executions;
+            let got = page.len();
+            runs.extend(page);
+            if got < want || (filter.limit > 0 && runs.len() >= filter.limit) {
+                return Ok(runs);
+            }
+        }
+    }
+
+    /// The full id of a run: an id, a unique part of one, or `last` (of
+    /// `workflow` when given).
+    fn resolve(&self, id: &str, workflow: Option<&str>) -> anyhow::Result<String> {
+        match self {
+            Source::Local(store, _) => Ok(store.resolve_run(id, workflow)?),
+            Source::Daemon(_) if id.trim() == "last" && workflow.is_some() => {
+                let newest = self.list(&RunFilter {
+                    workflow: workflow.map(str::to_string),
+                    status: None,
+                    limit: 1,
+                    offset: 0,
+                })?;
+                match newest.into_iter().next() {
+                    Some(run) => Ok(run.id),
+                    None => Err(crate::Error::NotFound(format!(
+                        "no recorded run of workflow {:?}; `fuse runs list` shows the recorded runs",
+                        workflow.unwrap_or_default()
+                    ))
+                    .into()),
+                }
+            }
+            Source::Daemon(client) => {
+                Ok(client.get::<RunDetail>(Op::GetExecution, &[id])?.summary.id)
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> anyhow::Result<RunDetail> {
+        match self {
+            Source::Local(store, blobs) => Ok(store.get_run(id, blobs)?),
+            Source::Daemon(client) => client.get(Op::GetExecution, &[id]),
+        }
+    }
+
+    fn logs(&self, id: &str) -> anyhow::Result<Vec<LogRow>> {
+        match self {
+            Source::Local(store, _) => Ok(store.run_logs(id)?),
+            Source::Daemon(client) => Ok(client.get::<types::Logs>(Op::ExecutionLogs, &[id])?.logs),
+        }
+    }
+}
+
 pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
+    match command {
+        read_only @ (RunsCommand::List { .. }
+        | RunsCommand::Show { .. }
+        | RunsCommand::Logs { .. }) => read(&home, read_only),
+        RunsCommand::Retry {
+            id,
+            workflow,
+            from_failed,
+            json,
+        } => retry(globals, &home, &id, workflow.as_deref(), from_failed, json),
+        RunsCommand::Prune { older_than } => prune(globals, &home, &older_than),
+    }
+}
+
+fn retry(
+    globals: &Globals,
+    home: &Home,
+    id: &str,
+    workflow: Option<&str>,
+    from_failed: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let store = home.open_store()?;
+    let id = store.resolve_run(id, workflow)?;
+    let run = store.get_run(&id, &home.blobs_dir())?;
+    let hash = run.workflow_hash.clone().unwrap_or_default();
+    let Some(definition) = store.definition(&hash)? else {
+        anyhow::bail!(
+            "the workflow of run {} is no longer stored, so it cannot be retried",
+            run.summary.id
+        );
+    };
+    drop(store);
+    let quiet = globals.quiet;
+    let cli = CliEngine::open(globals, true, Mode::detect(quiet))?;
+    let source = run.source_path.as_deref().map(std::path::Path::new);
+    let plan = match cli.engine.load_str(&definition, source) {
+        Ok(plan) => plan,
+        Err(e) => return Ok(report_load_error(&e)),
+    };
+    let mut request = RunRequest::new(run.input.clone(), "retry");
+    request.retry_of = Some(run.summary.id.clone());
+    if from_failed {
+        request.reuse = crate::store::history::succeeded_outputs(&run.nodes);
+    }
+    let record = cli.run(plan, request)?;
+    cli.finish(&record, json, quiet)
+}
+
+fn prune(globals: &Globals, home: &Home, older_than: &str) -> anyhow::Result<ExitCode> {
+    let store = home.open_store()?;
+    let age = duration::parse(older_than).map_err(crate::Error::Setting)?;
+    let cutoff = crate::engine::events::now_ms() - age.as_millis() as i64;
+    let (n, freed) = store.prune_before(cutoff, &home.blobs_dir())?;
+    if !globals.quiet {
+        outln!(
+            "deleted {n} run(s) older than {older_than}; gave back {} (the database is now {})",
+            bytes(freed),
+            bytes(store.files_size())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `list`, `show` and `logs`: from the daemon while it runs, else the database.
+fn read(home: &Home, command: RunsCommand) -> anyhow::Result<ExitCode> {
+    let source = Source::open(home)?;
     match command {
         RunsCommand::List {
             workflow,
@@ -95,7 +257,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             limit,
             json,
         } => {
-            let runs = store.list_runs(&RunFilter {
+            let runs = source.list(&RunFilter {
                 workflow,
                 status,
                 limit,
@@ -137,8 +299,8 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             node,
             json,
         } => {
-            let id = store.resolve_run(&id, workflow.as_deref())?;
-            let run = store.get_run(&id, &home.blobs_dir())?;
+            let id = source.resolve(&id, workflow.as_deref())?;
+            let run = source.get(&id)?;
             if let Some(node) = node {
                 return show_node(&run, &node, json);
             }
@@ -235,8 +397,8 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             }
         }
         RunsCommand::Logs { id, workflow, json } => {
-            let id = store.resolve_run(&id, workflow.as_deref())?;
-            let logs = store.run_logs(&id)?;
+            let id = source.resolve(&id, workflow.as_deref())?;
+            let logs = source.logs(&id)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&logs)?);
             } else {
@@ -251,49 +413,7 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
                 }
             }
         }
-        RunsCommand::Retry {
-            id,
-            workflow,
-            from_failed,
-            json,
-        } => {
-            let id = store.resolve_run(&id, workflow.as_deref())?;
-            let run = store.get_run(&id, &home.blobs_dir())?;
-            let hash = run.workflow_hash.clone().unwrap_or_default();
-            let Some(definition) = store.definition(&hash)? else {
-                anyhow::bail!(
-                    "the workflow of run {} is no longer stored, so it cannot be retried",
-                    run.summary.id
-                );
-            };
-            drop(store);
-            let quiet = globals.quiet;
-            let cli = CliEngine::open(globals, true, Mode::detect(quiet))?;
-            let source = run.source_path.as_deref().map(std::path::Path::new);
-            let plan = match cli.engine.load_str(&definition, source) {
-                Ok(plan) => plan,
-                Err(e) => return Ok(report_load_error(&e)),
-            };
-            let mut request = RunRequest::new(run.input.clone(), "retry");
-            request.retry_of = Some(run.summary.id.clone());
-            if from_failed {
-                request.reuse = crate::store::history::succeeded_outputs(&run.nodes);
-            }
-            let record = cli.run(plan, request)?;
-            return cli.finish(&record, json, quiet);
-        }
-        RunsCommand::Prune { older_than } => {
-            let age = duration::parse(&older_than).map_err(crate::Error::Setting)?;
-            let cutoff = crate::engine::events::now_ms() - age.as_millis() as i64;
-            let (n, freed) = store.prune_before(cutoff, &home.blobs_dir())?;
-            if !globals.quiet {
-                outln!(
-                    "deleted {n} run(s) older than {older_than}; gave back {} (the database is now {})",
-                    bytes(freed),
-                    bytes(store.files_size())
-                );
-            }
-        }
+        RunsCommand::Retry { .. } | RunsCommand::Prune { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

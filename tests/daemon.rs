@@ -126,6 +126,26 @@ impl Daemon<'_> {
     pub fn wait_run(&self, id: &str) -> Value {
         wait_run(&self.url, &self.token, id)
     }
+
+    /// Polls until run `id` has `status` (10 s at most); returns its record.
+    pub fn wait_status(&self, id: &str, status: &str) -> Value {
+        wait_for(&format!("run {id} to be {status}"), || {
+            let (code, run) = self.call("GET", &format!("/api/v1/executions/{id}"), None);
+            (code == 200 && run["status"] == status).then_some(run)
+        })
+    }
+}
+
+/// Polls `check` until it gives a value (10 s at most, then fails naming `what`).
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Polls the daemon at `url` until run `id` is recorded as finished (20 s at most).
@@ -324,7 +344,7 @@ fn versions_rollback_enable_disable_delete_cancel_retry_and_credentials() {
     d.call("POST", "/api/v1/workflows", Some(wf));
     let (_, started) = d.call("POST", "/api/v1/workflows/long/run", Some(json!({})));
     let id = started["run_id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(200));
+    d.wait_status(&id, "running");
     assert_eq!(
         d.call("POST", &format!("/api/v1/executions/{id}/cancel"), None)
             .0,
@@ -504,7 +524,7 @@ fn start_stop_status_and_a_second_start_is_refused() {
     d.call("POST", "/api/v1/workflows", Some(wf));
     let (_, started) = d.call("POST", "/api/v1/workflows/slow/run", Some(json!({})));
     let id = started["run_id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(200));
+    d.wait_status(&id, "running");
     d.home.cmd().arg("stop").assert().success();
     assert!(!d.home.path().join("daemon.json").exists());
     let shown = d
@@ -568,7 +588,8 @@ fn no_accepted_webhook_run_is_lost_when_the_daemon_is_killed() {
         assert_eq!(code, 202, "{body}");
         accepted.push(body["run_id"].as_str().unwrap().to_string());
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The last (long) one has started: the runs are in flight.
+    d.wait_status(&accepted[49], "running");
     d.kill();
     let d2 = start(&home);
     let mut counts = std::collections::BTreeMap::new();
@@ -713,7 +734,7 @@ fn missed_fires_follow_the_policy_across_a_restart() {
         .unwrap();
     drop(conn);
     let d = start(&home);
-    std::thread::sleep(Duration::from_millis(500));
+    // Missed fires are handled before the daemon listens.
     let once = runs_of(&d, "once");
     assert_eq!(once.len(), 1, "run_once runs one missed fire: {once:?}");
     assert_eq!(runs_of(&d, "skipper").len(), 0, "skip runs none");
@@ -929,14 +950,13 @@ fn the_workflows_folder_deploys_redeploys_and_disables() {
         r#"{"name": "folder-wf", "nodes": [{"id": "x", "type": "nope"}]}"#,
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    super::daemon::wait_for("the invalid edit to be logged", || {
+        let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+        (log.contains("folder-wf.json: not deployed") && log.contains("unknown node type"))
+            .then_some(())
+    });
     let (_, v) = d.call("GET", "/api/v1/workflows", None);
     assert_eq!(version(&v), 2);
-    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
-    assert!(
-        log.contains("folder-wf.json: not deployed") && log.contains("unknown node type"),
-        "{log}"
-    );
 
     std::fs::remove_file(dir.join("folder-wf.json")).unwrap();
     wait_for("a removed file disables the workflow", &|v| {
@@ -1031,7 +1051,16 @@ fn a_run_can_be_followed_live_from_the_middle() {
     let (_, started) = d.call("POST", "/api/v1/workflows/steps/run", Some(json!({})));
     let id = started["run_id"].as_str().unwrap().to_string();
     // Connect while the run waits: what happened before comes first, then the rest.
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the first step to be recorded", || {
+        let (_, run) = d.call("GET", &format!("/api/v1/executions/{id}"), None);
+        run["nodes"]
+            .as_array()
+            .is_some_and(|n| {
+                n.iter()
+                    .any(|n| n["node_id"] == "first" && n["status"] == "succeeded")
+            })
+            .then_some(())
+    });
     let out = home
         .cmd()
         .args(["logs", "-f", &id, "--json"])
@@ -1095,8 +1124,8 @@ fn file_triggers_run_once_per_settled_matching_file() {
             "glob": "*.csv", "events": ["create"], "debounce": "200ms"}}},
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"file": "{{ trigger.name }}"}}}}
     ], "edges": [{"source": "f", "target": "s"}]});
+    // The folder is watched before the deploy is answered.
     assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
-    std::thread::sleep(Duration::from_millis(300));
     // Written in several steps: one run, when it is quiet.
     let csv = inbox.join("orders.csv");
     std::fs::write(&csv, "a,b\n").unwrap();

@@ -230,7 +230,7 @@ impl Op {
                 .query(&[
                     Query { name: "workflow", kind: QueryKind::Text, description: "Only runs of this workflow" },
                     Query { name: "status", kind: QueryKind::Text, description: "Only runs with this status (queued, running, succeeded, failed, cancelled, interrupted)" },
-                    Query { name: "limit", kind: QueryKind::Count, description: "At most this many (default 50, at most 1000)" },
+                    Query { name: "limit", kind: QueryKind::Count, description: "At most this many (default 50, at most 1000; 0 is 1000)" },
                     Query { name: "offset", kind: QueryKind::Count, description: "Skip this many first" },
                 ])
                 .ok(200, schema::<Executions>)

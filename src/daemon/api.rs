@@ -438,7 +438,10 @@ async fn dispatch(
                 }
             };
             let (limit, offset) = match (count("limit", 50), count("offset", 0)) {
-                (Ok(limit), Ok(offset)) => (limit.min(1000), offset),
+                // 0 asks for as many as one page holds.
+                (Ok(limit), Ok(offset)) => {
+                    (if limit == 0 { 1000 } else { limit.min(1000) }, offset)
+                }
                 (Err(r), _) | (_, Err(r)) => return *r,
             };
             let filter = RunFilter {

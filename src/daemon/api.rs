@@ -1066,9 +1066,9 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         return not_found(&format!("no enabled workflow listens on /webhook/{hook}"));
     };
     let (name, want_method, inputs, responds) = (
-        hook_route.workflow,
-        hook_route.method,
-        hook_route.inputs,
+        &hook_route.workflow,
+        &hook_route.method,
+        &hook_route.inputs,
         hook_route.responds,
     );
     if !want_method.eq_ignore_ascii_case(&method) {
@@ -1079,7 +1079,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             Value::Null,
         );
     }
-    let signature = super::hooks::signature_header(&inputs)
+    let signature = super::hooks::signature_header(inputs)
         .and_then(|h| req.headers().get(h.as_str()))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
@@ -1087,7 +1087,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         Ok(bytes) => bytes,
         Err(reply) => return *reply,
     };
-    if let Err(message) = super::hooks::verify(state, &inputs, signature.as_deref(), &bytes) {
+    if let Err(message) = super::hooks::verify(state, inputs, signature.as_deref(), &bytes) {
         return error(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
@@ -1125,7 +1125,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         responder,
         ..RunSpec::default()
     };
-    let id = match start_run_with(state, &name, input, "webhook", spec).await {
+    let id = match start_run_with(state, name, input, "webhook", spec).await {
         Ok(id) => id,
         Err(r) => return *r,
     };

@@ -23,7 +23,7 @@ pub(crate) struct Hook {
 #[derive(Default)]
 pub(crate) struct Routes {
     pub plans: HashMap<String, Arc<Plan>>,
-    pub hooks: HashMap<String, Hook>,
+    pub hooks: HashMap<String, Arc<Hook>>,
     pub files: Vec<super::files::FileTrigger>,
     /// (workflow, plugin, trigger) of every `trigger.event` node.
     pub events: Vec<(String, String, String)>,
@@ -113,12 +113,12 @@ pub(super) fn changed(state: &State) {
             }
             routes.hooks.insert(
                 path,
-                Hook {
+                Arc::new(Hook {
                     workflow: name.clone(),
                     method,
                     inputs,
                     responds,
-                },
+                }),
             );
         }
     }

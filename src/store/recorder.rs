@@ -120,8 +120,11 @@ impl Recorder {
     pub fn start(store: Store, blobs_dir: PathBuf, history: HistoryConfig) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel();
         let failures = Arc::new(Mutex::new(Failures::default()));
+        let conn = store.into_connection();
+        // Every statement the writer runs stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         let writer = Writer {
-            conn: store.into_connection(),
+            conn,
             blobs_dir,
             history,
             runs: HashMap::new(),
@@ -447,7 +450,8 @@ impl Writer {
         for item in items {
             let event = match item {
                 Item::Exec(sql, params) => {
-                    tx.execute(sql, rusqlite::params_from_iter(params.iter()))?;
+                    tx.prepare_cached(sql)?
+                        .execute(rusqlite::params_from_iter(params.iter()))?;
                     continue;
                 }
                 Item::Event(e) => e,
@@ -468,19 +472,16 @@ impl Writer {
                     at_ms,
                     ..
                 } => {
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
-                        params![workflow_hash, definition.as_str()],
-                    )?;
-                    tx.execute(
-                        "INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
+                    )?
+                    .execute(params![workflow_hash, definition.as_str()])?;
+                    tx.prepare_cached("INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
                              input, parent_id, retry_of, created_at, started_at)
                          VALUES (?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8, ?8)
                          ON CONFLICT (id) DO UPDATE SET status = 'running',
                            workflow_hash = excluded.workflow_hash, source_path = excluded.source_path,
-                           started_at = excluded.started_at",
-                        params![run_id, workflow, workflow_hash, source_path, trigger_kind, parent_id, retry_of, at_ms],
-                    )?;
+                           started_at = excluded.started_at")?.execute(params![run_id, workflow, workflow_hash, source_path, trigger_kind, parent_id, retry_of, at_ms])?;
                     let stored = payload(
                         &tx,
                         &self.blobs_dir,
@@ -488,10 +489,8 @@ impl Writer {
                         run_id,
                         input,
                     )?;
-                    tx.execute(
-                        "UPDATE executions SET input = ?2 WHERE id = ?1",
-                        params![run_id, stored],
-                    )?;
+                    tx.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
+                        .execute(params![run_id, stored])?;
                     self.runs.insert(
                         run_id.clone(),
                         RunMeta {
@@ -521,11 +520,9 @@ impl Writer {
                         None => None,
                     };
                     let error = a.error.as_ref().map(Value::to_string);
-                    tx.execute(
-                        "INSERT INTO node_runs (execution_id, node_id, node_type, attempt, item_index, status,
+                    tx.prepare_cached("INSERT INTO node_runs (execution_id, node_id, node_type, attempt, item_index, status,
                              input, output, error, started_at, finished_at, duration_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                        params![
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?.execute(params![
                             a.run_id,
                             a.node_id,
                             a.node_type,
@@ -538,8 +535,7 @@ impl Writer {
                             a.started_ms,
                             a.finished_ms,
                             a.finished_ms - a.started_ms
-                        ],
-                    )?;
+                        ])?;
                 }
                 Event::NodeFinished {
                     run_id,
@@ -549,11 +545,16 @@ impl Writer {
                     attempts: 0,
                     ..
                 } if matches!(status, Status::Skipped | Status::Cancelled) => {
-                    tx.execute(
+                    tx.prepare_cached(
                         "INSERT INTO node_runs (execution_id, node_id, node_type, attempt, status)
                          VALUES (?1, ?2, ?3, 0, ?4)",
-                        params![run_id, node_id, node_type, status.as_str()],
-                    )?;
+                    )?
+                    .execute(params![
+                        run_id,
+                        node_id,
+                        node_type,
+                        status.as_str()
+                    ])?;
                 }
                 Event::Log {
                     run_id,
@@ -561,10 +562,7 @@ impl Writer {
                     level,
                     message,
                 } => {
-                    tx.execute(
-                        "INSERT INTO logs (execution_id, node_id, level, message, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![run_id, node_id, level.as_str(), message, crate::engine::events::now_ms()],
-                    )?;
+                    tx.prepare_cached("INSERT INTO logs (execution_id, node_id, level, message, ts) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![run_id, node_id, level.as_str(), message, crate::engine::events::now_ms()])?;
                 }
                 Event::RunFinished {
                     run_id,
@@ -582,11 +580,9 @@ impl Writer {
                         run_id,
                         output,
                     )?;
-                    tx.execute(
-                        "UPDATE executions SET status = ?2, output = ?3, error = ?4, finished_at = ?5,
+                    tx.prepare_cached("UPDATE executions SET status = ?2, output = ?3, error = ?4, finished_at = ?5,
                              duration_ms = ?6, usage = ?7
-                         WHERE id = ?1",
-                        params![
+                         WHERE id = ?1")?.execute(params![
                             run_id,
                             status.as_str(),
                             output,
@@ -594,8 +590,7 @@ impl Writer {
                             at_ms,
                             *duration_ms as i64,
                             usage.as_ref().map(Value::to_string)
-                        ],
-                    )?;
+                        ])?;
                     finished.push(run_id.clone());
                 }
                 Event::NodeStarted { .. } | Event::NodeFinished { .. } => {}

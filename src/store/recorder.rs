@@ -128,6 +128,7 @@ impl Recorder {
             blobs_dir,
             history,
             runs: HashMap::new(),
+            definitions: std::collections::HashSet::new(),
             pending: HashMap::new(),
             next_retention: std::time::Instant::now(),
             last_write: std::time::Instant::now(),
@@ -278,6 +279,8 @@ struct Writer {
     blobs_dir: PathBuf,
     history: HistoryConfig,
     runs: HashMap<String, RunMeta>,
+    /// Definition hashes known to be stored (each run names one).
+    definitions: std::collections::HashSet<String>,
     failures: Arc<Mutex<Failures>>,
     /// Workflows with finished runs to apply retention to: (keep_runs, keep_days).
     pending: HashMap<String, (u64, u64)>,
@@ -446,6 +449,7 @@ impl Writer {
         if items.is_empty() {
             return Ok(());
         }
+        let mut new_definitions = Vec::new();
         let tx = self.conn.transaction()?;
         for item in items {
             let event = match item {
@@ -472,10 +476,13 @@ impl Writer {
                     at_ms,
                     ..
                 } => {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
-                    )?
-                    .execute(params![workflow_hash, definition.as_str()])?;
+                    if !self.definitions.contains(workflow_hash.as_str()) {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![workflow_hash, definition.as_str()])?;
+                        new_definitions.push(workflow_hash.to_string());
+                    }
                     tx.prepare_cached("INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
                              input, parent_id, retry_of, created_at, started_at)
                          VALUES (?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8, ?8)
@@ -596,7 +603,10 @@ impl Writer {
                 Event::NodeStarted { .. } | Event::NodeFinished { .. } => {}
             }
         }
-        tx.commit()
+        tx.commit()?;
+        // Known only once committed (a failed batch is written again).
+        self.definitions.extend(new_definitions);
+        Ok(())
     }
 
     /// Applies keep_runs / keep_days to the workflows with finished runs: one

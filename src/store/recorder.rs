@@ -6,8 +6,8 @@
 //!
 //! Retention (`keep_runs`, `keep_days`) stays off the path of runs: finished
 //! top-level runs only mark their workflow, and the writer prunes marked
-//! workflows in the background, at most once a [`RETENTION_EVERY`], at most
-//! [`RETENTION_BATCH`] runs per statement (sooner again while it is behind),
+//! workflows in the background, at most once a [`RETENTION_EVERY`] (every [`RETENTION_BEHIND`] while it is behind), at most
+//! [`RETENTION_BATCH`] runs per statement (a short pause for the runs waiting on the writer),
 //! through the `(workflow_name, created_at)` index, and removes freed blobs.
 //! Under load the pages it frees are reused by new runs; once the writer has
 //! been idle for [`IDLE`], it gives the free pages back to the file
@@ -36,9 +36,9 @@ const MAX_BATCH: usize = 8192;
 /// How often retention runs while runs finish.
 const RETENTION_EVERY: Duration = Duration::from_secs(1);
 /// How soon it runs again while it has more to delete.
-const RETENTION_BEHIND: Duration = Duration::from_millis(50);
+const RETENTION_BEHIND: Duration = Duration::from_millis(5);
 /// Runs deleted per retention statement.
-const RETENTION_BATCH: i64 = 1000;
+const RETENTION_BATCH: i64 = 200;
 /// How long the writer must have had nothing to write before it shrinks the
 /// file (in [`VACUUM_STEP`]s, looking for new work between steps).
 const IDLE: Duration = Duration::from_secs(2);

@@ -266,16 +266,7 @@ pub fn init(home: &Home, options: &InitOptions) -> Result<InitReport> {
     let db_path = home.db_path();
     let db_existed = db_path.is_file();
     let before = if db_existed {
-        let probe = rusqlite::Connection::open(&db_path).ok();
-        probe.and_then(|c| {
-            c.query_row(
-                "SELECT MAX(version) FROM refinery_schema_history",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .ok()
-            .flatten()
-        })
+        Store::existing_schema_version(&db_path)
     } else {
         None
     };

@@ -10,12 +10,11 @@
 //! by comparing both keys' fingerprints with the one in the database.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rusqlite::{Connection, OptionalExtension, params};
 use zeroize::Zeroizing;
 
 use super::keystore::{self, KeyStoreKind, MasterKey};
@@ -73,25 +72,15 @@ impl Credential {
     }
 }
 
-/// What `fuse creds list` shows: never a value.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct CredentialInfo {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub fields: Vec<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub last_used_at: Option<i64>,
-}
+pub use crate::store::credentials::CredentialInfo;
+use crate::store::credentials::Sealed;
 
 /// The vault of one home.
 pub struct Vault {
-    conn: Mutex<Connection>,
+    store: Mutex<Store>,
     key: MasterKey,
     kind: KeyStoreKind,
     home: PathBuf,
-    db_path: PathBuf,
 }
 
 impl std::fmt::Debug for Vault {
@@ -274,17 +263,15 @@ impl Vault {
             }
             (None, _) => {
                 // A home from before fingerprints: adopt the key if it opens a row.
-                let first: Option<(String, String, Vec<u8>, Vec<u8>)> = store
-                    .conn()
-                    .query_row(
-                        "SELECT name, type, nonce, ciphertext FROM credentials LIMIT 1",
-                        [],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                if let Some(first) = store.any_sealed_credential()?
+                    && decrypt(
+                        &current,
+                        &first.name,
+                        &first.kind,
+                        &first.nonce,
+                        &first.ciphertext,
                     )
-                    .optional()
-                    .map_err(|source| db_err(store.path(), "reading credentials", source))?;
-                if let Some((name, kind_name, nonce, ct)) = first
-                    && decrypt(&current, &name, &kind_name, &nonce, &ct).is_err()
+                    .is_err()
                 {
                     return Err(Error::KeyStore(wrong_key_message(kind)));
                 }
@@ -292,13 +279,11 @@ impl Vault {
                 current
             }
         };
-        let db_path = store.path().to_path_buf();
         Ok(Vault {
-            conn: Mutex::new(store.into_connection()),
+            store: Mutex::new(store),
             key,
             kind,
             home: root,
-            db_path,
         })
     }
 
@@ -306,14 +291,10 @@ impl Vault {
         self.kind
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| {
+    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
+        self.store.lock().map_err(|_| {
             Error::Credential("the credentials store is unusable after a crash; retry".into())
         })
-    }
-
-    fn db_err(&self, action: &'static str, source: rusqlite::Error) -> Error {
-        db_err(&self.db_path, action, source)
     }
 
     /// Creates or replaces a credential of a built-in type.
@@ -352,31 +333,25 @@ impl Vault {
             .filter(|n| fields.contains_key(*n))
             .collect();
         let names = serde_json::to_string(&names).unwrap_or_default();
-        let now = now_ms();
-        self.conn()?
-            .execute(
-                "INSERT INTO credentials (name, type, fields, nonce, ciphertext, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                 ON CONFLICT (name) DO UPDATE SET type = excluded.type, fields = excluded.fields,
-                   nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-                params![name, kind, names, nonce, ciphertext, now],
-            )
-            .map_err(|e| self.db_err("storing a credential", e))?;
-        Ok(())
+        let sealed = Sealed {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            nonce,
+            ciphertext,
+        };
+        self.store()?.put_credential(&sealed, &names, now_ms())
     }
 
     /// Decrypts a credential and notes that it was used.
     pub fn get(&self, name: &str) -> Result<Credential> {
-        let conn = self.conn()?;
-        let row: Option<(String, Vec<u8>, Vec<u8>)> = conn
-            .query_row(
-                "SELECT type, nonce, ciphertext FROM credentials WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(|e| self.db_err("reading a credential", e))?;
-        let Some((kind, nonce, ciphertext)) = row else {
+        let store = self.store()?;
+        let Some(Sealed {
+            kind,
+            nonce,
+            ciphertext,
+            ..
+        }) = store.sealed_credential(name)?
+        else {
             return Err(Error::Credential(format!(
                 "credential {name:?} does not exist; create it with `fuse creds set {name} --type TYPE` \
                  (types: {}), or see `fuse creds list`",
@@ -386,10 +361,9 @@ impl Vault {
         let plaintext = decrypt(&self.key, name, &kind, &nonce, &ciphertext)?;
         let fields = parse_fields(name, &plaintext)?;
         // Best effort: a busy database must not fail the run that uses the credential.
-        let _ = conn.execute(
-            "UPDATE credentials SET last_used_at = ?2 WHERE name = ?1",
-            params![name, now_ms()],
-        );
+        if let Err(e) = store.touch_credential(name, now_ms()) {
+            tracing::debug!("{e}");
+        }
         Ok(Credential {
             name: name.to_string(),
             kind,
@@ -399,37 +373,12 @@ impl Vault {
 
     /// Every credential, by name; never a value.
     pub fn list(&self) -> Result<Vec<CredentialInfo>> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT name, type, fields, created_at, updated_at, last_used_at
-                 FROM credentials ORDER BY name",
-            )
-            .map_err(|e| self.db_err("listing credentials", e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                let fields: String = r.get(2)?;
-                Ok(CredentialInfo {
-                    name: r.get(0)?,
-                    kind: r.get(1)?,
-                    fields: serde_json::from_str(&fields).unwrap_or_default(),
-                    created_at: r.get(3)?,
-                    updated_at: r.get(4)?,
-                    last_used_at: r.get(5)?,
-                })
-            })
-            .map_err(|e| self.db_err("listing credentials", e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.db_err("listing credentials", e))
+        self.store()?.list_credentials()
     }
 
     /// Deletes a credential; false when there was none.
     pub fn remove(&self, name: &str) -> Result<bool> {
-        let n = self
-            .conn()?
-            .execute("DELETE FROM credentials WHERE name = ?1", [name])
-            .map_err(|e| self.db_err("deleting a credential", e))?;
-        Ok(n > 0)
+        self.store()?.remove_credential(name)
     }
 
     /// Names of the credentials that do not decrypt with the current key.
@@ -477,16 +426,22 @@ impl Vault {
             return Ok(0);
         }
         let count = {
-            let mut conn = self.conn()?;
-            let result = reencrypt(&mut conn, &self.key, &next);
+            let (old, new) = (&self.key, &next);
+            let result = self.store()?.reseal_credentials(
+                |row| {
+                    let plaintext =
+                        decrypt(old, &row.name, &row.kind, &row.nonce, &row.ciphertext)?;
+                    encrypt(new, &row.name, &row.kind, &plaintext)
+                },
+                (META_KEY_ID, &keystore::key_id(new)),
+            );
             match result {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = keystore::discard_next(&self.home, self.kind);
-                    return Err(match e {
-                        RotateError::Db(source) => self.db_err("re-encrypting credentials", source),
-                        RotateError::Other(e) => e,
-                    });
+                    if let Err(discard) = keystore::discard_next(&self.home, self.kind) {
+                        tracing::warn!("cannot discard the unused next key: {discard}");
+                    }
+                    return Err(e);
                 }
             }
         };
@@ -496,56 +451,6 @@ impl Vault {
         keystore::promote_next(&self.home, self.kind)?;
         self.key = next;
         Ok(count)
-    }
-}
-
-enum RotateError {
-    Db(rusqlite::Error),
-    Other(Error),
-}
-
-impl From<rusqlite::Error> for RotateError {
-    fn from(e: rusqlite::Error) -> Self {
-        RotateError::Db(e)
-    }
-}
-
-/// One transaction: every row decrypted with `old`, encrypted with `new`, and the
-/// new key's fingerprint recorded. Any failure rolls all of it back.
-fn reencrypt(
-    conn: &mut Connection,
-    old: &MasterKey,
-    new: &MasterKey,
-) -> std::result::Result<usize, RotateError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = {
-        let mut stmt = tx.prepare("SELECT name, type, nonce, ciphertext FROM credentials")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    for (name, kind, nonce, ciphertext) in &rows {
-        let plaintext = decrypt(old, name, kind, nonce, ciphertext).map_err(RotateError::Other)?;
-        let (nonce, ciphertext) =
-            encrypt(new, name, kind, &plaintext).map_err(RotateError::Other)?;
-        tx.execute(
-            "UPDATE credentials SET nonce = ?2, ciphertext = ?3 WHERE name = ?1",
-            params![name, nonce, ciphertext],
-        )?;
-    }
-    tx.execute(
-        "INSERT INTO meta (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![META_KEY_ID, keystore::key_id(new)],
-    )?;
-    tx.commit()?;
-    Ok(rows.len())
-}
-
-fn db_err(path: &Path, action: &'static str, source: rusqlite::Error) -> Error {
-    Error::Database {
-        action,
-        path: path.to_path_buf(),
-        cause: source,
     }
 }
 

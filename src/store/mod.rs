@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, Result};
 
+pub mod credentials;
 pub mod db;
 pub mod history;
 pub mod recorder;
@@ -90,6 +91,14 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         })
+    }
+
+    /// The schema version of an existing database, read without migrating it;
+    /// `None` when it has none or cannot be read.
+    pub fn existing_schema_version(path: &Path) -> Option<i64> {
+        let conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        schema_version(&conn).ok().filter(|v| *v > 0)
     }
 
     /// The newest schema version this binary carries.

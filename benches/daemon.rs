@@ -14,7 +14,9 @@
 //!
 //! `cargo bench --bench daemon`; `FUSE_BENCH_SECONDS` (default 5) per point,
 //! `FUSE_BENCH_CONNECTIONS` (default "16,50"), `FUSE_BENCH_BURST` (default
-//! 40000), `FUSE_BENCH_SETTLE` (default 30 s).
+//! 40000), `FUSE_BENCH_SETTLE` (default 30 s). `FUSE_BENCH_COMPARE=host:port/path`
+//! first drives another server (e.g. Node-RED's `http in` → `http response`)
+//! with the same load generator, expecting `200`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -202,6 +204,28 @@ fn main() {
         .collect();
     let burst: usize = env_or("FUSE_BENCH_BURST", 40_000);
     let settle: u64 = env_or("FUSE_BENCH_SETTLE", 30);
+    if let Ok(other) = std::env::var("FUSE_BENCH_COMPARE") {
+        let (addr, path) = other
+            .split_once('/')
+            .map(|(a, p)| (a.to_string(), format!("/{p}")))
+            .unwrap_or((other.clone(), "/".into()));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        println!("comparison: POST http://{addr}{path}, same load generator, {seconds}s per point");
+        for &c in &connections {
+            let point = load(&rt, &addr, &path, 200, c, seconds, None);
+            println!(
+                "compare  {c:>5}  {:>9.0}  {:>9.2}  {:>9.2}  {} answered",
+                point.rate,
+                point.p50.as_secs_f64() * 1e3,
+                point.p99.as_secs_f64() * 1e3,
+                point.answered
+            );
+        }
+    }
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     assert!(

@@ -174,14 +174,7 @@ pub(super) async fn cancel(state: &Arc<State>, id: &str) -> Reply {
 pub(super) async fn retry(state: &Arc<State>, id: &str) -> Reply {
     let wanted = id.to_string();
     let found = state
-        .db(move |db| {
-            let detail = db.get_run(&db.resolve_run(&wanted)?)?;
-            let definition = match detail.workflow_hash.as_deref() {
-                Some(hash) => db.definition(hash)?,
-                None => None,
-            };
-            Ok((detail, definition))
-        })
+        .db(move |db| db.run_with_definition(&db.resolve_run(&wanted)?))
         .await;
     let (detail, definition) = match found {
         Ok(found) => found,

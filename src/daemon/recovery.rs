@@ -68,16 +68,7 @@ pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
             continue;
         }
         let id = left.id.clone();
-        let found = state
-            .db(move |db| {
-                let detail = db.get_run(&id)?;
-                let definition = match detail.workflow_hash.as_deref() {
-                    Some(hash) => db.definition(hash)?,
-                    None => None,
-                };
-                Ok((detail, definition))
-            })
-            .await;
+        let found = state.db(move |db| db.run_with_definition(&id)).await;
         let (detail, definition) = match found {
             Ok(found) => found,
             Err(e) => {

@@ -49,6 +49,15 @@ pub trait Db: Send + Sync {
     fn resolve_run(&self, id: &str) -> Result<String>;
     fn get_run(&self, id: &str) -> Result<RunDetail>;
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>>;
+    /// A run with the definition it ran (to run it again), if still stored.
+    fn run_with_definition(&self, id: &str) -> Result<(RunDetail, Option<String>)> {
+        let detail = self.get_run(id)?;
+        let definition = match detail.workflow_hash.as_deref() {
+            Some(hash) => self.definition(hash)?,
+            None => None,
+        };
+        Ok((detail, definition))
+    }
     /// Top-level runs a stopped daemon left queued or running.
     fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>>;
     fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()>;

@@ -112,6 +112,7 @@ impl Failures {
 pub struct Recorder {
     tx: Mutex<Option<Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
     failures: Arc<Mutex<Failures>>,
 }
 
@@ -120,9 +121,18 @@ impl Recorder {
     pub fn start(store: Store, blobs_dir: PathBuf, history: HistoryConfig) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel();
         let failures = Arc::new(Mutex::new(Failures::default()));
+        let checkpointer = Checkpointer::start(store.path())?;
         let conn = store.into_connection();
-        // Every statement the writer runs stays prepared.
+        // Every statement the writer runs stays prepared. The checkpointer copies
+        // the log into the database in the background, so when a commit passes
+        // 1,000 log pages the writer's own checkpoint has little left to copy;
+        // that checkpoint lets the log start over (and be cut back to 8 MB).
         conn.set_prepared_statement_cache_capacity(64);
+        if let Err(e) = conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 1000; PRAGMA journal_size_limit = 8388608;")
+        {
+            tracing::warn!("cannot bound the history writer's log: {e}");
+        }
         let writer = Writer {
             conn,
             blobs_dir,
@@ -142,6 +152,7 @@ impl Recorder {
         Ok(Recorder {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             failures,
         })
     }
@@ -247,6 +258,48 @@ impl Recorder {
         if let Some(handle) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = handle.join();
         }
+        if let Some(checkpointer) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            checkpointer.stop();
+        }
+    }
+}
+
+/// How often the write-ahead log is copied into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies the write-ahead log into the database on its own thread and
+/// connection (`PRAGMA wal_checkpoint(PASSIVE)`: it never blocks the writer),
+/// so the writer's commits seldom wait for a checkpoint and its disk sync.
+struct Checkpointer {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        let store = Store::open_reader(path)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fuse-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_EVERY)
+                {
+                    let result = store
+                        .conn()
+                        .execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
+                    if let Err(e) = result {
+                        tracing::warn!("checkpointing the write-ahead log failed: {e}");
+                    }
+                }
+            })
+            .map_err(|e| crate::Error::io("start the checkpointer", "thread", e))?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
 

@@ -97,6 +97,14 @@ impl Schedule {
         })
     }
 
+    /// A stored trigger's schedule: `cron` (with its time zone) or `interval`.
+    pub fn of_kind(kind: &str, spec: &str, tz: Option<&str>) -> Result<Schedule, String> {
+        match kind {
+            "cron" => Schedule::cron(spec, tz),
+            _ => Schedule::interval(spec),
+        }
+    }
+
     pub fn interval(every: &str) -> Result<Schedule, String> {
         let d = crate::engine::duration::parse(every)?;
         if d < Duration::from_secs(1) {

@@ -12,19 +12,16 @@ use serde_json::{Value, json};
 
 use super::State;
 use crate::schedule::{Missed, Overlap, Schedule};
-use crate::store::schedules::{DueSchedule, WantedSchedule};
+use crate::store::schedules::StoredSchedule;
 
 /// How often due schedules are looked for.
 const TICK: Duration = Duration::from_millis(200);
 
 /// One stored schedule.
-type Row = DueSchedule;
+type Row = StoredSchedule;
 
 fn schedule_of(row: &Row) -> Result<Schedule, String> {
-    match row.kind.as_str() {
-        "cron" => Schedule::cron(&row.spec, row.timezone.as_deref()),
-        _ => Schedule::interval(&row.spec),
-    }
+    Schedule::of_kind(&row.kind, &row.spec, row.timezone.as_deref())
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -33,7 +30,7 @@ fn ms(t: Timestamp) -> i64 {
 
 /// The schedule triggers of a workflow definition, with when each fires
 /// next after `now` (bad specs are left out, with a warning).
-fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<WantedSchedule> {
+fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<StoredSchedule> {
     let Ok(wf) = serde_json::from_str::<Value>(definition) else {
         return Vec::new();
     };
@@ -64,15 +61,12 @@ fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<WantedSc
             },
             _ => continue,
         };
-        let schedule = match kind {
-            "cron" => Schedule::cron(&spec, timezone.as_deref()),
-            _ => Schedule::interval(&spec),
-        };
-        let Ok(schedule) = schedule else {
+        let Ok(schedule) = Schedule::of_kind(kind, &spec, timezone.as_deref()) else {
             tracing::warn!("workflow {workflow}: trigger {node_id} has a bad schedule {spec:?}");
             continue;
         };
-        out.push(WantedSchedule {
+        out.push(StoredSchedule {
+            workflow: workflow.to_string(),
             node_id,
             kind: kind.to_string(),
             spec,
@@ -91,12 +85,9 @@ fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<WantedSc
 pub(super) fn sync(state: &State) {
     let now = Timestamp::now();
     let result = state.db.enabled_workflows().and_then(|workflows| {
-        let wanted: Vec<(String, Vec<WantedSchedule>)> = workflows
-            .into_iter()
-            .map(|(name, definition, _)| {
-                let triggers = triggers_of(&name, &definition, now);
-                (name, triggers)
-            })
+        let wanted: Vec<StoredSchedule> = workflows
+            .iter()
+            .flat_map(|(name, definition, _)| triggers_of(name, definition, now))
             .collect();
         state.db.sync_schedules(&wanted)
     });

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Store;
 use super::history::{LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
-use super::schedules::{DueSchedule, WantedSchedule};
+use super::schedules::StoredSchedule;
 use super::tokens::Scope;
 use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
 use crate::api::types::ScheduleRow;
@@ -63,8 +63,8 @@ pub trait Db: Send + Sync {
     fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()>;
 
     // Schedules.
-    fn sync_schedules(&self, wanted: &[(String, Vec<WantedSchedule>)]) -> Result<()>;
-    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<DueSchedule>>;
+    fn sync_schedules(&self, wanted: &[StoredSchedule]) -> Result<()>;
+    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<StoredSchedule>>;
     fn set_schedule_next(
         &self,
         workflow: &str,
@@ -186,10 +186,10 @@ impl Db for Sqlite {
     fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()> {
         self.write(|s| s.mark_run_interrupted(id, reason))
     }
-    fn sync_schedules(&self, wanted: &[(String, Vec<WantedSchedule>)]) -> Result<()> {
+    fn sync_schedules(&self, wanted: &[StoredSchedule]) -> Result<()> {
         self.write(|s| s.sync_schedules(wanted))
     }
-    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<DueSchedule>> {
+    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<StoredSchedule>> {
         self.read(|s| s.due_schedules(before))
     }
     fn set_schedule_next(

@@ -8,9 +8,11 @@ use super::Store;
 use crate::api::types::ScheduleRow;
 use crate::error::Result;
 
-/// A schedule trigger a workflow's current definition has.
+/// A schedule trigger of a workflow: what its current definition wants (for
+/// [`Store::sync_schedules`]) and what is stored (from [`Store::due_schedules`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WantedSchedule {
+pub struct StoredSchedule {
+    pub workflow: String,
     pub node_id: String,
     /// `cron` or `interval`.
     pub kind: String,
@@ -18,21 +20,8 @@ pub struct WantedSchedule {
     pub timezone: Option<String>,
     pub missed: String,
     pub overlap: String,
-    /// When it fires next if it is new or changed (an unchanged trigger keeps
-    /// the fire time it has).
-    pub next_fire_at: Option<i64>,
-}
-
-/// A stored schedule the scheduler fires.
-#[derive(Debug, Clone)]
-pub struct DueSchedule {
-    pub workflow: String,
-    pub node_id: String,
-    pub kind: String,
-    pub spec: String,
-    pub timezone: Option<String>,
-    pub missed: String,
-    pub overlap: String,
+    /// When it fires next (syncing: used if it is new or changed; an
+    /// unchanged trigger keeps the fire time it has).
     pub next_fire_at: Option<i64>,
 }
 
@@ -42,12 +31,12 @@ fn rfc3339(ms: Option<i64>) -> Option<String> {
 }
 
 impl Store {
-    /// Brings the table in line with `wanted` (workflow name → its schedule
-    /// triggers, for every enabled workflow): new triggers are added,
+    /// Brings the table in line with `wanted` (the schedule triggers of every
+    /// enabled workflow): new triggers are added,
     /// changed ones get their new fire time, unchanged ones keep theirs, and
     /// the rest (triggers removed, workflows disabled or deleted) go. One
     /// transaction.
-    pub fn sync_schedules(&mut self, wanted: &[(String, Vec<WantedSchedule>)]) -> Result<()> {
+    pub fn sync_schedules(&mut self, wanted: &[StoredSchedule]) -> Result<()> {
         let path = self.path.clone();
         let err = |cause| crate::Error::Database {
             action: "updating the schedules",
@@ -67,11 +56,8 @@ impl Store {
                 )
                 .map_err(err)?;
             for (id, name) in workflows {
-                let triggers = wanted
-                    .iter()
-                    .find(|(w, _)| *w == name)
-                    .map(|(_, t)| t.as_slice())
-                    .unwrap_or_default();
+                let triggers: Vec<&StoredSchedule> =
+                    wanted.iter().filter(|t| t.workflow == name).collect();
                 let have: Vec<(String, String, String, Option<String>)> = existing
                     .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .and_then(|rows| rows.collect())
@@ -85,7 +71,7 @@ impl Store {
                         .map_err(err)?;
                     }
                 }
-                for t in triggers {
+                for t in &triggers {
                     let same = have.iter().any(|(node, kind, spec, tz)| {
                         *node == t.node_id
                             && *kind == t.kind
@@ -129,15 +115,15 @@ impl Store {
 
     /// The schedules of enabled workflows due at or before `before` (all of
     /// them without it).
-    pub fn due_schedules(&self, before: Option<i64>) -> Result<Vec<DueSchedule>> {
-        let result = (|| -> rusqlite::Result<Vec<DueSchedule>> {
+    pub fn due_schedules(&self, before: Option<i64>) -> Result<Vec<StoredSchedule>> {
+        let result = (|| -> rusqlite::Result<Vec<StoredSchedule>> {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT w.name, s.node_id, s.kind, s.spec, s.timezone, s.missed_policy, s.overlap_policy, s.next_fire_at
                  FROM schedules s JOIN workflows w ON w.id = s.workflow_id
                  WHERE s.enabled = 1 AND w.enabled = 1 AND (?1 IS NULL OR s.next_fire_at <= ?1)",
             )?;
             let rows = stmt.query_map([before], |r| {
-                Ok(DueSchedule {
+                Ok(StoredSchedule {
                     workflow: r.get(0)?,
                     node_id: r.get(1)?,
                     kind: r.get(2)?,

@@ -276,19 +276,32 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Its connection is opened on its own thread at its first checkpoint, so
+    /// a short `fuse run` (done before then) never pays for it.
     fn start(path: &Path) -> Result<Checkpointer> {
-        let store = Store::open_reader(path)?;
+        let path = path.to_path_buf();
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("fuse-checkpoint".into())
             .spawn(move || {
+                let mut store = None;
                 while let Err(mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_EVERY)
                 {
-                    let result = store
-                        .conn()
-                        .execute_batch("PRAGMA wal_checkpoint(PASSIVE);");
-                    if let Err(e) = result {
+                    if store.is_none() {
+                        match Store::open_reader(&path) {
+                            Ok(opened) => store = Some(opened),
+                            Err(e) => {
+                                tracing::warn!("the log is checkpointed by the writer only: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    if let Some(store) = &store
+                        && let Err(e) = store
+                            .conn()
+                            .execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
+                    {
                         tracing::warn!("checkpointing the write-ahead log failed: {e}");
                     }
                 }

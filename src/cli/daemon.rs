@@ -70,12 +70,12 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
 
 pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let schedules = if home.probe()? {
-        home.open_store()?.schedules()?
-    } else {
-        Vec::new()
-    };
     let Some(info) = daemon::running(&home) else {
+        let schedules = if home.probe()? {
+            home.open_store()?.schedules()?
+        } else {
+            Vec::new()
+        };
         if args.json {
             outln!("{}", json!({"running": false, "schedules": schedules}));
         } else {
@@ -86,6 +86,9 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let client = super::client::Client::of_home(&home)?;
     let health: Option<types::Health> = client.get(Op::Health, &[]).ok();
+    let schedules = client
+        .get::<types::Schedules>(Op::ListSchedules, &[])?
+        .schedules;
     let workflows = match client.get::<types::WorkflowList>(Op::ListWorkflows, &[]) {
         Ok(w) => Some(w.workflows),
         Err(e) => {

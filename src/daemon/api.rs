@@ -18,7 +18,11 @@ use crate::store::history::RunFilter;
 pub(super) type Reply = Response<Full<Bytes>>;
 
 pub(super) fn reply(status: StatusCode, body: &Value) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_reply(status, body.to_string().into_bytes())
+}
+
+fn json_reply(status: StatusCode, bytes: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -509,8 +513,8 @@ fn openapi(state: &State) -> Value {
 
 /// A typed answer.
 pub(super) fn ok<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
-    match serde_json::to_value(body) {
-        Ok(value) => reply(status, &value),
+    match serde_json::to_vec(body) {
+        Ok(bytes) => json_reply(status, bytes),
         Err(e) => internal(&format!("cannot encode the answer: {e}")),
     }
 }
@@ -1130,7 +1134,13 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
         Err(r) => return *r,
     };
     let Some(answer) = answer else {
-        return reply(StatusCode::ACCEPTED, &json!({"run_id": id}));
+        return ok(
+            StatusCode::ACCEPTED,
+            &types::RunStarted {
+                run_id: id,
+                retry_of: None,
+            },
+        );
     };
     match tokio::time::timeout(RESPOND_WAIT, answer).await {
         Ok(Ok(answer)) => respond_with(&id, &answer),

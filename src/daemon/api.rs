@@ -175,23 +175,22 @@ fn request_headers(req: &Request<hyper::body::Incoming>) -> Map<String, Value> {
         .collect()
 }
 
+/// The request body as JSON; `None` when there is none (or only whitespace).
 pub(super) async fn body_json(
     req: Request<hyper::body::Incoming>,
-) -> Result<(Value, Map<String, Value>), Box<Reply>> {
+) -> Result<Option<Value>, Box<Reply>> {
     let bytes = body_bytes(req).await?;
-    if bytes.is_empty() {
-        return Ok((Value::Null, Map::new()));
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not JSON: {e}"),
             Value::Null,
         ))
-    })?;
-    let map = value.as_object().cloned().unwrap_or_default();
-    Ok((value, map))
+    })
 }
 
 pub(super) async fn handle(
@@ -343,12 +342,16 @@ async fn dispatch(
         Op::DeployWorkflow => {
             let source = query.get("source").map(std::path::PathBuf::from);
             match body_json(req).await {
-                Ok((value, _)) => blocking(state, move |s| deploy(s, value, source)).await,
+                Ok(value) => {
+                    let value = value.unwrap_or_default();
+                    blocking(state, move |s| deploy(s, value, source)).await
+                }
                 Err(r) => *r,
             }
         }
         Op::PutWorkflow => match body_json(req).await {
-            Ok((mut value, _)) => {
+            Ok(value) => {
+                let mut value = value.unwrap_or_default();
                 if let Some(map) = value.as_object_mut() {
                     map.insert("name".into(), json!(param(0)));
                 }
@@ -386,35 +389,21 @@ async fn dispatch(
         }
         Op::RunWorkflow => {
             // No body is `{}`; a body is a JSON object of the workflow's params.
-            let bytes = match body_bytes(req).await {
-                Ok(bytes) => bytes,
-                Err(r) => return *r,
-            };
-            let input = if bytes.iter().all(u8::is_ascii_whitespace) {
-                json!({})
-            } else {
-                match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(input @ Value::Object(_)) => input,
-                    Ok(other) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_input",
-                            format!(
-                                "the input must be a JSON object of the workflow's params, not {}",
-                                crate::workflow::params::kind_of(&other)
-                            ),
-                            Value::Null,
-                        );
-                    }
-                    Err(e) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_json",
-                            format!("the body is not JSON: {e}"),
-                            Value::Null,
-                        );
-                    }
+            let input = match body_json(req).await {
+                Ok(None) => json!({}),
+                Ok(Some(input @ Value::Object(_))) => input,
+                Ok(Some(other)) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_input",
+                        format!(
+                            "the input must be a JSON object of the workflow's params, not {}",
+                            crate::workflow::params::kind_of(&other)
+                        ),
+                        Value::Null,
+                    );
                 }
+                Err(r) => return *r,
             };
             match start_run(state, param(0), input, "manual").await {
                 Ok(id) => ok(
@@ -523,7 +512,7 @@ pub(super) fn ok<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
 async fn typed_body<T: serde::de::DeserializeOwned>(
     req: Request<hyper::body::Incoming>,
 ) -> Result<T, Box<Reply>> {
-    let (value, _) = body_json(req).await?;
+    let value = body_json(req).await?.unwrap_or_default();
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         Box::new(error(

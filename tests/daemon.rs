@@ -498,6 +498,74 @@ fn webhooks_start_runs_with_the_request_as_trigger() {
 }
 
 #[test]
+fn a_large_webhook_body_is_kept_as_a_blob_and_read_back_whole() {
+    let home = TestHome::initialized();
+    let d = start_with(&home, &[("FUSE_HISTORY_BLOB_THRESHOLD", "1024")]);
+    let (code, _) = d.call(
+        "POST",
+        "/api/v1/workflows",
+        Some(serde_json::from_str(HOOK).unwrap()),
+    );
+    assert_eq!(code, 201);
+    let big = "x".repeat(8_000);
+    let (code, accepted) = http(
+        "POST",
+        &format!("{}/webhook/orders/new?src=big", d.url),
+        None,
+        &[],
+        Some(&json!({"id": 8, "note": big})),
+    );
+    assert_eq!(code, 202, "{accepted}");
+    let id = accepted["run_id"].as_str().unwrap().to_string();
+    let run = d.wait_run(&id);
+    assert_eq!(run["status"], "succeeded", "{}", run["error"]);
+    assert!(
+        run["input"]["body"]["note"] == json!(big),
+        "the input is read back whole"
+    );
+    // The accepted row points at a blob file instead of holding 8 KB inline.
+    let blobs: Vec<_> = walk(&home.path().join("blobs"));
+    assert!(
+        blobs
+            .iter()
+            .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&big))),
+        "no blob holds the body: {blobs:?}"
+    );
+    let conn = rusqlite::Connection::open(home.path().join("fuse.db")).unwrap();
+    let (input, hash): (String, Option<String>) = conn
+        .query_row(
+            "SELECT input, workflow_hash FROM executions WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(input.contains("$blob") && input.len() < 200, "{input}");
+    // Started by the daemon: the row names the definition it ran.
+    let hash = hash.expect("the run names its definition");
+    let stored: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM definitions WHERE hash = ?1",
+            [&hash],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
 fn start_stop_status_and_a_second_start_is_refused() {
     let home = TestHome::initialized();
     // A stale file from a daemon that died is cleaned up, not obeyed.

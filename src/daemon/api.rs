@@ -900,7 +900,16 @@ pub(super) async fn start_run_with(
         } else if permit.is_some() && !request.cancel.is_cancelled() {
             // `running` before any node starts: after a crash, `queued` means the
             // run never started and is safe to start again.
-            let _ = st.recorder.started(&id).await;
+            match st.recorder.started(&id, &plan).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => tracing::error!(
+                    run_id = %id,
+                    "run {id} could not be recorded as started ({why}); it runs, and after a crash before it finishes it would run again"
+                ),
+                Err(_) => {
+                    tracing::error!(run_id = %id, "run {id} could not be recorded as started: the history writer has stopped")
+                }
+            }
             let _ = engine.run(plan, request).await;
         }
         if let Ok(mut cancels) = st.cancels.lock() {

@@ -47,6 +47,9 @@ pub enum Event {
         retry_of: Option<String>,
         trigger_kind: String,
         input: Arc<Value>,
+        /// Recorded before it started by whoever started it (the daemon
+        /// records its runs as accepted, then started): history writes no row.
+        recorded: bool,
         node_count: usize,
         /// Retention overrides from the workflow's settings.
         keep_runs: Option<u64>,

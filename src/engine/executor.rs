@@ -80,6 +80,7 @@ enum NodeState {
 
 pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest) -> RunRecord {
     let started = Instant::now();
+    let recorded = request.run_id.is_some();
     let run_id = request
         .run_id
         .clone()
@@ -97,6 +98,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         retry_of: request.retry_of.clone(),
         trigger_kind: request.trigger_kind.clone(),
         input: input.clone(),
+        recorded,
         node_count: plan.nodes.len(),
         keep_runs: plan.workflow.settings.keep_runs,
         keep_days: plan.workflow.settings.keep_days,

@@ -60,8 +60,9 @@ pub struct RunRequest {
     pub cancel: CancellationToken,
     /// Outputs of nodes to reuse instead of running them (`runs retry --from-failed`).
     pub reuse: std::collections::HashMap<String, Value>,
-    /// The run's id, when the caller must know it before the run ends (the
-    /// daemon answers `202 {run_id}`); a new v7 UUID otherwise.
+    /// The id of a run its caller has recorded before it starts (the daemon
+    /// records it accepted, answers `202 {run_id}`, then records it started):
+    /// history then writes no row for its start. A new v7 UUID otherwise.
     pub run_id: Option<String>,
     /// A waiting webhook caller, answered by `webhook.respond`.
     pub responder: Option<crate::nodes::Responder>,

@@ -55,26 +55,45 @@ pub type Committed = std::result::Result<(), String>;
 enum Op {
     Event(Box<Event>),
     Flush(SyncSender<()>),
-    /// A statement written in order with the events; `ack` hears whether its
-    /// transaction committed.
-    Exec {
-        sql: &'static str,
-        params: Vec<rusqlite::types::Value>,
+    /// A write in order with the events; `ack` hears whether its transaction
+    /// committed.
+    Write {
+        item: Item,
         ack: tokio::sync::oneshot::Sender<Committed>,
     },
+}
+
+/// A run the daemon accepted, recorded `queued` before its caller hears of it.
+struct Accepted {
+    id: String,
+    workflow: String,
+    trigger: String,
+    /// The input as JSON text (serialized by the caller, off the writer).
+    input: String,
+    retry_of: Option<String>,
+}
+
+/// A recorded run that got its slot: `running`, with what it runs.
+struct Started {
+    id: String,
+    hash: String,
+    definition: Arc<String>,
+    source_path: Option<String>,
 }
 
 /// What one batch transaction writes, in order.
 enum Item {
     Event(Box<Event>),
     Exec(&'static str, Vec<rusqlite::types::Value>),
+    Accept(Box<Accepted>),
+    Started(Box<Started>),
 }
 
 impl Item {
-    /// The run an event belongs to (statements stand alone).
+    /// The run an event belongs to (acknowledged writes stand alone).
     fn run_id(&self) -> Option<&str> {
         match self {
-            Item::Exec(..) => None,
+            Item::Exec(..) | Item::Accept(_) | Item::Started(_) => None,
             Item::Event(e) => Some(match e.as_ref() {
                 Event::RunStarted { run_id, .. }
                 | Event::NodeFinished { run_id, .. }
@@ -191,39 +210,37 @@ impl Recorder {
         input: &serde_json::Value,
         retry_of: Option<&str>,
     ) -> tokio::sync::oneshot::Receiver<Committed> {
-        use rusqlite::types::Value as Sql;
-        self.exec(
-            "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
-            vec![
-                Sql::Text(id.to_string()),
-                Sql::Text(workflow.to_string()),
-                Sql::Text(trigger.to_string()),
-                Sql::Text(input.to_string()),
-                retry_of.map(|r| Sql::Text(r.to_string())).unwrap_or(Sql::Null),
-                Sql::Integer(crate::engine::events::now_ms()),
-            ],
-        )
+        self.write(Item::Accept(Box::new(Accepted {
+            id: id.to_string(),
+            workflow: workflow.to_string(),
+            trigger: trigger.to_string(),
+            input: input.to_string(),
+            retry_of: retry_of.map(str::to_string),
+        })))
     }
 
-    /// A queued run got its slot: `running` before any node starts (after a
-    /// crash, `queued` means the run never started and is safe to start again).
-    pub fn started(&self, id: &str) -> tokio::sync::oneshot::Receiver<Committed> {
-        use rusqlite::types::Value as Sql;
-        self.exec(
-            "UPDATE executions SET status = 'running', started_at = ?2 WHERE id = ?1 AND status = 'queued'",
-            vec![
-                Sql::Text(id.to_string()),
-                Sql::Integer(crate::engine::events::now_ms()),
-            ],
-        )
+    /// A recorded run got its slot: `running` (with the definition it runs)
+    /// before any node starts; after a crash, `queued` means the run never
+    /// started and is safe to start again. The engine's `RunStarted` for a
+    /// run recorded this way writes nothing more.
+    pub fn started(
+        &self,
+        id: &str,
+        plan: &crate::Plan,
+    ) -> tokio::sync::oneshot::Receiver<Committed> {
+        self.write(Item::Started(Box::new(Started {
+            id: id.to_string(),
+            hash: plan.hash.clone(),
+            definition: plan.definition.clone(),
+            source_path: plan.source_path.as_ref().map(|p| p.display().to_string()),
+        })))
     }
 
     /// A run cancelled before it started (nothing happens to a run that has
     /// started: its own cancellation records it).
     pub fn cancel_queued(&self, id: &str) -> tokio::sync::oneshot::Receiver<Committed> {
         use rusqlite::types::Value as Sql;
-        self.exec(
+        self.write(Item::Exec(
             "UPDATE executions SET status = 'cancelled', error = 'cancelled before it started',
                  finished_at = ?2
              WHERE id = ?1 AND status = 'queued'",
@@ -231,21 +248,17 @@ impl Recorder {
                 Sql::Text(id.to_string()),
                 Sql::Integer(crate::engine::events::now_ms()),
             ],
-        )
+        ))
     }
 
-    /// Runs `sql` in the writer's next transaction (in order with the events
-    /// sent before it) and resolves to whether it is committed.
-    fn exec(
-        &self,
-        sql: &'static str,
-        params: Vec<rusqlite::types::Value>,
-    ) -> tokio::sync::oneshot::Receiver<Committed> {
+    /// Writes `item` in the writer's next transaction (in order with the
+    /// events sent before it) and resolves to whether it is committed.
+    fn write(&self, item: Item) -> tokio::sync::oneshot::Receiver<Committed> {
         let (ack, rx) = tokio::sync::oneshot::channel();
         if let Ok(tx) = self.tx.lock()
             && let Some(tx) = tx.as_ref()
         {
-            let _ = tx.send(Op::Exec { sql, params, ack });
+            let _ = tx.send(Op::Write { item, ack });
         }
         rx
     }
@@ -402,9 +415,9 @@ impl Writer {
                 .into_iter()
                 .filter_map(|op| match op {
                     Op::Event(e) => Some(Item::Event(e)),
-                    Op::Exec { sql, params, ack } => {
+                    Op::Write { item, ack } => {
                         exec_acks.push(ack);
-                        Some(Item::Exec(sql, params))
+                        Some(item)
                     }
                     Op::Flush(ack) => {
                         acks.push(ack);
@@ -518,10 +531,55 @@ impl Writer {
         let mut new_definitions = Vec::new();
         let tx = self.conn.transaction()?;
         for item in items {
+            let threshold = self.history.blob_threshold;
             let event = match item {
                 Item::Exec(sql, params) => {
                     tx.prepare_cached(sql)?
                         .execute(rusqlite::params_from_iter(params.iter()))?;
+                    continue;
+                }
+                Item::Accept(a) => {
+                    // Small inputs go into the row in one statement; a large one
+                    // becomes a blob (whose reference needs the row first).
+                    let inline = (a.input.len() as u64) <= threshold;
+                    tx.prepare_cached(
+                        "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
+                         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        a.id,
+                        a.workflow,
+                        a.trigger,
+                        inline.then_some(a.input.as_str()),
+                        a.retry_of,
+                        crate::engine::events::now_ms()
+                    ])?;
+                    if !inline {
+                        let stored = blob(&tx, &self.blobs_dir, &a.id, &a.input)?;
+                        tx.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
+                            .execute(params![a.id, stored])?;
+                    }
+                    continue;
+                }
+                Item::Started(s) => {
+                    if !self.definitions.contains(s.hash.as_str()) {
+                        tx.prepare_cached(
+                            "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![s.hash, s.definition.as_str()])?;
+                        new_definitions.push(s.hash.clone());
+                    }
+                    tx.prepare_cached(
+                        "UPDATE executions SET status = 'running', started_at = ?2,
+                             workflow_hash = ?3, source_path = ?4
+                         WHERE id = ?1 AND status = 'queued'",
+                    )?
+                    .execute(params![
+                        s.id,
+                        crate::engine::events::now_ms(),
+                        s.hash,
+                        s.source_path
+                    ])?;
                     continue;
                 }
                 Item::Event(e) => e,
@@ -537,33 +595,35 @@ impl Writer {
                     retry_of,
                     trigger_kind,
                     input,
+                    recorded,
                     keep_runs,
                     keep_days,
                     at_ms,
                     ..
                 } => {
-                    if !self.definitions.contains(workflow_hash.as_str()) {
-                        tx.prepare_cached(
-                            "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![workflow_hash, definition.as_str()])?;
-                        new_definitions.push(workflow_hash.to_string());
+                    // A run recorded before it started (the daemon's) has its
+                    // row already: accepted, then started.
+                    if !recorded {
+                        if !self.definitions.contains(workflow_hash.as_str()) {
+                            tx.prepare_cached(
+                                "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+                            )?
+                            .execute(params![workflow_hash, definition.as_str()])?;
+                            new_definitions.push(workflow_hash.to_string());
+                        }
+                        let text = input.to_string();
+                        let inline = (text.len() as u64) <= threshold;
+                        tx.prepare_cached("INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
+                                 input, parent_id, retry_of, created_at, started_at)
+                             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?9)")?
+                            .execute(params![run_id, workflow, workflow_hash, source_path, trigger_kind,
+                                inline.then_some(text.as_str()), parent_id, retry_of, at_ms])?;
+                        if !inline {
+                            let stored = blob(&tx, &self.blobs_dir, run_id, &text)?;
+                            tx.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
+                                .execute(params![run_id, stored])?;
+                        }
                     }
-                    tx.prepare_cached("INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
-                             input, parent_id, retry_of, created_at, started_at)
-                         VALUES (?1, ?2, ?3, ?4, 'running', ?5, NULL, ?6, ?7, ?8, ?8)
-                         ON CONFLICT (id) DO UPDATE SET status = 'running',
-                           workflow_hash = excluded.workflow_hash, source_path = excluded.source_path,
-                           started_at = excluded.started_at")?.execute(params![run_id, workflow, workflow_hash, source_path, trigger_kind, parent_id, retry_of, at_ms])?;
-                    let stored = payload(
-                        &tx,
-                        &self.blobs_dir,
-                        self.history.blob_threshold,
-                        run_id,
-                        input,
-                    )?;
-                    tx.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
-                        .execute(params![run_id, stored])?;
                     self.runs.insert(
                         run_id.clone(),
                         RunMeta {
@@ -886,6 +946,12 @@ fn payload(
     if (text.len() as u64) <= threshold {
         return Ok(text);
     }
+    blob(conn, blobs_dir, run_id, &text)
+}
+
+/// Writes `text` to `blobs/<hash>` once and returns the reference the row
+/// keeps (the text itself if the blob cannot be written).
+fn blob(conn: &Connection, blobs_dir: &Path, run_id: &str, text: &str) -> rusqlite::Result<String> {
     let hash: String = Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -904,7 +970,7 @@ fn payload(
                 "cannot write blob {}: {e}; storing the payload inline",
                 path.display()
             );
-            return Ok(text);
+            return Ok(text.to_string());
         }
     }
     conn.execute(

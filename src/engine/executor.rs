@@ -100,8 +100,8 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         input: input.clone(),
         recorded,
         node_count: plan.nodes.len(),
-        keep_runs: plan.workflow.settings.keep_runs,
-        keep_days: plan.workflow.settings.keep_days,
+        keep_runs: plan.settings.keep_runs,
+        keep_days: plan.settings.keep_days,
         at_ms: now_ms(),
     });
 
@@ -116,7 +116,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
     });
     let scope = RunScope::new(
         &input,
-        &plan.workflow.settings.vars,
+        &plan.settings.vars,
         json!({"id": run_id, "workflow": plan.id, "started_at": started_at}),
         view.clone(),
         creds.clone(),

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use super::expr::Template;
 use crate::nodes::Node;
-use crate::workflow::{NodeDef, OnError, Workflow, model::Backoff, model::RetryOn};
+use crate::workflow::{NodeDef, OnError, model::Backoff, model::RetryOn, model::Settings};
 
 /// A runnable workflow.
 pub struct Plan {
-    pub workflow: Workflow,
+    /// The workflow's settings (its nodes and edges are planned below).
+    pub settings: Settings,
     /// The name to show (`name`, else the file name).
     pub name: String,
     /// The id derived from the name ([`crate::workflow::workflow_id`]): what

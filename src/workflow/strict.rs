@@ -117,7 +117,7 @@ pub const SETTINGS_KEYS: &[&str] = &[
 pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
     check(
         &workflow.extra,
-        "",
+        String::new,
         WORKFLOW_KEYS,
         WORKFLOW_EDITOR_KEYS,
         None,
@@ -125,7 +125,7 @@ pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
     );
     check(
         &workflow.settings.extra,
-        "settings.",
+        || "settings.".to_string(),
         SETTINGS_KEYS,
         &[],
         None,
@@ -135,7 +135,7 @@ pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
         let id = Some(node.id.as_str());
         check(
             &node.extra,
-            &format!("nodes[{i}]."),
+            || format!("nodes[{i}]."),
             NODE_KEYS,
             NODE_EDITOR_KEYS,
             id,
@@ -143,7 +143,7 @@ pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
         );
         check(
             &node.data.extra,
-            &format!("nodes[{i}].data."),
+            || format!("nodes[{i}].data."),
             DATA_KEYS,
             DATA_EDITOR_KEYS,
             id,
@@ -153,7 +153,7 @@ pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
     for (e, edge) in workflow.edges.iter().enumerate() {
         check(
             &edge.extra,
-            &format!("edges[{e}]."),
+            || format!("edges[{e}]."),
             EDGE_KEYS,
             EDGE_EDITOR_KEYS,
             None,
@@ -162,9 +162,11 @@ pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
     }
 }
 
+/// `prefix` makes the path's start, only when there is a problem to report
+/// (most objects have no extra keys: checking them allocates nothing).
 fn check(
     extra: &Map<String, Value>,
-    prefix: &str,
+    prefix: impl Fn() -> String,
     known: &[&str],
     editor: &[&str],
     node: Option<&str>,
@@ -176,7 +178,7 @@ fn check(
         }
         problems.push(Problem {
             node: node.map(str::to_string),
-            path: format!("{prefix}{key}"),
+            path: format!("{}{key}", prefix()),
             message: format!("unknown key `{key}`{}", hint(key, known)),
         });
     }
@@ -193,16 +195,15 @@ pub fn unknown_inputs(
     if spec.free_inputs {
         return;
     }
-    let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
     for key in inputs.keys() {
-        if declared.contains(&key.as_str())
-            || spec
-                .inputs
-                .iter()
-                .any(|i| i.aliases.iter().any(|a| a == key))
+        if spec
+            .inputs
+            .iter()
+            .any(|i| i.name == *key || i.aliases.iter().any(|a| a == key))
         {
             continue;
         }
+        let declared: Vec<&str> = spec.inputs.iter().map(|i| i.name.as_str()).collect();
         let known = if declared.is_empty() {
             format!("; {} takes no inputs", spec.type_name)
         } else {

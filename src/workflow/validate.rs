@@ -45,7 +45,7 @@ pub struct Source<'a> {
 
 /// Checks `workflow` against `registry`; returns a plan or every problem found.
 pub fn validate(
-    workflow: Workflow,
+    mut workflow: Workflow,
     registry: &Registry,
     exprs: &Expressions,
     source: Source<'_>,
@@ -283,7 +283,7 @@ pub fn validate(
         }
         let mut strings = Vec::new();
         for (key, value) in &node.data.inputs {
-            collect_strings(value, &format!("{base}.data.inputs.{key}"), &mut strings);
+            collect_templates(value, &|| format!("{base}.data.inputs.{key}"), &mut strings);
         }
         if let Some(fe) = &node.foreach {
             if crate::engine::expr::single_expression(fe).is_none() {
@@ -457,46 +457,48 @@ pub fn validate(
         return Err(problems);
     }
 
+    let definition = match source.text {
+        Some(text) => text.to_string(),
+        None => serde_json::to_string(&workflow).unwrap_or_default(),
+    };
+    // The plan owns the node definitions (moved, not copied).
     let mut nodes = Vec::with_capacity(n);
-    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions, credentials))) in workflow
-        .nodes
-        .iter()
-        .zip(impls)
-        .zip(planned_meta)
-        .enumerate()
+    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions, credentials))) in
+        std::mem::take(&mut workflow.nodes)
+            .into_iter()
+            .zip(impls)
+            .zip(planned_meta)
+            .enumerate()
     {
         let Some(imp) = imp else { continue };
         let has_error_edge = outgoing[i]
             .iter()
             .any(|&e| edges[e].source_handle.as_deref() == Some(ERROR_HANDLE));
+        let inputs = has_expressions.then(|| {
+            node.data
+                .inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), Template::new(v)))
+                .collect()
+        });
         nodes.push(PlannedNode {
             id: Arc::from(node.id.as_str()),
             type_name: imp.spec().type_name.as_str().into(),
             trigger: imp.spec().trigger,
             node: imp,
-            def: node.clone(),
+            on_error: node.on_error.unwrap_or(OnError::Fail),
+            def: node,
             incoming: std::mem::take(&mut incoming[i]),
             outgoing: std::mem::take(&mut outgoing[i]),
             retry,
             timeout,
-            on_error: node.on_error.unwrap_or(OnError::Fail),
             has_error_edge,
             first_wins,
-            inputs: has_expressions.then(|| {
-                node.data
-                    .inputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Template::new(v)))
-                    .collect()
-            }),
+            inputs,
             credentials,
         });
     }
 
-    let definition = match source.text {
-        Some(text) => text.to_string(),
-        None => serde_json::to_string(&workflow).unwrap_or_default(),
-    };
     let hash = hex(&Sha256::digest(definition.as_bytes()));
     let fallback = source
         .path
@@ -524,8 +526,8 @@ pub fn validate(
         nodes,
         edges,
         index,
-        params: workflow.params.clone(),
-        workflow,
+        params: workflow.params,
+        settings: workflow.settings,
         warnings,
     })
 }
@@ -714,17 +716,19 @@ fn allowed_handles(handles: &Handles, inputs: &serde_json::Map<String, Value>) -
     }
 }
 
-fn collect_strings(value: &Value, path: &str, out: &mut Vec<(String, String)>) {
+/// The strings under `value` that hold an expression, with their paths (made
+/// only for those: most inputs are plain values).
+fn collect_templates(value: &Value, path: &dyn Fn() -> String, out: &mut Vec<(String, String)>) {
     match value {
-        Value::String(s) => out.push((path.to_string(), s.clone())),
+        Value::String(s) if has_template(s) => out.push((path(), s.clone())),
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                collect_strings(v, &format!("{path}[{i}]"), out);
+                collect_templates(v, &|| format!("{}[{i}]", path()), out);
             }
         }
         Value::Object(map) => {
             for (k, v) in map {
-                collect_strings(v, &format!("{path}.{k}"), out);
+                collect_templates(v, &|| format!("{}.{k}", path()), out);
             }
         }
         _ => {}

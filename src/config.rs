@@ -37,6 +37,8 @@ pub struct DaemonConfig {
     /// API requests per second each token may make (bursts up to as many);
     /// beyond that `429` with `Retry-After`. 0 means no limit.
     pub api_rate_limit: f64,
+    /// Seconds a dashboard sign-in link (`fuse dashboard`) can be used.
+    pub login_link_seconds: u64,
 }
 
 impl Default for DaemonConfig {
@@ -47,6 +49,7 @@ impl Default for DaemonConfig {
             max_runs: 64,
             cors_origins: Vec::new(),
             api_rate_limit: 0.0,
+            login_link_seconds: 60,
         }
     }
 }
@@ -356,6 +359,8 @@ max_runs = {max_runs}
 cors_origins = []
 # API requests per second per token (429 with Retry-After beyond); 0 = no limit.
 api_rate_limit = 0
+# Seconds a one-time dashboard sign-in link (from `fuse start` / `fuse dashboard`) stays valid.
+login_link_seconds = {login_link_seconds}
 
 [engine]
 # How many nodes of one run may execute at the same time (a workflow's
@@ -404,6 +409,7 @@ level = "{level}"
 "#,
         host = d.daemon.host,
         max_runs = d.daemon.max_runs,
+        login_link_seconds = d.daemon.login_link_seconds,
         max_parallel = d.engine.max_parallel,
         keep_runs = d.history.keep_runs,
         keep_days = d.history.keep_days,

@@ -34,3 +34,5 @@ mod tokens;
 mod server;
 // Issue 12: nothing fails silently, nothing recorded is lost.
 mod trust;
+// The dashboard: sign-in links, sessions, pages.
+mod dashboard;

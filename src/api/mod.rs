@@ -40,7 +40,7 @@ ops! {
     ListExecutions, GetExecution, ExecutionLogs, ExecutionEvents, Events,
     CancelExecution, RetryExecution,
     ListNodes, ListPlugins, ListCredentials, CreateCredential, DeleteCredential,
-    ListSchedules,
+    ListSchedules, CreateLoginLink,
 }
 
 /// A schema of a type, made by the document's generator.
@@ -276,6 +276,9 @@ impl Op {
                 .errors(&[404]),
             Op::ListSchedules => Route::get("/schedules", "Schedules of enabled workflows and their next fires")
                 .ok(200, schema::<Schedules>),
+            Op::CreateLoginLink => Route::post("/dashboard/login-links", "A one-time dashboard sign-in link (single use, valid for a minute)")
+                .optional_body(schema::<Empty>)
+                .ok(201, schema::<LoginLink>),
         }
     }
 }

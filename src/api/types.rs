@@ -53,6 +53,19 @@ pub struct VersionInfo {
     pub schema_version: i64,
 }
 
+/// `POST /dashboard/login-links`: open `url` in a browser to sign in to the
+/// dashboard (once, within `expires_in_s`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LoginLink {
+    pub url: String,
+    pub expires_in_s: u64,
+}
+
+/// An empty JSON object (a request that takes no fields).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
 /// `GET /workflows`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkflowList {

@@ -19,13 +19,24 @@ pub struct StartArgs {
     /// Port to listen on (default daemon.port; 0 picks a free one).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Do not open the dashboard in a browser (there is no dashboard yet).
+    /// Do not open the dashboard in a browser (the sign-in link is printed
+    /// either way; a browser opens only on a desktop: a terminal and a display).
     #[arg(long)]
     pub skip_browser: bool,
     /// Set by `fuse start` for the detached daemon: once it listens, its
     /// output goes to this file (until then to `fuse start`, which shows it).
     #[arg(long, hide = true, requires = "foreground")]
     pub log_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    /// Only print the link; do not open a browser.
+    #[arg(long)]
+    pub skip_browser: bool,
+    /// Print `{"url": …, "expires_in_s": …}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +60,86 @@ pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<ExitCode> {
             home.logs_dir().join("daemon.log").display()
         );
     }
+    // The dashboard's sign-in link: a daemon that started is not undone by a
+    // link it could not make.
+    match login_link(&home) {
+        Ok(link) => {
+            if !globals.quiet {
+                outln!(
+                    "dashboard {} (one-time sign-in link, valid {}s; `fuse dashboard` makes another)",
+                    link.url,
+                    link.expires_in_s
+                );
+            }
+            if !args.skip_browser && on_a_desktop() {
+                open_browser(&link.url);
+            }
+        }
+        Err(e) => eprintln!("warning: no dashboard sign-in link: {e:#}; try `fuse dashboard`"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fuse dashboard`: a new one-time sign-in link from the running daemon.
+pub fn dashboard(globals: &Globals, args: DashboardArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::resolve(globals.home.clone())?;
+    if daemon::running(&home).is_none() {
+        anyhow::bail!(
+            "no fuse daemon is running for {}; start it with `fuse start`",
+            home.root().display()
+        );
+    }
+    let link = login_link(&home)?;
+    if args.json {
+        outln!("{}", serde_json::to_string(&link)?);
+    } else {
+        outln!(
+            "{} (one-time sign-in link, valid {}s)",
+            link.url,
+            link.expires_in_s
+        );
+    }
+    if !args.skip_browser && on_a_desktop() {
+        open_browser(&link.url);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn login_link(home: &Home) -> anyhow::Result<types::LoginLink> {
+    let client = super::client::Client::of_home(home)?;
+    client.send(Op::CreateLoginLink, &[], &[], None::<&serde_json::Value>)
+}
+
+/// A person at a desktop: a terminal on stdout and (on Linux and the BSDs) a
+/// graphical display.
+fn on_a_desktop() -> bool {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return false;
+    }
+    cfg!(target_os = "macos")
+        || cfg!(target_os = "windows")
+        || std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+        || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty())
+}
+
+/// Opens `url` in the desktop's browser, without waiting for it; a failure is
+/// reported, the link having been printed anyway.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let spawned = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("warning: cannot open a browser ({opener}: {e}); open the link above yourself");
+    }
 }
 
 pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {

@@ -73,6 +73,12 @@ pub enum Command {
     )]
     Start(daemon::StartArgs),
 
+    /// A one-time sign-in link to the daemon's dashboard (opened in a browser on a desktop).
+    #[command(
+        after_help = "Examples:\n  fuse dashboard                  # print the link; open it on a desktop\n  fuse dashboard --skip-browser   # only print it\n  fuse dashboard --json"
+    )]
+    Dashboard(daemon::DashboardArgs),
+
     /// Stop the daemon: no new requests, running runs get 10s, the rest are marked interrupted.
     #[command(after_help = "Example:\n  fuse stop")]
     Stop,
@@ -154,6 +160,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init(args) => init::run(&globals, args),
         Command::Start(args) => daemon::start(&globals, args),
         Command::Stop => daemon::stop(&globals),
+        Command::Dashboard(args) => daemon::dashboard(&globals, args),
         Command::Status(args) => daemon::status(&globals, args),
         Command::Logs(args) => daemon::logs(&globals, args),
         Command::Run(args) => run::run(&globals, args),

@@ -65,18 +65,54 @@ fn presented_token(req: &Request<hyper::body::Incoming>) -> Option<String> {
     header.or(query)
 }
 
+/// What a request signs in with: a bearer token, or the dashboard's session
+/// cookie (from the dashboard's own pages).
+enum Credential {
+    Token(String),
+    Session(super::sessions::Grant),
+    None,
+}
+
+/// The request's credential: a presented token first; else a live session
+/// cookie, refused (403) when the request comes from another site.
+fn credential_of(
+    state: &State,
+    req: &Request<hyper::body::Incoming>,
+) -> Result<Credential, Box<Reply>> {
+    if let Some(token) = presented_token(req) {
+        return Ok(Credential::Token(token));
+    }
+    let Some(grant) = super::dashboard::session(state, req) else {
+        return Ok(Credential::None);
+    };
+    // A browser sends Origin with every POST, PUT, DELETE and WebSocket; a
+    // plain GET from the dashboard's pages may come without one.
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    let origin_given = req.headers().contains_key(hyper::header::ORIGIN);
+    if (reads && !origin_given) || super::dashboard::same_origin(req) {
+        Ok(Credential::Session(grant))
+    } else {
+        Err(Box::new(super::dashboard::cross_origin()))
+    }
+}
+
 /// 401 for a missing or unknown token, 429 over the token's rate limit, 404
 /// and 405 (with `Allow`) from the route table, 403 for a token whose scope
 /// is too small; else the operation and its path parameters.
 /// Reads the store (the token table): call it off the async workers.
 fn authorize(
     state: &State,
-    token: Option<String>,
+    credential: Credential,
     method: &Method,
     path: &str,
 ) -> Result<(Op, Vec<String>), Box<Reply>> {
     let full_path = format!("{}{path}", api::PREFIX);
-    let Some((name, scope)) = token.and_then(|t| state.tokens.check(state, &t)) else {
+    let found = match credential {
+        Credential::Token(t) => state.tokens.check(state, &t),
+        Credential::Session(grant) => Some((grant.name, grant.scope)),
+        Credential::None => None,
+    };
+    let Some((name, scope)) = found else {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -281,18 +317,44 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
                 .strip_prefix(api::PREFIX)
                 .unwrap_or_default()
                 .to_string();
-            let (st, token, method) = (state.clone(), presented_token(&req), req.method().clone());
+            let credential = match credential_of(&state, &req) {
+                Ok(c) => c,
+                Err(reply) => return *reply,
+            };
+            let (st, method) = (state.clone(), req.method().clone());
             let checked =
-                tokio::task::spawn_blocking(move || authorize(&st, token, &method, &below)).await;
+                tokio::task::spawn_blocking(move || authorize(&st, credential, &method, &below))
+                    .await;
             match checked {
                 Ok(Err(reply)) => *reply,
                 Ok(Ok((op, params))) => dispatch(&state, req, op, &params).await,
                 Err(e) => internal(&format!("the request's task failed: {e}")),
             }
         }
-        _ => {
-            not_found("no such route; the API is under /api/v1 and webhooks under /webhook/{path}")
-        }
+        _ if super::dashboard::owns(&path) => super::dashboard::handle(&state, req).await,
+        _ => not_found(
+            "no such route; the dashboard is at /, the API under /api/v1 and webhooks under /webhook/{path}",
+        ),
+    }
+}
+
+/// The daemon's health: version, uptime, running and queued runs.
+pub(super) fn health(state: &State) -> types::Health {
+    let active = state.active.load(Ordering::SeqCst);
+    let running = state
+        .daemon_config
+        .max_runs
+        .max(1)
+        .saturating_sub(state.slots.available_permits())
+        .min(active);
+    types::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: state.started.elapsed().as_secs(),
+        active_runs: active,
+        running,
+        queued: active - running,
+        started_at: state.started_at.clone(),
     }
 }
 
@@ -306,27 +368,7 @@ async fn dispatch(
     let param = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
     let query = parse_query(req.uri().query().unwrap_or(""));
     match op {
-        Op::Health => {
-            let active = state.active.load(Ordering::SeqCst);
-            let running = state
-                .daemon_config
-                .max_runs
-                .max(1)
-                .saturating_sub(state.slots.available_permits())
-                .min(active);
-            ok(
-                StatusCode::OK,
-                &types::Health {
-                    status: "ok".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    uptime_s: state.started.elapsed().as_secs(),
-                    active_runs: active,
-                    running,
-                    queued: active - running,
-                    started_at: state.started_at.clone(),
-                },
-            )
-        }
+        Op::Health => ok(StatusCode::OK, &health(state)),
         Op::Version => ok(
             StatusCode::OK,
             &types::VersionInfo {
@@ -473,6 +515,41 @@ async fn dispatch(
             blocking(state, move |s| manage::delete_credential(s, &name)).await
         }
         Op::ListSchedules => blocking(state, manage::schedules).await,
+        Op::CreateLoginLink => match body_json(req).await {
+            Ok(None) => login_link(state),
+            Ok(Some(Value::Object(fields))) if fields.is_empty() => login_link(state),
+            Ok(Some(_)) => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "this request takes no fields: send no body or {}",
+                Value::Null,
+            ),
+            Err(r) => *r,
+        },
+    }
+}
+
+/// A one-time dashboard sign-in link (its session gets the admin scope: only
+/// an admin token can ask for one).
+fn login_link(state: &State) -> Reply {
+    let grant = super::sessions::Grant {
+        name: "dashboard".into(),
+        scope: crate::store::tokens::Scope::Admin,
+    };
+    let addr = state
+        .addr
+        .get()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "127.0.0.1:5678".into());
+    match state.sessions.new_link(grant) {
+        Ok(code) => ok(
+            StatusCode::CREATED,
+            &types::LoginLink {
+                url: format!("http://{addr}/login?code={code}"),
+                expires_in_s: state.sessions.link_ttl().as_secs(),
+            },
+        ),
+        Err(e) => internal(&e.to_string()),
     }
 }
 

@@ -8,6 +8,7 @@
 //! SIGTERM/Ctrl-C.
 
 mod api;
+mod dashboard;
 mod events;
 mod files;
 mod folder;
@@ -17,6 +18,7 @@ mod plugins;
 mod recovery;
 mod routes;
 pub mod scheduler;
+mod sessions;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -113,6 +115,8 @@ pub(crate) struct State {
     pub db: Arc<dyn Db>,
     /// The API tokens (hashes and scopes) requests are checked against.
     pub tokens: tokens::Tokens,
+    /// Dashboard sign-in links and sessions.
+    pub sessions: sessions::Sessions,
     pub started: Instant,
     pub started_at: String,
     pub active: AtomicUsize,
@@ -307,6 +311,7 @@ pub async fn serve(
         engine: engine.clone(),
         db: Arc::new(crate::store::Sqlite::new(store, home.blobs_dir())?),
         tokens: tokens::Tokens::default(),
+        sessions: sessions::Sessions::new(Duration::from_secs(config.daemon.login_link_seconds)),
         started: Instant::now(),
         started_at: jiff::Timestamp::now().to_string(),
         active: AtomicUsize::new(0),

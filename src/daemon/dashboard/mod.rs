@@ -1,0 +1,227 @@
+//! The dashboard: server-rendered pages (minijinja, embedded in the binary:
+//! no Node.js at install, no network in the browser) behind a session cookie.
+//!
+//! - `GET /login?code=…`: a one-time sign-in link (`fuse start`, `fuse
+//!   dashboard`) sets the session cookie and redirects to `/`; a used, expired
+//!   or unknown code gets the sign-in page with the reason.
+//! - `GET /login`, `POST /login` (`token=…`): sign in with an API token.
+//! - `POST /logout`: ends the session.
+//! - `GET /`: the overview (health, running and queued runs, recent failures
+//!   and runs, next scheduled fires); without a session, a redirect to `/login`.
+//!
+//! Forms that change something (`POST`) must come from the dashboard's own
+//! origin ([`same_origin`]), on top of the cookie's `SameSite=Strict`.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::State;
+use super::api::Reply;
+use super::sessions::{self, Grant};
+
+const PAGE: &str = include_str!("page.html");
+/// Largest sign-in form accepted.
+const MAX_FORM: usize = 4096;
+
+/// Whether a path is one of the dashboard's.
+pub(super) fn owns(path: &str) -> bool {
+    matches!(path, "/" | "/login" | "/logout")
+}
+
+/// Answers a dashboard request.
+pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/") => match session(state, &req) {
+            Some(_) => overview(state).await,
+            None => redirect("/login", None),
+        },
+        (Method::GET, "/login") => {
+            let code = req.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.into_owned())
+            });
+            match code {
+                None if session(state, &req).is_some() => redirect("/", None),
+                None => login_page(StatusCode::OK, None),
+                Some(code) => match state.sessions.redeem(&code) {
+                    Ok(Some(id)) => redirect("/", Some(sessions::set_cookie(&id))),
+                    Ok(None) => login_page(
+                        StatusCode::UNAUTHORIZED,
+                        Some(
+                            "This sign-in link was already used, has expired or is unknown. \
+                             Run `fuse dashboard` for a new one.",
+                        ),
+                    ),
+                    Err(e) => login_page(StatusCode::INTERNAL_SERVER_ERROR, Some(&e.to_string())),
+                },
+            }
+        }
+        (Method::POST, "/login") => {
+            if !same_origin(&req) {
+                return cross_origin();
+            }
+            let form = match Limited::new(req.into_body(), MAX_FORM).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(_) => {
+                    return login_page(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Some("The sign-in form is too large."),
+                    );
+                }
+            };
+            let token = url::form_urlencoded::parse(&form)
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let st = state.clone();
+            let checked =
+                tokio::task::spawn_blocking(move || st.tokens.check(&st, token.trim())).await;
+            match checked {
+                Ok(Some((name, scope))) => match state.sessions.start(Grant { name, scope }) {
+                    Ok(id) => redirect("/", Some(sessions::set_cookie(&id))),
+                    Err(e) => login_page(StatusCode::INTERNAL_SERVER_ERROR, Some(&e.to_string())),
+                },
+                Ok(None) => login_page(
+                    StatusCode::UNAUTHORIZED,
+                    Some("That token is not known to this daemon."),
+                ),
+                Err(e) => login_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Some(&format!("checking the token failed: {e}")),
+                ),
+            }
+        }
+        (Method::POST, "/logout") => {
+            if !same_origin(&req) {
+                return cross_origin();
+            }
+            if let Some(id) = sessions::cookie_of(req.headers()) {
+                state.sessions.end(&id);
+            }
+            redirect("/login", Some(sessions::clear_cookie()))
+        }
+        (_, "/") | (_, "/login") | (_, "/logout") => super::api::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {path}", req.method()),
+            Value::Null,
+        ),
+        _ => super::api::not_found("no such page"),
+    }
+}
+
+/// The grant of the request's session cookie, if live.
+pub(super) fn session(state: &State, req: &Request<hyper::body::Incoming>) -> Option<Grant> {
+    sessions::cookie_of(req.headers()).and_then(|id| state.sessions.check(&id))
+}
+
+/// Whether the request's `Origin` is the address it was sent to (a page of
+/// this daemon), as browsers send it with every `POST` and WebSocket.
+pub(super) fn same_origin(req: &Request<hyper::body::Incoming>) -> bool {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    match (header(hyper::header::ORIGIN), header(hyper::header::HOST)) {
+        (Some(origin), Some(host)) => origin == format!("http://{host}"),
+        _ => false,
+    }
+}
+
+/// 403 for a form or WebSocket from another site.
+pub(super) fn cross_origin() -> Reply {
+    super::api::error(
+        StatusCode::FORBIDDEN,
+        "cross_origin",
+        "refused: a request signed in by the dashboard's cookie must come from the dashboard's own pages (its Origin header must match)",
+        Value::Null,
+    )
+}
+
+fn redirect(to: &str, cookie: Option<String>) -> Reply {
+    let mut builder = Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(hyper::header::LOCATION, to)
+        .header(hyper::header::CACHE_CONTROL, "no-store");
+    if let Some(cookie) = cookie {
+        builder = builder.header(hyper::header::SET_COOKIE, cookie);
+    }
+    builder.body(Full::new(Bytes::new())).unwrap_or_default()
+}
+
+fn html(status: StatusCode, body: String) -> Reply {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(hyper::header::CACHE_CONTROL, "no-store")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "no-referrer")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn render(status: StatusCode, context: Value) -> Reply {
+    let mut env = minijinja::Environment::new();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+    let rendered = env
+        .template_from_str(PAGE)
+        .and_then(|t| t.render(minijinja::value::Serde(&context)));
+    match rendered {
+        Ok(body) => html(status, body),
+        Err(e) => super::api::internal(&format!("the page could not be rendered: {e}")),
+    }
+}
+
+fn login_page(status: StatusCode, problem: Option<&str>) -> Reply {
+    render(
+        status,
+        json!({"page": "login", "title": "Sign in", "problem": problem}),
+    )
+}
+
+async fn overview(state: &Arc<State>) -> Reply {
+    let health = super::api::health(state);
+    let data = state
+        .db(|db| {
+            let failures = db.list_runs(&crate::store::history::RunFilter {
+                status: Some("failed".into()),
+                limit: 10,
+                ..Default::default()
+            })?;
+            let runs = db.list_runs(&crate::store::history::RunFilter {
+                limit: 20,
+                ..Default::default()
+            })?;
+            let workflows = db.list_workflows()?.len();
+            let mut schedules = db.schedules()?;
+            schedules.retain(|s| s.next_fire_at.is_some());
+            schedules.sort_by(|a, b| a.next_fire_at.cmp(&b.next_fire_at));
+            schedules.truncate(5);
+            Ok((failures, runs, workflows, schedules))
+        })
+        .await;
+    let (failures, runs, workflows, schedules) = match data {
+        Ok(data) => data,
+        Err(e) => return super::api::internal(&format!("the overview could not be read: {e}")),
+    };
+    let uptime = {
+        let s = health.uptime_s;
+        match s {
+            0..60 => format!("{s}s"),
+            60..3600 => format!("{}m", s / 60),
+            _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        }
+    };
+    render(
+        StatusCode::OK,
+        json!({"page": "overview", "title": "Overview", "health": health, "uptime": uptime,
+               "failures": failures, "runs": runs, "workflows": workflows, "schedules": schedules}),
+    )
+}

@@ -1,0 +1,291 @@
+//! The dashboard's sign-in and pages over real HTTP against a real daemon:
+//! one-time links (used once, expiring), token sign-in, the session cookie on
+//! the API, cross-site requests refused, and the overview's content.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::daemon::{Daemon, start, start_with};
+use crate::helper::TestHome;
+
+/// An answer: status, headers, body text.
+struct Page {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The session id a `Set-Cookie` gives.
+    fn session(&self) -> Option<String> {
+        let cookie = self.header("set-cookie");
+        cookie
+            .strip_prefix("fuse_session=")
+            .and_then(|rest| rest.split(';').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+    }
+}
+
+/// One request that does not follow redirects.
+fn page(method: &str, url: &str, headers: &[(&str, String)], form: Option<&str>) -> Page {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .timeout(Duration::from_secs(10));
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        if let Some(form) = form {
+            req = req
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form.to_string());
+        }
+        let r = req.send().await.unwrap();
+        Page {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.text().await.unwrap_or_default(),
+        }
+    })
+}
+
+fn cookie(id: &str) -> (&'static str, String) {
+    ("cookie", format!("fuse_session={id}"))
+}
+
+/// A new sign-in link from `fuse dashboard --json`.
+fn link(d: &Daemon<'_>) -> String {
+    let out = d
+        .home
+        .cmd()
+        .args(["dashboard", "--json", "--skip-browser"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["expires_in_s"], 60);
+    answer["url"].as_str().unwrap().to_string()
+}
+
+/// Signs in through a fresh link; the session id.
+fn sign_in(d: &Daemon<'_>) -> String {
+    let signed = page("GET", &link(d), &[], None);
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    signed.session().expect("a session cookie")
+}
+
+#[test]
+fn a_sign_in_link_works_once_and_sets_a_strict_http_only_cookie() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let url = link(&d);
+    assert!(url.starts_with(&format!("{}/login?code=", d.url)), "{url}");
+
+    let first = page("GET", &url, &[], None);
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert_eq!(first.header("location"), "/");
+    let set = first.header("set-cookie").to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/"),
+        "{set}"
+    );
+    let id = first.session().expect("a session cookie");
+
+    // The same link again: refused, with the way to get another.
+    let again = page("GET", &url, &[], None);
+    assert_eq!(again.status, 401);
+    assert!(again.session().is_none());
+    assert!(again.body.contains("already used"), "{}", again.body);
+    assert!(again.body.contains("fuse dashboard"), "{}", again.body);
+
+    // The session opens the overview; no session, no overview.
+    let overview = page("GET", &format!("{}/", d.url), &[cookie(&id)], None);
+    assert_eq!(overview.status, 200);
+    assert!(overview.header("content-type").starts_with("text/html"));
+    assert!(overview.body.contains("Overview"), "{}", overview.body);
+    let anonymous = page("GET", &format!("{}/", d.url), &[], None);
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(anonymous.header("location"), "/login");
+    let forged = page("GET", &format!("{}/", d.url), &[cookie("00ff")], None);
+    assert_eq!(forged.status, 303, "an unknown session id is no session");
+
+    // Signing out ends the session on the daemon, not only in the browser.
+    let origin = ("origin", d.url.clone());
+    let out = page(
+        "POST",
+        &format!("{}/logout", d.url),
+        &[cookie(&id), origin],
+        None,
+    );
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    let after = page("GET", &format!("{}/", d.url), &[cookie(&id)], None);
+    assert_eq!(after.status, 303);
+}
+
+#[test]
+fn an_expired_link_is_refused() {
+    let home = TestHome::initialized();
+    let d = start_with(&home, &[("FUSE_DAEMON_LOGIN_LINK_SECONDS", "0")]);
+    let out = home
+        .cmd()
+        .args(["dashboard", "--json", "--skip-browser"])
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["expires_in_s"], 0);
+    let used = page("GET", answer["url"].as_str().unwrap(), &[], None);
+    assert_eq!(used.status, 401);
+    assert!(used.session().is_none());
+    drop(d);
+}
+
+#[test]
+fn the_session_signs_api_calls_from_the_dashboard_only() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let id = sign_in(&d);
+    let api = |method: &str, path: &str, origin: Option<&str>| {
+        let mut headers = vec![cookie(&id)];
+        if let Some(o) = origin {
+            headers.push(("origin", o.to_string()));
+        }
+        page(method, &format!("{}{path}", d.url), &headers, None)
+    };
+    // Reads from the dashboard's pages.
+    let health = api("GET", "/api/v1/health", None);
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(api("GET", "/api/v1/health", Some(&d.url)).status, 200);
+    // A page of another site cannot use the cookie, to read or to change.
+    assert_eq!(
+        api("GET", "/api/v1/workflows", Some("http://evil.example")).status,
+        403
+    );
+    let forged = api(
+        "POST",
+        "/api/v1/dashboard/login-links",
+        Some("http://evil.example"),
+    );
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("cross_origin"), "{}", forged.body);
+    assert_eq!(
+        api("POST", "/api/v1/dashboard/login-links", None).status,
+        403,
+        "a change without an Origin"
+    );
+    let made = api("POST", "/api/v1/dashboard/login-links", Some(&d.url));
+    assert_eq!(made.status, 201, "{}", made.body);
+    // No cookie and no token: 401 as before.
+    let none = page("GET", &format!("{}/api/v1/health", d.url), &[], None);
+    assert_eq!(none.status, 401);
+}
+
+#[test]
+fn signing_in_with_a_token_and_cross_site_forms_refused() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let login = format!("{}/login", d.url);
+    let form_page = page("GET", &login, &[], None);
+    assert_eq!(form_page.status, 200);
+    assert!(form_page.body.contains("name=\"token\""));
+    assert!(
+        form_page
+            .header("content-security-policy")
+            .contains("default-src 'none'"),
+        "{:?}",
+        form_page.headers
+    );
+
+    let origin = ("origin", d.url.clone());
+    let wrong = page(
+        "POST",
+        &login,
+        std::slice::from_ref(&origin),
+        Some("token=not-a-token"),
+    );
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.session().is_none());
+    assert!(
+        !wrong.body.contains("not-a-token"),
+        "the page repeats no token"
+    );
+
+    let form = format!("token={}", d.token);
+    let cross = page(
+        "POST",
+        &login,
+        &[("origin", "http://evil.example".into())],
+        Some(&form),
+    );
+    assert_eq!(cross.status, 403);
+    assert!(cross.session().is_none());
+
+    let good = page("POST", &login, &[origin], Some(&form));
+    assert_eq!(good.status, 303, "{}", good.body);
+    let id = good.session().expect("a session");
+    let overview = page("GET", &format!("{}/", d.url), &[cookie(&id)], None);
+    assert_eq!(overview.status, 200);
+    assert!(
+        !overview.body.contains(&d.token),
+        "the token never goes back to the browser"
+    );
+}
+
+#[test]
+fn the_overview_shows_failed_runs_with_their_error() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "breaks", "nodes": [
+        {"id": "boom", "type": "transform.set",
+         "data": {"inputs": {"values": {"x": "{{ trigger.missing.deep }}"}}}}
+    ]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (code, started) = d.call("POST", "/api/v1/workflows/breaks/run", Some(json!({})));
+    assert_eq!(code, 202, "{started}");
+    let id = started["run_id"].as_str().unwrap().to_string();
+    let run = d.wait_status(&id, "failed");
+    let error = run["error"].as_str().unwrap().to_string();
+
+    let session = sign_in(&d);
+    let overview = page("GET", &format!("{}/", d.url), &[cookie(&session)], None);
+    assert_eq!(overview.status, 200);
+    let body = overview.body;
+    assert!(body.contains(&id[..8]), "the run is listed");
+    assert!(body.contains("s-failed"), "marked failed");
+    // The error, HTML-escaped as the page shows it.
+    let shown = error.replace('&', "&amp;").replace('"', "&#34;");
+    assert!(
+        body.contains(&shown) || body.contains(&error.replace('"', "&quot;")),
+        "the error is shown: {error}"
+    );
+}
+
+#[test]
+fn fuse_dashboard_without_a_daemon_says_how_to_start_one() {
+    let home = TestHome::initialized();
+    let out = home.cmd().args(["dashboard"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("fuse start"), "{stderr}");
+}

@@ -139,14 +139,15 @@ fn prune_gives_the_space_back() {
 fn the_daemon_applies_retention_in_the_background_and_gives_the_space_back() {
     let home = crate::helper::TestHome::initialized();
     let empty = db_size(&home);
-    let d = crate::daemon::start_with(&home, &[("FUSE_HISTORY_KEEP_RUNS", "20")]);
+    // Filled with retention off (so the fill surely grows the file, however
+    // fast the writer keeps up), then a daemon with keep_runs = 20 takes over.
+    let filler = crate::daemon::start_with(&home, &[("FUSE_HISTORY_KEEP_RUNS", "0")]);
     let wf = serde_json::json!({"name": "pad", "nodes": [
         {"id": "hook", "type": "trigger.webhook", "data": {"inputs": {"path": "pad"}}},
         {"id": "p", "type": "transform.set", "data": {"inputs": {"values": {"pad": "{{ 'x' * 20000 }}", "n": "{{ trigger.body.n }}"}}}}
     ], "edges": [{"source": "hook", "target": "p"}]});
-    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
-    let mut last = String::new();
-    for n in 0..300 {
+    assert_eq!(filler.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let post = |d: &crate::daemon::Daemon<'_>, n: u32| {
         let (code, body) = crate::daemon::http(
             "POST",
             &format!("{}/webhook/pad", d.url),
@@ -155,15 +156,24 @@ fn the_daemon_applies_retention_in_the_background_and_gives_the_space_back() {
             Some(&serde_json::json!({"n": n})),
         );
         assert_eq!(code, 202, "{body}");
-        last = body["run_id"].as_str().unwrap().to_string();
+        body["run_id"].as_str().unwrap().to_string()
+    };
+    let mut last = String::new();
+    for n in 0..300 {
+        last = post(&filler, n);
     }
-    d.wait_run(&last);
+    filler.wait_run(&last);
     let full = db_size(&home);
     assert!(
         full > empty + 3_000_000,
         "300 runs wrote {} bytes",
         full - empty
     );
+    filler.kill();
+    drop(filler);
+    let d = crate::daemon::start_with(&home, &[("FUSE_HISTORY_KEEP_RUNS", "20")]);
+    let last = post(&d, 300);
+    d.wait_run(&last);
     // Kept: the newest 20 (retention runs off the request path, so wait for it).
     let kept = crate::daemon::wait_for("retention to keep 20 runs", || {
         let (_, list) = d.call("GET", "/api/v1/executions?workflow=pad&limit=0", None);

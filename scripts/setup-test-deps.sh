@@ -10,6 +10,9 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 python3 -c "import jsonschema" >/dev/null 2>&1 || need+=(python3-jsonschema)
 # The full-disk tests mount a small tmpfs; the pipe tests use mkfifo.
 command -v mount >/dev/null 2>&1 || need+=(mount)
+# The dashboard is tested in real headless Chromium through ChromeDriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # scripts/api-fuzz.sh installs schemathesis (PyPI) into a virtualenv.
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

@@ -271,7 +271,7 @@ fn the_overview_shows_failed_runs_with_their_error() {
     let overview = page("GET", &format!("{}/", d.url), &[cookie(&session)], None);
     assert_eq!(overview.status, 200);
     let body = overview.body;
-    assert!(body.contains(&id[..8]), "the run is listed");
+    assert!(body.contains(&id[id.len() - 8..]), "the run is listed");
     assert!(body.contains("s-failed"), "marked failed");
     // The error, HTML-escaped as the page shows it.
     let shown = error.replace('&', "&amp;").replace('"', "&#34;");
@@ -288,4 +288,49 @@ fn fuse_dashboard_without_a_daemon_says_how_to_start_one() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("fuse start"), "{stderr}");
+}
+
+#[test]
+fn in_chromium_a_link_signs_in_and_a_failed_run_shows_red_with_its_error() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "breaks", "nodes": [
+        {"id": "boom", "type": "transform.set",
+         "data": {"inputs": {"values": {"x": "{{ trigger.missing.deep }}"}}}}
+    ]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = d.call("POST", "/api/v1/workflows/breaks/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    d.wait_status(&id, "failed");
+
+    let browser = Browser::start();
+    // Without a session the dashboard sends the browser to sign in.
+    browser.goto(&format!("{}/", d.url));
+    assert!(browser.url().ends_with("/login"), "{}", browser.url());
+    assert!(browser.text("h1").is_some_and(|t| t.contains("Sign in")));
+    browser.screenshot(&screenshot_path("login"));
+
+    let url = link(&d);
+    browser.goto(&url);
+    assert_eq!(browser.url(), format!("{}/", d.url));
+    assert_eq!(browser.text("h1").as_deref(), Some("Overview"));
+    // The failed run: listed with its error, its status painted in the
+    // failure colour.
+    let failures = browser.text("#failures").unwrap_or_default();
+    assert!(failures.contains(&id[id.len() - 8..]), "{failures}");
+    assert!(failures.contains("missing"), "{failures}");
+    let colour = browser.run(
+        "const e = document.querySelector('#runs td.s-failed'); return e ? getComputedStyle(e).color : null;",
+        json!([]),
+    );
+    assert_eq!(colour, json!("rgb(207, 34, 46)"), "a failed run is red");
+    // The session cookie is out of the page's reach.
+    assert_eq!(browser.run("return document.cookie;", json!([])), json!(""));
+    browser.screenshot(&screenshot_path("overview"));
+
+    // The same link in the same browser again: refused.
+    browser.goto(&url);
+    let problem = browser.text("#problem").unwrap_or_default();
+    assert!(problem.contains("already used"), "{problem}");
 }

@@ -34,5 +34,7 @@ mod tokens;
 mod server;
 // Issue 12: nothing fails silently, nothing recorded is lost.
 mod trust;
+// Headless Chromium over WebDriver, for the dashboard tests.
+mod browser;
 // The dashboard: sign-in links, sessions, pages.
 mod dashboard;

@@ -178,6 +178,28 @@ impl Browser {
         .map(str::to_string)
     }
 
+    /// Polls until `check` gives a value (15 s at most, then fails naming `what`).
+    pub fn wait<T>(&self, what: &str, mut check: impl FnMut(&Browser) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(v) = check(self) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "waited 15 s for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The `data-state` of graph node `id` on a run page.
+    pub fn node_state(&self, id: &str) -> Option<String> {
+        self.run(
+            "for (const e of document.querySelectorAll('[data-node]')) { if (e.dataset.node === arguments[0]) return e.dataset.state; } return null;",
+            json!([id]),
+        )
+        .as_str()
+        .map(str::to_string)
+    }
+
     /// Saves a PNG screenshot of the window to `path` (folders made).
     pub fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;

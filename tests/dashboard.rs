@@ -334,3 +334,80 @@ fn in_chromium_a_link_signs_in_and_a_failed_run_shows_red_with_its_error() {
     let problem = browser.text("#problem").unwrap_or_default();
     assert!(problem.contains("already used"), "{problem}");
 }
+
+#[test]
+fn in_chromium_a_run_page_follows_the_run_live_and_pages_through_runs() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "slow", "nodes": [
+        {"id": "first", "type": "flow.wait", "data": {"inputs": {"duration": "1500ms"}}},
+        {"id": "second", "type": "flow.wait", "data": {"inputs": {"duration": "1500ms"}}},
+        {"id": "done", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ], "edges": [{"source": "first", "target": "second"}, {"source": "second", "target": "done"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+
+    let (_, started) = d.call("POST", "/api/v1/workflows/slow/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    browser.goto(&format!("{}/runs/{id}", d.url));
+    // Marks this page load: a reload would lose it.
+    browser.run("window.__same_page = true;", json!([]));
+    browser.wait("the first node to show running", |b| {
+        (b.node_state("first").as_deref() == Some("running")).then_some(())
+    });
+    browser.screenshot(&screenshot_path("run-live"));
+    browser.wait(
+        "the first node to turn succeeded while the run goes on",
+        |b| (b.node_state("first").as_deref() == Some("succeeded")).then_some(()),
+    );
+    assert_eq!(
+        browser.run("return window.__same_page === true;", json!([])),
+        json!(true),
+        "the node changed without a reload"
+    );
+    // At the end the page shows the whole record.
+    browser.wait("the run to show succeeded", |b| {
+        (b.text("#run-status").as_deref() == Some("succeeded")).then_some(())
+    });
+    assert_eq!(browser.node_state("done").as_deref(), Some("succeeded"));
+    assert!(
+        browser
+            .text("#output")
+            .unwrap_or_default()
+            .contains("\"ok\": true")
+    );
+    browser.screenshot(&screenshot_path("run"));
+
+    // The runs list pages through 120 runs, 50 a page, filters kept.
+    for _ in 0..119 {
+        let (code, _) = d.call("POST", "/api/v1/workflows/slow/run", Some(json!({})));
+        assert_eq!(code, 202);
+    }
+    browser.goto(&format!("{}/runs?workflow=slow", d.url));
+    let rows = |b: &Browser| {
+        b.run(
+            "return document.querySelectorAll('#runs tbody tr').length;",
+            json!([]),
+        )
+        .as_u64()
+    };
+    assert_eq!(rows(&browser), Some(50));
+    browser.screenshot(&screenshot_path("runs"));
+    browser.run("document.getElementById('next').click();", json!([]));
+    browser.wait("page 2", |b| b.url().contains("page=2").then_some(()));
+    assert!(browser.url().contains("workflow=slow"), "{}", browser.url());
+    assert_eq!(rows(&browser), Some(50));
+    browser.run("document.getElementById('next').click();", json!([]));
+    browser.wait("page 3", |b| b.url().contains("page=3").then_some(()));
+    assert_eq!(rows(&browser), Some(20));
+    assert_eq!(
+        browser.run(
+            "return document.getElementById('next') === null;",
+            json!([])
+        ),
+        json!(true),
+        "the last page has no next"
+    );
+}

@@ -23,13 +23,25 @@ use super::State;
 use super::api::Reply;
 use super::sessions::{self, Grant};
 
+mod graph;
+
 const PAGE: &str = include_str!("page.html");
+const LIVE_JS: &str = include_str!("live.js");
+/// Runs per page of the runs list.
+const PAGE_SIZE: usize = 50;
+/// Bytes of a node's input or output shown inline.
+const SHOWN: usize = 16 * 1024;
 /// Largest sign-in form accepted.
 const MAX_FORM: usize = 4096;
 
 /// Whether a path is one of the dashboard's.
 pub(super) fn owns(path: &str) -> bool {
-    matches!(path, "/" | "/login" | "/logout")
+    matches!(
+        path,
+        "/" | "/login" | "/logout" | "/runs" | "/assets/live.js"
+    ) || path
+        .strip_prefix("/runs/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Answers a dashboard request.
@@ -38,6 +50,29 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/") => match session(state, &req) {
             Some(_) => overview(state).await,
+            None => redirect("/login", None),
+        },
+        (Method::GET, "/assets/live.js") => Response::builder()
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "text/javascript; charset=utf-8",
+            )
+            .header(hyper::header::CACHE_CONTROL, "no-cache")
+            .header("x-content-type-options", "nosniff")
+            .body(Full::new(Bytes::from_static(LIVE_JS.as_bytes())))
+            .unwrap_or_default(),
+        (Method::GET, "/runs") => match session(state, &req) {
+            Some(_) => {
+                let query: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect();
+                runs(state, query).await
+            }
+            None => redirect("/login", None),
+        },
+        (Method::GET, p) if p.starts_with("/runs/") => match session(state, &req) {
+            Some(_) => run_page(state, p.trim_start_matches("/runs/").to_string()).await,
             None => redirect("/login", None),
         },
         (Method::GET, "/login") => {
@@ -106,7 +141,7 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
             }
             redirect("/login", Some(sessions::clear_cookie()))
         }
-        (_, "/") | (_, "/login") | (_, "/logout") => super::api::error(
+        _ if owns(&path) => super::api::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {path}", req.method()),
@@ -224,4 +259,114 @@ async fn overview(state: &Arc<State>) -> Reply {
         json!({"page": "overview", "title": "Overview", "health": health, "uptime": uptime,
                "failures": failures, "runs": runs, "workflows": workflows, "schedules": schedules}),
     )
+}
+
+/// `/runs?workflow=&status=&page=`: newest first, [`PAGE_SIZE`] a page.
+async fn runs(state: &Arc<State>, query: std::collections::HashMap<String, String>) -> Reply {
+    let workflow = query.get("workflow").filter(|w| !w.is_empty()).cloned();
+    let status = query.get("status").filter(|s| !s.is_empty()).cloned();
+    let page: usize = query
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let filter = crate::store::history::RunFilter {
+        workflow: workflow.clone(),
+        status: status.clone(),
+        // One more than a page: whether there is a next one.
+        limit: PAGE_SIZE + 1,
+        offset: (page - 1) * PAGE_SIZE,
+    };
+    let listed = state
+        .db(move |db| Ok((db.list_runs(&filter)?, db.list_workflows()?)))
+        .await;
+    let (mut rows, workflows) = match listed {
+        Ok(found) => found,
+        Err(e) => return super::api::internal(&format!("the runs could not be read: {e}")),
+    };
+    let more = rows.len() > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE);
+    let names: Vec<String> = workflows.into_iter().map(|w| w.name).collect();
+    // Links to other pages keep the filters.
+    let link = |p: usize| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(w) = &workflow {
+            q.append_pair("workflow", w);
+        }
+        if let Some(s) = &status {
+            q.append_pair("status", s);
+        }
+        q.append_pair("page", &p.to_string());
+        format!("/runs?{}", q.finish())
+    };
+    render(
+        StatusCode::OK,
+        json!({"page": "runs", "title": "Runs", "runs": rows, "workflows": names,
+               "workflow": workflow, "status": status, "page_no": page,
+               "prev": (page > 1).then(|| link(page - 1)),
+               "next": more.then(|| link(page + 1)),
+               "statuses": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]}),
+    )
+}
+
+/// `/runs/{id}`: the run, its graph coloured by node state (live while it
+/// runs), each node's attempts with input, output and error, and its log.
+async fn run_page(state: &Arc<State>, id: String) -> Reply {
+    let wanted = id.clone();
+    let found = state
+        .db(move |db| {
+            let (detail, definition) = db.run_with_definition(&wanted)?;
+            let logs = db.run_logs(&wanted)?;
+            Ok((detail, definition, logs))
+        })
+        .await;
+    let (detail, definition, logs) = match found {
+        Ok(found) => found,
+        Err(crate::Error::NotFound(_)) => {
+            return render(
+                StatusCode::NOT_FOUND,
+                json!({"page": "missing", "title": "No such run",
+                       "message": format!("There is no run {id:?}; the runs page lists them.")}),
+            );
+        }
+        Err(e) => return super::api::internal(&format!("the run could not be read: {e}")),
+    };
+    let states = graph::states(&detail.nodes);
+    let graph = definition
+        .as_deref()
+        .and_then(|d| crate::workflow::Workflow::from_json(d).ok())
+        .map(|wf| graph::layout(&wf, &states));
+    let attempts: Vec<Value> = detail
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({"node": n.node_id, "type": n.node_type, "attempt": n.attempt, "item": n.item,
+                   "status": n.status, "duration_ms": n.duration_ms,
+                   "error": n.error.as_ref().map(error_text),
+                   "input": n.input.as_ref().map(|v| graph::shown(v, SHOWN)),
+                   "output": n.output.as_ref().map(|v| graph::shown(v, SHOWN))})
+        })
+        .collect();
+    let live = matches!(detail.summary.status.as_str(), "queued" | "running");
+    render(
+        StatusCode::OK,
+        json!({"page": "run", "title": format!("Run {}", short(&detail.summary.id)),
+               "run": detail.summary, "graph": graph, "attempts": attempts, "logs": logs,
+               "live": live, "output": graph::shown(&detail.output, SHOWN)}),
+    )
+}
+
+/// The distinctive end of a run id (v7 ids share their start).
+fn short(id: &str) -> &str {
+    let cut = id.len().saturating_sub(8);
+    id.get(cut..).unwrap_or(id)
+}
+
+/// An error value as one line: its message, else its JSON.
+fn error_text(error: &Value) -> String {
+    error
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| error.to_string())
 }

@@ -1,0 +1,65 @@
+// The dashboard's only script: live node states on a run page (over the
+// daemon's WebSocket, signed in by the session cookie), and the run buttons.
+"use strict";
+
+function setNode(id, state) {
+  for (const el of document.querySelectorAll("[data-node]")) {
+    if (el.dataset.node !== id) continue;
+    el.setAttribute("class", (el.getAttribute("class") || "").replace(/\bn-[a-z]+\b/, "n-" + state));
+    el.dataset.state = state;
+  }
+}
+
+function follow(root) {
+  const conn = document.getElementById("conn");
+  const say = (text, cls) => { if (conn) { conn.textContent = text; conn.className = cls; } };
+  let finished = false;
+  const ws = new WebSocket(`ws://${location.host}/api/v1/executions/${encodeURIComponent(root.dataset.run)}/events`);
+  ws.onopen = () => say("live", "conn-live");
+  ws.onmessage = (message) => {
+    let e;
+    try { e = JSON.parse(message.data); } catch { return; }
+    if (e.type === "node_started") setNode(e.node, "running");
+    else if (e.type === "node_finished" || e.type === "node_failed") setNode(e.node, e.status);
+    else if (e.type === "run_finished" || (e.type === "run" && e.status)) {
+      finished = true;
+      // The whole record (outputs, errors, log) as the server renders it.
+      location.reload();
+    }
+  };
+  ws.onclose = () => {
+    if (finished) return;
+    // Dropped (sleep, restart): say so, then read the page again.
+    say("disconnected: reloading", "conn-lost");
+    setTimeout(() => location.reload(), 2000);
+  };
+}
+
+async function post(button) {
+  button.disabled = true;
+  try {
+    const r = await fetch(button.dataset.post, {
+      method: "POST", headers: {"content-type": "application/json"}, body: "{}", credentials: "same-origin",
+    });
+    const answer = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      const out = document.getElementById("action-error");
+      if (out) out.textContent = answer.message || `failed: HTTP ${r.status}`;
+      button.disabled = false;
+      return;
+    }
+    if (answer.run_id && answer.run_id !== document.querySelector("[data-run]")?.dataset.run) {
+      location.href = "/runs/" + encodeURIComponent(answer.run_id);
+    } else {
+      location.reload();
+    }
+  } catch (err) {
+    button.disabled = false;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.querySelector("[data-run]");
+  if (root && root.dataset.live === "1") follow(root);
+  for (const b of document.querySelectorAll("button[data-post]")) b.addEventListener("click", () => post(b));
+});

@@ -124,9 +124,16 @@ fn a_sign_in_link_works_once_and_sets_a_strict_http_only_cookie() {
     assert_eq!(overview.status, 200);
     assert!(overview.header("content-type").starts_with("text/html"));
     assert!(overview.body.contains("Overview"), "{}", overview.body);
-    let anonymous = page("GET", &format!("{}/", d.url), &[], None);
-    assert_eq!(anonymous.status, 303);
-    assert_eq!(anonymous.header("location"), "/login");
+    for path in ["/", "/runs", "/runs?status=failed", "/runs/some-run"] {
+        let anonymous = page("GET", &format!("{}{path}", d.url), &[], None);
+        assert_eq!(anonymous.status, 303, "{path}");
+        assert_eq!(anonymous.header("location"), "/login", "{path}");
+    }
+    let runs = page("GET", &format!("{}/runs", d.url), &[cookie(&id)], None);
+    assert_eq!(runs.status, 200);
+    let missing = page("GET", &format!("{}/runs/nope", d.url), &[cookie(&id)], None);
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("There is no run"), "{}", missing.body);
     let forged = page("GET", &format!("{}/", d.url), &[cookie("00ff")], None);
     assert_eq!(forged.status, 303, "an unknown session id is no session");
 

@@ -418,3 +418,110 @@ fn in_chromium_a_run_page_follows_the_run_live_and_pages_through_runs() {
         "the last page has no next"
     );
 }
+
+#[test]
+fn in_chromium_a_workflow_runs_from_its_params_form_and_can_be_disabled() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "greet", "params": [
+            {"name": "who", "type": "string", "required": true, "description": "whom to greet"},
+            {"name": "times", "type": "integer", "default": 1}],
+        "nodes": [
+            {"id": "hello", "type": "transform.set",
+             "data": {"inputs": {"values": {"text": "hi {{ trigger.who }} x{{ trigger.times }}"}}}},
+            {"id": "check", "type": "flow.if", "data": {"inputs": {"condition": "{{ trigger.times > 1 }}"}}},
+            {"id": "many", "type": "flow.noop"}
+        ],
+        "edges": [{"source": "hello", "target": "check"},
+                  {"source": "check", "target": "many", "sourceHandle": "true"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let other = json!({"name": "other", "nodes": [{"id": "a", "type": "flow.noop"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(other)).0, 201);
+
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+    browser.goto(&format!("{}/workflows", d.url));
+    let visible = |b: &Browser| {
+        b.run(
+            "return [...document.querySelectorAll('#workflows tbody tr')].filter(r => !r.hidden).map(r => r.dataset.name);",
+            json!([]),
+        )
+    };
+    assert_eq!(
+        visible(&browser),
+        json!(["greet", "other"]),
+        "{:?}",
+        browser.text("body")
+    );
+    browser.run(
+        "const s = document.getElementById('search'); s.value = 'gre'; s.dispatchEvent(new Event('input'));",
+        json!([]),
+    );
+    assert_eq!(visible(&browser), json!(["greet"]));
+    browser.screenshot(&screenshot_path("workflows"));
+
+    browser.goto(&format!("{}/workflows/greet", d.url));
+    // The graph: every node, the branch labelled.
+    for node in ["hello", "check", "many"] {
+        let drawn = browser.run(
+            "return [...document.querySelectorAll('[data-node]')].some(e => e.dataset.node === arguments[0]);",
+            json!([node]),
+        );
+        assert_eq!(drawn, json!(true), "{node} is drawn");
+    }
+    assert!(browser.text(".graph").unwrap_or_default().contains("true"));
+    browser.screenshot(&screenshot_path("workflow"));
+
+    // Run with the form: the page goes to the new run, which succeeds with the input.
+    browser.run(
+        "document.getElementById('param-who').value = 'Ada'; document.getElementById('param-times').value = '3';
+         document.querySelector('#run-form button').click();",
+        json!([]),
+    );
+    browser.wait("the run's page", |b| {
+        b.url().contains("/runs/").then_some(())
+    });
+    browser.wait("the run to succeed", |b| {
+        (b.text("#run-status").as_deref() == Some("succeeded")).then_some(())
+    });
+    assert_eq!(browser.node_state("many").as_deref(), Some("succeeded"));
+    let shown = browser.text("#attempts").unwrap_or_default();
+    assert!(shown.contains("hello"), "{shown}");
+    let run_id = browser
+        .url()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let (_, run) = d.call("GET", &format!("/api/v1/executions/{run_id}"), None);
+    assert_eq!(
+        run["input"],
+        json!({"who": "Ada", "times": 3}),
+        "converted by type"
+    );
+
+    // A required param left out: the daemon's answer is shown, nothing runs.
+    browser.goto(&format!("{}/workflows/greet", d.url));
+    browser.run(
+        "document.querySelector('#run-form button').click();",
+        json!([]),
+    );
+    assert!(
+        browser.url().ends_with("/workflows/greet"),
+        "the browser's own check keeps the form"
+    );
+
+    // Disable from the page; the API agrees.
+    browser.run("document.getElementById('disable').click();", json!([]));
+    browser.wait("the workflow to show disabled", |b| {
+        (b.text("#wf-state").as_deref() == Some("disabled")).then_some(())
+    });
+    let (_, listed) = d.call("GET", "/api/v1/workflows", None);
+    let greet = listed["workflows"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["name"] == "greet"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(greet["enabled"], json!(false));
+}

@@ -743,10 +743,18 @@ pub(super) fn deploy(
 }
 
 fn list_workflows(state: &Arc<State>) -> Reply {
-    let (rows, schedules) = match (state.db.list_workflows(), state.db.schedules()) {
-        (Ok(rows), Ok(schedules)) => (rows, schedules),
-        (Err(e), _) | (_, Err(e)) => return store_error(&e),
-    };
+    match workflow_summaries(state) {
+        Ok(workflows) => ok(StatusCode::OK, &types::WorkflowList { workflows }),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// Every deployed workflow with what starts it (webhook URLs, schedules and
+/// their next fires, folders, plugin events) and its active runs. Reads the
+/// store: call it off the async workers.
+pub(super) fn workflow_summaries(state: &State) -> crate::Result<Vec<types::WorkflowSummary>> {
+    let rows = state.db.list_workflows()?;
+    let schedules = state.db.schedules()?;
     // What starts each workflow: webhooks, schedules, folders, plugin events.
     let routes = super::routes::current(state);
     let base = state
@@ -800,7 +808,7 @@ fn list_workflows(state: &Arc<State>) -> Reply {
             }
         })
         .collect();
-    ok(StatusCode::OK, &types::WorkflowList { workflows })
+    Ok(workflows)
 }
 
 fn get_workflow(state: &Arc<State>, name: &str) -> Reply {

@@ -58,7 +58,40 @@ async function post(button) {
   }
 }
 
+async function runForm(form, event) {
+  event.preventDefault();
+  const input = {};
+  for (const field of form.querySelectorAll("input[name]")) {
+    if (field.value !== "") input[field.name] = field.value; // the daemon converts by the param's type
+  }
+  const out = document.getElementById("run-error");
+  const r = await fetch(form.dataset.runForm, {
+    method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(input), credentials: "same-origin",
+  });
+  const answer = await r.json().catch(() => ({}));
+  if (r.ok && answer.run_id) location.href = "/runs/" + encodeURIComponent(answer.run_id);
+  else if (out) out.textContent = answer.message || `failed: HTTP ${r.status}`;
+}
+
+function filterRows(search) {
+  const rows = document.querySelectorAll(search.dataset.filter);
+  const needle = search.value.trim().toLowerCase();
+  for (const row of rows) row.hidden = needle !== "" && !(row.dataset.name || row.textContent).toLowerCase().includes(needle);
+}
+
+function localTimes() {
+  for (const t of document.querySelectorAll("time[data-ms]")) {
+    const ms = Number(t.dataset.ms);
+    if (ms > 0) { const d = new Date(ms); t.dateTime = d.toISOString(); t.textContent = d.toLocaleString(); }
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  localTimes();
+  const form = document.querySelector("form[data-run-form]");
+  if (form) form.addEventListener("submit", (e) => runForm(form, e));
+  const search = document.querySelector("input[data-filter]");
+  if (search) search.addEventListener("input", () => filterRows(search));
   const root = document.querySelector("[data-run]");
   if (root && root.dataset.live === "1") follow(root);
   for (const b of document.querySelectorAll("button[data-post]")) b.addEventListener("click", () => post(b));

@@ -38,10 +38,11 @@ const MAX_FORM: usize = 4096;
 pub(super) fn owns(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/login" | "/logout" | "/runs" | "/assets/live.js"
-    ) || path
-        .strip_prefix("/runs/")
-        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+        "/" | "/login" | "/logout" | "/runs" | "/workflows" | "/assets/live.js"
+    ) || ["/runs/", "/workflows/"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+    })
 }
 
 /// Answers a dashboard request.
@@ -68,6 +69,20 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
                         .into_owned()
                         .collect();
                 runs(state, query).await
+            }
+            None => redirect("/login", None),
+        },
+        (Method::GET, "/workflows") => match session(state, &req) {
+            Some(_) => workflows(state).await,
+            None => redirect("/login", None),
+        },
+        (Method::GET, p) if p.starts_with("/workflows/") => match session(state, &req) {
+            Some(_) => {
+                let name =
+                    percent_encoding::percent_decode_str(p.trim_start_matches("/workflows/"))
+                        .decode_utf8_lossy()
+                        .into_owned();
+                workflow_page(state, name).await
             }
             None => redirect("/login", None),
         },
@@ -369,4 +384,66 @@ fn error_text(error: &Value) -> String {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| error.to_string())
+}
+
+/// `/workflows`: every deployed workflow with its triggers and state.
+async fn workflows(state: &Arc<State>) -> Reply {
+    let st = state.clone();
+    let listed = tokio::task::spawn_blocking(move || super::api::workflow_summaries(&st)).await;
+    let workflows = match listed {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => {
+            return super::api::internal(&format!("the workflows could not be read: {e}"));
+        }
+        Err(e) => return super::api::internal(&format!("the request's task failed: {e}")),
+    };
+    render(
+        StatusCode::OK,
+        json!({"page": "workflows", "title": "Workflows", "workflows": workflows}),
+    )
+}
+
+/// `/workflows/{name}`: its graph, triggers, a form to run it with its
+/// params, enable / disable, its versions and recent runs.
+async fn workflow_page(state: &Arc<State>, name: String) -> Reply {
+    let st = state.clone();
+    let wanted = name.clone();
+    let found = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+        let current = st.db.current_workflow(&wanted)?;
+        let versions = st.db.workflow_versions(&wanted)?.unwrap_or_default();
+        let runs = st.db.list_runs(&crate::store::history::RunFilter {
+            workflow: Some(wanted.clone()),
+            limit: 20,
+            ..Default::default()
+        })?;
+        let summary = super::api::workflow_summaries(&st)?
+            .into_iter()
+            .find(|w| w.name == wanted);
+        Ok((current, versions, runs, summary))
+    })
+    .await;
+    let (current, versions, runs, summary) = match found {
+        Ok(Ok((Some(current), versions, runs, summary))) => (current, versions, runs, summary),
+        Ok(Ok((None, ..))) => {
+            return render(
+                StatusCode::NOT_FOUND,
+                json!({"page": "missing", "title": "No such workflow",
+                       "message": format!("No workflow {name:?} is deployed; the workflows page lists them.")}),
+            );
+        }
+        Ok(Err(e)) => return super::api::internal(&format!("the workflow could not be read: {e}")),
+        Err(e) => return super::api::internal(&format!("the request's task failed: {e}")),
+    };
+    let workflow = crate::workflow::Workflow::from_json(&current.definition).ok();
+    let graph = workflow
+        .as_ref()
+        .map(|wf| graph::layout(wf, &Default::default()));
+    let params = workflow.and_then(|wf| wf.params).unwrap_or_default();
+    render(
+        StatusCode::OK,
+        json!({"page": "workflow", "title": name, "name": name, "version": current.version,
+               "enabled": current.enabled, "source": current.source, "graph": graph,
+               "params": params, "versions": versions, "runs": runs,
+               "triggers": summary.map(|s| s.triggers).unwrap_or_default()}),
+    )
 }

@@ -278,7 +278,8 @@ impl Op {
                 .ok(200, schema::<Schedules>),
             Op::CreateLoginLink => Route::post("/dashboard/login-links", "A one-time dashboard sign-in link (single use, valid for a minute)")
                 .optional_body(schema::<Empty>)
-                .ok(201, schema::<LoginLink>),
+                .ok(201, schema::<LoginLink>)
+                .errors(&[400, 413]),
         }
     }
 }

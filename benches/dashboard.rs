@@ -1,0 +1,165 @@
+//! Dashboard pages with a large history (issue 15): a home with 100,000
+//! recorded runs (written straight into its database, 5 workflows, a tenth of
+//! them failed), a release daemon with the default configuration, a session
+//! from a one-time link, then the server time (request to last byte, over
+//! loopback, median of 20) of:
+//!
+//! - the overview, the runs list (first page, page 100, filtered by workflow
+//!   and by status), a run page.
+//!
+//! `cargo bench --bench dashboard`; `FUSE_BENCH_RUNS` (default 100000).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fuse(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fuse"));
+    cmd.env("FUSE_HOME", home);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FUSE_") && k != "FUSE_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn main() {
+    let runs: usize = std::env::var("FUSE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    assert!(
+        fuse(&home)
+            .args(["init", "--yes", "--no-keyring"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    // The history, written directly (the schema is the store's own).
+    let started = Instant::now();
+    {
+        let mut conn = rusqlite::Connection::open(home.join("fuse.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, output,
+                         error, created_at, started_at, finished_at, duration_ms)
+                     VALUES (?1, ?2, ?3, 'webhook', '{}', '{}', ?4, ?5, ?5, ?6, 3)",
+                )
+                .unwrap();
+            let base = 1_790_000_000_000i64;
+            for i in 0..runs {
+                let failed = i % 10 == 0;
+                let at = base + i as i64 * 1000;
+                insert
+                    .execute(rusqlite::params![
+                        format!("01a00000-0000-7000-8000-{i:012}"),
+                        format!("flow-{}", i % 5),
+                        if failed { "failed" } else { "succeeded" },
+                        failed.then_some("node \"x\" failed: something went wrong"),
+                        at,
+                        at + 3
+                    ])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    println!(
+        "fuse dashboard benchmark ({} build): {runs} runs written in {:.1} s",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    let out = fuse(&home)
+        .args(["start", "--port", "0", "--skip-browser"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).unwrap()).unwrap();
+    let base = format!("http://{}:{}", info["host"].as_str().unwrap(), info["port"]);
+    let link: Value = serde_json::from_slice(
+        &fuse(&home)
+            .args(["dashboard", "--json", "--skip-browser"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let signed = client
+            .get(link["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let cookie = signed
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|c| c.split(';').next())
+            .unwrap()
+            .to_string();
+        let last = format!("01a00000-0000-7000-8000-{:012}", runs - 1);
+        println!("{:<40} {:>9} {:>9}", "page", "median ms", "max ms");
+        for (name, path) in [
+            ("overview", "/".to_string()),
+            ("runs, first page", "/runs".to_string()),
+            ("runs, page 100", "/runs?page=100".to_string()),
+            ("runs of one workflow", "/runs?workflow=flow-3".to_string()),
+            ("failed runs", "/runs?status=failed".to_string()),
+            (
+                "failed runs of one workflow, page 20",
+                "/runs?workflow=flow-0&status=failed&page=20".to_string(),
+            ),
+            ("a run page", format!("/runs/{last}")),
+        ] {
+            let mut times = Vec::new();
+            for _ in 0..20 {
+                let t = Instant::now();
+                let r = client
+                    .get(format!("{base}{path}"))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 200, "{path}");
+                let _ = r.bytes().await.unwrap();
+                times.push(t.elapsed());
+            }
+            times.sort();
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "{name:<40} {:>9.1} {:>9.1}",
+                ms(times[times.len() / 2]),
+                ms(times[times.len() - 1])
+            );
+        }
+    });
+    let _ = fuse(&home).arg("stop").output();
+}

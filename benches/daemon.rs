@@ -20,8 +20,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
+use common::{env_or, fuse};
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,17 +32,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn fuse(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fuse"));
-    cmd.env("FUSE_HOME", home);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FUSE_") && k != "FUSE_HOME" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -51,13 +43,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|n| n.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 /// One keep-alive HTTP/1.1 connection that posts a body and reads the status.

@@ -11,28 +11,16 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+
+use common::{env_or, fuse};
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn fuse(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fuse"));
-    cmd.env("FUSE_HOME", home);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FUSE_") && k != "FUSE_HOME" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
 fn main() {
-    let runs: usize = std::env::var("FUSE_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
+    let runs: usize = env_or("FUSE_BENCH_RUNS", 100_000);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     assert!(

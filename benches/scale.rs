@@ -12,6 +12,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
+use common::{env_or, fuse};
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,17 +30,6 @@ fn chain(n: usize) -> Value {
         .map(|i| json!({"source": format!("n{}", i - 1), "target": format!("n{i}")}))
         .collect();
     json!({"name": format!("chain-{n}"), "nodes": nodes, "edges": edges})
-}
-
-fn fuse(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fuse"));
-    cmd.env("FUSE_HOME", home);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FUSE_") && k != "FUSE_HOME" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
 }
 
 /// Runs `cmd` to the end; its wall time and peak RSS in KiB.
@@ -111,13 +104,6 @@ fn runner() {
         writeln!(out, "{answer}").unwrap();
         out.flush().unwrap();
     }
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {

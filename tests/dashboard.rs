@@ -88,6 +88,20 @@ fn link(d: &Daemon<'_>) -> String {
     answer["url"].as_str().unwrap().to_string()
 }
 
+/// Deploys a workflow whose node fails and runs it to the end: its id and error.
+fn failed_run(d: &Daemon<'_>) -> (String, String) {
+    let wf = json!({"name": "breaks", "nodes": [
+        {"id": "boom", "type": "transform.set",
+         "data": {"inputs": {"values": {"x": "{{ trigger.missing.deep }}"}}}}
+    ]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (code, started) = d.call("POST", "/api/v1/workflows/breaks/run", Some(json!({})));
+    assert_eq!(code, 202, "{started}");
+    let id = started["run_id"].as_str().unwrap().to_string();
+    let run = d.wait_status(&id, "failed");
+    (id, run["error"].as_str().unwrap().to_string())
+}
+
 /// Signs in through a fresh link; the session id.
 fn sign_in(d: &Daemon<'_>) -> String {
     let signed = page("GET", &link(d), &[], None);
@@ -263,16 +277,7 @@ fn signing_in_with_a_token_and_cross_site_forms_refused() {
 fn the_overview_shows_failed_runs_with_their_error() {
     let home = TestHome::initialized();
     let d = start(&home);
-    let wf = json!({"name": "breaks", "nodes": [
-        {"id": "boom", "type": "transform.set",
-         "data": {"inputs": {"values": {"x": "{{ trigger.missing.deep }}"}}}}
-    ]});
-    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
-    let (code, started) = d.call("POST", "/api/v1/workflows/breaks/run", Some(json!({})));
-    assert_eq!(code, 202, "{started}");
-    let id = started["run_id"].as_str().unwrap().to_string();
-    let run = d.wait_status(&id, "failed");
-    let error = run["error"].as_str().unwrap().to_string();
+    let (id, error) = failed_run(&d);
 
     let session = sign_in(&d);
     let overview = page("GET", &format!("{}/", d.url), &[cookie(&session)], None);
@@ -302,14 +307,7 @@ fn in_chromium_a_link_signs_in_and_a_failed_run_shows_red_with_its_error() {
     use crate::browser::{Browser, screenshot_path};
     let home = TestHome::initialized();
     let d = start(&home);
-    let wf = json!({"name": "breaks", "nodes": [
-        {"id": "boom", "type": "transform.set",
-         "data": {"inputs": {"values": {"x": "{{ trigger.missing.deep }}"}}}}
-    ]});
-    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
-    let (_, started) = d.call("POST", "/api/v1/workflows/breaks/run", Some(json!({})));
-    let id = started["run_id"].as_str().unwrap().to_string();
-    d.wait_status(&id, "failed");
+    let (id, _) = failed_run(&d);
 
     let browser = Browser::start();
     // Without a session the dashboard sends the browser to sign in.

@@ -21,7 +21,7 @@ fn set(home: &TestHome, name: &str, kind: &str, fields: Value) {
 }
 
 /// Every byte of every file under `dir` (database, WAL, logs, blobs, cache).
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

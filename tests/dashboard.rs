@@ -523,3 +523,80 @@ fn in_chromium_a_workflow_runs_from_its_params_form_and_can_be_disabled() {
         .unwrap_or_default();
     assert_eq!(greet["enabled"], json!(false));
 }
+
+#[test]
+fn in_chromium_credentials_are_listed_without_values_and_nodes_are_catalogued() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let secret = "s3cr3t-value-that-must-not-leak";
+    home.cmd()
+        .args(["creds", "set", "github", "--type", "api_key", "--stdin"])
+        .write_stdin(json!({"key": secret}).to_string())
+        .assert()
+        .success();
+    let d = start(&home);
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+
+    browser.goto(&format!("{}/credentials", d.url));
+    let listed = browser.text("#credentials").unwrap_or_default();
+    assert!(
+        listed.contains("github") && listed.contains("api_key"),
+        "{listed}"
+    );
+    browser.screenshot(&screenshot_path("credentials"));
+    // The value is on no page, in no API answer, and in no file but the
+    // encrypted store.
+    let mut pages = Vec::new();
+    for path in ["/", "/credentials", "/nodes", "/workflows", "/runs"] {
+        browser.goto(&format!("{}{path}", d.url));
+        pages.push(
+            browser
+                .run("return document.documentElement.outerHTML;", json!([]))
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    for api in ["/api/v1/credentials", "/api/v1/nodes", "/api/v1/health"] {
+        pages.push(d.call("GET", api, None).1.to_string());
+    }
+    assert!(
+        pages.iter().all(|p| !p.contains(secret)),
+        "the value reached a page or an answer"
+    );
+    let leaked = crate::creds::files_containing(home.path(), secret.as_bytes());
+    assert!(leaked.is_empty(), "the value is in {leaked:?}");
+
+    // Delete from the page (confirmed), and the API agrees.
+    browser.goto(&format!("{}/credentials", d.url));
+    browser.run(
+        "window.confirm = () => true; document.querySelector('button[data-delete]').click();",
+        json!([]),
+    );
+    browser.wait("the credential to be gone", |b| {
+        b.text("main")
+            .is_some_and(|t| t.contains("No credentials."))
+            .then_some(())
+    });
+    let (_, creds) = d.call("GET", "/api/v1/credentials", None);
+    assert_eq!(creds["credentials"], json!([]));
+
+    // The catalog: built-in types with their inputs, searchable.
+    browser.goto(&format!("{}/nodes", d.url));
+    let catalog = browser.text("#nodes").unwrap_or_default();
+    assert!(
+        catalog.contains("http.request") && catalog.contains("flow.wait"),
+        "{catalog}"
+    );
+    browser.run(
+        "const s = document.getElementById('search'); s.value = 'flow.wa'; s.dispatchEvent(new Event('input'));",
+        json!([]),
+    );
+    let shown = browser.run(
+        "return [...document.querySelectorAll('#nodes tbody tr')].filter(r => !r.hidden).map(r => r.dataset.name);",
+        json!([]),
+    );
+    assert_eq!(shown, json!(["flow.wait"]));
+    browser.screenshot(&screenshot_path("nodes"));
+}

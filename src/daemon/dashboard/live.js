@@ -58,6 +58,15 @@ async function post(button) {
   }
 }
 
+async function remove(button) {
+  if (!confirm(button.dataset.confirm || "Delete?")) return;
+  const r = await fetch(button.dataset.delete, {method: "DELETE", credentials: "same-origin"});
+  if (r.ok) { location.reload(); return; }
+  const answer = await r.json().catch(() => ({}));
+  const out = document.getElementById("action-error");
+  if (out) out.textContent = answer.message || `failed: HTTP ${r.status}`;
+}
+
 async function runForm(form, event) {
   event.preventDefault();
   const input = {};
@@ -95,4 +104,5 @@ document.addEventListener("DOMContentLoaded", () => {
   const root = document.querySelector("[data-run]");
   if (root && root.dataset.live === "1") follow(root);
   for (const b of document.querySelectorAll("button[data-post]")) b.addEventListener("click", () => post(b));
+  for (const b of document.querySelectorAll("button[data-delete]")) b.addEventListener("click", () => remove(b));
 });

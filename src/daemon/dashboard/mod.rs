@@ -38,7 +38,13 @@ const MAX_FORM: usize = 4096;
 pub(super) fn owns(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/login" | "/logout" | "/runs" | "/workflows" | "/assets/live.js"
+        "/" | "/login"
+            | "/logout"
+            | "/runs"
+            | "/workflows"
+            | "/nodes"
+            | "/credentials"
+            | "/assets/live.js"
     ) || ["/runs/", "/workflows/"].iter().any(|prefix| {
         path.strip_prefix(prefix)
             .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
@@ -70,6 +76,14 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
                         .collect();
                 runs(state, query).await
             }
+            None => redirect("/login", None),
+        },
+        (Method::GET, "/nodes") => match session(state, &req) {
+            Some(_) => nodes(state).await,
+            None => redirect("/login", None),
+        },
+        (Method::GET, "/credentials") => match session(state, &req) {
+            Some(_) => credentials(state).await,
             None => redirect("/login", None),
         },
         (Method::GET, "/workflows") => match session(state, &req) {
@@ -445,5 +459,63 @@ async fn workflow_page(state: &Arc<State>, name: String) -> Reply {
                "enabled": current.enabled, "source": current.source, "graph": graph,
                "params": params, "versions": versions, "runs": runs,
                "triggers": summary.map(|s| s.triggers).unwrap_or_default()}),
+    )
+}
+
+/// `/nodes`: every node type (built in, packages, plugins) with its inputs,
+/// then plugins and the packages that could not be loaded.
+async fn nodes(state: &Arc<State>) -> Reply {
+    let mut specs: Vec<crate::nodes::NodeSpec> = state
+        .engine
+        .registry()
+        .iter()
+        .map(|n| n.spec().clone())
+        .collect();
+    specs.sort_by(|a, b| a.type_name.cmp(&b.type_name));
+    let st = state.clone();
+    let catalog = tokio::task::spawn_blocking(move || {
+        crate::packages::Catalog::discover(
+            &st.home.node_packages_dir(),
+            &st.home.plugin_packages_dir(),
+        )
+    })
+    .await;
+    let (plugins, problems) = match catalog {
+        Ok(c) => (
+            c.plugins
+                .iter()
+                .map(|p| {
+                    json!({"name": p.manifest.name, "version": p.manifest.version,
+                                "description": p.manifest.description})
+                })
+                .collect::<Vec<_>>(),
+            c.problems,
+        ),
+        Err(e) => return super::api::internal(&format!("the request's task failed: {e}")),
+    };
+    render(
+        StatusCode::OK,
+        json!({"page": "nodes", "title": "Nodes", "nodes": specs, "plugins": plugins,
+               "problems": problems}),
+    )
+}
+
+/// `/credentials`: names, types, field names and dates; never a value.
+async fn credentials(state: &Arc<State>) -> Reply {
+    let st = state.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        crate::secrets::Vault::open(&st.home).and_then(|vault| vault.list())
+    })
+    .await;
+    let credentials = match listed {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return super::api::internal(&format!("the credentials could not be listed: {e}"));
+        }
+        Err(e) => return super::api::internal(&format!("the request's task failed: {e}")),
+    };
+    render(
+        StatusCode::OK,
+        json!({"page": "credentials", "title": "Credentials", "credentials": credentials}),
     )
 }

@@ -347,7 +347,8 @@ pub fn path_of(op: Op, params: &[&str]) -> String {
         .join("/")
 }
 
-fn decode(segment: &str) -> String {
+/// A percent-encoded path segment, decoded (lossily: bad UTF-8 becomes U+FFFD).
+pub fn decode(segment: &str) -> String {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8_lossy()
         .into_owned()

@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
-use crate::store::tokens::Scope;
+use crate::store::tokens::{Scope, hash};
 
 /// How long a session lasts after sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
@@ -40,13 +38,6 @@ pub struct Sessions {
 struct Inner {
     links: HashMap<String, (Instant, Grant)>,
     sessions: HashMap<String, (Instant, Grant)>,
-}
-
-fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Drops expired entries, then the oldest while over [`MAX_ENTRIES`].

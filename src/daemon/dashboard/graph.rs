@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::workflow::Workflow;
 
@@ -198,24 +197,6 @@ pub fn states(nodes: &[crate::store::history::NodeRunRow]) -> HashMap<String, (S
         }
     }
     states
-}
-
-/// A JSON value pretty-printed for the page, cut at `limit` bytes (saying
-/// how large it is).
-pub fn shown(value: &Value, limit: usize) -> String {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    if text.len() <= limit {
-        return text;
-    }
-    let mut cut = limit;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!(
-        "{}\n… ({} bytes in all; the whole value: GET /api/v1/executions/{{id}})",
-        &text[..cut],
-        text.len()
-    )
 }
 
 #[cfg(test)]

@@ -55,10 +55,6 @@ pub(super) fn owns(path: &str) -> bool {
 pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/") => match session(state, &req) {
-            Some(_) => overview(state).await,
-            None => redirect("/login", None),
-        },
         (Method::GET, "/assets/live.js") => Response::builder()
             .header(
                 hyper::header::CONTENT_TYPE,
@@ -68,42 +64,33 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
             .header("x-content-type-options", "nosniff")
             .body(Full::new(Bytes::from_static(LIVE_JS.as_bytes())))
             .unwrap_or_default(),
-        (Method::GET, "/runs") => match session(state, &req) {
-            Some(_) => {
-                let query: std::collections::HashMap<String, String> =
-                    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                        .into_owned()
-                        .collect();
-                runs(state, query).await
+        (Method::GET, page) if !matches!(page, "/login" | "/logout") => {
+            // Every page but sign-in needs a session.
+            if session(state, &req).is_none() {
+                return redirect("/login", None);
             }
-            None => redirect("/login", None),
-        },
-        (Method::GET, "/nodes") => match session(state, &req) {
-            Some(_) => nodes(state).await,
-            None => redirect("/login", None),
-        },
-        (Method::GET, "/credentials") => match session(state, &req) {
-            Some(_) => credentials(state).await,
-            None => redirect("/login", None),
-        },
-        (Method::GET, "/workflows") => match session(state, &req) {
-            Some(_) => workflows(state).await,
-            None => redirect("/login", None),
-        },
-        (Method::GET, p) if p.starts_with("/workflows/") => match session(state, &req) {
-            Some(_) => {
-                let name =
-                    percent_encoding::percent_decode_str(p.trim_start_matches("/workflows/"))
-                        .decode_utf8_lossy()
-                        .into_owned();
-                workflow_page(state, name).await
+            match page {
+                "/" => overview(state).await,
+                "/runs" => {
+                    let query =
+                        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                            .into_owned()
+                            .collect();
+                    runs(state, query).await
+                }
+                "/nodes" => nodes(state).await,
+                "/credentials" => credentials(state).await,
+                "/workflows" => workflows(state).await,
+                _ => match (
+                    page.strip_prefix("/workflows/"),
+                    page.strip_prefix("/runs/"),
+                ) {
+                    (Some(name), _) => workflow_page(state, crate::api::decode(name)).await,
+                    (_, Some(id)) => run_page(state, id.to_string()).await,
+                    _ => super::api::not_found("no such page"),
+                },
             }
-            None => redirect("/login", None),
-        },
-        (Method::GET, p) if p.starts_with("/runs/") => match session(state, &req) {
-            Some(_) => run_page(state, p.trim_start_matches("/runs/").to_string()).await,
-            None => redirect("/login", None),
-        },
+        }
         (Method::GET, "/login") => {
             let code = req.uri().query().and_then(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
@@ -372,8 +359,8 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
             json!({"node": n.node_id, "type": n.node_type, "attempt": n.attempt, "item": n.item,
                    "status": n.status, "duration_ms": n.duration_ms,
                    "error": n.error.as_ref().map(error_text),
-                   "input": n.input.as_ref().map(|v| graph::shown(v, SHOWN)),
-                   "output": n.output.as_ref().map(|v| graph::shown(v, SHOWN))})
+                   "input": n.input.as_ref().map(|v| shown(v, SHOWN)),
+                   "output": n.output.as_ref().map(|v| shown(v, SHOWN))})
         })
         .collect();
     let live = matches!(detail.summary.status.as_str(), "queued" | "running");
@@ -381,7 +368,7 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
         StatusCode::OK,
         json!({"page": "run", "title": format!("Run {}", short(&detail.summary.id)),
                "run": detail.summary, "graph": graph, "attempts": attempts, "logs": logs,
-               "live": live, "output": graph::shown(&detail.output, SHOWN)}),
+               "live": live, "output": shown(&detail.output, SHOWN)}),
     )
 }
 
@@ -517,5 +504,23 @@ async fn credentials(state: &Arc<State>) -> Reply {
     render(
         StatusCode::OK,
         json!({"page": "credentials", "title": "Credentials", "credentials": credentials}),
+    )
+}
+
+/// A JSON value pretty-printed for the page, cut at `limit` bytes (saying
+/// how large it is).
+fn shown(value: &Value, limit: usize) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    if text.len() <= limit {
+        return text;
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n… ({} bytes in all; the whole value: GET /api/v1/executions/{{id}})",
+        &text[..cut],
+        text.len()
     )
 }

@@ -539,9 +539,6 @@ impl Writer {
                     continue;
                 }
                 Item::Accept(a) => {
-                    // Small inputs go into the row in one statement; a large one
-                    // becomes a blob (whose reference needs the row first).
-                    let inline = (a.input.len() as u64) <= threshold;
                     tx.prepare_cached(
                         "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, retry_of, created_at)
                          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
@@ -550,25 +547,21 @@ impl Writer {
                         a.id,
                         a.workflow,
                         a.trigger,
-                        inline.then_some(a.input.as_str()),
+                        inline(&a.input, threshold),
                         a.retry_of,
                         crate::engine::events::now_ms()
                     ])?;
-                    if !inline {
-                        let stored = blob(&tx, &self.blobs_dir, &a.id, &a.input)?;
-                        tx.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
-                            .execute(params![a.id, stored])?;
-                    }
+                    input_blob(&tx, &self.blobs_dir, threshold, &a.id, &a.input)?;
                     continue;
                 }
                 Item::Started(s) => {
-                    if !self.definitions.contains(s.hash.as_str()) {
-                        tx.prepare_cached(
-                            "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![s.hash, s.definition.as_str()])?;
-                        new_definitions.push(s.hash.clone());
-                    }
+                    define(
+                        &tx,
+                        &self.definitions,
+                        &mut new_definitions,
+                        &s.hash,
+                        &s.definition,
+                    )?;
                     tx.prepare_cached(
                         "UPDATE executions SET status = 'running', started_at = ?2,
                              workflow_hash = ?3, source_path = ?4
@@ -604,25 +597,20 @@ impl Writer {
                     // A run recorded before it started (the daemon's) has its
                     // row already: accepted, then started.
                     if !recorded {
-                        if !self.definitions.contains(workflow_hash.as_str()) {
-                            tx.prepare_cached(
-                                "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
-                            )?
-                            .execute(params![workflow_hash, definition.as_str()])?;
-                            new_definitions.push(workflow_hash.to_string());
-                        }
+                        define(
+                            &tx,
+                            &self.definitions,
+                            &mut new_definitions,
+                            workflow_hash,
+                            definition,
+                        )?;
                         let text = input.to_string();
-                        let inline = (text.len() as u64) <= threshold;
                         tx.prepare_cached("INSERT INTO executions (id, workflow_name, workflow_hash, source_path, status, trigger_kind,
                                  input, parent_id, retry_of, created_at, started_at)
                              VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9, ?9)")?
                             .execute(params![run_id, workflow, workflow_hash, source_path, trigger_kind,
-                                inline.then_some(text.as_str()), parent_id, retry_of, at_ms])?;
-                        if !inline {
-                            let stored = blob(&tx, &self.blobs_dir, run_id, &text)?;
-                            tx.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
-                                .execute(params![run_id, stored])?;
-                        }
+                                inline(&text, threshold), parent_id, retry_of, at_ms])?;
+                        input_blob(&tx, &self.blobs_dir, threshold, run_id, &text)?;
                     }
                     self.runs.insert(
                         run_id.clone(),
@@ -932,6 +920,47 @@ fn may_pass(e: &rusqlite::Error) -> bool {
 /// Where a blob lives: `blobs/<first two hex>/<hash>`.
 pub fn blob_path(blobs_dir: &Path, hash: &str) -> PathBuf {
     blobs_dir.join(&hash[..2.min(hash.len())]).join(hash)
+}
+
+/// Writes a workflow definition the writer has not stored yet (`known`: the
+/// hashes stored; `new` collects the ones written, known once committed).
+fn define(
+    conn: &Connection,
+    known: &std::collections::HashSet<String>,
+    new: &mut Vec<String>,
+    hash: &str,
+    definition: &str,
+) -> rusqlite::Result<()> {
+    if !known.contains(hash) {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+        )?
+        .execute(params![hash, definition])?;
+        new.push(hash.to_string());
+    }
+    Ok(())
+}
+
+/// A run's input for its new row: the text when small (one statement), else
+/// NULL and [`input_blob`] after the insert (a blob's reference needs the row).
+fn inline(text: &str, threshold: u64) -> Option<&str> {
+    ((text.len() as u64) <= threshold).then_some(text)
+}
+
+/// The large input of a row just inserted: written as a blob, referenced.
+fn input_blob(
+    conn: &Connection,
+    blobs_dir: &Path,
+    threshold: u64,
+    run_id: &str,
+    text: &str,
+) -> rusqlite::Result<()> {
+    if inline(text, threshold).is_none() {
+        let stored = blob(conn, blobs_dir, run_id, text)?;
+        conn.prepare_cached("UPDATE executions SET input = ?2 WHERE id = ?1")?
+            .execute(params![run_id, stored])?;
+    }
+    Ok(())
 }
 
 /// The stored text of a payload: inline JSON, or a `{"$blob": …}` reference.

@@ -4,7 +4,7 @@
 //! them the tests fail saying so (they are never skipped).
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -73,27 +73,22 @@ impl Browser {
         };
         let base = format!("http://127.0.0.1:{port}");
         // Ready when /status says so (ChromeDriver takes a moment to listen).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = rt.block_on(async {
-                let r = client
-                    .get(format!("{base}/status"))
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .ok()?;
-                let v: Value = r.json().await.ok()?;
-                v["value"]["ready"].as_bool()
-            });
-            if ready == Some(true) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ChromeDriver did not get ready in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::daemon::wait_for_within(
+            "ChromeDriver to get ready",
+            Duration::from_secs(30),
+            || {
+                rt.block_on(async {
+                    let r = client
+                        .get(format!("{base}/status"))
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                        .ok()?;
+                    let v: Value = r.json().await.ok()?;
+                    v["value"]["ready"].as_bool().filter(|ready| *ready)
+                })
+            },
+        );
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -180,14 +175,7 @@ impl Browser {
 
     /// Polls until `check` gives a value (15 s at most, then fails naming `what`).
     pub fn wait<T>(&self, what: &str, mut check: impl FnMut(&Browser) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(v) = check(self) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "waited 15 s for {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::daemon::wait_for_within(what, Duration::from_secs(15), || check(self))
     }
 
     /// The `data-state` of graph node `id` on a run page.

@@ -137,8 +137,13 @@ impl Daemon<'_> {
 }
 
 /// Polls `check` until it gives a value (10 s at most, then fails naming `what`).
-pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_within(what, Duration::from_secs(10), check)
+}
+
+/// Polls `check` until it gives a value (`limit` at most, then fails naming `what`).
+pub fn wait_for_within<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(found) = check() {
             return found;

@@ -72,18 +72,9 @@ fn cookie(id: &str) -> (&'static str, String) {
 
 /// A new sign-in link from `fuse dashboard --json`.
 fn link(d: &Daemon<'_>) -> String {
-    let out = d
-        .home
-        .cmd()
-        .args(["dashboard", "--json", "--skip-browser"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out =
+        crate::helper::stdout_of(d.home.cmd().args(["dashboard", "--json", "--skip-browser"]));
+    let answer: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(answer["expires_in_s"], 60);
     answer["url"].as_str().unwrap().to_string()
 }
@@ -169,12 +160,8 @@ fn a_sign_in_link_works_once_and_sets_a_strict_http_only_cookie() {
 fn an_expired_link_is_refused() {
     let home = TestHome::initialized();
     let d = start_with(&home, &[("FUSE_DAEMON_LOGIN_LINK_SECONDS", "0")]);
-    let out = home
-        .cmd()
-        .args(["dashboard", "--json", "--skip-browser"])
-        .output()
-        .unwrap();
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = crate::helper::stdout_of(home.cmd().args(["dashboard", "--json", "--skip-browser"]));
+    let answer: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(answer["expires_in_s"], 0);
     let used = page("GET", answer["url"].as_str().unwrap(), &[], None);
     assert_eq!(used.status, 401);

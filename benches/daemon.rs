@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{env_or, fuse};
+use common::{env_or, fuse, init, start};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -213,25 +213,9 @@ fn main() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
-    assert!(
-        fuse(&home)
-            .args(["init", "--yes", "--no-keyring"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    init(&home);
     // The default configuration: nothing in fuse.toml is changed.
-    let out = fuse(&home).args(["start", "--port", "0"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).unwrap()).unwrap();
-    let pid = info["pid"].as_u64().unwrap() as u32;
-    let addr = format!("{}:{}", info["host"].as_str().unwrap(), info["port"]);
+    let (pid, addr) = start(&home);
     let token = std::fs::read_to_string(home.join("api-token"))
         .unwrap()
         .trim()

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{env_or, fuse};
+use common::{env_or, fuse, init, start};
 
 use std::time::{Duration, Instant};
 
@@ -23,14 +23,7 @@ fn main() {
     let runs: usize = env_or("FUSE_BENCH_RUNS", 100_000);
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
-    assert!(
-        fuse(&home)
-            .args(["init", "--yes", "--no-keyring"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    init(&home);
     // The history, written directly (the schema is the store's own).
     let started = Instant::now();
     {
@@ -71,18 +64,8 @@ fn main() {
         },
         started.elapsed().as_secs_f64()
     );
-    let out = fuse(&home)
-        .args(["start", "--port", "0", "--skip-browser"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.join("daemon.json")).unwrap()).unwrap();
-    let base = format!("http://{}:{}", info["host"].as_str().unwrap(), info["port"]);
+    let (_, addr) = start(&home);
+    let base = format!("http://{addr}");
     let link: Value = serde_json::from_slice(
         &fuse(&home)
             .args(["dashboard", "--json", "--skip-browser"])

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{env_or, fuse};
+use common::{env_or, fuse, init};
 
 use std::path::Path;
 use std::process::Command;
@@ -170,11 +170,7 @@ fn main() {
     let mut at_100k = None;
     for &n in &sizes {
         let home = tmp.path().join(format!("home-{n}"));
-        let init = fuse(&home)
-            .args(["init", "--yes", "--no-keyring"])
-            .output()
-            .unwrap();
-        assert!(init.status.success(), "fuse init failed");
+        init(&home);
         let file = tmp.path().join(format!("chain-{n}.json"));
         std::fs::write(&file, chain(n).to_string()).unwrap();
         let size = std::fs::metadata(&file).unwrap().len();

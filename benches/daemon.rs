@@ -10,7 +10,8 @@
 //! For 16 and 50 connections it prints answered runs/s (every one committed to
 //! the database before its answer), latency p50/p99, and checks every
 //! answered run is recorded. Then the daemon's RSS: idle, right after 40,000
-//! accepted runs, and 30 s later.
+//! accepted runs, and 30 s later; the database's size, and its size before and
+//! after `fuse runs prune` of every run.
 //!
 //! `cargo bench --bench daemon`; `FUSE_BENCH_SECONDS` (default 5) per point,
 //! `FUSE_BENCH_CONNECTIONS` (default "16,50"), `FUSE_BENCH_BURST` (default
@@ -311,14 +312,33 @@ fn main() {
         after as f64 / 1024.0,
         settled as f64 / 1024.0
     );
-    println!(
-        "database          {:.1} MB on disk (fuse.db + WAL)",
+    let db_size = || {
         ["fuse.db", "fuse.db-wal"]
             .iter()
             .filter_map(|f| std::fs::metadata(home.join(f)).ok())
             .map(|m| m.len())
             .sum::<u64>() as f64
             / 1e6
+    };
+    println!(
+        "database          {:.1} MB on disk (fuse.db + WAL)",
+        db_size()
     );
     let _ = fuse(&home).arg("stop").output();
+    // Then every recorded run pruned: the file gives the space back.
+    let before = db_size();
+    let pruned = fuse(&home)
+        .args(["runs", "prune", "--older-than", "0s"])
+        .output()
+        .unwrap();
+    assert!(
+        pruned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pruned.stderr)
+    );
+    println!(
+        "prune             {before:.1} MB before `fuse runs prune --older-than 0s`, {:.2} MB after ({})",
+        db_size(),
+        String::from_utf8_lossy(&pruned.stdout).trim()
+    );
 }

@@ -497,6 +497,18 @@ fn in_chromium_a_workflow_runs_from_its_params_form_and_can_be_disabled() {
         "the browser's own check keeps the form"
     );
 
+    // A value the daemon refuses: its message is shown, nothing runs.
+    browser.run(
+        "document.getElementById('param-who').value = 'Ada'; document.getElementById('param-times').value = 'many';
+         document.querySelector('#run-form button').click();",
+        json!([]),
+    );
+    browser.wait("the daemon's reason", |b| {
+        b.text("#run-error")
+            .filter(|t| t.contains("times"))
+            .map(|_| ())
+    });
+
     // Disable from the page; the API agrees.
     browser.run("document.getElementById('disable').click();", json!([]));
     browser.wait("the workflow to show disabled", |b| {
@@ -586,4 +598,100 @@ fn in_chromium_credentials_are_listed_without_values_and_nodes_are_catalogued() 
     );
     assert_eq!(shown, json!(["flow.wait"]));
     browser.screenshot(&screenshot_path("nodes"));
+}
+
+#[test]
+fn in_chromium_a_run_is_retried_from_its_failed_node_and_a_running_run_cancelled() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count");
+    let gate = dir.path().join("gate");
+    // `first` leaves a line each time it runs; `second` fails until `gate` exists.
+    let wf = json!({"name": "gated", "nodes": [
+        {"id": "first", "type": "exec.command",
+         "data": {"inputs": {"argv": format!("echo ran >> '{}'", count.display()), "shell": true}}},
+        {"id": "second", "type": "file.read",
+         "data": {"inputs": {"path": gate.display().to_string()}}}
+    ], "edges": [{"source": "first", "target": "second"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = d.call("POST", "/api/v1/workflows/gated/run", Some(json!({})));
+    let failed = started["run_id"].as_str().unwrap().to_string();
+    d.wait_status(&failed, "failed");
+    let lines = |path: &std::path::Path| std::fs::read_to_string(path).unwrap().lines().count();
+    assert_eq!(lines(&count), 1);
+
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+    browser.goto(&format!("{}/runs/{failed}", d.url));
+    assert_eq!(browser.node_state("first").as_deref(), Some("succeeded"));
+    assert_eq!(browser.node_state("second").as_deref(), Some("failed"));
+    std::fs::write(&gate, "open").unwrap();
+    browser.run(
+        "document.getElementById('retry-failed').click();",
+        json!([]),
+    );
+    browser.wait("the retry's page", |b| {
+        (b.url().contains("/runs/") && !b.url().ends_with(&failed)).then_some(())
+    });
+    browser.wait("the retry to succeed", |b| {
+        (b.text("#run-status").as_deref() == Some("succeeded")).then_some(())
+    });
+    assert_eq!(browser.node_state("second").as_deref(), Some("succeeded"));
+    assert!(
+        browser
+            .text("#log")
+            .unwrap_or_default()
+            .contains("reused the output"),
+        "{:?}",
+        browser.text("#log")
+    );
+    assert_eq!(
+        lines(&count),
+        1,
+        "the node that had succeeded did not run again"
+    );
+    let retry = browser
+        .url()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let (_, run) = d.call("GET", &format!("/api/v1/executions/{retry}"), None);
+    assert_eq!(run["retry_of"], json!(failed));
+    assert_eq!(run["output"], json!("open"));
+
+    // The API refuses to go on from a run that did not fail.
+    let (code, answer) = d.call(
+        "POST",
+        &format!("/api/v1/executions/{retry}/retry"),
+        Some(json!({"from_failed": true})),
+    );
+    assert_eq!(code, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("without from_failed"),
+        "{answer}"
+    );
+
+    // Cancel a running run from its page.
+    let wf = json!({"name": "long", "nodes": [
+        {"id": "nap", "type": "flow.wait", "data": {"inputs": {"duration": "60s"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = d.call("POST", "/api/v1/workflows/long/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    browser.goto(&format!("{}/runs/{id}", d.url));
+    browser.wait("the node to run", |b| {
+        (b.node_state("nap").as_deref() == Some("running")).then_some(())
+    });
+    browser.run("document.getElementById('cancel').click();", json!([]));
+    browser.wait("the run to show cancelled", |b| {
+        (b.text("#run-status").as_deref() == Some("cancelled")).then_some(())
+    });
+    browser.screenshot(&screenshot_path("run-cancelled"));
+    let (_, run) = d.call("GET", &format!("/api/v1/executions/{id}"), None);
+    assert_eq!(run["status"], json!("cancelled"));
 }

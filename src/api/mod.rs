@@ -257,8 +257,9 @@ impl Op {
                 .scope(Scope::Run)
                 .ok(202, schema::<Cancelling>)
                 .errors(&[400, 404, 409]),
-            Op::RetryExecution => Route::post("/executions/{id}/retry", "Run again with the same definition and input")
+            Op::RetryExecution => Route::post("/executions/{id}/retry", "Run again with the same definition and input (from the failed node with from_failed)")
                 .scope(Scope::Run)
+                .optional_body(schema::<RetryRequest>)
                 .ok(202, schema::<RunStarted>)
                 .errors(&[400, 404, 409, 422, 503]),
             Op::ListNodes => Route::get("/nodes", "Node types (built in and from packages)")

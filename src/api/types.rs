@@ -192,6 +192,16 @@ pub struct RunStarted {
     pub retry_of: Option<String>,
 }
 
+/// `POST /executions/{id}/retry` (the body may be left out: a whole retry).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Reuse the outputs of the nodes that succeeded and run again from the
+    /// failed node (the same definition and input).
+    #[serde(default)]
+    pub from_failed: bool,
+}
+
 /// `POST /executions/{id}/cancel`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Cancelling {

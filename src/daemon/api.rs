@@ -502,7 +502,10 @@ async fn dispatch(
             blocking(state, move |s| manage::logs(s, &id)).await
         }
         Op::CancelExecution => manage::cancel(state, param(0)).await,
-        Op::RetryExecution => manage::retry(state, param(0)).await,
+        Op::RetryExecution => match optional_body::<types::RetryRequest>(req).await {
+            Ok(body) => manage::retry(state, param(0), body.from_failed).await,
+            Err(r) => *r,
+        },
         Op::ListNodes => manage::nodes(state),
         Op::ListPlugins => blocking(state, manage::plugins).await,
         Op::ListCredentials => blocking(state, manage::credentials).await,
@@ -515,15 +518,8 @@ async fn dispatch(
             blocking(state, move |s| manage::delete_credential(s, &name)).await
         }
         Op::ListSchedules => blocking(state, manage::schedules).await,
-        Op::CreateLoginLink => match body_json(req).await {
-            Ok(None) => login_link(state),
-            Ok(Some(Value::Object(fields))) if fields.is_empty() => login_link(state),
-            Ok(Some(_)) => error(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "this request takes no fields: send no body or {}",
-                Value::Null,
-            ),
+        Op::CreateLoginLink => match optional_body::<types::Empty>(req).await {
+            Ok(types::Empty {}) => login_link(state),
             Err(r) => *r,
         },
     }
@@ -589,7 +585,21 @@ pub(super) fn ok<T: serde::Serialize>(status: StatusCode, body: &T) -> Reply {
 async fn typed_body<T: serde::de::DeserializeOwned>(
     req: Request<hyper::body::Incoming>,
 ) -> Result<T, Box<Reply>> {
-    let value = body_json(req).await?.unwrap_or_default();
+    fit(body_json(req).await?.unwrap_or_default())
+}
+
+/// A typed body that may be left out (no body is `T::default()`).
+async fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    req: Request<hyper::body::Incoming>,
+) -> Result<T, Box<Reply>> {
+    match body_json(req).await? {
+        None => Ok(T::default()),
+        Some(value) => fit(value),
+    }
+}
+
+/// A JSON value as the request type `T`, or 400 naming where it does not fit.
+fn fit<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Box<Reply>> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         Box::new(error(

@@ -171,7 +171,10 @@ pub(super) async fn cancel(state: &Arc<State>, id: &str) -> Reply {
     }
 }
 
-pub(super) async fn retry(state: &Arc<State>, id: &str) -> Reply {
+/// Runs a recorded run again with its definition and input; `from_failed`
+/// reuses the outputs of the nodes that succeeded, so the run goes on from
+/// the node that failed.
+pub(super) async fn retry(state: &Arc<State>, id: &str, from_failed: bool) -> Reply {
     let wanted = id.to_string();
     let found = state
         .db(move |db| db.run_with_definition(&db.resolve_run(&wanted)?))
@@ -180,9 +183,25 @@ pub(super) async fn retry(state: &Arc<State>, id: &str) -> Reply {
         Ok(found) => found,
         Err(e) => return store_error(&e),
     };
+    if from_failed && detail.summary.status == "succeeded" {
+        return error(
+            StatusCode::CONFLICT,
+            "nothing_failed",
+            format!(
+                "run {} succeeded, so there is no failed node to go on from; retry it whole (without from_failed)",
+                detail.summary.id
+            ),
+            Value::Null,
+        );
+    }
     let spec = super::api::RunSpec {
         definition,
         retry_of: Some(detail.summary.id.clone()),
+        reuse: if from_failed {
+            crate::store::history::succeeded_outputs(&detail.nodes)
+        } else {
+            Default::default()
+        },
         ..Default::default()
     };
     match start_run_with(state, &detail.summary.workflow, detail.input, "retry", spec).await {

@@ -35,16 +35,21 @@ function follow(root) {
   };
 }
 
+// The daemon's error message ({"error": {"message"}}), else the status.
+function problem(answer, r) {
+  return (answer && answer.error && answer.error.message) || `failed: HTTP ${r.status}`;
+}
+
 async function post(button) {
   button.disabled = true;
   try {
     const r = await fetch(button.dataset.post, {
-      method: "POST", headers: {"content-type": "application/json"}, body: "{}", credentials: "same-origin",
+      method: "POST", headers: {"content-type": "application/json"}, body: button.dataset.body || "{}", credentials: "same-origin",
     });
     const answer = await r.json().catch(() => ({}));
     if (!r.ok) {
       const out = document.getElementById("action-error");
-      if (out) out.textContent = answer.message || `failed: HTTP ${r.status}`;
+      if (out) out.textContent = problem(answer, r);
       button.disabled = false;
       return;
     }
@@ -64,7 +69,7 @@ async function remove(button) {
   if (r.ok) { location.reload(); return; }
   const answer = await r.json().catch(() => ({}));
   const out = document.getElementById("action-error");
-  if (out) out.textContent = answer.message || `failed: HTTP ${r.status}`;
+  if (out) out.textContent = problem(answer, r);
 }
 
 async function runForm(form, event) {
@@ -79,7 +84,7 @@ async function runForm(form, event) {
   });
   const answer = await r.json().catch(() => ({}));
   if (r.ok && answer.run_id) location.href = "/runs/" + encodeURIComponent(answer.run_id);
-  else if (out) out.textContent = answer.message || `failed: HTTP ${r.status}`;
+  else if (out) out.textContent = problem(answer, r);
 }
 
 function filterRows(search) {

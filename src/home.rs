@@ -435,6 +435,24 @@ pub fn random_hex(n: usize) -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A template manifest with its top-level `description` (the line indented
+/// by two spaces; inputs keep theirs) set to `description`, JSON-escaped.
+fn with_description(manifest: &str, description: &str) -> String {
+    let escaped = serde_json::to_string(description).unwrap_or_else(|_| "\"\"".into());
+    manifest
+        .lines()
+        .map(|line| {
+            if line.starts_with("  \"description\": ") {
+                format!("  \"description\": {escaped},")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// Names of the bundled node and plugin packages and templates (for `fuse version`).
 pub fn bundled_counts() -> (usize, usize) {
     let count = |d: &Dir<'_>| {
@@ -449,8 +467,14 @@ pub fn bundled_counts() -> (usize, usize) {
 }
 
 /// Writes the bundled package scaffold for `lang` (`templates/packages/<lang>`)
-/// into `dest`, with `__NAME__` replaced by `name`. Returns the files written.
-pub fn scaffold_package(lang: &str, name: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+/// into `dest`, with `__NAME__` replaced by `name` and, given one, the
+/// manifest's description replaced by `description`. Returns the files written.
+pub fn scaffold_package(
+    lang: &str,
+    name: &str,
+    description: Option<&str>,
+    dest: &Path,
+) -> Result<Vec<PathBuf>> {
     let base = Path::new("packages").join(lang);
     let Some(dir) = BUNDLED_TEMPLATES.get_dir(&base) else {
         return Err(Error::Setting(format!(
@@ -467,7 +491,10 @@ pub fn scaffold_package(lang: &str, name: &str, dest: &Path) -> Result<Vec<PathB
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).io_context("create folder", parent)?;
             }
-            let text = String::from_utf8_lossy(file.contents()).replace("__NAME__", name);
+            let mut text = String::from_utf8_lossy(file.contents()).replace("__NAME__", name);
+            if let (Some(description), true) = (description, rel == Path::new("manifest.json")) {
+                text = with_description(&text, description);
+            }
             write_atomic(&target, text.as_bytes(), mode_for(&target))?;
             written.push(target);
         }

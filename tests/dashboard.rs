@@ -695,3 +695,61 @@ fn in_chromium_a_run_is_retried_from_its_failed_node_and_a_running_run_cancelled
     let (_, run) = d.call("GET", &format!("/api/v1/executions/{id}"), None);
     assert_eq!(run["status"], json!("cancelled"));
 }
+
+#[test]
+fn in_chromium_a_node_made_with_the_new_node_form_is_catalogued_and_runs() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+    browser.goto(&format!("{}/nodes", d.url));
+    let create = |name: &str| {
+        browser.run(
+            "document.getElementById('new-name').value = arguments[0];
+             document.getElementById('new-lang').value = 'sh';
+             document.getElementById('new-description').value = 'Measures text';
+             document.querySelector('#new-node button').click();",
+            json!([name]),
+        );
+    };
+    create("measure");
+    browser.wait("the new node in the catalog", |b| {
+        b.url().contains("new=measure").then_some(())
+    });
+    let row = browser.text("#fresh").unwrap_or_default();
+    assert!(
+        row.contains("measure") && row.contains("Measures text"),
+        "{row}"
+    );
+    browser.screenshot(&screenshot_path("nodes-new"));
+    // Written where `fuse nodes new` writes.
+    let manifest = home.path().join("node_packages/measure/manifest.json");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    assert_eq!(manifest["description"], "Measures text");
+
+    // It runs.
+    let wf = json!({"name": "measured", "nodes": [
+        {"id": "m", "type": "measure", "data": {"inputs": {"text": "abcd"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = d.call("POST", "/api/v1/workflows/measured/run", Some(json!({})));
+    let run = d.wait_status(started["run_id"].as_str().unwrap(), "succeeded");
+    assert_eq!(run["output"]["bytes"], json!(4), "{run}");
+
+    // The same name again: the daemon's reason is shown, nothing changes.
+    browser.goto(&format!("{}/nodes", d.url));
+    create("measure");
+    browser.wait("the refusal", |b| {
+        b.text("#new-status")
+            .filter(|t| t.contains("already exists"))
+            .map(|_| ())
+    });
+    let (code, answer) = d.call(
+        "POST",
+        "/api/v1/nodes",
+        Some(json!({"name": "../escape", "lang": "sh"})),
+    );
+    assert_eq!(code, 400, "{answer}");
+    assert!(!home.path().join("escape").exists());
+}

@@ -39,7 +39,7 @@ ops! {
     ListVersions, GetVersion, Rollback, Enable, Disable, RunWorkflow,
     ListExecutions, GetExecution, ExecutionLogs, ExecutionEvents, Events,
     CancelExecution, RetryExecution,
-    ListNodes, ListPlugins, ListCredentials, CreateCredential, DeleteCredential,
+    ListNodes, CreateNode, ListPlugins, ListCredentials, CreateCredential, DeleteCredential,
     ListSchedules, CreateLoginLink,
 }
 
@@ -264,6 +264,10 @@ impl Op {
                 .errors(&[400, 404, 409, 422, 503]),
             Op::ListNodes => Route::get("/nodes", "Node types (built in and from packages)")
                 .ok(200, schema::<NodeTypes>),
+            Op::CreateNode => Route::post("/nodes", "Scaffold a node package in the home (as `fuse nodes new`); hot reload loads it")
+                .body(schema::<NewNode>)
+                .ok(201, schema::<NodeCreated>)
+                .errors(&[400, 409, 413]),
             Op::ListPlugins => Route::get("/plugins", "Plugins, and packages that could not be loaded")
                 .ok(200, schema::<Plugins>),
             Op::ListCredentials => Route::get("/credentials", "Credentials: names, types and field names, never values")

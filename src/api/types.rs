@@ -227,6 +227,34 @@ pub struct NodeTypes {
     pub nodes: Vec<NodeSpec>,
 }
 
+/// `POST /nodes`: a new node package, as `fuse nodes new` makes it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNode {
+    /// The package's name and node type: letters, digits, `-`, `_`.
+    pub name: String,
+    /// python (default), sh or rust.
+    #[serde(default = "default_lang")]
+    pub lang: String,
+    /// What the node does (one line).
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_lang() -> String {
+    "python".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NodeCreated {
+    pub name: String,
+    pub lang: String,
+    /// The package's folder.
+    pub dir: String,
+    /// Its files, relative to `dir`.
+    pub files: Vec<String>,
+}
+
 /// `GET /plugins`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Plugins {

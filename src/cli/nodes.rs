@@ -43,6 +43,9 @@ pub enum NodesCommand {
         /// python, sh or rust.
         #[arg(long, default_value = "python")]
         lang: String,
+        /// What the node does (the manifest's description).
+        #[arg(long)]
+        description: Option<String>,
     },
     /// Check every package: manifest, required commands, fuse version, self-test,
     /// and whether file-system confinement is enforced here.
@@ -211,21 +214,21 @@ pub fn run_nodes(globals: &Globals, command: NodesCommand) -> anyhow::Result<Exi
             }
             Ok(ExitCode::SUCCESS)
         }
-        NodesCommand::New { name, lang } => {
+        NodesCommand::New {
+            name,
+            lang,
+            description,
+        } => {
             let home = Home::resolve(globals.home.clone())?;
             home.require()?;
-            if !manifest::valid_name(&name) {
-                bail!("{name:?} is not a valid package name: letters, digits, `-` and `_` only");
-            }
             let dest = home.node_packages_dir().join(&name);
-            if dest.exists() {
-                bail!(
-                    "{} already exists; pick another name or remove it first",
-                    dest.display()
-                );
-            }
-            let files = crate::home::scaffold_package(&lang, &name, &dest)
-                .with_context(|| format!("could not create the package in {}", dest.display()))?;
+            let files = crate::packages::scaffold::new_node(
+                &home.node_packages_dir(),
+                &name,
+                &lang,
+                description.as_deref(),
+            )
+            .with_context(|| format!("could not create node package {name:?}"))?;
             if !globals.quiet {
                 outln!(
                     "created node package {name} ({lang}) in {}:",

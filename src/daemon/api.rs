@@ -507,6 +507,10 @@ async fn dispatch(
             Err(r) => *r,
         },
         Op::ListNodes => manage::nodes(state),
+        Op::CreateNode => match typed_body::<types::NewNode>(req).await {
+            Ok(body) => blocking(state, move |s| manage::create_node(s, body)).await,
+            Err(r) => *r,
+        },
         Op::ListPlugins => blocking(state, manage::plugins).await,
         Op::ListCredentials => blocking(state, manage::credentials).await,
         Op::CreateCredential => match typed_body::<types::NewCredential>(req).await {

@@ -226,6 +226,41 @@ pub(super) fn nodes(state: &Arc<State>) -> Reply {
     ok(StatusCode::OK, &types::NodeTypes { nodes })
 }
 
+pub(super) fn create_node(state: &Arc<State>, body: types::NewNode) -> Reply {
+    use crate::packages::scaffold::{NewNodeError, new_node};
+    let packages = state.home.node_packages_dir();
+    match new_node(
+        &packages,
+        &body.name,
+        &body.lang,
+        body.description.as_deref(),
+    ) {
+        Ok(files) => {
+            let dir = packages.join(&body.name);
+            let files = files
+                .iter()
+                .map(|f| f.strip_prefix(&dir).unwrap_or(f).display().to_string())
+                .collect();
+            ok(
+                StatusCode::CREATED,
+                &types::NodeCreated {
+                    name: body.name,
+                    lang: body.lang,
+                    dir: dir.display().to_string(),
+                    files,
+                },
+            )
+        }
+        Err(NewNodeError::Invalid(why)) => {
+            error(StatusCode::BAD_REQUEST, "invalid_node", why, Value::Null)
+        }
+        Err(e @ NewNodeError::Exists(_)) => {
+            error(StatusCode::CONFLICT, "exists", e.to_string(), Value::Null)
+        }
+        Err(NewNodeError::Failed(e)) => internal(&e.to_string()),
+    }
+}
+
 pub(super) fn plugins(state: &Arc<State>) -> Reply {
     let catalog = crate::packages::Catalog::discover(
         &state.home.node_packages_dir(),

@@ -7,6 +7,7 @@
 pub mod confine;
 pub mod manifest;
 pub mod runtime;
+pub mod scaffold;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

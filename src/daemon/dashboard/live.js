@@ -87,6 +87,34 @@ async function runForm(form, event) {
   else if (out) out.textContent = problem(answer, r);
 }
 
+// The New node form: create the package, then wait for hot reload to load
+// it and show it in the catalog.
+async function newNode(form, event) {
+  event.preventDefault();
+  const out = document.getElementById("new-status");
+  const body = {name: form.elements.name.value.trim(), lang: form.elements.lang.value};
+  const description = form.elements.description.value.trim();
+  if (description !== "") body.description = description;
+  const r = await fetch(form.dataset.newNode, {
+    method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body), credentials: "same-origin",
+  });
+  const answer = await r.json().catch(() => ({}));
+  if (!r.ok) { out.textContent = problem(answer, r); out.className = "err"; return; }
+  out.className = "meta";
+  out.textContent = `Created ${answer.dir} (${answer.files.join(", ")}); waiting for it to load…`;
+  const deadline = Date.now() + 30000;
+  while (Date.now() < deadline) {
+    const listed = await fetch("/api/v1/nodes", {credentials: "same-origin"}).then((r) => r.json()).catch(() => ({}));
+    if ((listed.nodes || []).some((n) => n.type === answer.name)) {
+      location.href = "/nodes?new=" + encodeURIComponent(answer.name) + "#fresh";
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  out.className = "err";
+  out.textContent = `Created ${answer.dir}, but it was not loaded within 30 s: the "Packages that could not be loaded" list or \`fuse nodes doctor\` says why.`;
+}
+
 function filterRows(search) {
   const rows = document.querySelectorAll(search.dataset.filter);
   const needle = search.value.trim().toLowerCase();
@@ -104,6 +132,8 @@ document.addEventListener("DOMContentLoaded", () => {
   localTimes();
   const form = document.querySelector("form[data-run-form]");
   if (form) form.addEventListener("submit", (e) => runForm(form, e));
+  const created = document.querySelector("form[data-new-node]");
+  if (created) created.addEventListener("submit", (e) => newNode(created, e));
   const search = document.querySelector("input[data-filter]");
   if (search) search.addEventListener("input", () => filterRows(search));
   const root = document.querySelector("[data-run]");

@@ -78,7 +78,7 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
                             .collect();
                     runs(state, query).await
                 }
-                "/nodes" => nodes(state).await,
+                "/nodes" => nodes(state, query_value(&req, "new")).await,
                 "/credentials" => credentials(state).await,
                 "/workflows" => workflows(state).await,
                 _ => match (
@@ -92,11 +92,7 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
             }
         }
         (Method::GET, "/login") => {
-            let code = req.uri().query().and_then(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "code")
-                    .map(|(_, v)| v.into_owned())
-            });
+            let code = query_value(&req, "code");
             match code {
                 None if session(state, &req).is_some() => redirect("/", None),
                 None => login_page(StatusCode::OK, None),
@@ -165,6 +161,15 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
         ),
         _ => super::api::not_found("no such page"),
     }
+}
+
+/// One query parameter of a request.
+fn query_value(req: &Request<hyper::body::Incoming>, key: &str) -> Option<String> {
+    req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    })
 }
 
 /// The grant of the request's session cookie, if live.
@@ -451,7 +456,7 @@ async fn workflow_page(state: &Arc<State>, name: String) -> Reply {
 
 /// `/nodes`: every node type (built in, packages, plugins) with its inputs,
 /// then plugins and the packages that could not be loaded.
-async fn nodes(state: &Arc<State>) -> Reply {
+async fn nodes(state: &Arc<State>, fresh: Option<String>) -> Reply {
     let mut specs: Vec<crate::nodes::NodeSpec> = state
         .engine
         .registry()
@@ -483,7 +488,8 @@ async fn nodes(state: &Arc<State>) -> Reply {
     render(
         StatusCode::OK,
         json!({"page": "nodes", "title": "Nodes", "nodes": specs, "plugins": plugins,
-               "problems": problems}),
+               "problems": problems, "languages": crate::packages::scaffold::LANGUAGES,
+               "fresh": fresh}),
     )
 }
 

@@ -528,22 +528,53 @@ fn in_chromium_credentials_are_listed_without_values_and_nodes_are_catalogued() 
     use crate::browser::{Browser, screenshot_path};
     let home = TestHome::initialized();
     let secret = "s3cr3t-value-that-must-not-leak";
-    home.cmd()
-        .args(["creds", "set", "github", "--type", "api_key", "--stdin"])
-        .write_stdin(json!({"key": secret}).to_string())
-        .assert()
-        .success();
     let d = start(&home);
     let browser = Browser::start();
     browser.goto(&link(&d));
 
+    // Added with the page's form: the type's fields, the secret one masked.
     browser.goto(&format!("{}/credentials", d.url));
-    let listed = browser.text("#credentials").unwrap_or_default();
-    assert!(
-        listed.contains("github") && listed.contains("api_key"),
-        "{listed}"
+    let fill = |name: &str, key: &str| {
+        browser.run(
+            "const f = document.getElementById('new-credential');
+             document.getElementById('cred-name').value = arguments[0];
+             f.elements.type.value = 'api_key'; f.elements.type.dispatchEvent(new Event('change'));
+             const key = document.getElementById('cred-api_key-key');
+             if (key.type !== 'password' || key.closest('fieldset').hidden) throw new Error('the key field is not a shown password field');
+             key.value = arguments[1];
+             f.querySelector('button[type=submit]').click();",
+            json!([name, key]),
+        );
+    };
+    fill("github", secret);
+    browser.wait("the credential listed", |b| {
+        b.text("#credentials")
+            .filter(|t| t.contains("github") && t.contains("api_key"))
+            .map(|_| ())
+    });
+    // Checked from the page: it decrypts.
+    browser.run(
+        "document.querySelector('button[data-check]').click();",
+        json!([]),
     );
+    browser.wait("the check's answer", |b| {
+        b.text(".check-result")
+            .filter(|t| t == "decrypts")
+            .map(|_| ())
+    });
     browser.screenshot(&screenshot_path("credentials"));
+    // A name the daemon would refuse is stopped by the form itself.
+    fill("9lives", "x");
+    assert_eq!(
+        browser.run(
+            "return document.getElementById('cred-name').validity.patternMismatch;",
+            json!([])
+        ),
+        json!(true)
+    );
+    // What a run of it sees is the value itself.
+    let out = crate::helper::stdout_of(home.cmd().args(["creds", "check", "github", "--json"]));
+    assert!(out.contains("\"ok\": true"), "{out}");
     // The value is on no page, in no API answer, and in no file but the
     // encrypted store.
     let mut pages = Vec::new();
@@ -579,7 +610,19 @@ fn in_chromium_credentials_are_listed_without_values_and_nodes_are_catalogued() 
             .then_some(())
     });
     let (_, creds) = d.call("GET", "/api/v1/credentials", None);
-    assert_eq!(creds["credentials"], json!([]));
+    assert_eq!(creds["credentials"], json!([]), "9lives was never stored");
+    let (code, _) = d.call("POST", "/api/v1/credentials/github/check", None);
+    assert_eq!(code, 404);
+    let (code, answer) = d.call(
+        "POST",
+        "/api/v1/credentials",
+        Some(json!({"name": "x", "type": "telepathy", "fields": {}})),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        answer.to_string().contains("the types are bearer"),
+        "{answer}"
+    );
 
     // The catalog: built-in types with their inputs, searchable.
     browser.goto(&format!("{}/nodes", d.url));

@@ -39,7 +39,7 @@ ops! {
     ListVersions, GetVersion, Rollback, Enable, Disable, RunWorkflow,
     ListExecutions, GetExecution, ExecutionLogs, ExecutionEvents, Events,
     CancelExecution, RetryExecution,
-    ListNodes, CreateNode, ListPlugins, ListCredentials, CreateCredential, DeleteCredential,
+    ListNodes, CreateNode, ListPlugins, ListCredentials, CreateCredential, CheckCredential, DeleteCredential,
     ListSchedules, CreateLoginLink,
 }
 
@@ -276,6 +276,9 @@ impl Op {
                 .body(schema::<NewCredential>)
                 .ok(201, schema::<CredentialCreated>)
                 .errors(&[400, 413]),
+            Op::CheckCredential => Route::post("/credentials/{name}/check", "Check that a credential decrypts with the master key (its value is never answered)")
+                .ok(200, schema::<CredentialCheck>)
+                .errors(&[404]),
             Op::DeleteCredential => Route::new("DELETE", "/credentials/{name}", "Delete a credential")
                 .ok(200, schema::<Deleted>)
                 .errors(&[404]),

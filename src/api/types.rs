@@ -296,6 +296,17 @@ pub struct CredentialCreated {
     pub kind: String,
 }
 
+/// `POST /credentials/{name}/check`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CredentialCheck {
+    pub name: String,
+    /// Whether it decrypts with the master key.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// `GET /schedules`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Schedules {

@@ -69,7 +69,7 @@ pub enum CredsCommand {
 
 pub fn run(globals: &Globals, command: CredsCommand) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let all_types = known_types(&home);
+    let all_types = types::known(&home);
     if let CredsCommand::Types { json } = command {
         print_types(&all_types, json)?;
         return Ok(ExitCode::SUCCESS);
@@ -233,37 +233,6 @@ fn store_description(home: &Home, kind: KeyStoreKind) -> String {
             keystore::key_file(home.root()).display()
         ),
     }
-}
-
-/// Built-in credential types plus those the home's plugins declare.
-fn known_types(home: &Home) -> Vec<types::CredType> {
-    let mut extra = Vec::new();
-    if home.is_initialized() {
-        let catalog = crate::packages::Catalog::discover(
-            &home.node_packages_dir(),
-            &home.plugin_packages_dir(),
-        );
-        for plugin in &catalog.plugins {
-            for t in &plugin.manifest.credential_types {
-                extra.push(types::CredType {
-                    name: t.name.clone(),
-                    help: t.description.clone(),
-                    plugin: Some(plugin.manifest.name.clone()),
-                    fields: t
-                        .fields
-                        .iter()
-                        .map(|f| types::CredField {
-                            name: f.name.clone(),
-                            help: f.description.clone(),
-                            secret: f.secret,
-                            required: f.required,
-                        })
-                        .collect(),
-                });
-            }
-        }
-    }
-    types::with_extra(extra)
 }
 
 fn print_types(all: &[types::CredType], json: bool) -> anyhow::Result<()> {

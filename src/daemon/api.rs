@@ -517,6 +517,10 @@ async fn dispatch(
             Ok(body) => blocking(state, move |s| manage::create_credential(s, body)).await,
             Err(r) => *r,
         },
+        Op::CheckCredential => {
+            let name = param(0).to_string();
+            blocking(state, move |s| manage::check_credential(s, &name)).await
+        }
         Op::DeleteCredential => {
             let name = param(0).to_string();
             blocking(state, move |s| manage::delete_credential(s, &name)).await

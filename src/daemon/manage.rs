@@ -312,8 +312,23 @@ pub(super) fn create_credential(state: &Arc<State>, body: types::NewCredential) 
         .into_iter()
         .map(|(k, v)| (k, zeroize::Zeroizing::new(v)))
         .collect();
+    // Built-in types and those the home's plugins declare, as `fuse creds set`.
+    let known = crate::secrets::types::known(&state.home);
+    let Some(spec) = known.iter().find(|t| t.name == body.kind) else {
+        let names: Vec<&str> = known.iter().map(|t| t.name.as_str()).collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_credential",
+            format!(
+                "unknown credential type {:?}; the types are {}",
+                body.kind,
+                names.join(", ")
+            ),
+            Value::Null,
+        );
+    };
     let result = crate::secrets::Vault::open(&state.home)
-        .and_then(|v| v.set(&body.name, &body.kind, &fields));
+        .and_then(|v| v.set_typed(&body.name, spec, &fields));
     match result {
         Ok(()) => ok(
             StatusCode::CREATED,
@@ -329,6 +344,32 @@ pub(super) fn create_credential(state: &Arc<State>, body: types::NewCredential) 
             Value::Null,
         ),
     }
+}
+
+/// Whether a credential decrypts with the master key (its value stays here).
+pub(super) fn check_credential(state: &Arc<State>, name: &str) -> Reply {
+    let vault = match crate::secrets::Vault::open(&state.home) {
+        Ok(vault) => vault,
+        Err(e) => return internal(&e.to_string()),
+    };
+    match vault.list() {
+        Ok(list) if !list.iter().any(|c| c.name == name) => {
+            return not_found(&format!(
+                "no credential {name:?}; `fuse creds list` shows them"
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return internal(&e.to_string()),
+    }
+    let checked = vault.get(name).map(|_| ());
+    ok(
+        StatusCode::OK,
+        &types::CredentialCheck {
+            name: name.into(),
+            ok: checked.is_ok(),
+            error: checked.err().map(|e| e.to_string()),
+        },
+    )
 }
 
 pub(super) fn delete_credential(state: &Arc<State>, name: &str) -> Reply {

@@ -151,3 +151,34 @@ pub fn names() -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Built-in credential types plus those the home's plugins declare.
+pub fn known(home: &crate::home::Home) -> Vec<CredType> {
+    let mut extra = Vec::new();
+    if home.is_initialized() {
+        let catalog = crate::packages::Catalog::discover(
+            &home.node_packages_dir(),
+            &home.plugin_packages_dir(),
+        );
+        for plugin in &catalog.plugins {
+            for t in &plugin.manifest.credential_types {
+                extra.push(CredType {
+                    name: t.name.clone(),
+                    help: t.description.clone(),
+                    plugin: Some(plugin.manifest.name.clone()),
+                    fields: t
+                        .fields
+                        .iter()
+                        .map(|f| CredField {
+                            name: f.name.clone(),
+                            help: f.description.clone(),
+                            secret: f.secret,
+                            required: f.required,
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+    with_extra(extra)
+}

@@ -115,6 +115,45 @@ async function newNode(form, event) {
   out.textContent = `Created ${answer.dir}, but it was not loaded within 30 s: the "Packages that could not be loaded" list or \`fuse nodes doctor\` says why.`;
 }
 
+// The credential form: only the chosen type's fields are shown and sent;
+// values go to the daemon once and never come back.
+function credentialForm(form) {
+  const choose = () => {
+    for (const set of form.querySelectorAll("fieldset[data-type]")) {
+      const on = set.dataset.type === form.elements.type.value;
+      set.hidden = !on;
+      set.disabled = !on;
+    }
+  };
+  form.elements.type.addEventListener("change", choose);
+  choose();
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const out = document.getElementById("cred-status");
+    const fields = {};
+    for (const input of form.querySelectorAll(`fieldset[data-type="${CSS.escape(form.elements.type.value)}"] input[data-field]`)) {
+      if (input.value !== "") fields[input.dataset.field] = input.value;
+    }
+    const body = {name: form.elements.name.value.trim(), type: form.elements.type.value, fields};
+    const r = await fetch(form.dataset.newCredential, {
+      method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body), credentials: "same-origin",
+    });
+    for (const input of form.querySelectorAll("input[data-field]")) input.value = "";
+    if (r.ok) { location.reload(); return; }
+    const answer = await r.json().catch(() => ({}));
+    out.className = "err";
+    out.textContent = problem(answer, r);
+  });
+}
+
+async function check(button) {
+  const out = button.parentElement.querySelector(".check-result");
+  const r = await fetch(button.dataset.check, {method: "POST", credentials: "same-origin"});
+  const answer = await r.json().catch(() => ({}));
+  if (r.ok && answer.ok) { out.className = "check-result s-succeeded"; out.textContent = "decrypts"; }
+  else { out.className = "check-result err"; out.textContent = r.ok ? answer.error : problem(answer, r); }
+}
+
 function filterRows(search) {
   const rows = document.querySelectorAll(search.dataset.filter);
   const needle = search.value.trim().toLowerCase();
@@ -134,6 +173,9 @@ document.addEventListener("DOMContentLoaded", () => {
   if (form) form.addEventListener("submit", (e) => runForm(form, e));
   const created = document.querySelector("form[data-new-node]");
   if (created) created.addEventListener("submit", (e) => newNode(created, e));
+  const credential = document.querySelector("form[data-new-credential]");
+  if (credential) credentialForm(credential);
+  for (const b of document.querySelectorAll("button[data-check]")) b.addEventListener("click", () => check(b));
   const search = document.querySelector("input[data-filter]");
   if (search) search.addEventListener("input", () => filterRows(search));
   const root = document.querySelector("[data-run]");

@@ -497,10 +497,13 @@ async fn nodes(state: &Arc<State>, fresh: Option<String>) -> Reply {
 async fn credentials(state: &Arc<State>) -> Reply {
     let st = state.clone();
     let listed = tokio::task::spawn_blocking(move || {
-        crate::secrets::Vault::open(&st.home).and_then(|vault| vault.list())
+        let types = crate::secrets::types::known(&st.home);
+        crate::secrets::Vault::open(&st.home)
+            .and_then(|vault| vault.list())
+            .map(|list| (list, types))
     })
     .await;
-    let credentials = match listed {
+    let (credentials, types) = match listed {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             return super::api::internal(&format!("the credentials could not be listed: {e}"));
@@ -509,7 +512,8 @@ async fn credentials(state: &Arc<State>) -> Reply {
     };
     render(
         StatusCode::OK,
-        json!({"page": "credentials", "title": "Credentials", "credentials": credentials}),
+        json!({"page": "credentials", "title": "Credentials", "credentials": credentials,
+               "types": types}),
     )
 }
 

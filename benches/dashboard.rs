@@ -4,8 +4,8 @@
 //! from a one-time link, then the server time (request to last byte, over
 //! loopback, median of 20) of:
 //!
-//! - the overview, the runs list (first page, page 100, filtered by workflow
-//!   and by status), a run page.
+//! - the overview, the runs list (first page, page 1,000 both ways, filtered
+//!   by workflow, status, trigger and time), a run page.
 //!
 //! `cargo bench --bench dashboard`; `FUSE_BENCH_RUNS` (default 100000).
 
@@ -96,17 +96,35 @@ fn main() {
             .and_then(|c| c.split(';').next())
             .unwrap()
             .to_string();
-        let last = format!("01a00000-0000-7000-8000-{:012}", runs - 1);
+        let id = |i: usize| format!("01a00000-0000-7000-8000-{i:012}");
+        let last = id(runs - 1);
+        // The cursor of the 1,000th page (50 a page), and of the 20th page of
+        // failed runs of flow-0 (every 10th run failed, every 5th is flow-0's;
+        // every 10th is both).
+        let deep = id(runs.saturating_sub(50_000));
+        let deep_failed = id(runs.saturating_sub(10 * 50 * 19 + 10).max(10) / 10 * 10);
         println!("{:<40} {:>9} {:>9}", "page", "median ms", "max ms");
         for (name, path) in [
             ("overview", "/".to_string()),
             ("runs, first page", "/runs".to_string()),
-            ("runs, page 100", "/runs?page=100".to_string()),
+            ("runs, page 1,000 (before=)", format!("/runs?before={deep}")),
+            (
+                "runs, newer than page 1,000 (after=)",
+                format!("/runs?after={deep}"),
+            ),
+            (
+                "runs started by cron (none)",
+                "/runs?trigger=cron".to_string(),
+            ),
+            (
+                "runs of the last hour (none)",
+                "/runs?within=1h".to_string(),
+            ),
             ("runs of one workflow", "/runs?workflow=flow-3".to_string()),
             ("failed runs", "/runs?status=failed".to_string()),
             (
                 "failed runs of one workflow, page 20",
-                "/runs?workflow=flow-0&status=failed&page=20".to_string(),
+                format!("/runs?workflow=flow-0&status=failed&before={deep_failed}"),
             ),
             ("a run page", format!("/runs/{last}")),
         ] {

@@ -388,12 +388,11 @@ fn in_chromium_a_run_page_follows_the_run_live_and_pages_through_runs() {
     assert_eq!(rows(&browser), Some(50));
     browser.screenshot(&screenshot_path("runs"));
     browser.run("document.getElementById('next').click();", json!([]));
-    browser.wait("page 2", |b| b.url().contains("page=2").then_some(()));
+    browser.wait("page 2", |b| b.url().contains("before=").then_some(()));
     assert!(browser.url().contains("workflow=slow"), "{}", browser.url());
     assert_eq!(rows(&browser), Some(50));
     browser.run("document.getElementById('next').click();", json!([]));
-    browser.wait("page 3", |b| b.url().contains("page=3").then_some(()));
-    assert_eq!(rows(&browser), Some(20));
+    browser.wait("page 3", |b| (rows(b) == Some(20)).then_some(()));
     assert_eq!(
         browser.run(
             "return document.getElementById('next') === null;",
@@ -402,6 +401,140 @@ fn in_chromium_a_run_page_follows_the_run_live_and_pages_through_runs() {
         json!(true),
         "the last page has no next"
     );
+    // And back: newer pages, then the newest again.
+    browser.run("document.getElementById('prev').click();", json!([]));
+    browser.wait("page 2 again", |b| b.url().contains("after=").then_some(()));
+    assert_eq!(rows(&browser), Some(50));
+    browser.run("document.getElementById('prev').click();", json!([]));
+    browser.wait("the newest page", |b| {
+        b.run(
+            "return document.getElementById('prev') === null && !!document.getElementById('next');",
+            json!([]),
+        )
+        .as_bool()
+        .filter(|at_top| *at_top)
+        .map(|_| ())
+    });
+    assert_eq!(rows(&browser), Some(50));
+}
+
+/// Writes `n` finished runs straight into the home's database (as the store
+/// lays them out), a second apart, every seventh failed by a webhook; their
+/// ids, oldest first.
+fn recorded_runs(home: &TestHome, n: usize) -> Vec<String> {
+    let mut conn = rusqlite::Connection::open(home.path().join("fuse.db")).unwrap();
+    let tx = conn.transaction().unwrap();
+    let base = 1_790_000_000_000i64;
+    let mut ids = Vec::with_capacity(n);
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO executions (id, workflow_name, status, trigger_kind, input, output,
+                     error, created_at, started_at, finished_at, duration_ms)
+                 VALUES (?1, 'many', ?2, ?3, '{}', '{}', ?4, ?5, ?5, ?5 + 3, 3)",
+            )
+            .unwrap();
+        for i in 0..n {
+            let failed = i % 7 == 0;
+            let id = format!("01a00000-0000-7000-8000-{i:012}");
+            insert
+                .execute(rusqlite::params![
+                    id,
+                    if failed { "failed" } else { "succeeded" },
+                    if failed { "webhook" } else { "cron" },
+                    failed.then_some("node \"x\" failed"),
+                    base + i as i64 * 1000
+                ])
+                .unwrap();
+            ids.push(id);
+        }
+    }
+    tx.commit().unwrap();
+    ids
+}
+
+#[test]
+fn in_chromium_the_runs_list_pages_through_10000_runs_and_filters_by_trigger() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let ids = recorded_runs(&home, 10_000);
+    let d = start(&home);
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+    browser.goto(&format!("{}/runs", d.url));
+    let shown = |b: &Browser| -> Vec<String> {
+        serde_json::from_value(b.run(
+            "return [...document.querySelectorAll('#runs tbody tr a[href^=\"/runs/\"]')].map(a => a.getAttribute('href').slice(6));",
+            json!([]),
+        ))
+        .unwrap_or_default()
+    };
+    // Every run once, newest first, 50 a page, following "older".
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let page = shown(&browser);
+        assert!(!page.is_empty() && page.len() <= 50, "{} rows", page.len());
+        seen.extend(page);
+        let next: Option<String> = browser
+            .run(
+                "const a = document.getElementById('next'); return a ? a.href : null;",
+                json!([]),
+            )
+            .as_str()
+            .map(str::to_string);
+        match next {
+            Some(url) => browser.goto(&url),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen.len(), 10_000);
+    assert!(seen == newest_first, "every run once, newest first");
+    browser.screenshot(&screenshot_path("runs-last-page"));
+
+    // Filters: by trigger (every seventh run came by webhook and failed).
+    browser.goto(&format!("{}/runs?trigger=webhook", d.url));
+    let page = shown(&browser);
+    assert_eq!(page.len(), 50);
+    assert_eq!(page[0], ids[9996], "the newest webhook run");
+    let (_, listed) = d.call(
+        "GET",
+        &format!(
+            "/api/v1/executions?trigger=webhook&status=failed&before={}&limit=2",
+            ids[9996]
+        ),
+        None,
+    );
+    let listed: Vec<&str> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(listed, [ids[9989].as_str(), ids[9982].as_str()]);
+    // By time: these runs are from 2026, none in the last hour.
+    browser.goto(&format!("{}/runs?within=1h", d.url));
+    assert!(shown(&browser).is_empty());
+    assert!(
+        browser
+            .text("main")
+            .unwrap_or_default()
+            .contains("No runs match.")
+    );
+    // A cursor run that is gone: said, with a way back.
+    browser.goto(&format!(
+        "{}/runs?before=01a00000-0000-7000-8000-999999999999",
+        d.url
+    ));
+    assert!(
+        browser
+            .text("#problem")
+            .unwrap_or_default()
+            .contains("no longer recorded"),
+        "{:?}",
+        browser.text("main")
+    );
+    assert!(browser.text("#newest").is_some());
 }
 
 #[test]

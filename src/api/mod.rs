@@ -231,6 +231,10 @@ impl Op {
                     Query { name: "workflow", kind: QueryKind::Text, description: "Only runs of this workflow" },
                     Query { name: "status", kind: QueryKind::Text, description: "Only runs with this status (queued, running, succeeded, failed, cancelled, interrupted)" },
                     Query { name: "limit", kind: QueryKind::Count, description: "At most this many (default 50, at most 1000; 0 is 1000)" },
+                    Query { name: "trigger", kind: QueryKind::Text, description: "Only runs started this way (manual, webhook, cron, interval, file, retry, resume, call, …)" },
+                    Query { name: "since", kind: QueryKind::Count, description: "Only runs created at or after this time (Unix milliseconds)" },
+                    Query { name: "before", kind: QueryKind::Text, description: "Only runs older than this run id (the last of the page before: paging that stays fast however deep)" },
+                    Query { name: "after", kind: QueryKind::Text, description: "Only runs newer than this run id (the first of the page after), still newest first" },
                     Query { name: "offset", kind: QueryKind::Count, description: "Skip this many first" },
                 ])
                 .ok(200, schema::<Executions>)

@@ -147,9 +147,8 @@ impl Source {
             Source::Daemon(_) if id.trim() == "last" && workflow.is_some() => {
                 let newest = self.list(&RunFilter {
                     workflow: workflow.map(str::to_string),
-                    status: None,
                     limit: 1,
-                    offset: 0,
+                    ..Default::default()
                 })?;
                 match newest.into_iter().next() {
                     Some(run) => Ok(run.id),
@@ -261,7 +260,7 @@ fn read(home: &Home, command: RunsCommand) -> anyhow::Result<ExitCode> {
                 workflow,
                 status,
                 limit,
-                offset: 0,
+                ..Default::default()
             })?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&runs)?);

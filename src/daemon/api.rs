@@ -479,9 +479,25 @@ async fn dispatch(
                 }
                 (Err(r), _) | (_, Err(r)) => return *r,
             };
+            let since = match query.get("since").map(|t| t.parse::<i64>()) {
+                None => None,
+                Some(Ok(ms)) if ms >= 0 => Some(ms),
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        "since must be a time in Unix milliseconds",
+                        Value::Null,
+                    );
+                }
+            };
             let filter = RunFilter {
                 workflow: query.get("workflow").cloned(),
                 status: query.get("status").cloned(),
+                trigger: query.get("trigger").cloned(),
+                since,
+                before: query.get("before").cloned(),
+                after: query.get("after").cloned(),
                 limit,
                 offset,
             };

@@ -26,13 +26,23 @@ pub struct RunSummary {
     pub retry_of: Option<String>,
 }
 
-/// Which runs to list.
+/// Which runs to list: newest first, matching every filter given.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<String>,
+    /// What started them (`manual`, `webhook`, `cron`, …).
+    pub trigger: Option<String>,
+    /// Created at or after this (Unix ms).
+    pub since: Option<i64>,
+    /// Paging that stays fast however deep: only runs older than this run
+    /// (the last one of the page before).
+    pub before: Option<String>,
+    /// Only runs newer than this run (the first one of the page after); the
+    /// page is still ordered newest first.
+    pub after: Option<String>,
     pub limit: usize,
-    /// Runs to skip first (paging).
+    /// Runs to skip first (paging by count; `before` stays fast when deep).
     pub offset: usize,
 }
 
@@ -105,27 +115,90 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
 impl Store {
     /// Runs, newest first.
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM executions
-             WHERE (?1 IS NULL OR workflow_name = ?1) AND (?2 IS NULL OR status = ?2)
-             ORDER BY created_at DESC, id DESC LIMIT ?3 OFFSET ?4"
-        );
+        let err = |e| self.db_err("listing runs", e);
+        // A page cursor is a run: its time and id bound the page.
+        let cursor = |id: &Option<String>| -> Result<Option<(i64, String)>> {
+            let Some(id) = id else { return Ok(None) };
+            let at: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT created_at FROM executions WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            match at {
+                Some(at) => Ok(Some((at, id.clone()))),
+                None => Err(Error::Setting(format!(
+                    "run {id:?}, where this page starts, is no longer recorded (pruned?); start again from the newest runs"
+                ))),
+            }
+        };
+        let before = cursor(&filter.before)?;
+        let after = cursor(&filter.after)?;
+        let newer_first = after.is_none();
+        let (before_at, before_id) = before.unzip();
+        let (after_at, after_id) = after.unzip();
+        // Each filter is in the text only when given, so SQLite picks the
+        // index that fits (workflow, or time alone).
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM executions WHERE 1");
+        for (given, clause) in [
+            (filter.workflow.is_some(), " AND workflow_name = :workflow"),
+            (filter.status.is_some(), " AND status = :status"),
+            (filter.trigger.is_some(), " AND trigger_kind = :trigger"),
+            (filter.since.is_some(), " AND created_at >= :since"),
+            (
+                before_at.is_some(),
+                " AND (created_at, id) < (:before_at, :before_id)",
+            ),
+            (
+                after_at.is_some(),
+                " AND (created_at, id) > (:after_at, :after_id)",
+            ),
+        ] {
+            if given {
+                sql.push_str(clause);
+            }
+        }
+        sql.push_str(if newer_first {
+            " ORDER BY created_at DESC, id DESC"
+        } else {
+            " ORDER BY created_at ASC, id ASC"
+        });
+        sql.push_str(" LIMIT :limit OFFSET :offset");
         let limit = if filter.limit == 0 {
             -1
         } else {
             filter.limit as i64
         };
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(|e| self.db_err("listing runs", e))?;
-        let rows = stmt
-            .query_map(
-                params![filter.workflow, filter.status, limit, filter.offset as i64],
-                summary,
-            )
+        let mut stmt = self.conn.prepare(&sql).map_err(err)?;
+        let offset = filter.offset as i64;
+        let mut named: Vec<(&str, &dyn rusqlite::ToSql)> =
+            vec![(":limit", &limit), (":offset", &offset)];
+        let values: [(&str, &dyn rusqlite::ToSql, bool); 8] = [
+            (":workflow", &filter.workflow, filter.workflow.is_some()),
+            (":status", &filter.status, filter.status.is_some()),
+            (":trigger", &filter.trigger, filter.trigger.is_some()),
+            (":since", &filter.since, filter.since.is_some()),
+            (":before_at", &before_at, before_at.is_some()),
+            (":before_id", &before_id, before_id.is_some()),
+            (":after_at", &after_at, after_at.is_some()),
+            (":after_id", &after_id, after_id.is_some()),
+        ];
+        named.extend(
+            values
+                .iter()
+                .filter(|(_, _, given)| *given)
+                .map(|(name, value, _)| (*name, *value)),
+        );
+        let mut rows = stmt
+            .query_map(named.as_slice(), summary)
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|e| self.db_err("listing runs", e))?;
+            .map_err(err)?;
+        if !newer_first {
+            rows.reverse();
+        }
         Ok(rows)
     }
 

@@ -282,51 +282,105 @@ async fn overview(state: &Arc<State>) -> Reply {
     )
 }
 
-/// `/runs?workflow=&status=&page=`: newest first, [`PAGE_SIZE`] a page.
+/// Time windows of the runs list's filter: (query value, label, ms).
+const WINDOWS: &[(&str, &str, i64)] = &[
+    ("1h", "last hour", 3_600_000),
+    ("24h", "last 24 hours", 86_400_000),
+    ("7d", "last 7 days", 7 * 86_400_000),
+    ("30d", "last 30 days", 30 * 86_400_000),
+];
+
+/// What started runs, for the runs list's filter.
+const TRIGGERS: &[&str] = &[
+    "manual", "webhook", "cron", "interval", "file", "plugin", "retry", "resume", "call", "cli",
+];
+
+/// `/runs?workflow=&status=&trigger=&within=&before=|after=`: newest first,
+/// [`PAGE_SIZE`] a page. Pages are bounded by a run (`before` the last one
+/// shown, `after` the first), not counted, so page 2,000 costs what page 1
+/// does.
 async fn runs(state: &Arc<State>, query: std::collections::HashMap<String, String>) -> Reply {
-    let workflow = query.get("workflow").filter(|w| !w.is_empty()).cloned();
-    let status = query.get("status").filter(|s| !s.is_empty()).cloned();
-    let page: usize = query
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(1);
+    let given = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
+    let (workflow, status, trigger, within) = (
+        given("workflow"),
+        given("status"),
+        given("trigger"),
+        given("within"),
+    );
+    let window = within
+        .as_deref()
+        .and_then(|w| WINDOWS.iter().find(|(key, ..)| *key == w));
+    let since = window.map(|(_, _, ms)| crate::engine::events::now_ms() - ms);
+    let (before, after) = (given("before"), given("after"));
     let filter = crate::store::history::RunFilter {
         workflow: workflow.clone(),
         status: status.clone(),
-        // One more than a page: whether there is a next one.
+        trigger: trigger.clone(),
+        since,
+        before: before.clone(),
+        after: after.clone(),
+        // One more than a page: whether there is another one beyond.
         limit: PAGE_SIZE + 1,
-        offset: (page - 1) * PAGE_SIZE,
+        offset: 0,
     };
     let listed = state
-        .db(move |db| Ok((db.list_runs(&filter)?, db.list_workflows()?)))
+        .db(move |db| Ok((db.list_runs(&filter), db.list_workflows()?)))
         .await;
-    let (mut rows, workflows) = match listed {
+    let (rows, workflows) = match listed {
         Ok(found) => found,
         Err(e) => return super::api::internal(&format!("the runs could not be read: {e}")),
     };
-    let more = rows.len() > PAGE_SIZE;
-    rows.truncate(PAGE_SIZE);
+    let (mut rows, problem) = match rows {
+        Ok(rows) => (rows, None),
+        // A cursor run pruned since: say so, show the newest.
+        Err(crate::Error::Setting(why)) => (Vec::new(), Some(why)),
+        Err(e) => return super::api::internal(&format!("the runs could not be read: {e}")),
+    };
+    let beyond = rows.len() > PAGE_SIZE;
+    let (newer, older) = if after.is_some() {
+        if beyond {
+            rows.remove(0);
+        }
+        (beyond, true)
+    } else {
+        rows.truncate(PAGE_SIZE);
+        (before.is_some(), beyond)
+    };
     let names: Vec<String> = workflows.into_iter().map(|w| w.name).collect();
     // Links to other pages keep the filters.
-    let link = |p: usize| {
+    let link = |cursor: Option<(&str, &str)>| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(w) = &workflow {
-            q.append_pair("workflow", w);
+        for (key, value) in [
+            ("workflow", &workflow),
+            ("status", &status),
+            ("trigger", &trigger),
+            ("within", &within),
+        ] {
+            if let Some(v) = value {
+                q.append_pair(key, v);
+            }
         }
-        if let Some(s) = &status {
-            q.append_pair("status", s);
+        if let Some((key, id)) = cursor {
+            q.append_pair(key, id);
         }
-        q.append_pair("page", &p.to_string());
         format!("/runs?{}", q.finish())
     };
+    let first = rows.first().map(|r| r.id.clone());
+    let last = rows.last().map(|r| r.id.clone());
+    let windows: Vec<Value> = WINDOWS
+        .iter()
+        .map(|(key, label, _)| json!({"key": key, "label": label}))
+        .collect();
     render(
         StatusCode::OK,
         json!({"page": "runs", "title": "Runs", "runs": rows, "workflows": names,
-               "workflow": workflow, "status": status, "page_no": page,
-               "prev": (page > 1).then(|| link(page - 1)),
-               "next": more.then(|| link(page + 1)),
-               "statuses": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]}),
+               "workflow": workflow, "status": status, "trigger": trigger, "within": within,
+               "problem": problem,
+               "newest": (newer || problem.is_some()).then(|| link(None)),
+               "prev": newer.then(|| first.as_deref().map(|id| link(Some(("after", id))))).flatten(),
+               "next": older.then(|| last.as_deref().map(|id| link(Some(("before", id))))).flatten(),
+               "statuses": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"],
+               "triggers": TRIGGERS, "windows": windows}),
     )
 }
 

@@ -278,6 +278,18 @@ fn the_overview_shows_failed_runs_with_their_error() {
         body.contains(&shown) || body.contains(&error.replace('"', "&quot;")),
         "the error is shown: {error}"
     );
+    // The chart of the last 24 hours counts it, in the current hour (or the
+    // one before, had the hour turned since).
+    assert!(
+        body.contains(r#"data-total="1" data-failed="1""#),
+        "the chart counts the run"
+    );
+    let bars: Vec<&str> = body.split("<g data-hour=").skip(1).collect();
+    assert_eq!(bars.len(), 24);
+    let with_it: Vec<usize> = (0..24)
+        .filter(|i| bars[*i].contains("0 succeeded, 1 failed, 0 other"))
+        .collect();
+    assert!(with_it == [23] || with_it == [22], "{with_it:?}");
 }
 
 #[test]

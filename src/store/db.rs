@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Store;
-use super::history::{LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
+use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
 use super::schedules::StoredSchedule;
 use super::tokens::Scope;
 use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
@@ -45,6 +45,8 @@ pub trait Db: Send + Sync {
 
     // Runs (read side).
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+    /// Runs created in each of the last `hours` hours up to `now` (Unix ms).
+    fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>>;
     /// The full id of a run from an id, a unique part of one, or `last`.
     fn resolve_run(&self, id: &str) -> Result<String>;
     fn get_run(&self, id: &str) -> Result<RunDetail>;
@@ -170,6 +172,9 @@ impl Db for Sqlite {
     }
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         self.read(|s| s.list_runs(filter))
+    }
+    fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
+        self.read(|s| s.runs_per_hour(now, hours))
     }
     fn resolve_run(&self, id: &str) -> Result<String> {
         self.read(|s| s.resolve_run_id(id))

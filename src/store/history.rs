@@ -26,6 +26,17 @@ pub struct RunSummary {
     pub retry_of: Option<String>,
 }
 
+/// Runs created in one hour, by how they ended (for the overview's chart).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HourCount {
+    /// The hour's start (Unix ms).
+    pub hour: i64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Queued, running, cancelled or interrupted.
+    pub other: u64,
+}
+
 /// Which runs to list: newest first, matching every filter given.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -200,6 +211,49 @@ impl Store {
             rows.reverse();
         }
         Ok(rows)
+    }
+
+    /// Runs created in each of the `hours` hours up to `now` (Unix ms),
+    /// oldest first, every hour present.
+    pub fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
+        const HOUR: i64 = 3_600_000;
+        let first = (now / HOUR - hours as i64 + 1) * HOUR;
+        let mut counts: Vec<HourCount> = (0..hours)
+            .map(|i| HourCount {
+                hour: first + i as i64 * HOUR,
+                ..Default::default()
+            })
+            .collect();
+        let err = |e| self.db_err("counting runs per hour", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT (created_at - ?1) / 3600000, status, count(*) FROM executions
+                 WHERE created_at >= ?1 GROUP BY 1, 2",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([first], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(err)?;
+        for (slot, status, n) in rows {
+            let Some(count) = usize::try_from(slot).ok().and_then(|i| counts.get_mut(i)) else {
+                continue; // created after `now` (a clock step): not in the chart
+            };
+            let n = n.max(0) as u64;
+            match status.as_str() {
+                "succeeded" => count.succeeded += n,
+                "failed" => count.failed += n,
+                _ => count.other += n,
+            }
+        }
+        Ok(counts)
     }
 
     /// The full id of the run `id` names: the whole id, `last` (the newest

@@ -161,6 +161,11 @@ function filterRows(search) {
 }
 
 function localTimes() {
+  // The chart's hour labels in the browser's time zone.
+  for (const t of document.querySelectorAll("text[data-hour-label]")) {
+    const d = new Date(Number(t.dataset.hourLabel));
+    t.textContent = d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  }
   for (const t of document.querySelectorAll("time[data-ms]")) {
     const ms = Number(t.dataset.ms);
     if (ms > 0) { const d = new Date(ms); t.dateTime = d.toISOString(); t.textContent = d.toLocaleString(); }

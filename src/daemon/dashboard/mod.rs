@@ -256,14 +256,15 @@ async fn overview(state: &Arc<State>) -> Reply {
                 ..Default::default()
             })?;
             let workflows = db.list_workflows()?.len();
+            let hours = db.runs_per_hour(crate::engine::events::now_ms(), 24)?;
             let mut schedules = db.schedules()?;
             schedules.retain(|s| s.next_fire_at.is_some());
             schedules.sort_by(|a, b| a.next_fire_at.cmp(&b.next_fire_at));
             schedules.truncate(5);
-            Ok((failures, runs, workflows, schedules))
+            Ok((failures, runs, workflows, schedules, hours))
         })
         .await;
-    let (failures, runs, workflows, schedules) = match data {
+    let (failures, runs, workflows, schedules, hours) = match data {
         Ok(data) => data,
         Err(e) => return super::api::internal(&format!("the overview could not be read: {e}")),
     };
@@ -278,8 +279,40 @@ async fn overview(state: &Arc<State>) -> Reply {
     render(
         StatusCode::OK,
         json!({"page": "overview", "title": "Overview", "health": health, "uptime": uptime,
-               "failures": failures, "runs": runs, "workflows": workflows, "schedules": schedules}),
+               "failures": failures, "runs": runs, "workflows": workflows, "schedules": schedules,
+               "chart": chart(&hours)}),
     )
+}
+
+/// The overview's bar chart of runs per hour (succeeded below, failed on
+/// top, the rest above), scaled to the busiest hour.
+fn chart(hours: &[crate::store::history::HourCount]) -> Value {
+    const BAR: i64 = 22;
+    const HEIGHT: i64 = 90;
+    let most = hours
+        .iter()
+        .map(|h| h.succeeded + h.failed + h.other)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let scale = |n: u64| (n as i64 * HEIGHT) / most as i64;
+    let bars: Vec<Value> = hours
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let (ok, failed, other) = (scale(h.succeeded), scale(h.failed), scale(h.other));
+            let x = i as i64 * BAR;
+            json!({"x": x, "w": BAR - 4, "hour": h.hour,
+                   "ok_y": HEIGHT - ok, "ok_h": ok,
+                   "failed_y": HEIGHT - ok - failed, "failed_h": failed,
+                   "other_y": HEIGHT - ok - failed - other, "other_h": other,
+                   "succeeded": h.succeeded, "failed": h.failed, "other": h.other})
+        })
+        .collect();
+    let total: u64 = hours.iter().map(|h| h.succeeded + h.failed + h.other).sum();
+    let failed: u64 = hours.iter().map(|h| h.failed).sum();
+    json!({"bars": bars, "width": hours.len() as i64 * BAR, "height": HEIGHT,
+           "total": total, "failed": failed, "most": most})
 }
 
 /// Time windows of the runs list's filter: (query value, label, ms).

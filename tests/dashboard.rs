@@ -382,6 +382,15 @@ fn in_chromium_a_run_page_follows_the_run_live_and_pages_through_runs() {
             .unwrap_or_default()
             .contains("\"ok\": true")
     );
+    // The timeline: each node's attempt where it ran, one after the other.
+    let bars = browser.run(
+        "return [...document.querySelectorAll('#timeline [data-attempt]')].map(g => [g.dataset.attempt, Number(g.querySelector('rect').getAttribute('x'))]);",
+        json!([]),
+    );
+    let bars: Vec<(String, f64)> = serde_json::from_value(bars).unwrap_or_default();
+    let names: Vec<&str> = bars.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["first", "second", "done"]);
+    assert!(bars[0].1 < bars[1].1 && bars[1].1 < bars[2].1, "{bars:?}");
     browser.screenshot(&screenshot_path("run"));
 
     // The runs list pages through 120 runs, 50 a page, filters kept.

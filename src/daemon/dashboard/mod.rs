@@ -23,6 +23,7 @@ use super::State;
 use super::api::Reply;
 use super::sessions::{self, Grant};
 
+mod charts;
 mod graph;
 
 const PAGE: &str = include_str!("page.html");
@@ -280,39 +281,8 @@ async fn overview(state: &Arc<State>) -> Reply {
         StatusCode::OK,
         json!({"page": "overview", "title": "Overview", "health": health, "uptime": uptime,
                "failures": failures, "runs": runs, "workflows": workflows, "schedules": schedules,
-               "chart": chart(&hours)}),
+               "chart": charts::per_hour(&hours)}),
     )
-}
-
-/// The overview's bar chart of runs per hour (succeeded below, failed on
-/// top, the rest above), scaled to the busiest hour.
-fn chart(hours: &[crate::store::history::HourCount]) -> Value {
-    const BAR: i64 = 22;
-    const HEIGHT: i64 = 90;
-    let most = hours
-        .iter()
-        .map(|h| h.succeeded + h.failed + h.other)
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let scale = |n: u64| (n as i64 * HEIGHT) / most as i64;
-    let bars: Vec<Value> = hours
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let (ok, failed, other) = (scale(h.succeeded), scale(h.failed), scale(h.other));
-            let x = i as i64 * BAR;
-            json!({"x": x, "w": BAR - 4, "hour": h.hour,
-                   "ok_y": HEIGHT - ok, "ok_h": ok,
-                   "failed_y": HEIGHT - ok - failed, "failed_h": failed,
-                   "other_y": HEIGHT - ok - failed - other, "other_h": other,
-                   "succeeded": h.succeeded, "failed": h.failed, "other": h.other})
-        })
-        .collect();
-    let total: u64 = hours.iter().map(|h| h.succeeded + h.failed + h.other).sum();
-    let failed: u64 = hours.iter().map(|h| h.failed).sum();
-    json!({"bars": bars, "width": hours.len() as i64 * BAR, "height": HEIGHT,
-           "total": total, "failed": failed, "most": most})
 }
 
 /// Time windows of the runs list's filter: (query value, label, ms).
@@ -456,11 +426,12 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
         })
         .collect();
     let live = matches!(detail.summary.status.as_str(), "queued" | "running");
+    let timeline = charts::timeline(&detail.nodes);
     render(
         StatusCode::OK,
         json!({"page": "run", "title": format!("Run {}", short(&detail.summary.id)),
                "run": detail.summary, "graph": graph, "attempts": attempts, "logs": logs,
-               "live": live, "output": shown(&detail.output, SHOWN)}),
+               "live": live, "output": shown(&detail.output, SHOWN), "timeline": timeline}),
     )
 }
 

@@ -950,3 +950,99 @@ fn in_chromium_a_node_made_with_the_new_node_form_is_catalogued_and_runs() {
     assert_eq!(code, 400, "{answer}");
     assert!(!home.path().join("escape").exists());
 }
+
+#[test]
+fn in_chromium_versions_are_compared_rolled_back_and_a_workflow_deleted_and_triggers_listed() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let inbox = home.tmp().join("inbox");
+    let version = |greeting: &str| {
+        json!({"name": "hooked", "nodes": [
+            {"id": "hook", "type": "trigger.webhook", "data": {"inputs": {"path": "hooked", "method": "POST"}}},
+            {"id": "tick", "type": "trigger.interval", "data": {"inputs": {"every": "1h"}}},
+            {"id": "files", "type": "trigger.file", "data": {"inputs": {"path": inbox.display().to_string(), "glob": "*.csv"}}},
+            {"id": "say", "type": "transform.set", "data": {"inputs": {"values": {"text": greeting}}}}
+        ], "edges": [{"source": "hook", "target": "say"}]})
+    };
+    for greeting in ["hello", "good day", "hi there"] {
+        let (code, answer) = d.call("POST", "/api/v1/workflows", Some(version(greeting)));
+        assert_eq!(code, 201, "{answer}");
+    }
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+
+    // The triggers page: each kind in its table.
+    browser.goto(&format!("{}/triggers", d.url));
+    let webhooks = browser.text("#webhooks").unwrap_or_default();
+    assert!(
+        webhooks.contains(&format!("{}/webhook/hooked", d.url)),
+        "{webhooks}"
+    );
+    let schedules = browser.text("#schedules").unwrap_or_default();
+    assert!(
+        schedules.contains("interval") && schedules.contains("1h"),
+        "{schedules}"
+    );
+    let folders = browser.text("#folders").unwrap_or_default();
+    assert!(
+        folders.contains("inbox") && folders.contains("*.csv"),
+        "{folders}"
+    );
+    browser.screenshot(&screenshot_path("triggers"));
+
+    // v1 against the current v3: the changed line both ways.
+    browser.goto(&format!("{}/workflows/hooked", d.url));
+    browser.run(
+        "document.querySelector('tr[data-version=\"1\"] a').click();",
+        json!([]),
+    );
+    browser.wait("the diff page", |b| {
+        b.url().contains("/diff?").then_some(())
+    });
+    let removed = browser.run(
+        "return [...document.querySelectorAll('#diff .d-del')].map(e => e.textContent);",
+        json!([]),
+    );
+    let added = browser.run(
+        "return [...document.querySelectorAll('#diff .d-add')].map(e => e.textContent);",
+        json!([]),
+    );
+    assert!(removed.to_string().contains("hello"), "{removed}");
+    assert!(added.to_string().contains("hi there"), "{added}");
+    assert!(
+        !browser
+            .text("#diff")
+            .unwrap_or_default()
+            .contains("good day")
+    );
+    browser.screenshot(&screenshot_path("workflow-diff"));
+
+    // Roll back to v1 from the diff page (confirmed).
+    browser.run(
+        "window.confirm = () => true; document.querySelector('button[data-post*=rollback]').click();",
+        json!([]),
+    );
+    browser.wait("the workflow page again", |b| {
+        b.url().ends_with("/workflows/hooked").then_some(())
+    });
+    let (_, current) = d.call("GET", "/api/v1/workflows/hooked", None);
+    assert_eq!(current["version"], json!(1), "{current}");
+    assert!(current.to_string().contains("hello"));
+
+    // Delete, confirmed: back to the list, gone from the API.
+    browser.run(
+        "window.confirm = () => true; document.getElementById('delete').click();",
+        json!([]),
+    );
+    browser.wait("the workflows list", |b| {
+        b.url().ends_with("/workflows").then_some(())
+    });
+    assert!(
+        browser
+            .text("main")
+            .unwrap_or_default()
+            .contains("Nothing deployed yet")
+    );
+    assert_eq!(d.call("GET", "/api/v1/workflows/hooked", None).0, 404);
+}

@@ -22,7 +22,6 @@ mod completions;
 mod creds;
 mod cron;
 mod daemon;
-mod diff;
 mod init;
 mod nodes;
 mod progress;

@@ -230,7 +230,7 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
                 serde_json::to_string_pretty(&old.definition)?,
                 serde_json::to_string_pretty(&new.definition)?,
             );
-            let lines = super::diff::lines(&old_text, &new_text);
+            let lines = crate::workflow::diff::lines(&old_text, &new_text);
             if json {
                 outln!(
                     "{}",
@@ -248,21 +248,10 @@ pub fn run(globals: &Globals, command: WorkflowsCommand) -> anyhow::Result<ExitC
                 outln!("(the two versions are the same)");
             }
             // Changed lines with two lines of context around them.
-            let near = |i: usize| {
-                lines[i.saturating_sub(2)..(i + 3).min(lines.len())]
-                    .iter()
-                    .any(|(tag, _)| *tag != ' ')
-            };
-            let mut gap = false;
-            for (i, (tag, line)) in lines.iter().enumerate() {
-                if near(i) {
-                    if gap {
-                        outln!("…");
-                    }
-                    gap = false;
-                    outln!("{tag}{line}");
-                } else {
-                    gap = true;
+            for shown in crate::workflow::diff::folded(&lines, 2) {
+                match shown {
+                    Some((tag, line)) => outln!("{tag}{line}"),
+                    None => outln!("…"),
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! turn it into problems or a plan ([`validate`]), its JSON Schema ([`schema`]),
 //! and the seed format's type aliases.
 
+pub mod diff;
 pub mod model;
 pub mod params;
 pub mod schema;

@@ -41,6 +41,7 @@ function problem(answer, r) {
 }
 
 async function post(button) {
+  if (button.dataset.confirm && !confirm(button.dataset.confirm)) return;
   button.disabled = true;
   try {
     const r = await fetch(button.dataset.post, {
@@ -53,7 +54,9 @@ async function post(button) {
       button.disabled = false;
       return;
     }
-    if (answer.run_id && answer.run_id !== document.querySelector("[data-run]")?.dataset.run) {
+    if (button.dataset.then) {
+      location.href = button.dataset.then;
+    } else if (answer.run_id && answer.run_id !== document.querySelector("[data-run]")?.dataset.run) {
       location.href = "/runs/" + encodeURIComponent(answer.run_id);
     } else {
       location.reload();
@@ -66,7 +69,7 @@ async function post(button) {
 async function remove(button) {
   if (!confirm(button.dataset.confirm || "Delete?")) return;
   const r = await fetch(button.dataset.delete, {method: "DELETE", credentials: "same-origin"});
-  if (r.ok) { location.reload(); return; }
+  if (r.ok) { if (button.dataset.then) location.href = button.dataset.then; else location.reload(); return; }
   const answer = await r.json().catch(() => ({}));
   const out = document.getElementById("action-error");
   if (out) out.textContent = problem(answer, r);

@@ -45,11 +45,15 @@ pub(super) fn owns(path: &str) -> bool {
             | "/workflows"
             | "/nodes"
             | "/credentials"
+            | "/triggers"
             | "/assets/live.js"
     ) || ["/runs/", "/workflows/"].iter().any(|prefix| {
         path.strip_prefix(prefix)
             .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
-    })
+    }) || path
+        .strip_prefix("/workflows/")
+        .and_then(|rest| rest.strip_suffix("/diff"))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// Answers a dashboard request.
@@ -81,11 +85,17 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
                 }
                 "/nodes" => nodes(state, query_value(&req, "new")).await,
                 "/credentials" => credentials(state).await,
-                "/workflows" => workflows(state).await,
+                "/workflows" => workflows(state, "workflows").await,
+                "/triggers" => workflows(state, "triggers").await,
                 _ => match (
                     page.strip_prefix("/workflows/"),
                     page.strip_prefix("/runs/"),
                 ) {
+                    (Some(rest), _) if rest.ends_with("/diff") => {
+                        let name = crate::api::decode(rest.trim_end_matches("/diff"));
+                        let version = |key| query_value(&req, key).and_then(|v| v.parse().ok());
+                        diff_page(state, name, version("from"), version("to")).await
+                    }
                     (Some(name), _) => workflow_page(state, crate::api::decode(name)).await,
                     (_, Some(id)) => run_page(state, id.to_string()).await,
                     _ => super::api::not_found("no such page"),
@@ -450,8 +460,10 @@ fn error_text(error: &Value) -> String {
         .unwrap_or_else(|| error.to_string())
 }
 
-/// `/workflows`: every deployed workflow with its triggers and state.
-async fn workflows(state: &Arc<State>) -> Reply {
+/// `/workflows`: every deployed workflow with its triggers and state;
+/// `/triggers`: the same triggers by kind (schedules with their next fires,
+/// webhooks with their URLs, watched folders, plugin events).
+async fn workflows(state: &Arc<State>, page: &str) -> Reply {
     let st = state.clone();
     let listed = tokio::task::spawn_blocking(move || super::api::workflow_summaries(&st)).await;
     let workflows = match listed {
@@ -461,9 +473,35 @@ async fn workflows(state: &Arc<State>) -> Reply {
         }
         Err(e) => return super::api::internal(&format!("the request's task failed: {e}")),
     };
+    let title = if page == "triggers" {
+        "Triggers"
+    } else {
+        "Workflows"
+    };
+    // The triggers page: each trigger with its workflow, by kind.
+    let mut by_kind: std::collections::BTreeMap<&str, Vec<Value>> =
+        ["schedule", "webhook", "file", "event"]
+            .into_iter()
+            .map(|k| (k, Vec::new()))
+            .collect();
+    for w in &workflows {
+        for t in &w.triggers {
+            let kind = match t {
+                crate::api::types::Trigger::Cron(_) | crate::api::types::Trigger::Interval(_) => {
+                    "schedule"
+                }
+                crate::api::types::Trigger::Webhook { .. } => "webhook",
+                crate::api::types::Trigger::File { .. } => "file",
+                crate::api::types::Trigger::Event { .. } => "event",
+            };
+            if let Some(list) = by_kind.get_mut(kind) {
+                list.push(json!({"workflow": w.name, "enabled": w.enabled, "t": t}));
+            }
+        }
+    }
     render(
         StatusCode::OK,
-        json!({"page": "workflows", "title": "Workflows", "workflows": workflows}),
+        json!({"page": page, "title": title, "workflows": workflows, "triggers": by_kind}),
     )
 }
 
@@ -509,6 +547,71 @@ async fn workflow_page(state: &Arc<State>, name: String) -> Reply {
                "enabled": current.enabled, "source": current.source, "graph": graph,
                "params": params, "versions": versions, "runs": runs,
                "triggers": summary.map(|s| s.triggers).unwrap_or_default()}),
+    )
+}
+
+/// `/workflows/{name}/diff?from=&to=`: what changed between two versions
+/// (by default the one before the current, and the current), as a line diff
+/// of their definitions with three lines of context.
+async fn diff_page(state: &Arc<State>, name: String, from: Option<i64>, to: Option<i64>) -> Reply {
+    let wanted = name.clone();
+    let found = state
+        .db(move |db| {
+            let versions = db.workflow_versions(&wanted)?.unwrap_or_default();
+            let current = versions.iter().find(|v| v.current).map(|v| v.version);
+            let to = to.or(current);
+            let from = from.or_else(|| {
+                versions
+                    .iter()
+                    .map(|v| v.version)
+                    .filter(|v| Some(*v) < to)
+                    .max()
+            });
+            let read = |version: Option<i64>| match version {
+                Some(v) => db.workflow_version(&wanted, v),
+                None => Ok(None),
+            };
+            Ok((versions, read(from)?, read(to)?))
+        })
+        .await;
+    let (versions, from, to) = match found {
+        Ok(found) => found,
+        Err(e) => return super::api::internal(&format!("the versions could not be read: {e}")),
+    };
+    if versions.is_empty() {
+        return render(
+            StatusCode::NOT_FOUND,
+            json!({"page": "missing", "title": "No such workflow",
+                   "message": format!("No workflow {name:?} is deployed; the workflows page lists them.")}),
+        );
+    }
+    let (Some((from, from_text)), Some((to, to_text))) = (from, to) else {
+        return render(
+            StatusCode::NOT_FOUND,
+            json!({"page": "missing", "title": "No such version",
+                   "message": format!("{name} has versions {}; pick two of them on its page.",
+                       versions.iter().map(|v| v.version.to_string()).collect::<Vec<_>>().join(", "))}),
+        );
+    };
+    let pretty = |text: &str| {
+        serde_json::from_str::<Value>(text)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| text.to_string())
+    };
+    let lines = crate::workflow::diff::lines(&pretty(&from_text), &pretty(&to_text));
+    let shown: Vec<Value> = crate::workflow::diff::folded(&lines, 3)
+        .into_iter()
+        .map(|line| match line {
+            Some((tag, text)) => json!({"tag": tag.to_string(), "text": text}),
+            None => json!({"tag": "…", "text": ""}),
+        })
+        .collect();
+    let changed = lines.iter().filter(|(tag, _)| *tag != ' ').count();
+    render(
+        StatusCode::OK,
+        json!({"page": "diff", "title": format!("{name}: v{} → v{}", from.version, to.version),
+               "name": name, "from": from, "to": to, "lines": shown, "changed": changed,
+               "versions": versions}),
     )
 }
 

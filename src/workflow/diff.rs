@@ -1,4 +1,5 @@
-//! A line diff (longest common subsequence) for `fuse workflows diff`.
+//! A line diff (longest common subsequence) of two workflow definitions, for
+//! `fuse workflows diff` and the dashboard.
 
 /// The lines of `a` and `b` tagged `' '` (in both), `'-'` (only in `a`) or
 /// `'+'` (only in `b`), in order. The common start and end are trimmed
@@ -49,6 +50,30 @@ pub fn lines(a: &str, b: &str) -> Vec<(char, String)> {
         }
     }
     out.extend(a[a.len() - end..].iter().map(|l| (' ', l.to_string())));
+    out
+}
+
+/// The changed lines of a diff with `context` unchanged lines around each;
+/// `None` stands for unchanged lines left out before the next shown one.
+pub fn folded(lines: &[(char, String)], context: usize) -> Vec<Option<&(char, String)>> {
+    let near = |i: usize| {
+        lines[i.saturating_sub(context)..(i + context + 1).min(lines.len())]
+            .iter()
+            .any(|(tag, _)| *tag != ' ')
+    };
+    let mut out = Vec::new();
+    let mut gap = false;
+    for (i, line) in lines.iter().enumerate() {
+        if near(i) {
+            if gap {
+                out.push(None);
+            }
+            gap = false;
+            out.push(Some(line));
+        } else {
+            gap = true;
+        }
+    }
     out
 }
 

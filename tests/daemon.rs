@@ -1318,6 +1318,13 @@ fn plugin_routes_and_event_triggers() {
     assert_eq!(d.call("POST", "/plugins/testplug/echo", None).0, 405);
     assert_eq!(d.call("GET", "/plugins/testplug/nope", None).0, 404);
     assert_eq!(d.call("GET", "/plugins/other/echo", None).0, 404);
+    // The API reports it with its parts.
+    let (_, listed) = d.call("GET", "/api/v1/plugins", None);
+    let plugin = &listed["plugins"][0];
+    assert_eq!(plugin["name"], "testplug", "{listed}");
+    assert_eq!(plugin["state"], "loaded");
+    assert_eq!(plugin["routes"][1]["path"], "/open");
+    assert_eq!(plugin["triggers"][0]["name"], "ticks");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let runs = loop {

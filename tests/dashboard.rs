@@ -897,6 +897,24 @@ fn in_chromium_a_run_is_retried_from_its_failed_node_and_a_running_run_cancelled
 fn in_chromium_a_node_made_with_the_new_node_form_is_catalogued_and_runs() {
     use crate::browser::{Browser, screenshot_path};
     let home = TestHome::initialized();
+    // A plugin with a route and a trigger, and one whose manifest is broken.
+    for (name, manifest) in [
+        (
+            "routed",
+            json!({"name": "routed", "kind": "plugin", "description": "serves a page",
+            "runtime": {"command": ["python3", "serve.py"], "mode": "persistent"},
+            "routes": [{"path": "/status", "methods": ["GET"], "description": "its status"}],
+            "triggers": [{"name": "ticks", "command": ["sh", "ticks.sh"]}]}),
+        ),
+        (
+            "broken",
+            json!({"name": "broken", "kind": "plugin", "runtime": {"comand": ["x"]}}),
+        ),
+    ] {
+        let dir = home.path().join("plugin_packages").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    }
     let d = start(&home);
     let browser = Browser::start();
     browser.goto(&link(&d));
@@ -920,6 +938,19 @@ fn in_chromium_a_node_made_with_the_new_node_form_is_catalogued_and_runs() {
         "{row}"
     );
     browser.screenshot(&screenshot_path("nodes-new"));
+    // Plugins with their state, routes, triggers and errors.
+    let plugins = browser.text("#plugins").unwrap_or_default();
+    for shown in [
+        "routed",
+        "loaded",
+        "/plugins/routed/status",
+        "ticks",
+        "broken",
+        "error",
+        "comand",
+    ] {
+        assert!(plugins.contains(shown), "{shown}: {plugins}");
+    }
     // Written where `fuse nodes new` writes.
     let manifest = home.path().join("node_packages/measure/manifest.json");
     let manifest: Value =

@@ -258,16 +258,9 @@ pub struct NodeCreated {
 /// `GET /plugins`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Plugins {
-    pub plugins: Vec<PluginInfo>,
+    pub plugins: Vec<crate::packages::PluginReport>,
     /// Packages that could not be loaded, and why.
     pub problems: Vec<PackageProblem>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    pub description: String,
 }
 
 /// `GET /credentials`: names, types and field names, never values.

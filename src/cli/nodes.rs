@@ -394,38 +394,13 @@ pub fn which(cmd: &str) -> Option<std::path::PathBuf> {
 
 pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result<ExitCode> {
     let l = load(globals)?;
-    let describe = |p: &Package| {
-        let nodes: Vec<&str> = l
-            .catalog
-            .nodes
-            .iter()
-            .filter(|n| n.plugin.as_deref() == Some(&p.manifest.name))
-            .map(|n| n.manifest.node_type())
-            .collect();
-        let errors: Vec<String> = l
-            .catalog
-            .problems
-            .iter()
-            .filter(|e| e.dir.starts_with(&p.dir))
-            .map(|e| e.to_string())
-            .collect();
-        json!({
-            "name": p.manifest.name, "version": p.manifest.version, "description": p.manifest.description,
-            "dir": p.dir, "state": if errors.is_empty() { "loaded" } else { "partly loaded" },
-            "nodes": nodes, "errors": errors,
-            "credential_types": p.manifest.credential_types,
-            "routes": p.manifest.routes, "triggers": p.manifest.triggers,
-        })
-    };
+    let reports = l.catalog.plugin_reports(&l.home.plugin_packages_dir());
     match command {
         PluginsCommand::List { json } => {
-            let mut rows: Vec<Value> = l.catalog.plugins.iter().map(describe).collect();
-            // Plugins whose manifest did not load at all.
-            for problem in &l.catalog.problems {
-                if problem.dir.parent() == Some(l.home.plugin_packages_dir().as_path()) {
-                    rows.push(json!({"name": problem.package, "dir": problem.dir, "state": "error", "errors": [problem.to_string()]}));
-                }
-            }
+            let rows: Vec<Value> = reports
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else if rows.is_empty() {
@@ -449,7 +424,11 @@ pub fn run_plugins(globals: &Globals, command: PluginsCommand) -> anyhow::Result
             let Some(p) = l.catalog.plugins.iter().find(|p| p.manifest.name == name) else {
                 bail!("there is no plugin {name:?}; `fuse plugins list` shows them");
             };
-            let v = describe(p);
+            let v = reports
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .unwrap_or_default();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {

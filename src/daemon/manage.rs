@@ -266,15 +266,7 @@ pub(super) fn plugins(state: &Arc<State>) -> Reply {
         &state.home.node_packages_dir(),
         &state.home.plugin_packages_dir(),
     );
-    let plugins = catalog
-        .plugins
-        .iter()
-        .map(|p| types::PluginInfo {
-            name: p.manifest.name.clone(),
-            version: p.manifest.version.clone(),
-            description: p.manifest.description.clone(),
-        })
-        .collect();
+    let plugins = catalog.plugin_reports(&state.home.plugin_packages_dir());
     ok(
         StatusCode::OK,
         &types::Plugins {

@@ -64,7 +64,89 @@ pub struct Catalog {
 /// Largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
+/// A plugin as `fuse plugins list`, the API and the dashboard report it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct PluginReport {
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    pub dir: PathBuf,
+    /// `loaded`, `partly loaded` (some of its parts failed) or `error` (its
+    /// manifest did not load).
+    pub state: String,
+    /// The node types it bundles.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    #[serde(default)]
+    pub errors: Vec<String>,
+    #[serde(default)]
+    pub credential_types: Vec<manifest::CredentialTypeDecl>,
+    /// Served under `/plugins/<name>/`.
+    #[serde(default)]
+    pub routes: Vec<manifest::RouteDecl>,
+    #[serde(default)]
+    pub triggers: Vec<manifest::TriggerDecl>,
+}
+
 impl Catalog {
+    /// Every plugin with its state, parts and errors; plugins whose manifest
+    /// did not load (in `plugin_dir`) are listed with state `error`.
+    pub fn plugin_reports(&self, plugin_dir: &Path) -> Vec<PluginReport> {
+        let mut out: Vec<PluginReport> = self
+            .plugins
+            .iter()
+            .map(|p| {
+                let errors: Vec<String> = self
+                    .problems
+                    .iter()
+                    .filter(|e| e.dir.starts_with(&p.dir))
+                    .map(|e| e.to_string())
+                    .collect();
+                PluginReport {
+                    name: p.manifest.name.clone(),
+                    version: p.manifest.version.clone(),
+                    description: p.manifest.description.clone(),
+                    dir: p.dir.clone(),
+                    state: if errors.is_empty() {
+                        "loaded"
+                    } else {
+                        "partly loaded"
+                    }
+                    .into(),
+                    nodes: self
+                        .nodes
+                        .iter()
+                        .filter(|n| n.plugin.as_deref() == Some(&p.manifest.name))
+                        .map(|n| n.manifest.node_type().to_string())
+                        .collect(),
+                    errors,
+                    credential_types: p.manifest.credential_types.clone(),
+                    routes: p.manifest.routes.clone(),
+                    triggers: p.manifest.triggers.clone(),
+                }
+            })
+            .collect();
+        for problem in &self.problems {
+            if problem.dir.parent() == Some(plugin_dir) {
+                out.push(PluginReport {
+                    name: problem.package.clone(),
+                    version: String::new(),
+                    description: String::new(),
+                    dir: problem.dir.clone(),
+                    state: "error".into(),
+                    nodes: Vec::new(),
+                    errors: vec![problem.to_string()],
+                    credential_types: Vec::new(),
+                    routes: Vec::new(),
+                    triggers: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
     /// Scans `node_packages/` and `plugin_packages/` folders.
     pub fn discover(node_dir: &Path, plugin_dir: &Path) -> Catalog {
         let mut catalog = Catalog {

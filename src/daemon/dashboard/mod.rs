@@ -633,17 +633,9 @@ async fn nodes(state: &Arc<State>, fresh: Option<String>) -> Reply {
         )
     })
     .await;
+    let plugin_dir = state.home.plugin_packages_dir();
     let (plugins, problems) = match catalog {
-        Ok(c) => (
-            c.plugins
-                .iter()
-                .map(|p| {
-                    json!({"name": p.manifest.name, "version": p.manifest.version,
-                                "description": p.manifest.description})
-                })
-                .collect::<Vec<_>>(),
-            c.problems,
-        ),
+        Ok(c) => (c.plugin_reports(&plugin_dir), c.problems),
         Err(e) => return super::api::internal(&format!("the request's task failed: {e}")),
     };
     render(

@@ -1077,3 +1077,58 @@ fn in_chromium_versions_are_compared_rolled_back_and_a_workflow_deleted_and_trig
     );
     assert_eq!(d.call("GET", "/api/v1/workflows/hooked", None).0, 404);
 }
+
+#[test]
+fn in_chromium_a_large_output_is_cut_then_loaded_whole_and_an_error_shows_its_kind() {
+    use crate::browser::Browser;
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "big", "nodes": [
+        {"id": "echo", "type": "transform.set", "data": {"inputs": {"values": {"text": "{{ trigger.text }}"}}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let text = "abcdefghij".repeat(4_000);
+    let (_, started) = d.call(
+        "POST",
+        "/api/v1/workflows/big/run",
+        Some(json!({"text": text})),
+    );
+    let id = started["run_id"].as_str().unwrap().to_string();
+    d.wait_status(&id, "succeeded");
+    let (failed, _) = failed_run(&d);
+
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+    browser.goto(&format!("{}/runs/{id}", d.url));
+    let output_length = |b: &Browser| {
+        b.run(
+            "return document.querySelector('pre[data-part=output]').textContent.length;",
+            json!([]),
+        )
+        .as_u64()
+        .unwrap_or(0)
+    };
+    assert!(output_length(&browser) < 17_000, "cut on the page");
+    browser.run(
+        "for (const d of document.querySelectorAll('#attempts details')) d.open = true;
+         document.querySelector('button[data-load=output]').click();",
+        json!([]),
+    );
+    browser.wait("the whole output", |b| {
+        (output_length(b) > 40_000).then_some(())
+    });
+    let whole = browser.run(
+        "return JSON.parse(document.querySelector('pre[data-part=output]').textContent).text.length;",
+        json!([]),
+    );
+    assert_eq!(whole, json!(40_000));
+
+    // A failed node: its error with its kind.
+    browser.goto(&format!("{}/runs/{failed}", d.url));
+    let error = browser.text("#attempts .err").unwrap_or_default();
+    assert!(error.contains("missing"), "{error}");
+    let kind = browser.text("#attempts .err b").unwrap_or_default();
+    assert!(
+        !kind.is_empty() && error.starts_with(&format!("{kind}: ")),
+        "{error}"
+    );
+}

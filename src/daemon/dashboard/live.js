@@ -157,6 +157,22 @@ async function check(button) {
   else { out.className = "check-result err"; out.textContent = r.ok ? answer.error : problem(answer, r); }
 }
 
+// A node's input or output cut on the page, loaded whole from the API.
+async function loadPart(button) {
+  const root = document.querySelector("[data-run]");
+  button.disabled = true;
+  const r = await fetch(`/api/v1/executions/${encodeURIComponent(root.dataset.run)}`, {credentials: "same-origin"});
+  const answer = await r.json().catch(() => ({}));
+  const row = r.ok && answer.nodes ? answer.nodes[Number(button.dataset.index)] : null;
+  const pre = document.querySelector(`pre[data-part="${button.dataset.load}"][data-index="${button.dataset.index}"]`);
+  if (row && pre) {
+    pre.textContent = JSON.stringify(row[button.dataset.load], null, 2);
+    button.remove();
+  } else {
+    button.textContent = r.ok ? "not recorded" : problem(answer, r);
+  }
+}
+
 function filterRows(search) {
   const rows = document.querySelectorAll(search.dataset.filter);
   const needle = search.value.trim().toLowerCase();
@@ -184,6 +200,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const credential = document.querySelector("form[data-new-credential]");
   if (credential) credentialForm(credential);
   for (const b of document.querySelectorAll("button[data-check]")) b.addEventListener("click", () => check(b));
+  for (const b of document.querySelectorAll("button[data-load]")) b.addEventListener("click", () => loadPart(b));
   const search = document.querySelector("input[data-filter]");
   if (search) search.addEventListener("input", () => filterRows(search));
   const root = document.querySelector("[data-run]");

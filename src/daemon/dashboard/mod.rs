@@ -427,12 +427,17 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
     let attempts: Vec<Value> = detail
         .nodes
         .iter()
-        .map(|n| {
-            json!({"node": n.node_id, "type": n.node_type, "attempt": n.attempt, "item": n.item,
-                   "status": n.status, "duration_ms": n.duration_ms,
-                   "error": n.error.as_ref().map(error_text),
-                   "input": n.input.as_ref().map(|v| shown(v, SHOWN)),
-                   "output": n.output.as_ref().map(|v| shown(v, SHOWN))})
+        .enumerate()
+        .map(|(index, n)| {
+            let error = n.error.as_ref();
+            json!({"index": index, "node": n.node_id, "type": n.node_type, "attempt": n.attempt,
+                   "item": n.item, "status": n.status, "duration_ms": n.duration_ms,
+                   "error": error.map(error_text),
+                   "error_kind": error.and_then(|e| e.get("kind")).and_then(Value::as_str),
+                   "error_details": error.and_then(|e| e.get("details")).filter(|d| !d.is_null())
+                       .map(|d| shown(d, SHOWN)),
+                   "input": n.input.as_ref().map(|v| part(v, SHOWN)),
+                   "output": n.output.as_ref().map(|v| part(v, SHOWN))})
         })
         .collect();
     let live = matches!(detail.summary.status.as_str(), "queued" | "running");
@@ -668,6 +673,20 @@ async fn credentials(state: &Arc<State>) -> Reply {
         json!({"page": "credentials", "title": "Credentials", "credentials": credentials,
                "types": types}),
     )
+}
+
+/// A node's input or output for the page: `{text, cut, bytes}`; a cut one
+/// is loaded whole on demand (the page's "Show all" asks the API).
+fn part(value: &Value, limit: usize) -> Value {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    if text.len() <= limit {
+        return json!({"text": text, "cut": false, "bytes": text.len()});
+    }
+    let mut cut = limit;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    json!({"text": format!("{}\n…", &text[..cut]), "cut": true, "bytes": text.len()})
 }
 
 /// A JSON value pretty-printed for the page, cut at `limit` bytes (saying

@@ -73,22 +73,18 @@ impl Browser {
         };
         let base = format!("http://127.0.0.1:{port}");
         // Ready when /status says so (ChromeDriver takes a moment to listen).
-        crate::daemon::wait_for_within(
-            "ChromeDriver to get ready",
-            Duration::from_secs(30),
-            || {
-                rt.block_on(async {
-                    let r = client
-                        .get(format!("{base}/status"))
-                        .timeout(Duration::from_secs(2))
-                        .send()
-                        .await
-                        .ok()?;
-                    let v: Value = r.json().await.ok()?;
-                    v["value"]["ready"].as_bool().filter(|ready| *ready)
-                })
-            },
-        );
+        crate::wait::wait_for_within("ChromeDriver to get ready", Duration::from_secs(30), || {
+            rt.block_on(async {
+                let r = client
+                    .get(format!("{base}/status"))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .ok()?;
+                let v: Value = r.json().await.ok()?;
+                v["value"]["ready"].as_bool().filter(|ready| *ready)
+            })
+        });
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -175,7 +171,7 @@ impl Browser {
 
     /// Polls until `check` gives a value (15 s at most, then fails naming `what`).
     pub fn wait<T>(&self, what: &str, mut check: impl FnMut(&Browser) -> Option<T>) -> T {
-        crate::daemon::wait_for_within(what, Duration::from_secs(15), || check(self))
+        crate::wait::wait_for_within(what, Duration::from_secs(15), || check(self))
     }
 
     /// The `data-state` of graph node `id` on a run page.

@@ -141,17 +141,7 @@ pub fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     wait_for_within(what, Duration::from_secs(10), check)
 }
 
-/// Polls `check` until it gives a value (`limit` at most, then fails naming `what`).
-pub fn wait_for_within<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use crate::wait::wait_for_within;
 
 /// Polls the daemon at `url` until run `id` is recorded as finished (20 s at most).
 pub fn wait_run(url: &str, token: &str, id: &str) -> Value {

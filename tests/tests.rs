@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helper;
+// Polling with a deadline.
+mod wait;
 
 // `fuse init`, config, store and key store: the home and its failure modes.
 mod init;

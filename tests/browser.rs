@@ -184,6 +184,35 @@ impl Browser {
         .map(str::to_string)
     }
 
+    /// Sets the window's size (CSS pixels).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
+    /// Types `keys` on the keyboard, as a person would, into whatever has
+    /// the focus (WebDriver key codes: `\u{E004}` Tab, `\u{E007}` Enter).
+    pub fn keys(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|c| {
+                [
+                    json!({"type": "keyDown", "value": c.to_string()}),
+                    json!({"type": "keyUp", "value": c.to_string()}),
+                ]
+            })
+            .collect();
+        let v = self.call(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        );
+        assert!(v.is_null(), "typing: {v}");
+    }
+
     /// Saves a PNG screenshot of the window to `path` (folders made).
     pub fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;

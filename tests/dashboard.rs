@@ -1132,3 +1132,92 @@ fn in_chromium_a_large_output_is_cut_then_loaded_whole_and_an_error_shows_its_ki
         "{error}"
     );
 }
+
+#[test]
+fn in_chromium_every_page_fits_a_phone_and_a_workflow_runs_from_the_keyboard() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "pocket", "nodes": [
+        {"id": "hook", "type": "trigger.webhook", "data": {"inputs": {"path": "a-rather-long-webhook-path-for-a-phone"}}},
+        {"id": "first", "type": "transform.set", "data": {"inputs": {"values": {"a": 1}}}},
+        {"id": "second", "type": "transform.set", "data": {"inputs": {"values": {"b": 2}}}}
+    ], "edges": [{"source": "hook", "target": "first"}, {"source": "first", "target": "second"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = d.call("POST", "/api/v1/workflows/pocket/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    d.wait_status(&id, "succeeded");
+    failed_run(&d);
+
+    let browser = Browser::start();
+    browser.goto(&link(&d));
+    // Keyboard only: Tab to the workflow page's Run button, Enter runs it.
+    browser.goto(&format!("{}/workflows/pocket", d.url));
+    let focused = || {
+        browser
+            .run(
+                "const e = document.activeElement; return e ? e.tagName + ':' + e.textContent.trim() : '';",
+                json!([]),
+            )
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut tabs = 0;
+    while focused() != "BUTTON:Run" {
+        tabs += 1;
+        assert!(
+            tabs < 40,
+            "Tab never reached the Run button (at {})",
+            focused()
+        );
+        browser.keys("\u{E004}");
+    }
+    let outline = browser.run(
+        "return getComputedStyle(document.activeElement).outlineStyle;",
+        json!([]),
+    );
+    assert_eq!(outline, json!("solid"), "the focused button shows it");
+    browser.keys("\u{E007}");
+    browser.wait("the run's page", |b| {
+        (b.url().contains("/runs/") && !b.url().ends_with(&id)).then_some(())
+    });
+
+    // At phone width nothing makes the page scroll sideways (wide parts,
+    // graphs and tables, scroll inside their own box).
+    browser.resize(390, 844);
+    let width = browser
+        .run("return window.innerWidth;", json!([]))
+        .as_u64()
+        .unwrap_or(0);
+    assert!(width <= 420, "the window is phone-sized: {width}");
+    for path in [
+        "/".to_string(),
+        "/runs".into(),
+        format!("/runs/{id}"),
+        "/workflows".into(),
+        "/workflows/pocket".into(),
+        "/triggers".into(),
+        "/nodes".into(),
+        "/credentials".into(),
+    ] {
+        browser.goto(&format!("{}{path}", d.url));
+        // The widest element that sticks out, to name it.
+        let overflow = browser.run(
+            "const w = window.innerWidth; let worst = null;
+             for (const e of document.querySelectorAll('body *')) {
+               const r = e.getBoundingClientRect();
+               if (r.right > w + 0.5 && !e.closest('.graph, .timeline, .chart, pre, .scroll') && (!worst || r.right > worst[1]))
+                 worst = [e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className, Math.round(r.right - w)];
+             }
+             return [document.documentElement.scrollWidth - w, worst];",
+            json!([]),
+        );
+        assert!(
+            overflow[0].as_i64().unwrap_or(1) <= 0,
+            "{path} is wider than the phone: {overflow}"
+        );
+    }
+    browser.goto(&format!("{}/runs/{id}", d.url));
+    browser.screenshot(&screenshot_path("phone-run"));
+}

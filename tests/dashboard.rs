@@ -129,7 +129,18 @@ fn a_sign_in_link_works_once_and_sets_a_strict_http_only_cookie() {
     assert_eq!(overview.status, 200);
     assert!(overview.header("content-type").starts_with("text/html"));
     assert!(overview.body.contains("Overview"), "{}", overview.body);
-    for path in ["/", "/runs", "/runs?status=failed", "/runs/some-run"] {
+    for path in [
+        "/",
+        "/runs",
+        "/runs?status=failed",
+        "/runs/some-run",
+        "/workflows",
+        "/workflows/some-flow",
+        "/workflows/some-flow/diff?from=1&to=2",
+        "/triggers",
+        "/nodes",
+        "/credentials",
+    ] {
         let anonymous = page("GET", &format!("{}{path}", d.url), &[], None);
         assert_eq!(anonymous.status, 303, "{path}");
         assert_eq!(anonymous.header("location"), "/login", "{path}");
@@ -202,6 +213,20 @@ fn the_session_signs_api_calls_from_the_dashboard_only() {
         403,
         "a change without an Origin"
     );
+    // Every change the pages make, refused from another site.
+    for (method, path) in [
+        ("POST", "/api/v1/nodes"),
+        ("POST", "/api/v1/credentials"),
+        ("DELETE", "/api/v1/credentials/github"),
+        ("POST", "/api/v1/workflows/x/run"),
+        ("POST", "/api/v1/executions/x/retry"),
+    ] {
+        assert_eq!(
+            api(method, path, Some("http://evil.example")).status,
+            403,
+            "{method} {path}"
+        );
+    }
     let made = api("POST", "/api/v1/dashboard/login-links", Some(&d.url));
     assert_eq!(made.status, 201, "{}", made.body);
     // No cookie and no token: 401 as before.
@@ -675,6 +700,20 @@ fn in_chromium_a_workflow_runs_from_its_params_form_and_can_be_disabled() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(greet["enabled"], json!(false));
+    assert_eq!(greet["last_run"]["id"], json!(run_id));
+
+    // The list shows each workflow's last run.
+    browser.goto(&format!("{}/workflows", d.url));
+    let last = browser.run(
+        "return [...document.querySelectorAll('#workflows tbody tr')].map(r => [r.dataset.name, r.querySelector('.last-run').innerText]);",
+        json!([]),
+    );
+    let last: Vec<(String, String)> = serde_json::from_value(last).unwrap_or_default();
+    assert!(
+        last[0].0 == "greet" && last[0].1.starts_with("succeeded"),
+        "{last:?}"
+    );
+    assert_eq!(last[1], ("other".to_string(), "never".to_string()));
 }
 
 #[test]
@@ -843,6 +882,25 @@ fn in_chromium_a_run_is_retried_from_its_failed_node_and_a_running_run_cancelled
             .contains("reused the output"),
         "{:?}",
         browser.text("#log")
+    );
+    // The line is also with the node it belongs to.
+    let node_log = browser.run(
+        "const d = document.querySelector('#attempts .node-log'); if (!d) return null; d.open = true;
+         return [d.closest('tr').cells[0].innerText, d.innerText];",
+        json!([]),
+    );
+    assert_eq!(node_log[0], json!("first"), "{node_log}");
+    assert_eq!(
+        browser.node_state("first").as_deref(),
+        Some("succeeded"),
+        "a reused node shows as succeeded"
+    );
+    assert!(
+        node_log[1]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reused the output"),
+        "{node_log}"
     );
     assert_eq!(
         lines(&count),

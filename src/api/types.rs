@@ -82,6 +82,9 @@ pub struct WorkflowSummary {
     pub updated_at: i64,
     pub triggers: Vec<Trigger>,
     pub active_runs: usize,
+    /// Its newest recorded run.
+    #[serde(default)]
+    pub last_run: Option<crate::store::history::RunSummary>,
 }
 
 /// What starts a deployed workflow.

@@ -832,16 +832,26 @@ pub(super) fn workflow_summaries(state: &State) -> crate::Result<Vec<types::Work
                     trigger: trigger.clone(),
                 });
             }
-            types::WorkflowSummary {
+            let last_run = state
+                .db
+                .list_runs(&RunFilter {
+                    workflow: Some(name.clone()),
+                    limit: 1,
+                    ..Default::default()
+                })?
+                .into_iter()
+                .next();
+            Ok(types::WorkflowSummary {
                 active_runs: state.running_of(&name),
+                last_run,
                 name,
                 enabled: row.enabled,
                 version: row.version,
                 updated_at: row.updated_at,
                 triggers,
-            }
+            })
         })
-        .collect();
+        .collect::<crate::Result<Vec<_>>>()?;
     Ok(workflows)
 }
 

@@ -546,12 +546,29 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     let started = Instant::now();
     let node = &shared.plan.nodes[i];
     if let Some(output) = shared.reuse.get(&*node.id) {
-        shared.engine.observer().on_event(&Event::Log {
+        let observer = shared.engine.observer();
+        observer.on_event(&Event::Log {
             run_id: shared.run.id.to_string(),
             node_id: Some(node.id.to_string()),
             level: LogLevel::Info,
             message: "reused the output of the earlier run".into(),
         });
+        // Recorded as attempt 0 with its output: the history shows the node
+        // succeeded, and a later retry of this run can reuse it again.
+        let at = now_ms();
+        observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
+            run_id: shared.run.id.clone(),
+            node_id: node.id.clone(),
+            node_type: node.type_name.clone(),
+            attempt: 0,
+            item: None,
+            status: Status::Succeeded,
+            input: input.clone(),
+            output: Some(Arc::new(output.clone())),
+            error: None,
+            started_ms: at,
+            finished_ms: at,
+        })));
         return NodeResult {
             index: i,
             result: Ok(NodeOutput::new(output.clone())),

@@ -424,11 +424,22 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
         .as_deref()
         .and_then(|d| crate::workflow::Workflow::from_json(d).ok())
         .map(|wf| graph::layout(&wf, &states));
+    // Each node's log lines, shown with its first attempt.
+    let mut node_logs: std::collections::HashMap<&str, Vec<String>> = Default::default();
+    for line in &logs {
+        if let Some(node) = &line.node_id {
+            node_logs
+                .entry(node.as_str())
+                .or_default()
+                .push(format!("{} {}", line.level, line.message));
+        }
+    }
     let attempts: Vec<Value> = detail
         .nodes
         .iter()
         .enumerate()
         .map(|(index, n)| {
+            let log = node_logs.remove(n.node_id.as_str());
             let error = n.error.as_ref();
             json!({"index": index, "node": n.node_id, "type": n.node_type, "attempt": n.attempt,
                    "item": n.item, "status": n.status, "duration_ms": n.duration_ms,
@@ -436,6 +447,7 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
                    "error_kind": error.and_then(|e| e.get("kind")).and_then(Value::as_str),
                    "error_details": error.and_then(|e| e.get("details")).filter(|d| !d.is_null())
                        .map(|d| shown(d, SHOWN)),
+                   "log": log,
                    "input": n.input.as_ref().map(|v| part(v, SHOWN)),
                    "output": n.output.as_ref().map(|v| part(v, SHOWN))})
         })

@@ -51,6 +51,11 @@ fn find_program(names: &[&str]) -> String {
 impl Browser {
     /// Starts ChromeDriver and a headless Chromium with a fresh profile, at 1280×800.
     pub fn start() -> Browser {
+        Browser::start_with(&[])
+    }
+
+    /// [`Browser::start`] with more Chromium switches (`--force-dark-mode`).
+    pub fn start_with(switches: &[&str]) -> Browser {
         let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
         let chromedriver = find_program(&["chromedriver"]);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -86,15 +91,24 @@ impl Browser {
             })
         });
         let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,800",
+        ]
+        .iter()
+        .chain(switches)
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                         "--disable-background-networking", "--disable-component-update",
-                         "--disable-sync", "--window-size=1280,800",
-                         format!("--user-data-dir={}", profile.path().display())]
-            }
+            "goog:chromeOptions": {"binary": chromium, "args": args}
         }}});
         let answer: Value = rt.block_on(async {
             client

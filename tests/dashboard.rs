@@ -1279,3 +1279,25 @@ fn in_chromium_every_page_fits_a_phone_and_a_workflow_runs_from_the_keyboard() {
     browser.goto(&format!("{}/runs/{id}", d.url));
     browser.screenshot(&screenshot_path("phone-run"));
 }
+
+#[test]
+fn in_chromium_the_pages_follow_a_dark_system_theme() {
+    use crate::browser::{Browser, screenshot_path};
+    let home = TestHome::initialized();
+    let d = start(&home);
+    failed_run(&d);
+    let background = |b: &Browser| {
+        b.run(
+            "return [matchMedia('(prefers-color-scheme: dark)').matches, getComputedStyle(document.body).backgroundColor];",
+            json!([]),
+        )
+    };
+    let light = Browser::start();
+    light.goto(&link(&d));
+    assert_eq!(background(&light), json!([false, "rgb(255, 255, 255)"]));
+    drop(light);
+    let dark = Browser::start_with(&["--force-dark-mode"]);
+    dark.goto(&link(&d));
+    assert_eq!(background(&dark), json!([true, "rgb(15, 17, 21)"]));
+    dark.screenshot(&screenshot_path("overview-dark"));
+}

@@ -106,6 +106,16 @@ fn a_sign_in_link_works_once_and_sets_a_strict_http_only_cookie() {
     let d = start(&home);
     let url = link(&d);
     assert!(url.starts_with(&format!("{}/login?code=", d.url)), "{url}");
+    // The request takes no fields: anything but nothing or {} is refused.
+    for body in [json!([]), json!({"x": 1}), json!(3)] {
+        let (code, answer) = d.call("POST", "/api/v1/dashboard/login-links", Some(body.clone()));
+        assert_eq!(code, 400, "{body}: {answer}");
+    }
+    assert_eq!(
+        d.call("POST", "/api/v1/dashboard/login-links", Some(json!({})))
+            .0,
+        201
+    );
 
     let first = page("GET", &url, &[], None);
     assert_eq!(first.status, 303, "{}", first.body);
@@ -931,6 +941,12 @@ fn in_chromium_a_run_is_retried_from_its_failed_node_and_a_running_run_cancelled
             .contains("without from_failed"),
         "{answer}"
     );
+    let (code, answer) = d.call(
+        "POST",
+        &format!("/api/v1/executions/{retry}/retry"),
+        Some(json!([true])),
+    );
+    assert_eq!(code, 400, "a body that is not an object: {answer}");
 
     // Cancel a running run from its page.
     let wf = json!({"name": "long", "nodes": [

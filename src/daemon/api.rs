@@ -622,8 +622,20 @@ async fn optional_body<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-/// A JSON value as the request type `T`, or 400 naming where it does not fit.
+/// A JSON object as the request type `T`, or 400 naming where it does not
+/// fit. (Serde would also take a struct as an array of its fields.)
 fn fit<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Box<Reply>> {
+    if !value.is_object() {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "the body must be a JSON object, not {}",
+                crate::workflow::params::kind_of(&value)
+            ),
+            Value::Null,
+        )));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         Box::new(error(

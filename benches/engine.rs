@@ -48,8 +48,13 @@ fn measure(name: &str, wf: &Value, history: bool, rt: &tokio::runtime::Runtime) 
     let recorder = history.then(|| {
         let store = Store::open(&dir.path().join("fuse.db")).expect("store");
         Arc::new(
-            Recorder::start(store, dir.path().join("blobs"), HistoryConfig::default())
-                .expect("recorder"),
+            Recorder::start(
+                store,
+                dir.path().join("blobs"),
+                HistoryConfig::default(),
+                fuse::store::recorder::Mode::Daemon,
+            )
+            .expect("recorder"),
         )
     });
     let observer: Arc<dyn Observer> = match &recorder {

@@ -5,7 +5,9 @@
 //! - `fuse run` of linear chains of 100, 1k, 10k and 100k `transform.set`
 //!   nodes as a whole process: wall time, µs per node, peak RSS (from
 //!   `wait4`), with history and with `--no-history`; and the workflow file's
-//!   size, so memory per node can be read against the data.
+//!   size, so memory per node can be read against the data;
+//! - the disk syncs of consecutive `fuse run`s (counted with strace, when it
+//!   is installed).
 //!
 //! `cargo bench --bench scale`; `FUSE_BENCH_SIZES` (default
 //! "100,1000,10000,100000"), `FUSE_BENCH_REPEAT` (default 3, best of).
@@ -216,6 +218,15 @@ fn main() {
             verdict(us <= 10.0)
         );
     }
+    for n in [100, 10_000] {
+        match syncs(tmp.path(), n, 6) {
+            Some(counts) => println!(
+                "disk syncs of 6 `fuse run`s of a {n}-node chain in a new home: {counts:?} \
+                 (the first creates the log; later ones sync it once, plus a checkpoint per ~4 MB of history)"
+            ),
+            None => println!("disk syncs: not counted (strace is not installed)"),
+        }
+    }
     if let Some((h, none)) = at_100k {
         println!(
             "target ≤ 40 MB peak for 100k nodes: {:.1} MB with history, {:.1} MB without ({})",
@@ -224,6 +235,34 @@ fn main() {
             verdict(h <= 40 * 1024)
         );
     }
+}
+
+/// Disk syncs (`fsync`, `fdatasync`) of `runs` consecutive `fuse run`s of a
+/// chain of `n` nodes in a fresh home, counted with strace: each run's count.
+fn syncs(dir: &Path, n: usize, runs: usize) -> Option<Vec<usize>> {
+    let home = dir.join(format!("syncs-{n}"));
+    init(&home);
+    let file = dir.join(format!("syncs-chain-{n}.json"));
+    std::fs::write(&file, chain(n).to_string()).unwrap();
+    let trace = dir.join("syncs.trace");
+    let mut counts = Vec::new();
+    for _ in 0..runs {
+        let status = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
+            .arg(&trace)
+            .arg(env!("CARGO_BIN_EXE_fuse"))
+            .args(["-q", "run"])
+            .arg(&file)
+            .env("FUSE_HOME", &home)
+            .envs(std::env::vars().filter(|(k, _)| !k.starts_with("FUSE_")))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        assert!(status.success(), "fuse run under strace failed");
+        let text = std::fs::read_to_string(&trace).unwrap();
+        counts.push(text.lines().filter(|l| l.contains("sync(")).count());
+    }
+    Some(counts)
 }
 
 fn verdict(ok: bool) -> &'static str {

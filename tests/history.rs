@@ -37,8 +37,15 @@ fn retention_keeps_the_database_and_blobs_bounded() {
         keep_days: 0,
         blob_threshold: 4096,
     };
-    let recorder =
-        Arc::new(Recorder::start(Store::open(&db).unwrap(), blobs.clone(), history).unwrap());
+    let recorder = Arc::new(
+        Recorder::start(
+            Store::open(&db).unwrap(),
+            blobs.clone(),
+            history,
+            fuse::store::recorder::Mode::Daemon,
+        )
+        .unwrap(),
+    );
     let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone()];
     let engine = Engine::new(Registry::builtin(), Arc::new(Fanout(observers)), 4);
     // Each run outputs ~40 KB, unique per run (so blobs cannot be shared).

@@ -82,7 +82,12 @@ impl CliEngine {
             settings = crate::nodes::Settings::of_home(&home, &config);
             if history {
                 let store = home.open_store()?;
-                let r = Arc::new(Recorder::start(store, home.blobs_dir(), config.history)?);
+                let r = Arc::new(Recorder::start(
+                    store,
+                    home.blobs_dir(),
+                    config.history,
+                    crate::store::recorder::Mode::OneShot,
+                )?);
                 observers.push(r.clone());
                 recorder = Some(r);
             }

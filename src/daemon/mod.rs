@@ -290,6 +290,7 @@ pub async fn serve(
         home.open_store()?,
         home.blobs_dir(),
         config.history.clone(),
+        crate::store::recorder::Mode::Daemon,
     )?);
     let settings = crate::nodes::Settings::of_home(home, &config);
     let (registry, catalog) = crate::packages::registry_of_home(&settings, home);

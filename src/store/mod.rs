@@ -40,11 +40,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Whether the write-ahead log was there before this connection opened
+    /// (else opening created it, and its folder entry is not on disk yet).
+    log_existed: bool,
 }
 
 impl Store {
     /// Opens (creating if missing) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
+        let log_existed = log_path(path).exists();
         let mut conn = Connection::open(path).map_err(|source| Error::Database {
             action: "opening",
             path: path.to_path_buf(),
@@ -75,12 +79,14 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            log_existed,
         })
     }
 
     /// Another connection to a database [`Store::open`] has opened (and
     /// migrated): for reading beside the writer.
     pub fn open_reader(path: &Path) -> Result<Store> {
+        let log_existed = log_path(path).exists();
         let conn = Connection::open(path).map_err(|source| Error::Database {
             action: "opening",
             path: path.to_path_buf(),
@@ -90,7 +96,14 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
+            log_existed,
         })
+    }
+
+    /// The write-ahead log beside the database, and whether it was there
+    /// before this connection opened.
+    pub fn log(&self) -> (PathBuf, bool) {
+        (log_path(&self.path), self.log_existed)
     }
 
     /// The schema version of an existing database, read without migrating it;
@@ -219,6 +232,13 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
     )
     .map_err(err)?;
     Ok(())
+}
+
+/// SQLite's write-ahead log of the database at `path` (`fuse.db-wal`).
+fn log_path(path: &Path) -> PathBuf {
+    let mut log = path.as_os_str().to_owned();
+    log.push("-wal");
+    PathBuf::from(log)
 }
 
 /// The highest applied refinery migration, 0 for a new database.

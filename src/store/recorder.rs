@@ -135,13 +135,51 @@ pub struct Recorder {
     failures: Arc<Mutex<Failures>>,
 }
 
+/// Who the writer records for: the daemon (a long life, many runs) or one
+/// `fuse run` (one run, then the process exits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A background checkpointer copies the log into the database every
+    /// 250 ms; stopping leaves the log empty.
+    Daemon,
+    /// One disk sync per run: [`Recorder::flush`] (which `fuse run` calls
+    /// before it reports the run) syncs the write-ahead log, and nothing else
+    /// does. There is no checkpointer and no checkpoint when the process
+    /// exits: the log stays beside the database for the next process, and
+    /// SQLite copies it in (with its own syncs) once it passes 1,000 pages.
+    OneShot,
+}
+
 impl Recorder {
     /// Starts the writer on an open store.
-    pub fn start(store: Store, blobs_dir: PathBuf, history: HistoryConfig) -> Result<Recorder> {
+    pub fn start(
+        store: Store,
+        blobs_dir: PathBuf,
+        history: HistoryConfig,
+        mode: Mode,
+    ) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel();
         let failures = Arc::new(Mutex::new(Failures::default()));
-        let checkpointer = Checkpointer::start(store.path())?;
+        let checkpointer = match mode {
+            Mode::Daemon => Some(Checkpointer::start(store.path())?),
+            Mode::OneShot => None,
+        };
+        let log = (mode == Mode::OneShot).then(|| {
+            let (path, existed) = store.log();
+            Log {
+                path,
+                created: !existed,
+            }
+        });
         let conn = store.into_connection();
+        if mode == Mode::OneShot
+            && let Err(e) = conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+        {
+            tracing::debug!("the log will be checkpointed on close: {e}");
+        }
         // Every statement the writer runs stays prepared. The checkpointer copies
         // the log into the database in the background, so when a commit passes
         // 1,000 log pages the writer's own checkpoint has little left to copy;
@@ -163,6 +201,8 @@ impl Recorder {
             last_write: std::time::Instant::now(),
             shrink: false,
             failures: failures.clone(),
+            mode,
+            log,
         };
         let thread = std::thread::Builder::new()
             .name("fuse-recorder".into())
@@ -171,7 +211,7 @@ impl Recorder {
         Ok(Recorder {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
-            checkpointer: Mutex::new(Some(checkpointer)),
+            checkpointer: Mutex::new(checkpointer),
             failures,
         })
     }
@@ -368,6 +408,16 @@ struct Writer {
     last_write: std::time::Instant,
     /// Retention freed pages the file has not given back yet.
     shrink: bool,
+    mode: Mode,
+    /// One-shot: the write-ahead log to sync at each flush.
+    log: Option<Log>,
+}
+
+/// The write-ahead log a one-shot writer syncs.
+struct Log {
+    path: PathBuf,
+    /// Created by this process: its folder entry needs a sync too.
+    created: bool,
 }
 
 impl Writer {
@@ -436,8 +486,9 @@ impl Writer {
                 }
             }
             if !acks.is_empty() {
-                // A flush leaves nothing pending.
+                // A flush leaves nothing pending, and in one-shot mode on disk.
                 self.retention(true);
+                self.sync_log();
                 for ack in acks {
                     let _ = ack.send(());
                 }
@@ -446,7 +497,36 @@ impl Writer {
             }
         }
         self.retention(true);
-        let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        if self.mode == Mode::Daemon {
+            let _ = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        }
+    }
+
+    /// One-shot: puts everything committed so far on disk with one sync of
+    /// the write-ahead log (its file, on a descriptor of our own: SQLite's
+    /// commits under `synchronous = NORMAL` do not sync), plus one of the
+    /// folder if this process created the log.
+    fn sync_log(&mut self) {
+        let Some(log) = self.log.as_mut() else {
+            return;
+        };
+        let synced = std::fs::File::open(&log.path).and_then(|f| f.sync_data());
+        let synced = match (synced, log.created) {
+            (Ok(()), true) => log.path.parent().map_or(Ok(()), |dir| {
+                std::fs::File::open(dir).and_then(|d| d.sync_all())
+            }),
+            (result, _) => result,
+        };
+        match synced {
+            Ok(()) => log.created = false,
+            // Not found: there is no log (it was checkpointed away), so
+            // every commit is in the database file, synced by that checkpoint.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "syncing {} failed ({e}): a power loss could lose this run's record",
+                log.path.display()
+            ),
+        }
     }
 
     /// Writes a batch: whole, retried on errors that may pass (a full disk, an
@@ -529,6 +609,18 @@ impl Writer {
             return Ok(());
         }
         let mut new_definitions = Vec::new();
+        self.write_items(items, finished, &mut new_definitions)?;
+        // Known only once committed (a failed batch is written again).
+        self.definitions.extend(new_definitions);
+        Ok(())
+    }
+
+    fn write_items(
+        &mut self,
+        items: &[Item],
+        finished: &mut Vec<String>,
+        new_definitions: &mut Vec<String>,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         for item in items {
             let threshold = self.history.blob_threshold;
@@ -558,7 +650,7 @@ impl Writer {
                     define(
                         &tx,
                         &self.definitions,
-                        &mut new_definitions,
+                        new_definitions,
                         &s.hash,
                         &s.definition,
                     )?;
@@ -600,7 +692,7 @@ impl Writer {
                         define(
                             &tx,
                             &self.definitions,
-                            &mut new_definitions,
+                            new_definitions,
                             workflow_hash,
                             definition,
                         )?;
@@ -717,10 +809,7 @@ impl Writer {
                 Event::NodeStarted { .. } | Event::NodeFinished { .. } => {}
             }
         }
-        tx.commit()?;
-        // Known only once committed (a failed batch is written again).
-        self.definitions.extend(new_definitions);
-        Ok(())
+        tx.commit()
     }
 
     /// Applies keep_runs / keep_days to the workflows with finished runs: one

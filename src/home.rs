@@ -136,9 +136,11 @@ impl Home {
     }
 
     /// The store holding this home's master key, as recorded at `init`.
-    pub fn key_store(store: &Store) -> Result<Option<KeyStoreKind>> {
-        Ok(store
-            .meta(META_KEY_STORE)?
+    /// `meta` reads a `meta` value of the database (`|k| store.meta(k)`).
+    pub fn key_store(
+        meta: impl FnOnce(&str) -> Result<Option<String>>,
+    ) -> Result<Option<KeyStoreKind>> {
+        Ok(meta(META_KEY_STORE)?
             .as_deref()
             .and_then(KeyStoreKind::parse))
     }
@@ -297,7 +299,7 @@ pub fn init(home: &Home, options: &InitOptions) -> Result<InitReport> {
     // The file's token is the first admin API token (`init`).
     store.ensure_init_token(token.trim())?;
 
-    match Home::key_store(&store)? {
+    match Home::key_store(|k| store.meta(k))? {
         Some(kind) => {
             // Prove it still opens, so a broken key store shows up now, not at first use.
             keystore::load(root, kind)?;

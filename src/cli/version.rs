@@ -49,7 +49,7 @@ pub fn run(globals: &Globals, args: VersionArgs) -> anyhow::Result<ExitCode> {
     }
     let (schema_version, key_store) = if initialized {
         let store = home.open_store()?;
-        let kind = Home::key_store(&store)?;
+        let kind = Home::key_store(|k| store.meta(k))?;
         (Some(store.schema_version()?), kind.map(|k| k.as_str()))
     } else {
         (None, None)

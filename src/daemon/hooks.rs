@@ -32,7 +32,7 @@ fn secret(state: &State, inputs: &Value) -> Result<Option<String>, String> {
     let Some(name) = inputs.get("credential").and_then(Value::as_str) else {
         return Ok(None);
     };
-    let vault = crate::secrets::Vault::open(&state.home).map_err(|e| e.to_string())?;
+    let vault = state.vault().map_err(|e| e.to_string())?;
     let cred = vault.get(name).map_err(|e| e.to_string())?;
     ["value", "token", "key", "api_key", "password"]
         .iter()

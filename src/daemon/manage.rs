@@ -284,7 +284,8 @@ pub(super) fn schedules(state: &Arc<State>) -> Reply {
 }
 
 pub(super) fn credentials(state: &Arc<State>) -> Reply {
-    let listed = crate::secrets::Vault::open(&state.home)
+    let listed = state
+        .vault()
         .and_then(|vault| Ok((vault.list()?, vault.key_store().as_str().to_string())));
     match listed {
         Ok((credentials, key_store)) => ok(
@@ -319,7 +320,8 @@ pub(super) fn create_credential(state: &Arc<State>, body: types::NewCredential) 
             Value::Null,
         );
     };
-    let result = crate::secrets::Vault::open(&state.home)
+    let result = state
+        .vault()
         .and_then(|v| v.set_typed(&body.name, spec, &fields));
     match result {
         Ok(()) => ok(
@@ -340,7 +342,7 @@ pub(super) fn create_credential(state: &Arc<State>, body: types::NewCredential) 
 
 /// Whether a credential decrypts with the master key (its value stays here).
 pub(super) fn check_credential(state: &Arc<State>, name: &str) -> Reply {
-    let vault = match crate::secrets::Vault::open(&state.home) {
+    let vault = match state.vault() {
         Ok(vault) => vault,
         Err(e) => return internal(&e.to_string()),
     };
@@ -365,7 +367,7 @@ pub(super) fn check_credential(state: &Arc<State>, name: &str) -> Reply {
 }
 
 pub(super) fn delete_credential(state: &Arc<State>, name: &str) -> Reply {
-    match crate::secrets::Vault::open(&state.home).and_then(|vault| vault.remove(name)) {
+    match state.vault().and_then(|vault| vault.remove(name)) {
         Ok(true) => ok(
             StatusCode::OK,
             &types::Deleted {

@@ -158,6 +158,13 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The credentials vault on the daemon's database (blocking: call it off
+    /// the async workers). Opened per use, so a key rotated by `fuse creds
+    /// rotate-key` meanwhile is picked up.
+    pub fn vault(&self) -> crate::Result<crate::secrets::Vault> {
+        crate::secrets::Vault::open_on(&self.home, self.db.clone())
+    }
+
     /// Runs `f` with the database on a blocking thread (never on an async
     /// worker).
     pub async fn db<T: Send + 'static>(

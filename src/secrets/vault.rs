@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -21,7 +21,7 @@ use super::keystore::{self, KeyStoreKind, MasterKey};
 use super::types::{self, CredType};
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::store::Store;
+use crate::store::credentials::CredentialStore;
 
 /// `meta` key of the fingerprint of the key the credentials are encrypted with.
 pub const META_KEY_ID: &str = "key_id";
@@ -77,7 +77,7 @@ use crate::store::credentials::Sealed;
 
 /// The vault of one home.
 pub struct Vault {
-    store: Mutex<Store>,
+    store: Arc<dyn CredentialStore>,
     key: MasterKey,
     kind: KeyStoreKind,
     home: PathBuf,
@@ -232,8 +232,12 @@ impl Vault {
     /// Opens the vault of an initialised home, finishing or discarding a rotation
     /// that was interrupted.
     pub fn open(home: &Home) -> Result<Vault> {
-        let store = home.open_store()?;
-        let kind = Home::key_store(&store)?.ok_or_else(|| {
+        Vault::open_on(home, Arc::new(std::sync::Mutex::new(home.open_store()?)))
+    }
+
+    /// [`Vault::open`] on a store already open (the daemon's [`crate::store::Db`]).
+    pub fn open_on(home: &Home, store: Arc<dyn CredentialStore>) -> Result<Vault> {
+        let kind = Home::key_store(|k| store.meta(k))?.ok_or_else(|| {
             Error::KeyStore(format!(
                 "the home {} has no master key yet; run `fuse init`",
                 home.root().display()
@@ -280,7 +284,7 @@ impl Vault {
             }
         };
         Ok(Vault {
-            store: Mutex::new(store),
+            store,
             key,
             kind,
             home: root,
@@ -289,12 +293,6 @@ impl Vault {
 
     pub fn key_store(&self) -> KeyStoreKind {
         self.kind
-    }
-
-    fn store(&self) -> Result<std::sync::MutexGuard<'_, Store>> {
-        self.store.lock().map_err(|_| {
-            Error::Credential("the credentials store is unusable after a crash; retry".into())
-        })
     }
 
     /// Creates or replaces a credential of a built-in type.
@@ -339,12 +337,12 @@ impl Vault {
             nonce,
             ciphertext,
         };
-        self.store()?.put_credential(&sealed, &names, now_ms())
+        self.store.put_credential(&sealed, &names, now_ms())
     }
 
     /// Decrypts a credential and notes that it was used.
     pub fn get(&self, name: &str) -> Result<Credential> {
-        let store = self.store()?;
+        let store = &self.store;
         let Some(Sealed {
             kind,
             nonce,
@@ -373,12 +371,12 @@ impl Vault {
 
     /// Every credential, by name; never a value.
     pub fn list(&self) -> Result<Vec<CredentialInfo>> {
-        self.store()?.list_credentials()
+        self.store.list_credentials()
     }
 
     /// Deletes a credential; false when there was none.
     pub fn remove(&self, name: &str) -> Result<bool> {
-        self.store()?.remove_credential(name)
+        self.store.remove_credential(name)
     }
 
     /// Names of the credentials that do not decrypt with the current key.
@@ -427,8 +425,8 @@ impl Vault {
         }
         let count = {
             let (old, new) = (&self.key, &next);
-            let result = self.store()?.reseal_credentials(
-                |row| {
+            let result = self.store.reseal_credentials(
+                &mut |row| {
                     let plaintext =
                         decrypt(old, &row.name, &row.kind, &row.nonce, &row.ciphertext)?;
                     encrypt(new, &row.name, &row.kind, &plaintext)
@@ -494,7 +492,7 @@ impl crate::engine::CredentialSource for HomeCredentials {
 }
 
 /// Records the fingerprint of a new home's key (at `fuse init`).
-pub fn record_key_id(store: &Store, key: &MasterKey) -> Result<()> {
+pub fn record_key_id(store: &crate::store::Store, key: &MasterKey) -> Result<()> {
     if store.meta(META_KEY_ID)?.is_none() {
         store.set_meta(META_KEY_ID, &keystore::key_id(key))?;
     }

@@ -29,6 +29,71 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
+/// Seals one credential again: its new (nonce, ciphertext).
+pub type Reseal<'a> = dyn FnMut(&Sealed) -> Result<(Vec<u8>, Vec<u8>)> + 'a;
+
+/// The sealed credentials and the `meta` values the vault keeps beside them
+/// (the master key's store and fingerprint): what the vault asks of a
+/// database. [`Store`] (one connection, for the CLI) and the daemon's
+/// [`super::Db`] implement it, so a PostgreSQL store can hold credentials too.
+pub trait CredentialStore: Send + Sync {
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// Creates or replaces a credential; `field_names` is the JSON list of its
+    /// field names (shown by `list`).
+    fn put_credential(&self, sealed: &Sealed, field_names: &str, now_ms: i64) -> Result<()>;
+    /// One credential; `None` when there is none of that name.
+    fn sealed_credential(&self, name: &str) -> Result<Option<Sealed>>;
+    /// Any one credential (to check a key against).
+    fn any_sealed_credential(&self) -> Result<Option<Sealed>>;
+    /// Notes that a credential was used.
+    fn touch_credential(&self, name: &str, now_ms: i64) -> Result<()>;
+    /// Every credential, by name; never a value.
+    fn list_credentials(&self) -> Result<Vec<CredentialInfo>>;
+    /// Deletes a credential; false when there was none.
+    fn remove_credential(&self, name: &str) -> Result<bool>;
+    /// One transaction: every credential sealed again by `reseal` and
+    /// `meta[key] = value`; any error rolls all of it back. Returns how many.
+    fn reseal_credentials(&self, reseal: &mut Reseal<'_>, meta: (&str, &str)) -> Result<usize>;
+}
+
+/// One connection of its own (the CLI's vault).
+impl CredentialStore for std::sync::Mutex<Store> {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        locked(self)?.meta(key)
+    }
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        locked(self)?.set_meta(key, value)
+    }
+    fn put_credential(&self, sealed: &Sealed, field_names: &str, now_ms: i64) -> Result<()> {
+        locked(self)?.put_credential(sealed, field_names, now_ms)
+    }
+    fn sealed_credential(&self, name: &str) -> Result<Option<Sealed>> {
+        locked(self)?.sealed_credential(name)
+    }
+    fn any_sealed_credential(&self) -> Result<Option<Sealed>> {
+        locked(self)?.any_sealed_credential()
+    }
+    fn touch_credential(&self, name: &str, now_ms: i64) -> Result<()> {
+        locked(self)?.touch_credential(name, now_ms)
+    }
+    fn list_credentials(&self) -> Result<Vec<CredentialInfo>> {
+        locked(self)?.list_credentials()
+    }
+    fn remove_credential(&self, name: &str) -> Result<bool> {
+        locked(self)?.remove_credential(name)
+    }
+    fn reseal_credentials(&self, reseal: &mut Reseal<'_>, meta: (&str, &str)) -> Result<usize> {
+        locked(self)?.reseal_credentials(reseal, meta)
+    }
+}
+
+fn locked(store: &std::sync::Mutex<Store>) -> Result<std::sync::MutexGuard<'_, Store>> {
+    store.lock().map_err(|_| {
+        Error::Credential("the credentials store is unusable after a crash; retry".into())
+    })
+}
+
 impl Store {
     /// Creates or replaces a credential; `field_names` is the JSON list of its
     /// field names (shown by `list`).
@@ -116,7 +181,7 @@ impl Store {
     /// fingerprint). Any error rolls all of it back. Returns how many.
     pub fn reseal_credentials(
         &mut self,
-        mut reseal: impl FnMut(&Sealed) -> Result<(Vec<u8>, Vec<u8>)>,
+        reseal: &mut Reseal<'_>,
         meta: (&str, &str),
     ) -> Result<usize> {
         let path = self.path.clone();

@@ -7,13 +7,16 @@
 //!
 //! Writes of runs (accepting, starting, recording nodes, finishing) do not go
 //! through this interface but through the [`super::Recorder`], the one writer
-//! that groups them into shared commits; credentials are the vault's.
+//! that groups them into shared commits. Credentials are sealed and opened by
+//! the vault; their rows are stored through [`CredentialStore`], which every
+//! [`Db`] is.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Store;
+use super::credentials::{CredentialInfo, CredentialStore, Reseal, Sealed};
 use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
 use super::schedules::StoredSchedule;
 use super::tokens::Scope;
@@ -23,7 +26,7 @@ use crate::error::{Error, Result};
 
 /// Everything the daemon asks of its database. Every method blocks: call it
 /// from a blocking thread.
-pub trait Db: Send + Sync {
+pub trait Db: super::credentials::CredentialStore + Send + Sync {
     // Workflows and versions.
     fn list_workflows(&self) -> Result<Vec<WorkflowRow>>;
     fn current_workflow(&self, name: &str) -> Result<Option<CurrentWorkflow>>;
@@ -217,5 +220,35 @@ impl Db for Sqlite {
     }
     fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
         self.write(|s| s.touch_tokens(used))
+    }
+}
+
+impl CredentialStore for Sqlite {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.read(|s| s.meta(key))
+    }
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.write(|s| s.set_meta(key, value))
+    }
+    fn put_credential(&self, sealed: &Sealed, field_names: &str, now_ms: i64) -> Result<()> {
+        self.write(|s| s.put_credential(sealed, field_names, now_ms))
+    }
+    fn sealed_credential(&self, name: &str) -> Result<Option<Sealed>> {
+        self.read(|s| s.sealed_credential(name))
+    }
+    fn any_sealed_credential(&self) -> Result<Option<Sealed>> {
+        self.read(|s| s.any_sealed_credential())
+    }
+    fn touch_credential(&self, name: &str, now_ms: i64) -> Result<()> {
+        self.write(|s| s.touch_credential(name, now_ms))
+    }
+    fn list_credentials(&self) -> Result<Vec<CredentialInfo>> {
+        self.read(|s| s.list_credentials())
+    }
+    fn remove_credential(&self, name: &str) -> Result<bool> {
+        self.write(|s| s.remove_credential(name))
+    }
+    fn reseal_credentials(&self, reseal: &mut Reseal<'_>, meta: (&str, &str)) -> Result<usize> {
+        self.write(|s| s.reseal_credentials(reseal, meta))
     }
 }

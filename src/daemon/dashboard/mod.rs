@@ -668,7 +668,7 @@ async fn credentials(state: &Arc<State>) -> Reply {
     let st = state.clone();
     let listed = tokio::task::spawn_blocking(move || {
         let types = crate::secrets::types::known(&st.home);
-        crate::secrets::Vault::open(&st.home)
+        st.vault()
             .and_then(|vault| vault.list())
             .map(|list| (list, types))
     })

@@ -40,3 +40,5 @@ mod trust;
 mod browser;
 // The dashboard: sign-in links, sessions, pages.
 mod dashboard;
+// Issue 13: the seed documents' flows and API shapes.
+mod seed;

@@ -1222,14 +1222,69 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             Value::Null,
         );
     }
-    let signature = super::hooks::signature_header(inputs)
-        .and_then(|h| req.headers().get(h.as_str()))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let signature = super::hooks::signature_header(inputs).and_then(|h| header(&h));
+    let event_type = header("x-event-type");
+    let bearer = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()));
+    let (st, guard) = (state.clone(), inputs.clone());
+    let allowed = tokio::task::spawn_blocking(move || {
+        super::hooks::authenticated(&st, &guard, bearer.as_deref())
+    })
+    .await;
+    match allowed {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!(
+                    "/webhook/{hook} needs a token: send Authorization: Bearer <an API token that may run workflows, or this webhook's token>"
+                ),
+                Value::Null,
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+        Ok(Err(e)) => return internal(&format!("checking the webhook's token failed: {e}")),
+        Err(e) => return internal(&format!("checking the webhook's token failed: {e}")),
+    }
+    let limit = super::hooks::max_payload(inputs);
+    let too_large = |size: usize| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is {size} bytes; /webhook/{hook} takes at most {} KB",
+                inputs.get("max_payload_size").cloned().unwrap_or_default()
+            ),
+            Value::Null,
+        )
+    };
+    if let (Some(limit), Some(length)) = (
+        limit,
+        header("content-length").and_then(|v| v.parse::<usize>().ok()),
+    ) && length > limit
+    {
+        return too_large(length);
+    }
     let bytes = match body_bytes(req).await {
         Ok(bytes) => bytes,
         Err(reply) => return *reply,
     };
+    if let Some(limit) = limit
+        && bytes.len() > limit
+    {
+        return too_large(bytes.len());
+    }
     if let Err(message) = super::hooks::verify(state, inputs, signature.as_deref(), &bytes) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -1240,13 +1295,11 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
     }
     // Only signed (or unsigned-by-design) requests count against the rate
     // limit: otherwise anyone who reaches the port keeps the real sender at 429.
-    if let Some(rate) = inputs.get("rate_limit").and_then(Value::as_f64)
-        && let Some(wait) = super::hooks::throttle(state, &hook, rate)
-    {
+    if let Some((wait, limit)) = super::hooks::throttle(state, &hook, inputs) {
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("/webhook/{hook} takes at most {rate} requests per second"),
+            format!("/webhook/{hook} takes at most {limit}"),
             Value::Null,
         );
         if let Ok(v) = hyper::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
@@ -1256,6 +1309,22 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
     }
     let body = serde_json::from_slice::<Value>(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    if let Some(message) = super::hooks::event_refused(inputs, event_type.as_deref(), &body) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "event_type_not_allowed",
+            message,
+            Value::Null,
+        );
+    }
+    if let Some(message) = super::hooks::event_refused(inputs, event_type.as_deref(), &body) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "event_type_not_allowed",
+            message,
+            Value::Null,
+        );
+    }
     let input =
         json!({"method": method, "path": hook, "headers": headers, "query": query, "body": body});
     let (responder, answer) = if responds {

@@ -1,4 +1,5 @@
-//! Webhook guards: HMAC-SHA256 signatures and per-path rate limits.
+//! Webhook guards: HMAC-SHA256 signatures, bearer tokens, per-path rate
+//! limits, body size and event types.
 
 use std::time::{Duration, Instant};
 
@@ -76,10 +77,89 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Token bucket per webhook path: `None` lets the request through, else how
-/// long until the next one would be.
-pub(super) fn throttle(state: &State, hook: &str, per_second: f64) -> Option<Duration> {
-    take(&state.hook_buckets, hook, per_second)
+/// Token bucket per webhook path (`rate_limit` per second, or
+/// `rate_limit_per_minute` in bursts of as many): `None` lets the request
+/// through, else how long until the next one would be; and the limit in words.
+pub(super) fn throttle(state: &State, hook: &str, inputs: &Value) -> Option<(Duration, String)> {
+    let number = |key| inputs.get(key).and_then(Value::as_f64);
+    if let Some(rate) = number("rate_limit") {
+        let wait = take(&state.hook_buckets, hook, rate)?;
+        return Some((wait, format!("{rate} requests per second")));
+    }
+    let per_minute = number("rate_limit_per_minute")?;
+    let wait = take_with_burst(&state.hook_buckets, hook, per_minute / 60.0, per_minute)?;
+    Some((wait, format!("{per_minute} requests per minute")))
+}
+
+/// With `authentication_required`: whether the request's bearer token is the
+/// trigger's `token` or an API token of this daemon that may run workflows.
+/// `Ok(false)` when it must be refused.
+pub(super) fn authenticated(
+    state: &std::sync::Arc<State>,
+    inputs: &Value,
+    bearer: Option<&str>,
+) -> Result<bool, String> {
+    if inputs
+        .get("authentication_required")
+        .and_then(Value::as_bool)
+        != Some(true)
+    {
+        return Ok(true);
+    }
+    let Some(presented) = bearer else {
+        return Ok(false);
+    };
+    if let Some(token) = inputs.get("token").and_then(Value::as_str)
+        && !token.is_empty()
+        && constant_time_eq(token.as_bytes(), presented.as_bytes())
+    {
+        return Ok(true);
+    }
+    Ok(state
+        .tokens
+        .check(state, presented)
+        .is_some_and(|(_, scope)| scope >= crate::store::tokens::Scope::Run))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `max_payload_size` in bytes (the trigger gives KB).
+pub(super) fn max_payload(inputs: &Value) -> Option<usize> {
+    let kb = inputs.get("max_payload_size").and_then(Value::as_f64)?;
+    (kb.is_finite() && kb >= 0.0).then_some((kb * 1024.0) as usize)
+}
+
+/// With `allowed_event_types`: the request's event type (the `X-Event-Type`
+/// header, else the body's `event_type`) when it is not one of them, with
+/// the list, as the refusal's message.
+pub(super) fn event_refused(inputs: &Value, header: Option<&str>, body: &Value) -> Option<String> {
+    let allowed: Vec<String> = match inputs.get("allowed_event_types")? {
+        Value::String(list) => list
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => return None,
+    };
+    let given = header.or_else(|| body.get("event_type").and_then(Value::as_str));
+    match given {
+        Some(t) if allowed.iter().any(|a| a == t) => None,
+        Some(t) => Some(format!(
+            "event type {t:?} is not accepted here; allowed: {}",
+            allowed.join(", ")
+        )),
+        None => Some(format!(
+            "say the event type in the X-Event-Type header or the body's event_type; allowed: {}",
+            allowed.join(", ")
+        )),
+    }
 }
 
 /// Token buckets by key (a webhook path, an API token's name).
@@ -88,11 +168,16 @@ pub(super) type Buckets = std::sync::Mutex<std::collections::HashMap<String, (f6
 /// Takes one request from `key`'s bucket (refilled at `per_second`, bursts of
 /// as many): `None` lets it through, else how long until the next one would.
 pub(super) fn take(buckets: &Buckets, key: &str, per_second: f64) -> Option<Duration> {
+    take_with_burst(buckets, key, per_second, per_second.max(1.0))
+}
+
+/// [`take`] with bursts of up to `burst` requests.
+fn take_with_burst(buckets: &Buckets, key: &str, per_second: f64, burst: f64) -> Option<Duration> {
     if per_second <= 0.0 || !per_second.is_finite() {
         return None;
     }
     let mut buckets = buckets.lock().ok()?;
-    let burst = per_second.max(1.0);
+    let burst = burst.max(1.0);
     let now = Instant::now();
     let (tokens, at) = buckets.entry(key.to_string()).or_insert((burst, now));
     *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);

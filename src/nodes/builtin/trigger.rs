@@ -98,6 +98,31 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                     "number",
                     "requests per second this path accepts (429 beyond)",
                 ),
+                InputSpec::optional(
+                    "rate_limit_per_minute",
+                    "number",
+                    "requests per minute this path accepts, in bursts of as many (429 beyond)",
+                ),
+                InputSpec::optional(
+                    "authentication_required",
+                    "boolean",
+                    "callers must send Authorization: Bearer with an API token of the daemon (run scope) or this webhook's token (401 otherwise)",
+                ),
+                InputSpec::optional(
+                    "token",
+                    "string",
+                    "a bearer token for this webhook alone (with authentication_required)",
+                ),
+                InputSpec::optional(
+                    "max_payload_size",
+                    "number",
+                    "largest request body in KB (413 beyond)",
+                ),
+                InputSpec::optional(
+                    "allowed_event_types",
+                    "any",
+                    "event types accepted (\"a,b\" or [\"a\", \"b\"]), read from the X-Event-Type header, else the body's event_type (422 otherwise)",
+                ),
             ],
         ),
         trigger(

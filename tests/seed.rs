@@ -1,0 +1,125 @@
+//! The seed documents' flows and API shapes (issue 13), exercised against a
+//! real daemon. Each fixture cites the seed file it is copied from, under
+//! `../shared/seeds/`.
+
+use serde_json::{Value, json};
+
+use crate::daemon::{http, start};
+use crate::helper::TestHome;
+
+/// The `WebhookTrigger` node of the "JSON Workflow Format" example in
+/// `003_2d81d427987fdcda.txt` (KAI-Fusion), its inputs copied as written,
+/// feeding one node.
+fn seed_webhook_flow() -> Value {
+    json!({"name": "seed-webhook", "nodes": [
+        {"id": "webhook_trigger_1", "type": "WebhookTrigger", "position": {"x": 100, "y": 200},
+         "data": {"name": "External API Trigger", "inputs": {
+             "authentication_required": true,
+             "allowed_event_types": "api.request,data.process",
+             "max_payload_size": 2048,
+             "rate_limit_per_minute": 100}}},
+        {"id": "seen", "type": "transform.set",
+         "data": {"inputs": {"values": {"got": "{{ trigger.body }}"}}}}
+    ], "edges": [{"source": "webhook_trigger_1", "target": "seen", "sourceHandle": "webhook_data"}]})
+}
+
+#[test]
+fn the_seed_webhook_options_are_enforced() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let mut wf = seed_webhook_flow();
+    // The seed's handle name is issue 13's other half; here the plain edge.
+    wf["edges"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("sourceHandle");
+    let (code, answer) = d.call("POST", "/api/v1/workflows", Some(wf));
+    assert_eq!(code, 201, "{answer}");
+    // Without a path, the hook listens on the workflow's id.
+    let url = format!("{}/webhook/seed-webhook", d.url);
+    let event = json!({"event_type": "api.request", "n": 1});
+    let began = std::time::Instant::now();
+
+    // authentication_required: no token, a wrong one → 401; the API token → 202.
+    assert_eq!(http("POST", &url, None, &[], Some(&event)).0, 401);
+    assert_eq!(http("POST", &url, Some("nope"), &[], Some(&event)).0, 401);
+    let (code, started) = http("POST", &url, Some(&d.token), &[], Some(&event));
+    assert_eq!(code, 202, "{started}");
+    let run = d.wait_status(started["run_id"].as_str().unwrap(), "succeeded");
+    assert_eq!(run["output"]["got"]["n"], json!(1), "{run}");
+
+    // allowed_event_types: from the body's event_type or the X-Event-Type header.
+    let other = json!({"event_type": "user.login"});
+    let (code, refused) = http("POST", &url, Some(&d.token), &[], Some(&other));
+    assert_eq!(code, 422, "{refused}");
+    assert!(
+        refused.to_string().contains("api.request, data.process"),
+        "{refused}"
+    );
+    let plain = json!({"n": 2});
+    assert_eq!(http("POST", &url, Some(&d.token), &[], Some(&plain)).0, 422);
+    let (code, _) = http(
+        "POST",
+        &url,
+        Some(&d.token),
+        &[("X-Event-Type", "data.process")],
+        Some(&plain),
+    );
+    assert_eq!(code, 202);
+
+    // max_payload_size: 2048 KB.
+    let big = json!({"event_type": "api.request", "blob": "x".repeat(2048 * 1024)});
+    let (code, refused) = http("POST", &url, Some(&d.token), &[], Some(&big));
+    assert_eq!(code, 413, "{refused}");
+    let fits = json!({"event_type": "api.request", "blob": "x".repeat(2000 * 1024)});
+    assert_eq!(http("POST", &url, Some(&d.token), &[], Some(&fits)).0, 202);
+
+    // rate_limit_per_minute: bursts of 100, refilled at 100 a minute; the 5
+    // accepted or 422 requests above used 5 (401 and 413 use none).
+    let mut codes = Vec::new();
+    for _ in 0..100 {
+        codes.push(http("POST", &url, Some(&d.token), &[], Some(&event)).0);
+    }
+    let refilled = (began.elapsed().as_secs_f64() * 100.0 / 60.0).ceil() as usize;
+    let accepted = codes.iter().filter(|c| **c == 202).count();
+    assert!(
+        (95..=95 + refilled).contains(&accepted),
+        "{accepted} accepted, {refilled} refilled: {codes:?}"
+    );
+    assert!(codes.contains(&429), "beyond the limit: 429");
+}
+
+#[test]
+fn a_webhook_of_its_own_token_takes_that_token_and_fuse_names_work_too() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = json!({"name": "own-token", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {
+            "path": "mine", "authentication_required": true, "token": "per-hook-secret",
+            "allowed_event_types": ["ping"], "max_payload_size": 1}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let url = format!("{}/webhook/mine", d.url);
+    let ping = json!({"event_type": "ping"});
+    assert_eq!(
+        http("POST", &url, Some("per-hook-secret"), &[], Some(&ping)).0,
+        202
+    );
+    assert_eq!(
+        http("POST", &url, Some("per-hook-secre"), &[], Some(&ping)).0,
+        401
+    );
+    // A read-only API token may not start runs.
+    let read = crate::helper::stdout_of(
+        home.cmd()
+            .args(["tokens", "new", "reader", "--scope", "read", "--json"]),
+    );
+    let read: Value = serde_json::from_str(&read).unwrap();
+    let read = read["token"].as_str().unwrap();
+    assert_eq!(http("POST", &url, Some(read), &[], Some(&ping)).0, 401);
+    // 1 KB at most.
+    let big = json!({"event_type": "ping", "pad": "y".repeat(2000)});
+    assert_eq!(
+        http("POST", &url, Some("per-hook-secret"), &[], Some(&big)).0,
+        413
+    );
+}

@@ -123,3 +123,129 @@ fn a_webhook_of_its_own_token_takes_that_token_and_fuse_names_work_too() {
         413
     );
 }
+
+/// An OpenAI-compatible server that answers `echo: <last user message>`
+/// (streamed when asked) and keeps what it was sent.
+fn openai_server() -> crate::helper::http::TestServer {
+    use crate::helper::http::{Reply, TestServer};
+    TestServer::start(|req, _| {
+        let body = req.json();
+        let said = body["messages"]
+            .as_array()
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if body["stream"] == true {
+            let chunk = |text: &str| {
+                (
+                    std::time::Duration::ZERO,
+                    format!(
+                        "data: {}\n\n",
+                        json!({"model": body["model"], "choices": [{"delta": {"content": text}}]})
+                    )
+                    .into_bytes(),
+                )
+            };
+            return Reply::Chunks {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/event-stream".into())],
+                chunks: vec![
+                    chunk("echo: "),
+                    chunk(&said),
+                    (std::time::Duration::ZERO, b"data: [DONE]\n\n".to_vec()),
+                ],
+            };
+        }
+        Reply::json(
+            200,
+            json!({"model": body["model"], "choices": [{"message": {"role": "assistant", "content": format!("echo: {said}")}}],
+                   "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}),
+        )
+    })
+}
+
+/// The request the seed's "Workflow Management" example sends
+/// (`003_2d81d427987fdcda.txt`, `POST /api/workflows/`): its `flow_data`
+/// (Start → OpenAINode → End) runs unmodified with the seed's execute input.
+#[test]
+fn the_seed_api_example_flow_runs_with_the_message_from_its_input() {
+    let home = TestHome::initialized();
+    let server = openai_server();
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/data/seeds/003_create_workflow_request.json").unwrap(),
+    )
+    .unwrap();
+    let flow = home.path().join("seed-api.json");
+    std::fs::write(&flow, request["flow_data"].to_string()).unwrap();
+    home.cmd().arg("validate").arg(&flow).assert().success();
+    let out = crate::helper::stdout_of(
+        home.cmd()
+            .env("FUSE_LLM_BASE_URL", server.url("/v1"))
+            .arg("run")
+            .arg(&flow)
+            .args(["--input", "message=Analyze this business proposal"]),
+    );
+    let result: Value = serde_json::from_str(&out).unwrap();
+    // End returns what reaches it: the OpenAI node's reply, not wrapped.
+    assert_eq!(
+        result["text"],
+        json!("echo: Analyze this business proposal"),
+        "{result}"
+    );
+    let sent = server.requests()[0].json();
+    assert_eq!(sent["model"], json!("gpt-4-turbo-preview"));
+    assert_eq!(sent["temperature"], json!(0.7));
+    assert_eq!(sent["max_tokens"], json!(1000));
+    assert_eq!(sent["stream"], json!(false));
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": "Analyze this business proposal"}])
+    );
+}
+
+/// The OpenAI node of the "JSON Workflow Format" example
+/// (`003_2d81d427987fdcda.txt`): its system message and streaming reach the
+/// server, and the upstream message is the user's.
+#[test]
+fn the_seed_openai_node_sends_its_system_message_and_streams() {
+    let home = TestHome::initialized();
+    let server = openai_server();
+    let seed: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/data/seeds/003_json_workflow_format.json").unwrap(),
+    )
+    .unwrap();
+    let node = seed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "openai_1")
+        .unwrap()
+        .clone();
+    let flow = json!({"nodes": [
+        {"id": "start_1", "type": "Start", "data": {"name": "Workflow Start"}},
+        node,
+        {"id": "end_1", "type": "End", "data": {"name": "Workflow End"}}],
+        "edges": [
+            {"source": "start_1", "target": "openai_1", "sourceHandle": "output", "targetHandle": "input"},
+            {"source": "openai_1", "target": "end_1", "sourceHandle": "output", "targetHandle": "input"}]});
+    let file = home.path().join("seed-openai.json");
+    std::fs::write(&file, flow.to_string()).unwrap();
+    let out = crate::helper::stdout_of(
+        home.cmd()
+            .env("FUSE_LLM_BASE_URL", server.url("/v1"))
+            .arg("run")
+            .arg(&file)
+            .args(["--input", "message=Quarterly numbers"]),
+    );
+    let result: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(result["text"], json!("echo: Quarterly numbers"), "{result}");
+    let sent = server.requests()[0].json();
+    assert_eq!(sent["stream"], json!(true), "enable_streaming: true");
+    assert_eq!(sent["max_tokens"], json!(2000));
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "You are an expert data analyst."},
+               {"role": "user", "content": "Quarterly numbers"}])
+    );
+}

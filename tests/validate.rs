@@ -181,8 +181,8 @@ fn seed_aliases_and_handles_are_accepted() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v,
-        json!({"input": {"x": 1}}),
-        "targetHandle names the input slot"
+        json!({"x": 1}),
+        "targetHandle \"input\" is the plain input: End returns what reaches it"
     );
 }
 

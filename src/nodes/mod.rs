@@ -147,7 +147,19 @@ pub enum Handles {
     FromInput(String),
 }
 
-/// Names an edge may use for the default output handle.
-pub const DEFAULT_HANDLES: &[&str] = &["output", "main", "default", "success", "out"];
+/// Names an edge may use for the default output handle (the seed format's
+/// triggers call theirs `webhook_data` and `timer_data`).
+pub const DEFAULT_HANDLES: &[&str] = &[
+    "output",
+    "main",
+    "default",
+    "success",
+    "out",
+    "webhook_data",
+    "timer_data",
+];
+/// Names an edge may use for a node's one input (as no `targetHandle`: the
+/// value arrives as it is, not keyed by the name).
+pub const DEFAULT_TARGET_HANDLES: &[&str] = &["input", "in", "main"];
 /// The handle of an error path.
 pub const ERROR_HANDLE: &str = "error";

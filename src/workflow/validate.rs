@@ -14,7 +14,7 @@ use super::model::{OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
 use crate::engine::plan::{Plan, PlannedEdge, PlannedNode, RetryPolicy};
-use crate::nodes::{DEFAULT_HANDLES, ERROR_HANDLE, Handles, Registry};
+use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
 /// One thing wrong with a workflow.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -197,7 +197,10 @@ pub fn validate(
                 .clone()
                 // A default-output name means "always", unless the node has a branch by that name.
                 .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h)),
-            target_handle: edge.target_handle.clone(),
+            target_handle: edge
+                .target_handle
+                .clone()
+                .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str())),
         });
     }
 

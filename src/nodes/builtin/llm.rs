@@ -44,7 +44,7 @@ pub(super) fn node(
             InputSpec::optional("temperature", "number", "sampling temperature"),
             InputSpec::optional("max_tokens", "integer", "reply length limit").with_aliases(&["maxTokens"]),
             InputSpec::optional("json", "boolean", "JSON mode: the reply must be a JSON object (also parsed into `json`)"),
-            InputSpec::optional("stream", "boolean", "stream the reply, logging it as it arrives"),
+            InputSpec::optional("stream", "boolean", "stream the reply, logging it as it arrives").with_aliases(&["enable_streaming"]),
             InputSpec::optional("base_url", "string", "API base, e.g. http://127.0.0.1:11434/v1 (default llm.base_url)"),
             InputSpec::optional("api_key", "string", "API key (default: the credential, else the variable named by llm.api_key_env)").with_aliases(&["apiKey"]),
             InputSpec::optional("credential", "string", "name of a stored openai (api_key, base_url) or bearer credential"),
@@ -76,6 +76,26 @@ impl Node for Llm {
             self.cache_dir.clone(),
             ctx,
         ))
+    }
+}
+
+/// The user message an upstream node hands over: a string; an object's
+/// `message`, `prompt`, `text`, `content`, `input` or `output` (the first
+/// that is a string, looking one level into `input`/`output` objects); or
+/// `null` when there is none.
+fn upstream_message(input: &Value) -> Option<String> {
+    match input {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Object(map) => ["message", "prompt", "text", "content", "input", "output"]
+            .iter()
+            .find_map(|k| match map.get(*k) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                Some(inner @ Value::Object(_)) if matches!(*k, "input" | "output") => {
+                    upstream_message(inner)
+                }
+                _ => None,
+            }),
+        _ => None,
     }
 }
 
@@ -118,12 +138,24 @@ async fn chat(
     {
         messages.push(json!({"role": "user", "content": prompt}));
     }
-    if messages.is_empty() {
+    // No user message of its own: the message that flows in from upstream
+    // (a string, or the `message` of an object such as a run's input).
+    if !messages.iter().any(|m| m["role"] == "user")
+        && let Some(text) = upstream_message(&ctx.input)
+    {
+        messages.push(json!({"role": "user", "content": text}));
+    }
+    if !messages.iter().any(|m| m["role"] == "user") {
         return Err(NodeError::input(
-            "nothing to send: give `prompt` or `messages`",
+            "nothing to send: give `prompt` or `messages`, or send a message from upstream \
+             (a string, or an object with `message`, `prompt`, `text` or `content`)",
         ));
     }
-    let stream = ctx.bool_or("stream", false)?;
+    let stream = match input(&ctx, &["stream", "enable_streaming"]) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(wrong_type("stream", "true or false", other)),
+    };
     let json_mode = ctx.bool_or("json", false)?;
     let mut body = json!({"model": model, "messages": messages, "stream": stream});
     if let Some(t) = input(&ctx, &["temperature"]) {

@@ -17,6 +17,8 @@ pub enum Schedule {
         tz_name: String,
     },
     Interval(Duration),
+    /// One fire at this time.
+    Once(Timestamp),
 }
 
 /// What to do about fires missed while the daemon was down.
@@ -101,8 +103,27 @@ impl Schedule {
     pub fn of_kind(kind: &str, spec: &str, tz: Option<&str>) -> Result<Schedule, String> {
         match kind {
             "cron" => Schedule::cron(spec, tz),
+            "once" => Schedule::once(spec, tz),
             _ => Schedule::interval(spec),
         }
+    }
+
+    /// One fire at `at`: an RFC 3339 time (`2026-12-01T09:00:00Z`), or a
+    /// local date and time (`2026-12-01T09:00:00`, `2026-12-01 09:00`) in
+    /// `tz` (UTC by default).
+    pub fn once(at: &str, tz: Option<&str>) -> Result<Schedule, String> {
+        let (zone, _) = time_zone(tz)?;
+        let when = at
+            .parse::<Timestamp>()
+            .or_else(|_| {
+                at.parse::<jiff::civil::DateTime>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|dt| dt.to_zoned(zone).map(|z| z.timestamp()).map_err(|e| e.to_string()))
+            })
+            .map_err(|e| {
+                format!("{at:?} is not a time: give RFC 3339 (2026-12-01T09:00:00Z) or a local 2026-12-01T09:00:00 ({e})")
+            })?;
+        Ok(Schedule::Once(when))
     }
 
     pub fn interval(every: &str) -> Result<Schedule, String> {
@@ -126,6 +147,7 @@ impl Schedule {
                 let span = jiff::SignedDuration::try_from(*d).ok()?;
                 after.checked_add(span).ok()
             }
+            Schedule::Once(at) => (*at > after).then_some(*at),
         }
     }
 
@@ -133,7 +155,7 @@ impl Schedule {
     pub fn upcoming(&self, after: Timestamp, count: usize) -> Vec<Zoned> {
         let tz = match self {
             Schedule::Cron { tz, .. } => tz.clone(),
-            Schedule::Interval(_) => TimeZone::UTC,
+            Schedule::Interval(_) | Schedule::Once(_) => TimeZone::UTC,
         };
         let mut out = Vec::with_capacity(count);
         let mut t = after;

@@ -249,3 +249,165 @@ fn the_seed_openai_node_sends_its_system_message_and_streams() {
                {"role": "user", "content": "Quarterly numbers"}])
     );
 }
+
+/// Runs of `workflow`, oldest first.
+fn runs_of(d: &crate::daemon::Daemon<'_>, workflow: &str) -> Vec<Value> {
+    let (_, listed) = d.call(
+        "GET",
+        &format!("/api/v1/executions?workflow={workflow}&limit=0"),
+        None,
+    );
+    let mut runs = listed["executions"].as_array().cloned().unwrap_or_default();
+    runs.reverse();
+    runs
+}
+
+/// The `TimerStartNode` of the "JSON Workflow Format" example
+/// (`003_2d81d427987fdcda.txt`) with each `schedule_type`, in the daemon.
+#[test]
+fn seed_timer_nodes_fire_as_their_fields_say() {
+    use crate::daemon::wait_for;
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let timer = |name: &str, inputs: Value, then: Value| {
+        json!({"name": name, "nodes": [
+            {"id": "timer_1", "type": "TimerStartNode", "data": {"name": "Timer", "inputs": inputs}},
+            {"id": "work", "type": "transform.set", "data": {"inputs": {"values": then}}}],
+            "edges": [{"source": "timer_1", "target": "work", "sourceHandle": "timer_data", "targetHandle": "input"}]})
+    };
+    let deploy = |wf: Value| {
+        let (code, answer) = d.call("POST", "/api/v1/workflows", Some(wf));
+        assert_eq!(code, 201, "{answer}");
+    };
+    // The seed's own node as written (cron, New York time, retry on failure).
+    let seed: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/data/seeds/003_json_workflow_format.json").unwrap(),
+    )
+    .unwrap();
+    let seed_timer = seed["nodes"][3]["data"]["inputs"].clone();
+    assert_eq!(seed_timer["schedule_type"], "cron");
+    deploy(timer("daily-report", seed_timer, json!({"ok": true})));
+    // Every second, twice at most.
+    deploy(timer(
+        "twice",
+        json!({"schedule_type": "interval", "interval_seconds": 1, "max_executions": 2}),
+        json!({"ok": true}),
+    ));
+    // Once, a second from now; and one that fails, retried once.
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
+    deploy(timer(
+        "once",
+        json!({"schedule_type": "once", "scheduled_time": soon}),
+        json!({"ok": true}),
+    ));
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1)).to_string();
+    deploy(timer(
+        "flaky",
+        json!({"schedule_type": "once", "scheduled_time": soon, "retry_on_failure": true, "retry_count": 1}),
+        json!({"x": "{{ trigger.missing.deep }}"}),
+    ));
+    // Manual, and a timer switched off: never by themselves.
+    deploy(timer(
+        "by-hand",
+        json!({"schedule_type": "manual"}),
+        json!({"ok": true}),
+    ));
+    deploy(timer(
+        "off",
+        json!({"schedule_type": "interval", "interval_seconds": 1, "auto_trigger_workflow": false}),
+        json!({"ok": true}),
+    ));
+
+    let (_, schedules) = d.call("GET", "/api/v1/schedules", None);
+    let find = |workflow: &str| {
+        schedules["schedules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["workflow"] == workflow)
+            .cloned()
+    };
+    let daily = find("daily-report").expect("the seed's cron timer is scheduled");
+    assert_eq!(daily["kind"], "cron");
+    assert_eq!(daily["spec"], "0 9 * * 1-5");
+    assert_eq!(daily["timezone"], "America/New_York");
+    assert!(daily["next_fire_at"].is_string(), "{daily}");
+    assert!(find("by-hand").is_none() && find("off").is_none());
+
+    // twice: two runs, then no next fire.
+    wait_for("two fires of `twice`", || {
+        (runs_of(&d, "twice").len() >= 2).then_some(())
+    });
+    wait_for("`twice` to have no next fire", || {
+        let (_, s) = d.call("GET", "/api/v1/schedules", None);
+        s["schedules"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["workflow"] == "twice").cloned())
+            .filter(|s| s["next_fire_at"].is_null())
+            .map(|_| ())
+    });
+    // once: one run.
+    wait_for("the `once` fire", || {
+        (!runs_of(&d, "once").is_empty()).then_some(())
+    });
+    // flaky: the failed run, then its one retry (failing too), no more.
+    let flaky = wait_for("the scheduled run and its retry", || {
+        let runs = runs_of(&d, "flaky");
+        (runs.len() >= 2 && runs.iter().all(|r| r["status"] == "failed")).then_some(runs)
+    });
+    assert_eq!(flaky[0]["trigger"], "cron");
+    assert_eq!(flaky[1]["trigger"], "retry");
+    assert_eq!(flaky[1]["retry_of"], flaky[0]["id"]);
+
+    // Nothing more fires for twice, once, flaky, by-hand or off: a fresh
+    // interval timer fires twice meanwhile, as a clock for this check.
+    deploy(timer(
+        "clock",
+        json!({"schedule_type": "interval", "interval_seconds": 1, "max_executions": 2}),
+        json!({"ok": true}),
+    ));
+    wait_for("two clock fires", || {
+        (runs_of(&d, "clock").len() >= 2).then_some(())
+    });
+    assert_eq!(runs_of(&d, "twice").len(), 2);
+    assert_eq!(runs_of(&d, "once").len(), 1);
+    assert_eq!(runs_of(&d, "flaky").len(), 2);
+    assert!(runs_of(&d, "by-hand").is_empty() && runs_of(&d, "off").is_empty());
+}
+
+#[test]
+fn timer_fields_that_cannot_be_honoured_are_refused_by_validate() {
+    let home = TestHome::initialized();
+    for (inputs, says) in [
+        (
+            json!({"schedule_type": "weekly"}),
+            "must be interval, cron, once or manual",
+        ),
+        (json!({"schedule_type": "cron"}), "needs cron_expression"),
+        (
+            json!({"schedule_type": "cron", "cron_expression": "99 * * * *"}),
+            "is not valid",
+        ),
+        (
+            json!({"schedule_type": "once", "scheduled_time": "tomorrow"}),
+            "is not a time",
+        ),
+        (json!({"interval_seconds": 0}), "at least 1"),
+        (json!({"timezone": "Mars/Olympus"}), "unknown time zone"),
+        (json!({"max_executions": -1}), "at least 0"),
+    ] {
+        let file = home.path().join("timer.json");
+        std::fs::write(
+            &file,
+            json!({"nodes": [{"id": "t", "type": "TimerStartNode", "data": {"inputs": inputs}}]})
+                .to_string(),
+        )
+        .unwrap();
+        home.cmd()
+            .arg("validate")
+            .arg(&file)
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(says));
+    }
+}

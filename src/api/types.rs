@@ -314,7 +314,7 @@ pub struct Schedules {
 pub struct ScheduleRow {
     pub workflow: String,
     pub node: String,
-    /// `cron` or `interval`.
+    /// `cron`, `interval` or `once`.
     pub kind: String,
     pub spec: String,
     pub timezone: Option<String>,

@@ -127,6 +127,32 @@ impl EventBus {
     }
 }
 
+/// Waits for run `run_id` to finish: its status (`None` when the bus closes).
+pub(super) async fn finished(bus: &EventBus, run_id: &str) -> Option<String> {
+    let status_of = |e: &Value| {
+        (e["type"] == "run_finished" && e["run_id"] == run_id)
+            .then(|| e["status"].as_str().unwrap_or("").to_string())
+    };
+    'join: loop {
+        let (past, mut rx) = bus.join(Some(run_id));
+        if let Some(status) = past.iter().find_map(|e| status_of(e)) {
+            return Some(status);
+        }
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if let Some(status) = status_of(&e) {
+                        return Some(status);
+                    }
+                }
+                // Fell behind: the run's own buffer still has its events.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue 'join,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
 /// Streams events to one WebSocket client.
 pub(super) async fn serve(
     bus: Arc<EventBus>,

@@ -50,6 +50,8 @@ fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<StoredSc
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        let number = |k: &str| inputs.get(k).and_then(Value::as_i64);
+        let (mut max_fires, mut retries) = (None, 0);
         let (kind, spec, timezone) = match kind {
             "trigger.cron" => match s("cron") {
                 Some(spec) => ("cron", spec, s("timezone")),
@@ -59,6 +61,20 @@ fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<StoredSc
                 Some(spec) => ("interval", spec, None),
                 None => continue,
             },
+            "trigger.timer" => {
+                // `manual`, or `auto_trigger_workflow: false`: it does not fire by itself.
+                if inputs.get("auto_trigger_workflow").and_then(Value::as_bool) == Some(false) {
+                    continue;
+                }
+                max_fires = number("max_executions").filter(|n| *n > 0);
+                if inputs.get("retry_on_failure").and_then(Value::as_bool) == Some(true) {
+                    retries = number("retry_count").unwrap_or(3).max(0);
+                }
+                match timer_schedule(&inputs) {
+                    Some((kind, spec)) => (kind, spec, s("timezone")),
+                    None => continue,
+                }
+            }
             _ => continue,
         };
         let Ok(schedule) = Schedule::of_kind(kind, &spec, timezone.as_deref()) else {
@@ -74,9 +90,30 @@ fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<StoredSc
             missed: s("missed").unwrap_or_else(|| "skip".into()),
             overlap: s("overlap").unwrap_or_else(|| "allow".into()),
             next_fire_at: schedule.next_after(now).map(ms),
+            max_fires,
+            fired: 0,
+            retries,
         });
     }
     out
+}
+
+/// A `trigger.timer`'s schedule kind and spec by its `schedule_type`
+/// (`interval` by default); `None` for `manual`.
+pub(crate) fn timer_schedule(inputs: &Value) -> Option<(&'static str, String)> {
+    let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
+    match s("schedule_type").as_deref().unwrap_or("interval") {
+        "cron" => Some(("cron", s("cron_expression")?)),
+        "once" => Some(("once", s("scheduled_time")?)),
+        "interval" => {
+            let seconds = inputs
+                .get("interval_seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(3600.0);
+            Some(("interval", format!("{}s", seconds.max(0.0) as u64)))
+        }
+        _ => None,
+    }
 }
 
 /// Brings the stored schedules in line with the deployed, enabled workflows:
@@ -172,16 +209,53 @@ async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
                 }
             });
         }
-        _ => {
-            if let Err(r) = super::api::start_run(state, &row.workflow, input, "cron").await {
-                tracing::warn!(
-                    "{}: the scheduled run did not start ({})",
-                    row.workflow,
-                    r.status()
-                );
+        _ => match super::api::start_run(state, &row.workflow, input.clone(), "cron").await {
+            Ok(id) => retry_on_failure(state, row, id, input),
+            Err(r) => tracing::warn!(
+                "{}: the scheduled run did not start ({})",
+                row.workflow,
+                r.status()
+            ),
+        },
+    }
+}
+
+/// With `retries` (a timer's `retry_on_failure`): runs a failed scheduled
+/// run again, up to that many times, each a retry of the one before.
+fn retry_on_failure(state: &Arc<State>, row: &Row, first: String, input: Value) {
+    if row.retries <= 0 {
+        return;
+    }
+    let (state, row) = (state.clone(), row.clone());
+    tokio::spawn(async move {
+        let mut last = first;
+        for attempt in 1..=row.retries {
+            match super::events::finished(&state.bus, &last).await.as_deref() {
+                Some("failed") | Some("interrupted") => {}
+                _ => return,
+            }
+            let spec = super::api::RunSpec {
+                retry_of: Some(last.clone()),
+                ..Default::default()
+            };
+            match super::api::start_run_with(&state, &row.workflow, input.clone(), "retry", spec)
+                .await
+            {
+                Ok(id) => {
+                    tracing::info!(
+                        "{}: scheduled run {last} failed; retry {attempt} of {} is {id}",
+                        row.workflow,
+                        row.retries
+                    );
+                    last = id;
+                }
+                Err(r) => {
+                    tracing::warn!("{}: the retry did not start ({})", row.workflow, r.status());
+                    return;
+                }
             }
         }
-    }
+    });
 }
 
 fn is_queued(state: &State, workflow: &str) -> bool {
@@ -206,14 +280,20 @@ pub(super) async fn run(state: Arc<State>) {
                 .and_then(|m| Timestamp::from_millisecond(m).ok())
                 .unwrap_or(now);
             fire(&state, &row, due, false).await;
-            // Next after now, not after `due`: a slow tick never makes a burst.
-            set_next(
-                &state,
-                &row,
-                schedule.next_after(now).map(ms),
-                Some(ms(now)),
-            )
-            .await;
+            // Next after now, not after `due`: a slow tick never makes a burst;
+            // none once it has fired as often as it may.
+            let spent = row.max_fires.is_some_and(|max| row.fired + 1 >= max);
+            let next = if spent {
+                tracing::info!(
+                    "{}: fired {} times, its limit; no more fires",
+                    row.workflow,
+                    row.fired + 1
+                );
+                None
+            } else {
+                schedule.next_after(now).map(ms)
+            };
+            set_next(&state, &row, next, Some(ms(now))).await;
         }
     }
 }

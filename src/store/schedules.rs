@@ -23,6 +23,12 @@ pub struct StoredSchedule {
     /// When it fires next (syncing: used if it is new or changed; an
     /// unchanged trigger keeps the fire time it has).
     pub next_fire_at: Option<i64>,
+    /// Fires at most this many times (`None`: no limit).
+    pub max_fires: Option<i64>,
+    /// How many times it has fired (kept while the trigger is unchanged).
+    pub fired: i64,
+    /// A failed run it started is run again up to this many times.
+    pub retries: i64,
 }
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
@@ -80,20 +86,22 @@ impl Store {
                     });
                     if same {
                         tx.execute(
-                            "UPDATE schedules SET missed_policy = ?3, overlap_policy = ?4, enabled = 1
+                            "UPDATE schedules SET missed_policy = ?3, overlap_policy = ?4, enabled = 1,
+                               max_fires = ?5, retries = ?6
                              WHERE workflow_id = ?1 AND node_id = ?2",
-                            params![id, t.node_id, t.missed, t.overlap],
+                            params![id, t.node_id, t.missed, t.overlap, t.max_fires, t.retries],
                         )
                         .map_err(err)?;
                     } else {
                         tx.execute(
                             "INSERT INTO schedules (workflow_id, node_id, kind, spec, timezone, missed_policy,
-                               overlap_policy, enabled, next_fire_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
+                               overlap_policy, enabled, next_fire_at, max_fires, fired, retries)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, 0, ?10)
                              ON CONFLICT (workflow_id, node_id) DO UPDATE SET kind = excluded.kind,
                                spec = excluded.spec, timezone = excluded.timezone,
                                missed_policy = excluded.missed_policy, overlap_policy = excluded.overlap_policy,
-                               enabled = 1, next_fire_at = excluded.next_fire_at",
+                               enabled = 1, next_fire_at = excluded.next_fire_at,
+                               max_fires = excluded.max_fires, fired = 0, retries = excluded.retries",
                             params![
                                 id,
                                 t.node_id,
@@ -102,7 +110,9 @@ impl Store {
                                 t.timezone,
                                 t.missed,
                                 t.overlap,
-                                t.next_fire_at
+                                t.next_fire_at,
+                                t.max_fires,
+                                t.retries
                             ],
                         )
                         .map_err(err)?;
@@ -118,7 +128,8 @@ impl Store {
     pub fn due_schedules(&self, before: Option<i64>) -> Result<Vec<StoredSchedule>> {
         let result = (|| -> rusqlite::Result<Vec<StoredSchedule>> {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT w.name, s.node_id, s.kind, s.spec, s.timezone, s.missed_policy, s.overlap_policy, s.next_fire_at
+                "SELECT w.name, s.node_id, s.kind, s.spec, s.timezone, s.missed_policy, s.overlap_policy, s.next_fire_at,
+                        s.max_fires, s.fired, s.retries
                  FROM schedules s JOIN workflows w ON w.id = s.workflow_id
                  WHERE s.enabled = 1 AND w.enabled = 1 AND (?1 IS NULL OR s.next_fire_at <= ?1)",
             )?;
@@ -132,6 +143,9 @@ impl Store {
                     missed: r.get(5)?,
                     overlap: r.get(6)?,
                     next_fire_at: r.get(7)?,
+                    max_fires: r.get(8)?,
+                    fired: r.get(9)?,
+                    retries: r.get(10)?,
                 })
             })?;
             rows.collect()
@@ -149,7 +163,8 @@ impl Store {
     ) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE schedules SET next_fire_at = ?3, last_fired_at = coalesce(?4, last_fired_at)
+                "UPDATE schedules SET next_fire_at = ?3, last_fired_at = coalesce(?4, last_fired_at),
+                   fired = fired + (?4 IS NOT NULL)
                  WHERE node_id = ?2 AND workflow_id = (SELECT id FROM workflows WHERE name = ?1)",
                 params![workflow, node_id, next, fired],
             )

@@ -18,7 +18,7 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("End", "end"),
     ("HttpRequest", "http.request"),
     ("WebhookTrigger", "trigger.webhook"),
-    ("TimerStartNode", "trigger.interval"),
+    ("TimerStartNode", "trigger.timer"),
     ("OpenAINode", "llm.chat"),
 ];
 

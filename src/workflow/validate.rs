@@ -426,7 +426,13 @@ pub fn validate(
         {
             p(Some(id), format!("{base}.data.inputs.every"), e);
         }
-        if matches!(canonical, "trigger.cron" | "trigger.interval") {
+        if canonical == "trigger.timer" {
+            timer_checks(&node.data.inputs, &base, id, &mut p);
+        }
+        if matches!(
+            canonical,
+            "trigger.cron" | "trigger.interval" | "trigger.timer"
+        ) {
             if let Err(e) = crate::schedule::Missed::parse(input_str("missed")) {
                 p(Some(id), format!("{base}.data.inputs.missed"), e);
             }
@@ -859,4 +865,77 @@ fn levenshtein(a: &str, b: &str) -> usize {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The seed format's `TimerStartNode` (`trigger.timer`): each field is
+/// honoured by the daemon's scheduler, so each is checked here.
+fn timer_checks(
+    inputs: &serde_json::Map<String, Value>,
+    base: &str,
+    id: &str,
+    p: &mut impl FnMut(Option<&str>, String, String),
+) {
+    let at = |k: &str| format!("{base}.data.inputs.{k}");
+    let text = |k: &str| inputs.get(k).and_then(Value::as_str);
+    let timezone = text("timezone");
+    if let Some(tz) = timezone
+        && let Err(e) = crate::schedule::time_zone(Some(tz))
+    {
+        p(Some(id), at("timezone"), e);
+    }
+    match text("schedule_type").unwrap_or("interval") {
+        "manual" => {}
+        "interval" => {
+            if let Some(v) = inputs.get("interval_seconds")
+                && v.as_f64().is_none_or(|s| s < 1.0)
+            {
+                p(
+                    Some(id),
+                    at("interval_seconds"),
+                    format!("interval_seconds must be a number of at least 1, not {v}"),
+                );
+            }
+        }
+        "cron" => match text("cron_expression") {
+            None => p(
+                Some(id),
+                at("cron_expression"),
+                "schedule_type cron needs cron_expression, e.g. \"0 9 * * 1-5\"".into(),
+            ),
+            Some(spec) if !has_template(spec) => {
+                if let Err(e) = crate::schedule::Schedule::cron(spec, timezone) {
+                    p(Some(id), at("cron_expression"), e);
+                }
+            }
+            Some(_) => {}
+        },
+        "once" => match text("scheduled_time") {
+            None => p(
+                Some(id),
+                at("scheduled_time"),
+                "schedule_type once needs scheduled_time, e.g. \"2026-12-01T09:00:00Z\"".into(),
+            ),
+            Some(when) => {
+                if let Err(e) = crate::schedule::Schedule::once(when, timezone) {
+                    p(Some(id), at("scheduled_time"), e);
+                }
+            }
+        },
+        other => p(
+            Some(id),
+            at("schedule_type"),
+            format!("schedule_type {other:?} must be interval, cron, once or manual"),
+        ),
+    }
+    for key in ["max_executions", "retry_count"] {
+        if let Some(v) = inputs.get(key)
+            && v.as_i64().is_none_or(|n| n < 0)
+        {
+            p(
+                Some(id),
+                at(key),
+                format!("{key} must be a whole number of at least 0, not {v}"),
+            );
+        }
+    }
 }

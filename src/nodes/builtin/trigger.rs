@@ -73,6 +73,67 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
             ],
         ),
         trigger(
+            "trigger.timer",
+            "Starts runs on a schedule of the seed format's TimerStartNode (daemon): interval, cron, once or manual; outputs the run input.",
+            vec![
+                InputSpec::optional(
+                    "schedule_type",
+                    "string",
+                    "interval (default), cron, once or manual (never by itself)",
+                ),
+                InputSpec::optional(
+                    "interval_seconds",
+                    "number",
+                    "seconds between fires with interval (default 3600, at least 1)",
+                ),
+                InputSpec::optional(
+                    "cron_expression",
+                    "string",
+                    "5- or 6-field cron expression, with cron",
+                ),
+                InputSpec::optional(
+                    "scheduled_time",
+                    "string",
+                    "when to fire with once: RFC 3339, or a local date and time in timezone",
+                ),
+                InputSpec::optional(
+                    "timezone",
+                    "string",
+                    "IANA time zone of cron and once, e.g. America/New_York (default UTC)",
+                ),
+                InputSpec::optional(
+                    "auto_trigger_workflow",
+                    "boolean",
+                    "false: the schedule does not start runs (default true)",
+                ),
+                InputSpec::optional(
+                    "max_executions",
+                    "integer",
+                    "fire at most this many times (0, the default: no limit)",
+                ),
+                InputSpec::optional(
+                    "retry_on_failure",
+                    "boolean",
+                    "run a failed scheduled run again (as a retry of it)",
+                ),
+                InputSpec::optional(
+                    "retry_count",
+                    "integer",
+                    "how many times, with retry_on_failure (default 3)",
+                ),
+                InputSpec::optional(
+                    "missed",
+                    "string",
+                    "fires missed while the daemon was down: skip (default) or run_once",
+                ),
+                InputSpec::optional(
+                    "overlap",
+                    "string",
+                    "when the previous run is still going: allow (default), skip or queue",
+                ),
+            ],
+        ),
+        trigger(
             "trigger.webhook",
             "Starts a run from an HTTP request to /webhook/<path> (daemon); outputs the request.",
             vec![

@@ -411,3 +411,80 @@ fn timer_fields_that_cannot_be_honoured_are_refused_by_validate() {
             .stderr(predicates::str::contains(says));
     }
 }
+
+/// The whole "JSON Workflow Format" example (`003_2d81d427987fdcda.txt`):
+/// `fuse validate` accepts it as written once `api_token` is a stored
+/// credential, and deployed through the daemon a webhook call runs it end to
+/// end. The one change for the run: its `HttpRequest` goes to a local server
+/// instead of api.example.com (tests never need the internet).
+#[test]
+fn the_seed_json_workflow_format_validates_and_runs_from_its_webhook() {
+    use crate::helper::http::{Reply, TestServer};
+    let home = TestHome::initialized();
+    let fixture = "tests/data/seeds/003_json_workflow_format.json";
+    let refused = home.cmd().args(["validate", fixture]).assert().failure();
+    let said = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(
+        said.contains("`api_token` is none of them") && said.contains("fuse creds set api_token"),
+        "validate says where it looked: {said}"
+    );
+    home.cmd()
+        .args(["creds", "set", "api_token", "--type", "bearer", "--stdin"])
+        .write_stdin(json!({"token": "t0k3n"}).to_string())
+        .assert()
+        .success();
+    home.cmd().args(["validate", fixture]).assert().success();
+
+    let openai = openai_server();
+    let results = TestServer::start(|_, _| Reply::json(200, json!({"stored": true})));
+    let mut flow: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    flow["name"] = json!("seed-format");
+    flow["nodes"][4]["data"]["inputs"]["url"] = json!(results.url("/results"));
+    let d = crate::daemon::start_with(&home, &[("FUSE_LLM_BASE_URL", &openai.url("/v1"))]);
+    let (code, answer) = d.call("POST", "/api/v1/workflows", Some(flow));
+    assert_eq!(code, 201, "{answer}");
+
+    let (code, started) = http(
+        "POST",
+        &format!("{}/webhook/seed-format", d.url),
+        Some(&d.token),
+        &[("X-Event-Type", "api.request")],
+        Some(&json!({"message": "Summarise the week"})),
+    );
+    assert_eq!(code, 202, "{started}");
+    let run = d.wait_run(started["run_id"].as_str().unwrap());
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // End returns what reached it: the HTTP node's answer.
+    assert_eq!(run["output"]["body"], json!({"stored": true}), "{run}");
+    // The webhook started this run, so the timer trigger beside it is
+    // skipped and the OpenAI node gets the one input that fired.
+    let timer = run["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == "timer_1")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(timer["status"], "skipped", "{timer}");
+    let sent = openai.requests()[0].json();
+    assert_eq!(sent["model"], json!("gpt-4-turbo-preview"));
+    assert_eq!(sent["stream"], json!(true));
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "system", "content": "You are an expert data analyst."},
+               {"role": "user", "content": "Summarise the week"}])
+    );
+    let posted = &results.requests()[0];
+    assert_eq!(posted.method, "POST");
+    assert_eq!(
+        posted.headers.get("authorization").map(String::as_str),
+        Some("Bearer t0k3n"),
+        "{{{{api_token}}}} is the stored credential"
+    );
+    // Its timer is scheduled as the seed says.
+    let (_, schedules) = d.call("GET", "/api/v1/schedules", None);
+    assert_eq!(
+        schedules["schedules"][0]["spec"], "0 9 * * 1-5",
+        "{schedules}"
+    );
+}

@@ -22,11 +22,17 @@ pub struct ValidateArgs {
 
 pub fn run(globals: &super::Globals, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     // With a home, its node packages are known types too.
-    let registry = match crate::home::Home::resolve(globals.home.clone()) {
-        Ok(home) => super::run::home_registry(&home, &Default::default(), false),
-        Err(_) => Registry::builtin(),
+    let home = crate::home::Home::resolve(globals.home.clone()).ok();
+    let registry = match &home {
+        Some(home) => super::run::home_registry(home, &Default::default(), false),
+        None => Registry::builtin(),
     };
-    let engine = Engine::new(registry, Arc::new(NullObserver), 1);
+    let mut engine = Engine::new(registry, Arc::new(NullObserver), 1);
+    // Bare names in expressions may name stored credentials (never decrypted here).
+    if let Some(home) = home.filter(|h| h.is_initialized()) {
+        engine =
+            engine.with_credentials(Arc::new(crate::secrets::vault::HomeCredentials::new(home)));
+    }
     let result = engine.load(&args.file);
     let problems = match &result {
         Ok(_) => Vec::new(),

@@ -911,6 +911,8 @@ pub(super) struct RunSpec {
     pub retry_of: Option<String>,
     /// Outputs of nodes to reuse (resume from the last finished node).
     pub reuse: std::collections::HashMap<String, Value>,
+    /// The trigger node that fired ([`crate::RunRequest::entry`]).
+    pub entry: Option<String>,
 }
 
 pub(super) async fn start_run_with(
@@ -1013,6 +1015,7 @@ pub(super) async fn start_run_with(
     request.responder = spec.responder;
     request.retry_of = spec.retry_of;
     request.reuse = spec.reuse;
+    request.entry = spec.entry;
     request.cancel = state.runs_cancel.child_token();
     if let Ok(mut cancels) = state.cancels.lock() {
         cancels.insert(run_id.clone(), request.cancel.clone());
@@ -1335,6 +1338,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
     };
     let spec = RunSpec {
         responder,
+        entry: Some(hook_route.node.clone()),
         ..RunSpec::default()
     };
     let id = match start_run_with(state, name, input, "webhook", spec).await {

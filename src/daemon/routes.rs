@@ -14,6 +14,8 @@ use crate::engine::Plan;
 #[derive(Clone)]
 pub(crate) struct Hook {
     pub workflow: String,
+    /// The `trigger.webhook` node (the run's entry).
+    pub node: String,
     pub method: String,
     pub inputs: Value,
     /// The workflow has a `webhook.respond` node: the caller waits for it.
@@ -115,6 +117,11 @@ pub(super) fn changed(state: &State) {
                 path,
                 Arc::new(Hook {
                     workflow: name.clone(),
+                    node: node
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
                     method,
                     inputs,
                     responds,

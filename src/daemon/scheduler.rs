@@ -203,13 +203,13 @@ async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
                 while state.running_of(&row.workflow) > 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                let _ = super::api::start_run(&state, &row.workflow, input, "cron").await;
+                let _ = start(&state, &row, input).await;
                 if let Ok(mut q) = state.queued.lock() {
                     q.remove(&row.workflow);
                 }
             });
         }
-        _ => match super::api::start_run(state, &row.workflow, input.clone(), "cron").await {
+        _ => match start(state, row, input.clone()).await {
             Ok(id) => retry_on_failure(state, row, id, input),
             Err(r) => tracing::warn!(
                 "{}: the scheduled run did not start ({})",
@@ -218,6 +218,19 @@ async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
             ),
         },
     }
+}
+
+/// Starts a scheduled run, entered by its trigger node.
+async fn start(
+    state: &Arc<State>,
+    row: &Row,
+    input: Value,
+) -> Result<String, Box<super::api::Reply>> {
+    let spec = super::api::RunSpec {
+        entry: Some(row.node_id.clone()),
+        ..Default::default()
+    };
+    super::api::start_run_with(state, &row.workflow, input, "cron", spec).await
 }
 
 /// With `retries` (a timer's `retry_on_failure`): runs a failed scheduled
@@ -236,6 +249,7 @@ fn retry_on_failure(state: &Arc<State>, row: &Row, first: String, input: Value) 
             }
             let spec = super::api::RunSpec {
                 retry_of: Some(last.clone()),
+                entry: Some(row.node_id.clone()),
                 ..Default::default()
             };
             match super::api::start_run_with(&state, &row.workflow, input.clone(), "retry", spec)

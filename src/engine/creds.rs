@@ -16,6 +16,11 @@ use crate::secrets::{Credential, Masks};
 pub trait CredentialSource: Send + Sync {
     /// Decrypts one credential; the error says what is wrong and how to fix it.
     fn load(&self, name: &str) -> Result<Credential, String>;
+    /// Whether a credential of this name is stored (validate's check of bare
+    /// names); false when there is no store to ask.
+    fn exists(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The credentials one run has loaded, and the masks they imply.
@@ -92,6 +97,41 @@ pub(super) struct CredsObject(pub Arc<RunCreds>);
 impl std::fmt::Debug for RunCreds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RunCreds(***)")
+    }
+}
+
+/// The field a bare credential name stands for: its value, token, key,
+/// API key or password (the first it has).
+pub const SECRET_FIELDS: &[&str] = &["value", "token", "key", "api_key", "password"];
+
+/// Bare names in expressions (`{{ api_token }}`, as the seed format writes
+/// them): the run input's field of that name, else the workflow's var, else
+/// the secret field of the credential of that name ([`SECRET_FIELDS`]).
+#[derive(Debug)]
+pub(super) struct BareNames {
+    pub trigger: Mj,
+    pub vars: Mj,
+    pub creds: Arc<RunCreds>,
+}
+
+impl Object for BareNames {
+    fn get_value(self: &Arc<Self>, key: &Mj) -> Option<Mj> {
+        let name = key.as_str()?;
+        if super::expr::CONTEXT_NAMES.contains(&name) {
+            return None;
+        }
+        let found = |v: Mj| (!v.is_undefined() && !v.is_none()).then_some(v);
+        if let Some(v) = self.trigger.get_attr(name).ok().and_then(found) {
+            return Some(v);
+        }
+        if let Some(v) = self.vars.get_attr(name).ok().and_then(found) {
+            return Some(v);
+        }
+        let credential = self.creds.get(name).ok()?;
+        SECRET_FIELDS
+            .iter()
+            .find_map(|f| credential.field(f))
+            .map(Mj::from)
     }
 }
 

@@ -32,11 +32,15 @@ struct Shared {
     cancel: CancellationToken,
     reuse: HashMap<String, Value>,
     max_parallel: usize,
+    /// The trigger node that started the run ([`super::RunRequest::entry`]).
+    entry: Option<String>,
 }
 
 /// What a finished node task reports.
 struct NodeResult {
     index: usize,
+    /// A trigger node that did not start the run: skipped, its edges dead.
+    skipped: bool,
     result: Result<NodeOutput, NodeError>,
     attempts: u32,
     started: Instant,
@@ -135,6 +139,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         cancel: request.cancel.child_token(),
         reuse: request.reuse,
         max_parallel,
+        entry: request.entry.clone(),
     });
 
     let n = plan.nodes.len();
@@ -181,6 +186,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
                     .await
                     .unwrap_or_else(|panic| NodeResult {
                         index: i,
+                        skipped: false,
                         result: Err(NodeError::other(format!(
                             "the node panicked: {}",
                             panic_message(&panic)
@@ -214,118 +220,131 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         state[i] = NodeState::Done;
         let duration_ms = done.started.elapsed().as_millis() as u64;
         let mut newly_dead = Vec::new();
-        match done.result {
-            Ok(out) => {
-                let value = Arc::new(out.value);
-                shared.view.set(&node.id, value.clone());
-                for &e in &node.outgoing {
-                    let edge = &plan.edges[e];
-                    let live = match edge.source_handle.as_deref() {
-                        None => true,
-                        Some(crate::nodes::ERROR_HANDLE) => false,
-                        Some(h) => out.handle.as_deref() == Some(h),
-                    };
-                    edges[e] = if live {
-                        EdgeState::Live(value.clone())
-                    } else {
-                        EdgeState::Dead
-                    };
-                }
-                finish(
-                    &shared,
-                    i,
-                    Status::Succeeded,
-                    done.attempts,
-                    duration_ms,
-                    None,
-                );
-                records[i] = Some(Done {
-                    status: Status::Succeeded,
-                    attempts: done.attempts,
-                    output: Some(value.clone()),
-                    error: None,
-                });
+        if done.skipped {
+            for &e in &node.outgoing {
+                edges[e] = EdgeState::Dead;
             }
-            Err(err) => {
-                let cancelled = err.kind == ErrorKind::Cancelled;
-                let status = if cancelled {
-                    Status::Cancelled
-                } else {
-                    Status::Failed
-                };
-                let error_json = err.to_json();
-                let handled =
-                    !cancelled && (node.has_error_edge || node.on_error == OnError::Continue);
-                if handled {
-                    let carried = Arc::new(json!({"error": error_json, "input": *done.input}));
-                    if node.on_error == OnError::Continue && !node.has_error_edge {
-                        shared.view.set(&node.id, carried.clone());
-                    }
+            finish(&shared, i, Status::Skipped, 0, 0, None);
+            records[i] = Some(Done {
+                status: Status::Skipped,
+                attempts: 0,
+                output: None,
+                error: None,
+            });
+        } else {
+            match done.result {
+                Ok(out) => {
+                    let value = Arc::new(out.value);
+                    shared.view.set(&node.id, value.clone());
                     for &e in &node.outgoing {
-                        let is_error_edge = plan.edges[e].source_handle.as_deref()
-                            == Some(crate::nodes::ERROR_HANDLE);
-                        let live = if node.has_error_edge {
-                            is_error_edge
-                        } else {
-                            !is_error_edge
+                        let edge = &plan.edges[e];
+                        let live = match edge.source_handle.as_deref() {
+                            None => true,
+                            Some(crate::nodes::ERROR_HANDLE) => false,
+                            Some(h) => out.handle.as_deref() == Some(h),
                         };
                         edges[e] = if live {
-                            EdgeState::Live(carried.clone())
+                            EdgeState::Live(value.clone())
                         } else {
                             EdgeState::Dead
                         };
                     }
-                    shared.engine.observer().on_event(&Event::Log {
-                        run_id: shared.run.id.to_string(),
-                        node_id: Some(node.id.to_string()),
-                        level: LogLevel::Warn,
-                        message: format!(
-                            "failed, continuing by its {}: {}",
-                            if node.has_error_edge {
-                                "error path"
-                            } else {
-                                "on_error: continue"
-                            },
-                            err.message
-                        ),
+                    finish(
+                        &shared,
+                        i,
+                        Status::Succeeded,
+                        done.attempts,
+                        duration_ms,
+                        None,
+                    );
+                    records[i] = Some(Done {
+                        status: Status::Succeeded,
+                        attempts: done.attempts,
+                        output: Some(value.clone()),
+                        error: None,
                     });
-                } else {
-                    for &e in &node.outgoing {
-                        edges[e] = EdgeState::Dead;
-                    }
-                    if cancelled {
-                        // The run is stopping (cancel, timeout or another failure); the
-                        // node's own "cancelled" error is not a failure of its own.
-                        if stop.is_none() {
-                            stop = Some(if request.cancel.is_cancelled() {
-                                Status::Cancelled
-                            } else {
-                                Status::Failed
-                            });
-                        }
-                    } else if stop.is_none() {
-                        failure = Some(format!(
-                            "node {:?} ({}) failed: {}",
-                            &*node.id, node.type_name, err.message
-                        ));
-                        stop = Some(Status::Failed);
-                        shared.cancel.cancel();
-                    }
                 }
-                finish(
-                    &shared,
-                    i,
-                    status,
-                    done.attempts,
-                    duration_ms,
-                    Some(err.message.clone()),
-                );
-                records[i] = Some(Done {
-                    status,
-                    attempts: done.attempts,
-                    output: None,
-                    error: Some(error_json),
-                });
+                Err(err) => {
+                    let cancelled = err.kind == ErrorKind::Cancelled;
+                    let status = if cancelled {
+                        Status::Cancelled
+                    } else {
+                        Status::Failed
+                    };
+                    let error_json = err.to_json();
+                    let handled =
+                        !cancelled && (node.has_error_edge || node.on_error == OnError::Continue);
+                    if handled {
+                        let carried = Arc::new(json!({"error": error_json, "input": *done.input}));
+                        if node.on_error == OnError::Continue && !node.has_error_edge {
+                            shared.view.set(&node.id, carried.clone());
+                        }
+                        for &e in &node.outgoing {
+                            let is_error_edge = plan.edges[e].source_handle.as_deref()
+                                == Some(crate::nodes::ERROR_HANDLE);
+                            let live = if node.has_error_edge {
+                                is_error_edge
+                            } else {
+                                !is_error_edge
+                            };
+                            edges[e] = if live {
+                                EdgeState::Live(carried.clone())
+                            } else {
+                                EdgeState::Dead
+                            };
+                        }
+                        shared.engine.observer().on_event(&Event::Log {
+                            run_id: shared.run.id.to_string(),
+                            node_id: Some(node.id.to_string()),
+                            level: LogLevel::Warn,
+                            message: format!(
+                                "failed, continuing by its {}: {}",
+                                if node.has_error_edge {
+                                    "error path"
+                                } else {
+                                    "on_error: continue"
+                                },
+                                err.message
+                            ),
+                        });
+                    } else {
+                        for &e in &node.outgoing {
+                            edges[e] = EdgeState::Dead;
+                        }
+                        if cancelled {
+                            // The run is stopping (cancel, timeout or another failure); the
+                            // node's own "cancelled" error is not a failure of its own.
+                            if stop.is_none() {
+                                stop = Some(if request.cancel.is_cancelled() {
+                                    Status::Cancelled
+                                } else {
+                                    Status::Failed
+                                });
+                            }
+                        } else if stop.is_none() {
+                            failure = Some(format!(
+                                "node {:?} ({}) failed: {}",
+                                &*node.id, node.type_name, err.message
+                            ));
+                            stop = Some(Status::Failed);
+                            shared.cancel.cancel();
+                        }
+                    }
+                    finish(
+                        &shared,
+                        i,
+                        status,
+                        done.attempts,
+                        duration_ms,
+                        Some(err.message.clone()),
+                    );
+                    records[i] = Some(Done {
+                        status,
+                        attempts: done.attempts,
+                        output: None,
+                        error: Some(error_json),
+                    });
+                }
             }
         }
         // Resolve the targets of the edges just decided; skips propagate.
@@ -545,6 +564,22 @@ fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
 async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResult {
     let started = Instant::now();
     let node = &shared.plan.nodes[i];
+    if node.trigger
+        && node.incoming.is_empty()
+        && shared
+            .entry
+            .as_deref()
+            .is_some_and(|entry| entry != &*node.id)
+    {
+        return NodeResult {
+            index: i,
+            skipped: true,
+            result: Ok(NodeOutput::new(Value::Null)),
+            attempts: 0,
+            started,
+            input,
+        };
+    }
     if let Some(output) = shared.reuse.get(&*node.id) {
         let observer = shared.engine.observer();
         observer.on_event(&Event::Log {
@@ -571,6 +606,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
         })));
         return NodeResult {
             index: i,
+            skipped: false,
             result: Ok(NodeOutput::new(output.clone())),
             attempts: 0,
             started,
@@ -583,6 +619,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     };
     NodeResult {
         index: i,
+        skipped: false,
         result,
         attempts,
         started,

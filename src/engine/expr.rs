@@ -620,6 +620,8 @@ pub struct RunScope {
     pub nodes: Mj,
     env: Mj,
     creds: Mj,
+    /// The seed format's bare names ([`super::creds::BareNames`]).
+    bare: Mj,
     view: Arc<NodesView>,
 }
 
@@ -719,7 +721,12 @@ impl RunScope {
             run: Mj::from(Serde(&run)),
             nodes: Mj::from_object(NodesObject(nodes.clone())),
             env: Mj::from_object(EnvObject),
-            creds: Mj::from_object(super::creds::CredsObject(creds)),
+            creds: Mj::from_object(super::creds::CredsObject(creds.clone())),
+            bare: Mj::from_object(super::creds::BareNames {
+                trigger: Mj::from(Serde(trigger)),
+                vars: Mj::from(Serde(vars)),
+                creds,
+            }),
             view: nodes,
         }
     }
@@ -739,7 +746,8 @@ impl RunScope {
             entries.push(("item", Mj::from(Serde(item))));
             entries.push(("index", Mj::from(index)));
         }
-        Mj::from_pairs(entries)
+        // Names that are none of the above: the seed format's bare names.
+        minijinja::value::merge_maps([Mj::from_pairs(entries), self.bare.clone()])
     }
 
     /// The context of one foreach item: `item` and `index` over the node's

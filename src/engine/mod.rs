@@ -66,6 +66,11 @@ pub struct RunRequest {
     pub run_id: Option<String>,
     /// A waiting webhook caller, answered by `webhook.respond`.
     pub responder: Option<crate::nodes::Responder>,
+    /// The trigger node that started the run (a webhook's, a schedule's):
+    /// the workflow's other trigger nodes without inputs are skipped, so a
+    /// node fed by two triggers gets the one that fired. `None` (by hand,
+    /// `fuse run`): every trigger node passes the run input on.
+    pub entry: Option<String>,
 }
 
 impl RunRequest {
@@ -80,6 +85,7 @@ impl RunRequest {
             reuse: Default::default(),
             run_id: None,
             responder: None,
+            entry: None,
         }
     }
 }
@@ -186,6 +192,12 @@ impl Engine {
             path: shown.clone(),
             error,
         })?;
+        let stored = |name: &str| {
+            self.inner
+                .credentials
+                .as_ref()
+                .is_some_and(|c| c.exists(name))
+        };
         crate::workflow::validate(
             workflow,
             &self.registry(),
@@ -193,6 +205,7 @@ impl Engine {
             Source {
                 path,
                 text: Some(text),
+                credential_exists: Some(&stored),
             },
         )
         .map_err(|problems| LoadError::Invalid {

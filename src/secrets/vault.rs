@@ -489,6 +489,17 @@ impl crate::engine::CredentialSource for HomeCredentials {
             Err(e) => Err(format!("credential {name:?} cannot be loaded: {e}")),
         }
     }
+
+    fn exists(&self, name: &str) -> bool {
+        let vault = self
+            .vault
+            .get_or_init(|| Vault::open(&self.home).map_err(|e| e.to_string()));
+        vault
+            .as_ref()
+            .ok()
+            .and_then(|v| v.list().ok())
+            .is_some_and(|list| list.iter().any(|c| c.name == name))
+    }
 }
 
 /// Records the fingerprint of a new home's key (at `fuse init`).

@@ -36,11 +36,23 @@ impl std::fmt::Display for Problem {
 }
 
 /// Where the workflow came from (for relative paths and history).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Source<'a> {
     pub path: Option<&'a Path>,
     /// The exact text of the file, hashed for history.
     pub text: Option<&'a str>,
+    /// Whether a credential of a name is stored (for bare names in
+    /// expressions); without it, none is.
+    pub credential_exists: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .field("credential_exists", &self.credential_exists.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks `workflow` against `registry`; returns a plan or every problem found.
@@ -237,6 +249,23 @@ pub fn validate(
     // only for nodes whose expressions name other nodes.
     let ancestors = Ancestors::new(n, &edges);
 
+    // Where a bare name in an expression is found (declared params, vars,
+    // stored credentials), if anywhere.
+    let credential_exists = source.credential_exists;
+    let bare_params = workflow.params.as_deref().unwrap_or_default();
+    let bare_vars = &workflow.settings.vars;
+    let bare_known = |name: &str| -> Option<&'static str> {
+        if bare_params.iter().any(|p| p.name == name) {
+            Some("param")
+        } else if bare_vars.contains_key(name) {
+            Some("var")
+        } else if credential_exists.is_some_and(|exists| exists(name)) {
+            Some("credential")
+        } else {
+            None
+        }
+    };
+
     // Per node: inputs, expressions, durations, retry.
     let mut planned_meta = Vec::with_capacity(n);
     for (i, node) in workflow.nodes.iter().enumerate() {
@@ -351,6 +380,7 @@ pub fn validate(
                             &ancestors,
                             &impls,
                             acyclic,
+                            &bare_known,
                             &mut |msg| p(Some(id), path.clone(), format!("in {text:?}: {msg}")),
                         );
                     }
@@ -425,6 +455,17 @@ pub fn validate(
             && let Err(e) = crate::schedule::Schedule::interval(every)
         {
             p(Some(id), format!("{base}.data.inputs.every"), e);
+        }
+        if canonical == "http.request"
+            && node.data.inputs.get("enable_templating") == Some(&Value::Bool(false))
+        {
+            p(
+                Some(id),
+                format!("{base}.data.inputs.enable_templating"),
+                "enable_templating: false cannot be honoured: fuse always renders {{ }} in inputs; \
+                 remove it, and wrap text that must stay as written in {% raw %}…{% endraw %}"
+                    .into(),
+            );
         }
         if canonical == "trigger.timer" {
             timer_checks(&node.data.inputs, &base, id, &mut p);
@@ -626,16 +667,22 @@ fn check_name(
     ancestors: &Ancestors,
     impls: &[Option<Arc<dyn crate::nodes::Node>>],
     acyclic: bool,
+    bare_known: &dyn Fn(&str) -> Option<&'static str>,
     report: &mut dyn FnMut(String),
 ) {
     let mut parts = name.split('.');
     let root = parts.next().unwrap_or_default();
     if !CONTEXT_NAMES.contains(&root) {
+        // A bare name (the seed format's `{{ api_token }}`): a declared
+        // param, a var or a stored credential.
+        if bare_known(root).is_some() {
+            return;
+        }
         let hint = closest(root, CONTEXT_NAMES.iter().copied())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         report(format!(
-            "unknown name `{root}`{hint} (expressions can read {})",
+            "unknown name `{root}`{hint} (expressions can read {}; a bare name is looked up as a declared param, a var and a stored credential, and `{root}` is none of them: declare it in `params`, set it in `vars`, or store it with `fuse creds set {root} --type bearer`)",
             CONTEXT_NAMES.join(", ")
         ));
         return;

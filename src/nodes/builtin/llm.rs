@@ -81,20 +81,23 @@ impl Node for Llm {
 
 /// The user message an upstream node hands over: a string; an object's
 /// `message`, `prompt`, `text`, `content`, `input` or `output` (the first
-/// that is a string, looking one level into `input`/`output` objects); or
-/// `null` when there is none.
+/// that is a string, looking one level into `input`, `output` and a webhook
+/// request's `body`); or `None` when there is none.
 fn upstream_message(input: &Value) -> Option<String> {
     match input {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Object(map) => ["message", "prompt", "text", "content", "input", "output"]
-            .iter()
-            .find_map(|k| match map.get(*k) {
-                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-                Some(inner @ Value::Object(_)) if matches!(*k, "input" | "output") => {
-                    upstream_message(inner)
-                }
-                _ => None,
-            }),
+        Value::Object(map) => [
+            "message", "prompt", "text", "content", "input", "output", "body",
+        ]
+        .iter()
+        .find_map(|k| match map.get(*k) {
+            Some(Value::String(s)) if !s.trim().is_empty() && *k != "body" => Some(s.clone()),
+            // One level into a run's input or output, or a webhook request's body.
+            Some(inner @ Value::Object(_)) if matches!(*k, "input" | "output" | "body") => {
+                upstream_message(inner)
+            }
+            _ => None,
+        }),
         _ => None,
     }
 }

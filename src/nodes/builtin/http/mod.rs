@@ -492,6 +492,7 @@ pub(super) fn node(http: Arc<Http>) -> Arc<dyn Node> {
             InputSpec::optional("response", "string", "auto (by content type, default), json, text or bytes (base64)"),
             InputSpec::optional("fail_on_status", "boolean", "a 4xx/5xx status fails the node (default true)"),
             InputSpec::optional("rate_limit", "number", "requests per second to this target (default from config)"),
+            InputSpec::optional("enable_templating", "boolean", "the seed format's switch: true (fuse always renders {{ }} in inputs); false is refused by validate"),
         ],
         output: object_schema(&[("status", "integer"), ("headers", "object"), ("body", "any"), ("url", "string")]),
         handles: Handles::Default,

@@ -201,7 +201,7 @@ fn every_route_of_the_table_is_documented_with_schemas_and_needs_the_token() {
     let mut checked = 0;
     for op in fuse::api::Op::ALL {
         let route = op.route();
-        let path = format!("/api/v1{}", route.path);
+        let path = format!("{}{}", fuse::api::PREFIX, route.path);
         let entry = &doc["paths"][&path][route.method.to_lowercase()];
         assert!(
             entry.is_object(),

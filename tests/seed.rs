@@ -488,3 +488,195 @@ fn the_seed_json_workflow_format_validates_and_runs_from_its_webhook() {
         "{schedules}"
     );
 }
+
+/// The seed's API integration test (`003_2d81d427987fdcda.txt`, "Testing"):
+/// create with `flow_data`, execute with `{"inputs": …}`, read the execution
+/// — the same calls, paths and status codes, against the daemon.
+#[test]
+fn the_seed_rest_calls_create_execute_read_update_and_delete() {
+    let home = TestHome::initialized();
+    let openai = openai_server();
+    let d = crate::daemon::start_with(&home, &[("FUSE_LLM_BASE_URL", &openai.url("/v1"))]);
+    let read = |path: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let url = |path: &str| format!("{}{path}", d.url);
+
+    let (code, workflow) = http(
+        "POST",
+        &url("/api/workflows/"),
+        Some(&d.token),
+        &[],
+        Some(&read("tests/data/seeds/003_integration_test_workflow.json")),
+    );
+    assert_eq!(code, 201, "{workflow}");
+    assert_eq!(workflow["id"], "integration-test-workflow");
+    assert_eq!(workflow["name"], "Integration Test Workflow");
+    assert_eq!(workflow["description"], "Test workflow for API integration");
+    assert_eq!(workflow["flow_data"]["nodes"][0]["id"], "start_1");
+    let id = workflow["id"].as_str().unwrap().to_string();
+    // The same name again: it exists.
+    let (code, _) = http(
+        "POST",
+        &url("/api/workflows/"),
+        Some(&d.token),
+        &[],
+        Some(&read("tests/data/seeds/003_integration_test_workflow.json")),
+    );
+    assert_eq!(code, 409);
+
+    let (code, execution) = http(
+        "POST",
+        &url(&format!("/api/workflows/{id}/execute")),
+        Some(&d.token),
+        &[],
+        Some(&json!({"inputs": {"message": "Test"}})),
+    );
+    assert_eq!(code, 201, "{execution}");
+    assert_eq!(execution["status"], "running");
+    assert_eq!(execution["workflow_id"], json!(id));
+    assert_eq!(execution["inputs"], json!({"message": "Test"}));
+    assert!(execution["started_at"].is_string());
+    let run = execution["id"].as_str().unwrap().to_string();
+    assert_eq!(execution["execution_id"], json!(run));
+    let done = crate::daemon::wait_for("the execution to complete", || {
+        let (code, e) = http(
+            "GET",
+            &url(&format!("/api/executions/{run}")),
+            Some(&d.token),
+            &[],
+            None,
+        );
+        (code == 200 && e["status"] == "completed").then_some(e)
+    });
+    assert_eq!(
+        done["outputs"],
+        json!({"message": "Test"}),
+        "End returns its input"
+    );
+    assert!(done["completed_at"].is_string());
+
+    // The "Workflow Management" request: Start → OpenAINode → End.
+    let (code, managed) = http(
+        "POST",
+        &url("/api/workflows/"),
+        Some(&d.token),
+        &[],
+        Some(&read("tests/data/seeds/003_create_workflow_request.json")),
+    );
+    assert_eq!(code, 201, "{managed}");
+    let (_, execution) = http(
+        "POST",
+        &url(&format!(
+            "/api/workflows/{}/execute",
+            managed["id"].as_str().unwrap()
+        )),
+        Some(&d.token),
+        &[],
+        Some(
+            &json!({"inputs": {"message": "Analyze this business proposal and provide recommendations"}}),
+        ),
+    );
+    let run = execution["execution_id"].as_str().unwrap().to_string();
+    let done = crate::daemon::wait_for("the AI execution", || {
+        let (_, e) = http(
+            "GET",
+            &url(&format!("/api/executions/{run}")),
+            Some(&d.token),
+            &[],
+            None,
+        );
+        (e["status"] != "running" && e["status"] != "pending").then_some(e)
+    });
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["outputs"]["text"],
+        "echo: Analyze this business proposal and provide recommendations"
+    );
+
+    // Update: a new description and flow; the id stays; a rename is refused.
+    let (code, updated) = http(
+        "PUT",
+        &url(&format!("/api/workflows/{id}")),
+        Some(&d.token),
+        &[],
+        Some(&json!({"description": "changed"})),
+    );
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["description"], "changed");
+    assert_eq!(updated["version"], 2);
+    let (code, _) = http(
+        "PUT",
+        &url(&format!("/api/workflows/{id}")),
+        Some(&d.token),
+        &[],
+        Some(&json!({"name": "Something Else"})),
+    );
+    assert_eq!(code, 409);
+    let (code, got) = http(
+        "GET",
+        &url(&format!("/api/workflows/{id}")),
+        Some(&d.token),
+        &[],
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(got["description"], "changed");
+    // The native API sees the same workflow.
+    assert_eq!(
+        d.call("GET", &format!("/api/v1/workflows/{id}"), None).0,
+        200
+    );
+
+    // Refusals in the seed's paths: no token, unknown fields, is_public.
+    assert_eq!(
+        http(
+            "GET",
+            &url(&format!("/api/workflows/{id}")),
+            None,
+            &[],
+            None
+        )
+        .0,
+        401
+    );
+    let (code, answer) = http(
+        "POST",
+        &url("/api/workflows/"),
+        Some(&d.token),
+        &[],
+        Some(&json!({"name": "x", "flow_data": {"nodes": []}, "is_public": true})),
+    );
+    assert_eq!(code, 400, "{answer}");
+    assert_eq!(
+        http(
+            "POST",
+            &url("/api/workflows/"),
+            Some(&d.token),
+            &[],
+            Some(&json!({"name": "x", "flow": {}}))
+        )
+        .0,
+        400
+    );
+
+    let (code, deleted) = http(
+        "DELETE",
+        &url(&format!("/api/workflows/{id}")),
+        Some(&d.token),
+        &[],
+        None,
+    );
+    assert_eq!(code, 200, "{deleted}");
+    assert_eq!(
+        http(
+            "GET",
+            &url(&format!("/api/workflows/{id}")),
+            Some(&d.token),
+            &[],
+            None
+        )
+        .0,
+        404
+    );
+}

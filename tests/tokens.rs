@@ -132,8 +132,9 @@ fn every_route_refuses_an_under_scoped_token() {
     for op in fuse::api::Op::ALL {
         let route = op.route();
         let url = format!(
-            "{}/api/v1{}",
+            "{}{}{}",
             d.url,
+            fuse::api::PREFIX,
             route
                 .path
                 .replace("{name}", "x")

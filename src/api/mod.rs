@@ -17,8 +17,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::store::tokens::Scope;
 
-/// The API's prefix.
-pub const PREFIX: &str = "/api/v1";
+/// The prefix of every route path: native routes are under `/api/v1`, the
+/// seed format's compatibility routes directly under `/api`.
+pub const PREFIX: &str = "/api";
 
 macro_rules! ops {
     ($($(#[$doc:meta])* $op:ident),* $(,)?) => {
@@ -41,6 +42,9 @@ ops! {
     CancelExecution, RetryExecution,
     ListNodes, CreateNode, ListPlugins, ListCredentials, CreateCredential, CheckCredential, DeleteCredential,
     ListSchedules, CreateLoginLink,
+    /// The seed format's REST shapes (docs/seeds.md), under `/api`.
+    SeedCreateWorkflow, SeedGetWorkflow, SeedPutWorkflow, SeedDeleteWorkflow,
+    SeedExecute, SeedGetExecution,
 }
 
 /// A schema of a type, made by the document's generator.
@@ -77,7 +81,7 @@ pub enum QueryKind {
 #[derive(Clone, Copy)]
 pub struct Route {
     pub method: &'static str,
-    /// Below [`PREFIX`], with `{param}` segments.
+    /// Below [`PREFIX`] (`/v1/…` for the native API), with `{param}` segments.
     pub path: &'static str,
     pub summary: &'static str,
     /// The least token scope that may call it.
@@ -177,14 +181,14 @@ impl Op {
     pub const fn route(self) -> Route {
         use types::*;
         match self {
-            Op::Health => Route::get("/health", "Daemon health, active and queued runs")
+            Op::Health => Route::get("/v1/health", "Daemon health, active and queued runs")
                 .ok(200, schema::<Health>),
-            Op::Version => Route::get("/version", "Version, commit and database schema")
+            Op::Version => Route::get("/v1/version", "Version, commit and database schema")
                 .ok(200, schema::<VersionInfo>),
-            Op::OpenApi => Route::get("/openapi.json", "This document"),
-            Op::ListWorkflows => Route::get("/workflows", "Deployed workflows and their triggers")
+            Op::OpenApi => Route::get("/v1/openapi.json", "This document"),
+            Op::ListWorkflows => Route::get("/v1/workflows", "Deployed workflows and their triggers")
                 .ok(200, schema::<WorkflowList>),
-            Op::DeployWorkflow => Route::post("/workflows", "Deploy a workflow (a new version unless identical)")
+            Op::DeployWorkflow => Route::post("/v1/workflows", "Deploy a workflow (a new version unless identical)")
                 .query(&[Query {
                     name: "source",
                     kind: QueryKind::Text,
@@ -194,39 +198,39 @@ impl Op {
                 .ok(201, schema::<Deployed>)
                 .also_ok(200)
                 .errors(&[400, 413, 422]),
-            Op::GetWorkflow => Route::get("/workflows/{name}", "A workflow's current definition")
+            Op::GetWorkflow => Route::get("/v1/workflows/{name}", "A workflow's current definition")
                 .ok(200, schema::<WorkflowDetail>)
                 .errors(&[404]),
-            Op::PutWorkflow => Route::new("PUT", "/workflows/{name}", "Deploy a workflow under this name (a new version unless identical)")
+            Op::PutWorkflow => Route::new("PUT", "/v1/workflows/{name}", "Deploy a workflow under this name (a new version unless identical)")
                 .body(schema::<WorkflowBody>)
                 .ok(201, schema::<Deployed>)
                 .also_ok(200)
                 .errors(&[400, 413, 422]),
-            Op::DeleteWorkflow => Route::new("DELETE", "/workflows/{name}", "Delete a workflow and its versions")
+            Op::DeleteWorkflow => Route::new("DELETE", "/v1/workflows/{name}", "Delete a workflow and its versions")
                 .ok(200, schema::<Deleted>)
                 .errors(&[404]),
-            Op::ListVersions => Route::get("/workflows/{name}/versions", "Versions of a workflow")
+            Op::ListVersions => Route::get("/v1/workflows/{name}/versions", "Versions of a workflow")
                 .ok(200, schema::<Versions>)
                 .errors(&[404]),
-            Op::GetVersion => Route::get("/workflows/{name}/versions/{version}", "One version of a workflow with its definition")
+            Op::GetVersion => Route::get("/v1/workflows/{name}/versions/{version}", "One version of a workflow with its definition")
                 .ok(200, schema::<VersionDetail>)
                 .errors(&[400, 404]),
-            Op::Rollback => Route::post("/workflows/{name}/rollback", "Make an earlier version current")
+            Op::Rollback => Route::post("/v1/workflows/{name}/rollback", "Make an earlier version current")
                 .body(schema::<RollbackRequest>)
                 .ok(200, schema::<RolledBack>)
                 .errors(&[400, 404, 413]),
-            Op::Enable => Route::post("/workflows/{name}/enable", "Enable a workflow")
+            Op::Enable => Route::post("/v1/workflows/{name}/enable", "Enable a workflow")
                 .ok(200, schema::<Enabled>)
                 .errors(&[404]),
-            Op::Disable => Route::post("/workflows/{name}/disable", "Disable a workflow")
+            Op::Disable => Route::post("/v1/workflows/{name}/disable", "Disable a workflow")
                 .ok(200, schema::<Enabled>)
                 .errors(&[404]),
-            Op::RunWorkflow => Route::post("/workflows/{name}/run", "Run a workflow with the body as its input")
+            Op::RunWorkflow => Route::post("/v1/workflows/{name}/run", "Run a workflow with the body as its input")
                 .scope(Scope::Run)
                 .optional_body(schema::<RunInput>)
                 .ok(202, schema::<RunStarted>)
                 .errors(&[400, 404, 409, 413, 422, 503]),
-            Op::ListExecutions => Route::get("/executions", "Recorded runs, newest first")
+            Op::ListExecutions => Route::get("/v1/executions", "Recorded runs, newest first")
                 .query(&[
                     Query { name: "workflow", kind: QueryKind::Text, description: "Only runs of this workflow" },
                     Query { name: "status", kind: QueryKind::Text, description: "Only runs with this status (queued, running, succeeded, failed, cancelled, interrupted)" },
@@ -239,56 +243,78 @@ impl Op {
                 ])
                 .ok(200, schema::<Executions>)
                 .errors(&[400]),
-            Op::GetExecution => Route::get("/executions/{id}", "One run with its node attempts (an id prefix is enough)")
+            Op::GetExecution => Route::get("/v1/executions/{id}", "One run with its node attempts (an id prefix is enough)")
                 .ok(200, schema::<RunDetail>)
                 .errors(&[400, 404]),
-            Op::ExecutionLogs => Route::get("/executions/{id}/logs", "A run's log lines")
+            Op::ExecutionLogs => Route::get("/v1/executions/{id}/logs", "A run's log lines")
                 .ok(200, schema::<Logs>)
                 .errors(&[400, 404]),
             Op::ExecutionEvents => Route {
                 answer: Answer::WebSocket,
-                ..Route::get("/executions/{id}/events", "WebSocket: a run's events, from its start")
+                ..Route::get("/v1/executions/{id}/events", "WebSocket: a run's events, from its start")
                     .query(TOKEN_QUERY)
                     .errors(&[400, 404])
             },
             Op::Events => Route {
                 answer: Answer::WebSocket,
-                ..Route::get("/events", "WebSocket: the events of every run")
+                ..Route::get("/v1/events", "WebSocket: the events of every run")
                     .query(TOKEN_QUERY)
                     .errors(&[400])
             },
-            Op::CancelExecution => Route::post("/executions/{id}/cancel", "Cancel a queued or running run")
+            Op::CancelExecution => Route::post("/v1/executions/{id}/cancel", "Cancel a queued or running run")
                 .scope(Scope::Run)
                 .ok(202, schema::<Cancelling>)
                 .errors(&[400, 404, 409]),
-            Op::RetryExecution => Route::post("/executions/{id}/retry", "Run again with the same definition and input (from the failed node with from_failed)")
+            Op::RetryExecution => Route::post("/v1/executions/{id}/retry", "Run again with the same definition and input (from the failed node with from_failed)")
                 .scope(Scope::Run)
                 .optional_body(schema::<RetryRequest>)
                 .ok(202, schema::<RunStarted>)
                 .errors(&[400, 404, 409, 422, 503]),
-            Op::ListNodes => Route::get("/nodes", "Node types (built in and from packages)")
+            Op::ListNodes => Route::get("/v1/nodes", "Node types (built in and from packages)")
                 .ok(200, schema::<NodeTypes>),
-            Op::CreateNode => Route::post("/nodes", "Scaffold a node package in the home (as `fuse nodes new`); hot reload loads it")
+            Op::CreateNode => Route::post("/v1/nodes", "Scaffold a node package in the home (as `fuse nodes new`); hot reload loads it")
                 .body(schema::<NewNode>)
                 .ok(201, schema::<NodeCreated>)
                 .errors(&[400, 409, 413]),
-            Op::ListPlugins => Route::get("/plugins", "Plugins, and packages that could not be loaded")
+            Op::ListPlugins => Route::get("/v1/plugins", "Plugins, and packages that could not be loaded")
                 .ok(200, schema::<Plugins>),
-            Op::ListCredentials => Route::get("/credentials", "Credentials: names, types and field names, never values")
+            Op::ListCredentials => Route::get("/v1/credentials", "Credentials: names, types and field names, never values")
                 .ok(200, schema::<Credentials>),
-            Op::CreateCredential => Route::post("/credentials", "Create or replace a credential")
+            Op::CreateCredential => Route::post("/v1/credentials", "Create or replace a credential")
                 .body(schema::<NewCredential>)
                 .ok(201, schema::<CredentialCreated>)
                 .errors(&[400, 413]),
-            Op::CheckCredential => Route::post("/credentials/{name}/check", "Check that a credential decrypts with the master key (its value is never answered)")
+            Op::CheckCredential => Route::post("/v1/credentials/{name}/check", "Check that a credential decrypts with the master key (its value is never answered)")
                 .ok(200, schema::<CredentialCheck>)
                 .errors(&[404]),
-            Op::DeleteCredential => Route::new("DELETE", "/credentials/{name}", "Delete a credential")
+            Op::DeleteCredential => Route::new("DELETE", "/v1/credentials/{name}", "Delete a credential")
                 .ok(200, schema::<Deleted>)
                 .errors(&[404]),
-            Op::ListSchedules => Route::get("/schedules", "Schedules of enabled workflows and their next fires")
+            Op::ListSchedules => Route::get("/v1/schedules", "Schedules of enabled workflows and their next fires")
                 .ok(200, schema::<Schedules>),
-            Op::CreateLoginLink => Route::post("/dashboard/login-links", "A one-time dashboard sign-in link (single use, valid for a minute)")
+            Op::SeedCreateWorkflow => Route::post("/workflows", "Seed format: create a workflow from {name, description, flow_data}")
+                .body(schema::<SeedWorkflowCreate>)
+                .ok(201, schema::<SeedWorkflow>)
+                .errors(&[400, 409, 413, 422]),
+            Op::SeedGetWorkflow => Route::get("/workflows/{id}", "Seed format: a workflow with its flow_data")
+                .ok(200, schema::<SeedWorkflow>)
+                .errors(&[404]),
+            Op::SeedPutWorkflow => Route::new("PUT", "/workflows/{id}", "Seed format: change a workflow's name, description or flow_data (a new version)")
+                .body(schema::<SeedWorkflowUpdate>)
+                .ok(200, schema::<SeedWorkflow>)
+                .errors(&[400, 404, 409, 413, 422]),
+            Op::SeedDeleteWorkflow => Route::new("DELETE", "/workflows/{id}", "Seed format: delete a workflow")
+                .ok(200, schema::<SeedDeleted>)
+                .errors(&[404]),
+            Op::SeedExecute => Route::post("/workflows/{id}/execute", "Seed format: run a workflow with {inputs}")
+                .scope(Scope::Run)
+                .optional_body(schema::<SeedExecute>)
+                .ok(201, schema::<SeedExecution>)
+                .errors(&[400, 404, 409, 413, 422, 503]),
+            Op::SeedGetExecution => Route::get("/executions/{id}", "Seed format: a run with its inputs, outputs and status")
+                .ok(200, schema::<SeedExecution>)
+                .errors(&[400, 404]),
+            Op::CreateLoginLink => Route::post("/v1/dashboard/login-links", "A one-time dashboard sign-in link (single use, valid for a minute)")
                 .optional_body(schema::<Empty>)
                 .ok(201, schema::<LoginLink>)
                 .errors(&[400, 413]),
@@ -404,14 +430,22 @@ mod tests {
     #[test]
     fn wrong_methods_and_unknown_paths() {
         assert_eq!(
-            find("PATCH", "/workflows/a"),
+            find("PATCH", "/v1/workflows/a"),
             Err(Miss::Method(vec!["DELETE", "GET", "PUT"]))
         );
         assert_eq!(find("GET", "/nope"), Err(Miss::NotFound));
         assert_eq!(
-            find("GET", "/workflows/a%20b%2Fc"),
+            find("GET", "/v1/workflows/a%20b%2Fc"),
             Ok((Op::GetWorkflow, vec!["a b/c".to_string()]))
         );
-        assert_eq!(path_of(Op::GetWorkflow, &["a b/c"]), "/workflows/a%20b%2Fc");
+        assert_eq!(
+            path_of(Op::GetWorkflow, &["a b/c"]),
+            "/v1/workflows/a%20b%2Fc"
+        );
+        // The seed format's paths are beside the native ones.
+        assert_eq!(
+            find("GET", "/workflows/a"),
+            Ok((Op::SeedGetWorkflow, vec!["a".to_string()]))
+        );
     }
 }

@@ -352,3 +352,82 @@ impl JsonSchema for WorkflowBody {
         schemars::json_schema!({"type": "object"})
     }
 }
+
+/// `POST /api/workflows/` (the seed format's REST shape).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeedWorkflowCreate {
+    /// A display name (spaces allowed); the id is made from it.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The workflow: `{nodes, edges}` in the React-Flow shape.
+    pub flow_data: Value,
+    /// fuse has no users: only `false` can be honoured.
+    #[serde(default)]
+    pub is_public: Option<bool>,
+}
+
+/// `PUT /api/workflows/{id}`: what to change (the rest stays).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeedWorkflowUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub flow_data: Option<Value>,
+    #[serde(default)]
+    pub is_public: Option<bool>,
+}
+
+/// A workflow as the seed format's API answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SeedWorkflow {
+    /// The id in URLs (fuse's id, made from the name).
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub flow_data: Value,
+    pub is_public: bool,
+    pub version: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /api/workflows/{id}/execute`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeedExecute {
+    /// The run input (the workflow's params, or anything for `trigger`).
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, Value>,
+}
+
+/// A run as the seed format's API answers it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SeedExecution {
+    pub id: String,
+    pub execution_id: String,
+    pub workflow_id: String,
+    /// pending, running, completed, failed or cancelled.
+    pub status: String,
+    pub inputs: Value,
+    #[serde(default)]
+    pub outputs: Option<Value>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    #[serde(default)]
+    pub completed_at: Option<String>,
+}
+
+/// `DELETE /api/workflows/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SeedDeleted {
+    pub message: String,
+    pub id: String,
+}

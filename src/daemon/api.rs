@@ -143,7 +143,7 @@ fn authorize(
         Ok(found) => found,
         Err(Miss::NotFound) => {
             return Err(Box::new(not_found(&format!(
-                "no API route {}{path}; see {}/openapi.json",
+                "no API route {}{path}; see {}/v1/openapi.json",
                 api::PREFIX,
                 api::PREFIX
             ))));
@@ -246,7 +246,7 @@ pub(super) async fn handle(
                 .any(|allowed| allowed == o)
         })
         .map(str::to_string);
-    let api = req.uri().path().starts_with("/api/v1/");
+    let api = req.uri().path().starts_with("/api/");
     if api && req.method() == Method::OPTIONS {
         return Ok(preflight(origin.as_deref()));
     }
@@ -312,7 +312,7 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
             let route = format!("/{}", rest.join("/"));
             plugin_route(&state, plugin, route, req).await
         }
-        ["api", "v1", ..] => {
+        ["api", ..] => {
             let below = path
                 .strip_prefix(api::PREFIX)
                 .unwrap_or_default()
@@ -542,6 +542,33 @@ async fn dispatch(
             blocking(state, move |s| manage::delete_credential(s, &name)).await
         }
         Op::ListSchedules => blocking(state, manage::schedules).await,
+        Op::SeedCreateWorkflow => match typed_body::<types::SeedWorkflowCreate>(req).await {
+            Ok(body) => blocking(state, move |s| super::compat::create(s, body)).await,
+            Err(r) => *r,
+        },
+        Op::SeedGetWorkflow => {
+            let id = param(0).to_string();
+            blocking(state, move |s| super::compat::get(s, &id)).await
+        }
+        Op::SeedPutWorkflow => match typed_body::<types::SeedWorkflowUpdate>(req).await {
+            Ok(body) => {
+                let id = param(0).to_string();
+                blocking(state, move |s| super::compat::update(s, &id, body)).await
+            }
+            Err(r) => *r,
+        },
+        Op::SeedDeleteWorkflow => {
+            let id = param(0).to_string();
+            blocking(state, move |s| super::compat::delete(s, &id)).await
+        }
+        Op::SeedExecute => match optional_body::<types::SeedExecute>(req).await {
+            Ok(body) => super::compat::execute(state, param(0), body).await,
+            Err(r) => *r,
+        },
+        Op::SeedGetExecution => {
+            let id = param(0).to_string();
+            blocking(state, move |s| super::compat::execution(s, &id)).await
+        }
         Op::CreateLoginLink => match optional_body::<types::Empty>(req).await {
             Ok(types::Empty {}) => login_link(state),
             Err(r) => *r,
@@ -717,36 +744,56 @@ pub(super) fn deploy(
     value: Value,
     source: Option<std::path::PathBuf>,
 ) -> Reply {
+    match deployed(state, value, source) {
+        Ok((deployed, created)) => ok(
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            &deployed,
+        ),
+        Err(reply) => *reply,
+    }
+}
+
+/// Checks and stores a workflow (a new version unless identical): what was
+/// deployed and whether it is a new version; else the refusal.
+pub(super) fn deployed(
+    state: &Arc<State>,
+    value: Value,
+    source: Option<std::path::PathBuf>,
+) -> Result<(types::Deployed, bool), Box<Reply>> {
     let text = value.to_string();
     if let Some(path) = &source
         && !path.is_absolute()
     {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_source",
             format!("source {} must be an absolute path", path.display()),
             Value::Null,
-        );
+        )));
     }
     let Some(display) = value.get("name").and_then(Value::as_str) else {
-        return error(
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_workflow",
             "a deployed workflow needs a \"name\"",
             Value::Null,
-        );
+        )));
     };
     // The same rule as `fuse validate`: a display name may have spaces; the
     // id in URLs is derived from it.
     let name = match crate::workflow::workflow_id(display) {
         Ok(id) => id,
         Err(message) => {
-            return error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "invalid_workflow",
                 message,
                 Value::Null,
-            );
+            )));
         }
     };
     let path = source
@@ -757,12 +804,12 @@ pub(super) fn deploy(
             crate::engine::LoadError::Invalid { problems, .. } => json!(problems),
             _ => Value::Null,
         };
-        return error(
+        return Err(Box::new(error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_workflow",
             e.to_string(),
             details,
-        );
+        )));
     }
     let result = state.db.store_version(&name, &text, source.as_deref());
     if result.is_ok() {
@@ -770,21 +817,17 @@ pub(super) fn deploy(
         super::routes::changed(state);
     }
     match result {
-        Ok((version, created)) => ok(
-            if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            },
-            &types::Deployed {
+        Ok((version, created)) => Ok((
+            types::Deployed {
                 url: format!("{}{}", api::PREFIX, api::path_of(Op::GetWorkflow, &[&name])),
                 name,
                 display_name: display.to_string(),
                 version,
                 unchanged: !created,
             },
-        ),
-        Err(e) => store_error(&e),
+            created,
+        )),
+        Err(e) => Err(Box::new(store_error(&e))),
     }
 }
 

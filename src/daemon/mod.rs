@@ -8,6 +8,7 @@
 //! SIGTERM/Ctrl-C.
 
 mod api;
+mod compat;
 mod dashboard;
 mod events;
 mod files;

@@ -680,3 +680,160 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
         404
     );
 }
+
+/// The seed's streaming client (`003_2d81d427987fdcda.txt`, "Streaming
+/// Execution"): a WebSocket to `/api/workflows/{id}/stream` sends
+/// `{"action": "execute", "inputs": …}` and receives `node_start`,
+/// `node_end` (with output) and `workflow_complete` (with the result), in
+/// order; `GET /api/executions/{id}/stream` gives the same as server-sent
+/// events.
+#[test]
+fn the_seed_websocket_executes_and_streams_events_in_order() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let home = TestHome::initialized();
+    let openai = openai_server();
+    let d = crate::daemon::start_with(&home, &[("FUSE_LLM_BASE_URL", &openai.url("/v1"))]);
+    let request: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/data/seeds/003_create_workflow_request.json").unwrap(),
+    )
+    .unwrap();
+    let (code, workflow) = http(
+        "POST",
+        &format!("{}/api/workflows/", d.url),
+        Some(&d.token),
+        &[],
+        Some(&request),
+    );
+    assert_eq!(code, 201, "{workflow}");
+    let id = workflow["id"].as_str().unwrap().to_string();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let events: Vec<Value> = rt.block_on(async {
+        let url = format!(
+            "{}/api/workflows/{id}/stream?token={}",
+            d.url.replace("http://", "ws://"),
+            d.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(
+            json!({"action": "execute", "inputs": {"message": "Process this data"}}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let mut events = Vec::new();
+        while let Some(Ok(message)) =
+            tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
+                .await
+                .unwrap()
+        {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let event: Value = serde_json::from_str(&text).unwrap();
+            let end = event["type"] == "workflow_complete" || event["type"] == "error";
+            events.push(event);
+            if end {
+                break;
+            }
+        }
+        events
+    });
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap_or(""),
+                e["node_id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "execution_started ",
+            "node_start start_1",
+            "node_end start_1",
+            "node_start openai_1",
+            "node_end openai_1",
+            "node_start end_1",
+            "node_end end_1",
+            "workflow_complete ",
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[4]["output"]["text"], "echo: Process this data");
+    assert_eq!(events[7]["result"]["text"], "echo: Process this data");
+    let run = events[0]["execution_id"].as_str().unwrap().to_string();
+
+    // The same run as server-sent events (it has ended: the stream is whole).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (kind, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/executions/{run}/stream", d.url))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .unwrap();
+        let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+        (kind, r.text().await.unwrap())
+    });
+    assert_eq!(kind, "text/event-stream");
+    let sse: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sse.last().unwrap()["type"], "workflow_complete", "{body}");
+    assert_eq!(
+        sse.last().unwrap()["result"]["text"],
+        "echo: Process this data"
+    );
+    let openai_end = sse
+        .iter()
+        .find(|e| e["type"] == "node_end" && e["node_id"] == "openai_1")
+        .unwrap();
+    assert_eq!(openai_end["output"]["text"], "echo: Process this data");
+
+    // A bad request on the socket is answered, not dropped.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer: Value = rt.block_on(async {
+        let url = format!(
+            "{}/api/workflows/{id}/stream?token={}",
+            d.url.replace("http://", "ws://"),
+            d.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(r#"{"action": "fly"}"#))
+            .await
+            .unwrap();
+        loop {
+            if let Some(Ok(Message::Text(text))) = ws.next().await {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    });
+    assert_eq!(answer["type"], "error");
+    // No token: refused before the upgrade.
+    assert_eq!(
+        http(
+            "GET",
+            &format!("{}/api/workflows/{id}/stream", d.url),
+            None,
+            &[],
+            None
+        )
+        .0,
+        401
+    );
+}

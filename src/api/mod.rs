@@ -44,7 +44,7 @@ ops! {
     ListSchedules, CreateLoginLink,
     /// The seed format's REST shapes (docs/seeds.md), under `/api`.
     SeedCreateWorkflow, SeedGetWorkflow, SeedPutWorkflow, SeedDeleteWorkflow,
-    SeedExecute, SeedGetExecution,
+    SeedExecute, SeedGetExecution, SeedExecutionStream, SeedWorkflowStream,
 }
 
 /// A schema of a type, made by the document's generator.
@@ -60,6 +60,8 @@ pub enum Answer {
     Json(u16, SchemaFn),
     /// A WebSocket upgrade (101).
     WebSocket,
+    /// Server-sent events (200, `text/event-stream`).
+    EventStream,
 }
 
 /// A query parameter.
@@ -159,6 +161,7 @@ impl Route {
         match self.answer {
             Answer::Json(status, _) => status,
             Answer::WebSocket => 101,
+            Answer::EventStream => 200,
         }
     }
 
@@ -314,6 +317,18 @@ impl Op {
             Op::SeedGetExecution => Route::get("/executions/{id}", "Seed format: a run with its inputs, outputs and status")
                 .ok(200, schema::<SeedExecution>)
                 .errors(&[400, 404]),
+            Op::SeedExecutionStream => Route {
+                answer: Answer::EventStream,
+                ..Route::get("/executions/{id}/stream", "Seed format: a run's events as server-sent events (node_start, node_end, workflow_complete, error)")
+                    .errors(&[400, 404])
+            },
+            Op::SeedWorkflowStream => Route {
+                answer: Answer::WebSocket,
+                ..Route::get("/workflows/{id}/stream", "Seed format, WebSocket: send {action: execute, inputs} or {action: cancel}; receive the run's events in the seed's words")
+                    .scope(Scope::Run)
+                    .query(TOKEN_QUERY)
+                    .errors(&[400, 404])
+            },
             Op::CreateLoginLink => Route::post("/v1/dashboard/login-links", "A one-time dashboard sign-in link (single use, valid for a minute)")
                 .optional_body(schema::<Empty>)
                 .ok(201, schema::<LoginLink>)

@@ -73,6 +73,13 @@ pub fn document(server: &str, workflow_schema: Value) -> Value {
                     );
                 }
             }
+            Answer::EventStream => {
+                answers.insert(
+                    "200".into(),
+                    json!({"description": "server-sent events: one `data: {json}` line per run event, until the run ends",
+                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
+                );
+            }
             Answer::WebSocket => {
                 answers.insert(
                     "101".into(),

@@ -15,14 +15,21 @@ use crate::api::{self, Miss, Op, types};
 use crate::engine::RunRequest;
 use crate::store::history::RunFilter;
 
-pub(super) type Reply = Response<Full<Bytes>>;
+pub(super) type Reply = Response<Body>;
+/// A reply's body: whole (almost always) or streamed (server-sent events).
+pub(super) type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A whole body.
+pub(super) fn whole(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 pub(super) fn reply(status: StatusCode, body: &Value) -> Reply {
     json_reply(status, body.to_string().into_bytes())
 }
 
 fn json_reply(status: StatusCode, bytes: Vec<u8>) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(whole(bytes));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -48,7 +55,8 @@ pub(super) fn not_found(what: &str) -> Reply {
 }
 
 /// The token a request presents: `Authorization: Bearer …`, or `?token=`
-/// on event streams (browsers cannot set headers on a WebSocket).
+/// on event streams (`…/events`, `…/stream`: browsers cannot set headers on
+/// a WebSocket or an EventSource).
 fn presented_token(req: &Request<hyper::body::Incoming>) -> Option<String> {
     let header = req
         .headers()
@@ -56,10 +64,8 @@ fn presented_token(req: &Request<hyper::body::Incoming>) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let query = req
-        .uri()
-        .path()
-        .ends_with("/events")
+    let path = req.uri().path();
+    let query = (path.ends_with("/events") || path.ends_with("/stream"))
         .then(|| parse_query(req.uri().query().unwrap_or("")).remove("token"))
         .flatten();
     header.or(query)
@@ -269,7 +275,7 @@ fn preflight(origin: Option<&str>) -> Reply {
     };
     let mut r = Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .body(Full::new(Bytes::new()))
+        .body(whole(Bytes::new()))
         .unwrap_or_default();
     allow_origin(&mut r, origin);
     let headers = r.headers_mut();
@@ -569,6 +575,8 @@ async fn dispatch(
             let id = param(0).to_string();
             blocking(state, move |s| super::compat::execution(s, &id)).await
         }
+        Op::SeedExecutionStream => super::compat::execution_stream(state, param(0)).await,
+        Op::SeedWorkflowStream => seed_socket(state, req, param(0).to_string()).await,
         Op::CreateLoginLink => match optional_body::<types::Empty>(req).await {
             Ok(types::Empty {}) => login_link(state),
             Err(r) => *r,
@@ -1191,6 +1199,40 @@ async fn plugin_route(
 }
 
 /// Upgrades to a WebSocket streaming run events (one run, or all).
+/// `ws://…/api/workflows/{id}/stream` (the seed format's protocol).
+async fn seed_socket(
+    state: &Arc<State>,
+    mut req: Request<hyper::body::Incoming>,
+    id: String,
+) -> Reply {
+    if !hyper_tungstenite::is_upgrade_request(&req) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "connect with a WebSocket client (Upgrade: websocket)",
+            Value::Null,
+        );
+    }
+    let wanted = id.clone();
+    match state.db(move |db| db.current_workflow(&wanted)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return not_found(&format!("no workflow {id:?}")),
+        Err(e) => return store_error(&e),
+    }
+    match hyper_tungstenite::upgrade(&mut req, None) {
+        Ok((response, socket)) => {
+            tokio::spawn(super::compat::workflow_stream(state.clone(), id, socket));
+            response.map(BodyExt::boxed)
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            "websocket_failed",
+            e.to_string(),
+            Value::Null,
+        ),
+    }
+}
+
 async fn events(
     state: &Arc<State>,
     mut req: Request<hyper::body::Incoming>,
@@ -1234,7 +1276,7 @@ async fn events(
                 finished,
                 socket,
             ));
-            response
+            response.map(BodyExt::boxed)
         }
         Err(e) => error(
             StatusCode::BAD_REQUEST,
@@ -1431,7 +1473,7 @@ fn respond_with(run_id: &str, answer: &Value) -> Reply {
         Some(Value::Null) | None => (Vec::new(), "text/plain; charset=utf-8"),
         Some(other) => (other.to_string().into_bytes(), "application/json"),
     };
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(whole(bytes));
     *r.status_mut() = status;
     let headers = r.headers_mut();
     headers.insert(

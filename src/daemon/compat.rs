@@ -253,3 +253,250 @@ pub(super) fn execution(state: &Arc<State>, id: &str) -> Reply {
         },
     )
 }
+
+/// A native bus event in the seed's words: `node_start`, `node_end` (with
+/// the node's output when kept), `workflow_complete` (with the result) or
+/// `error`; `None` for the rest (logs, the run's start).
+pub(super) fn seed_event(bus: &super::events::EventBus, e: &Value) -> Option<Value> {
+    let run = e["run_id"].as_str()?;
+    let node = e["node"].as_str().unwrap_or_default();
+    let now = jiff::Timestamp::now().to_string();
+    Some(match e["type"].as_str()? {
+        "node_started" => {
+            json!({"type": "node_start", "execution_id": run, "node_id": node, "timestamp": now})
+        }
+        "node_finished" => json!({"type": "node_end", "execution_id": run, "node_id": node,
+            "status": e["status"], "output": bus.output_of(run, node).map(|o| (*o).clone()),
+            "timestamp": now}),
+        "node_failed" => json!({"type": "node_end", "execution_id": run, "node_id": node,
+            "status": "failed", "error": e["error"], "timestamp": now}),
+        "run_finished" if e["status"] == "succeeded" => json!({"type": "workflow_complete",
+            "execution_id": run, "status": "completed",
+            "result": bus.result_of(run).map(|r| (*r).clone()), "timestamp": now}),
+        "run_finished" => json!({"type": "error", "execution_id": run,
+            "status": seed_status(e["status"].as_str().unwrap_or("")), "error": e["error"],
+            "timestamp": now}),
+        _ => return None,
+    })
+}
+
+/// `ws://…/api/workflows/{id}/stream`: the client sends
+/// `{"action": "execute", "inputs": {…}}` (or `{"action": "cancel"}`) and
+/// receives `execution_started`, then the run's events in the seed's words.
+pub(super) async fn workflow_stream(
+    state: Arc<State>,
+    id: String,
+    socket: hyper_tungstenite::HyperWebsocket,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use hyper_tungstenite::tungstenite::Message;
+    let Ok(mut ws) = socket.await else { return };
+    let bus = state.bus.clone();
+    bus.watch_workflow(&id);
+    // Subscribed before any run starts: nothing falls between.
+    let (_, mut rx) = bus.join(None);
+    let mut current: Option<String> = None;
+    let say = |v: Value| Message::text(v.to_string());
+    loop {
+        tokio::select! {
+            incoming = ws.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text.to_string(),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let request: Value = serde_json::from_str(&text).unwrap_or_default();
+                let answer = match request["action"].as_str() {
+                    Some("execute") => {
+                        let inputs = match &request["inputs"] {
+                            Value::Null => json!({}),
+                            inputs @ Value::Object(_) => inputs.clone(),
+                            _ => {
+                                let _ = ws.send(say(json!({"type": "error", "error": "inputs must be a JSON object"}))).await;
+                                continue;
+                            }
+                        };
+                        match super::api::start_run(&state, &id, inputs, "manual").await {
+                            Ok(run) => {
+                                current = Some(run.clone());
+                                json!({"type": "execution_started", "execution_id": run, "workflow_id": id})
+                            }
+                            Err(reply) => json!({"type": "error", "error": reply_message(*reply).await}),
+                        }
+                    }
+                    Some("cancel") => match &current {
+                        Some(run) => {
+                            let reply = super::manage::cancel(&state, run).await;
+                            if reply.status().is_success() {
+                                continue;
+                            }
+                            json!({"type": "error", "error": reply_message(reply).await})
+                        }
+                        None => json!({"type": "error", "error": "nothing to cancel: send {\"action\": \"execute\"} first"}),
+                    },
+                    _ => json!({"type": "error", "error": "send {\"action\": \"execute\", \"inputs\": {…}} or {\"action\": \"cancel\"}"}),
+                };
+                if ws.send(say(answer)).await.is_err() {
+                    break;
+                }
+            }
+            event = rx.recv() => match event {
+                Ok(event) => {
+                    let Some(run) = current.as_deref() else { continue };
+                    if event["run_id"].as_str() != Some(run) {
+                        continue;
+                    }
+                    let finished = event["type"] == "run_finished";
+                    if let Some(seed) = seed_event(&bus, &event)
+                        && ws.send(say(seed)).await.is_err()
+                    {
+                        break;
+                    }
+                    if finished {
+                        bus.unwatch_run(run);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let note = json!({"type": "error", "error": format!("{n} events were dropped: the daemon is busy; GET /api/executions/{{id}} has the record")});
+                    if ws.send(say(note)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            },
+        }
+    }
+    if let Some(run) = &current {
+        bus.unwatch_run(run);
+    }
+    bus.unwatch_workflow(&id);
+    let _ = ws.close(None).await;
+}
+
+/// The message of an error reply.
+async fn reply_message(reply: Reply) -> String {
+    use http_body_util::BodyExt;
+    let bytes = reply
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "the request was refused".into())
+}
+
+/// `GET /api/executions/{id}/stream`: the run's events in the seed's words
+/// as server-sent events, from its start (as far as the daemon keeps them)
+/// until it ends.
+pub(super) async fn execution_stream(state: &Arc<State>, id: &str) -> Reply {
+    use http_body_util::BodyExt;
+    let wanted = id.to_string();
+    let detail = match state
+        .db(move |db| db.resolve_run(&wanted).and_then(|full| db.get_run(&full)))
+        .await
+    {
+        Ok(detail) => detail,
+        Err(e) => return store_error(&e),
+    };
+    let run = detail.summary.id.clone();
+    let bus = state.bus.clone();
+    bus.watch_run(&run);
+    let (past, rx) = bus.join(Some(&run));
+    // Outputs recorded before this stream began, from the record.
+    let recorded: std::collections::HashMap<String, Value> = detail
+        .nodes
+        .iter()
+        .filter(|n| n.status == "succeeded")
+        .filter_map(|n| Some((n.node_id.clone(), n.output.clone()?)))
+        .collect();
+    let frame = |v: Value| {
+        Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(hyper::body::Bytes::from(
+            format!("data: {v}\n\n"),
+        )))
+    };
+    let result = detail.output.clone();
+    let fill = move |mut v: Value| {
+        if v["type"] == "node_end"
+            && v["output"].is_null()
+            && let Some(out) = v["node_id"].as_str().and_then(|n| recorded.get(n))
+        {
+            v["output"] = out.clone();
+        }
+        if v["type"] == "workflow_complete" && v["result"].is_null() {
+            v["result"] = result.clone();
+        }
+        v
+    };
+    let mut first: Vec<Value> = past
+        .iter()
+        .filter_map(|e| seed_event(&bus, e))
+        .map(&fill)
+        .collect();
+    let finished_before = !matches!(detail.summary.status.as_str(), "queued" | "running");
+    let done =
+        past.iter().any(|e| e["type"] == "run_finished") || (past.is_empty() && finished_before);
+    if past.is_empty() && finished_before {
+        // Its events are no longer kept: its record, as events.
+        for n in &detail.nodes {
+            first.push(
+                json!({"type": "node_end", "execution_id": run, "node_id": n.node_id,
+                "status": n.status, "output": n.output}),
+            );
+        }
+        first.push(if detail.summary.status == "succeeded" {
+            json!({"type": "workflow_complete", "execution_id": run, "status": "completed", "result": detail.output})
+        } else {
+            json!({"type": "error", "execution_id": run, "status": seed_status(&detail.summary.status), "error": detail.summary.error})
+        });
+    }
+    let frames: Vec<_> = first.into_iter().map(frame).collect();
+    let live = futures_util::stream::unfold(
+        (rx, done, bus.clone(), run.clone()),
+        move |(mut rx, done, bus, run)| async move {
+            if done {
+                bus.unwatch_run(&run);
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e["run_id"].as_str() == Some(run.as_str()) => {
+                        let finished = e["type"] == "run_finished";
+                        if let Some(seed) = seed_event(&bus, &e) {
+                            let chunk = format!("data: {seed}\n\n");
+                            return Some((
+                                Ok(hyper::body::Frame::data(hyper::body::Bytes::from(chunk))),
+                                (rx, finished, bus, run),
+                            ));
+                        }
+                        if finished {
+                            bus.unwatch_run(&run);
+                            return None;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => {
+                        bus.unwatch_run(&run);
+                        return None;
+                    }
+                }
+            }
+        },
+    );
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter(frames), live);
+    let body = http_body_util::StreamBody::new(stream).boxed();
+    let mut reply = hyper::Response::new(body);
+    let headers = reply.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    reply
+}

@@ -22,6 +22,23 @@ pub struct EventBus {
     tx: broadcast::Sender<Arc<Value>>,
     buffers: Mutex<HashMap<String, Vec<Arc<Value>>>>,
     finished: Mutex<VecDeque<String>>,
+    /// Node outputs and results kept for the runs a seed-format stream
+    /// watches (`node_end` carries the output, `workflow_complete` the
+    /// result), and the workflows whose new runs are watched, with how many
+    /// streams watch each.
+    watched: Mutex<Watched>,
+}
+
+#[derive(Default)]
+struct Watched {
+    workflows: HashMap<String, usize>,
+    runs: HashMap<String, RunData>,
+}
+
+#[derive(Default)]
+struct RunData {
+    outputs: HashMap<String, Arc<Value>>,
+    result: Option<Arc<Value>>,
 }
 
 impl Default for EventBus {
@@ -30,6 +47,82 @@ impl Default for EventBus {
             tx: broadcast::channel(4096).0,
             buffers: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
+            watched: Mutex::new(Watched::default()),
+        }
+    }
+}
+
+impl EventBus {
+    /// Keeps node outputs and results of `workflow`'s runs that start from
+    /// now on, until [`EventBus::unwatch_workflow`].
+    pub fn watch_workflow(&self, workflow: &str) {
+        if let Ok(mut w) = self.watched.lock() {
+            *w.workflows.entry(workflow.to_string()).or_default() += 1;
+        }
+    }
+
+    pub fn unwatch_workflow(&self, workflow: &str) {
+        if let Ok(mut w) = self.watched.lock()
+            && let Some(n) = w.workflows.get_mut(workflow)
+        {
+            *n -= 1;
+            if *n == 0 {
+                w.workflows.remove(workflow);
+            }
+        }
+    }
+
+    /// Keeps node outputs and the result of run `run_id` from now on.
+    pub fn watch_run(&self, run_id: &str) {
+        if let Ok(mut w) = self.watched.lock() {
+            w.runs.entry(run_id.to_string()).or_default();
+        }
+    }
+
+    /// Forgets what was kept of run `run_id`.
+    pub fn unwatch_run(&self, run_id: &str) {
+        if let Ok(mut w) = self.watched.lock() {
+            w.runs.remove(run_id);
+        }
+    }
+
+    /// A watched run's node output, if kept.
+    pub fn output_of(&self, run_id: &str, node: &str) -> Option<Arc<Value>> {
+        let w = self.watched.lock().ok()?;
+        w.runs.get(run_id)?.outputs.get(node).cloned()
+    }
+
+    /// A watched run's result, if kept.
+    pub fn result_of(&self, run_id: &str) -> Option<Arc<Value>> {
+        let w = self.watched.lock().ok()?;
+        w.runs.get(run_id)?.result.clone()
+    }
+
+    /// Keeps what a watched run produces (outputs are shared, not copied).
+    fn keep(&self, event: &Event) {
+        let Ok(mut w) = self.watched.lock() else {
+            return;
+        };
+        if w.workflows.is_empty() && w.runs.is_empty() {
+            return;
+        }
+        match event {
+            Event::RunStarted {
+                run_id, workflow, ..
+            } if w.workflows.contains_key(workflow) => {
+                w.runs.entry(run_id.clone()).or_default();
+            }
+            Event::NodeAttempt(a) if a.status == crate::engine::Status::Succeeded => {
+                if let (Some(run), Some(output)) = (w.runs.get_mut(&*a.run_id), &a.output) {
+                    run.outputs.insert(a.node_id.to_string(), output.clone());
+                }
+            }
+            Event::RunFinished { run_id, output, .. } => {
+                if let Some(run) = w.runs.get_mut(run_id) {
+                    run.result = Some(output.clone());
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -90,6 +183,7 @@ pub fn to_json(event: &Event) -> Option<Value> {
 
 impl Observer for EventBus {
     fn on_event(&self, event: &Event) {
+        self.keep(event);
         let Some(value) = to_json(event) else { return };
         let run_id = value["run_id"].as_str().unwrap_or("").to_string();
         let value = Arc::new(value);
@@ -116,7 +210,10 @@ impl Observer for EventBus {
 impl EventBus {
     /// What happened so far in a run, and a receiver for what comes next
     /// (taken together, so nothing falls between them).
-    fn join(&self, run_id: Option<&str>) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<Value>>) {
+    pub(super) fn join(
+        &self,
+        run_id: Option<&str>,
+    ) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<Value>>) {
         let buffers = self.buffers.lock();
         let rx = self.tx.subscribe();
         let past = match (run_id, buffers) {

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
@@ -67,7 +67,7 @@ pub(super) async fn handle(state: &Arc<State>, req: Request<hyper::body::Incomin
             )
             .header(hyper::header::CACHE_CONTROL, "no-cache")
             .header("x-content-type-options", "nosniff")
-            .body(Full::new(Bytes::from_static(LIVE_JS.as_bytes())))
+            .body(super::api::whole(Bytes::from_static(LIVE_JS.as_bytes())))
             .unwrap_or_default(),
         (Method::GET, page) if !matches!(page, "/login" | "/logout") => {
             // Every page but sign-in needs a session.
@@ -216,7 +216,9 @@ fn redirect(to: &str, cookie: Option<String>) -> Reply {
     if let Some(cookie) = cookie {
         builder = builder.header(hyper::header::SET_COOKIE, cookie);
     }
-    builder.body(Full::new(Bytes::new())).unwrap_or_default()
+    builder
+        .body(super::api::whole(Bytes::new()))
+        .unwrap_or_default()
 }
 
 fn html(status: StatusCode, body: String) -> Reply {
@@ -230,7 +232,7 @@ fn html(status: StatusCode, body: String) -> Reply {
         )
         .header("x-content-type-options", "nosniff")
         .header("referrer-policy", "no-referrer")
-        .body(Full::new(Bytes::from(body)))
+        .body(super::api::whole(body))
         .unwrap_or_default()
 }
 

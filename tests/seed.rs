@@ -573,9 +573,7 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
         )),
         Some(&d.token),
         &[],
-        Some(
-            &json!({"inputs": {"message": "Analyze this business proposal and provide recommendations"}}),
-        ),
+        Some(&read("tests/data/seeds/003_execute_request.json")),
     );
     let run = execution["execution_id"].as_str().unwrap().to_string();
     let done = crate::daemon::wait_for("the AI execution", || {
@@ -719,11 +717,9 @@ fn the_seed_websocket_executes_and_streams_events_in_order() {
             d.token
         );
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        ws.send(Message::text(
-            json!({"action": "execute", "inputs": {"message": "Process this data"}}).to_string(),
-        ))
-        .await
-        .unwrap();
+        let message =
+            std::fs::read_to_string("tests/data/seeds/003_stream_execute_message.json").unwrap();
+        ws.send(Message::text(message)).await.unwrap();
         let mut events = Vec::new();
         while let Some(Ok(message)) =
             tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())

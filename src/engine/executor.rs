@@ -139,7 +139,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         cancel: request.cancel.child_token(),
         reuse: request.reuse,
         max_parallel,
-        entry: request.entry.clone(),
+        entry: request.entry.clone().or_else(|| default_entry(&plan)),
     });
 
     let n = plan.nodes.len();
@@ -558,6 +558,19 @@ fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
         }
     }
     Arc::new(Value::Object(map))
+}
+
+/// The entry of a run no trigger started (`fuse run`, by hand, the API) in a
+/// workflow with several trigger nodes without inputs (the seed format's
+/// webhook and timer side by side): the first of them, so a node fed by
+/// both gets one input, as when either fires. `None` with one or none.
+fn default_entry(plan: &Plan) -> Option<String> {
+    let mut roots = plan
+        .nodes
+        .iter()
+        .filter(|n| n.trigger && n.incoming.is_empty());
+    let first = roots.next()?;
+    roots.next().map(|_| first.id.to_string())
 }
 
 /// Runs one node: once, or once per item with `foreach`.

@@ -259,6 +259,78 @@ fn the_seed_openai_node_sends_its_system_message_and_streams() {
     );
 }
 
+/// A session on the seed WebSocket of workflow `id`: sends `first`, then
+/// collects events until `workflow_complete` or `error` (15 s at most);
+/// `answer` may reply to an event with a message.
+fn ws_session(
+    d: &crate::daemon::Daemon<'_>,
+    id: &str,
+    first: String,
+    mut answer: impl FnMut(&Value) -> Option<String>,
+) -> Vec<Value> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!(
+            "{}/api/workflows/{id}/stream?token={}",
+            d.url.replace("http://", "ws://"),
+            d.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(first)).await.unwrap();
+        let mut events = Vec::new();
+        while let Some(Ok(message)) =
+            tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
+                .await
+                .unwrap()
+        {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let event: Value = serde_json::from_str(&text).unwrap();
+            if let Some(reply) = answer(&event) {
+                ws.send(Message::text(reply)).await.unwrap();
+            }
+            let end = event["type"] == "workflow_complete" || event["type"] == "error";
+            events.push(event);
+            if end {
+                break;
+            }
+        }
+        events
+    })
+}
+
+/// The "JSON Workflow Format" example with `api_token` stored and its
+/// `HttpRequest` sent to a local server: (the OpenAI server, the results
+/// server, the flow).
+fn seed_format(
+    home: &TestHome,
+) -> (
+    crate::helper::http::TestServer,
+    crate::helper::http::TestServer,
+    Value,
+) {
+    use crate::helper::http::{Reply, TestServer};
+    home.cmd()
+        .args(["creds", "set", "api_token", "--type", "bearer", "--stdin"])
+        .write_stdin(json!({"token": "t0k3n"}).to_string())
+        .assert()
+        .success();
+    let openai = openai_server();
+    let results = TestServer::start(|_, _| Reply::json(200, json!({"stored": true})));
+    let mut flow: Value = serde_json::from_str(
+        &std::fs::read_to_string("tests/data/seeds/003_json_workflow_format.json").unwrap(),
+    )
+    .unwrap();
+    flow["nodes"][4]["data"]["inputs"]["url"] = json!(results.url("/results"));
+    (openai, results, flow)
+}
+
 /// Runs of `workflow`, oldest first.
 fn runs_of(d: &crate::daemon::Daemon<'_>, workflow: &str) -> Vec<Value> {
     let (_, listed) = d.call(
@@ -428,7 +500,6 @@ fn timer_fields_that_cannot_be_honoured_are_refused_by_validate() {
 /// instead of api.example.com (tests never need the internet).
 #[test]
 fn the_seed_json_workflow_format_validates_and_runs_from_its_webhook() {
-    use crate::helper::http::{Reply, TestServer};
     let home = TestHome::initialized();
     let fixture = "tests/data/seeds/003_json_workflow_format.json";
     let refused = home.cmd().args(["validate", fixture]).assert().failure();
@@ -437,18 +508,9 @@ fn the_seed_json_workflow_format_validates_and_runs_from_its_webhook() {
         said.contains("`api_token` is none of them") && said.contains("fuse creds set api_token"),
         "validate says where it looked: {said}"
     );
-    home.cmd()
-        .args(["creds", "set", "api_token", "--type", "bearer", "--stdin"])
-        .write_stdin(json!({"token": "t0k3n"}).to_string())
-        .assert()
-        .success();
+    let (openai, results, mut flow) = seed_format(&home);
     home.cmd().args(["validate", fixture]).assert().success();
-
-    let openai = openai_server();
-    let results = TestServer::start(|_, _| Reply::json(200, json!({"stored": true})));
-    let mut flow: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     flow["name"] = json!("seed-format");
-    flow["nodes"][4]["data"]["inputs"]["url"] = json!(results.url("/results"));
     let d = crate::daemon::start_with(&home, &[("FUSE_LLM_BASE_URL", &openai.url("/v1"))]);
     let (code, answer) = d.call("POST", "/api/v1/workflows", Some(flow));
     assert_eq!(code, 201, "{answer}");
@@ -715,38 +777,9 @@ fn the_seed_websocket_executes_and_streams_events_in_order() {
     assert_eq!(code, 201, "{workflow}");
     let id = workflow["id"].as_str().unwrap().to_string();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let events: Vec<Value> = rt.block_on(async {
-        let url = format!(
-            "{}/api/workflows/{id}/stream?token={}",
-            d.url.replace("http://", "ws://"),
-            d.token
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let message =
-            std::fs::read_to_string("tests/data/seeds/003_stream_execute_message.json").unwrap();
-        ws.send(Message::text(message)).await.unwrap();
-        let mut events = Vec::new();
-        while let Some(Ok(message)) =
-            tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
-                .await
-                .unwrap()
-        {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let event: Value = serde_json::from_str(&text).unwrap();
-            let end = event["type"] == "workflow_complete" || event["type"] == "error";
-            events.push(event);
-            if end {
-                break;
-            }
-        }
-        events
-    });
+    let message =
+        std::fs::read_to_string("tests/data/seeds/003_stream_execute_message.json").unwrap();
+    let events = ws_session(&d, &id, message, |_| None);
     let kinds: Vec<String> = events
         .iter()
         .map(|e| {
@@ -849,20 +882,8 @@ fn the_seed_websocket_executes_and_streams_events_in_order() {
 /// goes to a local server instead of api.example.com.)
 #[test]
 fn fuse_run_runs_the_seed_json_workflow_format() {
-    use crate::helper::http::{Reply, TestServer};
     let home = TestHome::initialized();
-    home.cmd()
-        .args(["creds", "set", "api_token", "--type", "bearer", "--stdin"])
-        .write_stdin(json!({"token": "t0k3n"}).to_string())
-        .assert()
-        .success();
-    let openai = openai_server();
-    let results = TestServer::start(|_, _| Reply::json(200, json!({"stored": true})));
-    let mut flow: Value = serde_json::from_str(
-        &std::fs::read_to_string("tests/data/seeds/003_json_workflow_format.json").unwrap(),
-    )
-    .unwrap();
-    flow["nodes"][4]["data"]["inputs"]["url"] = json!(results.url("/results"));
+    let (openai, results, flow) = seed_format(&home);
     let file = home.path().join("seed-format.json");
     std::fs::write(&file, flow.to_string()).unwrap();
     let out = crate::helper::stdout_of(
@@ -887,8 +908,6 @@ fn fuse_run_runs_the_seed_json_workflow_format() {
 
 #[test]
 fn the_seed_websocket_cancels_what_it_started() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let home = TestHome::initialized();
     let d = start(&home);
     let slow = json!({"name": "Slow One", "flow_data": {"nodes": [
@@ -903,43 +922,10 @@ fn the_seed_websocket_cancels_what_it_started() {
         Some(&slow),
     );
     assert_eq!(code, 201);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let events: Vec<Value> = rt.block_on(async {
-        let url = format!(
-            "{}/api/workflows/slow-one/stream?token={}",
-            d.url.replace("http://", "ws://"),
-            d.token
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        ws.send(Message::text(r#"{"action": "execute"}"#))
-            .await
-            .unwrap();
-        let mut events = Vec::new();
-        while let Some(Ok(message)) =
-            tokio::time::timeout(std::time::Duration::from_secs(15), ws.next())
-                .await
-                .unwrap()
-        {
-            let Message::Text(text) = message else {
-                continue;
-            };
-            let event: Value = serde_json::from_str(&text).unwrap();
-            // Once the wait runs, cancel it.
-            if event["type"] == "node_start" && event["node_id"] == "nap" {
-                ws.send(Message::text(r#"{"action": "cancel"}"#))
-                    .await
-                    .unwrap();
-            }
-            let end = event["type"] == "workflow_complete" || event["type"] == "error";
-            events.push(event);
-            if end {
-                break;
-            }
-        }
-        events
+    // Once the wait runs, cancel it.
+    let events = ws_session(&d, "slow-one", r#"{"action": "execute"}"#.into(), |event| {
+        (event["type"] == "node_start" && event["node_id"] == "nap")
+            .then(|| r#"{"action": "cancel"}"#.to_string())
     });
     let last = events.last().unwrap();
     assert_eq!(last["type"], "error", "{events:?}");

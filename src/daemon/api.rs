@@ -1198,20 +1198,14 @@ async fn plugin_route(
     }
 }
 
-/// Upgrades to a WebSocket streaming run events (one run, or all).
 /// `ws://…/api/workflows/{id}/stream` (the seed format's protocol).
 async fn seed_socket(
     state: &Arc<State>,
     mut req: Request<hyper::body::Incoming>,
     id: String,
 ) -> Reply {
-    if !hyper_tungstenite::is_upgrade_request(&req) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "websocket_required",
-            "connect with a WebSocket client (Upgrade: websocket)",
-            Value::Null,
-        );
+    if let Some(refused) = not_a_websocket(&req) {
+        return refused;
     }
     let wanted = id.clone();
     match state.db(move |db| db.current_workflow(&wanted)).await {
@@ -1219,9 +1213,32 @@ async fn seed_socket(
         Ok(None) => return not_found(&format!("no workflow {id:?}")),
         Err(e) => return store_error(&e),
     }
-    match hyper_tungstenite::upgrade(&mut req, None) {
+    let state = state.clone();
+    upgrade(&mut req, move |socket| {
+        tokio::spawn(super::compat::workflow_stream(state, id, socket));
+    })
+}
+
+/// 400 for a request to a WebSocket route that is not an upgrade.
+fn not_a_websocket(req: &Request<hyper::body::Incoming>) -> Option<Reply> {
+    (!hyper_tungstenite::is_upgrade_request(req)).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "connect with a WebSocket client (Upgrade: websocket)",
+            Value::Null,
+        )
+    })
+}
+
+/// Answers a WebSocket upgrade and hands the socket to `serve`.
+fn upgrade(
+    req: &mut Request<hyper::body::Incoming>,
+    serve: impl FnOnce(hyper_tungstenite::HyperWebsocket),
+) -> Reply {
+    match hyper_tungstenite::upgrade(req, None) {
         Ok((response, socket)) => {
-            tokio::spawn(super::compat::workflow_stream(state.clone(), id, socket));
+            serve(socket);
             response.map(BodyExt::boxed)
         }
         Err(e) => error(
@@ -1233,18 +1250,14 @@ async fn seed_socket(
     }
 }
 
+/// Upgrades to a WebSocket streaming run events (one run, or all).
 async fn events(
     state: &Arc<State>,
     mut req: Request<hyper::body::Incoming>,
     run: Option<String>,
 ) -> Reply {
-    if !hyper_tungstenite::is_upgrade_request(&req) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "websocket_required",
-            "connect with a WebSocket client (Upgrade: websocket)",
-            Value::Null,
-        );
+    if let Some(refused) = not_a_websocket(&req) {
+        return refused;
     }
     // A finished run the daemon no longer keeps events for: its final state.
     let mut finished = None;
@@ -1268,23 +1281,10 @@ async fn events(
             Err(e) => return store_error(&e),
         }
     }
-    match hyper_tungstenite::upgrade(&mut req, None) {
-        Ok((response, socket)) => {
-            tokio::spawn(super::events::serve(
-                state.bus.clone(),
-                run,
-                finished,
-                socket,
-            ));
-            response.map(BodyExt::boxed)
-        }
-        Err(e) => error(
-            StatusCode::BAD_REQUEST,
-            "websocket_failed",
-            e.to_string(),
-            Value::Null,
-        ),
-    }
+    let bus = state.bus.clone();
+    upgrade(&mut req, move |socket| {
+        tokio::spawn(super::events::serve(bus, run, finished, socket));
+    })
 }
 
 /// `/webhook/{path}`: the workflow whose `trigger.webhook` node has this path.

@@ -34,6 +34,23 @@ fn trigger(type_name: &str, description: &str, inputs: Vec<InputSpec>) -> Arc<dy
     })
 }
 
+/// `inputs` and the schedule triggers' `missed` and `overlap` policies.
+fn with_policies(mut inputs: Vec<InputSpec>) -> Vec<InputSpec> {
+    inputs.extend([
+        InputSpec::optional(
+            "missed",
+            "string",
+            "fires missed while the daemon was down: skip (default) or run_once",
+        ),
+        InputSpec::optional(
+            "overlap",
+            "string",
+            "when the previous run is still going: allow (default), skip or queue",
+        ),
+    ]);
+    inputs
+}
+
 pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
     vec![
         trigger(
@@ -44,24 +61,14 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
         trigger(
             "trigger.cron",
             "Starts a run on a cron schedule (daemon); outputs the run input.",
-            vec![
+            with_policies(vec![
                 InputSpec::required("cron", "string", "5- or 6-field cron expression"),
                 InputSpec::optional(
                     "timezone",
                     "string",
                     "IANA time zone, e.g. Europe/Paris (default UTC)",
                 ),
-                InputSpec::optional(
-                    "missed",
-                    "string",
-                    "fires missed while the daemon was down: skip (default) or run_once",
-                ),
-                InputSpec::optional(
-                    "overlap",
-                    "string",
-                    "when the previous run is still going: allow (default), skip or queue",
-                ),
-            ],
+            ]),
         ),
         trigger(
             "trigger.interval",
@@ -75,7 +82,7 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
         trigger(
             "trigger.timer",
             "Starts runs on a schedule of the seed format's TimerStartNode (daemon): interval, cron, once or manual; outputs the run input.",
-            vec![
+            with_policies(vec![
                 InputSpec::optional(
                     "schedule_type",
                     "string",
@@ -121,17 +128,7 @@ pub(super) fn nodes() -> Vec<Arc<dyn Node>> {
                     "integer",
                     "how many times, with retry_on_failure (default 3)",
                 ),
-                InputSpec::optional(
-                    "missed",
-                    "string",
-                    "fires missed while the daemon was down: skip (default) or run_once",
-                ),
-                InputSpec::optional(
-                    "overlap",
-                    "string",
-                    "when the previous run is still going: allow (default), skip or queue",
-                ),
-            ],
+            ]),
         ),
         trigger(
             "trigger.webhook",

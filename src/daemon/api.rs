@@ -1405,14 +1405,6 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             Value::Null,
         );
     }
-    if let Some(message) = super::hooks::event_refused(inputs, event_type.as_deref(), &body) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "event_type_not_allowed",
-            message,
-            Value::Null,
-        );
-    }
     let input =
         json!({"method": method, "path": hook, "headers": headers, "query": query, "body": body});
     let (responder, answer) = if responds {

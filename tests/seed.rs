@@ -931,3 +931,76 @@ fn the_seed_websocket_cancels_what_it_started() {
     assert_eq!(last["type"], "error", "{events:?}");
     assert_eq!(last["status"], "cancelled");
 }
+
+/// `GET /api/executions/{id}/stream` follows a run that is still going, and
+/// ends when the run does.
+#[test]
+fn the_seed_event_stream_follows_a_running_execution() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let slow = json!({"name": "slowish", "flow_data": {"nodes": [
+        {"id": "start_1", "type": "Start", "data": {"name": "Start"}},
+        {"id": "nap", "type": "flow.wait", "data": {"inputs": {"duration": "1500ms"}}},
+        {"id": "end_1", "type": "End", "data": {"name": "End"}}],
+        "edges": [{"source": "start_1", "target": "nap"}, {"source": "nap", "target": "end_1"}]}});
+    let (code, _) = http(
+        "POST",
+        &format!("{}/api/workflows/", d.url),
+        Some(&d.token),
+        &[],
+        Some(&slow),
+    );
+    assert_eq!(code, 201);
+    let (code, execution) = http(
+        "POST",
+        &format!("{}/api/workflows/slowish/execute", d.url),
+        Some(&d.token),
+        &[],
+        Some(&json!({"inputs": {"n": 1}})),
+    );
+    assert_eq!(code, 201, "{execution}");
+    let run = execution["execution_id"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/api/executions/{run}/stream?token={}",
+                d.url, d.token
+            ))
+            .send()
+            .await
+            .unwrap()
+    });
+    let (_, now) = d.call("GET", &format!("/api/v1/executions/{run}"), None);
+    let status_at_connect = now["status"].clone();
+    let body = rt.block_on(stream.text()).unwrap();
+    assert_eq!(status_at_connect, "running", "connected while it ran");
+    let events: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| {
+            let e: Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap_or(""),
+                e["node_id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "node_start start_1",
+            "node_end start_1",
+            "node_start nap",
+            "node_end nap",
+            "node_start end_1",
+            "node_end end_1",
+            "workflow_complete ",
+        ],
+        "{body}"
+    );
+}

@@ -77,7 +77,17 @@ pub fn document(server: &str, workflow_schema: Value) -> Value {
                 answers.insert(
                     "200".into(),
                     json!({"description": "server-sent events: one `data: {json}` line per run event, until the run ends",
-                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
+                           "content": {"text/event-stream": {"schema": {
+                               "description": "one server-sent event",
+                               "type": "object",
+                               "properties": {
+                                   "data": {"type": "string", "description": "the event as JSON: {type: node_start | node_end | workflow_complete | error, execution_id, node_id?, status?, output?, result?, error?, timestamp}"},
+                                   "event": {"type": "string"},
+                                   "id": {"type": "string"},
+                                   "retry": {"type": "integer"}
+                               },
+                               "required": ["data"]
+                           }}}}),
                 );
             }
             Answer::WebSocket => {

@@ -850,7 +850,23 @@ fn list_workflows(state: &Arc<State>) -> Reply {
 /// their next fires, folders, plugin events) and its active runs. Reads the
 /// store: call it off the async workers.
 pub(super) fn workflow_summaries(state: &State) -> crate::Result<Vec<types::WorkflowSummary>> {
-    let rows = state.db.list_workflows()?;
+    summaries(state, None)
+}
+
+/// The summary of one workflow (its page), if deployed.
+pub(super) fn workflow_summary(
+    state: &State,
+    name: &str,
+) -> crate::Result<Option<types::WorkflowSummary>> {
+    Ok(summaries(state, Some(name))?.pop())
+}
+
+/// Summaries of every workflow, or of the one named `only`.
+fn summaries(state: &State, only: Option<&str>) -> crate::Result<Vec<types::WorkflowSummary>> {
+    let mut rows = state.db.list_workflows()?;
+    if let Some(name) = only {
+        rows.retain(|r| r.name == name);
+    }
     let schedules = state.db.schedules()?;
     // What starts each workflow: webhooks, schedules, folders, plugin events.
     let routes = super::routes::current(state);
@@ -1318,32 +1334,38 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
     };
     let signature = super::hooks::signature_header(inputs).and_then(|h| header(&h));
     let event_type = header("x-event-type");
-    let bearer = header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()));
-    let (st, guard) = (state.clone(), inputs.clone());
-    let allowed = tokio::task::spawn_blocking(move || {
-        super::hooks::authenticated(&st, &guard, bearer.as_deref())
-    })
-    .await;
-    match allowed {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                format!(
-                    "/webhook/{hook} needs a token: send Authorization: Bearer <an API token that may run workflows, or this webhook's token>"
-                ),
-                Value::Null,
-            );
-            r.headers_mut().insert(
-                hyper::header::WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_static("Bearer"),
-            );
-            return r;
+    // Only a trigger that wants a token pays for checking one.
+    if super::hooks::requires_token(inputs) {
+        let bearer = header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_string()));
+        let own = inputs
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let st = state.clone();
+        let accepted = tokio::task::spawn_blocking(move || {
+            super::hooks::token_accepted(&st, own.as_deref(), bearer.as_deref())
+        })
+        .await;
+        match accepted {
+            Ok(true) => {}
+            Ok(false) => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    format!(
+                        "/webhook/{hook} needs a token: send Authorization: Bearer <an API token that may run workflows, or this webhook's token>"
+                    ),
+                    Value::Null,
+                );
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Bearer"),
+                );
+                return r;
+            }
+            Err(e) => return internal(&format!("checking the webhook's token failed: {e}")),
         }
-        Ok(Err(e)) => return internal(&format!("checking the webhook's token failed: {e}")),
-        Err(e) => return internal(&format!("checking the webhook's token failed: {e}")),
     }
     let limit = super::hooks::max_payload(inputs);
     let too_large = |size: usize| {

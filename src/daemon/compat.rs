@@ -189,17 +189,14 @@ pub(super) fn update(state: &Arc<State>, id: &str, body: SeedWorkflowUpdate) -> 
 }
 
 pub(super) fn delete(state: &Arc<State>, id: &str) -> Reply {
-    match state.db.delete_workflow(id) {
-        Ok(true) => {
-            super::routes::changed(state);
-            ok(
-                StatusCode::OK,
-                &SeedDeleted {
-                    message: "Workflow deleted successfully".into(),
-                    id: id.to_string(),
-                },
-            )
-        }
+    match super::manage::remove_workflow(state, id) {
+        Ok(true) => ok(
+            StatusCode::OK,
+            &SeedDeleted {
+                message: "Workflow deleted successfully".into(),
+                id: id.to_string(),
+            },
+        ),
         Ok(false) => not_found(&format!("no workflow {id:?}")),
         Err(e) => store_error(&e),
     }

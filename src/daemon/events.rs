@@ -27,6 +27,9 @@ pub struct EventBus {
     /// result), and the workflows whose new runs are watched, with how many
     /// streams watch each.
     watched: Mutex<Watched>,
+    /// How much is watched: every event reads it, so the lock is taken only
+    /// while a seed-format stream is open.
+    watching: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -48,6 +51,7 @@ impl Default for EventBus {
             buffers: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
             watched: Mutex::new(Watched::default()),
+            watching: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -58,17 +62,19 @@ impl EventBus {
     pub fn watch_workflow(&self, workflow: &str) {
         if let Ok(mut w) = self.watched.lock() {
             *w.workflows.entry(workflow.to_string()).or_default() += 1;
+            self.count(&w);
         }
     }
 
     pub fn unwatch_workflow(&self, workflow: &str) {
-        if let Ok(mut w) = self.watched.lock()
-            && let Some(n) = w.workflows.get_mut(workflow)
-        {
-            *n -= 1;
-            if *n == 0 {
-                w.workflows.remove(workflow);
+        if let Ok(mut w) = self.watched.lock() {
+            if let Some(n) = w.workflows.get_mut(workflow) {
+                *n -= 1;
+                if *n == 0 {
+                    w.workflows.remove(workflow);
+                }
             }
+            self.count(&w);
         }
     }
 
@@ -76,6 +82,7 @@ impl EventBus {
     pub fn watch_run(&self, run_id: &str) {
         if let Ok(mut w) = self.watched.lock() {
             w.runs.entry(run_id.to_string()).or_default();
+            self.count(&w);
         }
     }
 
@@ -83,6 +90,7 @@ impl EventBus {
     pub fn unwatch_run(&self, run_id: &str) {
         if let Ok(mut w) = self.watched.lock() {
             w.runs.remove(run_id);
+            self.count(&w);
         }
     }
 
@@ -98,19 +106,28 @@ impl EventBus {
         w.runs.get(run_id)?.result.clone()
     }
 
+    /// Notes how much is watched (called with the lock held).
+    fn count(&self, w: &Watched) {
+        self.watching.store(
+            w.workflows.len() + w.runs.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Keeps what a watched run produces (outputs are shared, not copied).
     fn keep(&self, event: &Event) {
+        if self.watching.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
         let Ok(mut w) = self.watched.lock() else {
             return;
         };
-        if w.workflows.is_empty() && w.runs.is_empty() {
-            return;
-        }
         match event {
             Event::RunStarted {
                 run_id, workflow, ..
             } if w.workflows.contains_key(workflow) => {
                 w.runs.entry(run_id.clone()).or_default();
+                self.count(&w);
             }
             Event::NodeAttempt(a) if a.status == crate::engine::Status::Succeeded => {
                 if let (Some(run), Some(output)) = (w.runs.get_mut(&*a.run_id), &a.output) {

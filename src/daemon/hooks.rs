@@ -35,7 +35,7 @@ fn secret(state: &State, inputs: &Value) -> Result<Option<String>, String> {
     };
     let vault = state.vault().map_err(|e| e.to_string())?;
     let cred = vault.get(name).map_err(|e| e.to_string())?;
-    ["value", "token", "key", "api_key", "password"]
+    crate::engine::creds::SECRET_FIELDS
         .iter()
         .find_map(|f| cred.field(f).map(str::to_string))
         .map(Some)
@@ -91,34 +91,32 @@ pub(super) fn throttle(state: &State, hook: &str, inputs: &Value) -> Option<(Dur
     Some((wait, format!("{per_minute} requests per minute")))
 }
 
-/// With `authentication_required`: whether the request's bearer token is the
-/// trigger's `token` or an API token of this daemon that may run workflows.
-/// `Ok(false)` when it must be refused.
-pub(super) fn authenticated(
-    state: &std::sync::Arc<State>,
-    inputs: &Value,
-    bearer: Option<&str>,
-) -> Result<bool, String> {
-    if inputs
+/// Whether the trigger wants a bearer token (`authentication_required`).
+pub(super) fn requires_token(inputs: &Value) -> bool {
+    inputs
         .get("authentication_required")
         .and_then(Value::as_bool)
-        != Some(true)
-    {
-        return Ok(true);
-    }
+        == Some(true)
+}
+
+/// Whether `bearer` is the trigger's own `token` or an API token of this
+/// daemon that may run workflows. Reads the token table: call it off the
+/// async workers.
+pub(super) fn token_accepted(
+    state: &std::sync::Arc<State>,
+    own: Option<&str>,
+    bearer: Option<&str>,
+) -> bool {
     let Some(presented) = bearer else {
-        return Ok(false);
+        return false;
     };
-    if let Some(token) = inputs.get("token").and_then(Value::as_str)
-        && !token.is_empty()
-        && constant_time_eq(token.as_bytes(), presented.as_bytes())
-    {
-        return Ok(true);
+    if own.is_some_and(|t| !t.is_empty() && constant_time_eq(t.as_bytes(), presented.as_bytes())) {
+        return true;
     }
-    Ok(state
+    state
         .tokens
         .check(state, presented)
-        .is_some_and(|(_, scope)| scope >= crate::store::tokens::Scope::Run))
+        .is_some_and(|(_, scope)| scope >= crate::store::tokens::Scope::Run)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

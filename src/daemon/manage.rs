@@ -20,18 +20,25 @@ fn no_workflow(name: &str) -> Reply {
     ))
 }
 
+/// Deletes a workflow and drops its routes and schedules; false when there
+/// was none.
+pub(super) fn remove_workflow(state: &Arc<State>, name: &str) -> crate::Result<bool> {
+    let removed = state.db.delete_workflow(name)?;
+    if removed {
+        super::routes::changed(state);
+    }
+    Ok(removed)
+}
+
 pub(super) fn delete_workflow(state: &Arc<State>, name: &str) -> Reply {
-    match state.db.delete_workflow(name) {
+    match remove_workflow(state, name) {
         Ok(false) => no_workflow(name),
-        Ok(true) => {
-            super::routes::changed(state);
-            ok(
-                StatusCode::OK,
-                &types::Deleted {
-                    deleted: name.into(),
-                },
-            )
-        }
+        Ok(true) => ok(
+            StatusCode::OK,
+            &types::Deleted {
+                deleted: name.into(),
+            },
+        ),
         Err(e) => store_error(&e),
     }
 }

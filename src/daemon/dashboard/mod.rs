@@ -537,9 +537,7 @@ async fn workflow_page(state: &Arc<State>, name: String) -> Reply {
             limit: 20,
             ..Default::default()
         })?;
-        let summary = super::api::workflow_summaries(&st)?
-            .into_iter()
-            .find(|w| w.name == wanted);
+        let summary = super::api::workflow_summary(&st, &wanted)?;
         Ok((current, versions, runs, summary))
     })
     .await;

@@ -573,12 +573,10 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
     };
     let url = |path: &str| format!("{}{path}", d.url);
 
-    let (code, workflow) = http(
+    let (code, workflow) = d.call(
         "POST",
-        &url("/api/workflows/"),
-        Some(&d.token),
-        &[],
-        Some(&read("tests/data/seeds/003_integration_test_workflow.json")),
+        "/api/workflows/",
+        Some(read("tests/data/seeds/003_integration_test_workflow.json")),
     );
     assert_eq!(code, 201, "{workflow}");
     assert_eq!(workflow["id"], "integration-test-workflow");
@@ -587,21 +585,17 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
     assert_eq!(workflow["flow_data"]["nodes"][0]["id"], "start_1");
     let id = workflow["id"].as_str().unwrap().to_string();
     // The same name again: it exists.
-    let (code, _) = http(
+    let (code, _) = d.call(
         "POST",
-        &url("/api/workflows/"),
-        Some(&d.token),
-        &[],
-        Some(&read("tests/data/seeds/003_integration_test_workflow.json")),
+        "/api/workflows/",
+        Some(read("tests/data/seeds/003_integration_test_workflow.json")),
     );
     assert_eq!(code, 409);
 
-    let (code, execution) = http(
+    let (code, execution) = d.call(
         "POST",
-        &url(&format!("/api/workflows/{id}/execute")),
-        Some(&d.token),
-        &[],
-        Some(&json!({"inputs": {"message": "Test"}})),
+        &format!("/api/workflows/{id}/execute"),
+        Some(json!({"inputs": {"message": "Test"}})),
     );
     assert_eq!(code, 201, "{execution}");
     assert_eq!(execution["status"], "running");
@@ -611,13 +605,7 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
     let run = execution["id"].as_str().unwrap().to_string();
     assert_eq!(execution["execution_id"], json!(run));
     let done = crate::daemon::wait_for("the execution to complete", || {
-        let (code, e) = http(
-            "GET",
-            &url(&format!("/api/executions/{run}")),
-            Some(&d.token),
-            &[],
-            None,
-        );
+        let (code, e) = d.call("GET", &format!("/api/executions/{run}"), None);
         (code == 200 && e["status"] == "completed").then_some(e)
     });
     assert_eq!(
@@ -628,12 +616,10 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
     assert!(done["completed_at"].is_string());
 
     // The "Workflow Management" request: Start → OpenAINode → End.
-    let (code, managed) = http(
+    let (code, managed) = d.call(
         "POST",
-        &url("/api/workflows/"),
-        Some(&d.token),
-        &[],
-        Some(&read("tests/data/seeds/003_create_workflow_request.json")),
+        "/api/workflows/",
+        Some(read("tests/data/seeds/003_create_workflow_request.json")),
     );
     assert_eq!(code, 201, "{managed}");
     let (_, execution) = http(
@@ -648,13 +634,7 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
     );
     let run = execution["execution_id"].as_str().unwrap().to_string();
     let done = crate::daemon::wait_for("the AI execution", || {
-        let (_, e) = http(
-            "GET",
-            &url(&format!("/api/executions/{run}")),
-            Some(&d.token),
-            &[],
-            None,
-        );
+        let (_, e) = d.call("GET", &format!("/api/executions/{run}"), None);
         (e["status"] != "running" && e["status"] != "pending").then_some(e)
     });
     assert_eq!(done["status"], "completed", "{done}");
@@ -664,31 +644,21 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
     );
 
     // Update: a new description and flow; the id stays; a rename is refused.
-    let (code, updated) = http(
+    let (code, updated) = d.call(
         "PUT",
-        &url(&format!("/api/workflows/{id}")),
-        Some(&d.token),
-        &[],
-        Some(&json!({"description": "changed"})),
+        &format!("/api/workflows/{id}"),
+        Some(json!({"description": "changed"})),
     );
     assert_eq!(code, 200, "{updated}");
     assert_eq!(updated["description"], "changed");
     assert_eq!(updated["version"], 2);
-    let (code, _) = http(
+    let (code, _) = d.call(
         "PUT",
-        &url(&format!("/api/workflows/{id}")),
-        Some(&d.token),
-        &[],
-        Some(&json!({"name": "Something Else"})),
+        &format!("/api/workflows/{id}"),
+        Some(json!({"name": "Something Else"})),
     );
     assert_eq!(code, 409);
-    let (code, got) = http(
-        "GET",
-        &url(&format!("/api/workflows/{id}")),
-        Some(&d.token),
-        &[],
-        None,
-    );
+    let (code, got) = d.call("GET", &format!("/api/workflows/{id}"), None);
     assert_eq!(code, 200);
     assert_eq!(got["description"], "changed");
     // The native API sees the same workflow.
@@ -709,45 +679,25 @@ fn the_seed_rest_calls_create_execute_read_update_and_delete() {
         .0,
         401
     );
-    let (code, answer) = http(
+    let (code, answer) = d.call(
         "POST",
-        &url("/api/workflows/"),
-        Some(&d.token),
-        &[],
-        Some(&json!({"name": "x", "flow_data": {"nodes": []}, "is_public": true})),
+        "/api/workflows/",
+        Some(json!({"name": "x", "flow_data": {"nodes": []}, "is_public": true})),
     );
     assert_eq!(code, 400, "{answer}");
     assert_eq!(
-        http(
+        d.call(
             "POST",
-            &url("/api/workflows/"),
-            Some(&d.token),
-            &[],
-            Some(&json!({"name": "x", "flow": {}}))
+            "/api/workflows/",
+            Some(json!({"name": "x", "flow": {}}))
         )
         .0,
         400
     );
 
-    let (code, deleted) = http(
-        "DELETE",
-        &url(&format!("/api/workflows/{id}")),
-        Some(&d.token),
-        &[],
-        None,
-    );
+    let (code, deleted) = d.call("DELETE", &format!("/api/workflows/{id}"), None);
     assert_eq!(code, 200, "{deleted}");
-    assert_eq!(
-        http(
-            "GET",
-            &url(&format!("/api/workflows/{id}")),
-            Some(&d.token),
-            &[],
-            None
-        )
-        .0,
-        404
-    );
+    assert_eq!(d.call("GET", &format!("/api/workflows/{id}"), None).0, 404);
 }
 
 /// The seed's streaming client (`003_2d81d427987fdcda.txt`, "Streaming
@@ -767,13 +717,7 @@ fn the_seed_websocket_executes_and_streams_events_in_order() {
         &std::fs::read_to_string("tests/data/seeds/003_create_workflow_request.json").unwrap(),
     )
     .unwrap();
-    let (code, workflow) = http(
-        "POST",
-        &format!("{}/api/workflows/", d.url),
-        Some(&d.token),
-        &[],
-        Some(&request),
-    );
+    let (code, workflow) = d.call("POST", "/api/workflows/", Some(request.clone()));
     assert_eq!(code, 201, "{workflow}");
     let id = workflow["id"].as_str().unwrap().to_string();
 
@@ -914,13 +858,7 @@ fn the_seed_websocket_cancels_what_it_started() {
         {"id": "start_1", "type": "Start", "data": {"name": "Start"}},
         {"id": "nap", "type": "flow.wait", "data": {"inputs": {"duration": "60s"}}}],
         "edges": [{"source": "start_1", "target": "nap", "sourceHandle": "output", "targetHandle": "input"}]}});
-    let (code, _) = http(
-        "POST",
-        &format!("{}/api/workflows/", d.url),
-        Some(&d.token),
-        &[],
-        Some(&slow),
-    );
+    let (code, _) = d.call("POST", "/api/workflows/", Some(slow.clone()));
     assert_eq!(code, 201);
     // Once the wait runs, cancel it.
     let events = ws_session(&d, "slow-one", r#"{"action": "execute"}"#.into(), |event| {
@@ -943,20 +881,12 @@ fn the_seed_event_stream_follows_a_running_execution() {
         {"id": "nap", "type": "flow.wait", "data": {"inputs": {"duration": "1500ms"}}},
         {"id": "end_1", "type": "End", "data": {"name": "End"}}],
         "edges": [{"source": "start_1", "target": "nap"}, {"source": "nap", "target": "end_1"}]}});
-    let (code, _) = http(
-        "POST",
-        &format!("{}/api/workflows/", d.url),
-        Some(&d.token),
-        &[],
-        Some(&slow),
-    );
+    let (code, _) = d.call("POST", "/api/workflows/", Some(slow.clone()));
     assert_eq!(code, 201);
-    let (code, execution) = http(
+    let (code, execution) = d.call(
         "POST",
-        &format!("{}/api/workflows/slowish/execute", d.url),
-        Some(&d.token),
-        &[],
-        Some(&json!({"inputs": {"n": 1}})),
+        "/api/workflows/slowish/execute",
+        Some(json!({"inputs": {"n": 1}})),
     );
     assert_eq!(code, 201, "{execution}");
     let run = execution["execution_id"].as_str().unwrap().to_string();

@@ -100,7 +100,7 @@ fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<StoredSc
 
 /// A `trigger.timer`'s schedule kind and spec by its `schedule_type`
 /// (`interval` by default); `None` for `manual`.
-pub(crate) fn timer_schedule(inputs: &Value) -> Option<(&'static str, String)> {
+fn timer_schedule(inputs: &Value) -> Option<(&'static str, String)> {
     let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
     match s("schedule_type").as_deref().unwrap_or("interval") {
         "cron" => Some(("cron", s("cron_expression")?)),

@@ -394,6 +394,13 @@ fn read(home: &Home, command: RunsCommand) -> anyhow::Result<ExitCode> {
                     clip(error, 80)
                 );
             }
+            if !run.steps.is_empty() {
+                outln!();
+                outln!("STEPS (`fuse runs show ID --node NODE` shows their data)");
+                for step in &run.steps {
+                    outln!("  {}", step_line(step));
+                }
+            }
         }
         RunsCommand::Logs { id, workflow, json } => {
             let id = source.resolve(&id, workflow.as_deref())?;
@@ -438,7 +445,7 @@ pub(super) fn local_time(ms: i64) -> String {
     format_time(ms, "%Y-%m-%d %H:%M:%S")
 }
 
-fn local_time_ms(ms: i64) -> String {
+pub(super) fn local_time_ms(ms: i64) -> String {
     format_time(ms, "%H:%M:%S%.3f")
 }
 
@@ -498,7 +505,48 @@ fn show_node(
             outln!("  error   {}", pretty(&r.error)?);
         }
     }
+    let steps: Vec<_> = run.steps.iter().filter(|s| s.node_id == node).collect();
+    if !steps.is_empty() {
+        outln!();
+        outln!("steps:");
+        for step in steps {
+            outln!("  {}", step_line(step));
+            outln!(
+                "    input   {}",
+                pretty(&step.input)?.replace('\n', "\n    ")
+            );
+            if step.output.is_some() {
+                outln!(
+                    "    output  {}",
+                    pretty(&step.output)?.replace('\n', "\n    ")
+                );
+            }
+            if step.error.is_some() {
+                outln!(
+                    "    error   {}",
+                    pretty(&step.error)?.replace('\n', "\n    ")
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One step as a line: `agent #2 tool search: succeeded 12ms`.
+fn step_line(step: &crate::store::history::StepRow) -> String {
+    let tokens = step
+        .tokens
+        .map(|t| format!(", {t} tokens"))
+        .unwrap_or_default();
+    format!(
+        "{} #{} {} {}: {} {}{tokens}",
+        step.node_id,
+        step.seq,
+        step.kind,
+        step.name,
+        step.status,
+        ms(step.duration_ms)
+    )
 }
 
 /// A size as people read it.

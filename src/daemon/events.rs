@@ -166,6 +166,11 @@ pub fn to_json(event: &Event) -> Option<Value> {
             json!({"type": "node_started", "run_id": run_id, "node": node_id, "attempt": attempt, "item": item})
         }
         Event::NodeAttempt(_) => return None,
+        Event::NodeStep(step) => json!({"type": "node_step", "run_id": &*step.run_id,
+            "node": &*step.node_id, "seq": step.seq, "kind": step.kind, "name": step.name,
+            "status": if step.error.is_some() { "failed" } else { "succeeded" },
+            "input": step.input, "output": step.output, "error": step.error,
+            "duration_ms": step.duration_ms, "tokens": step.tokens}),
         Event::NodeFinished {
             run_id,
             node_id,

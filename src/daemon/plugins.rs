@@ -71,6 +71,7 @@ fn context(state: &State, node_id: &str, params: serde_json::Map<String, Value>)
         observer: Arc::new(crate::engine::NullObserver),
         engine: state.engine.clone(),
         creds: Arc::new(crate::engine::RunCreds::default()),
+        steps: Default::default(),
     }
 }
 

@@ -64,6 +64,8 @@ pub enum Event {
     },
     /// One finished attempt (or foreach item attempt) with its data.
     NodeAttempt(Box<NodeAttempt>),
+    /// One step inside a node attempt: an agent's model turn or tool call.
+    NodeStep(Box<NodeStep>),
     /// A node reached its final state.
     NodeFinished {
         run_id: String,
@@ -105,6 +107,43 @@ pub struct NodeAttempt {
     pub error: Option<Value>,
     pub started_ms: i64,
     pub finished_ms: i64,
+}
+
+/// What a step is: a model turn or a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    Model,
+    Tool,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Model => "model",
+            StepKind::Tool => "tool",
+        }
+    }
+}
+
+/// One step inside a node attempt (an agent's model turn or tool call), as
+/// recorded in history and streamed live.
+#[derive(Debug, Clone)]
+pub struct NodeStep {
+    pub run_id: Arc<str>,
+    pub node_id: Arc<str>,
+    /// 1, 2, … within the node (across its attempts).
+    pub seq: u32,
+    pub kind: StepKind,
+    /// The model, or the tool's name.
+    pub name: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub started_ms: i64,
+    pub duration_ms: u64,
+    /// Tokens of a model turn.
+    pub tokens: Option<u64>,
 }
 
 /// Receives the events of runs. Must not block: heavy work goes to a thread.

@@ -34,6 +34,8 @@ struct Shared {
     max_parallel: usize,
     /// The trigger node that started the run ([`super::RunRequest::entry`]).
     entry: Option<String>,
+    /// Numbers the steps nodes record ([`crate::nodes::NodeCtx::step`]).
+    steps: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// What a finished node task reports.
@@ -140,6 +142,7 @@ pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest
         reuse: request.reuse,
         max_parallel,
         entry: request.entry.clone().or_else(|| default_entry(&plan)),
+        steps: Default::default(),
     });
 
     let n = plan.nodes.len();
@@ -871,6 +874,7 @@ async fn one_attempt(
         base_dir: shared.plan.base_dir.clone(),
         observer: shared.engine.observer().clone(),
         engine: shared.engine.clone(),
+        steps: shared.steps.clone(),
     };
     let cancel = shared.cancel.clone();
     let work = node.node.run(ctx);

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use creds::{CredentialSource, RunCreds};
-pub use events::{Event, Fanout, NullObserver, Observer, Status};
+pub use events::{Event, Fanout, NodeStep, NullObserver, Observer, Status, StepKind};
 pub use plan::Plan;
 pub use record::{NodeRecord, RunRecord};
 

@@ -63,6 +63,17 @@ impl LogLevel {
     }
 }
 
+/// One step a node records with [`NodeCtx::step`].
+pub struct Step {
+    pub kind: crate::engine::StepKind,
+    pub name: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub started: std::time::Instant,
+    pub tokens: Option<u64>,
+}
+
 /// The context of one node attempt.
 #[derive(Clone)]
 pub struct NodeCtx {
@@ -79,6 +90,8 @@ pub struct NodeCtx {
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) engine: Engine,
     pub(crate) creds: Arc<crate::engine::RunCreds>,
+    /// Numbers the run's steps ([`NodeCtx::step`]).
+    pub(crate) steps: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl NodeCtx {
@@ -111,6 +124,46 @@ impl NodeCtx {
             }
             each(line);
         }
+    }
+
+    /// Records one step of this node (a model turn or a tool call) in the
+    /// run's history and live events, secrets masked. `started` is when it began.
+    pub fn step(&self, step: Step) {
+        let Step {
+            kind,
+            name,
+            mut input,
+            mut output,
+            mut error,
+            started,
+            tokens,
+        } = step;
+        self.creds.mask_value(&mut input);
+        if let Some(o) = &mut output {
+            self.creds.mask_value(o);
+        }
+        if let Some(e) = &mut error {
+            self.creds.mask_value(e);
+        }
+        let elapsed = started.elapsed();
+        let seq = self
+            .steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.observer
+            .on_event(&Event::NodeStep(Box::new(crate::engine::NodeStep {
+                run_id: self.run.id.clone(),
+                node_id: self.node_id.clone(),
+                seq,
+                kind,
+                name,
+                input,
+                output,
+                error,
+                started_ms: crate::engine::events::now_ms() - elapsed.as_millis() as i64,
+                duration_ms: elapsed.as_millis() as u64,
+                tokens,
+            })));
     }
 
     /// Masks the run's loaded secrets in a value (for what a node writes

@@ -72,6 +72,25 @@ pub struct NodeRunRow {
     pub duration_ms: Option<i64>,
 }
 
+/// One recorded step inside a node: an agent's model turn or tool call.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct StepRow {
+    pub node_id: String,
+    pub seq: u32,
+    /// `model` or `tool`.
+    pub kind: String,
+    /// The model, or the tool's name.
+    pub name: String,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub tokens: Option<i64>,
+}
+
 /// A run with everything recorded about it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunDetail {
@@ -84,6 +103,9 @@ pub struct RunDetail {
     /// Token usage of the run's LLM nodes.
     pub usage: Option<Value>,
     pub nodes: Vec<NodeRunRow>,
+    /// Steps inside nodes (agent model turns and tool calls), by node then order.
+    #[serde(default)]
+    pub steps: Vec<StepRow>,
 }
 
 /// A top-level run a stopped daemon left `queued` or `running`.
@@ -389,6 +411,33 @@ impl Store {
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(err)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT node_id, seq, kind, name, status, input, output, error, started_at, duration_ms, tokens
+                 FROM node_steps WHERE execution_id = ?1 ORDER BY node_id, seq",
+            )
+            .map_err(err)?;
+        let steps = stmt
+            .query_map([&id], |r| {
+                Ok(StepRow {
+                    node_id: r.get(0)?,
+                    seq: r.get(1)?,
+                    kind: r.get(2)?,
+                    name: r.get(3)?,
+                    status: r.get(4)?,
+                    input: load(r.get(5)?),
+                    output: load(r.get(6)?),
+                    error: r
+                        .get::<_, Option<String>>(7)?
+                        .and_then(|e| serde_json::from_str(&e).ok()),
+                    started_at: r.get(8)?,
+                    duration_ms: r.get(9)?,
+                    tokens: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(err)?;
         Ok(RunDetail {
             summary,
             workflow_hash: hash,
@@ -397,6 +446,7 @@ impl Store {
             output: load(output).unwrap_or(Value::Null),
             usage: usage.and_then(|u| serde_json::from_str(&u).ok()),
             nodes,
+            steps,
         })
     }
 

@@ -101,6 +101,7 @@ impl Item {
                 | Event::RunFinished { run_id, .. } => run_id.as_str(),
                 Event::NodeStarted { run_id, .. } => run_id,
                 Event::NodeAttempt(a) => &a.run_id,
+                Event::NodeStep(s) => &s.run_id,
             }),
         }
     }
@@ -749,6 +750,34 @@ impl Writer {
                             a.finished_ms,
                             a.finished_ms - a.started_ms
                         ])?;
+                }
+                Event::NodeStep(step) => {
+                    let threshold = self.history.blob_threshold;
+                    let input =
+                        payload(&tx, &self.blobs_dir, threshold, &step.run_id, &step.input)?;
+                    let output = match &step.output {
+                        Some(o) => Some(payload(&tx, &self.blobs_dir, threshold, &step.run_id, o)?),
+                        None => None,
+                    };
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO node_steps (execution_id, node_id, seq, kind, name, status,
+                             input, output, error, started_at, duration_ms, tokens)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    )?
+                    .execute(params![
+                        step.run_id,
+                        step.node_id,
+                        step.seq,
+                        step.kind.as_str(),
+                        step.name,
+                        if step.error.is_some() { "failed" } else { "succeeded" },
+                        input,
+                        output,
+                        step.error.as_ref().map(Value::to_string),
+                        step.started_ms,
+                        step.duration_ms as i64,
+                        step.tokens.map(|t| t as i64),
+                    ])?;
                 }
                 Event::NodeFinished {
                     run_id,

@@ -454,12 +454,23 @@ async fn run_page(state: &Arc<State>, id: String) -> Reply {
                    "output": n.output.as_ref().map(|v| part(v, SHOWN))})
         })
         .collect();
+    let steps: Vec<Value> = detail
+        .steps
+        .iter()
+        .map(|s| {
+            json!({"node": s.node_id, "seq": s.seq, "kind": s.kind, "name": s.name,
+                   "status": s.status, "duration_ms": s.duration_ms, "tokens": s.tokens,
+                   "input": s.input.as_ref().map(|v| part(v, SHOWN)),
+                   "output": s.output.as_ref().map(|v| part(v, SHOWN)),
+                   "error": s.error.as_ref().map(|v| part(v, SHOWN))})
+        })
+        .collect();
     let live = matches!(detail.summary.status.as_str(), "queued" | "running");
     let timeline = charts::timeline(&detail.nodes);
     render(
         StatusCode::OK,
         json!({"page": "run", "title": format!("Run {}", short(&detail.summary.id)),
-               "run": detail.summary, "graph": graph, "attempts": attempts, "logs": logs,
+               "run": detail.summary, "graph": graph, "attempts": attempts, "logs": logs, "steps": steps,
                "live": live, "output": shown(&detail.output, SHOWN), "timeline": timeline}),
     )
 }

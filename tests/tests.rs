@@ -42,3 +42,5 @@ mod browser;
 mod dashboard;
 // Issue 13: the seed documents' flows and API shapes.
 mod seed;
+// Issue 16: agents, Anthropic, conversation memory.
+mod ai;

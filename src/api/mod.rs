@@ -42,6 +42,7 @@ ops! {
     CancelExecution, RetryExecution,
     ListNodes, CreateNode, ListPlugins, ListCredentials, CreateCredential, CheckCredential, DeleteCredential,
     ListSchedules, CreateLoginLink,
+    ListMemory, GetMemory, DeleteMemory,
     /// The seed format's REST shapes (docs/seeds.md), under `/api`.
     SeedCreateWorkflow, SeedGetWorkflow, SeedPutWorkflow, SeedDeleteWorkflow,
     SeedExecute, SeedGetExecution, SeedExecutionStream, SeedWorkflowStream,
@@ -295,6 +296,15 @@ impl Op {
                 .errors(&[404]),
             Op::ListSchedules => Route::get("/v1/schedules", "Schedules of enabled workflows and their next fires")
                 .ok(200, schema::<Schedules>),
+            Op::ListMemory => Route::get("/v1/memory", "Conversation memory sessions of llm.chat and llm.agent")
+                .ok(200, schema::<MemorySessions>),
+            Op::GetMemory => Route::get("/v1/memory/{session}", "One memory session's messages, oldest first")
+                .ok(200, schema::<MemoryTranscript>)
+                .errors(&[404]),
+            Op::DeleteMemory => Route::new("DELETE", "/v1/memory/{session}", "Forget a memory session")
+                .scope(Scope::Run)
+                .ok(200, schema::<MemoryCleared>)
+                .errors(&[404]),
             Op::SeedCreateWorkflow => Route::post("/workflows", "Seed format: create a workflow from {name, description, flow_data}")
                 .body(schema::<SeedWorkflowCreate>)
                 .ok(201, schema::<SeedWorkflow>)

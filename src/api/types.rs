@@ -11,7 +11,8 @@ use serde_json::Value;
 pub use crate::nodes::NodeSpec;
 pub use crate::packages::Problem as PackageProblem;
 pub use crate::secrets::CredentialInfo;
-pub use crate::store::history::{LogRow, NodeRunRow, RunDetail, RunSummary};
+pub use crate::store::history::{LogRow, NodeRunRow, RunDetail, RunSummary, StepRow};
+pub use crate::store::memory::{MemoryMessage, MemorySession};
 pub use crate::store::workflows::VersionRow;
 
 /// Every error answer: `{"error": {"code", "message", "details"}}`.
@@ -430,4 +431,25 @@ pub struct SeedExecution {
 pub struct SeedDeleted {
     pub message: String,
     pub id: String,
+}
+
+/// Conversation memory sessions of llm.chat and llm.agent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemorySessions {
+    pub sessions: Vec<MemorySession>,
+}
+
+/// One memory session's messages, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryTranscript {
+    pub session: String,
+    pub messages: Vec<MemoryMessage>,
+}
+
+/// A forgotten memory session.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MemoryCleared {
+    pub session: String,
+    /// Messages removed.
+    pub removed: usize,
 }

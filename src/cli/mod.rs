@@ -23,6 +23,7 @@ mod creds;
 mod cron;
 mod daemon;
 mod init;
+mod memory;
 mod nodes;
 mod progress;
 mod run;
@@ -120,6 +121,10 @@ pub enum Command {
     #[command(subcommand)]
     Creds(creds::CredsCommand),
 
+    /// Conversation memory of llm.chat and llm.agent: list, show or clear sessions.
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
+
     /// Workflows the daemon holds: list, show, deploy, rm, enable, disable, versions, rollback, run.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCommand),
@@ -167,6 +172,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runs(command) => runs::run(&globals, command),
         Command::Creds(command) => creds::run(&globals, command),
         Command::Tokens(command) => tokens::run(&globals, command),
+        Command::Memory(command) => memory::run(&globals, command),
         Command::Workflows(command) => workflows::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),
         Command::Plugins(command) => nodes::run_plugins(&globals, command),

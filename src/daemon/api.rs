@@ -548,6 +548,31 @@ async fn dispatch(
             blocking(state, move |s| manage::delete_credential(s, &name)).await
         }
         Op::ListSchedules => blocking(state, manage::schedules).await,
+        Op::ListMemory => match state.db(|db| db.memory_sessions()).await {
+            Ok(sessions) => ok(StatusCode::OK, &types::MemorySessions { sessions }),
+            Err(e) => store_error(&e),
+        },
+        Op::GetMemory => {
+            let session = param(0).to_string();
+            let wanted = session.clone();
+            match state.db(move |db| db.memory_messages(&wanted)).await {
+                Ok(Some(messages)) => ok(
+                    StatusCode::OK,
+                    &types::MemoryTranscript { session, messages },
+                ),
+                Ok(None) => no_memory(&session),
+                Err(e) => store_error(&e),
+            }
+        }
+        Op::DeleteMemory => {
+            let session = param(0).to_string();
+            let wanted = session.clone();
+            match state.db(move |db| db.memory_clear(&wanted)).await {
+                Ok(0) => no_memory(&session),
+                Ok(removed) => ok(StatusCode::OK, &types::MemoryCleared { session, removed }),
+                Err(e) => store_error(&e),
+            }
+        }
         Op::SeedCreateWorkflow => match typed_body::<types::SeedWorkflowCreate>(req).await {
             Ok(body) => blocking(state, move |s| super::compat::create(s, body)).await,
             Err(r) => *r,
@@ -609,6 +634,12 @@ fn login_link(state: &State) -> Reply {
 }
 
 /// Runs a blocking handler (database, vault, files) off the async workers.
+fn no_memory(session: &str) -> Reply {
+    not_found(&format!(
+        "there is no memory session {session:?}; GET /api/v1/memory lists them"
+    ))
+}
+
 async fn blocking(
     state: &Arc<State>,
     handler: impl FnOnce(&Arc<State>) -> Reply + Send + 'static,

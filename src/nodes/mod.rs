@@ -14,7 +14,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use ctx::{LogLevel, NodeCtx, Responder, RunInfo, json_type, wrong_type};
+pub use ctx::{LogLevel, NodeCtx, Responder, RunInfo, Step, json_type, wrong_type};
 pub use error::{ErrorKind, NodeError};
 pub use registry::Registry;
 
@@ -25,6 +25,8 @@ pub struct Settings {
     pub llm: crate::config::LlmConfig,
     /// Where `llm.chat` keeps its response cache (the home's `cache/llm`).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// The home's database: conversation memory of `llm.chat` and `llm.agent`.
+    pub db_path: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -34,6 +36,7 @@ impl Settings {
             http: config.http.clone(),
             llm: config.llm.clone(),
             cache_dir: Some(home.cache_dir().join("llm")),
+            db_path: Some(home.db_path()),
         }
     }
 }

@@ -86,6 +86,18 @@ pub const BUILTIN: &[TypeSpec] = &[
             plain("organization", "OpenAI organization id", false),
         ],
     },
+    TypeSpec {
+        name: "anthropic",
+        help: "the Anthropic Messages API (llm.chat / llm.agent with provider: anthropic)",
+        fields: &[
+            secret("api_key", "API key"),
+            plain(
+                "base_url",
+                "API base URL (default https://api.anthropic.com/v1)",
+                false,
+            ),
+        ],
+    },
 ];
 
 /// A built-in type by name.

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::Store;
 use super::credentials::{CredentialInfo, CredentialStore, Reseal, Sealed};
 use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
+use super::memory::{MemoryMessage, MemorySession};
 use super::schedules::StoredSchedule;
 use super::tokens::Scope;
 use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
@@ -54,6 +55,13 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
     fn resolve_run(&self, id: &str) -> Result<String>;
     fn get_run(&self, id: &str) -> Result<RunDetail>;
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>>;
+
+    // Conversation memory of llm.chat and llm.agent.
+    fn memory_sessions(&self) -> Result<Vec<MemorySession>>;
+    /// A session's messages, oldest first; `None` when it has none.
+    fn memory_messages(&self, session: &str) -> Result<Option<Vec<MemoryMessage>>>;
+    /// Forgets a session: the number of messages removed.
+    fn memory_clear(&self, session: &str) -> Result<usize>;
     /// A run with the definition it ran (to run it again), if still stored.
     fn run_with_definition(&self, id: &str) -> Result<(RunDetail, Option<String>)> {
         let detail = self.get_run(id)?;
@@ -187,6 +195,15 @@ impl Db for Sqlite {
     }
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
         self.read(|s| s.run_logs(id))
+    }
+    fn memory_sessions(&self) -> Result<Vec<MemorySession>> {
+        self.read(|s| s.memory_sessions())
+    }
+    fn memory_messages(&self, session: &str) -> Result<Option<Vec<MemoryMessage>>> {
+        self.read(|s| s.memory_messages(session))
+    }
+    fn memory_clear(&self, session: &str) -> Result<usize> {
+        self.write(|s| s.memory_clear(Some(session)))
     }
     fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
         self.read(|s| s.unfinished_runs())

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 pub mod credentials;
 pub mod db;
 pub mod history;
+pub mod memory;
 pub mod recorder;
 pub mod schedules;
 pub mod tokens;

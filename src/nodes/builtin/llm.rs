@@ -10,6 +10,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::ai::memory::{Memory, MemorySpec};
+use super::ai::provider::{Endpoint, Msg, Provider};
 use super::http::{Http, parse_url, target_of};
 use super::{InputSpec, Node, boxed, object_schema};
 use crate::config::LlmConfig;
@@ -26,17 +28,21 @@ struct Llm {
     http: Arc<Http>,
     config: LlmConfig,
     cache_dir: Option<PathBuf>,
+    memory: Memory,
 }
 
 pub(super) fn node(
     http: Arc<Http>,
     config: LlmConfig,
     cache_dir: Option<PathBuf>,
+    memory: Memory,
 ) -> Arc<dyn Node> {
     let spec = NodeSpec {
         type_name: "llm.chat".into(),
-        description: "Chat completion from an OpenAI-compatible endpoint; outputs {text, usage, model, cached, raw}.".into(),
+        description: "Chat completion from an OpenAI-compatible endpoint or the Anthropic API; outputs {text, usage, model, cached, raw}.".into(),
         inputs: vec![
+            InputSpec::optional("provider", "string", "openai (any OpenAI-compatible server, default) or anthropic"),
+            InputSpec::optional("memory", "object", "{session, window?, window_tokens?}: keep the conversation per session in the fuse database"),
             InputSpec::optional("model", "string", "model name (default llm.model)"),
             InputSpec::optional("prompt", "string", "the user message (or use messages)").with_aliases(&["user_message", "userMessage", "message"]),
             InputSpec::optional("messages", "array", "[{role, content}, …]; prompt is appended as a user message"),
@@ -47,7 +53,7 @@ pub(super) fn node(
             InputSpec::optional("stream", "boolean", "stream the reply, logging it as it arrives").with_aliases(&["enable_streaming"]),
             InputSpec::optional("base_url", "string", "API base, e.g. http://127.0.0.1:11434/v1 (default llm.base_url)"),
             InputSpec::optional("api_key", "string", "API key (default: the credential, else the variable named by llm.api_key_env)").with_aliases(&["apiKey"]),
-            InputSpec::optional("credential", "string", "name of a stored openai (api_key, base_url) or bearer credential"),
+            InputSpec::optional("credential", "string", "name of a stored openai or anthropic (api_key, base_url) or bearer credential"),
             InputSpec::optional("cache", "boolean", "reuse a stored reply for an identical request (default llm.cache)"),
             InputSpec::optional("timeout", "duration", "per-request limit (default llm.timeout)"),
         ],
@@ -61,6 +67,7 @@ pub(super) fn node(
         http,
         config,
         cache_dir,
+        memory,
     })
 }
 
@@ -74,33 +81,13 @@ impl Node for Llm {
             self.http.clone(),
             self.config.clone(),
             self.cache_dir.clone(),
+            self.memory.clone(),
             ctx,
         ))
     }
 }
 
-/// The user message an upstream node hands over: a string; an object's
-/// `message`, `prompt`, `text`, `content`, `input` or `output` (the first
-/// that is a string, looking one level into `input`, `output` and a webhook
-/// request's `body`); or `None` when there is none.
-fn upstream_message(input: &Value) -> Option<String> {
-    match input {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Object(map) => [
-            "message", "prompt", "text", "content", "input", "output", "body",
-        ]
-        .iter()
-        .find_map(|k| match map.get(*k) {
-            Some(Value::String(s)) if !s.trim().is_empty() && *k != "body" => Some(s.clone()),
-            // One level into a run's input or output, or a webhook request's body.
-            Some(inner @ Value::Object(_)) if matches!(*k, "input" | "output" | "body") => {
-                upstream_message(inner)
-            }
-            _ => None,
-        }),
-        _ => None,
-    }
-}
+use super::ai::upstream_message;
 
 /// Reads an input by its name or the seed format's name for it.
 fn input<'a>(ctx: &'a NodeCtx, names: &[&str]) -> Option<&'a Value> {
@@ -121,8 +108,13 @@ async fn chat(
     http: Arc<Http>,
     config: LlmConfig,
     cache_dir: Option<PathBuf>,
+    memory: Memory,
     ctx: NodeCtx,
 ) -> Result<NodeOutput, NodeError> {
+    if Provider::parse(&ctx)? == Provider::Anthropic {
+        return anthropic_chat(http, config, cache_dir, memory, ctx).await;
+    }
+    let remember = MemorySpec::parse(&ctx)?;
     let model = string_input(&ctx, &["model"])?
         .filter(|m| !m.is_empty())
         .or_else(|| Some(config.model.clone()).filter(|m| !m.is_empty()))
@@ -153,6 +145,34 @@ async fn chat(
             "nothing to send: give `prompt` or `messages`, or send a message from upstream \
              (a string, or an object with `message`, `prompt`, `text` or `content`)",
         ));
+    }
+    // What memory keeps of this call: the last user message and the answer.
+    let asked = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    if let Some(spec) = &remember {
+        let at = messages
+            .iter()
+            .take_while(|m| m["role"] == "system")
+            .count();
+        let past: Vec<Value> = memory
+            .load(spec)
+            .await?
+            .into_iter()
+            .map(|m| match m {
+                Msg::User(text) => json!({"role": "user", "content": text}),
+                Msg::Assistant { text, .. } => json!({"role": "assistant", "content": text}),
+                Msg::Tool { .. } => Value::Null,
+            })
+            .filter(|m| !m.is_null())
+            .collect();
+        messages.splice(at..at, past);
     }
     let stream = match input(&ctx, &["stream", "enable_streaming"]) {
         None => false,
@@ -211,31 +231,13 @@ async fn chat(
     let url = parse_url(&format!("{}/chat/completions", base.trim_end_matches('/')))?;
 
     // The cache key covers everything that shapes the reply, never the key.
-    let use_cache = ctx.bool_or("cache", config.cache)?;
-    let cache_file = match (&cache_dir, use_cache) {
-        (Some(dir), true) => {
-            let key: String =
-                Sha256::digest(json!({"url": url.as_str(), "body": body}).to_string())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-            Some(dir.join(format!("{key}.json")))
+    let cache_file = cache_file(&ctx, cache_dir.as_deref(), config.cache, &url, &body)?;
+    if let Some(cached) = cache_read(&ctx, cache_file.as_deref()).await {
+        if let Some(spec) = &remember {
+            memory
+                .save(spec, &asked, cached["text"].as_str().unwrap_or_default())
+                .await?;
         }
-        (None, true) => {
-            ctx.log(
-                LogLevel::Debug,
-                "llm cache skipped: there is no fuse home to keep it in",
-            );
-            None
-        }
-        _ => None,
-    };
-    if let Some(file) = &cache_file
-        && let Ok(text) = tokio::fs::read_to_string(file).await
-        && let Ok(mut cached) = serde_json::from_str::<Value>(&text)
-    {
-        cached["cached"] = json!(true);
-        ctx.log(LogLevel::Info, "reply taken from the llm cache");
         return Ok(NodeOutput::new(cached));
     }
 
@@ -319,22 +321,185 @@ async fn chat(
         );
     }
     output["cached"] = json!(false);
+    if let Some(spec) = &remember {
+        memory
+            .save(spec, &asked, output["text"].as_str().unwrap_or_default())
+            .await?;
+    }
     // The cache is a file in the home: no secret may reach it either.
     ctx.mask_value(&mut output);
-    if let Some(file) = &cache_file {
-        let stored = async {
-            if let Some(dir) = file.parent() {
-                tokio::fs::create_dir_all(dir).await?;
-            }
-            tokio::fs::write(file, output.to_string()).await
-        };
-        if let Err(e) = stored.await {
-            ctx.log(
-                LogLevel::Warn,
-                format!("cannot write the llm cache {}: {e}", file.display()),
-            );
+    cache_write(&ctx, cache_file.as_deref(), &output).await;
+    Ok(NodeOutput::new(output))
+}
+
+/// Where the reply to `body` is cached, when caching is on and there is a home.
+fn cache_file(
+    ctx: &NodeCtx,
+    cache_dir: Option<&std::path::Path>,
+    default: bool,
+    url: &reqwest::Url,
+    body: &Value,
+) -> Result<Option<PathBuf>, NodeError> {
+    let use_cache = ctx.bool_or("cache", default)?;
+    Ok(match (cache_dir, use_cache) {
+        (Some(dir), true) => {
+            let key: String =
+                Sha256::digest(json!({"url": url.as_str(), "body": body}).to_string())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+            Some(dir.join(format!("{key}.json")))
         }
+        (None, true) => {
+            ctx.log(
+                LogLevel::Debug,
+                "llm cache skipped: there is no fuse home to keep it in",
+            );
+            None
+        }
+        _ => None,
+    })
+}
+
+/// A cached reply, marked `cached: true`.
+async fn cache_read(ctx: &NodeCtx, file: Option<&std::path::Path>) -> Option<Value> {
+    let text = tokio::fs::read_to_string(file?).await.ok()?;
+    let mut cached = serde_json::from_str::<Value>(&text).ok()?;
+    cached["cached"] = json!(true);
+    ctx.log(LogLevel::Info, "reply taken from the llm cache");
+    Some(cached)
+}
+
+/// Stores a reply (already masked) in the cache; a failure is logged.
+async fn cache_write(ctx: &NodeCtx, file: Option<&std::path::Path>, output: &Value) {
+    let Some(file) = file else { return };
+    let stored = async {
+        if let Some(dir) = file.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::write(file, output.to_string()).await
+    };
+    if let Err(e) = stored.await {
+        ctx.log(
+            LogLevel::Warn,
+            format!("cannot write the llm cache {}: {e}", file.display()),
+        );
     }
+}
+
+/// `llm.chat` with `provider: anthropic`: one Messages API turn.
+async fn anthropic_chat(
+    http: Arc<Http>,
+    config: LlmConfig,
+    cache_dir: Option<PathBuf>,
+    memory: Memory,
+    ctx: NodeCtx,
+) -> Result<NodeOutput, NodeError> {
+    let endpoint = Endpoint::resolve(&ctx, http, &config)?;
+    let remember = MemorySpec::parse(&ctx)?;
+    let mut system: Vec<String> = Vec::new();
+    let mut msgs: Vec<Msg> = Vec::new();
+    if let Some(s) = string_input(&ctx, &["system", "system_message", "systemMessage"])? {
+        system.push(s);
+    }
+    match input(&ctx, &["messages"]) {
+        None => {}
+        Some(Value::Array(list)) => {
+            for (i, m) in list.iter().enumerate() {
+                let content = match &m["content"] {
+                    Value::String(s) => s.clone(),
+                    other => {
+                        return Err(wrong_type(
+                            &format!("messages[{i}].content"),
+                            "a string",
+                            other,
+                        ));
+                    }
+                };
+                match m["role"].as_str() {
+                    Some("system") => system.push(content),
+                    Some("user") => msgs.push(Msg::User(content)),
+                    Some("assistant") => msgs.push(Msg::Assistant {
+                        text: content,
+                        calls: Vec::new(),
+                    }),
+                    _ => {
+                        return Err(NodeError::input(format!(
+                            "messages[{i}].role must be system, user or assistant"
+                        )));
+                    }
+                }
+            }
+        }
+        Some(other) => return Err(wrong_type("messages", "an array of {role, content}", other)),
+    }
+    if let Some(prompt) = string_input(&ctx, &["prompt", "user_message", "userMessage", "message"])?
+    {
+        msgs.push(Msg::User(prompt));
+    }
+    if !msgs.iter().any(|m| matches!(m, Msg::User(_)))
+        && let Some(text) = upstream_message(&ctx.input)
+    {
+        msgs.push(Msg::User(text));
+    }
+    let asked = match msgs.iter().rev().find_map(|m| match m {
+        Msg::User(t) => Some(t.clone()),
+        _ => None,
+    }) {
+        Some(t) => t,
+        None => {
+            return Err(NodeError::input(
+                "nothing to send: give `prompt` or `messages`, or send a message from upstream \
+                 (a string, or an object with `message`, `prompt`, `text` or `content`)",
+            ));
+        }
+    };
+    if let Some(spec) = &remember {
+        let past = memory.load(spec).await?;
+        msgs.splice(0..0, past);
+    }
+    let json_mode = ctx.bool_or("json", false)?;
+    if json_mode {
+        system.push("Reply with one JSON object and nothing else.".into());
+    }
+    let system = (!system.is_empty()).then(|| system.join("\n\n"));
+    let body = endpoint.body(system.as_deref(), &msgs, &[]);
+    let url = endpoint.url()?;
+    let cache_file = cache_file(&ctx, cache_dir.as_deref(), config.cache, &url, &body)?;
+    if let Some(cached) = cache_read(&ctx, cache_file.as_deref()).await {
+        if let Some(spec) = &remember {
+            memory
+                .save(spec, &asked, cached["text"].as_str().unwrap_or_default())
+                .await?;
+        }
+        return Ok(NodeOutput::new(cached));
+    }
+    let turn = endpoint.send(&ctx, &body).await?;
+    let mut output = json!({"text": turn.text, "usage": turn.usage.to_json(), "model": turn.model,
+                            "raw": {"stop_reason": turn.stop, "provider": "anthropic"}, "cached": false});
+    if json_mode {
+        let parsed: Value = serde_json::from_str(turn.text.trim()).map_err(|e| {
+            NodeError::other(format!(
+                "JSON mode was asked for, but the reply is not JSON ({e}): {}",
+                excerpt(&turn.text)
+            ))
+        })?;
+        output["json"] = parsed;
+    }
+    ctx.log(
+        LogLevel::Info,
+        format!(
+            "{} tokens ({} prompt, {} completion)",
+            turn.usage.total(),
+            turn.usage.prompt,
+            turn.usage.completion
+        ),
+    );
+    if let Some(spec) = &remember {
+        memory.save(spec, &asked, &turn.text).await?;
+    }
+    ctx.mask_value(&mut output);
+    cache_write(&ctx, cache_file.as_deref(), &output).await;
     Ok(NodeOutput::new(output))
 }
 

@@ -1,5 +1,6 @@
 //! The built-in node types, one file per family, registered in [`all`].
 
+pub mod ai;
 pub(crate) mod exec;
 mod file;
 mod flow;
@@ -23,11 +24,16 @@ pub fn all(settings: &super::Settings) -> Vec<Arc<dyn Node>> {
     let mut nodes = Vec::new();
     let http = Arc::new(http::Http::new(&settings.http));
     nodes.push(http::node(http.clone()));
+    let memory = ai::memory::Memory {
+        db: settings.db_path.clone(),
+    };
     nodes.push(llm::node(
-        http,
+        http.clone(),
         settings.llm.clone(),
         settings.cache_dir.clone(),
+        memory.clone(),
     ));
+    nodes.push(ai::agent::node(http, settings.llm.clone(), memory));
     nodes.extend(trigger::nodes());
     nodes.extend(transform::nodes());
     nodes.extend(flow::nodes());

@@ -132,6 +132,8 @@ pub struct LlmConfig {
     pub base_url: String,
     /// Model used when a node names none.
     pub model: String,
+    /// Embedding model of llm.embed and vector.query when a node names none.
+    pub embed_model: String,
     /// Environment variable holding the API key (never put the key itself here).
     pub api_key_env: String,
     /// Cache responses by a hash of the request (in the home's cache/llm/).
@@ -145,6 +147,7 @@ impl Default for LlmConfig {
         Self {
             base_url: "http://127.0.0.1:11434/v1".into(),
             model: String::new(),
+            embed_model: String::new(),
             api_key_env: "OPENAI_API_KEY".into(),
             cache: false,
             timeout: "120s".into(),

@@ -632,3 +632,407 @@ fn the_daemon_runs_an_agent_and_serves_its_steps_and_memory() {
         "{missing}"
     );
 }
+
+/// Lower-case words of a text.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// A deterministic embedding: words hashed into 64 dimensions.
+fn bag_of_words(text: &str) -> Vec<f64> {
+    let mut v = vec![0.01; 64];
+    for w in words(text) {
+        let h = w
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        v[(h % 64) as usize] += 1.0;
+    }
+    v
+}
+
+fn overlap(query: &str, text: &str) -> usize {
+    let q = words(query);
+    words(text).iter().filter(|w| q.contains(w)).count()
+}
+
+/// A local model server: embeddings, rerank, and chat that answers from
+/// the first source of its prompt (or scores documents when asked to rank).
+fn knowledge_server() -> TestServer {
+    TestServer::start(|req, _| {
+        let body = req.json();
+        match req.path.as_str() {
+            "/v1/embeddings" => {
+                let input = body["input"].as_array().cloned().unwrap_or_default();
+                let data: Vec<Value> = input
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| json!({"index": i, "object": "embedding", "embedding": bag_of_words(t.as_str().unwrap_or(""))}))
+                    .collect();
+                Reply::json(
+                    200,
+                    json!({"object": "list", "data": data, "model": body["model"],
+                                        "usage": {"prompt_tokens": input.len() * 3, "total_tokens": input.len() * 3}}),
+                )
+            }
+            "/v1/rerank" => {
+                let query = body["query"].as_str().unwrap_or("");
+                let results: Vec<Value> = body["documents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| json!({"index": i, "relevance_score": overlap(query, d.as_str().unwrap()) as f64}))
+                    .collect();
+                Reply::json(200, json!({"results": results}))
+            }
+            _ => {
+                let msgs = body["messages"].as_array().cloned().unwrap_or_default();
+                let system = msgs[0]["content"].as_str().unwrap_or("").to_string();
+                let prompt = msgs.last().unwrap()["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let text = if system.contains("rank documents") {
+                    let query = prompt.lines().next().unwrap_or("");
+                    let scores: Vec<usize> = prompt
+                        .lines()
+                        .filter(|l| l.starts_with('['))
+                        .map(|l| overlap(query, l).min(10))
+                        .collect();
+                    json!(scores).to_string()
+                } else {
+                    let first = prompt
+                        .lines()
+                        .find(|l| l.starts_with("[1]"))
+                        .unwrap_or("no sources")
+                        .to_string();
+                    format!("According to {first}")
+                };
+                Reply::json(200, answer(&text))
+            }
+        }
+    })
+}
+
+fn template(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("templates")
+        .join(name)
+}
+
+#[test]
+fn the_rag_templates_index_a_folder_with_a_pdf_and_answer_with_sources() {
+    let home = TestHome::initialized();
+    let server = knowledge_server();
+    // The templates next to a copy of the test documents, as a user has them.
+    let dir = home.tmp().join("kb");
+    std::fs::create_dir_all(dir.join("docs/sub")).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ai/docs");
+    for f in [
+        "guide.md",
+        "page.html",
+        "report.pdf",
+        "sub/notes.txt",
+        ".hidden.txt",
+    ] {
+        std::fs::copy(src.join(f), dir.join("docs").join(f)).unwrap();
+    }
+    for t in ["rag-index.json", "rag-ask.json"] {
+        std::fs::copy(template(t), dir.join(t)).unwrap();
+    }
+    let base = format!("base_url={}", server.url("/v1"));
+    let index = || -> Value {
+        let out = crate::helper::stdout_of(
+            home.cmd()
+                .arg("run")
+                .arg(dir.join("rag-index.json"))
+                .args(["--input", &base]),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let first = index();
+    // guide.md, page.html, two PDF pages, sub/notes.txt; not the hidden file.
+    assert_eq!(first["documents"], 5, "{first}");
+    let chunks = first["chunks"].as_i64().unwrap();
+    assert!(chunks >= 5, "{first}");
+    assert_eq!(first["stored"], chunks);
+    let embedded = |s: &TestServer| {
+        s.requests()
+            .iter()
+            .filter(|r| r.path == "/v1/embeddings")
+            .map(|r| r.json()["input"].as_array().unwrap().len())
+            .sum::<usize>()
+    };
+    assert_eq!(embedded(&server), chunks as usize);
+    // Indexing again re-embeds nothing (the cache) and adds nothing (upsert by id).
+    let again = index();
+    assert_eq!(again["stored"], chunks);
+    assert_eq!(embedded(&server), chunks as usize);
+
+    let ask = |question: &str, mode: &str| -> Value {
+        let out = crate::helper::stdout_of(
+            home.cmd()
+                .arg("run")
+                .arg(dir.join("rag-ask.json"))
+                .args(["--input", &base, "--input", &format!("question={question}")])
+                .args(["--input", &format!("rerank_mode={mode}")]),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let result = ask("How many animals are in the llama herd?", "llm");
+    let answer = result["answer"].as_str().unwrap();
+    assert!(answer.contains("forty animals"), "{result}");
+    assert!(answer.contains("report.pdf, page 2"), "{result}");
+    assert_eq!(result["sources"][0]["path"], "report.pdf");
+    assert_eq!(result["sources"][0]["page"], 2);
+    let result = ask("At what degrees does green tea brew?", "endpoint");
+    assert!(
+        result["answer"]
+            .as_str()
+            .unwrap()
+            .starts_with("According to [1] (page.html) Brewing green tea"),
+        "{result}"
+    );
+    assert_eq!(result["sources"][0]["title"], "Tea brewing");
+    assert!(server.requests().iter().any(|r| r.path == "/v1/rerank"));
+}
+
+#[test]
+fn collections_upsert_by_id_filter_by_metadata_and_delete() {
+    let home = TestHome::initialized();
+    let wf = |nodes: Value| json!({"nodes": nodes});
+    let run = |name: &str, workflow: Value| -> (bool, Value, String) {
+        let file = home.write(name, &workflow);
+        let out = home.cmd().arg("run").arg(&file).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (
+            out.status.success(),
+            serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stderr,
+        )
+    };
+    let upsert = |docs: Value| {
+        wf(
+            json!([{"id": "up", "type": "vector.upsert", "data": {"inputs": {"collection": "notes", "documents": docs}}}]),
+        )
+    };
+    let (ok, out, err) = run(
+        "up.json",
+        upsert(json!([
+            {"id": "a", "text": "alpha", "metadata": {"lang": "en", "year": 2024}, "embedding": [1.0, 0.0, 0.0]},
+            {"id": "b", "text": "beta", "metadata": {"lang": "de", "year": 2025}, "embedding": [0.9, 0.1, 0.0]},
+            {"id": "c", "text": "gamma", "metadata": {"lang": "en", "year": 2025}, "embedding": [0.0, 1.0, 0.0]}
+        ])),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        json!({"collection": "notes", "upserted": 3, "count": 3})
+    );
+    let query = |filter: Value| {
+        wf(
+            json!([{"id": "q", "type": "vector.query", "data": {"inputs": {"collection": "notes",
+            "embedding": [1.0, 0.0, 0.0], "top_k": 2, "filter": filter}}}]),
+        )
+    };
+    let ids = |out: &Value| -> Vec<String> {
+        out["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, out, _) = run("q.json", query(Value::Null));
+    assert_eq!(ids(&out), vec!["a", "b"]);
+    assert!((out["matches"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    let (_, out, _) = run("q.json", query(json!({"lang": "en"})));
+    assert_eq!(ids(&out), vec!["a", "c"]);
+    let (_, out, _) = run("q.json", query(json!({"year": [2025]})));
+    assert_eq!(ids(&out), vec!["b", "c"]);
+    // An upsert by an existing id replaces it.
+    let (ok, out, _) = run(
+        "up.json",
+        upsert(
+            json!([{"id": "a", "text": "alpha two", "metadata": {"lang": "fr"}, "embedding": [1.0, 0.0, 0.0]}]),
+        ),
+    );
+    assert!(ok);
+    assert_eq!(out["count"], 3);
+    let (_, out, _) = run("q.json", query(json!({"lang": "fr"})));
+    assert_eq!(out["matches"][0]["text"], "alpha two");
+    // Vectors of another length are refused with what to do.
+    let (ok, _, err) = run(
+        "up.json",
+        upsert(json!([{"id": "z", "text": "z", "embedding": [1.0, 0.0]}])),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("holds vectors of 3 dimensions, these have 2"),
+        "{err}"
+    );
+    let delete = |inputs: Value| {
+        let mut inputs = inputs;
+        inputs["collection"] = json!("notes");
+        wf(json!([{"id": "d", "type": "vector.delete", "data": {"inputs": inputs}}]))
+    };
+    let (_, out, _) = run("d.json", delete(json!({"filter": {"lang": "de"}})));
+    assert_eq!(out["deleted"], 1);
+    let (_, out, _) = run("d.json", delete(json!({"ids": ["c", "nope"]})));
+    assert_eq!(out["deleted"], 1);
+    let (_, out, _) = run("q.json", query(Value::Null));
+    assert_eq!(ids(&out), vec!["a"]);
+    let (ok, _, err) = run("d.json", delete(json!({})));
+    assert!(!ok);
+    assert!(
+        err.contains("exactly one of `ids`, `filter` or `all: true`"),
+        "{err}"
+    );
+    let (_, out, _) = run("d.json", delete(json!({"all": true})));
+    assert_eq!(out["deleted"], 1);
+    let (ok, _, err) = run("q.json", query(Value::Null));
+    assert!(!ok);
+    assert!(err.contains("there is no collection \"notes\""), "{err}");
+    // Documents without embeddings get a pointer to llm.embed.
+    let (ok, _, err) = run("up.json", upsert(json!([{"text": "no vector"}])));
+    assert!(!ok);
+    assert!(
+        err.contains("documents[0] has no embedding; run llm.embed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn html_extract_reads_selectors_attributes_and_the_main_text() {
+    let home = TestHome::initialized();
+    let html = r#"<html><head><title>Shop</title><script>var x = "no";</script></head><body>
+        <nav>Menu</nav><main><h1 class="name">Blue  kettle</h1><p>Boils <b>fast</b>.</p>
+        <a class="more" href="/k/1">one</a><a class="more" href="/k/2">two</a></main><footer>(c)</footer></body></html>"#;
+    let wf = home.write(
+        "x.json",
+        &json!({"nodes": [{"id": "x", "type": "html.extract", "data": {"inputs": {"html": html, "main_text": true,
+            "selectors": {"name": "h1.name", "links": {"selector": "a.more", "attribute": "href", "all": true},
+                          "first": {"selector": "a.more", "html": true}, "missing": ".nothing"}}}}]}),
+    );
+    let out: Value =
+        serde_json::from_str(&crate::helper::stdout_of(home.cmd().arg("run").arg(&wf))).unwrap();
+    assert_eq!(out["name"], "Blue kettle");
+    assert_eq!(out["links"], json!(["/k/1", "/k/2"]));
+    assert_eq!(out["first"], r#"<a class="more" href="/k/1">one</a>"#);
+    assert_eq!(out["missing"], Value::Null);
+    assert_eq!(out["title"], "Shop");
+    let text = out["text"].as_str().unwrap();
+    assert!(
+        text.contains("Blue kettle") && text.contains("Boils fast."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Menu") && !text.contains("var x") && !text.contains("(c)"),
+        "{text}"
+    );
+    // A bad selector is a clear input error.
+    let bad = home.write(
+        "bad.json",
+        &json!({"nodes": [{"id": "x", "type": "html.extract", "data": {"inputs": {"html": html, "selectors": {"n": "h1[["}}}}]}),
+    );
+    home.cmd()
+        .arg("run")
+        .arg(&bad)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "selectors.n: \"h1[[\" is not a valid CSS selector",
+        ));
+}
+
+#[test]
+fn the_agent_template_fetches_and_writes_a_file() {
+    let home = TestHome::initialized();
+    let site = TestServer::start(|_, _| Reply::text(200, "text/plain", "the page says hello"));
+    let dir = home.tmp().join("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(template("agent-files.json"), dir.join("agent-files.json")).unwrap();
+    let model = scripted(vec![
+        calls(&[("c1", "fetch", json!({"url": site.url("/")}))]),
+        calls(&[(
+            "c2",
+            "write_file",
+            json!({"path": "summary.txt", "content": "hello"}),
+        )]),
+        answer("Saved the summary to summary.txt."),
+    ]);
+    let out = crate::helper::stdout_of(
+        home.cmd()
+            .arg("run")
+            .arg(dir.join("agent-files.json"))
+            .args(["--input", &format!("base_url={}", model.url("/v1"))])
+            .args(["--input", "task=Summarise the page into summary.txt"]),
+    );
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["answer"], "Saved the summary to summary.txt.");
+    assert_eq!(out["tool_calls"], 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("summary.txt")).unwrap(),
+        "hello"
+    );
+    let names: Vec<String> = model.requests()[0].json()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["fetch", "read_file", "write_file"]);
+    assert!(
+        sent(&model, 1).last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .contains("the page says hello")
+    );
+}
+
+#[test]
+fn the_chat_webhook_template_answers_each_user_with_their_own_memory() {
+    let home = TestHome::initialized();
+    let model = echo_model();
+    let base = model.url("/v1");
+    let daemon = crate::daemon::start_with(
+        &home,
+        &[
+            ("FUSE_LLM_BASE_URL", base.as_str()),
+            ("FUSE_LLM_MODEL", "chat-model"),
+        ],
+    );
+    let wf: Value =
+        serde_json::from_str(&std::fs::read_to_string(template("chat-webhook.json")).unwrap())
+            .unwrap();
+    let (status, body) = daemon.call("POST", "/api/v1/workflows", Some(wf));
+    assert_eq!(status, 201, "{body}");
+    let say = |user: &str, message: &str| -> Value {
+        let (code, body) = crate::daemon::http(
+            "POST",
+            &format!("{}/webhook/chat", daemon.url),
+            None,
+            &[],
+            Some(&json!({"user": user, "message": message})),
+        );
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+    assert_eq!(
+        say("ann", "hi"),
+        json!({"reply": "2 messages; you said hi"})
+    );
+    assert_eq!(
+        say("ann", "again"),
+        json!({"reply": "4 messages; you said again"})
+    );
+    assert_eq!(
+        say("ben", "hello"),
+        json!({"reply": "2 messages; you said hello"})
+    );
+    assert_eq!(model.requests()[0].json()["model"], "chat-model");
+}

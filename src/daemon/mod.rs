@@ -11,7 +11,7 @@ mod api;
 mod compat;
 mod dashboard;
 mod events;
-mod files;
+pub(crate) mod files;
 mod folder;
 mod hooks;
 mod manage;

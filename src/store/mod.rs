@@ -25,6 +25,7 @@ pub mod memory;
 pub mod recorder;
 pub mod schedules;
 pub mod tokens;
+pub mod vectors;
 pub mod workflows;
 
 pub use db::{Db, Sqlite};

@@ -151,12 +151,26 @@ impl Endpoint {
         http: Arc<Http>,
         config: &LlmConfig,
     ) -> Result<Endpoint, NodeError> {
+        Endpoint::resolve_for(ctx, http, config, &config.model, "llm.model")
+    }
+
+    /// Like [`Endpoint::resolve`], with another default model (`setting`
+    /// names where it comes from, for the error when there is none).
+    pub fn resolve_for(
+        ctx: &NodeCtx,
+        http: Arc<Http>,
+        config: &LlmConfig,
+        default_model: &str,
+        setting: &str,
+    ) -> Result<Endpoint, NodeError> {
         let provider = Provider::parse(ctx)?;
         let model = string_input(ctx, &["model"])?
             .filter(|m| !m.is_empty())
-            .or_else(|| Some(config.model.clone()).filter(|m| !m.is_empty()))
+            .or_else(|| Some(default_model.to_string()).filter(|m| !m.is_empty()))
             .ok_or_else(|| {
-                NodeError::input("no model: set the node's `model` input or llm.model in fuse.toml")
+                NodeError::input(format!(
+                    "no model: set the node's `model` input or {setting} in fuse.toml"
+                ))
             })?;
         let credential = match string_input(ctx, &["credential"])? {
             Some(name) => Some(ctx.credential(&name)?),
@@ -326,6 +340,56 @@ impl Endpoint {
                 body
             }
         }
+    }
+
+    /// POSTs JSON to `{base}/{path}` with the endpoint's key and reads a JSON
+    /// reply (embeddings, rerank).
+    pub async fn post_json(
+        &self,
+        ctx: &NodeCtx,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, NodeError> {
+        let url = parse_url(&format!("{}/{path}", self.base))?;
+        let target = target_of(&url);
+        let mut req = self
+            .http
+            .client(10)?
+            .post(url.clone())
+            .timeout(self.timeout)
+            .json(body);
+        match (self.provider, &self.api_key) {
+            (Provider::OpenAi, Some(key)) => req = req.bearer_auth(key),
+            (Provider::Anthropic, Some(key)) => req = req.header("x-api-key", key),
+            _ => {}
+        }
+        let response = self.http.execute(ctx, &target, None, req).await?;
+        let status = response.status().as_u16();
+        let wait = retry_after(response.headers());
+        let bytes = self
+            .http
+            .read_body(ctx, &target, response, MAX_REPLY)
+            .await?;
+        if status >= 400 {
+            let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+            let mut err = NodeError::new(
+                ErrorKind::Http { status },
+                format!("{url} answered {status}: {}", excerpt.trim()),
+            )
+            .retryable(status >= 500 || status == 429);
+            err.retry_after = wait;
+            return Err(err);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            NodeError::new(
+                ErrorKind::Other,
+                format!(
+                    "{url} did not answer JSON ({e}): {}",
+                    excerpt(&String::from_utf8_lossy(&bytes))
+                ),
+            )
+            .retryable(false)
+        })
     }
 
     pub fn url(&self) -> Result<reqwest::Url, NodeError> {

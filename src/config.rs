@@ -400,6 +400,9 @@ rate_limit = 0
 base_url = "{llm_base}"
 # Model used when a node names none.
 model = ""
+# Embedding model of llm.embed and vector.query when a node names none
+# (e.g. "nomic-embed-text" on Ollama).
+embed_model = ""
 # Environment variable that holds the API key (the key itself never goes here).
 api_key_env = "{api_key_env}"
 # Cache responses by a hash of the request, so re-runs are free and deterministic.

@@ -1036,3 +1036,97 @@ fn the_chat_webhook_template_answers_each_user_with_their_own_memory() {
     );
     assert_eq!(model.requests()[0].json()["model"], "chat-model");
 }
+
+#[test]
+fn memory_summarises_turns_that_leave_the_window() {
+    let home = TestHome::initialized();
+    let model = TestServer::start(|req, _| {
+        let body = req.json();
+        let msgs = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = msgs.last().unwrap()["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if last.starts_with("Summarise this conversation") {
+            // Folds the summary so far and the user turns, as a model would.
+            let said: Vec<&str> = last
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("Summary so far: the user said ")
+                        .or_else(|| l.strip_prefix("user: "))
+                })
+                .collect();
+            return Reply::json(
+                200,
+                answer(&format!("the user said {}", said.join(" and "))),
+            );
+        }
+        let summary = msgs
+            .iter()
+            .filter_map(|m| m["content"].as_str())
+            .find(|c| c.starts_with("Summary of the earlier conversation"))
+            .unwrap_or("none");
+        Reply::json(200, answer(&format!("{} messages; {summary}", msgs.len())))
+    });
+    let wf = home.write(
+        "chat.json",
+        &json!({"name": "chat", "params": [{"name": "message", "type": "string"}],
+                "nodes": [{"id": "chat", "type": "llm.chat", "data": {"inputs": {
+                    "base_url": model.url("/v1"), "model": "m", "prompt": "{{ trigger.message }}",
+                    "memory": {"session": "s1", "window": 2, "summarize": true}}}}]}),
+    );
+    let say = |message: &str| -> String {
+        let out = crate::helper::stdout_of(
+            home.cmd()
+                .arg("run")
+                .arg(&wf)
+                .args(["--input", &format!("message={message}")]),
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(say("red"), "1 messages; none");
+    // The second exchange pushes the first out of the window of 2: it is summarised.
+    assert_eq!(say("green"), "3 messages; none");
+    assert_eq!(
+        say("blue"),
+        "4 messages; Summary of the earlier conversation: the user said red"
+    );
+    let shown: Value = serde_json::from_str(&crate::helper::stdout_of(
+        home.cmd().args(["memory", "show", "s1", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(shown["summary"], "the user said red and green");
+    assert_eq!(shown["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(shown["messages"][0]["content"], "blue");
+}
+
+#[test]
+fn a_cached_agent_replays_its_turns_without_the_model() {
+    let home = TestHome::initialized();
+    let model = scripted(vec![
+        calls(&[("c1", "upper", json!({"data": "once"}))]),
+        answer("ONCE"),
+    ]);
+    let wf = home.write(
+        "agent.json",
+        &agent(
+            &model,
+            json!({"prompt": "shout once", "cache": true,
+                   "tools": [{"node": "transform.jq", "name": "upper", "inputs": {"filter": "ascii_upcase"}}]}),
+        ),
+    );
+    let (ok, first) = run_json(&home, &wf);
+    assert!(ok, "{first}");
+    assert_eq!(model.requests().len(), 2);
+    let (ok, second) = run_json(&home, &wf);
+    assert!(ok, "{second}");
+    // Both turns came from the cache; the tool still ran.
+    assert_eq!(model.requests().len(), 2);
+    assert_eq!(second["nodes"]["agent"]["output"]["text"], "ONCE");
+    assert_eq!(second["nodes"]["agent"]["output"]["tool_calls"], 1);
+    let steps = last_run(&home)["steps"].as_array().unwrap().clone();
+    assert_eq!(steps[1]["output"], "ONCE");
+}

@@ -443,6 +443,8 @@ pub struct MemorySessions {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MemoryTranscript {
     pub session: String,
+    /// What the turns older than the window said (`memory.summarize`).
+    pub summary: Option<String>,
     pub messages: Vec<MemoryMessage>,
 }
 

@@ -74,9 +74,19 @@ pub fn run(globals: &Globals, command: MemoryCommand) -> anyhow::Result<ExitCode
                     "there is no memory session {session:?}; `fuse memory list` shows them"
                 )));
             };
+            let summary = store.memory_summary(&session)?;
             if json {
-                outln!("{}", serde_json::to_string_pretty(&messages)?);
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"session": session, "summary": summary, "messages": messages})
+                    )?
+                );
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(s) = summary {
+                outln!("summary of earlier turns:");
+                outln!("  {s}");
             }
             for m in messages {
                 outln!("{} {}:", super::runs::local_time_ms(m.created_at), m.role);

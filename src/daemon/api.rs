@@ -555,12 +555,19 @@ async fn dispatch(
         Op::GetMemory => {
             let session = param(0).to_string();
             let wanted = session.clone();
-            match state.db(move |db| db.memory_messages(&wanted)).await {
-                Ok(Some(messages)) => ok(
+            match state
+                .db(move |db| Ok((db.memory_messages(&wanted)?, db.memory_summary(&wanted)?)))
+                .await
+            {
+                Ok((Some(messages), summary)) => ok(
                     StatusCode::OK,
-                    &types::MemoryTranscript { session, messages },
+                    &types::MemoryTranscript {
+                        session,
+                        summary,
+                        messages,
+                    },
                 ),
-                Ok(None) => no_memory(&session),
+                Ok((None, _)) => no_memory(&session),
                 Err(e) => store_error(&e),
             }
         }

@@ -62,6 +62,8 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
     fn memory_messages(&self, session: &str) -> Result<Option<Vec<MemoryMessage>>>;
     /// Forgets a session: the number of messages removed.
     fn memory_clear(&self, session: &str) -> Result<usize>;
+    /// The summary of a session's older turns (`memory.summarize`).
+    fn memory_summary(&self, session: &str) -> Result<Option<String>>;
     /// A run with the definition it ran (to run it again), if still stored.
     fn run_with_definition(&self, id: &str) -> Result<(RunDetail, Option<String>)> {
         let detail = self.get_run(id)?;
@@ -204,6 +206,9 @@ impl Db for Sqlite {
     }
     fn memory_clear(&self, session: &str) -> Result<usize> {
         self.write(|s| s.memory_clear(Some(session)))
+    }
+    fn memory_summary(&self, session: &str) -> Result<Option<String>> {
+        self.read(|s| s.memory_summary(session))
     }
     fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
         self.read(|s| s.unfinished_runs())

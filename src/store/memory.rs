@@ -2,7 +2,7 @@
 //! oldest first, with an estimate of their tokens so a window can be cut by
 //! tokens as well as by messages.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
@@ -104,7 +104,10 @@ impl Store {
             path: path.clone(),
             cause,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         for (role, content) in messages {
             tx.prepare_cached(
                 "INSERT INTO memory_messages (session, role, content, tokens, created_at)
@@ -168,10 +171,61 @@ impl Store {
         let done = match session {
             Some(s) => self
                 .conn
-                .execute("DELETE FROM memory_messages WHERE session = ?1", [s]),
-            None => self.conn.execute("DELETE FROM memory_messages", []),
+                .execute("DELETE FROM memory_summaries WHERE session = ?1", [s])
+                .and_then(|_| {
+                    self.conn
+                        .execute("DELETE FROM memory_messages WHERE session = ?1", [s])
+                }),
+            None => self
+                .conn
+                .execute("DELETE FROM memory_summaries", [])
+                .and_then(|_| self.conn.execute("DELETE FROM memory_messages", [])),
         };
         done.map_err(|e| self.db_err("clearing memory", e))
+    }
+
+    /// The summary of a session's older turns, if one was made.
+    pub fn memory_summary(&self, session: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT content FROM memory_summaries WHERE session = ?1",
+                [session],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err("reading memory", e))
+    }
+
+    /// Replaces the messages up to `through_id` with a summary, in one transaction.
+    pub fn memory_summarize(
+        &mut self,
+        session: &str,
+        through_id: i64,
+        summary: &str,
+    ) -> Result<()> {
+        let now = crate::engine::events::now_ms();
+        let path = self.path.clone();
+        let err = |cause| Error::Database {
+            action: "writing memory",
+            path: path.clone(),
+            cause,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO memory_summaries (session, content, tokens, updated_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![session, summary, estimate_tokens(summary), now],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "DELETE FROM memory_messages WHERE session = ?1 AND id <= ?2",
+            params![session, through_id],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 }
 

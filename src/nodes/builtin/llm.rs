@@ -161,17 +161,18 @@ async fn chat(
             .iter()
             .take_while(|m| m["role"] == "system")
             .count();
-        let past: Vec<Value> = memory
-            .load(spec)
-            .await?
+        let remembered = memory.load(spec).await?;
+        let mut past: Vec<Value> = remembered
+            .summary_text()
+            .map(|s| json!({"role": "system", "content": s}))
             .into_iter()
-            .map(|m| match m {
-                Msg::User(text) => json!({"role": "user", "content": text}),
-                Msg::Assistant { text, .. } => json!({"role": "assistant", "content": text}),
-                Msg::Tool { .. } => Value::Null,
-            })
-            .filter(|m| !m.is_null())
             .collect();
+        past.extend(remembered.messages.into_iter().map(|m| match m {
+            Msg::User(text) => json!({"role": "user", "content": text}),
+            Msg::Assistant { text, .. } => json!({"role": "assistant", "content": text}),
+            Msg::Tool { .. } => Value::Null,
+        }));
+        past.retain(|m| !m.is_null());
         messages.splice(at..at, past);
     }
     let stream = match input(&ctx, &["stream", "enable_streaming"]) {
@@ -325,6 +326,10 @@ async fn chat(
         memory
             .save(spec, &asked, output["text"].as_str().unwrap_or_default())
             .await?;
+        if spec.summarize {
+            let endpoint = Endpoint::resolve(&ctx, http.clone(), &config)?;
+            memory.compact(spec, &ctx, &endpoint).await;
+        }
     }
     // The cache is a file in the home: no secret may reach it either.
     ctx.mask_value(&mut output);
@@ -333,7 +338,7 @@ async fn chat(
 }
 
 /// Where the reply to `body` is cached, when caching is on and there is a home.
-fn cache_file(
+pub(super) fn cache_file(
     ctx: &NodeCtx,
     cache_dir: Option<&std::path::Path>,
     default: bool,
@@ -362,7 +367,7 @@ fn cache_file(
 }
 
 /// A cached reply, marked `cached: true`.
-async fn cache_read(ctx: &NodeCtx, file: Option<&std::path::Path>) -> Option<Value> {
+pub(super) async fn cache_read(ctx: &NodeCtx, file: Option<&std::path::Path>) -> Option<Value> {
     let text = tokio::fs::read_to_string(file?).await.ok()?;
     let mut cached = serde_json::from_str::<Value>(&text).ok()?;
     cached["cached"] = json!(true);
@@ -371,7 +376,7 @@ async fn cache_read(ctx: &NodeCtx, file: Option<&std::path::Path>) -> Option<Val
 }
 
 /// Stores a reply (already masked) in the cache; a failure is logged.
-async fn cache_write(ctx: &NodeCtx, file: Option<&std::path::Path>, output: &Value) {
+pub(super) async fn cache_write(ctx: &NodeCtx, file: Option<&std::path::Path>, output: &Value) {
     let Some(file) = file else { return };
     let stored = async {
         if let Some(dir) = file.parent() {
@@ -456,7 +461,10 @@ async fn anthropic_chat(
     };
     if let Some(spec) = &remember {
         let past = memory.load(spec).await?;
-        msgs.splice(0..0, past);
+        if let Some(summary) = past.summary_text() {
+            system.push(summary);
+        }
+        msgs.splice(0..0, past.messages);
     }
     let json_mode = ctx.bool_or("json", false)?;
     if json_mode {
@@ -497,6 +505,7 @@ async fn anthropic_chat(
     );
     if let Some(spec) = &remember {
         memory.save(spec, &asked, &turn.text).await?;
+        memory.compact(spec, &ctx, &endpoint).await;
     }
     ctx.mask_value(&mut output);
     cache_write(&ctx, cache_file.as_deref(), &output).await;

@@ -33,7 +33,12 @@ pub fn all(settings: &super::Settings) -> Vec<Arc<dyn Node>> {
         settings.cache_dir.clone(),
         memory.clone(),
     ));
-    nodes.push(ai::agent::node(http.clone(), settings.llm.clone(), memory));
+    nodes.push(ai::agent::node(
+        http.clone(),
+        settings.llm.clone(),
+        memory,
+        settings.cache_dir.clone(),
+    ));
     nodes.extend(ai::nodes(ai::Env {
         http,
         config: settings.llm.clone(),

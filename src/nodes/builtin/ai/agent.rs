@@ -29,9 +29,15 @@ struct Agent {
     http: Arc<Http>,
     config: LlmConfig,
     memory: Memory,
+    cache_dir: Option<PathBuf>,
 }
 
-pub(crate) fn node(http: Arc<Http>, config: LlmConfig, memory: Memory) -> Arc<dyn Node> {
+pub(crate) fn node(
+    http: Arc<Http>,
+    config: LlmConfig,
+    memory: Memory,
+    cache_dir: Option<PathBuf>,
+) -> Arc<dyn Node> {
     let spec = NodeSpec {
         type_name: "llm.agent".into(),
         description: "An agent: asks the model, runs the tools it calls (fuse node types and workflows), hands their results back, until it answers; outputs {text, steps, usage, model}.".into(),
@@ -53,6 +59,7 @@ pub(crate) fn node(http: Arc<Http>, config: LlmConfig, memory: Memory) -> Arc<dy
             InputSpec::optional("api_key", "string", "API key (default: the credential, else OPENAI_API_KEY / ANTHROPIC_API_KEY)").with_aliases(&["apiKey"]),
             InputSpec::optional("credential", "string", "name of a stored openai, anthropic or bearer credential"),
             InputSpec::optional("timeout", "duration", "limit of one model request (default llm.timeout)"),
+            InputSpec::optional("cache", "boolean", "reuse a stored reply for an identical turn (default llm.cache)"),
         ],
         output: super::super::object_schema(&[("text", "string"), ("steps", "array"), ("usage", "object"), ("model", "string"), ("turns", "integer"), ("tool_calls", "integer")]),
         handles: Handles::Default,
@@ -64,6 +71,7 @@ pub(crate) fn node(http: Arc<Http>, config: LlmConfig, memory: Memory) -> Arc<dy
         http,
         config,
         memory,
+        cache_dir,
     })
 }
 
@@ -131,8 +139,18 @@ async fn run(agent: &Agent, ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         })?,
     };
     let memory = MemorySpec::parse(&ctx)?;
+    let mut system = system;
     let mut msgs: Vec<Msg> = match &memory {
-        Some(spec) => agent.memory.load(spec).await?,
+        Some(spec) => {
+            let past = agent.memory.load(spec).await?;
+            if let Some(summary) = past.summary_text() {
+                system = Some(match system {
+                    Some(s) => format!("{s}\n\n{summary}"),
+                    None => summary,
+                });
+            }
+            past.messages
+        }
         None => Vec::new(),
     };
     let remembered = msgs.len();
@@ -149,7 +167,31 @@ async fn run(agent: &Agent, ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         // conversation again.
         let step_input = json!({"turn": turn_no, "messages": msgs.len(), "new": describe(&msgs[sent..]), "tools": defs.len()});
         sent = msgs.len();
-        let turn = match endpoint.send(&ctx, &body).await {
+        let url = endpoint.url()?;
+        let cache_file = super::super::llm::cache_file(
+            &ctx,
+            agent.cache_dir.as_deref(),
+            agent.config.cache,
+            &url,
+            &body,
+        )?;
+        let cached = match super::super::llm::cache_read(&ctx, cache_file.as_deref()).await {
+            Some(v) => turn_of(&v),
+            None => None,
+        };
+        let sent_turn = match cached {
+            Some(turn) => Ok(turn),
+            None => match endpoint.send(&ctx, &body).await {
+                Ok(turn) => {
+                    let mut stored = turn_json(&turn);
+                    ctx.mask_value(&mut stored);
+                    super::super::llm::cache_write(&ctx, cache_file.as_deref(), &stored).await;
+                    Ok(turn)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let turn = match sent_turn {
             Ok(turn) => turn,
             Err(e) => {
                 ctx.step(Step {
@@ -193,6 +235,7 @@ async fn run(agent: &Agent, ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
         if turn.calls.is_empty() {
             if let Some(spec) = &memory {
                 agent.memory.save(spec, &prompt, &turn.text).await?;
+                agent.memory.compact(spec, &ctx, &endpoint).await;
             }
             ctx.log(
                 LogLevel::Info,
@@ -666,6 +709,41 @@ fn describe(msgs: &[Msg]) -> Value {
 }
 
 fn turn_json(turn: &Turn) -> Value {
-    json!({"text": turn.text, "stop": turn.stop, "usage": turn.usage.to_json(),
+    json!({"text": turn.text, "stop": turn.stop, "usage": turn.usage.to_json(), "model": turn.model,
            "tool_calls": turn.calls.iter().map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments})).collect::<Vec<_>>()})
+}
+
+/// A turn back from its cached JSON (`None` when the entry is not one).
+fn turn_of(v: &Value) -> Option<Turn> {
+    let count = |k: &str| {
+        v.pointer(&format!("/usage/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let calls = v
+        .get("tool_calls")?
+        .as_array()?
+        .iter()
+        .map(|c| {
+            Some(ToolCall {
+                id: c.get("id")?.as_str()?.to_string(),
+                name: c.get("name")?.as_str()?.to_string(),
+                arguments: c.get("arguments").cloned().unwrap_or_else(|| json!({})),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Turn {
+        text: v.get("text")?.as_str()?.to_string(),
+        calls,
+        usage: Usage {
+            prompt: count("prompt_tokens"),
+            completion: count("completion_tokens"),
+        },
+        model: v
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        stop: v.get("stop").and_then(Value::as_str).map(str::to_string),
+    })
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::provider::Msg;
-use crate::nodes::{NodeCtx, NodeError, wrong_type};
+use super::provider::{Endpoint, Msg};
+use crate::nodes::{LogLevel, NodeCtx, NodeError, wrong_type};
 use crate::store::Store;
 
 /// Messages of a window when the node says nothing (10 exchanges).
@@ -26,6 +26,25 @@ pub struct MemorySpec {
     pub session: String,
     pub window: usize,
     pub window_tokens: Option<i64>,
+    /// Older turns leaving the window are summarised by the model (kept as
+    /// one summary per session) instead of forgotten.
+    pub summarize: bool,
+}
+
+/// What a session holds for the next call.
+pub struct Remembered {
+    /// The summary of turns older than the window.
+    pub summary: Option<String>,
+    pub messages: Vec<Msg>,
+}
+
+impl Remembered {
+    /// The summary as a system message's text.
+    pub fn summary_text(&self) -> Option<String> {
+        self.summary
+            .as_ref()
+            .map(|s| format!("Summary of the earlier conversation: {s}"))
+    }
 }
 
 impl MemorySpec {
@@ -43,10 +62,10 @@ impl MemorySpec {
         };
         if let Some(k) = spec
             .keys()
-            .find(|k| !["session", "window", "window_tokens"].contains(&k.as_str()))
+            .find(|k| !["session", "window", "window_tokens", "summarize"].contains(&k.as_str()))
         {
             return Err(NodeError::input(format!(
-                "memory has an unknown key {k:?}; it takes session, window (messages) and window_tokens"
+                "memory has an unknown key {k:?}; it takes session, window (messages), window_tokens and summarize"
             )));
         }
         let session = match spec.get("session") {
@@ -73,10 +92,16 @@ impl MemorySpec {
                     wrong_type("memory.window_tokens", "a whole number above 0", v)
                 })? as i64),
             };
+        let summarize = match spec.get("summarize") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(wrong_type("memory.summarize", "true or false", other)),
+        };
         Ok(Some(MemorySpec {
             session,
             window,
             window_tokens,
+            summarize,
         }))
     }
 }
@@ -90,18 +115,21 @@ impl Memory {
         })
     }
 
-    /// The remembered messages of the session's window, oldest first.
-    pub async fn load(&self, spec: &MemorySpec) -> Result<Vec<Msg>, NodeError> {
-        if spec.window == 0 {
-            return Ok(Vec::new());
-        }
+    /// The session's summary and the messages of its window, oldest first.
+    pub async fn load(&self, spec: &MemorySpec) -> Result<Remembered, NodeError> {
         let path = self.path()?;
         let spec = spec.clone();
-        let rows = blocking(move || {
-            Store::open_reader(&path)?.memory_window(&spec.session, spec.window, spec.window_tokens)
+        let (summary, rows) = blocking(move || {
+            let store = Store::open_reader(&path)?;
+            let rows = if spec.window == 0 {
+                Vec::new()
+            } else {
+                store.memory_window(&spec.session, spec.window, spec.window_tokens)?
+            };
+            Ok((store.memory_summary(&spec.session)?, rows))
         })
         .await?;
-        Ok(rows
+        let messages = rows
             .into_iter()
             .map(|m| {
                 if m.role == "user" {
@@ -113,7 +141,95 @@ impl Memory {
                     }
                 }
             })
-            .collect())
+            .collect();
+        Ok(Remembered { summary, messages })
+    }
+
+    /// With `summarize`, folds the turns that have left the window (and the
+    /// summary so far) into a new summary written by the model. A failure is
+    /// logged and leaves the messages as they were (the window still bounds
+    /// what is sent).
+    pub async fn compact(&self, spec: &MemorySpec, ctx: &NodeCtx, endpoint: &Endpoint) {
+        if !spec.summarize {
+            return;
+        }
+        if let Err(e) = self.try_compact(spec, ctx, endpoint).await {
+            ctx.log(
+                LogLevel::Warn,
+                format!(
+                    "memory {:?}: the older turns could not be summarised: {}",
+                    spec.session, e.message
+                ),
+            );
+        }
+    }
+
+    async fn try_compact(
+        &self,
+        spec: &MemorySpec,
+        ctx: &NodeCtx,
+        endpoint: &Endpoint,
+    ) -> Result<(), NodeError> {
+        let path = self.path()?;
+        let session = spec.session.clone();
+        let (summary, rows) = blocking(move || {
+            let store = Store::open_reader(&path)?;
+            Ok((
+                store.memory_summary(&session)?,
+                store.memory_messages(&session)?.unwrap_or_default(),
+            ))
+        })
+        .await?;
+        if rows.len() <= spec.window {
+            return Ok(());
+        }
+        // The window starts at a user message; everything before it is folded.
+        let mut cut = rows.len() - spec.window;
+        while cut < rows.len() && rows[cut].role != "user" {
+            cut += 1;
+        }
+        if cut == 0 {
+            return Ok(());
+        }
+        let older = &rows[..cut];
+        let mut text = String::new();
+        if let Some(s) = &summary {
+            text.push_str(&format!("Summary so far: {s}\n\n"));
+        }
+        for m in older {
+            text.push_str(&format!("{}: {}\n", m.role, m.content));
+        }
+        let prompt = format!(
+            "Summarise this conversation in a few sentences for your own later reference. \
+             Keep names, facts, numbers and decisions; leave out pleasantries.\n\n{text}"
+        );
+        // Not streamed: the summary is not part of the node's visible answer.
+        let mut endpoint = endpoint.clone();
+        endpoint.stream = false;
+        let body = endpoint.body(None, &[Msg::User(prompt)], &[]);
+        let turn = endpoint.send(ctx, &body).await?;
+        let new_summary = turn.text.trim().to_string();
+        if new_summary.is_empty() {
+            return Err(NodeError::other("the model gave an empty summary"));
+        }
+        let (path, session, through) = (
+            self.path()?,
+            spec.session.clone(),
+            older[older.len() - 1].id,
+        );
+        blocking(move || {
+            Store::open_reader(&path)?.memory_summarize(&session, through, &new_summary)
+        })
+        .await?;
+        ctx.log(
+            LogLevel::Info,
+            format!(
+                "memory {:?}: {} older message(s) summarised",
+                spec.session,
+                older.len()
+            ),
+        );
+        Ok(())
     }
 
     /// Adds an exchange to the session.

@@ -118,6 +118,7 @@ pub struct Turn {
 
 /// Where and how to send turns: resolved once per node attempt from its
 /// inputs, its credential, and `[llm]` in fuse.toml.
+#[derive(Clone)]
 pub struct Endpoint {
     pub provider: Provider,
     pub http: Arc<Http>,

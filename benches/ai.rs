@@ -36,7 +36,9 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
 
 /// A deterministic pseudo-random unit vector.
 fn vector(seed: u64, dims: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut v: Vec<f32> = (0..dims)
         .map(|_| {
             x ^= x << 13;
@@ -83,7 +85,11 @@ fn main() {
         db_path: Some(db.clone()),
         ..Settings::default()
     };
-    let engine = Engine::new(Registry::with_settings(&settings), Arc::new(NullObserver), 16);
+    let engine = Engine::new(
+        Registry::with_settings(&settings),
+        Arc::new(NullObserver),
+        16,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -119,12 +125,18 @@ fn main() {
             .collect();
         store.vector_upsert("big", &items).expect("upsert");
     }
-    println!("filled {count} × {dims} in {:.1} s (store, batches of 10,000)", fill.elapsed().as_secs_f64());
+    println!(
+        "filled {count} × {dims} in {:.1} s (store, batches of 10,000)",
+        fill.elapsed().as_secs_f64()
+    );
     let query = vector(7, dims);
     let wf = json!({"nodes": [{"id": "q", "type": "vector.query", "data": {"inputs": {
         "collection": "big", "embedding": query, "top_k": 10}}}]});
     let (cold, out) = run(&engine, &rt, &wf);
-    assert_eq!(out["matches"][0]["id"], "v7", "the query vector finds itself");
+    assert_eq!(
+        out["matches"][0]["id"], "v7",
+        "the query vector finds itself"
+    );
     let warm = best(repeat, || run(&engine, &rt, &wf).0);
     let filtered_wf = json!({"nodes": [{"id": "q", "type": "vector.query", "data": {"inputs": {
         "collection": "big", "embedding": query, "top_k": 10, "filter": {"group": 3}}}}]});

@@ -1130,3 +1130,47 @@ fn a_cached_agent_replays_its_turns_without_the_model() {
     let steps = last_run(&home)["steps"].as_array().unwrap().clone();
     assert_eq!(steps[1]["output"], "ONCE");
 }
+
+#[test]
+fn in_chromium_the_run_page_shows_an_agents_steps() {
+    use crate::browser::Browser;
+    let home = TestHome::initialized();
+    let model = scripted(vec![
+        calls(&[("c1", "upper", json!({"data": "page"}))]),
+        answer("PAGE"),
+    ]);
+    let mut wf = agent(
+        &model,
+        json!({"prompt": "shout page",
+               "tools": [{"node": "transform.jq", "name": "upper", "inputs": {"filter": "ascii_upcase"}}]}),
+    );
+    wf["name"] = json!("shouter");
+    let daemon = crate::daemon::start(&home);
+    assert_eq!(daemon.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (_, started) = daemon.call("POST", "/api/v1/workflows/shouter/run", Some(json!({})));
+    let id = started["run_id"].as_str().unwrap().to_string();
+    daemon.wait_status(&id, "succeeded");
+
+    let browser = Browser::start();
+    browser.goto(&crate::dashboard::link(&daemon));
+    browser.goto(&format!("{}/runs/{id}", daemon.url));
+    let rows = browser.run(
+        "return [...document.querySelectorAll('#steps tbody tr')].map(r => [...r.cells].slice(0, 5).map(c => c.textContent.trim()));",
+        json!([]),
+    );
+    assert_eq!(
+        rows,
+        json!([
+            ["agent", "1", "model", "agent-model", "succeeded"],
+            ["agent", "2", "tool", "upper", "succeeded"],
+            ["agent", "3", "model", "agent-model", "succeeded"]
+        ])
+    );
+    // A step's data opens in place.
+    let output = browser.run(
+        "const d = document.querySelectorAll('#steps tbody tr')[1].querySelectorAll('details')[1];
+         d.open = true; return d.querySelector('pre').textContent;",
+        json!([]),
+    );
+    assert_eq!(output, json!("\"PAGE\""));
+}

@@ -71,7 +71,7 @@ fn cookie(id: &str) -> (&'static str, String) {
 }
 
 /// A new sign-in link from `fuse dashboard --json`.
-fn link(d: &Daemon<'_>) -> String {
+pub(crate) fn link(d: &Daemon<'_>) -> String {
     let out =
         crate::helper::stdout_of(d.home.cmd().args(["dashboard", "--json", "--skip-browser"]));
     let answer: Value = serde_json::from_str(&out).unwrap();

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// One remembered message.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -98,16 +98,8 @@ impl Store {
     /// Adds messages to a session, in order, in one transaction.
     pub fn memory_append(&mut self, session: &str, messages: &[(&str, &str)]) -> Result<()> {
         let now = crate::engine::events::now_ms();
-        let path = self.path.clone();
-        let err = |cause| Error::Database {
-            action: "writing memory",
-            path: path.clone(),
-            cause,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, err) = self.write_tx("writing memory")?;
+        let err = |e| err.of(e);
         for (role, content) in messages {
             tx.prepare_cached(
                 "INSERT INTO memory_messages (session, role, content, tokens, created_at)
@@ -204,16 +196,8 @@ impl Store {
         summary: &str,
     ) -> Result<()> {
         let now = crate::engine::events::now_ms();
-        let path = self.path.clone();
-        let err = |cause| Error::Database {
-            action: "writing memory",
-            path: path.clone(),
-            cause,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, err) = self.write_tx("writing memory")?;
+        let err = |e| err.of(e);
         tx.execute(
             "INSERT OR REPLACE INTO memory_summaries (session, content, tokens, updated_at)
              VALUES (?1, ?2, ?3, ?4)",

@@ -170,11 +170,45 @@ impl Store {
             .map_err(|source| self.db_err("writing meta", source))
     }
 
+    /// A write transaction that takes the write lock at once (so a read
+    /// inside it never meets SQLITE_BUSY_SNAPSHOT beside another writer), and
+    /// what turns its errors into [`Error::Database`] for `action`.
+    pub(crate) fn write_tx(
+        &mut self,
+        action: &'static str,
+    ) -> Result<(rusqlite::Transaction<'_>, DbErr)> {
+        let err = DbErr {
+            action,
+            path: self.path.clone(),
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| err.of(e))?;
+        Ok((tx, err))
+    }
+
     pub(crate) fn db_err(&self, action: &'static str, source: rusqlite::Error) -> Error {
         Error::Database {
             action,
             path: self.path.clone(),
             cause: source,
+        }
+    }
+}
+
+/// Turns SQLite errors of one action into [`Error::Database`].
+pub(crate) struct DbErr {
+    action: &'static str,
+    path: PathBuf,
+}
+
+impl DbErr {
+    pub(crate) fn of(&self, cause: rusqlite::Error) -> Error {
+        Error::Database {
+            action: self.action,
+            path: self.path.clone(),
+            cause,
         }
     }
 }

@@ -85,16 +85,8 @@ impl Store {
             )));
         }
         let now = crate::engine::events::now_ms();
-        let path = self.path.clone();
-        let err = |cause| Error::Database {
-            action: "writing vectors",
-            path: path.clone(),
-            cause,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, err) = self.write_tx("writing vectors")?;
+        let err = |e| err.of(e);
         let existing: Option<i64> = tx
             .query_row(
                 "SELECT dims FROM vector_collections WHERE name = ?1",
@@ -242,16 +234,8 @@ impl Store {
     /// Deletes items by id, or the whole collection with `None`: the items removed.
     pub fn vector_delete(&mut self, collection: &str, ids: Option<&[String]>) -> Result<usize> {
         let now = crate::engine::events::now_ms();
-        let path = self.path.clone();
-        let err = |cause| Error::Database {
-            action: "deleting vectors",
-            path: path.clone(),
-            cause,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, err) = self.write_tx("deleting vectors")?;
+        let err = |e| err.of(e);
         let removed = match ids {
             None => {
                 let n = tx
@@ -332,16 +316,8 @@ impl Store {
 
     pub fn embedding_cache_put(&mut self, entries: &[(String, Vec<f32>)]) -> Result<()> {
         let now = crate::engine::events::now_ms();
-        let path = self.path.clone();
-        let err = |cause| Error::Database {
-            action: "writing the embedding cache",
-            path: path.clone(),
-            cause,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let (tx, err) = self.write_tx("writing the embedding cache")?;
+        let err = |e| err.of(e);
         {
             let mut stmt = tx
                 .prepare_cached(

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::ai::memory::{Memory, MemorySpec};
-use super::ai::provider::{Endpoint, Msg, Provider};
+use super::ai::provider::{Endpoint, Msg, Provider, excerpt};
 use super::http::{Http, parse_url, target_of};
 use super::{InputSpec, Node, boxed, object_schema};
 use crate::config::LlmConfig;
@@ -282,7 +282,20 @@ async fn chat(
         return Err(err);
     }
     let mut output = if stream {
-        read_stream(&http, &ctx, &target, response).await?
+        let (turn, events) =
+            super::ai::provider::read_openai_stream(&http, &ctx, &target, response).await?;
+        // No usage in the stream (a server that ignores stream_options): none counted.
+        let usage = if turn.usage.total() == 0 {
+            json!({})
+        } else {
+            turn.usage.to_json()
+        };
+        let model = if turn.model.is_empty() {
+            json!(model)
+        } else {
+            json!(turn.model)
+        };
+        json!({"text": turn.text, "usage": usage, "model": model, "raw": {"streamed_events": events}})
     } else {
         let bytes = http.read_body(&ctx, &target, response, MAX_REPLY).await?;
         let raw: Value = serde_json::from_slice(&bytes)
@@ -510,100 +523,6 @@ async fn anthropic_chat(
     ctx.mask_value(&mut output);
     cache_write(&ctx, cache_file.as_deref(), &output).await;
     Ok(NodeOutput::new(output))
-}
-
-/// Assembles a server-sent-events reply, logging each finished line of text.
-async fn read_stream(
-    http: &Http,
-    ctx: &NodeCtx,
-    target: &str,
-    mut response: reqwest::Response,
-) -> Result<Value, NodeError> {
-    let mut pending = String::new();
-    let mut text = String::new();
-    let mut line_start = 0;
-    let mut usage = json!({});
-    let mut model = Value::Null;
-    let mut chunks = 0usize;
-    let mut received = 0u64;
-    let mut done = false;
-    while !done {
-        let chunk = match response.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => {
-                http.failed(ctx, target);
-                return Err(NodeError::new(
-                    ErrorKind::Network,
-                    format!("the LLM stream broke off: {e}"),
-                ));
-            }
-        };
-        received += chunk.len() as u64;
-        if received > MAX_REPLY {
-            return Err(NodeError::other(format!(
-                "the streamed reply is larger than {MAX_REPLY} bytes"
-            )));
-        }
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(nl) = pending.find('\n') {
-            let line: String = pending.drain(..=nl).collect();
-            let line = line.trim();
-            let Some(data) = line.strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim();
-            if data == "[DONE]" {
-                done = true;
-                break;
-            }
-            let event: Value = serde_json::from_str(data)
-                .map_err(|e| malformed(data, &format!("a stream event is not JSON ({e})")))?;
-            if let Some(err) = event.get("error") {
-                return Err(NodeError::other(format!(
-                    "the LLM endpoint reported an error mid-stream: {err}"
-                )));
-            }
-            chunks += 1;
-            if let Some(u) = event.get("usage").filter(|u| u.is_object()) {
-                usage = u.clone();
-            }
-            if let Some(m) = event.get("model") {
-                model = m.clone();
-            }
-            if let Some(delta) = event
-                .pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-            {
-                text.push_str(delta);
-                while let Some(i) = text[line_start..].find('\n') {
-                    ctx.log(LogLevel::Info, text[line_start..line_start + i].to_string());
-                    line_start += i + 1;
-                }
-            } else if event.get("choices").is_none() && event.get("usage").is_none() {
-                return Err(malformed(
-                    data,
-                    "a stream event has neither choices nor usage",
-                ));
-            }
-        }
-    }
-    if !text[line_start..].is_empty() {
-        ctx.log(LogLevel::Info, text[line_start..].to_string());
-    }
-    if chunks == 0 {
-        return Err(malformed(&pending, "the stream carried no events"));
-    }
-    Ok(json!({"text": text, "usage": usage, "model": model, "raw": {"streamed_events": chunks}}))
-}
-
-fn excerpt(s: &str) -> String {
-    let e: String = s.chars().take(200).collect();
-    if s.chars().count() > 200 {
-        format!("{e}…")
-    } else {
-        e
-    }
 }
 
 fn malformed(reply: &str, what: &str) -> NodeError {

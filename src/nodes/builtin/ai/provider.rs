@@ -444,7 +444,7 @@ impl Endpoint {
         }
         if self.stream {
             let mut lines = LineLogger::default();
-            let turn = match self.provider {
+            let (turn, _) = match self.provider {
                 Provider::OpenAi => {
                     read_sse(
                         &self.http,
@@ -543,30 +543,13 @@ impl Endpoint {
                 "the message has neither content nor tool_calls",
             ));
         }
-        let usage = raw.get("usage");
-        let count = |k: &str| {
-            usage
-                .and_then(|u| u.get(k))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-        };
-        Ok(Turn {
+        Ok(self.turn(
+            raw,
             text,
             calls,
-            usage: Usage {
-                prompt: count("prompt_tokens"),
-                completion: count("completion_tokens"),
-            },
-            model: raw
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or(&self.model)
-                .to_string(),
-            stop: raw
-                .pointer("/choices/0/finish_reason")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        })
+            ["prompt_tokens", "completion_tokens"],
+            raw.pointer("/choices/0/finish_reason"),
+        ))
     }
 
     fn anthropic_reply(&self, raw: &Value) -> Result<Turn, NodeError> {
@@ -606,30 +589,44 @@ impl Endpoint {
                 _ => {}
             }
         }
-        let usage = raw.get("usage");
+        Ok(self.turn(
+            raw,
+            text,
+            calls,
+            ["input_tokens", "output_tokens"],
+            raw.get("stop_reason"),
+        ))
+    }
+
+    /// A turn from a reply's parts, its token counts under `keys` of `usage`.
+    fn turn(
+        &self,
+        raw: &Value,
+        text: String,
+        calls: Vec<ToolCall>,
+        keys: [&str; 2],
+        stop: Option<&Value>,
+    ) -> Turn {
         let count = |k: &str| {
-            usage
+            raw.get("usage")
                 .and_then(|u| u.get(k))
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
         };
-        Ok(Turn {
+        Turn {
             text,
             calls,
             usage: Usage {
-                prompt: count("input_tokens"),
-                completion: count("output_tokens"),
+                prompt: count(keys[0]),
+                completion: count(keys[1]),
             },
             model: raw
                 .get("model")
                 .and_then(Value::as_str)
                 .unwrap_or(&self.model)
                 .to_string(),
-            stop: raw
-                .get("stop_reason")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        })
+            stop: stop.and_then(Value::as_str).map(str::to_string),
+        }
     }
 
     pub fn malformed(&self, reply: &str, what: &str) -> NodeError {
@@ -721,7 +718,7 @@ async fn read_sse<S: StreamState>(
     mut response: reqwest::Response,
     mut state: S,
     lines: &mut LineLogger,
-) -> Result<Turn, NodeError> {
+) -> Result<(Turn, usize), NodeError> {
     let mut pending = String::new();
     let mut received = 0u64;
     let mut events = 0usize;
@@ -783,7 +780,30 @@ async fn read_sse<S: StreamState>(
     if events == 0 {
         return Err(malformed(&pending, "the stream carried no events"));
     }
-    state.finish().map_err(|what| malformed("", &what))
+    let turn = state.finish().map_err(|what| malformed("", &what))?;
+    Ok((turn, events))
+}
+
+/// Reads an OpenAI-compatible streamed reply, logging its text line by line
+/// as it arrives: the assembled turn and how many events carried it.
+pub async fn read_openai_stream(
+    http: &Http,
+    ctx: &NodeCtx,
+    target: &str,
+    response: reqwest::Response,
+) -> Result<(Turn, usize), NodeError> {
+    let mut lines = LineLogger::default();
+    let (turn, events) = read_sse(
+        http,
+        ctx,
+        target,
+        response,
+        OpenAiStream::default(),
+        &mut lines,
+    )
+    .await?;
+    lines.finish(ctx, &turn.text);
+    Ok((turn, events))
 }
 
 /// OpenAI-compatible chunks: text deltas, tool-call deltas by index, usage.

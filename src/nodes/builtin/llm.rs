@@ -234,11 +234,8 @@ async fn chat(
     // The cache key covers everything that shapes the reply, never the key.
     let cache_file = cache_file(&ctx, cache_dir.as_deref(), config.cache, &url, &body)?;
     if let Some(cached) = cache_read(&ctx, cache_file.as_deref()).await {
-        if let Some(spec) = &remember {
-            memory
-                .save(spec, &asked, cached["text"].as_str().unwrap_or_default())
-                .await?;
-        }
+        let answer = cached["text"].as_str().unwrap_or_default();
+        memory.keep(remember.as_ref(), &asked, answer).await?;
         return Ok(NodeOutput::new(cached));
     }
 
@@ -262,24 +259,8 @@ async fn chat(
         req = req.bearer_auth(key);
     }
     let response = http.execute(&ctx, &target, None, req).await?;
-    let status = response.status().as_u16();
-    if status >= 400 {
-        let wait = super::http::retry_after(response.headers());
-        let bytes = http
-            .read_body(&ctx, &target, response, MAX_REPLY)
-            .await
-            .unwrap_or_default();
-        let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-        let mut err = NodeError::new(
-            ErrorKind::Http { status },
-            format!(
-                "the LLM endpoint {url} answered {status}: {}",
-                excerpt.trim()
-            ),
-        )
-        .retryable(status >= 500 || status == 429);
-        err.retry_after = wait;
-        return Err(err);
+    if response.status().as_u16() >= 400 {
+        return Err(super::ai::provider::http_error(&http, &ctx, &target, &url, response).await);
     }
     let mut output = if stream {
         let (turn, events) =
@@ -488,11 +469,8 @@ async fn anthropic_chat(
     let url = endpoint.url()?;
     let cache_file = cache_file(&ctx, cache_dir.as_deref(), config.cache, &url, &body)?;
     if let Some(cached) = cache_read(&ctx, cache_file.as_deref()).await {
-        if let Some(spec) = &remember {
-            memory
-                .save(spec, &asked, cached["text"].as_str().unwrap_or_default())
-                .await?;
-        }
+        let answer = cached["text"].as_str().unwrap_or_default();
+        memory.keep(remember.as_ref(), &asked, answer).await?;
         return Ok(NodeOutput::new(cached));
     }
     let turn = endpoint.send(&ctx, &body).await?;

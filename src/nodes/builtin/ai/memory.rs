@@ -232,6 +232,19 @@ impl Memory {
         Ok(())
     }
 
+    /// Adds an exchange to the session, if the node keeps memory.
+    pub async fn keep(
+        &self,
+        spec: Option<&MemorySpec>,
+        user: &str,
+        answer: &str,
+    ) -> Result<(), NodeError> {
+        match spec {
+            Some(spec) => self.save(spec, user, answer).await,
+            None => Ok(()),
+        }
+    }
+
     /// Adds an exchange to the session.
     pub async fn save(&self, spec: &MemorySpec, user: &str, answer: &str) -> Result<(), NodeError> {
         let path = self.path()?;

@@ -343,6 +343,39 @@ impl Endpoint {
         }
     }
 
+    /// POSTs `body` to `url` with the endpoint's key (and Anthropic's
+    /// version header); an answer of 400 or more is an HTTP error (retryable
+    /// for 429 and 5xx, honouring Retry-After).
+    async fn post(
+        &self,
+        ctx: &NodeCtx,
+        url: &reqwest::Url,
+        body: &Value,
+    ) -> Result<(reqwest::Response, String), NodeError> {
+        let target = target_of(url);
+        let mut req = self
+            .http
+            .client(10)?
+            .post(url.clone())
+            .timeout(self.timeout)
+            .json(body);
+        match (self.provider, &self.api_key) {
+            (Provider::OpenAi, Some(key)) => req = req.bearer_auth(key),
+            (Provider::Anthropic, key) => {
+                req = req.header("anthropic-version", ANTHROPIC_VERSION);
+                if let Some(key) = key {
+                    req = req.header("x-api-key", key);
+                }
+            }
+            (Provider::OpenAi, None) => {}
+        }
+        let response = self.http.execute(ctx, &target, None, req).await?;
+        if response.status().as_u16() >= 400 {
+            return Err(http_error(&self.http, ctx, &target, url, response).await);
+        }
+        Ok((response, target))
+    }
+
     /// POSTs JSON to `{base}/{path}` with the endpoint's key and reads a JSON
     /// reply (embeddings, rerank).
     pub async fn post_json(
@@ -352,35 +385,11 @@ impl Endpoint {
         body: &Value,
     ) -> Result<Value, NodeError> {
         let url = parse_url(&format!("{}/{path}", self.base))?;
-        let target = target_of(&url);
-        let mut req = self
-            .http
-            .client(10)?
-            .post(url.clone())
-            .timeout(self.timeout)
-            .json(body);
-        match (self.provider, &self.api_key) {
-            (Provider::OpenAi, Some(key)) => req = req.bearer_auth(key),
-            (Provider::Anthropic, Some(key)) => req = req.header("x-api-key", key),
-            _ => {}
-        }
-        let response = self.http.execute(ctx, &target, None, req).await?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
+        let (response, target) = self.post(ctx, &url, body).await?;
         let bytes = self
             .http
             .read_body(ctx, &target, response, MAX_REPLY)
             .await?;
-        if status >= 400 {
-            let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-            let mut err = NodeError::new(
-                ErrorKind::Http { status },
-                format!("{url} answered {status}: {}", excerpt.trim()),
-            )
-            .retryable(status >= 500 || status == 429);
-            err.retry_after = wait;
-            return Err(err);
-        }
         serde_json::from_slice(&bytes).map_err(|e| {
             NodeError::new(
                 ErrorKind::Other,
@@ -404,44 +413,7 @@ impl Endpoint {
     /// streamed text is logged line by line as it arrives.
     pub async fn send(&self, ctx: &NodeCtx, body: &Value) -> Result<Turn, NodeError> {
         let url = self.url()?;
-        let target = target_of(&url);
-        let mut req = self
-            .http
-            .client(10)?
-            .post(url.clone())
-            .timeout(self.timeout)
-            .json(body);
-        match (self.provider, &self.api_key) {
-            (Provider::OpenAi, Some(key)) => req = req.bearer_auth(key),
-            (Provider::Anthropic, key) => {
-                req = req.header("anthropic-version", ANTHROPIC_VERSION);
-                if let Some(key) = key {
-                    req = req.header("x-api-key", key);
-                }
-            }
-            (Provider::OpenAi, None) => {}
-        }
-        let response = self.http.execute(ctx, &target, None, req).await?;
-        let status = response.status().as_u16();
-        if status >= 400 {
-            let wait = retry_after(response.headers());
-            let bytes = self
-                .http
-                .read_body(ctx, &target, response, MAX_REPLY)
-                .await
-                .unwrap_or_default();
-            let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
-            let mut err = NodeError::new(
-                ErrorKind::Http { status },
-                format!(
-                    "the LLM endpoint {url} answered {status}: {}",
-                    excerpt.trim()
-                ),
-            )
-            .retryable(status >= 500 || status == 429);
-            err.retry_after = wait;
-            return Err(err);
-        }
+        let (response, target) = self.post(ctx, &url, body).await?;
         if self.stream {
             let mut lines = LineLogger::default();
             let (turn, _) = match self.provider {
@@ -643,6 +615,34 @@ impl Endpoint {
         )
         .retryable(false)
     }
+}
+
+/// The error of an answer of 400 or more from an LLM endpoint: its status
+/// and the start of its body; retryable for 429 and 5xx, after Retry-After.
+pub async fn http_error(
+    http: &Http,
+    ctx: &NodeCtx,
+    target: &str,
+    url: &reqwest::Url,
+    response: reqwest::Response,
+) -> NodeError {
+    let status = response.status().as_u16();
+    let wait = retry_after(response.headers());
+    let bytes = http
+        .read_body(ctx, target, response, MAX_REPLY)
+        .await
+        .unwrap_or_default();
+    let excerpt: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+    let mut err = NodeError::new(
+        ErrorKind::Http { status },
+        format!(
+            "the LLM endpoint {url} answered {status}: {}",
+            excerpt.trim()
+        ),
+    )
+    .retryable(status >= 500 || status == 429);
+    err.retry_after = wait;
+    err
 }
 
 /// Tool results of one assistant turn share one user message (Anthropic).

@@ -643,6 +643,12 @@ async fn invoke(ctx: &NodeCtx, tool: &Tool, args: Map<String, Value>) -> Result<
             }
         }
         Target::Workflow { path } => {
+            if ctx.run.depth + 1 > crate::engine::MAX_DEPTH {
+                return Err(json!({"error": format!(
+                    "sub-workflows are nested more than {} deep; does the tool's workflow run this agent again?",
+                    crate::engine::MAX_DEPTH
+                )}));
+            }
             let plan = match ctx.engine().load(path) {
                 Ok(plan) => plan,
                 Err(e) => return Err(json!({"error": e.to_string()})),

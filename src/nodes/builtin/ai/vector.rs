@@ -298,8 +298,10 @@ pub struct Index {
 type Indexes = HashMap<(PathBuf, String), (Arc<Index>, u64)>;
 static INDEXES: LazyLock<Mutex<(Indexes, u64)>> = LazyLock::new(Default::default);
 
-/// Collections kept in memory at once; the least recently used goes first.
+/// Collections kept in memory at once, and the bytes of vectors they may
+/// hold together; past either, the least recently used go first.
 const MAX_INDEXES: usize = 16;
+const MAX_INDEX_BYTES: usize = 1 << 30;
 
 /// The current index of a collection (`None` when it does not exist).
 fn index(path: &std::path::Path, name: &str) -> crate::Result<Option<Arc<Index>>> {
@@ -330,16 +332,19 @@ fn index(path: &std::path::Path, name: &str) -> crate::Result<Option<Arc<Index>>
     });
     if let Ok(mut guard) = INDEXES.lock() {
         let (map, tick) = &mut *guard;
-        if map.len() >= MAX_INDEXES && !map.contains_key(&key) {
+        map.insert(key.clone(), (ix.clone(), *tick));
+        let bytes = |map: &Indexes| map.values().map(|(i, _)| i.data.len() * 4).sum::<usize>();
+        while map.len() > 1 && (map.len() > MAX_INDEXES || bytes(map) > MAX_INDEX_BYTES) {
             let oldest = map
                 .iter()
+                .filter(|(k, _)| **k != key)
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                map.remove(&k);
-            }
+            match oldest {
+                Some(k) => map.remove(&k),
+                None => break,
+            };
         }
-        map.insert(key, (ix.clone(), *tick));
     }
     Ok(Some(ix))
 }

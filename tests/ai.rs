@@ -611,6 +611,27 @@ fn the_daemon_runs_an_agent_and_serves_its_steps_and_memory() {
     assert_eq!(steps.len(), 3, "{run}");
     assert_eq!(steps[1]["kind"], "tool");
     assert_eq!(steps[1]["output"], "HEY");
+    // The steps were live events too (replayed here from the run's buffer).
+    let out = crate::helper::stdout_of(home.cmd().args(["logs", "-f", id, "--json"]));
+    let live: Vec<(String, String)> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "node_step")
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        live,
+        vec![
+            ("model".to_string(), "agent-model".to_string()),
+            ("tool".to_string(), "upper".to_string()),
+            ("model".to_string(), "agent-model".to_string())
+        ]
+    );
 
     let (status, list) = daemon.call("GET", "/api/v1/memory", None);
     assert_eq!(status, 200);

@@ -44,3 +44,5 @@ mod dashboard;
 mod seed;
 // Issue 16: agents, Anthropic, conversation memory.
 mod ai;
+// Issue 17: probes, and the rest of operations.
+mod ops;

@@ -309,6 +309,12 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
+        ["healthz"] if req.method() == Method::GET || req.method() == Method::HEAD => {
+            super::probes::healthz()
+        }
+        ["readyz"] if req.method() == Method::GET || req.method() == Method::HEAD => {
+            super::probes::readyz(&state).await
+        }
         ["webhook", rest @ ..] if !rest.is_empty() => {
             let hook = rest.join("/");
             webhook(&state, hook, req).await
@@ -339,7 +345,7 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
         }
         _ if super::dashboard::owns(&path) => super::dashboard::handle(&state, req).await,
         _ => not_found(
-            "no such route; the dashboard is at /, the API under /api/v1 and webhooks under /webhook/{path}",
+            "no such route; the dashboard is at /, the API under /api/v1, webhooks under /webhook/{path}, probes at /healthz and /readyz",
         ),
     }
 }

@@ -16,6 +16,7 @@ mod folder;
 mod hooks;
 mod manage;
 mod plugins;
+mod probes;
 mod recovery;
 mod routes;
 pub mod scheduler;
@@ -156,6 +157,8 @@ pub(crate) struct State {
     pub queued: Mutex<std::collections::HashSet<String>>,
     /// Cancels every run when the grace period of a stop is over.
     pub runs_cancel: CancellationToken,
+    /// When the scheduler last ticked (Unix ms; 0 before its first tick).
+    pub scheduler_tick: std::sync::atomic::AtomicI64,
 }
 
 impl State {
@@ -341,6 +344,7 @@ pub async fn serve(
         routes: std::sync::RwLock::new(Arc::new(routes::Routes::default())),
         slots: Arc::new(tokio::sync::Semaphore::new(config.daemon.max_runs.max(1))),
         runs_cancel: CancellationToken::new(),
+        scheduler_tick: Default::default(),
     });
     let _ = state.me.set(Arc::downgrade(&state));
     let _ = state.rt.set(tokio::runtime::Handle::current());

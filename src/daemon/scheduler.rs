@@ -15,7 +15,7 @@ use crate::schedule::{Missed, Overlap, Schedule};
 use crate::store::schedules::StoredSchedule;
 
 /// How often due schedules are looked for.
-const TICK: Duration = Duration::from_millis(200);
+pub(super) const TICK: Duration = Duration::from_millis(200);
 
 /// One stored schedule.
 type Row = StoredSchedule;
@@ -285,6 +285,9 @@ pub(super) async fn run(state: Arc<State>) {
     loop {
         tokio::time::sleep(TICK).await;
         let now = Timestamp::now();
+        state
+            .scheduler_tick
+            .store(ms(now), std::sync::atomic::Ordering::Relaxed);
         for row in due(&state, ms(now)).await {
             let Ok(schedule) = schedule_of(&row) else {
                 continue;

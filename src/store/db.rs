@@ -56,6 +56,9 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
     fn get_run(&self, id: &str) -> Result<RunDetail>;
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>>;
 
+    /// Answers when the database can be read (readiness probe).
+    fn ping(&self) -> Result<()>;
+
     // Conversation memory of llm.chat and llm.agent.
     fn memory_sessions(&self) -> Result<Vec<MemorySession>>;
     /// A session's messages, oldest first; `None` when it has none.
@@ -197,6 +200,9 @@ impl Db for Sqlite {
     }
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
         self.read(|s| s.run_logs(id))
+    }
+    fn ping(&self) -> Result<()> {
+        self.read(|s| s.ping())
     }
     fn memory_sessions(&self) -> Result<Vec<MemorySession>> {
         self.read(|s| s.memory_sessions())

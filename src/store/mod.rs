@@ -126,6 +126,21 @@ impl Store {
             .unwrap_or(0)
     }
 
+    /// Whether this connection could write now: takes the write lock and lets
+    /// it go, waiting at most 1.5 s for it (another program holding the lock
+    /// longer keeps every write of the daemon waiting too).
+    pub fn ping(&self) -> Result<()> {
+        let set = |d| {
+            self.conn
+                .busy_timeout(d)
+                .map_err(|e| self.db_err("checking", e))
+        };
+        set(Duration::from_millis(1500))?;
+        let tried = self.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        set(BUSY_TIMEOUT)?;
+        tried.map_err(|e| self.db_err("taking the write lock of", e))
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64> {
         schema_version(&self.conn)

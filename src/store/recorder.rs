@@ -134,6 +134,14 @@ pub struct Recorder {
     thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
     failures: Arc<Mutex<Failures>>,
+    progress: Arc<Progress>,
+}
+
+/// How far the writer is behind: what was sent, what it has handled.
+#[derive(Default)]
+struct Progress {
+    sent: std::sync::atomic::AtomicU64,
+    handled: std::sync::atomic::AtomicU64,
 }
 
 /// Who the writer records for: the daemon (a long life, many runs) or one
@@ -161,6 +169,7 @@ impl Recorder {
     ) -> Result<Recorder> {
         let (tx, rx) = mpsc::channel();
         let failures = Arc::new(Mutex::new(Failures::default()));
+        let progress = Arc::new(Progress::default());
         let checkpointer = match mode {
             Mode::Daemon => Some(Checkpointer::start(store.path())?),
             Mode::OneShot => None,
@@ -204,6 +213,7 @@ impl Recorder {
             failures: failures.clone(),
             mode,
             log,
+            progress: progress.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("fuse-recorder".into())
@@ -214,7 +224,26 @@ impl Recorder {
             thread: Mutex::new(Some(thread)),
             checkpointer: Mutex::new(checkpointer),
             failures,
+            progress,
         })
+    }
+
+    /// Events and writes sent to the writer that it has not handled yet.
+    pub fn backlog(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let handled = self.progress.handled.load(Relaxed);
+        self.progress.sent.load(Relaxed).saturating_sub(handled)
+    }
+
+    fn send(&self, op: Op) {
+        if let Ok(tx) = self.tx.lock()
+            && let Some(tx) = tx.as_ref()
+            && tx.send(op).is_ok()
+        {
+            self.progress
+                .sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Every run whose history could not be written, with the reason. Ask
@@ -296,11 +325,7 @@ impl Recorder {
     /// events sent before it) and resolves to whether it is committed.
     fn write(&self, item: Item) -> tokio::sync::oneshot::Receiver<Committed> {
         let (ack, rx) = tokio::sync::oneshot::channel();
-        if let Ok(tx) = self.tx.lock()
-            && let Some(tx) = tx.as_ref()
-        {
-            let _ = tx.send(Op::Write { item, ack });
-        }
+        self.send(Op::Write { item, ack });
         rx
     }
 
@@ -378,11 +403,7 @@ impl Drop for Recorder {
 
 impl Observer for Recorder {
     fn on_event(&self, event: &Event) {
-        if let Ok(tx) = self.tx.lock()
-            && let Some(tx) = tx.as_ref()
-        {
-            let _ = tx.send(Op::Event(Box::new(event.clone())));
-        }
+        self.send(Op::Event(Box::new(event.clone())));
     }
 }
 
@@ -412,6 +433,7 @@ struct Writer {
     mode: Mode,
     /// One-shot: the write-ahead log to sync at each flush.
     log: Option<Log>,
+    progress: Arc<Progress>,
 }
 
 /// The write-ahead log a one-shot writer syncs.
@@ -459,6 +481,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let ops = batch
+                .iter()
+                .filter(|op| !matches!(op, Op::Flush(_)))
+                .count() as u64;
             let mut acks = Vec::new();
             let mut exec_acks = Vec::new();
             let mut finished = Vec::new();
@@ -477,6 +503,9 @@ impl Writer {
                 })
                 .collect();
             self.commit(items, exec_acks, &mut finished);
+            self.progress
+                .handled
+                .fetch_add(ops, std::sync::atomic::Ordering::Relaxed);
             for run_id in finished {
                 if let Some(meta) = self.runs.remove(&run_id)
                     && meta.top_level

@@ -46,3 +46,88 @@ fn the_probes_answer_without_a_token_and_readiness_follows_the_database() {
     );
     assert_eq!(get("/api/v1/health").0, 401);
 }
+
+#[test]
+fn a_backup_taken_under_load_opens_and_passes_quick_check() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let wf = serde_json::json!({"name": "busy", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "busy"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.body.n }}"}}}}
+    ], "edges": [{"source": "t", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    // Webhook runs keep arriving while the copies are taken.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = format!("{}/webhook/busy", d.url);
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (code, _) = http(
+                    "POST",
+                    &url,
+                    None,
+                    &[],
+                    Some(&serde_json::json!({"n": sent})),
+                );
+                assert_eq!(code, 202);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    crate::daemon::wait_for("runs under way", || {
+        let (_, runs) = d.call("GET", "/api/v1/executions?limit=20", None);
+        (runs["executions"].as_array().map_or(0, Vec::len) >= 20).then_some(())
+    });
+    let mut copies = Vec::new();
+    for i in 0..3 {
+        let file = home.tmp().join(format!("copy-{i}.db"));
+        let out = crate::helper::stdout_of(home.cmd().arg("backup").arg(&file).arg("--json"));
+        let answer: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(answer["quick_check"], "ok", "{answer}");
+        copies.push(file);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = load.join().unwrap();
+    assert!(sent > 0);
+    let mut counts = Vec::new();
+    for file in &copies {
+        let copy = rusqlite::Connection::open(file).unwrap();
+        let check: String = copy
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let runs: i64 = copy
+            .query_row("SELECT COUNT(*) FROM executions", [], |r| r.get(0))
+            .unwrap();
+        counts.push(runs);
+    }
+    assert!(
+        counts[0] >= 20 && counts.windows(2).all(|w| w[0] <= w[1]),
+        "{counts:?}"
+    );
+    // An existing file is not replaced without --force.
+    home.cmd()
+        .arg("backup")
+        .arg(&copies[0])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "exists; pick another file or add --force",
+        ));
+    home.cmd()
+        .arg("backup")
+        .arg(&copies[0])
+        .arg("--force")
+        .assert()
+        .success();
+    // The default place is backups/ in the home.
+    let out = crate::helper::stdout_of(home.cmd().args(["backup", "-q"]));
+    assert!(
+        out.trim()
+            .starts_with(home.path().join("backups").to_str().unwrap()),
+        "{out}"
+    );
+}

@@ -17,6 +17,7 @@ macro_rules! outln {
     };
 }
 
+mod backup;
 mod client;
 mod completions;
 mod creds;
@@ -121,6 +122,12 @@ pub enum Command {
     #[command(subcommand)]
     Creds(creds::CredsCommand),
 
+    /// A consistent copy of the home's database, safe while the daemon runs.
+    #[command(
+        after_help = "Examples:\n  fuse backup                      # backups/fuse-<time>.db in the home\n  fuse backup /mnt/usb/fuse.db --force\n\nRestore: stop the daemon, copy the file over fuse.db (remove fuse.db-wal and\nfuse.db-shm), start it again. The master key is not in the database: keep\nit too (see `fuse version` for where it is)."
+    )]
+    Backup(backup::BackupArgs),
+
     /// Conversation memory of llm.chat and llm.agent: list, show or clear sessions.
     #[command(subcommand)]
     Memory(memory::MemoryCommand),
@@ -173,6 +180,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Creds(command) => creds::run(&globals, command),
         Command::Tokens(command) => tokens::run(&globals, command),
         Command::Memory(command) => memory::run(&globals, command),
+        Command::Backup(args) => backup::run(&globals, args),
         Command::Workflows(command) => workflows::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),
         Command::Plugins(command) => nodes::run_plugins(&globals, command),

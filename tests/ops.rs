@@ -45,6 +45,23 @@ fn the_probes_answer_without_a_token_and_readiness_follows_the_database() {
         404
     );
     assert_eq!(get("/api/v1/health").0, 401);
+    // The doctor finds the running daemon healthy through its probe.
+    let (code, report) = doctor(&home);
+    assert_eq!(code, 0, "{report}");
+    let daemon = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "daemon")
+        .unwrap()
+        .clone();
+    assert!(
+        daemon["detail"]
+            .as_str()
+            .unwrap()
+            .contains("answers /healthz"),
+        "{daemon}"
+    );
 }
 
 #[test]
@@ -129,5 +146,139 @@ fn a_backup_taken_under_load_opens_and_passes_quick_check() {
         out.trim()
             .starts_with(home.path().join("backups").to_str().unwrap()),
         "{out}"
+    );
+}
+
+/// A port nothing listens on (the doctor's port check must not depend on
+/// what else runs on this machine).
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port().to_string()
+}
+
+fn doctor(home: &TestHome) -> (i32, Value) {
+    let out = home
+        .cmd()
+        .args(["doctor", "--json"])
+        .env("FUSE_DAEMON_PORT", free_port())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The failing checks of a report: name → (detail, fix).
+fn failing(report: &Value) -> std::collections::BTreeMap<String, (String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                (
+                    c["detail"].as_str().unwrap().to_string(),
+                    c["fix"].as_str().unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_passes_a_fresh_home_and_finds_each_planted_problem() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TestHome::initialized();
+    home.cmd()
+        .args(["creds", "set", "gh", "--type", "bearer", "--stdin"])
+        .write_stdin(r#"{"token": "t0k"}"#)
+        .assert()
+        .success();
+    let (code, report) = doctor(&home);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "home",
+            "config",
+            "schema",
+            "database",
+            "credentials",
+            "files",
+            "daemon",
+            "packages",
+            "disk",
+            "clock"
+        ]
+    );
+    let text = crate::helper::stdout_of(
+        home.cmd()
+            .arg("doctor")
+            .env("FUSE_DAEMON_PORT", free_port()),
+    );
+    assert!(
+        text.contains("✓ credentials") && text.contains("opens all 1 credential(s)"),
+        "{text}"
+    );
+
+    // A token others may read, a missing key, a broken package.
+    let token = home.path().join("api-token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(home.path().join("keys/master.key")).unwrap();
+    let broken = home.path().join("node_packages/broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("manifest.json"), "{ not json").unwrap();
+    let (code, report) = doctor(&home);
+    assert_eq!(code, 1, "{report}");
+    let bad = failing(&report);
+    assert_eq!(
+        bad.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["files", "key", "packages"],
+        "{report}"
+    );
+    assert_eq!(bad["files"].1, format!("chmod 600 {}", token.display()));
+    assert!(
+        bad["key"].1.contains("restore the master key"),
+        "{:?}",
+        bad["key"]
+    );
+    assert!(
+        bad["packages"].0.contains("broken"),
+        "{:?}",
+        bad["packages"]
+    );
+    let text =
+        String::from_utf8_lossy(&home.cmd().arg("doctor").output().unwrap().stdout).to_string();
+    assert!(
+        text.contains("✗ files") && text.contains("fix: chmod 600"),
+        "{text}"
+    );
+    assert!(text.contains("3 problem(s)"), "{text}");
+
+    // A corrupt database, in another home.
+    let other = TestHome::initialized();
+    let db = other.path().join("fuse.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[4096..len.min(4096 * 8)] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let (code, report) = doctor(&other);
+    assert_eq!(code, 1, "{report}");
+    let bad = failing(&report);
+    assert!(bad.contains_key("database"), "{report}");
+    assert!(
+        bad["database"].1.contains("restore the newest backup"),
+        "{report}"
     );
 }

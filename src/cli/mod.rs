@@ -23,6 +23,7 @@ mod completions;
 mod creds;
 mod cron;
 mod daemon;
+mod doctor;
 mod init;
 mod memory;
 mod nodes;
@@ -122,6 +123,13 @@ pub enum Command {
     #[command(subcommand)]
     Creds(creds::CredsCommand),
 
+    /// Check the whole home: config, database, schema, key and credentials,
+    /// file modes, daemon or port, packages, disk space, clock.
+    #[command(
+        after_help = "Examples:\n  fuse doctor\n  fuse doctor --json | jq '.checks[] | select(.ok == false)'\n\nExit codes: 0 every check passed, 1 something failed (each ✗ line says the fix)."
+    )]
+    Doctor(doctor::DoctorArgs),
+
     /// A consistent copy of the home's database, safe while the daemon runs.
     #[command(
         after_help = "Examples:\n  fuse backup                      # backups/fuse-<time>.db in the home\n  fuse backup /mnt/usb/fuse.db --force\n\nRestore: stop the daemon, copy the file over fuse.db (remove fuse.db-wal and\nfuse.db-shm), start it again. The master key is not in the database: keep\nit too (see `fuse version` for where it is)."
@@ -181,6 +189,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens(command) => tokens::run(&globals, command),
         Command::Memory(command) => memory::run(&globals, command),
         Command::Backup(args) => backup::run(&globals, args),
+        Command::Doctor(args) => doctor::run(&globals, args),
         Command::Workflows(command) => workflows::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),
         Command::Plugins(command) => nodes::run_plugins(&globals, command),

@@ -20,6 +20,40 @@ pub struct Config {
     pub http: HttpConfig,
     pub llm: LlmConfig,
     pub log: LogConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`: which workflow is run when something goes wrong, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The deployed alert workflow the rules below start; also the
+    /// `on_failure` of workflows that name none. Empty: no alerts.
+    pub workflow: String,
+    /// Start it for every failed run (of a workflow without its own
+    /// `settings.on_failure`, which is started instead).
+    pub every_failure: bool,
+    /// Also when a workflow has failed this many times in a row (0: off).
+    pub failures_in_a_row: u32,
+    /// When more than this many runs wait for a run slot (0: off) …
+    pub queue_depth: usize,
+    /// … for this long.
+    pub queue_for: String,
+    /// When a schedule missed fires while the daemon was down.
+    pub missed_fires: bool,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            workflow: String::new(),
+            every_failure: true,
+            failures_in_a_row: 0,
+            queue_depth: 0,
+            queue_for: "1m".into(),
+            missed_fires: true,
+        }
+    }
 }
 
 /// `[daemon]`: where the local daemon listens.
@@ -302,6 +336,7 @@ impl Config {
             ("http.timeout", &self.http.timeout),
             ("http.breaker_cooldown", &self.http.breaker_cooldown),
             ("llm.timeout", &self.llm.timeout),
+            ("alerts.queue_for", &self.alerts.queue_for),
         ] {
             crate::engine::duration::parse(value)
                 .map_err(|e| Error::Setting(format!("{key}: {e}")))?;
@@ -412,6 +447,21 @@ timeout = "{llm_timeout}"
 [log]
 # error, warn, info, debug or trace (-v / -q on the command line adjust it).
 level = "{level}"
+
+[alerts]
+# A deployed workflow to run when something goes wrong (e.g. from
+# templates/alert-webhook.json); it gets {{rule, message, workflow, run_id, …}}.
+# Empty: no alerts. A workflow's settings.on_failure names its own.
+workflow = ""
+# Run it for every failed run.
+every_failure = true
+# Also when a workflow has failed this many times in a row (0: off).
+failures_in_a_row = 0
+# When more than queue_depth runs wait for a slot for queue_for (0: off).
+queue_depth = 0
+queue_for = "1m"
+# When a schedule missed fires while the daemon was down.
+missed_fires = true
 "#,
         host = d.daemon.host,
         max_runs = d.daemon.max_runs,

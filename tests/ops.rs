@@ -282,3 +282,103 @@ fn doctor_passes_a_fresh_home_and_finds_each_planted_problem() {
         "{report}"
     );
 }
+
+#[test]
+fn an_alert_workflow_runs_after_a_failure_and_after_failures_in_a_row() {
+    use crate::helper::http::{Reply, TestServer};
+    let home = TestHome::initialized();
+    let hook = TestServer::start(|_, _| Reply::json(200, serde_json::json!({"ok": true})));
+    let d = crate::daemon::start_with(
+        &home,
+        &[
+            ("FUSE_ALERTS_WORKFLOW", "alert-webhook"),
+            ("FUSE_ALERTS_FAILURES_IN_A_ROW", "2"),
+        ],
+    );
+    // The template, pointed at the test's chat webhook.
+    let mut alert: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/alert-webhook.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    alert["settings"]["vars"]["url"] = serde_json::json!(hook.url("/chat"));
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(alert)).0, 201);
+    let flaky = serde_json::json!({"name": "flaky", "nodes": [
+        {"id": "read", "type": "file.read", "data": {"inputs": {"path": "/nonexistent/fuse-alert-test"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(flaky)).0, 201);
+    let run = || {
+        let (_, started) = d.call(
+            "POST",
+            "/api/v1/workflows/flaky/run",
+            Some(serde_json::json!({})),
+        );
+        let id = started["run_id"].as_str().unwrap().to_string();
+        d.wait_status(&id, "failed");
+        id
+    };
+    let posted = |n: usize| -> Vec<Value> {
+        crate::daemon::wait_for(&format!("{n} alert post(s)"), || {
+            let got: Vec<Value> = hook.requests().iter().map(|r| r.json()).collect();
+            (got.len() >= n).then_some(got)
+        })
+    };
+    let first = run();
+    let got = posted(1);
+    let text = got[0]["text"].as_str().unwrap();
+    assert!(text.starts_with("fuse: flaky failed (run "), "{text}");
+    assert!(
+        text.contains(&first) && text.contains("/nonexistent/fuse-alert-test"),
+        "{text}"
+    );
+    assert_eq!(got[0]["content"], got[0]["text"]);
+    // The alert run is recorded, started by the "alert" trigger, with the summary.
+    let (_, runs) = d.call("GET", "/api/v1/executions?workflow=alert-webhook", None);
+    let alert_run = &runs["executions"][0];
+    assert_eq!(alert_run["trigger"], "alert");
+    let (_, detail) = d.call(
+        "GET",
+        &format!("/api/v1/executions/{}", alert_run["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(detail["input"]["rule"], "failure");
+    assert_eq!(detail["input"]["workflow"], "flaky");
+    assert_eq!(detail["input"]["failed_node"], "read");
+    assert_eq!(detail["input"]["run_id"], first.as_str());
+    // The second failure in a row: its own alert, and the threshold's.
+    run();
+    let got = posted(3);
+    let texts: Vec<&str> = got.iter().map(|v| v["text"].as_str().unwrap()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("flaky has failed 2 times in a row")),
+        "{texts:?}"
+    );
+    // A workflow naming its own on_failure uses that one; a failing alert
+    // workflow raises no alert about itself.
+    let bad_alert = serde_json::json!({"name": "bad-alert", "nodes": [
+        {"id": "boom", "type": "file.read", "data": {"inputs": {"path": "/nonexistent/alert"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(bad_alert)).0, 201);
+    let own = serde_json::json!({"name": "own", "settings": {"on_failure": "bad-alert"}, "nodes": [
+        {"id": "read", "type": "file.read", "data": {"inputs": {"path": "/nonexistent/own"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(own)).0, 201);
+    let (_, started) = d.call(
+        "POST",
+        "/api/v1/workflows/own/run",
+        Some(serde_json::json!({})),
+    );
+    d.wait_status(started["run_id"].as_str().unwrap(), "failed");
+    let bad_run = crate::daemon::wait_for("the own alert run", || {
+        let (_, runs) = d.call("GET", "/api/v1/executions?workflow=bad-alert", None);
+        let first = runs["executions"][0].clone();
+        (first["status"] == "failed").then_some(first)
+    });
+    assert_eq!(bad_run["trigger"], "alert");
+    // Four alert runs in all, and nothing more reached the chat hook: not for
+    // "own" (it has its own alert workflow), not for bad-alert failing.
+    let (_, all) = d.call("GET", "/api/v1/executions?trigger=alert", None);
+    assert_eq!(all["executions"].as_array().unwrap().len(), 4, "{all}");
+    assert_eq!(hook.requests().len(), 3);
+}

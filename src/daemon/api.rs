@@ -1133,11 +1133,12 @@ pub(super) async fn start_run_with(
     }
     state.active.fetch_add(1, Ordering::SeqCst);
     state.workflow_started(name);
-    let (engine, st, wf, id) = (
+    let (engine, st, wf, id, trigger) = (
         state.engine.clone(),
         state.clone(),
         name.to_string(),
         run_id.clone(),
+        trigger.to_string(),
     );
     tokio::spawn(async move {
         // At most daemon.max_runs run at once; the others stay queued (and a
@@ -1165,7 +1166,9 @@ pub(super) async fn start_run_with(
                     tracing::error!(run_id = %id, "run {id} could not be recorded as started: the history writer has stopped")
                 }
             }
-            let _ = engine.run(plan, request).await;
+            let on_failure = plan.settings.on_failure.clone();
+            let record = engine.run(plan, request).await;
+            super::alerts::after_run(&st, &wf, on_failure.as_deref(), &trigger, &record).await;
         }
         if let Ok(mut cancels) = st.cancels.lock() {
             cancels.remove(&id);

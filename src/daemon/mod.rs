@@ -7,6 +7,7 @@
 //! `server::run`); [`run_foreground`] binds the configured address and passes
 //! SIGTERM/Ctrl-C.
 
+mod alerts;
 mod api;
 mod compat;
 mod dashboard;
@@ -159,6 +160,12 @@ pub(crate) struct State {
     pub runs_cancel: CancellationToken,
     /// When the scheduler last ticked (Unix ms; 0 before its first tick).
     pub scheduler_tick: std::sync::atomic::AtomicI64,
+    /// `[alerts]` settings.
+    pub alerts: crate::config::AlertsConfig,
+    /// Failed runs in a row, by workflow (alerts.failures_in_a_row).
+    pub streaks: Mutex<std::collections::HashMap<String, u32>>,
+    /// Alert runs to start ([`alerts::deliver`]).
+    pub alert_tx: tokio::sync::mpsc::UnboundedSender<alerts::Alert>,
 }
 
 impl State {
@@ -318,6 +325,7 @@ pub async fn serve(
     .with_credentials(Arc::new(crate::secrets::vault::HomeCredentials::new(
         home.clone(),
     )));
+    let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
     let state = Arc::new(State {
         home: home.clone(),
         engine: engine.clone(),
@@ -345,6 +353,9 @@ pub async fn serve(
         slots: Arc::new(tokio::sync::Semaphore::new(config.daemon.max_runs.max(1))),
         runs_cancel: CancellationToken::new(),
         scheduler_tick: Default::default(),
+        alerts: config.alerts.clone(),
+        streaks: Mutex::new(Default::default()),
+        alert_tx,
     });
     let _ = state.me.set(Arc::downgrade(&state));
     let _ = state.rt.set(tokio::runtime::Handle::current());
@@ -367,6 +378,11 @@ pub async fn serve(
         .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
         .ok();
     routes::changed(&state);
+    let alert_deliverer = tokio::spawn(alerts::deliver(state.clone(), alert_rx));
+    let queue_watcher = tokio::spawn(alerts::watch_queue(state.clone()));
+    if let Some(alerts) = alerts::describe(&state) {
+        tracing::info!("{alerts}");
+    }
     scheduler::catch_up(&state).await;
     let ticker = tokio::spawn(scheduler::run(state.clone()));
     let served = accept(
@@ -377,6 +393,9 @@ pub async fn serve(
     )
     .await;
     ticker.abort();
+    queue_watcher.abort();
+    // Alerts of runs that end during the grace period are not started.
+    alert_deliverer.abort();
     // Give running runs the grace period, then interrupt the rest.
     let deadline = Instant::now() + GRACE;
     while state.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {

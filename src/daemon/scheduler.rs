@@ -166,11 +166,13 @@ pub(super) async fn catch_up(state: &Arc<State>) {
             Missed::Skip => {
                 tracing::info!("{}: missed fires skipped (missed: skip)", row.workflow);
                 set_next(state, &row, next, None).await;
+                super::alerts::missed_fires(state, &row.workflow, &row.node_id, "skip").await;
             }
             Missed::RunOnce => {
                 tracing::info!("{}: missed fires run once (missed: run_once)", row.workflow);
                 fire(state, &row, now, true).await;
                 set_next(state, &row, next, Some(ms(now))).await;
+                super::alerts::missed_fires(state, &row.workflow, &row.node_id, "run_once").await;
             }
         }
     }

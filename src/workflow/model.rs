@@ -46,6 +46,10 @@ pub struct Settings {
     /// The daemon resumes a run it was interrupted in from the last finished node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<bool>,
+    /// A deployed workflow the daemon runs when a run of this one fails, with
+    /// the failed run's summary as its input (default: `alerts.workflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -286,7 +290,8 @@ deserialize_with_extra!(
         keep_runs: "keep_runs",
         keep_days: "keep_days",
         vars: "vars",
-        resume: "resume"
+        resume: "resume",
+        on_failure: "on_failure"
     }
 );
 deserialize_with_extra!(

@@ -110,6 +110,7 @@ pub const SETTINGS_KEYS: &[&str] = &[
     "keep_days",
     "vars",
     "resume",
+    "on_failure",
 ];
 
 /// Every key of `workflow` (top level, settings, nodes, their data, edges)

@@ -195,12 +195,22 @@ impl Default for LlmConfig {
 pub struct LogConfig {
     /// One of error, warn, info, debug, trace.
     pub level: String,
+    /// `text` (one line per event: time, level, fields, message) or `json`
+    /// (one object per line).
+    pub format: String,
+    /// The daemon log is rotated when it passes this many bytes …
+    pub max_size: u64,
+    /// … keeping this many rotated files (`daemon.log.1` is the newest).
+    pub keep: usize,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            format: "text".into(),
+            max_size: 10 * 1024 * 1024,
+            keep: 5,
         }
     }
 }
@@ -341,6 +351,17 @@ impl Config {
             crate::engine::duration::parse(value)
                 .map_err(|e| Error::Setting(format!("{key}: {e}")))?;
         }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(Error::Setting(format!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            )));
+        }
+        if self.log.max_size < 4096 {
+            return Err(Error::Setting(
+                "log.max_size must be at least 4096 bytes".into(),
+            ));
+        }
         if self.http.breaker_threshold == 0 {
             return Err(Error::Setting(
                 "http.breaker_threshold must be at least 1".into(),
@@ -447,6 +468,11 @@ timeout = "{llm_timeout}"
 [log]
 # error, warn, info, debug or trace (-v / -q on the command line adjust it).
 level = "{level}"
+# text or json (one object per line).
+format = "text"
+# logs/daemon.log is rotated past max_size bytes, keeping `keep` old files.
+max_size = 10485760
+keep = 5
 
 [alerts]
 # A deployed workflow to run when something goes wrong (e.g. from

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = fuse::cli::Cli::parse();
-    fuse::cli::init_tracing(cli.verbose, cli.quiet);
+    fuse::cli::init_tracing(&cli);
     match fuse::cli::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {

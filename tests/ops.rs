@@ -382,3 +382,104 @@ fn an_alert_workflow_runs_after_a_failure_and_after_failures_in_a_row() {
     assert_eq!(all["executions"].as_array().unwrap().len(), 4, "{all}");
     assert_eq!(hook.requests().len(), 3);
 }
+
+fn daemon_log(home: &TestHome) -> String {
+    std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap_or_default()
+}
+
+#[test]
+fn daemon_log_lines_carry_times_and_ids_without_escape_codes_and_rotate() {
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(
+        &home,
+        &[("FUSE_LOG_MAX_SIZE", "4096"), ("FUSE_LOG_KEEP", "2")],
+    );
+    let wf = serde_json::json!({"name": "ticker", "nodes": [
+        {"id": "every", "type": "trigger.interval", "data": {"inputs": {"every": "1s"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ], "edges": [{"source": "every", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let fired = crate::daemon::wait_for("a schedule fire in the log", || {
+        let log = daemon_log(&home);
+        log.lines()
+            .find(|l| l.contains("schedule fired"))
+            .map(str::to_string)
+    });
+    // RFC 3339 in UTC to the millisecond, the level, the ids as fields.
+    let stamp = &fired[..24];
+    assert!(
+        stamp.parse::<jiff::Timestamp>().is_ok()
+            && stamp.ends_with('Z')
+            && stamp.as_bytes()[19] == b'.',
+        "{fired}"
+    );
+    assert!(
+        fired.contains("workflow=ticker") && fired.contains("run_id="),
+        "{fired}"
+    );
+    assert_eq!(
+        d.call("POST", "/api/v1/workflows/ticker/disable", None).0,
+        200
+    );
+    let log = daemon_log(&home);
+    assert!(
+        log.contains("deployed version 1") && log.contains("workflow=ticker"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("disabled") && l.contains("workflow=ticker")),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "escape codes in the log: {log:?}");
+    // Refused webhooks are logged; enough of them rotate the log, keeping two old files.
+    for i in 0..120 {
+        let (code, _) = http(
+            "POST",
+            &format!("{}/webhook/nowhere-{i}", d.url),
+            None,
+            &[],
+            None,
+        );
+        assert_eq!(code, 404);
+    }
+    let logs = home.path().join("logs");
+    crate::daemon::wait_for("two rotated files", || {
+        (logs.join("daemon.log.2").exists() && daemon_log(&home).contains("webhook refused"))
+            .then_some(())
+    });
+    assert!(!logs.join("daemon.log.3").exists());
+    let rotated = std::fs::read_to_string(logs.join("daemon.log.1")).unwrap();
+    assert!(
+        rotated.contains("webhook refused (404 Not Found)") && rotated.contains("webhook=nowhere-"),
+        "{rotated}"
+    );
+    // `fuse logs` reads the rotated files, then the current one.
+    let all = crate::helper::stdout_of(home.cmd().arg("logs"));
+    let last_refusal = all.rfind("webhook=nowhere-119").expect("the last refusal");
+    let first_seen = all.find("webhook=nowhere-").unwrap();
+    assert!(first_seen < last_refusal);
+    assert!(all.len() > std::fs::metadata(logs.join("daemon.log")).unwrap().len() as usize);
+}
+
+#[test]
+fn the_daemon_log_can_be_json_lines() {
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_LOG_FORMAT", "json")]);
+    let wf = serde_json::json!({"name": "j", "nodes": [
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let line: Value = crate::daemon::wait_for("the deploy line", || {
+        daemon_log(&home)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "deployed version 1")
+    });
+    assert_eq!(line["workflow"], "j");
+    assert_eq!(line["level"], "INFO");
+    assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+    // Every line of the log is JSON (the start-up line too).
+    for l in daemon_log(&home).lines().filter(|l| l.starts_with('{')) {
+        serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+}

@@ -352,8 +352,19 @@ pub(super) fn describe(e: &serde_json::Value) -> String {
 fn daemon_log(home: &Home, follow: bool) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Seek, SeekFrom, Write};
     let path = home.logs_dir().join("daemon.log");
+    let mut out = std::io::stdout();
+    // Rotated files first, oldest first (daemon.log.1 is the newest).
+    let mut older: Vec<std::path::PathBuf> = (1..=1000)
+        .map(|n| crate::daemon::logfile::rotated(&path, n))
+        .take_while(|p| p.exists())
+        .collect();
+    older.reverse();
+    for file in &older {
+        out.write_all(&std::fs::read(file)?)?;
+    }
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
+        Err(_) if !older.is_empty() => return Ok(ExitCode::SUCCESS),
         Err(_) => {
             eprintln!(
                 "no daemon log yet at {} (`fuse start` writes it)",
@@ -362,7 +373,6 @@ fn daemon_log(home: &Home, follow: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let mut out = std::io::stdout();
     let mut buf = Vec::new();
     file.read_to_end(&mut buf)?;
     out.write_all(&buf)?;
@@ -374,7 +384,15 @@ fn daemon_log(home: &Home, follow: bool) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(200));
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len < pos {
-            pos = 0; // the log was truncated or replaced
+            // Rotated (or truncated): the rest of the old file, then the new one.
+            let mut rest = Vec::new();
+            file.read_to_end(&mut rest)?;
+            out.write_all(&rest)?;
+            match std::fs::File::open(&path) {
+                Ok(f) => file = f,
+                Err(_) => continue,
+            }
+            pos = 0;
         }
         if len > pos {
             file.seek(SeekFrom::Start(pos))?;

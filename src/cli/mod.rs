@@ -208,9 +208,13 @@ pub struct Globals {
 }
 
 /// Logs go to stderr. `FUSE_LOG` (an env-filter such as `fuse=debug`) wins over -v/-q.
-pub fn init_tracing(verbose: u8, quiet: u8) {
-    let level = match (quiet, verbose) {
+pub fn init_tracing(cli: &Cli) {
+    let log = log_config(cli.home.as_deref());
+    // The daemon logs at log.level (a service log); commands say only warnings.
+    let daemon = matches!(cli.command, Command::Start(_));
+    let level = match (cli.quiet, cli.verbose) {
         (q, _) if q > 0 => "error",
+        (_, 0) if daemon => log.level.as_str(),
         (_, 0) => "warn",
         (_, 1) => "info",
         (_, 2) => "debug",
@@ -218,12 +222,43 @@ pub fn init_tracing(verbose: u8, quiet: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FUSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    // Colours only for a person at a terminal, never into a log file.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_timer(UtcMillis)
+        .with_ansi(ansi)
+        .with_target(false);
+    let format = std::env::var("FUSE_LOG_FORMAT").unwrap_or(log.format.clone());
+    let _ = if format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `[log]` of the home's config (with its `FUSE_LOG_*` overrides); the
+/// defaults when there is none (a config that does not parse is reported by
+/// the command itself).
+fn log_config(home: Option<&std::path::Path>) -> crate::config::LogConfig {
+    crate::home::Home::resolve(home.map(std::path::Path::to_path_buf))
+        .ok()
+        .filter(|h| h.config_path().is_file())
+        .and_then(|h| h.config(&Default::default()).ok())
+        .map(|c| c.log)
+        .unwrap_or_default()
+}
+
+/// Log times: RFC 3339 in UTC, to the millisecond.
+struct UtcMillis;
+
+impl tracing_subscriber::fmt::time::FormatTime for UtcMillis {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = jiff::Timestamp::now();
+        write!(w, "{}", now.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+    }
 }
 
 /// A write to a closed pipe (`fuse … | head`) is not an error.

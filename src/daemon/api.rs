@@ -317,7 +317,16 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
         }
         ["webhook", rest @ ..] if !rest.is_empty() => {
             let hook = rest.join("/");
-            webhook(&state, hook, req).await
+            let answer = webhook(&state, hook.clone(), req).await;
+            let status = answer.status();
+            if status.is_client_error() || status.is_server_error() {
+                tracing::warn!(
+                    webhook = %hook,
+                    status = status.as_u16(),
+                    "webhook refused ({status})"
+                );
+            }
+            answer
         }
         ["plugins", plugin, rest @ ..] => {
             let plugin = plugin.to_string();
@@ -869,16 +878,21 @@ pub(super) fn deployed(
         super::routes::changed(state);
     }
     match result {
-        Ok((version, created)) => Ok((
-            types::Deployed {
-                url: format!("{}{}", api::PREFIX, api::path_of(Op::GetWorkflow, &[&name])),
-                name,
-                display_name: display.to_string(),
-                version,
-                unchanged: !created,
-            },
-            created,
-        )),
+        Ok((version, created)) => {
+            if created {
+                tracing::info!(workflow = %name, version, "deployed version {version}");
+            }
+            Ok((
+                types::Deployed {
+                    url: format!("{}{}", api::PREFIX, api::path_of(Op::GetWorkflow, &[&name])),
+                    name,
+                    display_name: display.to_string(),
+                    version,
+                    unchanged: !created,
+                },
+                created,
+            ))
+        }
         Err(e) => Err(Box::new(store_error(&e))),
     }
 }

@@ -25,6 +25,7 @@ fn no_workflow(name: &str) -> Reply {
 pub(super) fn remove_workflow(state: &Arc<State>, name: &str) -> crate::Result<bool> {
     let removed = state.db.delete_workflow(name)?;
     if removed {
+        tracing::info!(workflow = %name, "deleted");
         super::routes::changed(state);
     }
     Ok(removed)
@@ -116,6 +117,11 @@ pub(super) fn set_enabled(state: &Arc<State>, name: &str, enabled: bool) -> Repl
     match state.db.set_workflow_enabled(name, enabled) {
         Ok(false) => no_workflow(name),
         Ok(true) => {
+            tracing::info!(
+                workflow = %name,
+                "{}",
+                if enabled { "enabled" } else { "disabled" }
+            );
             super::routes::changed(state);
             ok(
                 StatusCode::OK,

@@ -15,6 +15,7 @@ mod events;
 pub(crate) mod files;
 mod folder;
 mod hooks;
+pub mod logfile;
 mod manage;
 mod plugins;
 mod probes;
@@ -385,6 +386,13 @@ pub async fn serve(
     }
     scheduler::catch_up(&state).await;
     let ticker = tokio::spawn(scheduler::run(state.clone()));
+    let rotator = options.log_file.clone().map(|log| {
+        tokio::spawn(logfile::rotate_loop(
+            log,
+            config.log.max_size,
+            config.log.keep,
+        ))
+    });
     let served = accept(
         state.clone(),
         listener,
@@ -394,6 +402,9 @@ pub async fn serve(
     .await;
     ticker.abort();
     queue_watcher.abort();
+    if let Some(r) = &rotator {
+        r.abort();
+    }
     // Alerts of runs that end during the grace period are not started.
     alert_deliverer.abort();
     // Give running runs the grace period, then interrupt the rest.

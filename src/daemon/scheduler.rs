@@ -232,7 +232,24 @@ async fn start(
         entry: Some(row.node_id.clone()),
         ..Default::default()
     };
-    super::api::start_run_with(state, &row.workflow, input, "cron", spec).await
+    let started = super::api::start_run_with(state, &row.workflow, input, "cron", spec).await;
+    match &started {
+        Ok(run_id) => tracing::info!(
+            workflow = %row.workflow,
+            node_id = %row.node_id,
+            run_id = %run_id,
+            "schedule fired ({} {})",
+            row.kind,
+            row.spec
+        ),
+        Err(r) => tracing::warn!(
+            workflow = %row.workflow,
+            node_id = %row.node_id,
+            "schedule fire could not start a run ({})",
+            r.status()
+        ),
+    }
+    started
 }
 
 /// With `retries` (a timer's `retry_on_failure`): runs a failed scheduled

@@ -84,13 +84,28 @@ enum NodeState {
     Done,
 }
 
-pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, request: RunRequest) -> RunRecord {
-    let started = Instant::now();
+pub(super) async fn execute(engine: Engine, plan: Arc<Plan>, mut request: RunRequest) -> RunRecord {
+    use tracing::Instrument;
     let recorded = request.run_id.is_some();
     let run_id = request
         .run_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .get_or_insert_with(|| uuid::Uuid::now_v7().to_string())
+        .clone();
+    // Every log line inside the run says which run and workflow.
+    let span = tracing::info_span!("run", run_id = %run_id, workflow = %plan.id);
+    execute_as(engine, plan, request, run_id, recorded)
+        .instrument(span)
+        .await
+}
+
+async fn execute_as(
+    engine: Engine,
+    plan: Arc<Plan>,
+    request: RunRequest,
+    run_id: String,
+    recorded: bool,
+) -> RunRecord {
+    let started = Instant::now();
     let observer = engine.observer().clone();
     let input = Arc::new(request.input);
     let started_at = jiff::Timestamp::now().to_string();
@@ -877,7 +892,10 @@ async fn one_attempt(
         steps: shared.steps.clone(),
     };
     let cancel = shared.cancel.clone();
-    let work = node.node.run(ctx);
+    let work = tracing::Instrument::instrument(
+        node.node.run(ctx),
+        tracing::info_span!("node", node_id = %node.id),
+    );
     let timed = async {
         match node.timeout {
             Some(limit) => match tokio::time::timeout(limit, work).await {

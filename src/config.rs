@@ -73,6 +73,8 @@ pub struct DaemonConfig {
     pub api_rate_limit: f64,
     /// Seconds a dashboard sign-in link (`fuse dashboard`) can be used.
     pub login_link_seconds: u64,
+    /// `/metrics` answers without a token (for a local Prometheus scraper).
+    pub metrics_public: bool,
 }
 
 impl Default for DaemonConfig {
@@ -84,6 +86,7 @@ impl Default for DaemonConfig {
             cors_origins: Vec::new(),
             api_rate_limit: 0.0,
             login_link_seconds: 60,
+            metrics_public: false,
         }
     }
 }
@@ -420,6 +423,8 @@ cors_origins = []
 api_rate_limit = 0
 # Seconds a one-time dashboard sign-in link (from `fuse start` / `fuse dashboard`) stays valid.
 login_link_seconds = {login_link_seconds}
+# /metrics answers without a token (a local Prometheus scraper); off: it needs one.
+metrics_public = false
 
 [engine]
 # How many nodes of one run may execute at the same time (a workflow's

@@ -483,3 +483,170 @@ fn the_daemon_log_can_be_json_lines() {
         serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
     }
 }
+
+/// GET `url` (with a token): the status and the body as text.
+fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    })
+}
+
+/// A sample's value by metric name and labels (counters, gauges, untyped).
+fn sample(scrape: &prometheus_parse::Scrape, metric: &str, want: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .find(|s| want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{metric} is not a plain value: {other:?}"),
+        })
+        .unwrap_or_else(|| panic!("no {metric} {want:?} in the scrape"))
+}
+
+#[test]
+fn metrics_count_a_known_mix_of_runs_exactly() {
+    let home = TestHome::initialized();
+    let d = start(&home);
+    let deploy = |wf: Value| assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    deploy(serde_json::json!({"name": "good", "nodes": [
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}]}));
+    deploy(serde_json::json!({"name": "bad", "nodes": [
+        {"id": "read", "type": "file.read", "retry": {"attempts": 2, "initial": "10ms", "on": {"kinds": ["any"]}},
+         "data": {"inputs": {"path": "/nonexistent/metrics"}}}]}));
+    deploy(serde_json::json!({"name": "hooked", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "m"}}}]}));
+    let mut ids = Vec::new();
+    for (name, n) in [("good", 3), ("bad", 2)] {
+        for _ in 0..n {
+            let (code, started) = d.call(
+                "POST",
+                &format!("/api/v1/workflows/{name}/run"),
+                Some(serde_json::json!({})),
+            );
+            assert_eq!(code, 202);
+            ids.push(started["run_id"].as_str().unwrap().to_string());
+        }
+    }
+    for _ in 0..2 {
+        let (code, body) = http(
+            "POST",
+            &format!("{}/webhook/m", d.url),
+            None,
+            &[],
+            Some(&serde_json::json!({})),
+        );
+        assert_eq!(code, 202, "{body}");
+        ids.push(body["run_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        http("POST", &format!("{}/webhook/none", d.url), None, &[], None).0,
+        404
+    );
+    for id in &ids {
+        let run = d.wait_run(id);
+        assert!(
+            run["status"] == "succeeded" || run["status"] == "failed",
+            "{run}"
+        );
+    }
+    // Behind the token by default.
+    let url = format!("{}/metrics", d.url);
+    assert_eq!(http("GET", &url, None, &[], None).0, 401);
+    let text = crate::wait::wait_for_within(
+        "the last run to be counted",
+        std::time::Duration::from_secs(10),
+        || {
+            let (code, text) = get_text(&url, Some(&d.token));
+            assert_eq!(code, 200);
+            text.contains("fuse_runs_finished_total{workflow=\"hooked\",status=\"succeeded\"} 2")
+                .then_some(text)
+        },
+    );
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    assert_eq!(
+        sample(&scrape, "fuse_runs_started_total", &[("workflow", "good")]),
+        3.0
+    );
+    assert_eq!(
+        sample(&scrape, "fuse_runs_started_total", &[("workflow", "bad")]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "fuse_runs_finished_total",
+            &[("workflow", "good"), ("status", "succeeded")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "fuse_runs_finished_total",
+            &[("workflow", "bad"), ("status", "failed")]
+        ),
+        2.0
+    );
+    // Two failed runs of two attempts each: two retries.
+    assert_eq!(
+        sample(
+            &scrape,
+            "fuse_node_retries_total",
+            &[("node_type", "file.read")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&scrape, "fuse_webhook_requests_total", &[("status", "202")]),
+        2.0
+    );
+    assert_eq!(
+        sample(&scrape, "fuse_webhook_requests_total", &[("status", "404")]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "fuse_api_requests_total",
+            &[("operation", "RunWorkflow"), ("status", "202")]
+        ),
+        5.0
+    );
+    assert_eq!(sample(&scrape, "fuse_active_runs", &[]), 0.0);
+    assert!(sample(&scrape, "fuse_process_open_fds", &[]) > 0.0);
+    assert!(sample(&scrape, "fuse_process_resident_memory_bytes", &[]) > 1e6);
+    assert!(sample(&scrape, "fuse_database_bytes", &[]) > 0.0);
+    // Run durations are histograms by workflow; no label is a run id.
+    assert!(
+        text.contains("fuse_run_duration_seconds_count{workflow=\"good\"} 3"),
+        "{text}"
+    );
+    for id in &ids {
+        assert!(!text.contains(id.as_str()));
+    }
+}
+
+#[test]
+fn metrics_can_be_opened_for_a_local_scraper() {
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_DAEMON_METRICS_PUBLIC", "true")]);
+    let (code, text) = get_text(&format!("{}/metrics", d.url), None);
+    assert_eq!(code, 200);
+    assert!(text.contains("# TYPE fuse_active_runs gauge"), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+}

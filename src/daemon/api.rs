@@ -315,10 +315,44 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
         ["readyz"] if req.method() == Method::GET || req.method() == Method::HEAD => {
             super::probes::readyz(&state).await
         }
+        ["metrics"] if req.method() == Method::GET => {
+            if !state.daemon_config.metrics_public {
+                let credential = match credential_of(&state, &req) {
+                    Ok(c) => c,
+                    Err(reply) => return *reply,
+                };
+                let st = state.clone();
+                let allowed = tokio::task::spawn_blocking(move || match credential {
+                    Credential::Token(t) => st.tokens.check(&st, &t).is_some(),
+                    Credential::Session(_) => true,
+                    Credential::None => false,
+                })
+                .await
+                .unwrap_or(false);
+                if !allowed {
+                    return error(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "/metrics needs a token (`Authorization: Bearer <token>`, e.g. from `fuse tokens new prometheus --scope read`), or daemon.metrics_public = true for a local scraper",
+                        Value::Null,
+                    );
+                }
+            }
+            let text = state.metrics.render(&state);
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(
+                    hyper::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .body(whole(Bytes::from(text)))
+                .unwrap_or_default()
+        }
         ["webhook", rest @ ..] if !rest.is_empty() => {
             let hook = rest.join("/");
             let answer = webhook(&state, hook.clone(), req).await;
             let status = answer.status();
+            state.metrics.webhook(status.as_u16());
             if status.is_client_error() || status.is_server_error() {
                 tracing::warn!(
                     webhook = %hook,
@@ -348,7 +382,16 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
                     .await;
             match checked {
                 Ok(Err(reply)) => *reply,
-                Ok(Ok((op, params))) => dispatch(&state, req, op, &params).await,
+                Ok(Ok((op, params))) => {
+                    let started = std::time::Instant::now();
+                    let answer = dispatch(&state, req, op, &params).await;
+                    state.metrics.api(
+                        &format!("{op:?}"),
+                        answer.status().as_u16(),
+                        started.elapsed(),
+                    );
+                    answer
+                }
                 Err(e) => internal(&format!("the request's task failed: {e}")),
             }
         }
@@ -1182,6 +1225,7 @@ pub(super) async fn start_run_with(
             }
             let on_failure = plan.settings.on_failure.clone();
             let record = engine.run(plan, request).await;
+            super::metrics::finished(&st.metrics, &wf, record.status, record.duration_ms);
             super::alerts::after_run(&st, &wf, on_failure.as_deref(), &trigger, &record).await;
         }
         if let Ok(mut cancels) = st.cancels.lock() {

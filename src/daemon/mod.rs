@@ -17,6 +17,7 @@ mod folder;
 mod hooks;
 pub mod logfile;
 mod manage;
+mod metrics;
 mod plugins;
 mod probes;
 mod recovery;
@@ -167,6 +168,8 @@ pub(crate) struct State {
     pub streaks: Mutex<std::collections::HashMap<String, u32>>,
     /// Alert runs to start ([`alerts::deliver`]).
     pub alert_tx: tokio::sync::mpsc::UnboundedSender<alerts::Alert>,
+    /// What `/metrics` exports.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl State {
@@ -317,7 +320,8 @@ pub async fn serve(
         tracing::warn!("{p}");
     }
     let bus = Arc::new(events::EventBus::default());
-    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone(), bus.clone()];
+    let metrics = Arc::new(metrics::Metrics::default());
+    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone(), bus.clone(), metrics.clone()];
     let engine = Engine::new(
         registry,
         Arc::new(Fanout(observers)),
@@ -357,6 +361,7 @@ pub async fn serve(
         alerts: config.alerts.clone(),
         streaks: Mutex::new(Default::default()),
         alert_tx,
+        metrics,
     });
     let _ = state.me.set(Arc::downgrade(&state));
     let _ = state.rt.set(tokio::runtime::Handle::current());

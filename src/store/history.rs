@@ -72,6 +72,12 @@ pub struct NodeRunRow {
     pub duration_ms: Option<i64>,
 }
 
+/// A column holding JSON text (`None` for NULL or text that is not JSON).
+fn json_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<Value>> {
+    Ok(r.get::<_, Option<String>>(i)?
+        .and_then(|e| serde_json::from_str(&e).ok()))
+}
+
 /// One recorded step inside a node: an agent's model turn or tool call.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct StepRow {
@@ -402,9 +408,7 @@ impl Store {
                     status: r.get(4)?,
                     input: load(r.get(5)?),
                     output: load(r.get(6)?),
-                    error: r
-                        .get::<_, Option<String>>(7)?
-                        .and_then(|e| serde_json::from_str(&e).ok()),
+                    error: json_column(r, 7)?,
                     started_at: r.get(8)?,
                     duration_ms: r.get(9)?,
                 })
@@ -428,9 +432,7 @@ impl Store {
                     status: r.get(4)?,
                     input: load(r.get(5)?),
                     output: load(r.get(6)?),
-                    error: r
-                        .get::<_, Option<String>>(7)?
-                        .and_then(|e| serde_json::from_str(&e).ok()),
+                    error: json_column(r, 7)?,
                     started_at: r.get(8)?,
                     duration_ms: r.get(9)?,
                     tokens: r.get(10)?,

@@ -141,10 +141,7 @@ async fn chat(
         messages.push(json!({"role": "user", "content": text}));
     }
     if !messages.iter().any(|m| m["role"] == "user") {
-        return Err(NodeError::input(
-            "nothing to send: give `prompt` or `messages`, or send a message from upstream \
-             (a string, or an object with `message`, `prompt`, `text` or `content`)",
-        ));
+        return Err(nothing_to_send());
     }
     // What memory keeps of this call: the last user message and the answer.
     let asked = messages
@@ -446,12 +443,7 @@ async fn anthropic_chat(
         _ => None,
     }) {
         Some(t) => t,
-        None => {
-            return Err(NodeError::input(
-                "nothing to send: give `prompt` or `messages`, or send a message from upstream \
-                 (a string, or an object with `message`, `prompt`, `text` or `content`)",
-            ));
-        }
+        None => return Err(nothing_to_send()),
     };
     if let Some(spec) = &remember {
         let past = memory.load(spec).await?;
@@ -501,6 +493,13 @@ async fn anthropic_chat(
     ctx.mask_value(&mut output);
     cache_write(&ctx, cache_file.as_deref(), &output).await;
     Ok(NodeOutput::new(output))
+}
+
+fn nothing_to_send() -> NodeError {
+    NodeError::input(
+        "nothing to send: give `prompt` or `messages`, or send a message from upstream \
+         (a string, or an object with `message`, `prompt`, `text` or `content`)",
+    )
 }
 
 fn malformed(reply: &str, what: &str) -> NodeError {

@@ -402,6 +402,9 @@ impl Index {
         filter: Option<&Map<String, Value>>,
         min_score: Option<f32>,
     ) -> Vec<(f32, usize)> {
+        if self.dims == 0 || query.len() != self.dims {
+            return Vec::new();
+        }
         let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
         for (i, row) in self.data.chunks_exact(self.dims).enumerate() {
             if let Some(f) = filter

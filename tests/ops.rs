@@ -521,13 +521,22 @@ fn sample(scrape: &prometheus_parse::Scrape, metric: &str, want: &[(&str, &str)]
 #[test]
 fn metrics_count_a_known_mix_of_runs_exactly() {
     let home = TestHome::initialized();
-    let d = start(&home);
+    let d = crate::daemon::start_with(&home, &[("FUSE_HTTP_BREAKER_THRESHOLD", "1")]);
     let deploy = |wf: Value| assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
     deploy(serde_json::json!({"name": "good", "nodes": [
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}]}));
     deploy(serde_json::json!({"name": "bad", "nodes": [
         {"id": "read", "type": "file.read", "retry": {"attempts": 2, "initial": "10ms", "on": {"kinds": ["any"]}},
          "data": {"inputs": {"path": "/nonexistent/metrics"}}}]}));
+    // Nothing listens on port 1: one refused call opens its circuit.
+    deploy(serde_json::json!({"name": "unreachable", "nodes": [
+        {"id": "get", "type": "http.request", "data": {"inputs": {"url": "http://127.0.0.1:1/"}}}]}));
+    let (_, started) = d.call(
+        "POST",
+        "/api/v1/workflows/unreachable/run",
+        Some(serde_json::json!({})),
+    );
+    d.wait_status(started["run_id"].as_str().unwrap(), "failed");
     deploy(serde_json::json!({"name": "hooked", "nodes": [
         {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "m"}}}]}));
     let mut ids = Vec::new();
@@ -625,8 +634,16 @@ fn metrics_count_a_known_mix_of_runs_exactly() {
             "fuse_api_requests_total",
             &[("operation", "RunWorkflow"), ("status", "202")]
         ),
-        5.0
+        6.0
     );
+    let circuits: Vec<&str> = text.lines().filter(|l| l.contains("circuit")).collect();
+    assert!(
+        circuits.contains(&"fuse_circuit_state{target=\"http://127.0.0.1:1\"} 2"),
+        "{circuits:?}"
+    );
+    let batches = sample(&scrape, "fuse_history_batches_total", &[]);
+    let written = sample(&scrape, "fuse_history_events_written_total", &[]);
+    assert!(batches >= 1.0 && written >= batches, "{batches} {written}");
     assert_eq!(sample(&scrape, "fuse_active_runs", &[]), 0.0);
     assert!(sample(&scrape, "fuse_process_open_fds", &[]) > 0.0);
     assert!(sample(&scrape, "fuse_process_resident_memory_bytes", &[]) > 1e6);

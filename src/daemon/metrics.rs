@@ -42,6 +42,10 @@ pub struct Metrics {
     active_runs: Gauge,
     queued_runs: Gauge,
     history_backlog: Gauge,
+    history_batches: Counter,
+    history_written: Counter,
+    history_last_batch: Gauge,
+    circuits: Family<Labels, Gauge>,
     database_bytes: Gauge,
     memory_bytes: Gauge,
     open_fds: Gauge,
@@ -63,6 +67,10 @@ impl Default for Metrics {
             active_runs: Gauge::default(),
             queued_runs: Gauge::default(),
             history_backlog: Gauge::default(),
+            history_batches: Counter::default(),
+            history_written: Counter::default(),
+            history_last_batch: Gauge::default(),
+            circuits: Family::default(),
             database_bytes: Gauge::default(),
             memory_bytes: Gauge::default(),
             open_fds: Gauge::default(),
@@ -129,6 +137,26 @@ impl Default for Metrics {
             m.history_backlog.clone(),
         );
         registry.register(
+            "history_batches",
+            "Transactions the history writer has committed",
+            m.history_batches.clone(),
+        );
+        registry.register(
+            "history_events_written",
+            "Events and writes the history writer has handled (over history_batches: the mean batch size)",
+            m.history_written.clone(),
+        );
+        registry.register(
+            "history_last_batch_size",
+            "Events in the history writer's last transaction",
+            m.history_last_batch.clone(),
+        );
+        registry.register(
+            "circuit_state",
+            "Circuit breaker of each HTTP target: 0 closed, 1 half-open (probing), 2 open (failing fast)",
+            m.circuits.clone(),
+        );
+        registry.register(
             "database_bytes",
             "Size of fuse.db and its write-ahead log",
             m.database_bytes.clone(),
@@ -172,6 +200,20 @@ impl Metrics {
         self.active_runs.set(health.active_runs as i64);
         self.queued_runs.set(health.queued as i64);
         self.history_backlog.set(state.recorder.backlog() as i64);
+        let (batches, written, last) = state.recorder.throughput();
+        // Counters follow the writer's own totals.
+        for (counter, total) in [
+            (&self.history_batches, batches),
+            (&self.history_written, written),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.history_last_batch.set(last as i64);
+        for (target, value) in crate::nodes::builtin::http::breaker::states() {
+            self.circuits
+                .get_or_create(&labels(&[("target", &target)]))
+                .set(i64::from(value));
+        }
         let db = state.home.db_path();
         let wal = {
             let mut p = db.as_os_str().to_owned();

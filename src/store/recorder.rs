@@ -142,6 +142,8 @@ pub struct Recorder {
 struct Progress {
     sent: std::sync::atomic::AtomicU64,
     handled: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+    last_batch: std::sync::atomic::AtomicU64,
 }
 
 /// Who the writer records for: the daemon (a long life, many runs) or one
@@ -226,6 +228,16 @@ impl Recorder {
             failures,
             progress,
         })
+    }
+
+    /// (batches committed, events and writes handled, size of the last batch).
+    pub fn throughput(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.progress.batches.load(Relaxed),
+            self.progress.handled.load(Relaxed),
+            self.progress.last_batch.load(Relaxed),
+        )
     }
 
     /// Events and writes sent to the writer that it has not handled yet.
@@ -506,6 +518,14 @@ impl Writer {
             self.progress
                 .handled
                 .fetch_add(ops, std::sync::atomic::Ordering::Relaxed);
+            if ops > 0 {
+                self.progress
+                    .batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.progress
+                    .last_batch
+                    .store(ops, std::sync::atomic::Ordering::Relaxed);
+            }
             for run_id in finished {
                 if let Some(meta) = self.runs.remove(&run_id)
                     && meta.top_level

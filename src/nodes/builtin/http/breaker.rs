@@ -52,6 +52,46 @@ fn slot<'a>(states: &'a mut HashMap<String, State>, target: &str) -> Option<&'a 
     states.get_mut(target)
 }
 
+/// The breakers in use in this process (for metrics); dropped ones fall out.
+static LIVE: std::sync::LazyLock<Mutex<Vec<std::sync::Weak<Breakers>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Shares `breakers` and lists them for [`states`].
+pub fn register(breakers: Breakers) -> std::sync::Arc<Breakers> {
+    let shared = std::sync::Arc::new(breakers);
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|w| w.strong_count() > 0);
+        live.push(std::sync::Arc::downgrade(&shared));
+    }
+    shared
+}
+
+/// Every target's circuit in this process: 0 closed, 1 half-open, 2 open.
+pub fn states() -> Vec<(String, u8)> {
+    let live: Vec<std::sync::Arc<Breakers>> = LIVE
+        .lock()
+        .map(|l| l.iter().filter_map(std::sync::Weak::upgrade).collect())
+        .unwrap_or_default();
+    let mut out: HashMap<String, u8> = HashMap::new();
+    for b in live {
+        let Ok(states) = b.states.lock() else {
+            continue;
+        };
+        for (target, state) in states.iter() {
+            let n = match state {
+                State::Closed { .. } => 0,
+                State::HalfOpen { .. } => 1,
+                State::Open { .. } => 2,
+            };
+            let slot = out.entry(target.clone()).or_insert(0);
+            *slot = (*slot).max(n);
+        }
+    }
+    let mut out: Vec<(String, u8)> = out.into_iter().collect();
+    out.sort();
+    out
+}
+
 /// The breakers of one process.
 pub struct Breakers {
     threshold: u32,
@@ -217,6 +257,22 @@ mod tests {
             b.admit("https://other:443"),
             Admit::Go,
             "targets are independent"
+        );
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[test]
+    fn registered_breakers_report_their_circuits() {
+        let b = register(Breakers::new(1, Duration::from_secs(60)));
+        b.record("http://live-test:80", false);
+        let all = states();
+        assert!(
+            all.contains(&("http://live-test:80".to_string(), 2)),
+            "{all:?}"
         );
     }
 }

@@ -32,7 +32,7 @@ pub struct Http {
     clients: Mutex<HashMap<usize, reqwest::Client>>,
     /// The client for the configured `max_redirects`: most requests use it.
     default_client: std::sync::OnceLock<reqwest::Client>,
-    pub breakers: Breakers,
+    pub breakers: Arc<Breakers>,
     limiter: RateLimiter,
     /// The last URL parsed, with its target: a `foreach` calls the same URL
     /// (with different queries) thousands of times.
@@ -51,7 +51,10 @@ impl Http {
             rate_limits: config.rate_limits.clone(),
             clients: Mutex::new(HashMap::new()),
             default_client: std::sync::OnceLock::new(),
-            breakers: Breakers::new(config.breaker_threshold, dur(&config.breaker_cooldown, 30)),
+            breakers: breaker::register(Breakers::new(
+                config.breaker_threshold,
+                dur(&config.breaker_cooldown, 30),
+            )),
             limiter: RateLimiter::default(),
             last_url: Mutex::new(None),
         }

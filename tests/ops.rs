@@ -667,3 +667,157 @@ fn metrics_can_be_opened_for_a_local_scraper() {
     assert!(text.contains("# TYPE fuse_active_runs gauge"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 }
+
+#[test]
+fn export_then_import_moves_workflows_credentials_packages_and_history() {
+    use crate::helper::http::{Reply, TestServer};
+    let server = TestServer::start(|req, _| {
+        Reply::json(
+            200,
+            serde_json::json!({"auth": req.header("authorization").unwrap_or("")}),
+        )
+    });
+    let old = TestHome::initialized();
+    old.cmd()
+        .args(["creds", "set", "api", "--type", "bearer", "--stdin"])
+        .write_stdin(r#"{"token": "s3cret-token"}"#)
+        .assert()
+        .success();
+    old.cmd()
+        .args(["nodes", "new", "carried", "--lang", "sh"])
+        .assert()
+        .success();
+    // A workflow with two versions, the first current again, and disabled.
+    let d = start(&old);
+    let wf = |n: i64| {
+        serde_json::json!({"name": "moved", "nodes": [
+        {"id": "get", "type": "http.request", "data": {"inputs": {"url": server.url("/"), "credential": "api"}}},
+        {"id": "n", "type": "transform.set", "data": {"inputs": {"values": {"n": n}}}}
+    ], "edges": [{"source": "get", "target": "n"}]})
+    };
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf(1))).0, 201);
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf(2))).0, 201);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, started) = d.call(
+            "POST",
+            "/api/v1/workflows/moved/run",
+            Some(serde_json::json!({})),
+        );
+        let id = started["run_id"].as_str().unwrap().to_string();
+        d.wait_status(&id, "succeeded");
+        ids.push(id);
+    }
+    assert_eq!(
+        d.call(
+            "POST",
+            "/api/v1/workflows/moved/rollback",
+            Some(serde_json::json!({"version": 1}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        d.call("POST", "/api/v1/workflows/moved/disable", None).0,
+        200
+    );
+    let shown = |home: &TestHome, id: &str| -> Value {
+        serde_json::from_str(&crate::helper::stdout_of(
+            home.cmd().args(["runs", "show", id, "--json"]),
+        ))
+        .unwrap()
+    };
+    let before: Vec<Value> = ids.iter().map(|id| shown(&old, id)).collect();
+    old.cmd().arg("stop").assert().success();
+
+    let pass = old.tmp().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let archive = old.tmp().join("home.tar.zst");
+    old.cmd()
+        .args(["export", "--runs", "-o"])
+        .arg(&archive)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .assert()
+        .success();
+    // The passphrase protects the credential: its value is not in the archive.
+    let raw = zstd::decode_all(std::fs::File::open(&archive).unwrap()).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains("s3cret-token"));
+
+    let new = TestHome::initialized();
+    let wrong = new.tmp().join("wrong.txt");
+    std::fs::write(&wrong, "not it").unwrap();
+    new.cmd()
+        .arg("import")
+        .arg(&archive)
+        .arg("--passphrase-file")
+        .arg(&wrong)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "the passphrase does not open the archive's credentials",
+        ));
+    new.cmd()
+        .arg("import")
+        .arg(&archive)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "imported 1 workflow(s), 1 credential(s) and 3 run(s)",
+        ));
+    // The same run history.
+    for (id, was) in ids.iter().zip(&before) {
+        let now = shown(&new, id);
+        for key in [
+            "id",
+            "workflow",
+            "status",
+            "trigger",
+            "input",
+            "output",
+            "nodes",
+            "created_at",
+            "duration_ms",
+        ] {
+            assert_eq!(now[key], was[key], "{key} of run {id}");
+        }
+    }
+    // The same workflow: both versions, version 1 current, disabled.
+    let db = rusqlite::Connection::open(new.path().join("fuse.db")).unwrap();
+    let (current, enabled): (i64, bool) = db
+        .query_row(
+            "SELECT current_version, enabled FROM workflows WHERE name = 'moved'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((current, enabled), (1, false));
+    let versions: i64 = db
+        .query_row("SELECT COUNT(*) FROM workflow_versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(versions, 2);
+    // The credential opens with the new home's key and works.
+    new.cmd().args(["creds", "check"]).assert().success();
+    let run_file = new.write("use.json", &wf(3));
+    let out = crate::helper::stdout_of(new.cmd().arg("run").arg(&run_file).arg("--json"));
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(
+        server.requests().last().unwrap().header("authorization"),
+        Some("Bearer s3cret-token")
+    );
+    // The node package came along and loads.
+    let nodes = crate::helper::stdout_of(new.cmd().args(["nodes", "list"]));
+    assert!(nodes.contains("carried"), "{nodes}");
+    // A second import into a home with workflows is refused without --force.
+    new.cmd()
+        .arg("import")
+        .arg(&archive)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("add --force to merge"));
+}

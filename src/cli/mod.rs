@@ -32,6 +32,7 @@ mod run;
 mod runs;
 mod schema;
 mod tokens;
+mod transfer;
 mod validate;
 mod version;
 mod workflows;
@@ -130,6 +131,19 @@ pub enum Command {
     )]
     Doctor(doctor::DoctorArgs),
 
+    /// Write the home (workflows with versions, packages, credentials sealed
+    /// with a passphrase, optionally run history) as one .tar.zst archive.
+    #[command(
+        after_help = "Examples:\n  fuse export > home.tar.zst\n  fuse export --runs -o home.tar.zst --passphrase-file pass.txt\n\nCredentials are sealed with an export passphrase (asked for, or\n--passphrase-file / FUSE_EXPORT_PASSPHRASE), never with the master key."
+    )]
+    Export(transfer::ExportArgs),
+
+    /// Read an archive from `fuse export` into this home (a new one, unless --force).
+    #[command(
+        after_help = "Examples:\n  fuse init --yes && fuse import home.tar.zst\n  fuse import home.tar.zst --force --passphrase-file pass.txt"
+    )]
+    Import(transfer::ImportArgs),
+
     /// A consistent copy of the home's database, safe while the daemon runs.
     #[command(
         after_help = "Examples:\n  fuse backup                      # backups/fuse-<time>.db in the home\n  fuse backup /mnt/usb/fuse.db --force\n\nRestore: stop the daemon, copy the file over fuse.db (remove fuse.db-wal and\nfuse.db-shm), start it again. The master key is not in the database: keep\nit too (see `fuse version` for where it is)."
@@ -189,6 +203,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokens(command) => tokens::run(&globals, command),
         Command::Memory(command) => memory::run(&globals, command),
         Command::Backup(args) => backup::run(&globals, args),
+        Command::Export(args) => transfer::export(&globals, args),
+        Command::Import(args) => transfer::import(&globals, args),
         Command::Doctor(args) => doctor::run(&globals, args),
         Command::Workflows(command) => workflows::run(&globals, command),
         Command::Nodes(command) => nodes::run_nodes(&globals, command),

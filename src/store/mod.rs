@@ -25,6 +25,7 @@ pub mod memory;
 pub mod recorder;
 pub mod schedules;
 pub mod tokens;
+pub mod transfer;
 pub mod vectors;
 pub mod workflows;
 

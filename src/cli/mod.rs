@@ -236,8 +236,12 @@ pub fn init_tracing(cli: &Cli) {
         (_, 2) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Libraries say their own info (migrations run, connections) only at debug.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FUSE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},refinery_core=warn,refinery=warn,hyper=warn,reqwest=warn,notify=warn"
+        ))
+    });
     // Colours only for a person at a terminal, never into a log file.
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -633,6 +633,16 @@ fn the_daemon_runs_an_agent_and_serves_its_steps_and_memory() {
         ]
     );
 
+    // Token usage by model reaches /metrics.
+    let (code, metrics) =
+        crate::ops::get_text(&format!("{}/metrics", daemon.url), Some(&daemon.token));
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("fuse_llm_tokens_total{model=\"agent-model\",kind=\"prompt\"} 30")
+            && metrics
+                .contains("fuse_llm_tokens_total{model=\"agent-model\",kind=\"completion\"} 12"),
+        "{metrics}"
+    );
     let (status, list) = daemon.call("GET", "/api/v1/memory", None);
     assert_eq!(status, 200);
     assert_eq!(list["sessions"][0]["session"], "carol");

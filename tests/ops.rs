@@ -485,7 +485,7 @@ fn the_daemon_log_can_be_json_lines() {
 }
 
 /// GET `url` (with a token): the status and the body as text.
-fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -820,4 +820,84 @@ fn export_then_import_moves_workflows_credentials_packages_and_history() {
         .assert()
         .failure()
         .stderr(predicates::str::contains("add --force to merge"));
+}
+
+/// Deploys an alert workflow that records what it is told in `alerts.jsonl`
+/// (as the template would post it); its lines, parsed.
+fn recording_alert(d: &crate::daemon::Daemon<'_>, home: &TestHome) -> std::path::PathBuf {
+    let out = home.tmp().join("alerts.jsonl");
+    let wf = serde_json::json!({"name": "record-alert", "nodes": [
+        {"id": "w", "type": "file.write", "data": {"inputs": {"path": out.display().to_string(),
+            "content": "{{ trigger | tojson }}\n", "append": true}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    out
+}
+
+fn alerts_with(file: &std::path::Path, rule: &str) -> Vec<Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["rule"] == rule)
+        .collect()
+}
+
+#[test]
+fn alerts_for_a_deep_queue_and_for_missed_fires() {
+    let home = TestHome::initialized();
+    let env = [
+        ("FUSE_ALERTS_WORKFLOW", "record-alert"),
+        ("FUSE_ALERTS_QUEUE_DEPTH", "1"),
+        ("FUSE_ALERTS_QUEUE_FOR", "0s"),
+        ("FUSE_DAEMON_MAX_RUNS", "1"),
+    ];
+    let d = crate::daemon::start_with(&home, &env);
+    let file = recording_alert(&d, &home);
+    // One slot and a slow workflow: three runs leave two waiting.
+    let slow = serde_json::json!({"name": "slow", "nodes": [
+        {"id": "w", "type": "flow.wait", "data": {"inputs": {"duration": "1500ms"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(slow)).0, 201);
+    for _ in 0..3 {
+        assert_eq!(
+            d.call(
+                "POST",
+                "/api/v1/workflows/slow/run",
+                Some(serde_json::json!({}))
+            )
+            .0,
+            202
+        );
+    }
+    let queue = crate::daemon::wait_for("the queue alert", || {
+        alerts_with(&file, "queue_depth").into_iter().next()
+    });
+    assert!(queue["queued"].as_u64().unwrap() >= 2, "{queue}");
+    assert!(
+        queue["message"]
+            .as_str()
+            .unwrap()
+            .contains("waited for a run slot"),
+        "{queue}"
+    );
+
+    // A schedule whose fire passed while the daemon was down.
+    let ticker = serde_json::json!({"name": "nightly", "nodes": [
+        {"id": "cron", "type": "trigger.cron", "data": {"inputs": {"cron": "0 3 * * *"}}}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(ticker)).0, 201);
+    home.cmd().arg("stop").assert().success();
+    let db = rusqlite::Connection::open(home.path().join("fuse.db")).unwrap();
+    db.execute(
+        "UPDATE schedules SET next_fire_at = 1000 WHERE node_id = 'cron'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let d = crate::daemon::start_with(&home, &env);
+    let missed = crate::daemon::wait_for("the missed-fire alert", || {
+        alerts_with(&file, "missed_fire").into_iter().next()
+    });
+    assert_eq!(missed["workflow"], "nightly");
+    assert_eq!(missed["node"], "cron");
+    assert_eq!(missed["policy"], "skip");
+    drop(d);
 }

@@ -44,11 +44,16 @@ pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
                 ..RunSpec::default()
             };
             match start_run_with(state, &left.workflow, left.input, &left.trigger, spec).await {
-                Ok(_) => tracing::info!("run {} (accepted before a restart) started", left.id),
+                Ok(_) => tracing::info!(
+                    run_id = %left.id,
+                    workflow = %left.workflow,
+                    "run accepted before a restart started"
+                ),
                 Err(r) => {
                     tracing::warn!(
-                        "run {} could not be started after a restart ({})",
-                        left.id,
+                        run_id = %left.id,
+                        workflow = %left.workflow,
+                        "run could not be started after a restart ({})",
                         r.status()
                     );
                     let id = left.id.clone();
@@ -87,8 +92,18 @@ pub(super) async fn resubmit(state: &Arc<State>, leftovers: Vec<Leftover>) {
             ..RunSpec::default()
         };
         match start_run_with(state, &left.workflow, input, "resume", spec).await {
-            Ok(id) => tracing::info!("interrupted run {} resumed as {id}", left.id),
-            Err(r) => tracing::warn!("run {} could not be resumed ({})", left.id, r.status()),
+            Ok(id) => tracing::info!(
+                run_id = %id,
+                retry_of = %left.id,
+                workflow = %left.workflow,
+                "run interrupted by a crash resumed from its last finished node"
+            ),
+            Err(r) => tracing::warn!(
+                run_id = %left.id,
+                workflow = %left.workflow,
+                "interrupted run could not be resumed ({})",
+                r.status()
+            ),
         }
     }
 }

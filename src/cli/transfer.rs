@@ -425,16 +425,7 @@ pub fn import(globals: &Globals, args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         store.set_workflow_enabled(&wf.name, wf.enabled)?;
     }
-    for c in &credentials {
-        let fields: BTreeMap<String, Zeroizing<String>> = c
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
-            .collect();
-        vault
-            .set(&c.name, &c.kind, &fields)
-            .with_context(|| format!("cannot store credential {}", c.name))?;
-    }
+    // Packages first: a credential type a plugin declares must be known.
     for (name, dir) in [
         ("node_packages", home.node_packages_dir()),
         ("plugin_packages", home.plugin_packages_dir()),
@@ -443,6 +434,23 @@ pub fn import(globals: &Globals, args: ImportArgs) -> anyhow::Result<ExitCode> {
         if from.is_dir() {
             copy_tree(&from, &dir)?;
         }
+    }
+    let types = crate::secrets::types::known(&home);
+    for c in &credentials {
+        let fields: BTreeMap<String, Zeroizing<String>> = c
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
+            .collect();
+        let spec = types.iter().find(|t| t.name == c.kind).with_context(|| {
+            format!(
+                "credential {} is of type {:?}, which this home does not know (a plugin's type? its package did not load)",
+                c.name, c.kind
+            )
+        })?;
+        vault
+            .set_typed(&c.name, spec, &fields)
+            .with_context(|| format!("cannot store credential {}", c.name))?;
     }
     let mut runs = 0;
     if manifest.runs {

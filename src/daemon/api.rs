@@ -222,8 +222,16 @@ pub(super) async fn body_json(
     req: Request<hyper::body::Incoming>,
 ) -> Result<Option<Value>, Box<Reply>> {
     let bytes = body_bytes(req).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.is_empty() {
         return Ok(None);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body is only whitespace, which is not JSON; send a JSON value, or no body at all",
+            Value::Null,
+        )));
     }
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         Box::new(error(

@@ -894,7 +894,7 @@ async fn one_attempt(
     let cancel = shared.cancel.clone();
     let work = tracing::Instrument::instrument(
         node.node.run(ctx),
-        tracing::info_span!("node", node_id = %node.id),
+        tracing::debug_span!("node", node_id = %node.id),
     );
     let timed = async {
         match node.timeout {

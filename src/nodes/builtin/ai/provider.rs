@@ -903,6 +903,15 @@ impl StreamState for OpenAiStream {
     }
 }
 
+/// The content block an Anthropic stream event is about.
+fn block_index(event: &Value) -> String {
+    event
+        .get("index")
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+        .to_string()
+}
+
 /// Anthropic's typed events: message_start, content_block_start/delta/stop,
 /// message_delta, message_stop (and ping, error).
 #[derive(Default)]
@@ -935,11 +944,7 @@ impl StreamState for AnthropicStream {
                     .unwrap_or(0);
             }
             "content_block_start" => {
-                let index = event
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .to_string();
+                let index = block_index(event);
                 let block = &event["content_block"];
                 match block.get("type").and_then(Value::as_str) {
                     Some("tool_use") => {
@@ -962,11 +967,7 @@ impl StreamState for AnthropicStream {
                 }
             }
             "content_block_delta" => {
-                let index = event
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0)
-                    .to_string();
+                let index = block_index(event);
                 let delta = &event["delta"];
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {

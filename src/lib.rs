@@ -27,6 +27,7 @@ pub mod packages;
 pub mod schedule;
 pub mod secrets;
 pub mod store;
+pub mod testing;
 pub mod workflow;
 
 pub use engine::{Engine, Plan, RunRecord, RunRequest};

@@ -7,6 +7,9 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
+use serde_json::Value;
+
+use crate::store::schedules::StoredSchedule;
 
 /// A parsed schedule.
 #[derive(Debug, Clone)]
@@ -167,6 +170,94 @@ impl Schedule {
             t = next;
         }
         out
+    }
+}
+
+/// The schedule triggers of a workflow definition, with when each fires
+/// next after `now` (bad specs are left out, with a warning).
+pub fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<StoredSchedule> {
+    let Ok(wf) = serde_json::from_str::<Value>(definition) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for node in wf
+        .get("nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let kind =
+            crate::workflow::canonical_type(node.get("type").and_then(Value::as_str).unwrap_or(""));
+        let inputs = node.pointer("/data/inputs").cloned().unwrap_or(Value::Null);
+        let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
+        let node_id = node
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let number = |k: &str| inputs.get(k).and_then(Value::as_i64);
+        let (mut max_fires, mut retries) = (None, 0);
+        let (kind, spec, timezone) = match kind {
+            "trigger.cron" => match s("cron") {
+                Some(spec) => ("cron", spec, s("timezone")),
+                None => continue,
+            },
+            "trigger.interval" => match s("every") {
+                Some(spec) => ("interval", spec, None),
+                None => continue,
+            },
+            "trigger.timer" => {
+                // `manual`, or `auto_trigger_workflow: false`: it does not fire by itself.
+                if inputs.get("auto_trigger_workflow").and_then(Value::as_bool) == Some(false) {
+                    continue;
+                }
+                max_fires = number("max_executions").filter(|n| *n > 0);
+                if inputs.get("retry_on_failure").and_then(Value::as_bool) == Some(true) {
+                    retries = number("retry_count").unwrap_or(3).max(0);
+                }
+                match timer_schedule(&inputs) {
+                    Some((kind, spec)) => (kind, spec, s("timezone")),
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        let Ok(schedule) = Schedule::of_kind(kind, &spec, timezone.as_deref()) else {
+            tracing::warn!("workflow {workflow}: trigger {node_id} has a bad schedule {spec:?}");
+            continue;
+        };
+        out.push(StoredSchedule {
+            workflow: workflow.to_string(),
+            node_id,
+            kind: kind.to_string(),
+            spec,
+            timezone,
+            missed: s("missed").unwrap_or_else(|| "skip".into()),
+            overlap: s("overlap").unwrap_or_else(|| "allow".into()),
+            next_fire_at: schedule.next_after(now).map(Timestamp::as_millisecond),
+            max_fires,
+            fired: 0,
+            retries,
+        });
+    }
+    out
+}
+
+/// A `trigger.timer`'s schedule kind and spec by its `schedule_type`
+/// (`interval` by default); `None` for `manual`.
+pub fn timer_schedule(inputs: &Value) -> Option<(&'static str, String)> {
+    let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
+    match s("schedule_type").as_deref().unwrap_or("interval") {
+        "cron" => Some(("cron", s("cron_expression")?)),
+        "once" => Some(("once", s("scheduled_time")?)),
+        "interval" => {
+            let seconds = inputs
+                .get("interval_seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(3600.0);
+            Some(("interval", format!("{}s", seconds.max(0.0) as u64)))
+        }
+        _ => None,
     }
 }
 

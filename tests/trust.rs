@@ -1305,6 +1305,7 @@ fn the_workflow_schema_accepts_what_validate_accepts() {
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter(|p| !p.to_string_lossy().ends_with(".test.json"))
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
             (

@@ -31,6 +31,7 @@ mod progress;
 mod run;
 mod runs;
 mod schema;
+mod test;
 mod tokens;
 mod transfer;
 mod validate;
@@ -101,6 +102,12 @@ pub enum Command {
         after_help = "Examples:\n  fuse run templates/hello.json\n  fuse run report.json --input url=https://example.org --input limit=10\n  fuse run wf.json --input-file input.json --json | jq .status\n\nExit codes: 0 succeeded, 1 failed or cancelled, 2 invalid workflow, input or usage,\n4 the run's history could not be recorded (e.g. a full disk)."
     )]
     Run(run::RunArgs),
+
+    /// Run workflow tests: the cases of NAME.test.json files, with pinned node outputs.
+    #[command(
+        after_help = "Examples:\n  fuse test                          # every *.test.json under .\n  fuse test flows/ --filter retries\n  fuse test --junit report.xml       # for CI\n  fuse test flows/hello.test.json --update   # take the new outputs as expected\n\nExit codes: 0 every case passed, 1 a case failed, 2 a test file or case is invalid\n(a node the workflow lacks, an invalid workflow or input) or none matched. Format: docs/testing.md"
+    )]
+    Test(test::TestArgs),
 
     /// Check a workflow file without running it; lists every problem.
     #[command(
@@ -198,6 +205,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => daemon::logs(&globals, args),
         Command::Run(args) => run::run(&globals, args),
         Command::Validate(args) => validate::run(&globals, args),
+        Command::Test(args) => test::run(&globals, args),
         Command::Runs(command) => runs::run(&globals, command),
         Command::Creds(command) => creds::run(&globals, command),
         Command::Tokens(command) => tokens::run(&globals, command),

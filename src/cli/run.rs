@@ -38,8 +38,30 @@ pub struct RunArgs {
 
     /// Run it on the daemon instead (deploys the file as a new version, follows
     /// the run's live events, prints its output).
-    #[arg(long, conflicts_with = "no_history")]
+    #[arg(long, conflicts_with_all = ["no_history", "pins", "trigger"])]
     pub remote: bool,
+
+    /// Do not run node NODE: use the JSON in FILE as its output. Repeatable.
+    #[arg(long = "pin", value_name = "NODE=FILE")]
+    pub pins: Vec<String>,
+
+    /// Simulate a trigger: `webhook` (the body from --body, headers from
+    /// --header) or `schedule` (a fire at --at); `TYPE:NODE` names the
+    /// trigger node when the workflow has several.
+    #[arg(long, value_name = "TYPE[:NODE]")]
+    pub trigger: Option<String>,
+
+    /// The webhook body (a JSON file, or text; `-` for stdin), with --trigger webhook.
+    #[arg(long, value_name = "FILE", requires = "trigger")]
+    pub body: Option<PathBuf>,
+
+    /// A webhook request header, NAME=VALUE. Repeatable. With --trigger webhook.
+    #[arg(long = "header", value_name = "NAME=VALUE", requires = "trigger")]
+    pub headers: Vec<String>,
+
+    /// The fire time of --trigger schedule (RFC 3339; default now).
+    #[arg(long, value_name = "TIME", requires = "trigger")]
+    pub at: Option<String>,
 }
 
 /// An engine for the CLI, recording to the home's history when there is one.
@@ -157,7 +179,12 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
-    let input = match plan.check_input(input, crate::workflow::params::Check::Strict) {
+    let pins = pins_of(&plan, &args.pins)?;
+    let (input, trigger, entry) = match &args.trigger {
+        None => (input, "manual", None),
+        Some(spec) => simulated_trigger(&plan, spec, &args, input)?,
+    };
+    let input = match crate::engine::trigger::checked_input(&plan, input, trigger, false) {
         Ok(input) => input,
         Err(problems) => {
             eprintln!(
@@ -177,8 +204,120 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let record = cli.run(plan, RunRequest::new(input, "cli"))?;
+    let mut request = RunRequest::new(input, "cli");
+    request.pins = Arc::new(pins);
+    request.entry = entry;
+    let record = cli.run(plan, request)?;
     cli.finish(&record, args.json, quiet)
+}
+
+/// `--pin NODE=FILE` values: each node must be in the workflow, each file JSON.
+fn pins_of(
+    plan: &crate::Plan,
+    specs: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, crate::engine::pin::Pin>> {
+    let mut pins = std::collections::HashMap::new();
+    for spec in specs {
+        let Some((node, file)) = spec.split_once('=') else {
+            anyhow::bail!(crate::Error::Setting(format!(
+                "--pin {spec:?} is not NODE=FILE (e.g. --pin fetch=fetch-output.json)"
+            )));
+        };
+        if plan.node(node).is_none() {
+            anyhow::bail!(crate::Error::Setting(format!(
+                "--pin {spec:?}: {} has no node {node:?} (its nodes: {})",
+                plan.name,
+                plan.nodes
+                    .iter()
+                    .map(|n| &*n.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let value = read_json_file(Path::new(file), "--pin")?;
+        pins.insert(node.to_string(), crate::engine::pin::Pin::output(value));
+    }
+    Ok(pins)
+}
+
+/// A JSON file's value (`-`: stdin), for --pin and --body.
+fn read_json_file(file: &Path, what: &str) -> anyhow::Result<Value> {
+    let text =
+        read_text(file).with_context(|| format!("{what}: cannot read {}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::Error::new(crate::Error::Setting(format!(
+            "{what}: {} is not valid JSON: {e}",
+            file.display()
+        )))
+    })
+}
+
+fn read_text(file: &Path) -> std::io::Result<String> {
+    if file == Path::new("-") {
+        return std::io::read_to_string(std::io::stdin());
+    }
+    let bytes = crate::files::read_regular(file, crate::engine::MAX_WORKFLOW_BYTES)?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// The input, trigger kind and entry node of `--trigger TYPE[:NODE]`.
+fn simulated_trigger(
+    plan: &crate::Plan,
+    spec: &str,
+    args: &RunArgs,
+    input: Value,
+) -> anyhow::Result<(Value, &'static str, Option<String>)> {
+    use crate::engine::trigger::{self, Kind};
+    let (kind, node) = match spec.split_once(':') {
+        Some((k, n)) => (k, Some(n)),
+        None => (spec, None),
+    };
+    let kind = match kind {
+        "webhook" => Kind::Webhook,
+        "schedule" | "cron" => Kind::Schedule,
+        "manual" => return Ok((input, "manual", node.map(str::to_string))),
+        other => anyhow::bail!(crate::Error::Setting(format!(
+            "--trigger {other:?} is not webhook, schedule or manual"
+        ))),
+    };
+    let entry = trigger::entry_node(plan, kind, node)
+        .map_err(|e| anyhow::Error::new(crate::Error::Setting(format!("--trigger: {e}"))))?
+        .to_string();
+    if kind == Kind::Schedule {
+        let at = match &args.at {
+            None => jiff::Timestamp::now(),
+            Some(t) => t.parse().map_err(|e| {
+                anyhow::Error::new(crate::Error::Setting(format!(
+                    "--at {t:?} is not an RFC 3339 time (e.g. 2026-05-01T09:00:00Z): {e}"
+                )))
+            })?,
+        };
+        return Ok((
+            trigger::simulated_fire(plan, &entry, at),
+            "cron",
+            Some(entry),
+        ));
+    }
+    let body = match &args.body {
+        None => input,
+        Some(file) => {
+            let text = read_text(file)
+                .with_context(|| format!("--body: cannot read {}", file.display()))?;
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        }
+    };
+    let mut headers = Map::new();
+    for pair in &args.headers {
+        let Some((name, value)) = pair.split_once('=') else {
+            anyhow::bail!(crate::Error::Setting(format!(
+                "--header {pair:?} is not NAME=VALUE (e.g. --header x-event=push)"
+            )));
+        };
+        headers.insert(name.trim().to_string(), Value::String(value.to_string()));
+    }
+    let input = trigger::simulated_webhook(plan, &entry, None, headers, Map::new(), body);
+    Ok((input, "webhook", Some(entry)))
 }
 
 impl CliEngine {
@@ -290,18 +429,8 @@ pub(super) fn print_record(
 pub(super) fn run_input(pairs: &[String], file: Option<&Path>) -> anyhow::Result<Value> {
     let mut map = Map::new();
     if let Some(file) = file {
-        let text = if file == Path::new("-") {
-            std::io::read_to_string(std::io::stdin())
-                .context("cannot read the run input from stdin")?
-        } else {
-            crate::files::read_regular(file, crate::engine::MAX_WORKFLOW_BYTES)
-                .and_then(|bytes| {
-                    String::from_utf8(bytes).map_err(|_| {
-                        std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
-                    })
-                })
-                .with_context(|| format!("cannot read the input file {}", file.display()))?
-        };
+        let text = read_text(file)
+            .with_context(|| format!("cannot read the input file {}", file.display()))?;
         match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(m)) => map = m,
             Ok(_) => anyhow::bail!(crate::Error::Setting(format!(

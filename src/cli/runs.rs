@@ -1,7 +1,8 @@
-//! `fuse runs list|show|logs|retry|prune`: the recorded history.
+//! `fuse runs list|show|logs|retry|pin|prune`: the recorded history.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use serde_json::Value;
 
 use super::Globals;
@@ -75,6 +76,27 @@ pub enum RunsCommand {
         from_failed: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Turn a recorded run into a test case: its trigger input, the outputs of
+    /// its side-effecting nodes as pins, what it did as expectations.
+    #[command(
+        after_help = "Examples:\n  fuse runs pin last --workflow report --into flows/report.test.json\n  fuse runs pin 7c2e41ab --into report.test.json --name \"busy API\" --all\n\nThe case is added to the file (which is created if needed); `fuse test FILE` runs it."
+    )]
+    Pin {
+        /// Run id, `last`, or a unique start or end of an id.
+        id: String,
+        /// With `last`: the newest run of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// The test file to add the case to (NAME.test.json beside NAME.json).
+        #[arg(long, value_name = "FILE")]
+        into: std::path::PathBuf,
+        /// The case's name (default: "run ID").
+        #[arg(long)]
+        name: Option<String>,
+        /// Pin every node that ran, not only those with side effects.
+        #[arg(long)]
+        all: bool,
     },
     /// Delete finished runs older than a duration and give the space back.
     #[command(
@@ -193,6 +215,13 @@ pub fn run(globals: &Globals, command: RunsCommand) -> anyhow::Result<ExitCode> 
             json,
         } => retry(globals, &home, &id, workflow.as_deref(), from_failed, json),
         RunsCommand::Prune { older_than } => prune(globals, &home, &older_than),
+        RunsCommand::Pin {
+            id,
+            workflow,
+            into,
+            name,
+            all,
+        } => pin(&home, &id, workflow.as_deref(), &into, name, all),
     }
 }
 
@@ -229,6 +258,105 @@ fn retry(
     }
     let record = cli.run(plan, request)?;
     cli.finish(&record, json, quiet)
+}
+
+/// `fuse runs pin`: adds the run as a case to a test file.
+fn pin(
+    home: &Home,
+    id: &str,
+    workflow: Option<&str>,
+    into: &std::path::Path,
+    name: Option<String>,
+    all: bool,
+) -> anyhow::Result<ExitCode> {
+    let source = Source::open(home)?;
+    let id = source.resolve(id, workflow)?;
+    let run = source.get(&id)?;
+    if run.summary.status == "running" || run.summary.status == "queued" {
+        anyhow::bail!(crate::Error::Refused(format!(
+            "run {id} is still {}; pin it once it has finished",
+            run.summary.status
+        )));
+    }
+    let mut file = if into.exists() {
+        let text = std::fs::read_to_string(into)
+            .with_context(|| format!("cannot read {}", into.display()))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            crate::Error::Setting(format!(
+                "{} is not JSON ({e}); pin into a new file or fix it first",
+                into.display()
+            ))
+        })?;
+        if !value.get("cases").is_some_and(Value::is_array) {
+            anyhow::bail!(crate::Error::Setting(format!(
+                "{} is not a test file (it has no `cases` list)",
+                into.display()
+            )));
+        }
+        value
+    } else {
+        let mut file = serde_json::json!({});
+        if !crate::testing::is_test_file(into) {
+            anyhow::bail!(crate::Error::Setting(format!(
+                "{} is not named NAME{}: call it after its workflow (report.json → report.test.json)",
+                into.display(),
+                crate::testing::SUFFIX
+            )));
+        }
+        let sibling = into
+            .to_string_lossy()
+            .strip_suffix(crate::testing::SUFFIX)
+            .map(|stem| std::path::PathBuf::from(format!("{stem}.json")));
+        if let (Some(sibling), Some(src)) = (&sibling, &run.source_path)
+            && !sibling.exists()
+        {
+            // The run's workflow file, when it is not the file's namesake.
+            file["workflow"] = Value::String(src.clone());
+        }
+        file["cases"] = serde_json::json!([]);
+        file
+    };
+    let cases = file
+        .get_mut("cases")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| anyhow::anyhow!("the test file has no `cases` list"))?;
+    let taken: std::collections::HashSet<String> = cases
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let base = name.unwrap_or_else(|| format!("run {}", short_id(&id)));
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base} ({n})");
+        n += 1;
+    }
+    let case = crate::testing::record::case_from_run(&run, &name, all);
+    let pinned = case
+        .get("pins")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    cases.push(case);
+    let mut text = serde_json::to_string_pretty(&file)?;
+    text.push('\n');
+    crate::files::write_atomic(into, text.as_bytes(), None)
+        .with_context(|| format!("cannot write {}", into.display()))?;
+    outln!(
+        "added case {name:?} to {} ({})",
+        into.display(),
+        if pinned.is_empty() {
+            "no node pinned".to_string()
+        } else {
+            format!("pinned: {}", pinned.join(", "))
+        }
+    );
+    eprintln!("next: fuse test {}", into.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(id.len().saturating_sub(8)..).unwrap_or(id)
 }
 
 fn prune(globals: &Globals, home: &Home, older_than: &str) -> anyhow::Result<ExitCode> {
@@ -419,7 +547,7 @@ fn read(home: &Home, command: RunsCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        RunsCommand::Retry { .. } | RunsCommand::Prune { .. } => {}
+        RunsCommand::Retry { .. } | RunsCommand::Prune { .. } | RunsCommand::Pin { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

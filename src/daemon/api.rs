@@ -1149,7 +1149,12 @@ pub(super) async fn start_run_with(
             )
         }
     };
-    let input = match checked_input(&plan, input, trigger, spec.existing_id.is_some()) {
+    let input = match crate::engine::trigger::checked_input(
+        &plan,
+        input,
+        trigger,
+        spec.existing_id.is_some(),
+    ) {
         Ok(input) => input,
         Err(problems) => {
             return Err(Box::new(error(
@@ -1243,39 +1248,6 @@ pub(super) async fn start_run_with(
         st.active.fetch_sub(1, Ordering::SeqCst);
     });
     Ok(run_id)
-}
-
-/// A run's input checked against the workflow's params: strictly for runs a
-/// caller asked for (the API; a webhook's body), defaults only for inputs a
-/// trigger made (schedules, files, events); as it is for runs started before
-/// (retries, resumes, recovered runs).
-fn checked_input(
-    plan: &crate::Plan,
-    input: Value,
-    trigger: &str,
-    recovered: bool,
-) -> Result<Value, Vec<String>> {
-    use crate::workflow::params::Check;
-    if recovered || matches!(trigger, "retry" | "resume") {
-        return Ok(input);
-    }
-    match trigger {
-        "manual" => plan.check_input(input, Check::Strict),
-        "webhook" => {
-            let Value::Object(mut request) = input else {
-                return Ok(input);
-            };
-            let body = request.remove("body").unwrap_or(Value::Null);
-            let body = plan.check_input(body, Check::Strict).map_err(|p| {
-                p.into_iter()
-                    .map(|e| format!("body: {e}"))
-                    .collect::<Vec<_>>()
-            })?;
-            request.insert("body".into(), body);
-            Ok(Value::Object(request))
-        }
-        _ => plan.check_input(input, Check::Defaults),
-    }
 }
 
 /// Records a run that never started as cancelled (nothing happens to a run
@@ -1540,8 +1512,7 @@ async fn webhook(state: &Arc<State>, hook: String, req: Request<hyper::body::Inc
             Value::Null,
         );
     }
-    let input =
-        json!({"method": method, "path": hook, "headers": headers, "query": query, "body": body});
+    let input = crate::engine::trigger::webhook_input(&method, &hook, headers, query, body);
     let (responder, answer) = if responds {
         let (tx, rx) = tokio::sync::oneshot::channel();
         (Some(Arc::new(std::sync::Mutex::new(Some(tx)))), Some(rx))

@@ -1,6 +1,7 @@
 //! The home's `workflows/` folder: a JSON file added or changed there is
 //! deployed as a new version, a removed one disables its workflow. An invalid
 //! file is logged with every problem and the previous version keeps running.
+//! Test files (`NAME.test.json`, for `fuse test`) beside them are not workflows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +39,11 @@ pub(super) fn scan(state: &Arc<State>) -> Vec<Outcome> {
             entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "json") && p.is_file())
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == "json")
+                        && !crate::testing::is_test_file(p)
+                        && p.is_file()
+                })
                 .collect()
         })
         .unwrap_or_default();

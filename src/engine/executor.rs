@@ -31,6 +31,7 @@ struct Shared {
     creds: Arc<super::RunCreds>,
     cancel: CancellationToken,
     reuse: HashMap<String, Value>,
+    pins: Arc<HashMap<String, super::pin::Pin>>,
     max_parallel: usize,
     /// The trigger node that started the run ([`super::RunRequest::entry`]).
     entry: Option<String>,
@@ -108,7 +109,10 @@ async fn execute_as(
     let started = Instant::now();
     let observer = engine.observer().clone();
     let input = Arc::new(request.input);
-    let started_at = jiff::Timestamp::now().to_string();
+    let started_at = request
+        .started_at
+        .unwrap_or_else(jiff::Timestamp::now)
+        .to_string();
     observer.on_event(&Event::RunStarted {
         run_id: run_id.clone(),
         workflow: plan.id.clone(),
@@ -155,6 +159,7 @@ async fn execute_as(
         creds,
         cancel: request.cancel.child_token(),
         reuse: request.reuse,
+        pins: request.pins,
         max_parallel,
         entry: request.entry.clone().or_else(|| default_entry(&plan)),
         steps: Default::default(),
@@ -644,7 +649,10 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
             input,
         };
     }
+    // A pinned foreach node gives its pinned output as a whole: no items run.
+    let pinned = shared.pins.contains_key(&*node.id);
     let (result, attempts) = match &node.def.foreach {
+        _ if pinned => attempts(&shared, i, &input, None).await,
         None => attempts(&shared, i, &input, None).await,
         Some(expr) => run_foreach(&shared, i, &input, expr).await,
     };
@@ -766,13 +774,35 @@ async fn attempts(
             item: item.as_ref().map(|(_, idx, _)| *idx),
         });
         let started_ms = now_ms();
-        let result = one_attempt(
-            shared,
-            node,
-            input,
-            item.as_ref().map(|(v, i, base)| (v, *i, *base)),
-        )
-        .await;
+        let pin = shared.pins.get(&*node.id);
+        let result = match pin {
+            Some(pin) => {
+                observer.on_event(&Event::Log {
+                    run_id: shared.run.id.to_string(),
+                    node_id: Some(node.id.to_string()),
+                    level: LogLevel::Debug,
+                    message: format!("pinned: attempt {attempt} did not run the node"),
+                });
+                let outcome = pin.attempt(attempt);
+                limited(shared, node, async move {
+                    match outcome {
+                        Some(result) => result,
+                        // Never finishes by itself: its timeout or the run's end stops it.
+                        None => std::future::pending().await,
+                    }
+                })
+                .await
+            }
+            None => {
+                one_attempt(
+                    shared,
+                    node,
+                    input,
+                    item.as_ref().map(|(v, i, base)| (v, *i, *base)),
+                )
+                .await
+            }
+        };
         // Secret values never leave the node: not in outputs, not in errors.
         let result = match result {
             Ok(mut out) => {
@@ -821,6 +851,10 @@ async fn attempts(
         let mut delay = backoff(policy, attempt);
         if let Some(after) = err.retry_after {
             delay = delay.max(after);
+        }
+        // A pinned failure has nothing to wait for: its retries follow at once.
+        if pin.is_some() {
+            delay = Duration::ZERO;
         }
         observer.on_event(&Event::Log {
             run_id: shared.run.id.to_string(),
@@ -891,11 +925,20 @@ async fn one_attempt(
         engine: shared.engine.clone(),
         steps: shared.steps.clone(),
     };
-    let cancel = shared.cancel.clone();
     let work = tracing::Instrument::instrument(
         node.node.run(ctx),
         tracing::debug_span!("node", node_id = %node.id),
     );
+    limited(shared, node, work).await
+}
+
+/// An attempt's work under the node's timeout, stopped when the run is cancelled.
+async fn limited(
+    shared: &Arc<Shared>,
+    node: &PlannedNode,
+    work: impl std::future::Future<Output = Result<NodeOutput, NodeError>>,
+) -> Result<NodeOutput, NodeError> {
+    let cancel = shared.cancel.clone();
     let timed = async {
         match node.timeout {
             Some(limit) => match tokio::time::timeout(limit, work).await {

@@ -13,8 +13,10 @@ pub mod duration;
 pub mod events;
 mod executor;
 pub mod expr;
+pub mod pin;
 pub mod plan;
 mod record;
+pub mod trigger;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -71,6 +73,12 @@ pub struct RunRequest {
     /// node fed by two triggers gets the one that fired. `None` (by hand,
     /// `fuse run`): every trigger node passes the run input on.
     pub entry: Option<String>,
+    /// Nodes that do not run: each attempt takes its pin's next outcome
+    /// (`fuse test`, `fuse run --pin`).
+    pub pins: Arc<std::collections::HashMap<String, pin::Pin>>,
+    /// The run's start time as its expressions see it (`run.started_at`);
+    /// the clock's when `None`. A test fixes it for a deterministic run.
+    pub started_at: Option<jiff::Timestamp>,
 }
 
 impl RunRequest {
@@ -86,6 +94,8 @@ impl RunRequest {
             run_id: None,
             responder: None,
             entry: None,
+            pins: Default::default(),
+            started_at: None,
         }
     }
 }

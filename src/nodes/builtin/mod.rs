@@ -8,7 +8,7 @@ pub mod http;
 mod llm;
 mod log;
 mod respond;
-mod transform;
+pub(crate) mod transform;
 mod trigger;
 mod workflow_call;
 

@@ -46,3 +46,5 @@ mod seed;
 mod ai;
 // Issue 17: probes, and the rest of operations.
 mod ops;
+// Issue 18: fuse test, pinned runs, recorded runs as cases.
+mod workflow_tests;

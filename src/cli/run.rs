@@ -59,6 +59,10 @@ pub struct RunArgs {
     #[arg(long = "header", value_name = "NAME=VALUE", requires = "trigger")]
     pub headers: Vec<String>,
 
+    /// A webhook query parameter, NAME=VALUE. Repeatable. With --trigger webhook.
+    #[arg(long = "query", value_name = "NAME=VALUE", requires = "trigger")]
+    pub query: Vec<String>,
+
     /// The fire time of --trigger schedule (RFC 3339; default now).
     #[arg(long, value_name = "TIME", requires = "trigger")]
     pub at: Option<String>,
@@ -207,6 +211,11 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut request = RunRequest::new(input, "cli");
     request.pins = Arc::new(pins);
     request.entry = entry;
+    // A simulated caller for `webhook.respond` (its answer is the node's output).
+    let (answer_tx, _answer) = tokio::sync::oneshot::channel();
+    if trigger == "webhook" {
+        request.responder = Some(Arc::new(std::sync::Mutex::new(Some(answer_tx))));
+    }
     let record = cli.run(plan, request)?;
     cli.finish(&record, args.json, quiet)
 }
@@ -307,16 +316,23 @@ fn simulated_trigger(
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         }
     };
-    let mut headers = Map::new();
-    for pair in &args.headers {
-        let Some((name, value)) = pair.split_once('=') else {
-            anyhow::bail!(crate::Error::Setting(format!(
-                "--header {pair:?} is not NAME=VALUE (e.g. --header x-event=push)"
-            )));
-        };
-        headers.insert(name.trim().to_string(), Value::String(value.to_string()));
-    }
-    let input = trigger::simulated_webhook(plan, &entry, None, headers, Map::new(), body);
+    let pairs = |flag: &str, list: &[String]| -> anyhow::Result<Map<String, Value>> {
+        let mut map = Map::new();
+        for pair in list {
+            let Some((name, value)) = pair.split_once('=') else {
+                anyhow::bail!(crate::Error::Setting(format!(
+                    "--{flag} {pair:?} is not NAME=VALUE (e.g. --{flag} x-event=push)"
+                )));
+            };
+            map.insert(name.trim().to_string(), Value::String(value.to_string()));
+        }
+        Ok(map)
+    };
+    let (headers, query) = (
+        pairs("header", &args.headers)?,
+        pairs("query", &args.query)?,
+    );
+    let input = trigger::simulated_webhook(plan, &entry, None, headers, query, body);
     Ok((input, "webhook", Some(entry)))
 }
 

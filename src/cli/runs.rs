@@ -94,7 +94,7 @@ pub enum RunsCommand {
         /// The case's name (default: "run ID").
         #[arg(long)]
         name: Option<String>,
-        /// Pin every node that ran, not only those with side effects.
+        /// Pin every node that ran (but flow.if/flow.switch), not only those with side effects.
         #[arg(long)]
         all: bool,
     },

@@ -29,7 +29,7 @@ pub(super) fn node() -> Arc<dyn Node> {
                     return Err(NodeError::input(
                         "webhook.respond answers a waiting webhook caller, and this run has none \
                          (it was not started by a webhook, or the caller was answered already); \
-                         deploy the workflow to the daemon, or remove the node for `fuse run`",
+                         deploy the workflow to the daemon, or try it with `fuse run --trigger webhook`",
                     ));
                 };
                 let status = match ctx.param("status") {

@@ -1266,7 +1266,7 @@ fn unknown_filters_tests_and_bad_durations_are_caught_by_validate() {
 
 /// How many errors a real JSON Schema validator (Python's jsonschema) finds
 /// in `document` against the schema in `schema_file`.
-fn schema_errors(schema_file: &std::path::Path, document: &str) -> usize {
+pub(crate) fn schema_errors(schema_file: &std::path::Path, document: &str) -> usize {
     let out = std::process::Command::new("python3")
         .args([
             "-c",

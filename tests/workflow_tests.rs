@@ -737,3 +737,37 @@ fn a_recorded_run_becomes_a_case_that_passes_offline() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not named NAME.test.json"));
 }
+
+#[test]
+fn the_test_file_schema_accepts_the_templates_tests_and_refuses_typos() {
+    let home = TestHome::new();
+    let schema = crate::helper::stdout_of(home.cmd().args(["schema", "test"]));
+    let schema_file = home.tmp().join("test-schema.json");
+    std::fs::write(&schema_file, &schema).unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&templates).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".test.json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                crate::trust::schema_errors(&schema_file, &text),
+                0,
+                "{}",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+    for typo in [
+        json!({"cases": [{"name": "a", "pins": {"x": {"outptu": 1}}}]}),
+        json!({"cases": [{"name": "a", "expect": {"output": {"equal": 1}}}]}),
+        json!({"case": []}),
+    ] {
+        assert!(
+            crate::trust::schema_errors(&schema_file, &typo.to_string()) > 0,
+            "{typo}"
+        );
+    }
+}

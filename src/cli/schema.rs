@@ -1,4 +1,5 @@
-//! `fuse schema workflow|manifest`: the JSON Schemas of workflows and package manifests.
+//! `fuse schema workflow|manifest|test`: the JSON Schemas of workflows, package
+//! manifests and workflow test files.
 
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ pub enum Which {
     Workflow,
     /// The manifest.json of node and plugin packages.
     Manifest,
+    /// Workflow test files (NAME.test.json, for `fuse test`).
+    Test,
 }
 
 pub fn run(globals: &super::Globals, args: SchemaArgs) -> anyhow::Result<ExitCode> {
@@ -29,6 +32,7 @@ pub fn run(globals: &super::Globals, args: SchemaArgs) -> anyhow::Result<ExitCod
             crate::workflow::schema::workflow_schema(&registry)
         }
         Which::Manifest => crate::packages::manifest::schema(),
+        Which::Test => crate::testing::schema(),
     };
     outln!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(ExitCode::SUCCESS)

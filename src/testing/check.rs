@@ -7,7 +7,7 @@ use crate::engine::expr::{Expressions, Scope};
 
 /// How a value is checked: `{"equals": v}`, `{"subset": v}`, `{"contains":
 /// "text"}`, `{"expr": "value.count > 2"}` or `{"jq": ".items | length > 2"}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Matcher {
     /// The value is exactly this.

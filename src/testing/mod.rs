@@ -31,7 +31,7 @@ pub fn is_test_file(path: &Path) -> bool {
 }
 
 /// A test file as read.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     /// The workflow, relative to the test file (default: `NAME.json` beside
@@ -42,7 +42,7 @@ pub struct TestFile {
 }
 
 /// One test case.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub name: String,
@@ -69,7 +69,7 @@ pub struct Case {
 }
 
 /// A simulated trigger.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Trigger {
     Webhook(Box<WebhookCall>),
@@ -77,7 +77,7 @@ pub enum Trigger {
 }
 
 /// A webhook call: what the daemon would pass the run.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookCall {
     /// The `trigger.webhook` node (needed when there are several).
@@ -94,7 +94,7 @@ pub struct WebhookCall {
 }
 
 /// A schedule firing.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleFire {
     #[serde(default)]
@@ -105,10 +105,11 @@ pub struct ScheduleFire {
 }
 
 /// A pinned node: one of `output`, `error`, `wait` or `sequence` (one per attempt).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinSpec {
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<Value>")]
     pub output: Option<Value>,
     /// The handle the output leaves by (a `flow.if`'s `true`/`false`).
     #[serde(default)]
@@ -125,7 +126,7 @@ pub struct PinSpec {
 
 /// What the run must do. Every part is optional; `status` defaults to
 /// `succeeded`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     #[serde(default)]
@@ -156,7 +157,7 @@ pub struct Expect {
 }
 
 /// What one node must do.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeExpect {
     #[serde(default)]
@@ -174,7 +175,7 @@ pub struct NodeExpect {
 }
 
 /// A log line the run must have written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogExpect {
     pub contains: String,
@@ -208,6 +209,17 @@ pub struct Loaded {
 
 /// The statuses a run or a node can end with.
 const STATUSES: [&str; 4] = ["succeeded", "failed", "cancelled", "skipped"];
+
+/// The JSON Schema of test files (`fuse schema test`), for editors.
+pub fn schema() -> Value {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<TestFile>()
+        .to_value();
+    schema["$id"] = Value::String("https://fuse.dev/schema/test.json".into());
+    schema["title"] = Value::String("fuse workflow test file".into());
+    schema
+}
 
 /// Reads and checks a test file (not yet against its workflow's nodes: see
 /// [`runner::check_ids`]).

@@ -224,6 +224,7 @@ const NON_CONFIG_VARS: &[&str] = &[
     "FUSE_MASTER_KEY",
     "FUSE_NEW_MASTER_KEY",
     "FUSE_LOG",
+    "FUSE_STORE_URL",
 ];
 
 /// Values given on the command line; they win over the file and the environment.

@@ -28,6 +28,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod store;
 pub mod testing;
+pub mod worker;
 pub mod workflow;
 
 pub use engine::{Engine, Plan, RunRecord, RunRequest};

@@ -48,3 +48,5 @@ mod ai;
 mod ops;
 // Issue 18: fuse test, pinned runs, recorded runs as cases.
 mod workflow_tests;
+// Issue 19 (preview): fuse worker processes sharing a PostgreSQL queue.
+mod scale_out;

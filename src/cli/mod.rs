@@ -36,6 +36,7 @@ mod tokens;
 mod transfer;
 mod validate;
 mod version;
+mod worker;
 mod workflows;
 
 /// fuse: fast, local workflow automation.
@@ -108,6 +109,12 @@ pub enum Command {
         after_help = "Examples:\n  fuse test                          # every *.test.json under .\n  fuse test flows/ --filter retries\n  fuse test --junit report.xml       # for CI\n  fuse test flows/hello.test.json --update   # take the new outputs as expected\n\nExit codes: 0 every case passed, 1 a case failed, 2 a test file or case is invalid\n(a node the workflow lacks, an invalid workflow or input) or none matched. Format: docs/testing.md"
     )]
     Test(test::TestArgs),
+
+    /// Run queued runs from PostgreSQL, beside other workers on any machine (preview).
+    #[command(
+        after_help = "Examples:\n  FUSE_STORE_URL=postgres://fuse:secret@db/fuse fuse worker\n  fuse worker --store postgres://fuse@db/fuse --concurrency 8 --tags gpu\n\nA run is claimed by one worker at a time, held by a lease renewed by heartbeat,\nand resumed by another worker from its finished nodes if this one dies.\nSee docs/scale-out.md."
+    )]
+    Worker(worker::WorkerArgs),
 
     /// Check a workflow file without running it; lists every problem.
     #[command(
@@ -206,6 +213,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&globals, args),
         Command::Validate(args) => validate::run(&globals, args),
         Command::Test(args) => test::run(&globals, args),
+        Command::Worker(args) => worker::run(&globals, args),
         Command::Runs(command) => runs::run(&globals, command),
         Command::Creds(command) => creds::run(&globals, command),
         Command::Tokens(command) => tokens::run(&globals, command),
@@ -235,7 +243,7 @@ pub struct Globals {
 pub fn init_tracing(cli: &Cli) {
     let log = log_config(cli.home.as_deref());
     // The daemon logs at log.level (a service log); commands say only warnings.
-    let daemon = matches!(cli.command, Command::Start(_));
+    let daemon = matches!(cli.command, Command::Start(_) | Command::Worker(_));
     let level = match (cli.quiet, cli.verbose) {
         (q, _) if q > 0 => "error",
         (_, 0) if daemon => log.level.as_str(),
@@ -247,7 +255,7 @@ pub fn init_tracing(cli: &Cli) {
     // Libraries say their own info (migrations run, connections) only at debug.
     let filter = tracing_subscriber::EnvFilter::try_from_env("FUSE_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "{level},refinery_core=warn,refinery=warn,hyper=warn,reqwest=warn,notify=warn"
+            "{level},refinery_core=warn,refinery=warn,hyper=warn,reqwest=warn,notify=warn,tokio_postgres=warn"
         ))
     });
     // Colours only for a person at a terminal, never into a log file.

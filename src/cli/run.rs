@@ -41,6 +41,21 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["no_history", "pins", "trigger"])]
     pub remote: bool,
 
+    /// Queue the run in PostgreSQL for `fuse worker` processes (--store or
+    /// FUSE_STORE_URL) and wait for its result (preview: docs/scale-out.md).
+    #[arg(long, conflicts_with_all = ["remote", "no_history", "pins", "trigger"])]
+    pub queue: bool,
+
+    /// The PostgreSQL database of the queue, with --queue.
+    #[arg(
+        long,
+        env = "FUSE_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        requires = "queue"
+    )]
+    pub store: Option<String>,
+
     /// Do not run node NODE: use the JSON in FILE as its output. Repeatable.
     #[arg(long = "pin", value_name = "NODE=FILE")]
     pub pins: Vec<String>,
@@ -208,6 +223,9 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    if args.queue {
+        return queue_run(&plan, input, args.store.as_deref(), args.json, quiet);
+    }
     let mut request = RunRequest::new(input, "cli");
     request.pins = Arc::new(pins);
     request.entry = entry;
@@ -218,6 +236,77 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let record = cli.run(plan, request)?;
     cli.finish(&record, args.json, quiet)
+}
+
+/// `--queue`: the run goes to the workers' queue; this waits for its result.
+fn queue_run(
+    plan: &crate::Plan,
+    input: Value,
+    store: Option<&str>,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(url) = store else {
+        anyhow::bail!(crate::Error::Setting(
+            "--queue needs the queue's database: --store postgres://… or FUSE_STORE_URL".into()
+        ));
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let run = crate::store::pg::NewRun {
+        id: id.clone(),
+        workflow: plan.id.clone(),
+        definition: plan.definition.to_string(),
+        input,
+        trigger_kind: "cli".into(),
+        entry: None,
+        needs: crate::worker::needs_of(&plan.definition),
+        tags: Vec::new(),
+    };
+    let finished = runtime.block_on(async {
+        let pg = crate::store::pg::Pg::connect(url).await?;
+        pg.enqueue(&run).await?;
+        if !quiet {
+            eprintln!("queued run {id}; waiting for a worker (Ctrl-C stops waiting, not the run)");
+        }
+        loop {
+            match pg.queued_run(&id).await? {
+                Some(r) if matches!(r.status.as_str(), "succeeded" | "failed" | "cancelled") => {
+                    return Ok::<_, anyhow::Error>(r);
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    if json {
+        serde_json::to_writer_pretty(&mut out, &finished)?;
+        writeln!(out)?;
+    } else if finished.status == "succeeded" {
+        serde_json::to_writer_pretty(&mut out, &finished.output.clone().unwrap_or_default())?;
+        writeln!(out)?;
+    }
+    if finished.status == "succeeded" {
+        if !quiet && !json {
+            eprintln!(
+                "succeeded on worker {}",
+                finished.worker.as_deref().unwrap_or("?")
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: run {id} {}: {}",
+            finished.status,
+            finished.error.as_deref().unwrap_or("no error recorded")
+        );
+        Ok(ExitCode::from(1))
+    }
 }
 
 /// `--pin NODE=FILE` values: each node must be in the workflow, each file JSON.

@@ -22,6 +22,7 @@ pub mod credentials;
 pub mod db;
 pub mod history;
 pub mod memory;
+pub mod pg;
 pub mod recorder;
 pub mod schedules;
 pub mod tokens;

@@ -117,6 +117,19 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
     .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
+    // The command dies with this process: a fuse (or worker) killed with -9
+    // leaves no command behind that would finish its side effect beside the
+    // run another worker resumes.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 
     let mut child = cmd.spawn().map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {

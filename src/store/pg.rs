@@ -1,0 +1,666 @@
+//! The run queue on PostgreSQL, for `fuse worker` processes on many machines
+//! (preview: see docs/scale-out.md for what is and is not on PostgreSQL yet).
+//!
+//! - A queued run carries its workflow definition and the node types it
+//!   needs, so any worker that has those types can run it.
+//! - Workers claim runs with `FOR UPDATE SKIP LOCKED` (two workers never get
+//!   the same run) and hold a lease they renew by heartbeat. A run whose
+//!   lease ran out (its worker was killed or lost) is claimed again.
+//! - Each node that succeeds is checkpointed before the run goes on; a run
+//!   claimed again reuses those outputs, so no finished node runs twice.
+//! - Every write of a worker is fenced by its lease: a worker that lost a run
+//!   can no longer record anything for it.
+//! - `NOTIFY fuse_runs` wakes idle workers when a run is queued; they also
+//!   poll, so a lost notification costs at most one poll interval.
+//! - A schedule fire is taken by inserting its (schedule, time) key: of any
+//!   number of schedulers, exactly one starts the run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+/// Errors of the PostgreSQL store, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(
+        "PostgreSQL at {url}: cannot connect: {cause} (is the server running, and the URL's user, password and database right?)"
+    )]
+    Connect { url: String, cause: String },
+    #[error("PostgreSQL: {action}: {cause}")]
+    Query { action: &'static str, cause: String },
+}
+
+type Result<T> = std::result::Result<T, PgError>;
+
+fn query_error(action: &'static str) -> impl Fn(tokio_postgres::Error) -> PgError {
+    move |e| PgError::Query {
+        action,
+        cause: match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// The schema, one step per version; applied in order under an advisory
+/// lock, so processes starting together migrate once.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE queue_runs (
+    id TEXT PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    input JSONB NOT NULL,
+    trigger_kind TEXT NOT NULL,
+    entry TEXT,
+    needs TEXT[] NOT NULL DEFAULT '{}',
+    tags TEXT[] NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'queued',
+    worker TEXT,
+    lease_until TIMESTAMPTZ,
+    claims INT NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    output JSONB,
+    error TEXT
+);
+CREATE INDEX queue_runs_open ON queue_runs (created_at) WHERE status IN ('queued', 'running');
+CREATE TABLE queue_nodes (
+    run_id TEXT NOT NULL REFERENCES queue_runs (id) ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    output JSONB NOT NULL,
+    worker TEXT NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, node_id)
+);
+CREATE TABLE queue_workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    version TEXT NOT NULL,
+    tags TEXT[] NOT NULL,
+    types TEXT[] NOT NULL,
+    concurrency INT NOT NULL,
+    running INT NOT NULL DEFAULT 0,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE schedule_fires (
+    schedule TEXT NOT NULL,
+    fire_at BIGINT NOT NULL,
+    taken_by TEXT NOT NULL,
+    taken_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (schedule, fire_at)
+);
+"#];
+
+/// The channel queued runs are announced on.
+pub const CHANNEL: &str = "fuse_runs";
+
+/// A connection pool to the queue's database.
+#[derive(Clone)]
+pub struct Pg {
+    pool: deadpool_postgres::Pool,
+    url: Arc<str>,
+}
+
+/// A run to queue.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub workflow: String,
+    pub definition: String,
+    pub input: Value,
+    pub trigger_kind: String,
+    pub entry: Option<String>,
+    /// The node types it uses: only a worker that has them all claims it.
+    pub needs: Vec<String>,
+    /// Only a worker with all these tags claims it.
+    pub tags: Vec<String>,
+}
+
+/// A run a worker claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub workflow: String,
+    pub definition: String,
+    pub input: Value,
+    pub trigger_kind: String,
+    pub entry: Option<String>,
+    /// How many times it has been claimed (2 and more: it is resumed).
+    pub claims: i32,
+    /// Outputs of the nodes that finished before (reused, not run again).
+    pub finished: HashMap<String, Value>,
+}
+
+/// What a worker says about itself.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    pub id: String,
+    pub host: String,
+    pub version: String,
+    pub tags: Vec<String>,
+    pub types: Vec<String>,
+    pub concurrency: i32,
+}
+
+/// A row of the queue, as `fuse status` and the tests read it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueuedRun {
+    pub id: String,
+    pub workflow: String,
+    pub status: String,
+    pub worker: Option<String>,
+    pub claims: i32,
+    pub error: Option<String>,
+    pub output: Option<Value>,
+}
+
+/// A worker as the queue knows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub host: String,
+    pub version: String,
+    pub tags: Vec<String>,
+    pub concurrency: i32,
+    pub running: i32,
+    /// Milliseconds since its last heartbeat.
+    pub heartbeat_age_ms: i64,
+}
+
+/// A queued run that no live worker can take, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stuck {
+    pub id: String,
+    pub workflow: String,
+    /// Node types no live worker has.
+    pub missing_types: Vec<String>,
+    /// Tags no live worker has.
+    pub missing_tags: Vec<String>,
+}
+
+impl Pg {
+    /// Connects (checking the server answers) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Pg> {
+        let connect_error = |cause: String| PgError::Connect {
+            url: redact(url),
+            cause,
+        };
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| connect_error(e.to_string()))?;
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(16)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| connect_error(e.to_string()))?;
+        let pg = Pg {
+            pool,
+            url: url.into(),
+        };
+        pg.migrate().await?;
+        Ok(pg)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| PgError::Connect {
+            url: redact(&self.url),
+            cause: e.to_string(),
+        })
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(query_error("starting the migration"))?;
+        // One migrator at a time across every process using this database.
+        tx.execute("SELECT pg_advisory_xact_lock(7406512)", &[])
+            .await
+            .map_err(query_error("locking for the migration"))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS fuse_schema (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+        )
+        .await
+        .map_err(query_error("creating the schema table"))?;
+        let current: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM fuse_schema", &[])
+            .await
+            .map_err(query_error("reading the schema version"))?
+            .get(0);
+        for (i, step) in MIGRATIONS.iter().enumerate() {
+            let version = i as i32 + 1;
+            if version <= current {
+                continue;
+            }
+            tx.batch_execute(step)
+                .await
+                .map_err(query_error("migrating the schema"))?;
+            tx.execute("INSERT INTO fuse_schema (version) VALUES ($1)", &[&version])
+                .await
+                .map_err(query_error("recording the schema version"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(query_error("committing the migration"))
+    }
+
+    /// Queues a run and wakes a worker; committed when this returns.
+    pub async fn enqueue(&self, run: &NewRun) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "WITH queued AS (
+                     INSERT INTO queue_runs (id, workflow, definition, input, trigger_kind, entry, needs, tags)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id)
+                 SELECT pg_notify($9, id) FROM queued",
+                &[
+                    &run.id,
+                    &run.workflow,
+                    &run.definition,
+                    &run.input,
+                    &run.trigger_kind,
+                    &run.entry,
+                    &run.needs,
+                    &run.tags,
+                    &CHANNEL,
+                ],
+            )
+            .await
+            .map_err(query_error("queueing a run"))?;
+        Ok(())
+    }
+
+    /// Registers (or re-registers) a worker.
+    pub async fn register(&self, w: &WorkerInfo) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO queue_workers (id, host, version, tags, types, concurrency)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (id) DO UPDATE SET host = $2, version = $3, tags = $4, types = $5,
+                     concurrency = $6, heartbeat_at = clock_timestamp()",
+                &[
+                    &w.id,
+                    &w.host,
+                    &w.version,
+                    &w.tags,
+                    &w.types,
+                    &w.concurrency,
+                ],
+            )
+            .await
+            .map_err(query_error("registering the worker"))?;
+        Ok(())
+    }
+
+    /// Claims up to `max` runs this worker can run: queued ones, and running
+    /// ones whose lease has run out. Holds each for `lease`.
+    pub async fn claim(&self, w: &WorkerInfo, max: i64, lease: Duration) -> Result<Vec<Claimed>> {
+        if max <= 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let lease_ms = lease.as_millis() as i64;
+        let rows = client
+            .query(
+                "UPDATE queue_runs r
+                    SET status = 'running', worker = $1, claims = r.claims + 1,
+                        lease_until = clock_timestamp() + $2::bigint * interval '1 millisecond',
+                        started_at = COALESCE(r.started_at, clock_timestamp())
+                  WHERE r.id IN (
+                        SELECT id FROM queue_runs
+                         WHERE (status = 'queued' OR (status = 'running' AND lease_until < clock_timestamp()))
+                           AND needs <@ $3::text[] AND tags <@ $4::text[]
+                         ORDER BY created_at
+                         LIMIT $5
+                         FOR UPDATE SKIP LOCKED)
+              RETURNING r.id, r.workflow, r.definition, r.input, r.trigger_kind, r.entry, r.claims",
+                &[&w.id, &lease_ms, &w.types, &w.tags, &max],
+            )
+            .await
+            .map_err(query_error("claiming runs"))?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.get(0);
+            let claims: i32 = row.get(6);
+            let finished = if claims > 1 {
+                self.finished_nodes(&id).await?
+            } else {
+                HashMap::new()
+            };
+            claimed.push(Claimed {
+                id,
+                workflow: row.get(1),
+                definition: row.get(2),
+                input: row.get(3),
+                trigger_kind: row.get(4),
+                entry: row.get(5),
+                claims,
+                finished,
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn finished_nodes(&self, run_id: &str) -> Result<HashMap<String, Value>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, output FROM queue_nodes WHERE run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .map_err(query_error("reading finished nodes"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Renews the worker's heartbeat and the leases of `runs`; returns the
+    /// runs it no longer holds (another worker took them over).
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        runs: &[String],
+        lease: Duration,
+    ) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let lease_ms = lease.as_millis() as i64;
+        let running = runs.len() as i32;
+        client
+            .execute(
+                "UPDATE queue_workers SET heartbeat_at = clock_timestamp(), running = $2 WHERE id = $1",
+                &[&worker, &running],
+            )
+            .await
+            .map_err(query_error("recording a heartbeat"))?;
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held: Vec<String> = client
+            .query(
+                "UPDATE queue_runs SET lease_until = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                  WHERE id = ANY($2) AND worker = $1 AND status = 'running'
+              RETURNING id",
+                &[&worker, &runs, &lease_ms],
+            )
+            .await
+            .map_err(query_error("renewing leases"))?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(runs.iter().filter(|r| !held.contains(r)).cloned().collect())
+    }
+
+    /// Records that `node` of `run` succeeded with `output`, if this worker
+    /// still holds the run. Returns whether it was recorded.
+    pub async fn node_finished(
+        &self,
+        worker: &str,
+        run: &str,
+        node: &str,
+        output: &Value,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "INSERT INTO queue_nodes (run_id, node_id, output, worker)
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (
+                     SELECT 1 FROM queue_runs WHERE id = $1 AND worker = $4 AND status = 'running')
+                 ON CONFLICT (run_id, node_id) DO NOTHING",
+                &[&run, &node, output, &worker],
+            )
+            .await
+            .map_err(query_error("checkpointing a node"))?;
+        Ok(n == 1)
+    }
+
+    /// Records how a run ended, if this worker still holds it.
+    pub async fn finish(
+        &self,
+        worker: &str,
+        run: &str,
+        status: &str,
+        output: &Value,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE queue_runs SET status = $3, output = $4, error = $5,
+                        finished_at = clock_timestamp(), lease_until = NULL
+                  WHERE id = $2 AND worker = $1 AND status = 'running'",
+                &[&worker, &run, &status, output, &error],
+            )
+            .await
+            .map_err(query_error("recording a finished run"))?;
+        Ok(n == 1)
+    }
+
+    /// Takes the fire of `schedule` at `fire_at_ms` for `by`: true for exactly
+    /// one caller, however many schedulers try.
+    pub async fn take_fire(&self, schedule: &str, fire_at_ms: i64, by: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "INSERT INTO schedule_fires (schedule, fire_at, taken_by) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&schedule, &fire_at_ms, &by],
+            )
+            .await
+            .map_err(query_error("taking a schedule fire"))?;
+        Ok(n == 1)
+    }
+
+    /// Queued runs no worker seen within `alive` can take.
+    pub async fn stuck(&self, alive: Duration) -> Result<Vec<Stuck>> {
+        let client = self.client().await?;
+        let alive_ms = alive.as_millis() as i64;
+        let rows = client
+            .query(
+                "WITH live AS (
+                     SELECT types, tags FROM queue_workers
+                      WHERE heartbeat_at > clock_timestamp() - $1::bigint * interval '1 millisecond')
+                 SELECT r.id, r.workflow, r.needs, r.tags,
+                        COALESCE((SELECT array_agg(DISTINCT t) FROM live, unnest(live.types) t), '{}'),
+                        COALESCE((SELECT array_agg(DISTINCT t) FROM live, unnest(live.tags) t), '{}')
+                   FROM queue_runs r
+                  WHERE r.status = 'queued'
+                    AND NOT EXISTS (SELECT 1 FROM live WHERE r.needs <@ live.types AND r.tags <@ live.tags)
+                  ORDER BY r.created_at LIMIT 100",
+                &[&alive_ms],
+            )
+            .await
+            .map_err(query_error("looking for runs no worker can take"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let needs: Vec<String> = r.get(2);
+                let tags: Vec<String> = r.get(3);
+                let have_types: Vec<String> = r.get(4);
+                let have_tags: Vec<String> = r.get(5);
+                Stuck {
+                    id: r.get(0),
+                    workflow: r.get(1),
+                    missing_types: needs
+                        .into_iter()
+                        .filter(|t| !have_types.contains(t))
+                        .collect(),
+                    missing_tags: tags
+                        .into_iter()
+                        .filter(|t| !have_tags.contains(t))
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Every run of the queue, oldest first (for `fuse status` and tests).
+    pub async fn runs(&self) -> Result<Vec<QueuedRun>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, workflow, status, worker, claims, error, output FROM queue_runs ORDER BY created_at",
+                &[],
+            )
+            .await
+            .map_err(query_error("listing the queue"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| QueuedRun {
+                id: r.get(0),
+                workflow: r.get(1),
+                status: r.get(2),
+                worker: r.get(3),
+                claims: r.get(4),
+                error: r.get(5),
+                output: r.get(6),
+            })
+            .collect())
+    }
+
+    /// One run of the queue.
+    pub async fn queued_run(&self, id: &str) -> Result<Option<QueuedRun>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, workflow, status, worker, claims, error, output FROM queue_runs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(query_error("reading a queued run"))?;
+        Ok(row.map(|r| QueuedRun {
+            id: r.get(0),
+            workflow: r.get(1),
+            status: r.get(2),
+            worker: r.get(3),
+            claims: r.get(4),
+            error: r.get(5),
+            output: r.get(6),
+        }))
+    }
+
+    /// The workers, most recently heard from first.
+    pub async fn workers(&self) -> Result<Vec<WorkerRow>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, host, version, tags, concurrency, running,
+                        (EXTRACT(EPOCH FROM clock_timestamp() - heartbeat_at) * 1000)::bigint
+                   FROM queue_workers ORDER BY heartbeat_at DESC",
+                &[],
+            )
+            .await
+            .map_err(query_error("listing workers"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| WorkerRow {
+                id: r.get(0),
+                host: r.get(1),
+                version: r.get(2),
+                tags: r.get(3),
+                concurrency: r.get(4),
+                running: r.get(5),
+                heartbeat_age_ms: r.get(6),
+            })
+            .collect())
+    }
+
+    /// Runs waiting for a worker.
+    pub async fn queue_depth(&self) -> Result<i64> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "SELECT COUNT(*) FROM queue_runs WHERE status = 'queued'",
+                &[],
+            )
+            .await
+            .map_err(query_error("counting queued runs"))?
+            .get(0))
+    }
+
+    /// A listener that is woken when a run is queued. It stops (and the
+    /// worker falls back to polling) if its connection drops.
+    pub async fn listen(&self) -> Result<Listener> {
+        use futures_util::StreamExt;
+        let (client, mut connection) =
+            tokio_postgres::connect(&self.url, NoTls)
+                .await
+                .map_err(|e| PgError::Connect {
+                    url: redact(&self.url),
+                    cause: e.to_string(),
+                })?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let woken = wake.clone();
+        let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        let task = tokio::spawn(async move {
+            futures_util::pin_mut!(messages);
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(_)) => woken.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(
+                            "the queue listener lost its connection ({e}); polling instead"
+                        );
+                        break;
+                    }
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(query_error("listening for queued runs"))?;
+        Ok(Listener {
+            wake,
+            _client: client,
+            task,
+        })
+    }
+}
+
+/// Wakes a waiting worker when a run is queued.
+pub struct Listener {
+    wake: Arc<tokio::sync::Notify>,
+    _client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Waits for a notification, or `poll` at most.
+    pub async fn wait(&self, poll: Duration) {
+        let _ = tokio::time::timeout(poll, self.wake.notified()).await;
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A URL for messages: without its password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(a URL that does not parse)".into(),
+    }
+}

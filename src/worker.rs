@@ -1,0 +1,360 @@
+//! `fuse worker`: runs queued runs from PostgreSQL ([`crate::store::pg`]),
+//! many workers on many machines, each run by exactly one of them at a time.
+//! A worker claims what it has room for (and has the node types of), renews
+//! its leases by heartbeat, checkpoints each node that succeeds, and records
+//! how the run ended. A run whose worker dies is claimed again once its lease
+//! runs out and resumed from its checkpoints.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Event, Observer, RunRequest, Status};
+use crate::nodes::Registry;
+use crate::store::pg::{Claimed, Pg, WorkerInfo};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub concurrency: usize,
+    pub tags: Vec<String>,
+    /// How long a claim holds without a heartbeat (heartbeats come every third of it).
+    pub lease: Duration,
+    /// How often an idle worker looks for runs when no notification comes.
+    pub poll: Duration,
+    pub max_parallel: usize,
+}
+
+/// Runs in progress on this worker, by id, with what cancels them.
+type Running = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+/// The node types of a workflow definition (what a worker must have to run it).
+pub fn needs_of(definition: &str) -> Vec<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(definition) else {
+        return Vec::new();
+    };
+    let mut types: Vec<String> = value
+        .get("nodes")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.get("type").and_then(serde_json::Value::as_str))
+        .map(|t| crate::workflow::canonical_type(t).to_string())
+        .collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
+/// This machine's name, for `fuse status`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Writes a checkpoint for each node that succeeds, before the run goes on.
+struct Checkpoints {
+    pg: Pg,
+    worker: String,
+    running: Running,
+}
+
+impl Observer for Checkpoints {
+    fn on_event(&self, event: &Event) {
+        let Event::NodeAttempt(a) = event else { return };
+        // Attempt 0 is a reused checkpoint; foreach items are not checkpointed
+        // one by one (the node runs again as a whole when resumed).
+        if a.status != Status::Succeeded || a.item.is_some() || a.attempt == 0 {
+            return;
+        }
+        let Some(output) = &a.output else { return };
+        let (pg, worker) = (self.pg.clone(), self.worker.clone());
+        let (run, node) = (a.run_id.to_string(), a.node_id.to_string());
+        let output = (**output).clone();
+        // Durable before the next node starts: a worker killed after this
+        // never has the node run again.
+        let written = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(async { pg.node_finished(&worker, &run, &node, &output).await })
+        });
+        match written {
+            Ok(true) => {}
+            // A sub-run (workflow.call) is not a queued run: nothing to record.
+            Ok(false) if !self.holds(&run) => {}
+            Ok(false) => {
+                tracing::warn!(run_id = %run, "lost the lease of the run (another worker took it over); stopping it here");
+                self.cancel(&run);
+            }
+            Err(e) => {
+                tracing::error!(run_id = %run, node_id = %node, "cannot checkpoint the node ({e}); stopping the run, another worker resumes it");
+                self.cancel(&run);
+            }
+        }
+    }
+}
+
+impl Checkpoints {
+    fn holds(&self, run: &str) -> bool {
+        self.running.lock().is_ok_and(|r| r.contains_key(run))
+    }
+
+    fn cancel(&self, run: &str) {
+        if let Ok(r) = self.running.lock()
+            && let Some(token) = r.get(run)
+        {
+            token.cancel();
+        }
+    }
+}
+
+/// Runs the worker until `shutdown`; then stops claiming and lets the runs
+/// it has finish (those still going when the process ends are resumed by
+/// another worker after their lease).
+pub async fn run(
+    pg: Pg,
+    registry: Registry,
+    credentials: Option<Arc<dyn crate::engine::CredentialSource>>,
+    options: Options,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut types: Vec<String> = registry
+        .iter()
+        .map(|n| n.spec().type_name.to_string())
+        .collect();
+    types.sort();
+    let info = WorkerInfo {
+        id: uuid::Uuid::now_v7().to_string(),
+        host: host_name(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        tags: options.tags.clone(),
+        types,
+        concurrency: options.concurrency as i32,
+    };
+    pg.register(&info).await?;
+    let running: Running = Default::default();
+    let observer = Arc::new(Checkpoints {
+        pg: pg.clone(),
+        worker: info.id.clone(),
+        running: running.clone(),
+    });
+    let mut engine = Engine::new(registry, observer, options.max_parallel);
+    if let Some(c) = credentials {
+        engine = engine.with_credentials(c);
+    }
+    let listener = match pg.listen().await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen for queued runs ({e}); polling every {:?}",
+                options.poll
+            );
+            None
+        }
+    };
+    tracing::info!(
+        worker = %info.id,
+        host = %info.host,
+        concurrency = info.concurrency,
+        "worker started"
+    );
+    let beats = tokio::spawn(heartbeats(
+        pg.clone(),
+        info.id.clone(),
+        running.clone(),
+        options.lease,
+    ));
+    let watch = tokio::spawn(report_stuck(pg.clone(), options.lease));
+    let finished = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    while !shutdown.is_cancelled() {
+        while tasks.try_join_next().is_some() {}
+        let free = options.concurrency.saturating_sub(tasks.len()) as i64;
+        let claimed = match pg.claim(&info, free, options.lease).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot claim runs ({e}); trying again");
+                Vec::new()
+            }
+        };
+        let got = claimed.len();
+        for run in claimed {
+            let token = CancellationToken::new();
+            if let Ok(mut r) = running.lock() {
+                r.insert(run.id.clone(), token.clone());
+            }
+            let (engine, pg, worker) = (engine.clone(), pg.clone(), info.id.clone());
+            let (running, finished) = (running.clone(), finished.clone());
+            tasks.spawn(async move {
+                execute(&engine, &pg, &worker, run.clone(), token).await;
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&run.id);
+                }
+                finished.notify_one();
+            });
+        }
+        if got > 0 && (got as i64) == free {
+            // There may be more: claim again once a slot frees.
+            if tasks.len() >= options.concurrency {
+                tokio::select! {
+                    _ = finished.notified() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = async {
+                match &listener {
+                    Some(l) => l.wait(options.poll).await,
+                    None => tokio::time::sleep(options.poll).await,
+                }
+            } => {}
+            _ = finished.notified() => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    tracing::info!(
+        running = tasks.len(),
+        "worker stopping: no new claims; letting its runs finish"
+    );
+    while tasks.join_next().await.is_some() {}
+    beats.abort();
+    watch.abort();
+    Ok(())
+}
+
+/// Runs one claimed run and records how it ended.
+async fn execute(engine: &Engine, pg: &Pg, worker: &str, run: Claimed, token: CancellationToken) {
+    let plan = match engine.load_str(&run.definition, None) {
+        Ok(plan) => Arc::new(plan),
+        Err(e) => {
+            let message = format!("the workflow does not load on worker {worker}: {e}");
+            tracing::error!(run_id = %run.id, "{message}");
+            if let Err(e) = pg
+                .finish(
+                    worker,
+                    &run.id,
+                    "failed",
+                    &serde_json::Value::Null,
+                    Some(&message),
+                )
+                .await
+            {
+                tracing::error!(run_id = %run.id, "cannot record the failed run ({e})");
+            }
+            return;
+        }
+    };
+    if run.claims > 1 {
+        tracing::info!(
+            run_id = %run.id,
+            workflow = %run.workflow,
+            reused = run.finished.len(),
+            "resuming a run another worker left (its finished nodes are reused)"
+        );
+    }
+    let mut request = RunRequest::new(run.input.clone(), &run.trigger_kind);
+    request.run_id = Some(run.id.clone());
+    request.entry = run.entry.clone();
+    request.reuse = run.finished.clone();
+    request.cancel = token.clone();
+    let record = engine.run(plan, request).await;
+    if token.is_cancelled() {
+        // Lost to another worker, or the checkpoint failed: not ours to record.
+        return;
+    }
+    match pg
+        .finish(
+            worker,
+            &run.id,
+            record.status.as_str(),
+            &record.output,
+            record.error.as_deref(),
+        )
+        .await
+    {
+        Ok(true) => tracing::info!(
+            run_id = %run.id,
+            workflow = %run.workflow,
+            status = record.status.as_str(),
+            duration_ms = record.duration_ms,
+            "run finished"
+        ),
+        Ok(false) => {
+            tracing::warn!(run_id = %run.id, "the run finished here, but another worker had taken it over; its result is theirs")
+        }
+        Err(e) => {
+            tracing::error!(run_id = %run.id, "cannot record the finished run ({e}); another worker runs it again after the lease")
+        }
+    }
+}
+
+/// Renews leases every third of the lease; cancels runs lost to another worker.
+async fn heartbeats(pg: Pg, worker: String, running: Running, lease: Duration) {
+    let mut tick = tokio::time::interval(lease / 3);
+    loop {
+        tick.tick().await;
+        let ids: Vec<String> = running
+            .lock()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        match pg.heartbeat(&worker, &ids, lease).await {
+            Ok(lost) => {
+                for id in lost {
+                    tracing::warn!(run_id = %id, "lost the lease of the run (another worker took it over); stopping it here");
+                    if let Some(t) = running.lock().ok().and_then(|r| r.get(&id).cloned()) {
+                        t.cancel();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("heartbeat failed ({e}); runs here may be taken over if it goes on")
+            }
+        }
+    }
+}
+
+/// Says, once per run, when a queued run waits for node types or tags no live worker has.
+async fn report_stuck(pg: Pg, lease: Duration) {
+    let mut told: HashSet<String> = HashSet::new();
+    let mut tick = tokio::time::interval(lease.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        match pg.stuck(lease * 3).await {
+            Ok(stuck) => {
+                for s in stuck {
+                    if told.insert(s.id.clone()) {
+                        tracing::warn!(
+                            run_id = %s.id,
+                            workflow = %s.workflow,
+                            "no worker can take this run: none has {}",
+                            describe(&s.missing_types, &s.missing_tags)
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot check for runs no worker can take ({e})"),
+        }
+    }
+}
+
+fn describe(types: &[String], tags: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !types.is_empty() {
+        parts.push(format!("the node types {}", types.join(", ")));
+    }
+    if !tags.is_empty() {
+        parts.push(format!("the tags {}", tags.join(", ")));
+    }
+    if parts.is_empty() {
+        "all it needs at once".into()
+    } else {
+        parts.join(" and ")
+    }
+}

@@ -1,0 +1,501 @@
+//! Issue 19 (preview): `fuse worker` processes sharing a queue on a real
+//! PostgreSQL server. Each test has its own database.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helper::TestHome;
+use crate::wait::wait_for_within;
+use fuse::store::pg::{NewRun, Pg};
+
+/// The server the tests use: `FUSE_TEST_PG_URL`, else the local one that
+/// `scripts/setup-test-deps.sh` makes sure of.
+fn admin_url() -> String {
+    std::env::var("FUSE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A database of its own, dropped at the end.
+struct TestDb {
+    url: String,
+    name: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl TestDb {
+    fn new() -> TestDb {
+        let rt = runtime();
+        let name = format!("fuse_test_{}", uuid::Uuid::now_v7().simple());
+        rt.block_on(admin(&format!("CREATE DATABASE {name}")));
+        let mut url = url::Url::parse(&admin_url()).unwrap();
+        url.set_path(&name);
+        TestDb {
+            url: url.to_string(),
+            name,
+            rt,
+        }
+    }
+
+    fn pg(&self) -> Pg {
+        self.rt.block_on(Pg::connect(&self.url)).unwrap()
+    }
+
+    /// Rows of a query on this database, each as JSON.
+    fn query(&self, sql: &str) -> Vec<Value> {
+        let url = self.url.clone();
+        let sql = format!("SELECT row_to_json(q)::text FROM ({sql}) q");
+        self.rt.block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .query(&sql, &[])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+                .collect()
+        })
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.query(&format!("SELECT COUNT(*) AS n FROM ({sql}) c"))[0]["n"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        self.rt.block_on(admin(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )));
+    }
+}
+
+async fn admin(sql: &str) {
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no PostgreSQL at {} ({e}); scripts/setup-test-deps.sh starts one",
+                admin_url()
+            )
+        });
+    tokio::spawn(conn);
+    client.batch_execute(sql).await.unwrap();
+}
+
+/// A `fuse worker` process, killed (SIGKILL) when dropped.
+struct Worker {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Worker {
+    fn start(home: &Path, db: &TestDb, log: &Path, args: &[&str]) -> Worker {
+        let out = std::fs::File::create(log).unwrap();
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("fuse"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FUSE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let child = cmd
+            .env("FUSE_HOME", home)
+            .env("FUSE_STORE_URL", &db.url)
+            .env("NO_COLOR", "1")
+            .arg("worker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Worker {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Step `a` appends `a RUN_ID` to `file` (a side effect the tests count);
+/// step `b` waits until `release` exists, then appends `b RUN_ID`.
+fn two_steps(file: &Path, release: &Path) -> String {
+    let (f, r) = (file.display(), release.display());
+    json!({
+        "name": "steps",
+        "nodes": [
+            {"id": "a", "type": "exec.command",
+             "data": {"inputs": {"argv": ["sh", "-c", format!("echo \"a {{{{ run.id }}}}\" >> {f}")]}}},
+            {"id": "b", "type": "exec.command",
+             "data": {"inputs": {"argv": ["sh", "-c", format!("while [ ! -e {r} ]; do sleep 0.05; done; echo \"b {{{{ run.id }}}}\" >> {f}")]}}},
+            {"id": "done", "type": "end", "data": {"inputs": {"value": {"ok": true}}}}
+        ],
+        "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "done"}]
+    })
+    .to_string()
+}
+
+fn new_run(definition: &str, input: Value) -> NewRun {
+    NewRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: "steps".into(),
+        definition: definition.to_string(),
+        input,
+        trigger_kind: "test".into(),
+        entry: None,
+        needs: fuse::worker::needs_of(definition),
+        tags: Vec::new(),
+    }
+}
+
+fn lines(file: &Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn three_workers_run_every_queued_run_exactly_once() {
+    let db = TestDb::new();
+    let home = TestHome::new();
+    let effects = home.tmp().join("effects.txt");
+    let release = home.tmp().join("release");
+    std::fs::write(&release, "").unwrap();
+    let definition = two_steps(&effects, &release);
+    let pg = db.pg();
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| {
+            Worker::start(
+                home.path(),
+                &db,
+                &home.tmp().join(format!("worker{i}.log")),
+                &["--concurrency", "4", "--lease", "3s"],
+            )
+        })
+        .collect();
+    const RUNS: usize = 300;
+    let ids: Vec<String> = db.rt.block_on(async {
+        let mut ids = Vec::new();
+        for _ in 0..RUNS {
+            let run = new_run(&definition, json!({}));
+            pg.enqueue(&run).await.unwrap();
+            ids.push(run.id);
+        }
+        ids
+    });
+    wait_for_within("every run to finish", Duration::from_secs(120), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == RUNS as i64)
+            .then_some(())
+    });
+    // Each run was claimed once and did each side effect once.
+    assert_eq!(db.count("SELECT 1 FROM queue_runs WHERE claims <> 1"), 0);
+    let effects = lines(&effects);
+    assert_eq!(effects.len(), 2 * RUNS, "each step once per run");
+    for id in &ids {
+        for step in ["a", "b"] {
+            let line = format!("{step} {id}");
+            assert_eq!(effects.iter().filter(|l| **l == line).count(), 1, "{line}");
+        }
+    }
+    // The work was shared, and each worker says who it is.
+    let used = db.count("SELECT DISTINCT worker FROM queue_runs");
+    assert!(used >= 2, "only {used} worker(s) took runs");
+    assert_eq!(db.count("SELECT 1 FROM queue_workers"), 3);
+    drop(workers);
+}
+
+#[test]
+fn a_killed_worker_s_run_finishes_elsewhere_without_rerunning_its_finished_node() {
+    let db = TestDb::new();
+    let home = TestHome::new();
+    let effects = home.tmp().join("effects.txt");
+    let release = home.tmp().join("release");
+    let definition = two_steps(&effects, &release);
+    let pg = db.pg();
+    let mut victim = Worker::start(
+        home.path(),
+        &db,
+        &home.tmp().join("victim.log"),
+        &["--concurrency", "1", "--lease", "1s"],
+    );
+    // The victim is killed while its run waits in step b (step a is done).
+    let slow = new_run(&definition, json!({}));
+    db.rt.block_on(pg.enqueue(&slow)).unwrap();
+    wait_for_within(
+        "the first step's checkpoint",
+        Duration::from_secs(30),
+        || {
+            (db.count(&format!(
+                "SELECT 1 FROM queue_nodes WHERE run_id = '{}' AND node_id = 'a'",
+                slow.id
+            )) == 1)
+                .then_some(())
+        },
+    );
+    victim.kill();
+    // Its command died with it: releasing step b now cannot make the killed
+    // run write its line.
+    std::fs::write(&release, "").unwrap();
+    let others: Vec<NewRun> = (0..20).map(|_| new_run(&definition, json!({}))).collect();
+    db.rt.block_on(async {
+        for r in &others {
+            pg.enqueue(r).await.unwrap();
+        }
+    });
+    // Two workers that were never told about the kill: one of them takes the
+    // run over once its lease (1s) has run out.
+    let a = Worker::start(
+        home.path(),
+        &db,
+        &home.tmp().join("a.log"),
+        &["--concurrency", "4", "--lease", "1s"],
+    );
+    let b = Worker::start(
+        home.path(),
+        &db,
+        &home.tmp().join("b.log"),
+        &["--concurrency", "4", "--lease", "1s"],
+    );
+    wait_for_within("every run to finish", Duration::from_secs(90), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 21).then_some(())
+    });
+    let resumed = &db.query(&format!(
+        "SELECT claims, worker FROM queue_runs WHERE id = '{}'",
+        slow.id
+    ))[0];
+    assert_eq!(resumed["claims"], 2, "{resumed}");
+    let effects = lines(&effects);
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|l| **l == format!("a {}", slow.id))
+            .count(),
+        1,
+        "the finished first step did not run again: {effects:?}"
+    );
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|l| **l == format!("b {}", slow.id))
+            .count(),
+        1
+    );
+    for r in &others {
+        assert_eq!(
+            effects.iter().filter(|l| l.ends_with(&r.id)).count(),
+            2,
+            "{}",
+            r.id
+        );
+    }
+    let log = format!("{}{}", a.log(), b.log());
+    assert!(
+        log.contains("resuming a run another worker left") && log.contains(&slow.id),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_worker_without_a_package_never_claims_runs_that_need_it_and_says_so() {
+    let db = TestDb::new();
+    let plain = TestHome::initialized();
+    let with_package = TestHome::initialized();
+    crate::packages::package(
+        &with_package,
+        "shout",
+        json!({"name": "shout", "kind": "node", "description": "upper-cases text",
+               "inputs": [{"name": "text", "type": "string", "required": true}],
+               "runtime": {"command": ["sh", "main.sh"]}}),
+        &[("main.sh", "read -r line; echo '{\"output\": \"LOUD\"}'")],
+    );
+    let shouting = json!({"name": "shouting", "nodes": [
+        {"id": "s", "type": "shout", "data": {"inputs": {"text": "hi"}}}
+    ]})
+    .to_string();
+    let quiet = json!({"name": "quiet", "nodes": [
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ]})
+    .to_string();
+    let pg = db.pg();
+    let plain_worker = Worker::start(
+        plain.path(),
+        &db,
+        &plain.tmp().join("plain.log"),
+        &["--lease", "1s"],
+    );
+    let (mut loud, mut calm) = (Vec::new(), Vec::new());
+    db.rt.block_on(async {
+        for _ in 0..3 {
+            let r = new_run(&shouting, json!({}));
+            pg.enqueue(&r).await.unwrap();
+            loud.push(r.id);
+            let r = new_run(&quiet, json!({}));
+            pg.enqueue(&r).await.unwrap();
+            calm.push(r.id);
+        }
+    });
+    wait_for_within("the plain runs", Duration::from_secs(30), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 3).then_some(())
+    });
+    // The runs that need `shout` wait, and the worker says why.
+    wait_for_within(
+        "the report of runs nobody can take",
+        Duration::from_secs(30),
+        || {
+            let log = plain_worker.log();
+            loud.iter()
+                .all(|id| log.contains(id.as_str()))
+                .then_some(())
+        },
+    );
+    assert!(
+        plain_worker
+            .log()
+            .contains("no worker can take this run: none has the node types shout"),
+        "{}",
+        plain_worker.log()
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM queue_runs WHERE status = 'queued' AND 'shout' = ANY(needs)"),
+        3
+    );
+    // A worker with the package takes them.
+    let _loud_worker = Worker::start(
+        with_package.path(),
+        &db,
+        &with_package.tmp().join("loud.log"),
+        &["--lease", "1s"],
+    );
+    wait_for_within("the shout runs", Duration::from_secs(30), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 6).then_some(())
+    });
+    let takers = db.query(
+        "SELECT DISTINCT 'shout' = ANY(w.types) AS has_shout FROM queue_runs r
+           JOIN queue_workers w ON w.id = r.worker WHERE 'shout' = ANY(r.needs)",
+    );
+    assert_eq!(takers, vec![json!({"has_shout": true})]);
+    let outputs = db.query("SELECT output FROM queue_runs WHERE 'shout' = ANY(needs)");
+    assert!(outputs.iter().all(|o| o["output"] == "LOUD"), "{outputs:?}");
+}
+
+#[test]
+fn of_many_schedulers_exactly_one_takes_each_fire() {
+    let db = TestDb::new();
+    let rt = runtime();
+    let url = db.url.clone();
+    let taken: Vec<(i64, bool)> = rt.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for scheduler in 0..8 {
+            let url = url.clone();
+            tasks.spawn(async move {
+                // Each scheduler has its own connections, as separate processes would.
+                let pg = Pg::connect(&url).await.unwrap();
+                let mut out = Vec::new();
+                for fire in 0..50i64 {
+                    let at = 1_800_000_000_000 + fire * 60_000;
+                    let won = pg
+                        .take_fire("nightly/tick", at, &format!("scheduler-{scheduler}"))
+                        .await
+                        .unwrap();
+                    out.push((at, won));
+                }
+                out
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r.unwrap());
+        }
+        all
+    });
+    assert_eq!(taken.len(), 400);
+    for fire in 0..50i64 {
+        let at = 1_800_000_000_000 + fire * 60_000;
+        let winners = taken.iter().filter(|(t, won)| *t == at && *won).count();
+        assert_eq!(winners, 1, "fire {at}");
+    }
+    assert_eq!(db.count("SELECT 1 FROM schedule_fires"), 50);
+}
+
+#[test]
+fn run_queue_hands_a_run_to_a_worker_and_prints_its_result() {
+    let db = TestDb::new();
+    let home = TestHome::new();
+    let _worker = Worker::start(home.path(), &db, &home.tmp().join("w.log"), &[]);
+    let wf = home.write(
+        "hello.json",
+        &json!({"name": "hello", "params": [{"name": "name", "type": "string", "default": "world"}],
+                "nodes": [{"id": "g", "type": "transform.set",
+                           "data": {"inputs": {"values": {"greeting": "Hello, {{ trigger.name }}!"}}}}]}),
+    );
+    let out = home
+        .cmd()
+        .env("FUSE_STORE_URL", &db.url)
+        .args(["run", "--no-history", "--queue", "--input", "name=Ada"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    // --queue and --no-history do not go together: the queue keeps the run.
+    assert_eq!(out.status.code(), Some(2));
+    let out = home
+        .cmd()
+        .env("FUSE_STORE_URL", &db.url)
+        .args(["run", "--queue", "--input", "name=Ada"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!({"greeting": "Hello, Ada!"}));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded on worker"));
+    // A bad URL is a clear error, without the password.
+    let out = home
+        .cmd()
+        .env(
+            "FUSE_STORE_URL",
+            "postgres://fuse:s3cret@127.0.0.1:1/nowhere",
+        )
+        .args(["run", "--queue"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}

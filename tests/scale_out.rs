@@ -390,6 +390,38 @@ fn a_worker_without_a_package_never_claims_runs_that_need_it_and_says_so() {
         db.count("SELECT 1 FROM queue_runs WHERE status = 'queued' AND 'shout' = ANY(needs)"),
         3
     );
+    // `fuse status` shows the pool: the worker, the queue, the stuck runs.
+    let out = plain
+        .cmd()
+        .env("FUSE_STORE_URL", &db.url)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "no daemon runs here");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pool: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(pool["queue"]["depth"], 3, "{pool}");
+    assert_eq!(pool["queue"]["workers"].as_array().unwrap().len(), 1);
+    assert!(
+        pool["queue"]["workers"][0]["heartbeat_age_ms"]
+            .as_i64()
+            .unwrap()
+            < 10_000
+    );
+    assert_eq!(pool["queue"]["stuck"].as_array().unwrap().len(), 3);
+    assert_eq!(pool["queue"]["stuck"][0]["missing_types"], json!(["shout"]));
+    let human = plain
+        .cmd()
+        .env("FUSE_STORE_URL", &db.url)
+        .arg("status")
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("3 run(s) waiting"), "{human}");
+    assert!(
+        human.contains("stuck: run") && human.contains("needs shout"),
+        "{human}"
+    );
     // A worker with the package takes them.
     let _loud_worker = Worker::start(
         with_package.path(),

@@ -43,6 +43,16 @@ pub struct DashboardArgs {
 pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
+
+    /// Also show the worker pool of this PostgreSQL queue: workers, queue
+    /// depth, runs no worker can take.
+    #[arg(
+        long,
+        env = "FUSE_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
 }
 
 pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<ExitCode> {
@@ -155,6 +165,76 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
 
 pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
+    let code = daemon_status(&home, &args)?;
+    if let Some(url) = &args.store {
+        pool_status(url, args.json)?;
+    }
+    Ok(code)
+}
+
+/// `fuse status --store URL`: the workers sharing the queue.
+fn pool_status(url: &str, json: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let (workers, depth, stuck) = runtime.block_on(async {
+        let pg = crate::store::pg::Pg::connect(url).await?;
+        Ok::<_, anyhow::Error>((
+            pg.workers().await?,
+            pg.queue_depth().await?,
+            pg.stuck(std::time::Duration::from_secs(90)).await?,
+        ))
+    })?;
+    if json {
+        outln!(
+            "{}",
+            json!({"queue": {"depth": depth, "workers": workers, "stuck": stuck}})
+        );
+        return Ok(());
+    }
+    outln!(
+        "queue     {depth} run(s) waiting at {}",
+        crate::store::pg::redact(url)
+    );
+    if workers.is_empty() {
+        outln!("workers   none has registered (start one with `fuse worker`)");
+    } else {
+        outln!("workers");
+    }
+    for w in &workers {
+        let seen = w.heartbeat_age_ms as f64 / 1000.0;
+        outln!(
+            "  {:<20} {:<8} {:>2}/{:<2} running  heartbeat {:.1}s ago{}{}  {}",
+            w.host,
+            w.version,
+            w.running,
+            w.concurrency,
+            seen,
+            if seen > 90.0 { " (gone?)" } else { "" },
+            if w.tags.is_empty() {
+                String::new()
+            } else {
+                format!("  tags {}", w.tags.join(","))
+            },
+            w.id
+        );
+    }
+    for s in &stuck {
+        let mut missing = s.missing_types.clone();
+        missing.extend(s.missing_tags.iter().map(|t| format!("tag {t}")));
+        outln!(
+            "  stuck: run {} of {} needs {} that no live worker has",
+            s.id,
+            s.workflow,
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn daemon_status(home: &Home, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let home = home.clone();
     let Some(info) = daemon::running(&home) else {
         let schedules = if home.probe()? {
             home.open_store()?.schedules()?

@@ -73,6 +73,10 @@ impl Observer for Checkpoints {
         if a.status != Status::Succeeded || a.item.is_some() || a.attempt == 0 {
             return;
         }
+        // A pure node (a transform, a branch) gives the same again when resumed.
+        if crate::nodes::is_pure(&a.node_type) {
+            return;
+        }
         let Some(output) = &a.output else { return };
         let (pg, worker) = (self.pg.clone(), self.worker.clone());
         let (run, node) = (a.run_id.to_string(), a.node_id.to_string());

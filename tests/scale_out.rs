@@ -531,3 +531,170 @@ fn run_queue_hands_a_run_to_a_worker_and_prints_its_result() {
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+fn hooked() -> Value {
+    json!({"name": "hooked", "nodes": [
+        {"id": "in", "type": "trigger.webhook", "data": {"inputs": {"path": "orders"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.body.n }}"}}}}
+    ], "edges": [{"source": "in", "target": "s"}]})
+}
+
+/// Posts `count` webhooks from four threads; the run ids the daemon gave.
+fn post_webhooks(url: &str, from: usize, count: usize) -> Vec<String> {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let url = url.to_string();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for n in (from + t..from + count).step_by(4) {
+                    let (code, body) = crate::daemon::http(
+                        "POST",
+                        &format!("{url}/webhook/orders"),
+                        None,
+                        &[],
+                        Some(&json!({"n": n})),
+                    );
+                    assert_eq!(code, 202, "{body}");
+                    ids.push(body["run_id"].as_str().unwrap().to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
+    let workers_home = TestHome::new();
+    let _workers: Vec<Worker> = (0..3)
+        .map(|i| {
+            Worker::start(
+                workers_home.path(),
+                &db,
+                &workers_home.tmp().join(format!("w{i}.log")),
+                &["--lease", "3s"],
+            )
+        })
+        .collect();
+    const RUNS: usize = 10_000;
+    let ids = post_webhooks(&d.url, 0, RUNS);
+    assert_eq!(ids.len(), RUNS);
+    wait_for_within(
+        "every accepted run to finish",
+        Duration::from_secs(300),
+        || {
+            (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == RUNS as i64)
+                .then_some(())
+        },
+    );
+    // Every accepted run is in the queue, finished once, with its own input.
+    assert_eq!(db.count("SELECT 1 FROM queue_runs"), RUNS as i64);
+    assert_eq!(db.count("SELECT 1 FROM queue_runs WHERE claims <> 1"), 0);
+    let accepted: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(accepted.len(), RUNS);
+    let stored: Vec<Value> = db.query("SELECT id FROM queue_runs");
+    assert!(
+        stored
+            .iter()
+            .all(|r| accepted.contains(&r["id"].as_str().unwrap().to_string()))
+    );
+    assert_eq!(
+        db.count("SELECT DISTINCT (output->>'n') FROM queue_runs"),
+        RUNS as i64,
+        "each run had its own body"
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM queue_runs WHERE trigger_kind = 'webhook' AND entry = 'in'"),
+        RUNS as i64
+    );
+}
+
+#[test]
+fn queued_runs_finish_after_the_api_process_is_killed() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
+    let ids = post_webhooks(&d.url, 0, 200);
+    d.kill();
+    assert_eq!(
+        db.count("SELECT 1 FROM queue_runs WHERE status = 'queued'"),
+        200
+    );
+    let workers_home = TestHome::new();
+    let _a = Worker::start(
+        workers_home.path(),
+        &db,
+        &workers_home.tmp().join("a.log"),
+        &[],
+    );
+    let _b = Worker::start(
+        workers_home.path(),
+        &db,
+        &workers_home.tmp().join("b.log"),
+        &[],
+    );
+    wait_for_within("the queued runs", Duration::from_secs(60), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 200).then_some(())
+    });
+    assert_eq!(ids.len(), 200);
+}
+
+#[test]
+fn two_schedulers_fire_each_cron_time_once() {
+    let db = TestDb::new();
+    let (one, two) = (TestHome::initialized(), TestHome::initialized());
+    let every_second = json!({"name": "ticking", "nodes": [
+        {"id": "tick", "type": "trigger.cron", "data": {"inputs": {"cron": "* * * * * *"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"at": "{{ trigger.fired_at }}"}}}}
+    ], "edges": [{"source": "tick", "target": "s"}]});
+    let every_two_seconds = json!({"name": "pacing", "nodes": [
+        {"id": "every", "type": "trigger.interval", "data": {"inputs": {"every": "2s"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ], "edges": [{"source": "every", "target": "s"}]});
+    let daemons: Vec<_> = [&one, &two]
+        .into_iter()
+        .map(|home| {
+            let d = crate::daemon::start_with(home, &[("FUSE_STORE_URL", db.url.as_str())]);
+            assert_eq!(
+                d.call("POST", "/api/v1/workflows", Some(every_second.clone()))
+                    .0,
+                201
+            );
+            assert_eq!(
+                d.call("POST", "/api/v1/workflows", Some(every_two_seconds.clone()))
+                    .0,
+                201
+            );
+            d
+        })
+        .collect();
+    wait_for_within("six cron fires", Duration::from_secs(30), || {
+        (db.count("SELECT DISTINCT input->>'fired_at' FROM queue_runs WHERE workflow = 'ticking'")
+            >= 6)
+            .then_some(())
+    });
+    drop(daemons);
+    let doubled = db.query(
+        "SELECT input->>'fired_at' AS at, COUNT(*) AS n FROM queue_runs
+          WHERE workflow = 'ticking' GROUP BY 1 HAVING COUNT(*) > 1",
+    );
+    assert!(doubled.is_empty(), "fired twice: {doubled:?}");
+    // The interval's fires: one per 2-second slot, whichever scheduler got there first.
+    let slots = db.query(
+        "SELECT fire_at, COUNT(*) AS n FROM schedule_fires WHERE schedule = 'pacing/every' GROUP BY 1 HAVING COUNT(*) > 1",
+    );
+    assert!(slots.is_empty(), "{slots:?}");
+    assert_eq!(
+        db.count("SELECT 1 FROM schedule_fires WHERE schedule = 'pacing/every'"),
+        db.count("SELECT 1 FROM queue_runs WHERE workflow = 'pacing'")
+    );
+}

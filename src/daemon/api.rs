@@ -1168,6 +1168,30 @@ pub(super) async fn start_run_with(
             )));
         }
     };
+    // With a PostgreSQL queue, new runs go to the workers (committed there
+    // before the caller hears of them); a caller waiting for
+    // `webhook.respond` is answered by a run here.
+    if let Some(pg) = &state.queue
+        && spec.existing_id.is_none()
+        && spec.responder.is_none()
+    {
+        let run = crate::store::pg::NewRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: name.to_string(),
+            definition: plan.definition.to_string(),
+            input,
+            trigger_kind: trigger.to_string(),
+            entry: spec.entry.clone(),
+            needs: crate::worker::needs_of(&plan.definition),
+            tags: Vec::new(),
+        };
+        return match pg.enqueue(&run).await {
+            Ok(()) => Ok(run.id),
+            Err(e) => Err(Box::new(unavailable(&format!(
+                "the run queue cannot take the run: {e}"
+            )))),
+        };
+    }
     let run_id = match spec.existing_id {
         Some(id) => id,
         None => {

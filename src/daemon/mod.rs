@@ -170,6 +170,10 @@ pub(crate) struct State {
     pub alert_tx: tokio::sync::mpsc::UnboundedSender<alerts::Alert>,
     /// What `/metrics` exports.
     pub metrics: Arc<metrics::Metrics>,
+    /// The PostgreSQL run queue runs go to, if any ([`Options::queue`]).
+    pub queue: Option<crate::store::pg::Pg>,
+    /// Who this daemon is when it takes schedule fires from the queue.
+    pub instance: String,
 }
 
 impl State {
@@ -254,6 +258,9 @@ pub fn run_foreground(
             listener,
             Options {
                 log_file: log_file.map(std::path::Path::to_path_buf),
+                queue: std::env::var("FUSE_STORE_URL")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty()),
             },
             shutdown_signal(),
         )
@@ -277,6 +284,10 @@ pub struct Options {
     /// Move standard output and error to this file once listening (the
     /// detached daemon of `fuse start`).
     pub log_file: Option<PathBuf>,
+    /// A PostgreSQL run queue (`FUSE_STORE_URL`, preview): runs that
+    /// webhooks, schedules and the API start are queued there for
+    /// `fuse worker` processes instead of run here (docs/scale-out.md).
+    pub queue: Option<String>,
 }
 
 /// The daemon as a library: serves `home` on `listener` (the API, webhooks,
@@ -331,6 +342,17 @@ pub async fn serve(
         home.clone(),
     )));
     let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+    let queue = match &options.queue {
+        Some(url) => {
+            let pg = crate::store::pg::Pg::connect(url).await?;
+            tracing::info!(
+                queue = %crate::store::pg::redact(url),
+                "runs go to the PostgreSQL queue for `fuse worker` processes"
+            );
+            Some(pg)
+        }
+        None => None,
+    };
     let state = Arc::new(State {
         home: home.clone(),
         engine: engine.clone(),
@@ -362,6 +384,8 @@ pub async fn serve(
         streaks: Mutex::new(Default::default()),
         alert_tx,
         metrics,
+        queue,
+        instance: format!("{}/{}", crate::worker::host_name(), std::process::id()),
     });
     let _ = state.me.set(Arc::downgrade(&state));
     let _ = state.rt.set(tokio::runtime::Handle::current());

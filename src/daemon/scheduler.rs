@@ -92,6 +92,35 @@ pub(super) async fn catch_up(state: &Arc<State>) {
 
 /// Starts the run of a fire, following the overlap policy.
 async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
+    // Schedulers sharing a queue: the one that takes the fire starts its run.
+    if let Some(pg) = &state.queue {
+        let key = format!("{}/{}", row.workflow, row.node_id);
+        // Cron and one-off times are the same on every scheduler; an interval
+        // runs from when each scheduler started, so its fires are keyed by
+        // the slot of the interval they fall in.
+        let slot = match row.kind.as_str() {
+            "interval" => crate::engine::duration::parse(&row.spec)
+                .ok()
+                .map(|d| d.as_millis() as i64)
+                .filter(|ms| *ms > 0)
+                .map(|ms| at.as_millisecond().div_euclid(ms) * ms),
+            _ => None,
+        }
+        .unwrap_or(at.as_millisecond());
+        match pg.take_fire(&key, slot, &state.instance).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("{key}: the fire at {at} was taken by another scheduler");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "{key}: cannot take the fire at {at} from the queue ({e}); not fired"
+                );
+                return;
+            }
+        }
+    }
     let input =
         crate::engine::trigger::schedule_input(at, &row.kind, &row.spec, &row.node_id, missed);
     let busy = state.running_of(&row.workflow) > 0;

@@ -18,6 +18,32 @@ pub use ctx::{LogLevel, NodeCtx, Responder, RunInfo, Step, json_type, wrong_type
 pub use error::{ErrorKind, NodeError};
 pub use registry::Registry;
 
+/// Built-in node types that only reshape data or steer the run: the same
+/// input gives the same output and nothing outside the run changes. A test
+/// case recorded from a run runs them again rather than pinning them, and a
+/// worker does not checkpoint them (running one again costs nothing).
+const PURE: [&str; 12] = [
+    "end",
+    "flow.if",
+    "flow.merge",
+    "flow.noop",
+    "flow.switch",
+    "html.extract",
+    "log",
+    "text.split",
+    "transform.jq",
+    "transform.set",
+    "webhook.respond",
+    "trigger.",
+];
+
+/// Whether `node_type` is one of the [`PURE`] built-ins (any `trigger.*`).
+pub fn is_pure(node_type: &str) -> bool {
+    let t = crate::workflow::canonical_type(node_type);
+    PURE.iter()
+        .any(|p| t == *p || (p.ends_with('.') && t.starts_with(p)))
+}
+
 /// What built-in nodes are configured with (from `fuse.toml`).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {

@@ -7,30 +7,6 @@ use serde_json::{Map, Value, json};
 
 use crate::store::history::{NodeRunRow, RunDetail, by_node};
 
-/// Node types a recorded case runs again rather than pins: they only reshape
-/// data or steer the run, so they give the same output for the same input.
-const REPLAYED: [&str; 12] = [
-    "end",
-    "flow.if",
-    "flow.merge",
-    "flow.noop",
-    "flow.switch",
-    "html.extract",
-    "log",
-    "text.split",
-    "transform.jq",
-    "transform.set",
-    "webhook.respond",
-    "trigger.",
-];
-
-fn replayed(node_type: &str) -> bool {
-    let t = crate::workflow::canonical_type(node_type);
-    REPLAYED
-        .iter()
-        .any(|r| t == *r || (r.ends_with('.') && t.starts_with(r)))
-}
-
 /// A test case (as JSON) that gives `run`'s trigger input, pins its
 /// side-effecting nodes (with `all`, every node but `flow.if`/`flow.switch`,
 /// whose branch history does not keep), and expects what the run did.
@@ -93,7 +69,7 @@ pub fn case_from_run(run: &RunDetail, name: &str, all: bool) -> Value {
             crate::workflow::canonical_type(&last.node_type),
             "flow.if" | "flow.switch"
         );
-        let pinned = (all && !branching) || !replayed(&last.node_type);
+        let pinned = (all && !branching) || !crate::nodes::is_pure(&last.node_type);
         match status {
             "succeeded" | "failed" if pinned => {
                 let (pin, attempts) = pin_of(rows);

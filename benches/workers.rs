@@ -46,12 +46,13 @@ async fn database(name: &str) -> String {
         .await
         .unwrap_or_else(|e| panic!("no PostgreSQL at {admin} ({e})"));
     tokio::spawn(conn);
-    client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .await
-        .unwrap();
+    // One statement each: CREATE DATABASE cannot share a transaction.
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        client.batch_execute(&statement).await.unwrap();
+    }
     let mut url = url::Url::parse(&admin).unwrap();
     url.set_path(name);
     url.to_string()

@@ -60,9 +60,61 @@ pub fn host_name() -> String {
 
 /// Writes a checkpoint for each node that succeeds, before the run goes on.
 struct Checkpoints {
-    pg: Pg,
-    worker: String,
+    writer: std::sync::Mutex<std::sync::mpsc::Sender<Checkpoint>>,
     running: Running,
+}
+
+/// One checkpoint to write, and where to say whether it was written.
+struct Checkpoint {
+    run: String,
+    node: String,
+    output: serde_json::Value,
+    done: std::sync::mpsc::Sender<Result<bool, String>>,
+}
+
+/// A thread with its own runtime and connections that writes checkpoints.
+/// The engine's observer waits for each write without giving up its thread
+/// (`block_in_place` would turn it into a pool thread that may exit, and a
+/// command it started is killed when the thread that started it exits).
+fn checkpoint_writer(
+    url: String,
+    worker: String,
+) -> anyhow::Result<std::sync::mpsc::Sender<Checkpoint>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Checkpoint>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("fuse-checkpoints".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start its runtime: {e}")));
+                    return;
+                }
+            };
+            let pg = match runtime.block_on(Pg::connect(&url)) {
+                Ok(pg) => pg,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            for job in rx {
+                let written = runtime
+                    .block_on(pg.node_finished(&worker, &job.run, &job.node, &job.output))
+                    .map_err(|e| e.to_string());
+                let _ = job.done.send(written);
+            }
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(tx),
+        Ok(Err(e)) => anyhow::bail!("the checkpoint writer cannot start: {e}"),
+        Err(_) => anyhow::bail!("the checkpoint writer stopped while starting"),
+    }
 }
 
 impl Observer for Checkpoints {
@@ -78,14 +130,29 @@ impl Observer for Checkpoints {
             return;
         }
         let Some(output) = &a.output else { return };
-        let (pg, worker) = (self.pg.clone(), self.worker.clone());
         let (run, node) = (a.run_id.to_string(), a.node_id.to_string());
-        let output = (**output).clone();
+        let (done, written) = std::sync::mpsc::channel();
+        let job = Checkpoint {
+            run: run.clone(),
+            node: node.clone(),
+            output: (**output).clone(),
+            done,
+        };
         // Durable before the next node starts: a worker killed after this
         // never has the node run again.
-        let written = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current()
-                .block_on(async { pg.node_finished(&worker, &run, &node, &output).await })
+        let sent = self
+            .writer
+            .lock()
+            .map_err(|_| "the checkpoint writer is poisoned".to_string())
+            .and_then(|w| {
+                w.send(job)
+                    .map_err(|_| "the checkpoint writer stopped".to_string())
+            });
+        let written = sent.and_then(|()| {
+            written
+                .recv()
+                .map_err(|_| "the checkpoint writer stopped".to_string())
+                .and_then(|r| r)
         });
         match written {
             Ok(true) => {}
@@ -142,9 +209,9 @@ pub async fn run(
     };
     pg.register(&info).await?;
     let running: Running = Default::default();
+    let writer = checkpoint_writer(pg.url().to_string(), info.id.clone())?;
     let observer = Arc::new(Checkpoints {
-        pg: pg.clone(),
-        worker: info.id.clone(),
+        writer: std::sync::Mutex::new(writer),
         running: running.clone(),
     });
     let mut engine = Engine::new(registry, observer, options.max_parallel);

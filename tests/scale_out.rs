@@ -37,7 +37,13 @@ impl TestDb {
     fn new() -> TestDb {
         let rt = runtime();
         let name = format!("fuse_test_{}", uuid::Uuid::now_v7().simple());
+        // The tests are about workers and daemons dying, not the database
+        // server: commits need not wait for the disk (on this kind of VM a
+        // flush takes ~4 ms and would make the 10,000-run test minutes long).
         rt.block_on(admin(&format!("CREATE DATABASE {name}")));
+        rt.block_on(admin(&format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        )));
         let mut url = url::Url::parse(&admin_url()).unwrap();
         url.set_path(&name);
         TestDb {

@@ -201,7 +201,7 @@ impl Pg {
             },
         );
         let pool = deadpool_postgres::Pool::builder(manager)
-            .max_size(16)
+            .max_size(8)
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(Duration::from_secs(10)))
             .create_timeout(Some(Duration::from_secs(10)))
@@ -213,6 +213,11 @@ impl Pg {
         };
         pg.migrate().await?;
         Ok(pg)
+    }
+
+    /// The URL it connects to (with its password: never show it; see [`redact`]).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

@@ -545,32 +545,40 @@ fn hooked() -> Value {
     ], "edges": [{"source": "in", "target": "s"}]})
 }
 
-/// Posts `count` webhooks from four threads; the run ids the daemon gave.
+/// Posts `count` webhooks, eight at a time over kept-alive connections; the
+/// run ids the daemon gave.
 fn post_webhooks(url: &str, from: usize, count: usize) -> Vec<String> {
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let url = url.to_string();
-            std::thread::spawn(move || {
+    let rt = runtime();
+    let client = reqwest::Client::new();
+    let hook = format!("{url}/webhook/orders");
+    rt.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in 0..8 {
+            let (client, hook) = (client.clone(), hook.clone());
+            tasks.spawn(async move {
                 let mut ids = Vec::new();
-                for n in (from + t..from + count).step_by(4) {
-                    let (code, body) = crate::daemon::http(
-                        "POST",
-                        &format!("{url}/webhook/orders"),
-                        None,
-                        &[],
-                        Some(&json!({"n": n})),
-                    );
-                    assert_eq!(code, 202, "{body}");
+                for n in (from + lane..from + count).step_by(8) {
+                    let reply = client
+                        .post(&hook)
+                        .json(&json!({"n": n}))
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = reply.status().as_u16();
+                    let body: Value = reply.json().await.unwrap_or(Value::Null);
+                    assert_eq!(status, 202, "{body}");
                     ids.push(body["run_id"].as_str().unwrap().to_string());
                 }
                 ids
-            })
-        })
-        .collect();
-    threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect()
+            });
+        }
+        let mut ids = Vec::new();
+        while let Some(lane) = tasks.join_next().await {
+            ids.extend(lane.unwrap());
+        }
+        ids
+    })
 }
 
 #[test]

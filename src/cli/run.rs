@@ -273,12 +273,17 @@ fn queue_run(
         if !quiet {
             eprintln!("queued run {id}; waiting for a worker (Ctrl-C stops waiting, not the run)");
         }
+        // Quick runs are seen within milliseconds; long ones cost a query per 100ms.
+        let mut wait = std::time::Duration::from_millis(1);
         loop {
             match pg.queued_run(&id).await? {
                 Some(r) if matches!(r.status.as_str(), "succeeded" | "failed" | "cancelled") => {
                     return Ok::<_, anyhow::Error>(r);
                 }
-                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                _ => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(100));
+                }
             }
         }
     })?;

@@ -68,6 +68,20 @@ fn worker(home: &std::path::Path, url: &str) -> Child {
         .unwrap()
 }
 
+/// A run of `definition` to queue.
+fn queued(definition: &str) -> fuse::store::pg::NewRun {
+    fuse::store::pg::NewRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: "light".into(),
+        definition: definition.to_string(),
+        input: json!({}),
+        trigger_kind: "bench".into(),
+        entry: None,
+        needs: fuse::worker::needs_of(definition),
+        tags: Vec::new(),
+    }
+}
+
 fn light() -> String {
     json!({"name": "light", "nodes": [
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
@@ -112,18 +126,7 @@ fn main() {
         let pg = rt.block_on(fuse::store::pg::Pg::connect(&url)).unwrap();
         rt.block_on(async {
             for _ in 0..runs {
-                pg.enqueue(&fuse::store::pg::NewRun {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    workflow: "light".into(),
-                    definition: definition.clone(),
-                    input: json!({}),
-                    trigger_kind: "bench".into(),
-                    entry: None,
-                    needs: fuse::worker::needs_of(&definition),
-                    tags: Vec::new(),
-                })
-                .await
-                .unwrap();
+                pg.enqueue(&queued(&definition)).await.unwrap();
             }
         });
         let mut children: Vec<Child> = (0..workers).map(|_| worker(&home, &url)).collect();
@@ -171,19 +174,9 @@ fn main() {
     let samples = 200;
     rt.block_on(async {
         for _ in 0..samples {
-            let id = uuid::Uuid::now_v7().to_string();
-            pg.enqueue(&fuse::store::pg::NewRun {
-                id: id.clone(),
-                workflow: "light".into(),
-                definition: definition.clone(),
-                input: json!({}),
-                trigger_kind: "bench".into(),
-                entry: None,
-                needs: fuse::worker::needs_of(&definition),
-                tags: Vec::new(),
-            })
-            .await
-            .unwrap();
+            let run = queued(&definition);
+            let id = run.id.clone();
+            pg.enqueue(&run).await.unwrap();
             // One at a time: the next is queued once this one has finished.
             loop {
                 let state = pg.queued_run(&id).await.unwrap().unwrap();

@@ -513,14 +513,11 @@ fn run_queue_hands_a_run_to_a_worker_and_prints_its_result() {
         .arg(&wf)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     let output: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output, json!({"greeting": "Hello, Ada!"}));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("succeeded on worker"));
+    assert!(err.contains("succeeded on worker"), "{err}");
     // A bad URL is a clear error, without the password.
     let out = home
         .cmd()

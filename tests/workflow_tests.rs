@@ -97,6 +97,14 @@ fn paths(case: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The command exits 2 (invalid input) saying `want` on stderr.
+fn refused(cmd: &mut assert_cmd::Command, want: &str) {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(want), "wanted {want:?} in: {err}");
+}
+
 fn server() -> TestServer {
     TestServer::start(|_, _| Reply::json(200, json!({"items": [{"price": 1}]})))
 }
@@ -569,84 +577,53 @@ fn run_with_pins_and_a_simulated_webhook() {
     let dir = suite(&home, &server, json!([{"name": "x"}]));
     let pin = home.tmp().join("fetch.json");
     write(&pin, &order_body(&[200]));
-    let out = home
-        .cmd()
-        .args(["run", "--no-history", "--pin"])
-        .arg(format!("fetch={}", pin.display()))
-        .arg(dir.join("orders.json"))
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let record = crate::helper::json_of(
+        home.cmd()
+            .args(["run", "--no-history", "--pin"])
+            .arg(format!("fetch={}", pin.display()))
+            .arg(dir.join("orders.json"))
+            .arg("--json"),
     );
-    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["output"], json!({"total": 200, "n": 1}));
     assert!(server.requests().is_empty());
 
-    let out = home
-        .cmd()
-        .args(["run", "--no-history", "--pin"])
-        .arg("fecth=x.json")
-        .arg(dir.join("orders.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no node \"fecth\""));
+    refused(
+        home.cmd()
+            .args(["run", "--no-history", "--pin"])
+            .arg("fecth=x.json")
+            .arg(dir.join("orders.json")),
+        "has no node \"fecth\"",
+    );
 
     hook_and_schedule(&dir);
     let body = home.tmp().join("body.json");
     write(&body, &json!({"id": 9}));
-    let out = home
-        .cmd()
-        .args(["run", "--no-history", "--trigger", "webhook", "--body"])
-        .arg(&body)
-        .args(["--header", "x-source=cli", "--query", "page=3"])
-        .arg(dir.join("hook.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let answer = crate::helper::json_of(
+        home.cmd()
+            .args(["run", "--no-history", "--trigger", "webhook", "--body"])
+            .arg(&body)
+            .args(["--header", "x-source=cli", "--query", "page=3"])
+            .arg(dir.join("hook.json")),
     );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["status"], 201);
     assert_eq!(answer["body"]["got"], 9);
     assert_eq!(answer["body"]["via"], "cli");
     assert_eq!(answer["body"]["page"], "3");
 
-    let out = home
-        .cmd()
-        .args([
-            "run",
-            "--no-history",
-            "--trigger",
-            "schedule",
-            "--at",
-            "2026-01-02T03:00:00Z",
-        ])
-        .arg(dir.join("nightly.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let output = crate::helper::json_of(
+        home.cmd()
+            .args(["run", "--no-history", "--trigger", "schedule"])
+            .args(["--at", "2026-01-02T03:00:00Z"])
+            .arg(dir.join("nightly.json")),
     );
-    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output["fired"], "2026-01-02T03:00:00Z");
 
-    let out = home
-        .cmd()
-        .args(["run", "--no-history", "--trigger", "webhook"])
-        .arg(dir.join("nightly.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nightly has no webhook trigger node"));
+    refused(
+        home.cmd()
+            .args(["run", "--no-history", "--trigger", "webhook"])
+            .arg(dir.join("nightly.json")),
+        "nightly has no webhook trigger node",
+    );
 }
 
 #[test]
@@ -720,22 +697,18 @@ fn a_recorded_run_becomes_a_case_that_passes_offline() {
     assert_eq!(report["passed"], 2);
 
     // A file that is not a test file is refused, and so is a bad name.
-    let out = home
-        .cmd()
-        .args(["runs", "pin", "last", "--into"])
-        .arg(dir.join("orders.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a test file"));
-    let out = home
-        .cmd()
-        .args(["runs", "pin", "last", "--into"])
-        .arg(dir.join("cases.json"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not named NAME.test.json"));
+    refused(
+        home.cmd()
+            .args(["runs", "pin", "last", "--into"])
+            .arg(dir.join("orders.json")),
+        "is not a test file",
+    );
+    refused(
+        home.cmd()
+            .args(["runs", "pin", "last", "--into"])
+            .arg(dir.join("cases.json")),
+        "is not named NAME.test.json",
+    );
 }
 
 #[test]

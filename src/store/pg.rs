@@ -147,7 +147,7 @@ pub struct WorkerInfo {
     pub concurrency: i32,
 }
 
-/// A row of the queue, as `fuse status` and the tests read it.
+/// A run of the queue, as `fuse run --queue` waits for it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QueuedRun {
     pub id: String,
@@ -509,30 +509,6 @@ impl Pg {
                         .filter(|t| !have_tags.contains(t))
                         .collect(),
                 }
-            })
-            .collect())
-    }
-
-    /// Every run of the queue, oldest first (for `fuse status` and tests).
-    pub async fn runs(&self) -> Result<Vec<QueuedRun>> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, workflow, status, worker, claims, error, output FROM queue_runs ORDER BY created_at",
-                &[],
-            )
-            .await
-            .map_err(query_error("listing the queue"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| QueuedRun {
-                id: r.get(0),
-                workflow: r.get(1),
-                status: r.get(2),
-                worker: r.get(3),
-                claims: r.get(4),
-                error: r.get(5),
-                output: r.get(6),
             })
             .collect())
     }

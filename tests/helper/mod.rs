@@ -84,6 +84,12 @@ pub fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// stdout of a successful command, as JSON.
+pub fn json_of(cmd: &mut Command) -> serde_json::Value {
+    let out = stdout_of(cmd);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
 /// Runs the real binary on a pseudo-terminal (through Python's `pty`), typing
 /// each answer once its prompt has appeared; returns everything it printed.
 pub fn in_terminal(

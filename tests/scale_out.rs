@@ -626,6 +626,31 @@ fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
         db.count("SELECT 1 FROM queue_runs WHERE trigger_kind = 'webhook' AND entry = 'in'"),
         RUNS as i64
     );
+    // /metrics of the API process shows the pool.
+    let (code, text) = crate::ops::get_text(&format!("{}/metrics", d.url), Some(&d.token));
+    assert_eq!(code, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let gauges = |name: &str| -> Vec<f64> {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter_map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(gauges("fuse_queue_depth"), vec![0.0], "{text}");
+    assert_eq!(gauges("fuse_queue_stuck_runs"), vec![0.0]);
+    let concurrency = gauges("fuse_worker_concurrency");
+    assert_eq!(concurrency.len(), 3, "{text}");
+    assert!(concurrency.iter().all(|c| *c >= 1.0));
+    assert!(
+        gauges("fuse_worker_heartbeat_age_seconds")
+            .iter()
+            .all(|age| *age < 30.0)
+    );
 }
 
 #[test]

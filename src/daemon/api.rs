@@ -346,7 +346,17 @@ async fn route(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Reply 
                     );
                 }
             }
-            let text = state.metrics.render(&state);
+            let pool = match &state.queue {
+                Some(pg) => match super::metrics::Pool::read(pg).await {
+                    Ok(pool) => Some(pool),
+                    Err(e) => {
+                        tracing::warn!("/metrics: cannot read the worker pool ({e})");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let text = state.metrics.render(&state, pool);
             Response::builder()
                 .status(StatusCode::OK)
                 .header(

@@ -49,6 +49,35 @@ pub struct Metrics {
     database_bytes: Gauge,
     memory_bytes: Gauge,
     open_fds: Gauge,
+    queue_depth: Gauge,
+    queue_stuck: Gauge,
+    worker_running: Family<Labels, Gauge>,
+    worker_concurrency: Family<Labels, Gauge>,
+    worker_heartbeat_age: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// The worker pool of a PostgreSQL queue, read for a scrape.
+pub struct Pool {
+    pub depth: i64,
+    pub stuck: usize,
+    pub workers: Vec<crate::store::pg::WorkerRow>,
+}
+
+impl Pool {
+    /// The pool as the queue sees it now (workers heard from in the last 10 minutes).
+    pub async fn read(pg: &crate::store::pg::Pg) -> Result<Pool, crate::store::pg::PgError> {
+        let alive = std::time::Duration::from_secs(90);
+        Ok(Pool {
+            depth: pg.queue_depth().await?,
+            stuck: pg.stuck(alive).await?.len(),
+            workers: pg
+                .workers()
+                .await?
+                .into_iter()
+                .filter(|w| w.heartbeat_age_ms < 600_000)
+                .collect(),
+        })
+    }
 }
 
 impl Default for Metrics {
@@ -74,6 +103,11 @@ impl Default for Metrics {
             database_bytes: Gauge::default(),
             memory_bytes: Gauge::default(),
             open_fds: Gauge::default(),
+            queue_depth: Gauge::default(),
+            queue_stuck: Gauge::default(),
+            worker_running: Family::default(),
+            worker_concurrency: Family::default(),
+            worker_heartbeat_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -171,6 +205,31 @@ impl Default for Metrics {
             "Open file descriptors of the daemon",
             m.open_fds.clone(),
         );
+        registry.register(
+            "queue_depth",
+            "Runs waiting in the PostgreSQL queue for a worker",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_stuck_runs",
+            "Queued runs that no live worker can take (a node type or tag none has)",
+            m.queue_stuck.clone(),
+        );
+        registry.register(
+            "worker_running_runs",
+            "Runs in progress on each worker, by worker and host",
+            m.worker_running.clone(),
+        );
+        registry.register(
+            "worker_concurrency",
+            "Runs each worker takes at once, by worker and host",
+            m.worker_concurrency.clone(),
+        );
+        registry.register(
+            "worker_heartbeat_age_seconds",
+            "Seconds since each worker's last heartbeat, by worker and host",
+            m.worker_heartbeat_age.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -194,8 +253,29 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The text of a scrape, gauges read now.
-    pub fn render(&self, state: &super::State) -> String {
+    /// The text of a scrape, gauges read now (`pool`: the worker pool of
+    /// the PostgreSQL queue, when the daemon has one).
+    pub fn render(&self, state: &super::State, pool: Option<Pool>) -> String {
+        if let Some(pool) = pool {
+            self.queue_depth.set(pool.depth);
+            self.queue_stuck.set(pool.stuck as i64);
+            // Workers come and go: only the ones heard from lately are shown.
+            self.worker_running.clear();
+            self.worker_concurrency.clear();
+            self.worker_heartbeat_age.clear();
+            for w in &pool.workers {
+                let key = labels(&[("worker", &w.id), ("host", &w.host)]);
+                self.worker_running
+                    .get_or_create(&key)
+                    .set(i64::from(w.running));
+                self.worker_concurrency
+                    .get_or_create(&key)
+                    .set(i64::from(w.concurrency));
+                self.worker_heartbeat_age
+                    .get_or_create(&key)
+                    .set(w.heartbeat_age_ms as f64 / 1000.0);
+            }
+        }
         let health = super::api::health(state);
         self.active_runs.set(health.active_runs as i64);
         self.queued_runs.set(health.queued as i64);

@@ -290,9 +290,17 @@ impl Pg {
         Ok(())
     }
 
-    /// Registers (or re-registers) a worker.
+    /// Registers (or re-registers) a worker, and forgets workers not heard
+    /// from for a day.
     pub async fn register(&self, w: &WorkerInfo) -> Result<()> {
         let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM queue_workers WHERE heartbeat_at < clock_timestamp() - interval '1 day'",
+                &[],
+            )
+            .await
+            .map_err(query_error("forgetting old workers"))?;
         client
             .execute(
                 "INSERT INTO queue_workers (id, host, version, tags, types, concurrency)

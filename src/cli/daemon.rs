@@ -174,6 +174,7 @@ pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// `fuse status --store URL`: the workers sharing the queue.
 fn pool_status(url: &str, json: bool) -> anyhow::Result<()> {
+    crate::store::pg::check_url(url).map_err(crate::Error::Setting)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

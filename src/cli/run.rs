@@ -251,6 +251,7 @@ fn queue_run(
             "--queue needs the queue's database: --store postgres://… or FUSE_STORE_URL".into()
         ));
     };
+    crate::store::pg::check_url(url).map_err(crate::Error::Setting)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

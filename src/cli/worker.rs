@@ -52,6 +52,7 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             args.lease
         )));
     }
+    crate::store::pg::check_url(&args.store).map_err(crate::Error::Setting)?;
     let home = Home::resolve(globals.home.clone())?;
     let mut settings = crate::nodes::Settings::default();
     let mut max_parallel = crate::config::EngineConfig::default().max_parallel;

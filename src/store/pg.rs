@@ -223,7 +223,7 @@ impl Pg {
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| PgError::Connect {
             url: redact(&self.url),
-            cause: e.to_string(),
+            cause: pool_cause(e),
         })
     }
 
@@ -640,6 +640,39 @@ impl Drop for Listener {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// What went wrong getting a connection, from the server's own words when
+/// it said something (a database that does not exist, a password refused).
+fn pool_cause(e: deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text = format!("{text}: {s}");
+                    source = s.source();
+                }
+                text
+            }
+        },
+        deadpool_postgres::PoolError::Timeout(_) => {
+            "no connection within 10 s (is the server reachable from here?)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Checks that `url` is a PostgreSQL connection URL, before connecting.
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    url.parse::<tokio_postgres::Config>().map(|_| ()).map_err(|e| {
+        format!(
+            "{} is not a PostgreSQL URL ({e}); it looks like postgres://USER:PASSWORD@HOST:5432/DATABASE",
+            redact(url)
+        )
+    })
 }
 
 /// A URL for messages: without its password.

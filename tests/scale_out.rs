@@ -626,6 +626,18 @@ fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
         db.count("SELECT 1 FROM queue_runs WHERE trigger_kind = 'webhook' AND entry = 'in'"),
         RUNS as i64
     );
+    // The API process shows a queued run by its id, and so does `fuse runs show`.
+    let (code, run) = d.call("GET", &format!("/api/v1/executions/{}", ids[7]), None);
+    assert_eq!(code, 200, "{run}");
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["trigger"], "webhook");
+    assert_eq!(run["input"]["body"]["n"], run["output"]["n"]);
+    let shown = crate::helper::stdout_of(home.cmd().args(["runs", "show", &ids[7]]));
+    assert!(
+        shown.contains("succeeded") && shown.contains("hooked"),
+        "{shown}"
+    );
+    assert_eq!(d.call("GET", "/api/v1/executions/no-such-run", None).0, 404);
     // /metrics of the API process shows the pool.
     let (code, text) = crate::ops::get_text(&format!("{}/metrics", d.url), Some(&d.token));
     assert_eq!(code, 200);

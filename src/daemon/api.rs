@@ -590,8 +590,21 @@ async fn dispatch(
         }
         Op::GetExecution => {
             let id = param(0).to_string();
-            match state.db(move |db| db.get_run(&db.resolve_run(&id)?)).await {
+            let wanted = id.clone();
+            match state
+                .db(move |db| db.get_run(&db.resolve_run(&wanted)?))
+                .await
+            {
                 Ok(detail) => ok(StatusCode::OK, &detail),
+                // A run this daemon queued for the workers (by its whole id).
+                Err(crate::Error::NotFound(message)) => match &state.queue {
+                    Some(pg) => match pg.run_detail(&id).await {
+                        Ok(Some(detail)) => ok(StatusCode::OK, &detail),
+                        Ok(None) => not_found(&message),
+                        Err(e) => unavailable(&format!("the run queue cannot be read: {e}")),
+                    },
+                    None => not_found(&message),
+                },
                 Err(e) => store_error(&e),
             }
         }

@@ -542,6 +542,69 @@ impl Pg {
         }))
     }
 
+    /// A queued run as the run history shows runs: its summary, input,
+    /// output and the nodes checkpointed so far.
+    pub async fn run_detail(&self, id: &str) -> Result<Option<crate::store::history::RunDetail>> {
+        use crate::store::history::{NodeRunRow, RunDetail, RunSummary};
+        let client = self.client().await?;
+        let Some(r) = client
+            .query_opt(
+                "SELECT id, workflow, status, trigger_kind,
+                        (EXTRACT(EPOCH FROM created_at) * 1000)::bigint,
+                        (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint,
+                        error, input, output
+                   FROM queue_runs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(query_error("reading a queued run"))?
+        else {
+            return Ok(None);
+        };
+        let nodes = client
+            .query(
+                "SELECT node_id, output, (EXTRACT(EPOCH FROM finished_at) * 1000)::bigint
+                   FROM queue_nodes WHERE run_id = $1 ORDER BY finished_at",
+                &[&id],
+            )
+            .await
+            .map_err(query_error("reading a queued run's nodes"))?
+            .into_iter()
+            .map(|n| NodeRunRow {
+                node_id: n.get(0),
+                node_type: String::new(),
+                attempt: 1,
+                item: None,
+                status: "succeeded".into(),
+                input: None,
+                output: n.get(1),
+                error: None,
+                started_at: n.get(2),
+                duration_ms: None,
+            })
+            .collect();
+        Ok(Some(RunDetail {
+            summary: RunSummary {
+                id: r.get(0),
+                workflow: r.get(1),
+                status: r.get(2),
+                trigger: r.get(3),
+                created_at: r.get(4),
+                duration_ms: r.get(5),
+                error: r.get(6),
+                parent_id: None,
+                retry_of: None,
+            },
+            workflow_hash: None,
+            source_path: None,
+            input: r.get(7),
+            output: r.get::<_, Option<Value>>(8).unwrap_or(Value::Null),
+            usage: None,
+            nodes,
+            steps: Vec::new(),
+        }))
+    }
+
     /// The workers, most recently heard from first.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>> {
         let client = self.client().await?;

@@ -46,7 +46,7 @@ if [ -z "${FUSE_TEST_PG_URL:-}" ] && ! pg_up; then
     fi
   fi
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  read -r version cluster _ < <(pg_lsclusters -h | head -1)
+  read -r version cluster _ < <(pg_lsclusters -h | head -1) || true
   if [ -z "${version:-}" ]; then
     version=$(ls /usr/lib/postgresql | sort -n | tail -1); cluster=main
     $SUDO pg_createcluster "$version" "$cluster"

@@ -205,39 +205,33 @@ fn main() {
     // 40 sequential light tasks, end to end.
     let wf = tmp.path().join("chain-40.json");
     std::fs::write(&wf, chain(40).to_string()).unwrap();
-    let best = |mut f: Box<dyn FnMut() -> Duration>| (0..5).map(|_| f()).min().unwrap();
-    let home_sqlite = home.clone();
-    let wf_sqlite = wf.clone();
-    let sqlite = best(Box::new(move || {
-        let t = Instant::now();
-        let out = fuse(&home_sqlite)
-            .arg("run")
-            .arg(&wf_sqlite)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t.elapsed()
-    }));
-    let (home_pg, wf_pg, url_pg) = (home.clone(), wf.clone(), url.clone());
-    let postgres = best(Box::new(move || {
-        let t = Instant::now();
-        let out = fuse(&home_pg)
-            .env("FUSE_STORE_URL", &url_pg)
+    let best = |cmd: &mut dyn FnMut() -> std::process::Command| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let out = cmd().output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let sqlite = best(&mut || {
+        let mut cmd = fuse(&home);
+        cmd.arg("run").arg(&wf);
+        cmd
+    });
+    let postgres = best(&mut || {
+        let mut cmd = fuse(&home);
+        cmd.env("FUSE_STORE_URL", &url)
             .args(["run", "--queue", "-q"])
-            .arg(&wf_pg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t.elapsed()
-    }));
+            .arg(&wf);
+        cmd
+    });
     println!(
         "  40 sequential light tasks (one run of a 40-node chain, whole command, best of 5): SQLite `fuse run` {:.1} ms; PostgreSQL `fuse run --queue` to a waiting worker {:.1} ms",
         sqlite.as_secs_f64() * 1000.0,

@@ -3,7 +3,8 @@
 //! A worker claims what it has room for (and has the node types of), renews
 //! its leases by heartbeat, checkpoints each node that succeeds, and records
 //! how the run ended. A run whose worker dies is claimed again once its lease
-//! runs out and resumed from its checkpoints.
+//! runs out and resumed from its checkpoints. The events of its runs go to
+//! the daemons' WebSocket clients through `NOTIFY fuse_events`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -170,6 +171,58 @@ impl Observer for Checkpoints {
     }
 }
 
+/// Relays the events of the runs this worker holds to the daemons' WebSocket
+/// clients (`NOTIFY fuse_events`), in batches, in order.
+struct Relay {
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    running: Running,
+}
+
+impl Observer for Relay {
+    fn on_event(&self, event: &Event) {
+        let Some(mut value) = crate::daemon::event_json(event) else {
+            return;
+        };
+        let held = value["run_id"]
+            .as_str()
+            .is_some_and(|id| self.running.lock().is_ok_and(|r| r.contains_key(id)));
+        if !held {
+            return;
+        }
+        let mut text = value.to_string();
+        if text.len() > crate::store::pg::MAX_EVENT_BYTES {
+            // A notification holds 8000 bytes: large step data stays in history.
+            if let Some(map) = value.as_object_mut() {
+                map.remove("input");
+                map.remove("output");
+                map.insert("truncated".into(), serde_json::Value::Bool(true));
+            }
+            text = value.to_string();
+        }
+        if text.len() <= crate::store::pg::MAX_EVENT_BYTES {
+            let _ = self.tx.send(text);
+        }
+    }
+}
+
+async fn relay_events(pg: Pg, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 500 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = pg.publish_events(&batch).await {
+            tracing::warn!(
+                "cannot relay {} run event(s) to the daemons ({e}); live views miss them, the runs go on",
+                batch.len()
+            );
+        }
+    }
+}
+
 impl Checkpoints {
     fn holds(&self, run: &str) -> bool {
         self.running.lock().is_ok_and(|r| r.contains_key(run))
@@ -214,7 +267,18 @@ pub async fn run(
         writer: std::sync::Mutex::new(writer),
         running: running.clone(),
     });
-    let mut engine = Engine::new(registry, observer, options.max_parallel);
+    let (event_tx, event_rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = Arc::new(Relay {
+        tx: event_tx,
+        running: running.clone(),
+    });
+    let relaying = tokio::spawn(relay_events(pg.clone(), event_rx));
+    let observers: Vec<Arc<dyn Observer>> = vec![observer, relay];
+    let mut engine = Engine::new(
+        registry,
+        Arc::new(crate::engine::Fanout(observers)),
+        options.max_parallel,
+    );
     if let Some(c) = credentials {
         engine = engine.with_credentials(c);
     }
@@ -297,6 +361,7 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     beats.abort();
     watch.abort();
+    relaying.abort();
     Ok(())
 }
 

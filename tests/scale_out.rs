@@ -746,3 +746,112 @@ fn two_schedulers_fire_each_cron_time_once() {
         db.count("SELECT 1 FROM queue_runs WHERE workflow = 'pacing'")
     );
 }
+
+#[test]
+fn a_queued_run_s_events_reach_the_daemon_s_websocket_clients() {
+    use futures_util::StreamExt;
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let release = home.tmp().join("release");
+    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    let wf = json!({"name": "held", "nodes": [
+        {"id": "in", "type": "trigger.webhook", "data": {"inputs": {"path": "held"}}},
+        {"id": "wait", "type": "exec.command",
+         "data": {"inputs": {"argv": ["sh", "-c", format!("while [ ! -e {} ]; do sleep 0.05; done; echo done", release.display())]}}},
+        {"id": "end", "type": "end", "data": {"inputs": {"value": {"said": "{{ nodes.wait.output.stdout | trim }}"}}}}
+    ], "edges": [{"source": "in", "target": "wait"}, {"source": "wait", "target": "end"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let workers_home = TestHome::new();
+    let _worker = Worker::start(
+        workers_home.path(),
+        &db,
+        &workers_home.tmp().join("w.log"),
+        &[],
+    );
+    let (code, body) = crate::daemon::http(
+        "POST",
+        &format!("{}/webhook/held", d.url),
+        None,
+        &[],
+        Some(&json!({})),
+    );
+    assert_eq!(code, 202, "{body}");
+    let id = body["run_id"].as_str().unwrap().to_string();
+    // The run waits in `wait` until released: follow it live meanwhile.
+    let rt = runtime();
+    let events: Vec<Value> = rt.block_on(async {
+        let url = format!(
+            "{}/api/v1/executions/{id}/events?token={}",
+            d.url.replace("http://", "ws://"),
+            d.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut events = Vec::new();
+        let mut released = false;
+        while let Some(Ok(message)) = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("an event within 30 s")
+        {
+            let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+                continue;
+            };
+            let event: Value = serde_json::from_str(&text).unwrap();
+            // Once the worker has started the command, let it finish.
+            if !released && event["type"] == "node_started" && event["node"] == "wait" {
+                std::fs::write(&release, "").unwrap();
+                released = true;
+            }
+            let done = event["type"] == "run_finished";
+            events.push(event);
+            if done {
+                break;
+            }
+        }
+        events
+    });
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["type"].as_str().unwrap_or(""),
+                e["node"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"node_started wait".to_string()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"node_finished wait".to_string()),
+        "{kinds:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "run_finished", "{kinds:?}");
+    assert_eq!(last["status"], "succeeded");
+    assert!(events.iter().all(|e| e["run_id"] == id.as_str()));
+    // A finished queued run: its final state at once.
+    let finished: Value = rt.block_on(async {
+        let url = format!(
+            "{}/api/v1/executions/{id}/events?token={}",
+            d.url.replace("http://", "ws://"),
+            d.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == "run_finished" {
+                    return event;
+                }
+            }
+        }
+    });
+    assert_eq!(finished["status"], "succeeded");
+}

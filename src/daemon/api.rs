@@ -1418,6 +1418,15 @@ async fn events(
                 Ok((full, detail))
             })
             .await;
+        // A run this daemon queued for the workers is looked up in the queue.
+        let found = match (found, &state.queue) {
+            (Err(crate::Error::NotFound(message)), Some(pg)) => match pg.run_detail(id).await {
+                Ok(Some(d)) => Ok((id.clone(), d)),
+                Ok(None) => Err(crate::Error::NotFound(message)),
+                Err(e) => return unavailable(&format!("the run queue cannot be read: {e}")),
+            },
+            (found, _) => found,
+        };
         match found {
             Ok((full, d)) => {
                 if !matches!(d.summary.status.as_str(), "running" | "queued") {

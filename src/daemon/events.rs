@@ -206,17 +206,25 @@ pub fn to_json(event: &Event) -> Option<Value> {
 impl Observer for EventBus {
     fn on_event(&self, event: &Event) {
         self.keep(event);
-        let Some(value) = to_json(event) else { return };
+        if let Some(value) = to_json(event) {
+            self.publish(value);
+        }
+    }
+}
+
+impl EventBus {
+    /// Sends an event (in its JSON form) to the WebSocket clients: the
+    /// engine's here, or one a worker relayed through the queue.
+    pub fn publish(&self, value: Value) {
         let run_id = value["run_id"].as_str().unwrap_or("").to_string();
+        let run_finished = value["type"] == "run_finished";
         let value = Arc::new(value);
         if let Ok(mut buffers) = self.buffers.lock() {
             let buffer = buffers.entry(run_id.clone()).or_default();
             if buffer.len() < MAX_BUFFERED {
                 buffer.push(value.clone());
             }
-            if matches!(event, Event::RunFinished { .. })
-                && let Ok(mut finished) = self.finished.lock()
-            {
+            if run_finished && let Ok(mut finished) = self.finished.lock() {
                 finished.push_back(run_id);
                 while finished.len() > KEEP_FINISHED {
                     if let Some(old) = finished.pop_front() {

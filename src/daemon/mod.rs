@@ -12,6 +12,8 @@ mod api;
 mod compat;
 mod dashboard;
 mod events;
+/// The JSON form of run events, as WebSocket clients get them (workers relay it).
+pub use events::to_json as event_json;
 pub(crate) mod files;
 mod folder;
 mod hooks;
@@ -387,6 +389,29 @@ pub async fn serve(
         queue,
         instance: format!("{}/{}", crate::worker::host_name(), std::process::id()),
     });
+    // Events of the runs workers run reach this daemon's WebSocket clients.
+    let _relayed = match &state.queue {
+        Some(pg) => {
+            let bus = state.bus.clone();
+            match pg
+                .subscribe(crate::store::pg::EVENTS, move |payload| {
+                    if let Ok(value) = serde_json::from_str(&payload) {
+                        bus.publish(value);
+                    }
+                })
+                .await
+            {
+                Ok(subscription) => Some(subscription),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot follow the workers' run events ({e}); live views show only this daemon's runs"
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let _ = state.me.set(Arc::downgrade(&state));
     let _ = state.rt.set(tokio::runtime::Handle::current());
     let _ = state.plugin_routes.set(plugins::load(&state));

@@ -647,6 +647,23 @@ impl Pg {
     /// A listener that is woken when a run is queued. It stops (and the
     /// worker falls back to polling) if its connection drops.
     pub async fn listen(&self) -> Result<Listener> {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let woken = wake.clone();
+        let (client, task) = self.subscribe(CHANNEL, move |_| woken.notify_one()).await?;
+        Ok(Listener {
+            wake,
+            _client: client,
+            task,
+        })
+    }
+
+    /// Calls `each` with the payload of every notification on `channel`,
+    /// until the returned client is dropped or the connection drops.
+    pub async fn subscribe(
+        &self,
+        channel: &'static str,
+        each: impl Fn(String) + Send + 'static,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
         use futures_util::StreamExt;
         let (client, mut connection) =
             tokio_postgres::connect(&self.url, NoTls)
@@ -655,35 +672,53 @@ impl Pg {
                     url: redact(&self.url),
                     cause: e.to_string(),
                 })?;
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let woken = wake.clone();
         let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         let task = tokio::spawn(async move {
             futures_util::pin_mut!(messages);
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(tokio_postgres::AsyncMessage::Notification(_)) => woken.notify_one(),
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        each(n.payload().to_string())
+                    }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(
-                            "the queue listener lost its connection ({e}); polling instead"
-                        );
+                        tracing::warn!("listening on {channel}: the connection dropped ({e})");
                         break;
                     }
                 }
             }
         });
         client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .batch_execute(&format!("LISTEN {channel}"))
             .await
-            .map_err(query_error("listening for queued runs"))?;
-        Ok(Listener {
-            wake,
-            _client: client,
-            task,
-        })
+            .map_err(query_error("listening for notifications"))?;
+        Ok((client, task))
+    }
+
+    /// Announces run events (their JSON, one notification each) on
+    /// [`EVENTS`], in order, in one round trip.
+    pub async fn publish_events(&self, payloads: &[String]) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        client
+            .execute(
+                "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS e(p, i) ORDER BY i",
+                &[&EVENTS, &payloads],
+            )
+            .await
+            .map_err(query_error("announcing run events"))?;
+        Ok(())
     }
 }
+
+/// The channel workers announce run events on (for WebSocket clients of the
+/// daemons).
+pub const EVENTS: &str = "fuse_events";
+
+/// The largest notification PostgreSQL carries (8000 bytes), with room to spare.
+pub const MAX_EVENT_BYTES: usize = 7900;
 
 /// Wakes a waiting worker when a run is queued.
 pub struct Listener {

@@ -225,6 +225,7 @@ const NON_CONFIG_VARS: &[&str] = &[
     "FUSE_NEW_MASTER_KEY",
     "FUSE_LOG",
     "FUSE_STORE_URL",
+    "FUSE_ROLES",
 ];
 
 /// Values given on the command line; they win over the file and the environment.

@@ -582,7 +582,14 @@ fn post_webhooks(url: &str, from: usize, count: usize) -> Vec<String> {
 fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
     let db = TestDb::new();
     let home = TestHome::initialized();
-    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    // The API process does not run runs itself: the three workers do.
+    let d = crate::daemon::start_with(
+        &home,
+        &[
+            ("FUSE_STORE_URL", db.url.as_str()),
+            ("FUSE_ROLES", "api,scheduler"),
+        ],
+    );
     assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
     let workers_home = TestHome::new();
     let _workers: Vec<Worker> = (0..3)
@@ -669,8 +676,16 @@ fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
 fn queued_runs_finish_after_the_api_process_is_killed() {
     let db = TestDb::new();
     let home = TestHome::initialized();
-    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    let d = crate::daemon::start_with(
+        &home,
+        &[("FUSE_STORE_URL", db.url.as_str()), ("FUSE_ROLES", "api")],
+    );
     assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
+    // Without the scheduler role the daemon is still ready.
+    assert_eq!(
+        crate::ops::get_text(&format!("{}/readyz", d.url), None).0,
+        200
+    );
     let ids = post_webhooks(&d.url, 0, 200);
     d.kill();
     assert_eq!(
@@ -854,4 +869,42 @@ fn a_queued_run_s_events_reach_the_daemon_s_websocket_clients() {
         }
     });
     assert_eq!(finished["status"], "succeeded");
+}
+
+#[test]
+fn one_daemon_on_the_queue_still_runs_its_runs_and_roles_split_the_work() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    // Default roles: api, scheduler and an in-process worker.
+    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
+    let ids = post_webhooks(&d.url, 0, 20);
+    wait_for_within(
+        "the daemon's own worker to run them",
+        Duration::from_secs(30),
+        || (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 20).then_some(()),
+    );
+    assert_eq!(db.count("SELECT 1 FROM queue_workers"), 1);
+    assert_eq!(ids.len(), 20);
+    drop(d);
+    // Roles are checked: api is required, and roles need the queue.
+    let out = home
+        .cmd()
+        .env("FUSE_STORE_URL", &db.url)
+        .args(["start", "--port", "0", "--role", "scheduler"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role must include api"));
+    let out = home
+        .cmd()
+        .args(["start", "--port", "0", "--role", "api,scheduler"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs the PostgreSQL queue"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -27,6 +27,11 @@ pub struct StartArgs {
     /// output goes to this file (until then to `fuse start`, which shows it).
     #[arg(long, hide = true, requires = "foreground")]
     pub log_file: Option<std::path::PathBuf>,
+    /// With a PostgreSQL queue (FUSE_STORE_URL): what this daemon does,
+    /// from api, scheduler, worker (default all three; `api,scheduler` leaves
+    /// running runs to `fuse worker` processes).
+    #[arg(long, env = "FUSE_ROLES", value_delimiter = ',', value_name = "ROLE,…")]
+    pub role: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,11 +62,12 @@ pub struct StatusArgs {
 
 pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
+    let roles = daemon::Roles::parse(&args.role).map_err(crate::Error::Setting)?;
     if args.foreground {
-        daemon::run_foreground(&home, args.port, args.log_file.as_deref())?;
+        daemon::run_foreground(&home, args.port, args.log_file.as_deref(), roles)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let info = daemon::start_detached(&home, args.port)?;
+    let info = daemon::start_detached(&home, args.port, roles)?;
     if !globals.quiet {
         outln!(
             "fuse daemon started (pid {}) on {}; logs in {}; `fuse stop` stops it",

@@ -176,6 +176,7 @@ pub(crate) struct State {
     pub queue: Option<crate::store::pg::Pg>,
     /// Who this daemon is when it takes schedule fires from the queue.
     pub instance: String,
+    pub roles: Roles,
 }
 
 impl State {
@@ -242,6 +243,7 @@ pub fn run_foreground(
     home: &Home,
     port: Option<u16>,
     log_file: Option<&std::path::Path>,
+    roles: Roles,
 ) -> anyhow::Result<()> {
     ready_for_a_daemon(home)?;
     let config = home.config(&Default::default())?;
@@ -263,6 +265,7 @@ pub fn run_foreground(
                 queue: std::env::var("FUSE_STORE_URL")
                     .ok()
                     .filter(|u| !u.trim().is_empty()),
+                roles,
             },
             shutdown_signal(),
         )
@@ -290,6 +293,73 @@ pub struct Options {
     /// webhooks, schedules and the API start are queued there for
     /// `fuse worker` processes instead of run here (docs/scale-out.md).
     pub queue: Option<String>,
+    /// What this daemon does besides its API (`fuse start --role`; with a
+    /// queue only): fire schedules, and run queued runs in process.
+    pub roles: Roles,
+}
+
+/// The parts of a daemon (`fuse start --role api,scheduler,worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub scheduler: bool,
+    /// With a queue: an in-process worker claims queued runs too, so one
+    /// `fuse start` still does everything.
+    pub worker: bool,
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles {
+            scheduler: true,
+            worker: true,
+        }
+    }
+}
+
+impl Roles {
+    /// `api,scheduler,worker` (any order; `api` is required: a process
+    /// without the API is `fuse worker`).
+    pub fn parse(list: &[String]) -> Result<Roles, String> {
+        if list.is_empty() {
+            return Ok(Roles::default());
+        }
+        let mut roles = Roles {
+            scheduler: false,
+            worker: false,
+        };
+        let mut api = false;
+        for role in list {
+            match role.trim() {
+                "api" => api = true,
+                "scheduler" => roles.scheduler = true,
+                "worker" => roles.worker = true,
+                other => {
+                    return Err(format!(
+                        "--role {other:?} is not a role (api, scheduler, worker)"
+                    ));
+                }
+            }
+        }
+        if !api {
+            return Err(
+                "--role must include api (a process that only runs queued runs is `fuse worker`)"
+                    .into(),
+            );
+        }
+        Ok(roles)
+    }
+
+    /// The `--role` value that gives these roles.
+    pub fn arg(self) -> String {
+        let mut parts = vec!["api"];
+        if self.scheduler {
+            parts.push("scheduler");
+        }
+        if self.worker {
+            parts.push("worker");
+        }
+        parts.join(",")
+    }
 }
 
 /// The daemon as a library: serves `home` on `listener` (the API, webhooks,
@@ -344,6 +414,12 @@ pub async fn serve(
         home.clone(),
     )));
     let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
+    if options.roles != Roles::default() && options.queue.is_none() {
+        anyhow::bail!(crate::Error::Setting(format!(
+            "--role {} needs the PostgreSQL queue (FUSE_STORE_URL): a daemon on SQLite alone does everything itself",
+            options.roles.arg()
+        )));
+    }
     let queue = match &options.queue {
         Some(url) => {
             let pg = crate::store::pg::Pg::connect(url).await?;
@@ -388,6 +464,7 @@ pub async fn serve(
         metrics,
         queue,
         instance: format!("{}/{}", crate::worker::host_name(), std::process::id()),
+        roles: options.roles,
     });
     // Events of the runs workers run reach this daemon's WebSocket clients.
     let _relayed = match &state.queue {
@@ -438,8 +515,37 @@ pub async fn serve(
     if let Some(alerts) = alerts::describe(&state) {
         tracing::info!("{alerts}");
     }
-    scheduler::catch_up(&state).await;
-    let ticker = tokio::spawn(scheduler::run(state.clone()));
+    let ticker = if state.roles.scheduler {
+        scheduler::catch_up(&state).await;
+        Some(tokio::spawn(scheduler::run(state.clone())))
+    } else {
+        tracing::info!("schedules are fired by other daemons (--role without scheduler)");
+        None
+    };
+    // With a queue, one `fuse start` still runs runs: an in-process worker.
+    let in_process_worker = match (&state.queue, state.roles.worker) {
+        (Some(pg), true) => {
+            let stop = CancellationToken::new();
+            let options = crate::worker::Options {
+                concurrency: config.daemon.max_runs.max(1),
+                tags: Vec::new(),
+                lease: Duration::from_secs(30),
+                poll: Duration::from_secs(1),
+                max_parallel: config.engine.max_parallel,
+            };
+            let credentials: Arc<dyn crate::engine::CredentialSource> =
+                Arc::new(crate::secrets::vault::HomeCredentials::new(home.clone()));
+            let task = tokio::spawn(crate::worker::run(
+                pg.clone(),
+                (*engine.registry()).clone(),
+                Some(credentials),
+                options,
+                stop.clone(),
+            ));
+            Some((stop, task))
+        }
+        _ => None,
+    };
     let rotator = options.log_file.clone().map(|log| {
         tokio::spawn(logfile::rotate_loop(
             log,
@@ -454,8 +560,22 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    ticker.abort();
+    if let Some(t) = &ticker {
+        t.abort();
+    }
     queue_watcher.abort();
+    // The in-process worker stops claiming and gets the grace period; runs
+    // it still has are resumed by a worker after their lease.
+    if let Some((stop, task)) = in_process_worker {
+        stop.cancel();
+        match tokio::time::timeout(GRACE, task).await {
+            Ok(Ok(Err(e))) => tracing::error!("the in-process worker failed: {e:#}"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                "the in-process worker's runs did not finish within the grace period; workers resume them after their lease"
+            ),
+        }
+    }
     if let Some(r) = &rotator {
         r.abort();
     }
@@ -621,7 +741,7 @@ async fn shutdown_signal() {
 /// its output in `logs/daemon.log`; returns once it answers. Until it listens
 /// its output comes to this process, so a failure at start is shown as the
 /// daemon said it (and appended to the log).
-pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonInfo> {
+pub fn start_detached(home: &Home, port: Option<u16>, roles: Roles) -> anyhow::Result<DaemonInfo> {
     use std::io::{Read, Write};
     ready_for_a_daemon(home)?;
     let logs = home.logs_dir();
@@ -641,6 +761,9 @@ pub fn start_detached(home: &Home, port: Option<u16>) -> anyhow::Result<DaemonIn
         .stderr(writer);
     if let Some(p) = port {
         cmd.arg("--port").arg(p.to_string());
+    }
+    if roles != Roles::default() {
+        cmd.arg("--role").arg(roles.arg());
     }
     #[cfg(unix)]
     {

@@ -49,7 +49,7 @@ pub(super) async fn readyz(state: &Arc<State>) -> Reply {
     } else {
         Duration::from_millis(u64::try_from(crate::engine::events::now_ms() - last).unwrap_or(0))
     };
-    let scheduler = if since <= limit {
+    let scheduler = if since <= limit || !state.roles.scheduler {
         Ok(())
     } else {
         Err(format!(

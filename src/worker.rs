@@ -49,6 +49,19 @@ pub fn needs_of(definition: &str) -> Vec<String> {
     types
 }
 
+/// The node types of a planned workflow (no parse: what the daemon and
+/// `fuse run --queue` queue with each run).
+pub fn needs_of_plan(plan: &crate::Plan) -> Vec<String> {
+    let mut types: Vec<String> = plan
+        .nodes
+        .iter()
+        .map(|n| crate::workflow::canonical_type(&n.type_name).to_string())
+        .collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
 /// This machine's name, for `fuse status`.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

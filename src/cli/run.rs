@@ -188,7 +188,12 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.remote {
         return super::daemon::run_remote(globals, &args.file, input, args.json);
     }
-    let cli = CliEngine::open(globals, !args.no_history, Mode::detect(quiet))?;
+    // A queued run is recorded by the queue, not this home's history.
+    let cli = CliEngine::open(
+        globals,
+        !args.no_history && !args.queue,
+        Mode::detect(quiet),
+    )?;
     let plan = match cli.engine.load(&args.file) {
         Ok(plan) => plan,
         Err(e) => return Ok(report_load_error(&e)),
@@ -265,7 +270,7 @@ fn queue_run(
         input,
         trigger_kind: "cli".into(),
         entry: None,
-        needs: crate::worker::needs_of(&plan.definition),
+        needs: crate::worker::needs_of_plan(plan),
         tags: Vec::new(),
     };
     let finished = runtime.block_on(async {

@@ -1205,7 +1205,7 @@ pub(super) async fn start_run_with(
             input,
             trigger_kind: trigger.to_string(),
             entry: spec.entry.clone(),
-            needs: crate::worker::needs_of(&plan.definition),
+            needs: crate::worker::needs_of_plan(&plan),
             tags: Vec::new(),
         };
         return match pg.enqueue(&run).await {

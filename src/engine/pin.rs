@@ -34,11 +34,16 @@ pub struct Pin {
 impl Pin {
     /// A pin that always gives `value`.
     pub fn output(value: Value) -> Pin {
+        Pin::one(Outcome::Output {
+            value,
+            handle: None,
+        })
+    }
+
+    /// A pin that gives `outcome` at every attempt.
+    pub fn one(outcome: Outcome) -> Pin {
         Pin {
-            outcomes: vec![Outcome::Output {
-                value,
-                handle: None,
-            }],
+            outcomes: vec![outcome],
         }
     }
 

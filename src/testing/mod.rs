@@ -364,7 +364,7 @@ pub fn to_pin(spec: &PinSpec) -> Result<crate::engine::pin::Pin, String> {
         return Pin::sequence(outcomes)
             .ok_or_else(|| ".sequence: it is empty; give one output or error per attempt".into());
     }
-    outcome(spec).map(|o| Pin::sequence(vec![o]).unwrap_or_else(|| Pin::output(Value::Null)))
+    outcome(spec).map(Pin::one)
 }
 
 fn outcome(spec: &PinSpec) -> Result<crate::engine::pin::Outcome, String> {

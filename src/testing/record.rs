@@ -57,11 +57,14 @@ pub fn case_from_run(run: &RunDetail, name: &str, all: bool) -> Value {
             case.insert("input".into(), run.input.clone());
         }
     }
+    // What a retry would reuse: a foreach node's outputs when all its items succeeded.
+    let outputs = crate::store::history::succeeded_outputs(&run.nodes);
     let mut pins = Map::new();
     let mut nodes = Map::new();
     for (id, rows) in &groups {
         let Some(last) = rows.last() else { continue };
-        let status = final_status(rows);
+        let output = outputs.get(*id);
+        let status = final_status(rows, output.is_some());
         let mut expect = Map::new();
         expect.insert("status".into(), json!(status));
         // A branch node's handle is not recorded: it always runs again.
@@ -72,7 +75,7 @@ pub fn case_from_run(run: &RunDetail, name: &str, all: bool) -> Value {
         let pinned = (all && !branching) || !crate::nodes::is_pure(&last.node_type);
         match status {
             "succeeded" | "failed" if pinned => {
-                let (pin, attempts) = pin_of(rows);
+                let (pin, attempts) = pin_of(rows, output);
                 if attempts > 1 {
                     expect.insert("attempts".into(), json!(attempts));
                 }
@@ -104,15 +107,12 @@ pub fn case_from_run(run: &RunDetail, name: &str, all: bool) -> Value {
     Value::Object(case)
 }
 
-/// A node's final status from its rows (a foreach node: failed if an item failed).
-fn final_status(rows: &[&NodeRunRow]) -> &'static str {
+/// A node's final status from its rows (a foreach node: failed if an item
+/// failed and not every item has an output).
+fn final_status(rows: &[&NodeRunRow], has_output: bool) -> &'static str {
     let items = rows.iter().any(|r| r.item.is_some());
-    let status = if items {
-        if rows.iter().any(|r| r.status == "failed") && !item_outputs_complete(rows) {
-            "failed"
-        } else {
-            rows.last().map_or("skipped", |r| r.status.as_str())
-        }
+    let status = if items && !has_output && rows.iter().any(|r| r.status == "failed") {
+        "failed"
     } else {
         rows.last().map_or("skipped", |r| r.status.as_str())
     };
@@ -124,13 +124,8 @@ fn final_status(rows: &[&NodeRunRow]) -> &'static str {
     }
 }
 
-fn item_outputs_complete(rows: &[&NodeRunRow]) -> bool {
-    let owned: Vec<NodeRunRow> = rows.iter().map(|r| (*r).clone()).collect();
-    !crate::store::history::succeeded_outputs(&owned).is_empty()
-}
-
 /// The pin of a node that ran, and how many attempts it made.
-fn pin_of(rows: &[&NodeRunRow]) -> (Option<Value>, u32) {
+fn pin_of(rows: &[&NodeRunRow], output: Option<&Value>) -> (Option<Value>, u32) {
     let outcome = |r: &NodeRunRow| match r.status.as_str() {
         "succeeded" => Some(json!({"output": r.output.clone().unwrap_or(Value::Null)})),
         "failed" => Some(json!({"error": r.error.clone().unwrap_or(json!({"message": "failed"}))})),
@@ -138,12 +133,8 @@ fn pin_of(rows: &[&NodeRunRow]) -> (Option<Value>, u32) {
     };
     if rows.iter().any(|r| r.item.is_some()) {
         // A foreach node is pinned as a whole: its items' outputs, or its first failure.
-        let owned: Vec<NodeRunRow> = rows.iter().map(|r| (*r).clone()).collect();
         let attempts = rows.iter().map(|r| r.attempt).max().unwrap_or(1);
-        let pin = match crate::store::history::succeeded_outputs(&owned)
-            .into_values()
-            .next()
-        {
+        let pin = match output {
             Some(out) => Some(json!({"output": out})),
             None => rows
                 .iter()

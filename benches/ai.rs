@@ -61,7 +61,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn run(engine: &Engine, rt: &tokio::runtime::Runtime, wf: &Value) -> (Duration, Value) {
-    let plan = Arc::new(engine.load_str(&wf.to_string(), None).expect("valid"));
+    let plan = Arc::new(engine.load_str(wf.to_string(), None).expect("valid"));
     let started = Instant::now();
     let record = rt.block_on(engine.run(plan, RunRequest::new(json!({}), "bench")));
     let took = started.elapsed();

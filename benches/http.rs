@@ -37,7 +37,7 @@ fn main() {
     let engine = Engine::new(Registry::builtin(), Arc::new(NullObserver), CONCURRENCY);
     let wf = json!({"nodes": [{"id": "get", "type": "http.request", "foreach": format!("{{{{ range({calls}) | list }}}}"),
         "concurrency": CONCURRENCY, "data": {"inputs": {"url": url, "query": {"i": "{{ item }}"}}}}]});
-    let plan = Arc::new(engine.load_str(&wf.to_string(), None).expect("valid"));
+    let plan = Arc::new(engine.load_str(wf.to_string(), None).expect("valid"));
 
     let client = reqwest::Client::new();
     // The hand-written equivalent of the workflow: the same GETs with the same

@@ -74,7 +74,7 @@ fn through_fuse(
 ) -> Duration {
     let wf = json!({"nodes": [{"id": "n", "type": node, "foreach": format!("{{{{ range({calls}) | list }}}}"),
         "concurrency": concurrency}], "edges": []});
-    let plan = Arc::new(engine.load_str(&wf.to_string(), None).unwrap());
+    let plan = Arc::new(engine.load_str(wf.to_string(), None).unwrap());
     let started = Instant::now();
     let record = rt.block_on(engine.run(plan, RunRequest::new(json!({}), "bench")));
     assert_eq!(record.status, Status::Succeeded, "{:?}", record.error);

@@ -436,7 +436,7 @@ fn cancellation_kills_child_processes_and_records_cancelled() {
     let engine = engine(events, 4);
     let wf = json!({"nodes": [{"id": "sleep", "type": "exec.command",
         "data": {"inputs": {"argv": ["sh", "-c", format!("sleep 30 & echo $! > {}; wait", pidfile.display())]}}}]});
-    let plan = engine.load_str(&wf.to_string(), None).unwrap();
+    let plan = engine.load_str(wf.to_string(), None).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let request = RunRequest::new(json!({}), "test");
     let cancel = request.cancel.clone();

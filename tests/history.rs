@@ -53,7 +53,7 @@ fn retention_keeps_the_database_and_blobs_bounded() {
         {"id": "t", "type": "trigger.manual"},
         {"id": "big", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.n }}", "pad": "{{ 'abcdefgh' * 5000 }}"}}}}
     ], "edges": [{"source": "t", "target": "big"}]});
-    let plan = Arc::new(engine.load_str(&wf.to_string(), None).unwrap());
+    let plan = Arc::new(engine.load_str(wf.to_string(), None).unwrap());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let runs = 2000;
     let mut peak_db = 0;

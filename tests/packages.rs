@@ -607,7 +607,7 @@ fn hot_reload_picks_up_changes_and_started_plans_keep_their_version() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let wf = |t: &str| json!({"nodes": [{"id": "n", "type": t}], "edges": []}).to_string();
-    let old_plan = Arc::new(engine.load_str(&wf("hr"), None).unwrap());
+    let old_plan = Arc::new(engine.load_str(wf("hr"), None).unwrap());
     let run = |plan: Arc<fuse::Plan>| {
         let r = rt.block_on(engine.run(plan, RunRequest::new(json!({}), "test")));
         assert_eq!(r.status, Status::Succeeded, "{:?}", r.error);
@@ -638,7 +638,7 @@ fn hot_reload_picks_up_changes_and_started_plans_keep_their_version() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let new_plan = Arc::new(engine.load_str(&wf("hr"), None).unwrap());
+    let new_plan = Arc::new(engine.load_str(wf("hr"), None).unwrap());
     assert_eq!(run(new_plan), json!(2), "new plans get the edited manifest");
     assert_eq!(
         run(old_plan.clone()),
@@ -646,7 +646,7 @@ fn hot_reload_picks_up_changes_and_started_plans_keep_their_version() {
         "a plan loaded before keeps its version"
     );
     assert_eq!(
-        run(Arc::new(engine.load_str(&wf("hr-new"), None).unwrap())),
+        run(Arc::new(engine.load_str(wf("hr-new"), None).unwrap())),
         json!(3)
     );
 

@@ -361,7 +361,7 @@ fn selftest(
         {"id": "test", "type": p.manifest.node_type(), "data": {"inputs": test.params}}
     ], "edges": []});
     let plan = engine
-        .load_str(&wf.to_string(), None)
+        .load_str(wf.to_string(), None)
         .map_err(|e| e.to_string())?;
     let record = runtime.block_on(engine.run(
         Arc::new(plan),

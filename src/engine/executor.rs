@@ -547,8 +547,9 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
         let edge = &plan.edges[e];
         let key = edge
             .target_handle
-            .clone()
-            .unwrap_or_else(|| plan.nodes[edge.source].id.to_string());
+            .as_deref()
+            .unwrap_or(&plan.nodes[edge.source].id)
+            .to_string();
         map.insert(key, (**v).clone());
     }
     Value::Object(map)
@@ -651,7 +652,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     }
     // A pinned foreach node gives its pinned output as a whole: no items run.
     let pinned = shared.pins.contains_key(&*node.id);
-    let (result, attempts) = match &node.def.foreach {
+    let (result, attempts) = match &node.foreach {
         _ if pinned => attempts(&shared, i, &input, None).await,
         None => attempts(&shared, i, &input, None).await,
         Some(expr) => run_foreach(&shared, i, &input, expr).await,
@@ -692,7 +693,7 @@ async fn run_foreach(
         }
         Err(e) => return (Err(NodeError::new(ErrorKind::Expression, e.to_string())), 1),
     };
-    let concurrency = node.def.concurrency.unwrap_or(shared.max_parallel).max(1);
+    let concurrency = node.concurrency.unwrap_or(shared.max_parallel).max(1);
     // Items are polled here, at most `concurrency` at a time, like the nodes of a
     // run: no task (and no cross-thread wake-up) per item.
     let count = items.len();
@@ -890,7 +891,7 @@ async fn one_attempt(
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
     let params = match &node.inputs {
-        None => node.def.data.inputs.clone(),
+        None => node.written.clone(),
         Some(inputs) => {
             let own = OnceLock::new();
             let (item, base) = match item {

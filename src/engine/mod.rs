@@ -190,15 +190,21 @@ impl Engine {
             path: path.to_path_buf(),
             error: crate::workflow::model::ParseError::not_utf8(&e),
         })?;
-        self.load_str(&text, Some(path))
+        self.load_str(text, Some(path))
     }
 
-    /// Parses and validates workflow JSON.
-    pub fn load_str(&self, text: &str, path: Option<&Path>) -> Result<Plan, LoadError> {
+    /// Parses and validates workflow JSON. A `String` given moves into the
+    /// plan (its definition); a `&str` is copied there.
+    pub fn load_str<'t>(
+        &self,
+        text: impl Into<std::borrow::Cow<'t, str>>,
+        path: Option<&Path>,
+    ) -> Result<Plan, LoadError> {
+        let text = text.into();
         let shown = path
             .map(Path::to_path_buf)
             .unwrap_or_else(|| "workflow".into());
-        let workflow = Workflow::from_json(text).map_err(|error| LoadError::Parse {
+        let workflow = Workflow::from_json(&text).map_err(|error| LoadError::Parse {
             path: shown.clone(),
             error,
         })?;

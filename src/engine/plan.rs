@@ -2,7 +2,7 @@
 //! both ways, durations parsed. Built only by [`crate::workflow::validate`], so a
 //! plan is always runnable.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::expr::Template;
 use crate::nodes::Node;
-use crate::workflow::{NodeDef, OnError, model::Backoff, model::RetryOn, model::Settings};
+use crate::workflow::{OnError, model::Backoff, model::RetryOn, model::Settings};
 
 /// A runnable workflow.
 pub struct Plan {
@@ -45,11 +45,17 @@ pub struct PlannedNode {
     pub id: Arc<str>,
     pub type_name: Arc<str>,
     pub node: Arc<dyn Node>,
-    pub def: NodeDef,
+    /// `data.inputs` as written, for a node without expressions (whose
+    /// [`Self::inputs`] is `None`) and for trigger nodes; empty otherwise, so
+    /// a plan keeps one form of each node's inputs, not two.
+    pub written: Map<String, Value>,
+    /// `foreach` (the expression giving the items) and `concurrency`.
+    pub foreach: Option<Box<str>>,
+    pub concurrency: Option<usize>,
     /// Edge indexes.
-    pub incoming: Vec<usize>,
-    pub outgoing: Vec<usize>,
-    pub retry: Option<RetryPolicy>,
+    pub incoming: Box<[usize]>,
+    pub outgoing: Box<[usize]>,
+    pub retry: Option<Box<RetryPolicy>>,
     pub timeout: Option<Duration>,
     pub on_error: OnError,
     pub has_error_edge: bool,
@@ -67,8 +73,8 @@ pub struct PlannedNode {
 pub struct PlannedEdge {
     pub source: usize,
     pub target: usize,
-    pub source_handle: Option<String>,
-    pub target_handle: Option<String>,
+    pub source_handle: Option<Box<str>>,
+    pub target_handle: Option<Box<str>>,
 }
 
 /// A node's retry settings with durations parsed.

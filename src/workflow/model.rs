@@ -22,7 +22,7 @@ pub struct Workflow {
     #[serde(default)]
     pub edges: Vec<EdgeDef>,
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 /// `settings`: run-wide options.
@@ -51,7 +51,7 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 /// One node.
@@ -63,7 +63,7 @@ pub struct NodeDef {
     #[serde(default)]
     pub data: NodeData,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryDef>,
+    pub retry: Option<Box<RetryDef>>,
     /// Per-attempt time limit, e.g. `"10s"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
@@ -76,7 +76,7 @@ pub struct NodeDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<usize>,
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 /// `data` of a node: a display name and the inputs.
@@ -87,7 +87,7 @@ pub struct NodeData {
     #[serde(default)]
     pub inputs: Map<String, Value>,
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 /// `retry` of a node.
@@ -165,7 +165,7 @@ pub struct EdgeDef {
     )]
     pub target_handle: Option<String>,
     #[serde(flatten)]
-    pub extra: Map<String, Value>,
+    pub extra: Extra,
 }
 
 // Objects that keep unknown keys in `extra` deserialize through a visitor
@@ -175,7 +175,8 @@ pub struct EdgeDef {
 macro_rules! deserialize_with_extra {
     ($ty:ident, $expecting:literal,
      required { $($rf:ident : $rj:literal),* $(,)? },
-     optional { $($of:ident : $oj:literal),* $(,)? }) => {
+     optional { $($of:ident : $oj:literal),* $(,)? }
+     $(compact { $($cf:ident : $cj:literal),* $(,)? })?) => {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct Fields;
@@ -190,6 +191,7 @@ macro_rules! deserialize_with_extra {
                     ) -> Result<$ty, A::Error> {
                         $( let mut $rf = None; )*
                         $( let mut $of = None; )*
+                        $($( let mut $cf = None; )*)?
                         let mut extra = Map::new();
                         while let Some(key) = map.next_key::<Key<'de>>()? {
                             match key.as_str() {
@@ -205,6 +207,12 @@ macro_rules! deserialize_with_extra {
                                     }
                                     $of = Some(map.next_value()?);
                                 } )*
+                                $($( $cj => {
+                                    if $cf.is_some() {
+                                        return Err(serde::de::Error::duplicate_field($cj));
+                                    }
+                                    $cf = Some(map.next_value::<CompactMap>()?.0);
+                                } )*)?
                                 _ => {
                                     let value: Value = map.next_value()?;
                                     extra.insert(key.into_string(), value);
@@ -214,7 +222,8 @@ macro_rules! deserialize_with_extra {
                         Ok($ty {
                             $( $rf: $rf.ok_or_else(|| serde::de::Error::missing_field($rj))?, )*
                             $( $of: $of.unwrap_or_default(), )*
-                            extra,
+                            $($( $cf: $cf.unwrap_or_default(), )*)?
+                            extra: Extra::from(extra),
                         })
                     }
                 }
@@ -314,11 +323,85 @@ deserialize_with_extra!(
     NodeData,
     "a node's data object",
     required {},
-    optional {
-        name: "name",
-        inputs: "inputs"
-    }
+    optional { name: "name" }
+    compact { inputs: "inputs" }
 );
+
+/// The keys of an object the format does not use (editor fields such as
+/// `position`), kept to be written back. Most objects have none, and an
+/// empty one takes one word rather than a whole map in every node and edge.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra(Option<Box<Map<String, Value>>>);
+
+impl From<Map<String, Value>> for Extra {
+    fn from(map: Map<String, Value>) -> Extra {
+        Extra((!map.is_empty()).then(|| Box::new(compact_map(map))))
+    }
+}
+
+impl std::ops::Deref for Extra {
+    type Target = Map<String, Value>;
+    fn deref(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+        match &self.0 {
+            Some(map) => map,
+            None => &EMPTY,
+        }
+    }
+}
+
+impl Serialize for Extra {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl schemars::JsonSchema for Extra {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <Map<String, Value> as schemars::JsonSchema>::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Map<String, Value> as schemars::JsonSchema>::json_schema(generator)
+    }
+}
+
+/// A JSON object read with exact capacities (see [`compacted`]).
+struct CompactMap(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for CompactMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = Map::<String, Value>::deserialize(d)?;
+        Ok(CompactMap(compact_map(map)))
+    }
+}
+
+/// A JSON value rebuilt with exact capacities. serde_json grows every object
+/// to room for three entries and arrays by doubling; a workflow holds one or
+/// two small objects per node (`data.inputs`), so for a large workflow that
+/// slack was the biggest part of its parsed size.
+pub fn compacted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(compact_map(map)),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            out.extend(items.into_iter().map(compacted));
+            Value::Array(out)
+        }
+        Value::String(mut text) => {
+            text.shrink_to_fit();
+            Value::String(text)
+        }
+        other => other,
+    }
+}
+
+fn compact_map(map: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::with_capacity(map.len());
+    for (key, value) in map {
+        out.insert(key, compacted(value));
+    }
+    out
+}
 deserialize_with_extra!(
     EdgeDef,
     "an edge object",

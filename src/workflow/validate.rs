@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::model::{OnError, Workflow};
@@ -40,7 +40,8 @@ impl std::fmt::Display for Problem {
 pub struct Source<'a> {
     pub path: Option<&'a Path>,
     /// The exact text of the file, hashed for history.
-    pub text: Option<&'a str>,
+    /// Owned text moves into the plan; borrowed text is copied.
+    pub text: Option<std::borrow::Cow<'a, str>>,
     /// Whether a credential of a name is stored (for bare names in
     /// expressions); without it, none is.
     pub credential_exists: Option<&'a dyn Fn(&str) -> bool>,
@@ -208,11 +209,13 @@ pub fn validate(
                 .source_handle
                 .clone()
                 // A default-output name means "always", unless the node has a branch by that name.
-                .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h)),
+                .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h))
+                .map(String::into_boxed_str),
             target_handle: edge
                 .target_handle
                 .clone()
-                .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str())),
+                .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str()))
+                .map(String::into_boxed_str),
         });
     }
 
@@ -481,7 +484,13 @@ pub fn validate(
                 p(Some(id), format!("{base}.data.inputs.overlap"), e);
             }
         }
-        planned_meta.push((timeout, retry, first_wins, has_expressions, node_creds));
+        planned_meta.push((
+            timeout,
+            retry.map(Box::new),
+            first_wins,
+            has_expressions,
+            node_creds,
+        ));
     }
 
     let settings = &workflow.settings;
@@ -508,7 +517,7 @@ pub fn validate(
     }
 
     let definition = match source.text {
-        Some(text) => text.to_string(),
+        Some(text) => text.into_owned(),
         None => serde_json::to_string(&workflow).unwrap_or_default(),
     };
     // The plan owns the node definitions (moved, not copied).
@@ -531,15 +540,23 @@ pub fn validate(
                 .map(|(k, v)| (k.clone(), Template::new(v)))
                 .collect()
         });
+        let trigger = imp.spec().trigger;
+        let written = if inputs.is_none() || trigger {
+            node.data.inputs
+        } else {
+            Map::new()
+        };
         nodes.push(PlannedNode {
             id: Arc::from(node.id.as_str()),
             type_name: imp.spec().type_name.as_str().into(),
-            trigger: imp.spec().trigger,
+            trigger,
             node: imp,
             on_error: node.on_error.unwrap_or(OnError::Fail),
-            def: node,
-            incoming: std::mem::take(&mut incoming[i]),
-            outgoing: std::mem::take(&mut outgoing[i]),
+            written,
+            foreach: node.foreach.map(String::into_boxed_str),
+            concurrency: node.concurrency,
+            incoming: std::mem::take(&mut incoming[i]).into_boxed_slice(),
+            outgoing: std::mem::take(&mut outgoing[i]).into_boxed_slice(),
             retry,
             timeout,
             has_error_edge,

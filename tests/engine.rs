@@ -656,3 +656,58 @@ fn a_long_chain_runs_without_deep_recursion() {
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(*r.output, json!({"i": 1999}));
 }
+
+/// A run that does not keep every output (`fuse run` without `--json`) lets
+/// each output go once no edge or expression needs it: its result, the
+/// outputs expressions read (by name, by subscript, or through `nodes` as a
+/// whole), and values waiting on edges are all still there.
+#[test]
+fn a_run_that_keeps_only_its_result_still_gives_expressions_and_edges_their_values() {
+    let wf = json!({
+        "nodes": [
+            {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {"x": 1}}}},
+            {"id": "b", "type": "transform.set", "data": {"inputs": {"values": {"y": "{{ nodes.a.output.x + 1 }}"}}}},
+            {"id": "c", "type": "transform.set", "data": {"inputs": {"values": {"z": "{{ nodes[\"b\"].output.y + 1 }}"}}}},
+            {"id": "d", "type": "transform.set", "data": {"inputs": {"values": {"w": "{{ input.z + 1 }}"}}}},
+            {"id": "e", "type": "flow.merge"},
+            {"id": "f", "type": "transform.set", "data": {"inputs": {"values": {"again": "{{ nodes[input.which.which].output }}"}}}},
+            {"id": "g", "type": "transform.set", "data": {"inputs": {"values": {"which": "d"}}}}
+        ],
+        "edges": [
+            {"source": "a", "target": "b"}, {"source": "b", "target": "c"},
+            {"source": "c", "target": "d"}, {"source": "a", "target": "e"},
+            {"source": "d", "target": "e"}, {"source": "g", "target": "e", "targetHandle": "which"},
+            {"source": "e", "target": "f"}
+        ]
+    });
+    let events = Arc::new(Events::default());
+    let engine = engine(events, 1);
+    let plan = Arc::new(engine.load_str(wf.to_string(), None).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut records = Vec::new();
+    for keep in [true, false] {
+        let mut request = RunRequest::new(json!({}), "test");
+        request.keep_outputs = keep;
+        let record = rt.block_on(engine.run(plan.clone(), request));
+        assert_eq!(record.status, Status::Succeeded, "{:?}", record.error);
+        records.push(record);
+    }
+    // `d` is read only through `nodes[…]` with a name known at run time.
+    let expected = json!({"again": {"w": 4}});
+    for record in &records {
+        assert_eq!(*record.output, expected);
+        assert_eq!(record.nodes.len(), 7);
+        assert!(record.nodes.values().all(|n| n.status == Status::Succeeded));
+    }
+    // Kept: every output. Not kept: only the result's node.
+    let (kept, lean) = (&records[0], &records[1]);
+    assert_eq!(
+        kept.nodes["e"].output.as_deref(),
+        Some(&json!({"a": {"x": 1}, "d": {"w": 4}, "which": {"which": "d"}}))
+    );
+    assert_eq!(kept.nodes["a"].output.as_deref(), Some(&json!({"x": 1})));
+    assert_eq!(lean.nodes["f"].output.as_deref(), Some(&expected));
+    for id in ["a", "b", "c", "d", "e", "g"] {
+        assert_eq!(lean.nodes[id].output, None, "{id}");
+    }
+}

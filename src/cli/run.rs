@@ -234,6 +234,8 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut request = RunRequest::new(input, "cli");
     request.pins = Arc::new(pins);
     request.entry = entry;
+    // Only `--json` prints every node's output; otherwise the run need not keep them.
+    request.keep_outputs = args.json;
     // A simulated caller for `webhook.respond` (its answer is the node's output).
     let (answer_tx, _answer) = tokio::sync::oneshot::channel();
     if trigger == "webhook" {

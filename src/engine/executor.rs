@@ -54,6 +54,8 @@ struct NodeResult {
 enum EdgeState {
     Pending,
     Live(Arc<Value>),
+    /// Was live; its target has started and taken the value.
+    Taken,
     Dead,
 }
 
@@ -171,6 +173,14 @@ async fn execute_as(
     let mut state = vec![NodeState::Waiting; n];
     let mut first_input: Vec<Option<Arc<Value>>> = vec![None; n];
     let mut records: Vec<Option<Done>> = (0..n).map(|_| None).collect();
+    // Without `keep_outputs`, the record keeps only the outputs the result is
+    // made of, and the outputs that carry token usage (summed at the end).
+    let makes_result: Vec<bool> = plan
+        .nodes
+        .iter()
+        .map(|node| node.outgoing.is_empty() || &*node.type_name == "end")
+        .collect();
+    let mut with_usage: Vec<Arc<Value>> = Vec::new();
     let mut ready: VecDeque<usize> = VecDeque::new();
     for (i, node) in plan.nodes.iter().enumerate() {
         if node.incoming.is_empty() {
@@ -199,6 +209,16 @@ async fn execute_as(
             } else {
                 Arc::new(gather_input(&plan, i, &edges))
             };
+            if !request.keep_outputs {
+                // Nothing reads a started node's incoming edges again: let
+                // their values go once the node is done with its input.
+                for &e in plan.nodes[i].incoming.iter() {
+                    if matches!(edges[e], EdgeState::Live(_)) {
+                        edges[e] = EdgeState::Taken;
+                    }
+                }
+                first_input[i] = None;
+            }
             state[i] = NodeState::Running;
             let shared = shared.clone();
             tasks.push(async move {
@@ -258,7 +278,12 @@ async fn execute_as(
             match done.result {
                 Ok(out) => {
                     let value = Arc::new(out.value);
-                    shared.view.set(&node.id, value.clone());
+                    if node.read_by_expressions {
+                        shared.view.set(&node.id, value.clone());
+                    }
+                    if !request.keep_outputs && super::record::has_usage(&value) {
+                        with_usage.push(value.clone());
+                    }
                     for &e in &node.outgoing {
                         let edge = &plan.edges[e];
                         let live = match edge.source_handle.as_deref() {
@@ -283,7 +308,7 @@ async fn execute_as(
                     records[i] = Some(Done {
                         status: Status::Succeeded,
                         attempts: done.attempts,
-                        output: Some(value.clone()),
+                        output: (request.keep_outputs || makes_result[i]).then_some(value),
                         error: None,
                     });
                 }
@@ -299,7 +324,10 @@ async fn execute_as(
                         !cancelled && (node.has_error_edge || node.on_error == OnError::Continue);
                     if handled {
                         let carried = Arc::new(json!({"error": error_json, "input": *done.input}));
-                        if node.on_error == OnError::Continue && !node.has_error_edge {
+                        if node.on_error == OnError::Continue
+                            && !node.has_error_edge
+                            && node.read_by_expressions
+                        {
                             shared.view.set(&node.id, carried.clone());
                         }
                         for &e in &node.outgoing {
@@ -449,13 +477,17 @@ async fn execute_as(
         Arc::default()
     };
     let duration_ms = started.elapsed().as_millis() as u64;
-    let usage = super::record::sum_usage(
-        records
-            .iter()
-            .flatten()
-            .filter(|r| r.status == Status::Succeeded)
-            .filter_map(|r| r.output.as_deref()),
-    );
+    let usage = if request.keep_outputs {
+        super::record::sum_usage(
+            records
+                .iter()
+                .flatten()
+                .filter(|r| r.status == Status::Succeeded)
+                .filter_map(|r| r.output.as_deref()),
+        )
+    } else {
+        super::record::sum_usage(with_usage.iter().map(|v| &**v))
+    };
     engine.observer().on_event(&Event::RunFinished {
         run_id: run_id.clone(),
         status,

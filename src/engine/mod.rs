@@ -79,6 +79,12 @@ pub struct RunRequest {
     /// The run's start time as its expressions see it (`run.started_at`);
     /// the clock's when `None`. A test fixes it for a deterministic run.
     pub started_at: Option<jiff::Timestamp>,
+    /// Whether the record keeps every node's output (`fuse run --json`,
+    /// `fuse test`, the API's synchronous runs). Without it the record keeps
+    /// only the outputs that make the run's result, and the run holds each
+    /// output only while an edge or an expression still needs it, so a run's
+    /// memory is bounded by the data in flight, not by its length.
+    pub keep_outputs: bool,
 }
 
 impl RunRequest {
@@ -96,6 +102,7 @@ impl RunRequest {
             entry: None,
             pins: Default::default(),
             started_at: None,
+            keep_outputs: true,
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct PlannedNode {
     /// Credentials the node names (`credential` input, `creds.NAME` expressions).
     pub credentials: Vec<String>,
     pub trigger: bool,
+    /// An expression of a later node reads this node's output
+    /// (`nodes.ID…`), or one reads `nodes` as a whole.
+    pub read_by_expressions: bool,
 }
 
 /// One edge of a plan.

@@ -49,6 +49,15 @@ pub struct NodeRecord {
     pub error: Option<Value>,
 }
 
+/// Whether [`sum_usage`] would count anything in `output`.
+pub fn has_usage(output: &Value) -> bool {
+    let one = |v: &Value| v.get("usage").is_some_and(Value::is_object);
+    match output {
+        Value::Array(items) => items.iter().any(one),
+        other => one(other),
+    }
+}
+
 /// Sums `usage` token counts found in node outputs (an LLM node's output, or the
 /// array of outputs of a foreach over one).
 pub fn sum_usage<'a>(outputs: impl Iterator<Item = &'a Value>) -> Option<Value> {

@@ -271,6 +271,9 @@ pub fn validate(
 
     // Per node: inputs, expressions, durations, retry.
     let mut planned_meta = Vec::with_capacity(n);
+    // Outputs expressions read: by node, or all when one reads `nodes` whole.
+    let mut read_outputs = vec![false; n];
+    let mut read_all_outputs = false;
     for (i, node) in workflow.nodes.iter().enumerate() {
         let id = node.id.as_str();
         let base = format!("nodes[{i}]");
@@ -346,6 +349,19 @@ pub fn validate(
                 ),
                 Ok(names) => {
                     for name in names {
+                        if let Some(rest) = name.strip_prefix("nodes") {
+                            match rest
+                                .strip_prefix('.')
+                                .and_then(|r| r.split('.').next())
+                                .and_then(|target| index.get(target))
+                            {
+                                Some(&t) => read_outputs[t] = true,
+                                None if rest.is_empty() || rest.starts_with('.') => {
+                                    read_all_outputs = true
+                                }
+                                None => {}
+                            }
+                        }
                         if let Some(cred) = name
                             .strip_prefix("creds.")
                             .and_then(|rest| rest.split('.').next())
@@ -563,6 +579,7 @@ pub fn validate(
             first_wins,
             inputs,
             credentials,
+            read_by_expressions: read_all_outputs || read_outputs[i],
         });
     }
 

@@ -130,11 +130,32 @@ impl Failures {
 /// the others their history, and every run whose history could not be written
 /// is remembered ([`Recorder::failures`]) and logged with its id.
 pub struct Recorder {
-    tx: Mutex<Option<Sender<Op>>>,
+    tx: Mutex<Option<Tx>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
     failures: Arc<Mutex<Failures>>,
     progress: Arc<Progress>,
+}
+
+/// The writer's queue. A one-shot writer's is bounded: a run that records
+/// faster than SQLite writes waits for the writer (it waits for it at its end
+/// anyway) instead of queueing every event of a long run in memory. The
+/// daemon's is not: no request or run may block on the disk.
+enum Tx {
+    Unbounded(Sender<Op>),
+    Bounded(SyncSender<Op>),
+}
+
+/// Events a one-shot writer's queue holds before a run waits for it.
+const ONE_SHOT_QUEUE: usize = 1024;
+
+impl Tx {
+    fn send(&self, op: Op) -> bool {
+        match self {
+            Tx::Unbounded(tx) => tx.send(op).is_ok(),
+            Tx::Bounded(tx) => tx.send(op).is_ok(),
+        }
+    }
 }
 
 /// How far the writer is behind: what was sent, what it has handled.
@@ -169,7 +190,16 @@ impl Recorder {
         history: HistoryConfig,
         mode: Mode,
     ) -> Result<Recorder> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = match mode {
+            Mode::Daemon => {
+                let (tx, rx) = mpsc::channel();
+                (Tx::Unbounded(tx), rx)
+            }
+            Mode::OneShot => {
+                let (tx, rx) = mpsc::sync_channel(ONE_SHOT_QUEUE);
+                (Tx::Bounded(tx), rx)
+            }
+        };
         let failures = Arc::new(Mutex::new(Failures::default()));
         let progress = Arc::new(Progress::default());
         let checkpointer = match mode {
@@ -250,7 +280,7 @@ impl Recorder {
     fn send(&self, op: Op) {
         if let Ok(tx) = self.tx.lock()
             && let Some(tx) = tx.as_ref()
-            && tx.send(op).is_ok()
+            && tx.send(op)
         {
             self.progress
                 .sent
@@ -274,7 +304,7 @@ impl Recorder {
             .tx
             .lock()
             .ok()
-            .and_then(|tx| tx.as_ref().map(|tx| tx.send(Op::Flush(ack_tx)).is_ok()))
+            .and_then(|tx| tx.as_ref().map(|tx| tx.send(Op::Flush(ack_tx))))
             .unwrap_or(false);
         if sent {
             let _ = ack_rx.recv();

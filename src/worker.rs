@@ -72,7 +72,8 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Writes a checkpoint for each node that succeeds, before the run goes on.
+/// Writes a checkpoint for each node that finishes (its output, or the error
+/// the run went on from), before the run goes on.
 struct Checkpoints {
     writer: std::sync::Mutex<std::sync::mpsc::Sender<Checkpoint>>,
     running: Running,
@@ -83,6 +84,7 @@ struct Checkpoint {
     run: String,
     node: String,
     output: serde_json::Value,
+    error: Option<serde_json::Value>,
     done: std::sync::mpsc::Sender<Result<bool, String>>,
 }
 
@@ -119,7 +121,13 @@ fn checkpoint_writer(
             let _ = ready_tx.send(Ok(()));
             for job in rx {
                 let written = runtime
-                    .block_on(pg.node_finished(&worker, &job.run, &job.node, &job.output))
+                    .block_on(pg.node_finished(
+                        &worker,
+                        &job.run,
+                        &job.node,
+                        &job.output,
+                        job.error.as_ref(),
+                    ))
                     .map_err(|e| e.to_string());
                 let _ = job.done.send(written);
             }
@@ -133,23 +141,41 @@ fn checkpoint_writer(
 
 impl Observer for Checkpoints {
     fn on_event(&self, event: &Event) {
-        let Event::NodeAttempt(a) = event else { return };
-        // Attempt 0 is a reused checkpoint; foreach items are not checkpointed
-        // one by one (the node runs again as a whole when resumed).
-        if a.status != Status::Succeeded || a.item.is_some() || a.attempt == 0 {
+        let Event::NodeFinished {
+            run_id,
+            node_id,
+            node_type,
+            status,
+            attempts,
+            output,
+            error_value,
+            ..
+        } = event
+        else {
+            return;
+        };
+        // Attempts 0: reused from a checkpoint, or skipped without running.
+        // A pure node (a transform, a branch) gives the same again when
+        // resumed. A `foreach` node is checkpointed whole, with its items'
+        // outputs, once every item has finished.
+        if *attempts == 0 || crate::nodes::is_pure(node_type) {
             return;
         }
-        // A pure node (a transform, a branch) gives the same again when resumed.
-        if crate::nodes::is_pure(&a.node_type) {
-            return;
-        }
-        let Some(output) = &a.output else { return };
-        let (run, node) = (a.run_id.to_string(), a.node_id.to_string());
+        let (output, error) = match (status, output, error_value) {
+            (Status::Succeeded, Some(output), _) => ((**output).clone(), None),
+            // Failed in a way the run may go on from (an error path,
+            // `on_error: continue`): resumed, it fails the same way again
+            // without running. (A failure that ends the run is harmless here.)
+            (Status::Failed, _, Some(error)) => (serde_json::Value::Null, Some(error.clone())),
+            _ => return,
+        };
+        let (run, node) = (run_id.clone(), node_id.clone());
         let (done, written) = std::sync::mpsc::channel();
         let job = Checkpoint {
             run: run.clone(),
             node: node.clone(),
-            output: (**output).clone(),
+            output,
+            error,
             done,
         };
         // Durable before the next node starts: a worker killed after this
@@ -405,13 +431,15 @@ async fn execute(engine: &Engine, pg: &Pg, worker: &str, run: Claimed, token: Ca
             run_id = %run.id,
             workflow = %run.workflow,
             reused = run.finished.len(),
-            "resuming a run another worker left (its finished nodes are reused)"
+            failed = run.failed.len(),
+            "resuming a run another worker left (its finished nodes are reused, its handled failures repeated without running)"
         );
     }
     let mut request = RunRequest::new(run.input.clone(), &run.trigger_kind);
     request.run_id = Some(run.id.clone());
     request.entry = run.entry.clone();
     request.reuse = run.finished.clone();
+    request.pins = Arc::new(failed_pins(&run.failed));
     request.cancel = token.clone();
     let record = engine.run(plan, request).await;
     if token.is_cancelled() {
@@ -506,4 +534,23 @@ fn describe(types: &[String], tags: &[String]) -> String {
     } else {
         parts.join(" and ")
     }
+}
+
+/// Pins that make each node that failed before the run was resumed fail the
+/// same way again, without running (its side effects are not repeated); the
+/// run then takes the same error path.
+fn failed_pins(
+    failed: &std::collections::HashMap<String, serde_json::Value>,
+) -> std::collections::HashMap<String, crate::engine::pin::Pin> {
+    use crate::engine::pin::{Outcome, Pin, error_from_json};
+    failed
+        .iter()
+        .filter_map(|(node, error)| match error_from_json(error) {
+            Ok(e) => Some((node.clone(), Pin::one(Outcome::Error(e)))),
+            Err(e) => {
+                tracing::warn!(node_id = %node, "the checkpointed error cannot be read back ({e}); the node runs again");
+                None
+            }
+        })
+        .collect()
 }

@@ -332,6 +332,104 @@ fn a_killed_worker_s_run_finishes_elsewhere_without_rerunning_its_finished_node(
     );
 }
 
+/// A resumed run repeats neither a finished `foreach` node's items nor a
+/// node that failed and took its error path (nor that path's own node).
+#[test]
+fn a_resumed_run_reruns_no_finished_foreach_item_and_no_handled_failure() {
+    let db = TestDb::new();
+    let home = TestHome::new();
+    let effects = home.tmp().join("effects.txt");
+    let release = home.tmp().join("release");
+    let (f, r) = (effects.display(), release.display());
+    let definition = json!({
+        "name": "steps",
+        "nodes": [
+            {"id": "each", "type": "exec.command", "foreach": "{{ ['x', 'y', 'z'] }}",
+             "data": {"inputs": {"argv": ["sh", "-c", format!("echo \"each {{{{ item }}}} {{{{ run.id }}}}\" >> {f}")]}}},
+            {"id": "bad", "type": "exec.command",
+             "data": {"inputs": {"argv": ["sh", "-c", format!("echo \"bad {{{{ run.id }}}}\" >> {f}; exit 3")]}}},
+            {"id": "handler", "type": "exec.command",
+             "data": {"inputs": {"argv": ["sh", "-c", format!("echo \"handler {{{{ run.id }}}}\" >> {f}")]}}},
+            {"id": "wait", "type": "exec.command",
+             "data": {"inputs": {"argv": ["sh", "-c", format!("while [ ! -e {r} ]; do sleep 0.05; done; echo \"wait {{{{ run.id }}}}\" >> {f}")]}}},
+            {"id": "done", "type": "end", "data": {"inputs": {"value": {"ok": true}}}}
+        ],
+        "edges": [
+            {"source": "each", "target": "bad"},
+            {"source": "bad", "target": "handler", "sourceHandle": "error"},
+            {"source": "handler", "target": "wait"},
+            {"source": "wait", "target": "done"}
+        ]
+    })
+    .to_string();
+    let pg = db.pg();
+    let mut victim = Worker::start(
+        home.path(),
+        &db,
+        &home.tmp().join("victim.log"),
+        &["--concurrency", "1", "--lease", "1s"],
+    );
+    let run = new_run(&definition, json!({}));
+    db.rt.block_on(pg.enqueue(&run)).unwrap();
+    wait_for_within("the handler's checkpoint", Duration::from_secs(30), || {
+        (db.count(&format!(
+            "SELECT 1 FROM queue_nodes WHERE run_id = '{}' AND node_id = 'handler'",
+            run.id
+        )) == 1)
+            .then_some(())
+    });
+    victim.kill();
+    std::fs::write(&release, "").unwrap();
+    // The failure is checkpointed as an error, the foreach node as a whole.
+    let rows = db.query(&format!(
+        "SELECT node_id, output, error FROM queue_nodes WHERE run_id = '{}' ORDER BY node_id",
+        run.id
+    ));
+    let row = |id: &str| rows.iter().find(|r| r["node_id"] == id).cloned().unwrap();
+    assert_eq!(row("each")["error"], Value::Null, "{rows:?}");
+    assert_eq!(
+        row("each")["output"].as_array().map(Vec::len),
+        Some(3),
+        "{rows:?}"
+    );
+    assert_eq!(row("bad")["error"]["kind"], "exit", "{rows:?}");
+    let other = Worker::start(
+        home.path(),
+        &db,
+        &home.tmp().join("other.log"),
+        &["--concurrency", "2", "--lease", "1s"],
+    );
+    wait_for_within("the run to finish", Duration::from_secs(60), || {
+        (db.count(&format!(
+            "SELECT 1 FROM queue_runs WHERE id = '{}' AND status = 'succeeded'",
+            run.id
+        )) == 1)
+            .then_some(())
+    });
+    let resumed = &db.query(&format!(
+        "SELECT claims, output FROM queue_runs WHERE id = '{}'",
+        run.id
+    ))[0];
+    assert_eq!(resumed["claims"], 2, "{resumed}");
+    assert_eq!(resumed["output"], json!({"ok": true}), "{resumed}");
+    let mut effects = lines(&effects);
+    effects.sort();
+    let id = &run.id;
+    assert_eq!(
+        effects,
+        [
+            format!("bad {id}"),
+            format!("each x {id}"),
+            format!("each y {id}"),
+            format!("each z {id}"),
+            format!("handler {id}"),
+            format!("wait {id}"),
+        ],
+        "every side effect exactly once"
+    );
+    assert!(other.log().contains("resuming a run"), "{}", other.log());
+}
+
 #[test]
 fn a_worker_without_a_package_never_claims_runs_that_need_it_and_says_so() {
     let db = TestDb::new();

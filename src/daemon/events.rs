@@ -179,6 +179,7 @@ pub fn to_json(event: &Event) -> Option<Value> {
             attempts,
             duration_ms,
             error,
+            ..
         } => {
             json!({"type": if status.as_str() == "failed" { "node_failed" } else { "node_finished" },
                     "run_id": run_id, "node": node_id, "node_type": node_type, "status": status,

@@ -75,6 +75,11 @@ pub enum Event {
         attempts: u32,
         duration_ms: u64,
         error: Option<String>,
+        /// A node that succeeded: its output (for a `foreach`, the array of
+        /// its items' outputs), shared, not copied.
+        output: Option<Arc<Value>>,
+        /// A node that failed: its error as history records it.
+        error_value: Option<Value>,
     },
     Log {
         run_id: String,

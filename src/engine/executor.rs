@@ -267,7 +267,7 @@ async fn execute_as(
             for &e in &node.outgoing {
                 edges[e] = EdgeState::Dead;
             }
-            finish(&shared, i, Status::Skipped, 0, 0, None);
+            finish(&shared, i, Status::Skipped, 0, 0, None, None);
             records[i] = Some(Done {
                 status: Status::Skipped,
                 attempts: 0,
@@ -304,6 +304,7 @@ async fn execute_as(
                         done.attempts,
                         duration_ms,
                         None,
+                        Some((Some(value.clone()), None)),
                     );
                     records[i] = Some(Done {
                         status: Status::Succeeded,
@@ -388,6 +389,7 @@ async fn execute_as(
                         done.attempts,
                         duration_ms,
                         Some(err.message.clone()),
+                        Some((None, Some(error_json.clone()))),
                     );
                     records[i] = Some(Done {
                         status,
@@ -435,7 +437,7 @@ async fn execute_as(
             }
         }
         for t in newly_dead {
-            finish(&shared, t, Status::Skipped, 0, 0, None);
+            finish(&shared, t, Status::Skipped, 0, 0, None, None);
             records[t] = Some(Done {
                 status: Status::Skipped,
                 attempts: 0,
@@ -453,7 +455,7 @@ async fn execute_as(
             } else {
                 Status::Skipped
             };
-            finish(&shared, i, status, 0, 0, None);
+            finish(&shared, i, status, 0, 0, None, None);
             *record = Some(Done {
                 status,
                 attempts: 0,
@@ -541,8 +543,10 @@ fn finish(
     attempts: u32,
     duration_ms: u64,
     error: Option<String>,
+    result: Option<(Option<Arc<Value>>, Option<Value>)>,
 ) {
     let node = &shared.plan.nodes[i];
+    let (output, error_value) = result.unwrap_or_default();
     shared.engine.observer().on_event(&Event::NodeFinished {
         run_id: shared.run.id.to_string(),
         node_id: node.id.to_string(),
@@ -551,6 +555,8 @@ fn finish(
         attempts,
         duration_ms,
         error,
+        output,
+        error_value,
     });
 }
 

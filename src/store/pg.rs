@@ -47,7 +47,8 @@ fn query_error(action: &'static str) -> impl Fn(tokio_postgres::Error) -> PgErro
 
 /// The schema, one step per version; applied in order under an advisory
 /// lock, so processes starting together migrate once.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE queue_runs (
     id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
@@ -94,7 +95,11 @@ CREATE TABLE schedule_fires (
     taken_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (schedule, fire_at)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE queue_nodes ADD COLUMN error JSONB;
+"#,
+];
 
 /// The channel queued runs are announced on.
 pub const CHANNEL: &str = "fuse_runs";
@@ -134,6 +139,10 @@ pub struct Claimed {
     pub claims: i32,
     /// Outputs of the nodes that finished before (reused, not run again).
     pub finished: HashMap<String, Value>,
+    /// Errors of the nodes that failed before, in a way the run went on
+    /// from (an error path, `on_error: continue`): they fail the same way
+    /// again without running.
+    pub failed: HashMap<String, Value>,
 }
 
 /// What a worker says about itself.
@@ -351,10 +360,10 @@ impl Pg {
         for row in rows {
             let id: String = row.get(0);
             let claims: i32 = row.get(6);
-            let finished = if claims > 1 {
+            let (finished, failed) = if claims > 1 {
                 self.finished_nodes(&id).await?
             } else {
-                HashMap::new()
+                Default::default()
             };
             claimed.push(Claimed {
                 id,
@@ -365,21 +374,33 @@ impl Pg {
                 entry: row.get(5),
                 claims,
                 finished,
+                failed,
             });
         }
         Ok(claimed)
     }
 
-    async fn finished_nodes(&self, run_id: &str) -> Result<HashMap<String, Value>> {
+    /// The outputs of a run's finished nodes, and the errors of its failed ones.
+    async fn finished_nodes(
+        &self,
+        run_id: &str,
+    ) -> Result<(HashMap<String, Value>, HashMap<String, Value>)> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT node_id, output FROM queue_nodes WHERE run_id = $1",
+                "SELECT node_id, output, error FROM queue_nodes WHERE run_id = $1",
                 &[&run_id],
             )
             .await
             .map_err(query_error("reading finished nodes"))?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        let (mut finished, mut failed) = (HashMap::new(), HashMap::new());
+        for row in rows {
+            match row.get::<_, Option<Value>>(2) {
+                Some(error) => failed.insert(row.get(0), error),
+                None => finished.insert(row.get(0), row.get(1)),
+            };
+        }
+        Ok((finished, failed))
     }
 
     /// Renews the worker's heartbeat and the leases of `runs`; returns the
@@ -426,15 +447,16 @@ impl Pg {
         run: &str,
         node: &str,
         output: &Value,
+        error: Option<&Value>,
     ) -> Result<bool> {
         let client = self.client().await?;
         let n = client
             .execute(
-                "INSERT INTO queue_nodes (run_id, node_id, output, worker)
-                 SELECT $1, $2, $3, $4 WHERE EXISTS (
+                "INSERT INTO queue_nodes (run_id, node_id, output, worker, error)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
                      SELECT 1 FROM queue_runs WHERE id = $1 AND worker = $4 AND status = 'running')
-                 ON CONFLICT (run_id, node_id) DO NOTHING",
-                &[&run, &node, output, &worker],
+                 ON CONFLICT (run_id, node_id) DO UPDATE SET worker = EXCLUDED.worker",
+                &[&run, &node, output, &worker, &error],
             )
             .await
             .map_err(query_error("checkpointing a node"))?;
@@ -563,24 +585,32 @@ impl Pg {
         };
         let nodes = client
             .query(
-                "SELECT node_id, output, (EXTRACT(EPOCH FROM finished_at) * 1000)::bigint
+                "SELECT node_id, output, (EXTRACT(EPOCH FROM finished_at) * 1000)::bigint, error
                    FROM queue_nodes WHERE run_id = $1 ORDER BY finished_at",
                 &[&id],
             )
             .await
             .map_err(query_error("reading a queued run's nodes"))?
             .into_iter()
-            .map(|n| NodeRunRow {
-                node_id: n.get(0),
-                node_type: String::new(),
-                attempt: 1,
-                item: None,
-                status: "succeeded".into(),
-                input: None,
-                output: n.get(1),
-                error: None,
-                started_at: n.get(2),
-                duration_ms: None,
+            .map(|n| {
+                let error: Option<Value> = n.get(3);
+                NodeRunRow {
+                    node_id: n.get(0),
+                    node_type: String::new(),
+                    attempt: 1,
+                    item: None,
+                    status: if error.is_some() {
+                        "failed"
+                    } else {
+                        "succeeded"
+                    }
+                    .into(),
+                    input: None,
+                    output: if error.is_some() { None } else { n.get(1) },
+                    error,
+                    started_at: n.get(2),
+                    duration_ms: None,
+                }
             })
             .collect();
         Ok(Some(RunDetail {

@@ -316,6 +316,64 @@ fn oneshot_failures_are_clear_node_errors_and_leave_no_process() {
     assert_eq!(processes_with("987654"), 0);
 }
 
+/// A package process dies with the fuse process that started it, even one
+/// killed with -9 (which cannot clean up): one-shot and persistent alike, so
+/// a killed worker leaves nothing behind to repeat a side effect.
+#[test]
+fn package_processes_die_with_a_fuse_killed_with_sigkill() {
+    use crate::wait::wait_for_within;
+    use std::time::Duration;
+    let home = TestHome::initialized();
+    for (name, mode) in [("lone", "oneshot"), ("kept", "persistent")] {
+        let mut manifest = oneshot(name, "main.sh");
+        manifest["runtime"]["timeout"] = json!("60s");
+        manifest["runtime"]["mode"] = json!(mode);
+        package(
+            &home,
+            name,
+            manifest,
+            &[(
+                "main.sh",
+                "echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 600",
+            )],
+        );
+    }
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+    };
+    for name in ["lone", "kept"] {
+        let path = home.write(
+            &format!("wf-{name}.json"),
+            &one(json!({"id": "n", "type": name})),
+        );
+        let mut fuse = std::process::Command::new(assert_cmd::cargo::cargo_bin("fuse"))
+            .env("FUSE_HOME", home.path())
+            .arg("run")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pidfile = home.path().join(format!("node_packages/{name}/pid"));
+        let pid: u32 = wait_for_within(
+            "the package process to start",
+            Duration::from_secs(30),
+            || std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok(),
+        );
+        assert!(alive(pid), "{name}: {pid} is not running");
+        fuse.kill().unwrap();
+        fuse.wait().unwrap();
+        wait_for_within(
+            &format!("{name}'s process {pid} to die with fuse"),
+            Duration::from_secs(10),
+            || (!alive(pid)).then_some(()),
+        );
+    }
+}
+
 #[test]
 fn a_persistent_worker_serves_concurrent_calls_and_recovers_from_being_killed() {
     let home = TestHome::initialized();

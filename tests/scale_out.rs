@@ -860,6 +860,50 @@ fn two_schedulers_fire_each_cron_time_once() {
     );
 }
 
+/// `overlap: skip` counts the runs on the queue, not only the daemon's own:
+/// while a fire's run waits for a worker, later fires are skipped; once a
+/// worker has run it, fires start runs again.
+#[test]
+fn overlap_skip_sees_runs_waiting_on_the_queue() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(
+        &home,
+        &[
+            ("FUSE_STORE_URL", db.url.as_str()),
+            ("FUSE_ROLES", "api,scheduler"),
+        ],
+    );
+    let wf = json!({"name": "single", "nodes": [
+        {"id": "tick", "type": "trigger.cron", "data": {"inputs": {"cron": "* * * * * *", "overlap": "skip"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ], "edges": [{"source": "tick", "target": "s"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    // No worker: the first fire's run stays queued. Fires are handled one
+    // after another, so once a third is taken the second was decided.
+    wait_for_within("three fires", Duration::from_secs(30), || {
+        (db.count("SELECT 1 FROM schedule_fires WHERE schedule = 'single/tick'") >= 3).then_some(())
+    });
+    assert_eq!(
+        db.count("SELECT 1 FROM queue_runs WHERE workflow = 'single'"),
+        1,
+        "fires while the first run waited were not skipped"
+    );
+    let workers_home = TestHome::new();
+    let _worker = Worker::start(
+        workers_home.path(),
+        &db,
+        &workers_home.tmp().join("w.log"),
+        &[],
+    );
+    wait_for_within("fires to start runs again", Duration::from_secs(30), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE workflow = 'single' AND status = 'succeeded'")
+            >= 2)
+            .then_some(())
+    });
+    drop(d);
+}
+
 #[test]
 fn a_queued_run_s_events_reach_the_daemon_s_websocket_clients() {
     use futures_util::StreamExt;

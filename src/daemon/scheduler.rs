@@ -123,8 +123,9 @@ async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
     }
     let input =
         crate::engine::trigger::schedule_input(at, &row.kind, &row.spec, &row.node_id, missed);
-    let busy = state.running_of(&row.workflow) > 0;
-    match Overlap::parse(Some(&row.overlap)).unwrap_or(Overlap::Allow) {
+    let overlap = Overlap::parse(Some(&row.overlap)).unwrap_or(Overlap::Allow);
+    let busy = overlap != Overlap::Allow && still_going(state, &row.workflow).await;
+    match overlap {
         Overlap::Skip if busy => {
             tracing::info!(
                 "{}: fire skipped, the previous run is still going (overlap: skip)",
@@ -143,8 +144,10 @@ async fn fire(state: &Arc<State>, row: &Row, at: Timestamp, missed: bool) {
             }
             let (state, row) = (state.clone(), row.clone());
             tokio::spawn(async move {
-                while state.running_of(&row.workflow) > 0 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                // With a queue, the runs are counted in the database: look less often.
+                let every = Duration::from_millis(if state.queue.is_some() { 200 } else { 20 });
+                while still_going(&state, &row.workflow).await {
+                    tokio::time::sleep(every).await;
                 }
                 let _ = start(&state, &row, input).await;
                 if let Ok(mut q) = state.queued.lock() {
@@ -230,6 +233,20 @@ fn retry_on_failure(state: &Arc<State>, row: &Row, first: String, input: Value) 
             }
         }
     });
+}
+
+/// Whether a run of `workflow` is still going, for its overlap policy: one
+/// this daemon runs or, with a queue, one queued or running anywhere on it.
+async fn still_going(state: &State, workflow: &str) -> bool {
+    if let Some(pg) = &state.queue {
+        match pg.open_runs(workflow).await {
+            Ok(open) => return open > 0,
+            Err(e) => tracing::warn!(
+                "{workflow}: cannot count its runs in the queue ({e}); the overlap policy sees only this daemon's"
+            ),
+        }
+    }
+    state.running_of(workflow) > 0
 }
 
 fn is_queued(state: &State, workflow: &str) -> bool {

@@ -674,6 +674,21 @@ impl Pg {
             .get(0))
     }
 
+    /// Runs of `workflow` queued or running (a dead worker's run counts: it
+    /// is resumed), by any process on the queue: what overlap policies see.
+    pub async fn open_runs(&self, workflow: &str) -> Result<i64> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one(
+                "SELECT COUNT(*) FROM queue_runs
+                  WHERE workflow = $1 AND status IN ('queued', 'running')",
+                &[&workflow],
+            )
+            .await
+            .map_err(query_error("counting a workflow's open runs"))?
+            .get(0))
+    }
+
     /// A listener that is woken when a run is queued. It stops (and the
     /// worker falls back to polling) if its connection drops.
     pub async fn listen(&self) -> Result<Listener> {

@@ -84,6 +84,10 @@ pub enum Error {
 
     #[error("{0}")]
     Credential(String),
+
+    /// The PostgreSQL run queue failed (its message says which step).
+    #[error("{0}")]
+    Queue(String),
 }
 
 impl Error {

@@ -1013,6 +1013,123 @@ fn a_queued_run_s_events_reach_the_daemon_s_websocket_clients() {
     assert_eq!(finished["status"], "succeeded");
 }
 
+/// A daemon on the queue lists, pages, finds and shows the runs workers keep
+/// there beside the ones it ran itself, through the API and `fuse runs`.
+#[test]
+fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
+    // A workflow that answers its caller runs in the daemon (recorded locally).
+    let answering = json!({"name": "answering", "nodes": [
+        {"id": "in", "type": "trigger.webhook", "data": {"inputs": {"path": "answering"}}},
+        {"id": "reply", "type": "webhook.respond", "data": {"inputs": {"body": {"ok": true}}}}
+    ], "edges": [{"source": "in", "target": "reply"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(answering)).0, 201);
+    let first = post_webhooks(&d.url, 0, 3);
+    let (code, _) = crate::daemon::http(
+        "POST",
+        &format!("{}/webhook/answering", d.url),
+        None,
+        &[],
+        Some(&json!({})),
+    );
+    assert_eq!(code, 200);
+    let later = post_webhooks(&d.url, 3, 3);
+    wait_for_within("the queued runs to finish", Duration::from_secs(30), || {
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 6).then_some(())
+    });
+    let local = wait_for_within("the local run's record", Duration::from_secs(30), || {
+        let (_, body) = d.call("GET", "/api/v1/executions?workflow=answering", None);
+        body["executions"][0]["id"].as_str().map(str::to_string)
+    });
+    let ids = |body: &Value| -> Vec<String> {
+        body["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, all) = d.call("GET", "/api/v1/executions?limit=50", None);
+    assert_eq!(code, 200, "{all}");
+    let listed = ids(&all);
+    assert_eq!(listed.len(), 7, "{all}");
+    for id in first.iter().chain(&later).chain([&local]) {
+        assert!(listed.contains(id), "{id} is not listed: {all}");
+    }
+    let times: Vec<i64> = all["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["created_at"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    // Pages of two, each starting after the last run of the one before
+    // (queued and local runs alike), give the same list.
+    let mut paged = Vec::new();
+    let mut path = "/api/v1/executions?limit=2".to_string();
+    loop {
+        let (code, page) = d.call("GET", &path, None);
+        assert_eq!(code, 200, "{path}: {page}");
+        let page = ids(&page);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        paged.extend(page);
+        path = format!("/api/v1/executions?limit=2&before={last}");
+    }
+    assert_eq!(paged, listed);
+    let (_, offset) = d.call("GET", "/api/v1/executions?limit=3&offset=2", None);
+    assert_eq!(ids(&offset), listed[2..5]);
+    let (_, hooked_only) = d.call("GET", "/api/v1/executions?workflow=hooked", None);
+    assert_eq!(ids(&hooked_only).len(), 6);
+    // A queued run by the end of its id, through the API and the CLI.
+    let wanted = &first[0];
+    let (code, shown) = d.call(
+        "GET",
+        &format!("/api/v1/executions/{}", &wanted[wanted.len() - 10..]),
+        None,
+    );
+    assert_eq!(code, 200, "{shown}");
+    assert_eq!(shown["id"], json!(wanted));
+    assert_eq!(shown["status"], "succeeded");
+    let out = home
+        .cmd()
+        .args(["runs", "list", "--json", "--limit", "50"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli_ids: Vec<&str> = cli
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(cli_ids, listed);
+    let out = home
+        .cmd()
+        .args(["runs", "show", "last", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(last["id"], json!(listed[0]));
+}
+
 #[test]
 fn one_daemon_on_the_queue_still_runs_its_runs_and_roles_split_the_work() {
     let db = TestDb::new();

@@ -582,6 +582,7 @@ async fn dispatch(
                 after: query.get("after").cloned(),
                 limit,
                 offset,
+                cursor_at: None,
             };
             match state.db(move |db| db.list_runs(&filter)).await {
                 Ok(executions) => ok(StatusCode::OK, &types::Executions { executions }),
@@ -595,16 +596,8 @@ async fn dispatch(
                 .db(move |db| db.get_run(&db.resolve_run(&wanted)?))
                 .await
             {
+                // A run on the queue too ([`crate::store::queued::WithQueue`]).
                 Ok(detail) => ok(StatusCode::OK, &detail),
-                // A run this daemon queued for the workers (by its whole id).
-                Err(crate::Error::NotFound(message)) => match &state.queue {
-                    Some(pg) => match pg.run_detail(&id).await {
-                        Ok(Some(detail)) => ok(StatusCode::OK, &detail),
-                        Ok(None) => not_found(&message),
-                        Err(e) => unavailable(&format!("the run queue cannot be read: {e}")),
-                    },
-                    None => not_found(&message),
-                },
                 Err(e) => store_error(&e),
             }
         }
@@ -835,6 +828,9 @@ pub(super) fn unavailable(why: &str) -> Reply {
 pub(super) fn store_error(e: &crate::Error) -> Reply {
     match e {
         crate::Error::NotFound(message) => not_found(message),
+        crate::Error::Queue(message) => {
+            unavailable(&format!("the run queue cannot be read: {message}"))
+        }
         crate::Error::Setting(message) => error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -1418,15 +1414,6 @@ async fn events(
                 Ok((full, detail))
             })
             .await;
-        // A run this daemon queued for the workers is looked up in the queue.
-        let found = match (found, &state.queue) {
-            (Err(crate::Error::NotFound(message)), Some(pg)) => match pg.run_detail(id).await {
-                Ok(Some(d)) => Ok((id.clone(), d)),
-                Ok(None) => Err(crate::Error::NotFound(message)),
-                Err(e) => return unavailable(&format!("the run queue cannot be read: {e}")),
-            },
-            (found, _) => found,
-        };
         match found {
             Ok((full, d)) => {
                 if !matches!(d.summary.status.as_str(), "running" | "queued") {

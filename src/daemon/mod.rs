@@ -431,10 +431,21 @@ pub async fn serve(
         }
         None => None,
     };
+    let local: Arc<dyn Db> = Arc::new(crate::store::Sqlite::new(store, home.blobs_dir())?);
+    // With a queue, the runs workers keep there are listed and shown beside
+    // the daemon's own.
+    let db: Arc<dyn Db> = match &queue {
+        Some(pg) => Arc::new(crate::store::queued::WithQueue::new(
+            local,
+            pg.clone(),
+            tokio::runtime::Handle::current(),
+        )),
+        None => local,
+    };
     let state = Arc::new(State {
         home: home.clone(),
         engine: engine.clone(),
-        db: Arc::new(crate::store::Sqlite::new(store, home.blobs_dir())?),
+        db,
         tokens: tokens::Tokens::default(),
         sessions: sessions::Sessions::new(Duration::from_secs(config.daemon.login_link_seconds)),
         started: Instant::now(),

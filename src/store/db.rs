@@ -55,6 +55,8 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
     fn resolve_run(&self, id: &str) -> Result<String>;
     fn get_run(&self, id: &str) -> Result<RunDetail>;
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>>;
+    /// When a run was created (Unix ms); `None` when it is not recorded.
+    fn run_created_at(&self, id: &str) -> Result<Option<i64>>;
 
     /// Answers when the database can be read (readiness probe).
     fn ping(&self) -> Result<()>;
@@ -200,6 +202,9 @@ impl Db for Sqlite {
     }
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
         self.read(|s| s.run_logs(id))
+    }
+    fn run_created_at(&self, id: &str) -> Result<Option<i64>> {
+        self.read(|s| s.run_created_at(id))
     }
     fn ping(&self) -> Result<()> {
         self.read(|s| s.ping())

@@ -55,6 +55,10 @@ pub struct RunFilter {
     pub limit: usize,
     /// Runs to skip first (paging by count; `before` stays fast when deep).
     pub offset: usize,
+    /// The creation time (Unix ms) of the `before`/`after` run, when the
+    /// caller knows it (a run recorded elsewhere, on the queue): the store
+    /// then does not look the cursor up.
+    pub cursor_at: Option<i64>,
 }
 
 /// One recorded attempt of a node (attempt 0: skipped or cancelled before running).
@@ -153,21 +157,27 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
 
 impl Store {
     /// Runs, newest first.
+    /// When a run was created (Unix ms); `None` when it is not recorded.
+    pub fn run_created_at(&self, id: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT created_at FROM executions WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err("finding a run", e))
+    }
+
     pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
         let err = |e| self.db_err("listing runs", e);
         // A page cursor is a run: its time and id bound the page.
         let cursor = |id: &Option<String>| -> Result<Option<(i64, String)>> {
             let Some(id) = id else { return Ok(None) };
-            let at: Option<i64> = self
-                .conn
-                .query_row(
-                    "SELECT created_at FROM executions WHERE id = ?1",
-                    [id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?;
-            match at {
+            if let Some(at) = filter.cursor_at {
+                return Ok(Some((at, id.clone())));
+            }
+            match self.run_created_at(id)? {
                 Some(at) => Ok(Some((at, id.clone()))),
                 None => Err(Error::Setting(format!(
                     "run {id:?}, where this page starts, is no longer recorded (pruned?); start again from the newest runs"

@@ -23,6 +23,7 @@ pub mod db;
 pub mod history;
 pub mod memory;
 pub mod pg;
+pub mod queued;
 pub mod recorder;
 pub mod schedules;
 pub mod tokens;

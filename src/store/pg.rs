@@ -635,6 +635,142 @@ impl Pg {
         }))
     }
 
+    /// Queued runs as [`crate::store::Db::list_runs`] lists recorded ones:
+    /// the same filters, ordered by creation (newest first, or oldest first
+    /// after an `after` cursor), `limit + offset` of them from the start
+    /// (the caller merges them with the recorded ones, then skips `offset`).
+    /// `cursor_at` is the creation time of the `before`/`after` run.
+    pub async fn list_runs(
+        &self,
+        filter: &crate::store::history::RunFilter,
+        cursor_at: Option<i64>,
+    ) -> Result<Vec<crate::store::history::RunSummary>> {
+        use tokio_postgres::types::ToSql;
+        const MS: &str = "(EXTRACT(EPOCH FROM created_at) * 1000)::bigint";
+        let client = self.client().await?;
+        let mut sql = format!(
+            "SELECT id, workflow, status, trigger_kind, {MS},
+                    (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint, error
+               FROM queue_runs WHERE TRUE"
+        );
+        let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(w) = &filter.workflow {
+            args.push(w);
+            sql.push_str(&format!(" AND workflow = ${}", args.len()));
+        }
+        if let Some(st) = &filter.status {
+            args.push(st);
+            sql.push_str(&format!(" AND status = ${}", args.len()));
+        }
+        if let Some(t) = &filter.trigger {
+            args.push(t);
+            sql.push_str(&format!(" AND trigger_kind = ${}", args.len()));
+        }
+        if let Some(since) = &filter.since {
+            args.push(since);
+            sql.push_str(&format!(" AND {MS} >= ${}", args.len()));
+        }
+        let newer_first = filter.after.is_none();
+        let cursor = filter.before.as_ref().or(filter.after.as_ref());
+        if let (Some(id), Some(at)) = (cursor, &cursor_at) {
+            args.push(at);
+            args.push(id);
+            let op = if newer_first { "<" } else { ">" };
+            sql.push_str(&format!(
+                " AND ({MS}, id) {op} (${}, ${})",
+                args.len() - 1,
+                args.len()
+            ));
+        }
+        sql.push_str(if newer_first {
+            " ORDER BY 5 DESC, id DESC"
+        } else {
+            " ORDER BY 5 ASC, id ASC"
+        });
+        let limit = (filter.limit > 0).then(|| (filter.limit + filter.offset) as i64);
+        if let Some(limit) = &limit {
+            args.push(limit);
+            sql.push_str(&format!(" LIMIT ${}", args.len()));
+        }
+        let rows = client
+            .query(&sql, &args)
+            .await
+            .map_err(query_error("listing queued runs"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::store::history::RunSummary {
+                id: r.get(0),
+                workflow: r.get(1),
+                status: r.get(2),
+                trigger: r.get(3),
+                created_at: r.get(4),
+                duration_ms: r.get(5),
+                error: r.get(6),
+                parent_id: None,
+                retry_of: None,
+            })
+            .collect())
+    }
+
+    /// When a queued run was created (Unix ms), if it is on the queue.
+    pub async fn run_created_at(&self, id: &str) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT (EXTRACT(EPOCH FROM created_at) * 1000)::bigint FROM queue_runs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(query_error("reading a queued run"))?
+            .map(|r| r.get(0)))
+    }
+
+    /// Queued runs whose id starts or ends with `part` (at most two: more
+    /// than one is ambiguous), or the newest one for `last`.
+    pub async fn find_runs(&self, part: &str) -> Result<Vec<(String, i64)>> {
+        let client = self.client().await?;
+        let rows = if part == "last" {
+            client
+                .query(
+                    "SELECT id, (EXTRACT(EPOCH FROM created_at) * 1000)::bigint FROM queue_runs
+                      ORDER BY created_at DESC, id DESC LIMIT 1",
+                    &[],
+                )
+                .await
+        } else {
+            client
+                .query(
+                    "SELECT id, (EXTRACT(EPOCH FROM created_at) * 1000)::bigint FROM queue_runs
+                      WHERE id = $1 OR starts_with(id, $1) OR right(id, length($1)) = $1 LIMIT 2",
+                    &[&part],
+                )
+                .await
+        }
+        .map_err(query_error("finding a queued run"))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Queued runs created in each of the `hours` hours up to `now` (Unix
+    /// ms): (hour start, status, count).
+    pub async fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<(i64, String, i64)>> {
+        let client = self.client().await?;
+        let hour = 3_600_000i64;
+        let first = (now.div_euclid(hour) - hours as i64 + 1) * hour;
+        let rows = client
+            .query(
+                "SELECT ((EXTRACT(EPOCH FROM created_at) * 1000)::bigint / $2) * $2, status, COUNT(*)
+                   FROM queue_runs WHERE created_at >= to_timestamp($1::bigint / 1000.0)
+                  GROUP BY 1, 2",
+                &[&first, &hour],
+            )
+            .await
+            .map_err(query_error("counting queued runs by hour"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The workers, most recently heard from first.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>> {
         let client = self.client().await?;

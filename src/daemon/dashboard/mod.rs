@@ -337,6 +337,7 @@ async fn runs(state: &Arc<State>, query: std::collections::HashMap<String, Strin
         // One more than a page: whether there is another one beyond.
         limit: PAGE_SIZE + 1,
         offset: 0,
+        cursor_at: None,
     };
     let listed = state
         .db(move |db| Ok((db.list_runs(&filter), db.list_workflows()?)))

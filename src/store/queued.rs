@@ -1,0 +1,280 @@
+//! The daemon's store when it shares a run queue: its own history (SQLite)
+//! and the runs on the queue, which workers keep in PostgreSQL. Listing,
+//! finding and showing runs (the API, the dashboard, `fuse runs` against the
+//! daemon) see both; everything else is the local store's.
+//!
+//! Like every [`Db`], it is called from blocking threads; it waits for the
+//! queue's answers on the daemon's runtime.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::credentials::{CredentialInfo, CredentialStore, Reseal, Sealed};
+use super::db::Db;
+use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
+use super::memory::{MemoryMessage, MemorySession};
+use super::pg::{Pg, PgError};
+use super::schedules::StoredSchedule;
+use super::tokens::Scope;
+use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
+use crate::api::types::ScheduleRow;
+use crate::error::{Error, Result};
+
+/// A local store with the queue's runs beside its own.
+pub struct WithQueue {
+    local: Arc<dyn Db>,
+    pg: Pg,
+    rt: tokio::runtime::Handle,
+}
+
+impl WithQueue {
+    pub fn new(local: Arc<dyn Db>, pg: Pg, rt: tokio::runtime::Handle) -> WithQueue {
+        WithQueue { local, pg, rt }
+    }
+
+    fn queue<T>(
+        &self,
+        ask: impl std::future::Future<Output = std::result::Result<T, PgError>>,
+    ) -> Result<T> {
+        self.rt
+            .block_on(ask)
+            .map_err(|e| Error::Queue(e.to_string()))
+    }
+}
+
+/// Newest first (or oldest first after an `after` cursor), as both stores order runs.
+fn merge(mut runs: Vec<RunSummary>, newer_first: bool) -> Vec<RunSummary> {
+    runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    runs.dedup_by(|a, b| a.id == b.id);
+    if newer_first {
+        runs.reverse();
+    }
+    runs
+}
+
+impl Db for WithQueue {
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let cursor = filter.before.as_ref().or(filter.after.as_ref());
+        // The page's cursor run is in either store: both lists need its time.
+        let cursor_at = match (filter.cursor_at, cursor) {
+            (Some(at), _) => Some(at),
+            (None, Some(id)) => match self.local.run_created_at(id)? {
+                Some(at) => Some(at),
+                None => self.queue(self.pg.run_created_at(id))?,
+            },
+            (None, None) => None,
+        };
+        if cursor.is_some() && cursor_at.is_none() {
+            // In neither (pruned): the local store says so.
+            return self.local.list_runs(filter);
+        }
+        // Each side gives `offset + limit` from the start; the merged list skips `offset`.
+        let mut wide = filter.clone();
+        wide.offset = 0;
+        wide.cursor_at = cursor_at;
+        if filter.limit > 0 {
+            wide.limit = filter.limit + filter.offset;
+        }
+        let local = self.local.list_runs(&wide)?;
+        let queued = self.queue(self.pg.list_runs(&wide, cursor_at))?;
+        let runs = merge(
+            local.into_iter().chain(queued).collect(),
+            filter.after.is_none(),
+        );
+        let limit = if filter.limit > 0 {
+            filter.limit
+        } else {
+            usize::MAX
+        };
+        Ok(runs.into_iter().skip(filter.offset).take(limit).collect())
+    }
+
+    fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
+        let mut counts = self.local.runs_per_hour(now, hours)?;
+        for (hour, status, n) in self.queue(self.pg.runs_per_hour(now, hours))? {
+            let Some(count) = counts.iter_mut().find(|c| c.hour == hour) else {
+                continue;
+            };
+            let n = n.max(0) as u64;
+            match status.as_str() {
+                "succeeded" => count.succeeded += n,
+                "failed" => count.failed += n,
+                _ => count.other += n,
+            }
+        }
+        Ok(counts)
+    }
+
+    fn resolve_run(&self, id: &str) -> Result<String> {
+        let local = self.local.resolve_run(id);
+        let found = self.queue(self.pg.find_runs(id.trim()))?;
+        match local {
+            Ok(local_id) if id.trim() == "last" => {
+                // The newer of the two stores' newest runs.
+                let local_at = self
+                    .local
+                    .get_run(&local_id)
+                    .map(|d| d.summary.created_at)
+                    .ok();
+                Ok(match found.first() {
+                    Some((queued, at)) if local_at.is_none_or(|l| *at > l) => queued.clone(),
+                    _ => local_id,
+                })
+            }
+            Ok(local_id) if found.is_empty() || found.iter().any(|(q, _)| *q == local_id) => {
+                Ok(local_id)
+            }
+            Ok(local_id) => Err(Error::Setting(format!(
+                "run id {id:?} matches more than one run ({local_id} and {} on the queue); give more of it",
+                found[0].0
+            ))),
+            Err(Error::NotFound(message)) => match found.as_slice() {
+                [] => Err(Error::NotFound(message)),
+                [(only, _)] => Ok(only.clone()),
+                [(a, _), (b, _), ..] => Err(Error::Setting(format!(
+                    "run id {id:?} matches more than one queued run ({a}, {b}); give more of it"
+                ))),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    fn get_run(&self, id: &str) -> Result<RunDetail> {
+        match self.local.get_run(id) {
+            Err(Error::NotFound(message)) => self
+                .queue(self.pg.run_detail(id))?
+                .ok_or(Error::NotFound(message)),
+            other => other,
+        }
+    }
+
+    fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
+        match self.local.run_logs(id) {
+            // Workers keep no log lines on the queue (they log to their own output).
+            Err(Error::NotFound(message)) => match self.queue(self.pg.run_created_at(id))? {
+                Some(_) => Ok(Vec::new()),
+                None => Err(Error::NotFound(message)),
+            },
+            other => other,
+        }
+    }
+
+    fn run_created_at(&self, id: &str) -> Result<Option<i64>> {
+        match self.local.run_created_at(id)? {
+            Some(at) => Ok(Some(at)),
+            None => self.queue(self.pg.run_created_at(id)),
+        }
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.local.ping()
+    }
+    fn list_workflows(&self) -> Result<Vec<WorkflowRow>> {
+        self.local.list_workflows()
+    }
+    fn current_workflow(&self, name: &str) -> Result<Option<CurrentWorkflow>> {
+        self.local.current_workflow(name)
+    }
+    fn enabled_workflows(&self) -> Result<Vec<(String, String, Option<String>)>> {
+        self.local.enabled_workflows()
+    }
+    fn workflows_from_files(&self) -> Result<Vec<(String, String)>> {
+        self.local.workflows_from_files()
+    }
+    fn workflow_versions(&self, name: &str) -> Result<Option<Vec<VersionRow>>> {
+        self.local.workflow_versions(name)
+    }
+    fn workflow_version(&self, name: &str, version: i64) -> Result<Option<(VersionRow, String)>> {
+        self.local.workflow_version(name, version)
+    }
+    fn store_version(&self, name: &str, text: &str, source: Option<&Path>) -> Result<(i64, bool)> {
+        self.local.store_version(name, text, source)
+    }
+    fn rollback_workflow(&self, name: &str, version: i64) -> Result<Rollback> {
+        self.local.rollback_workflow(name, version)
+    }
+    fn set_workflow_enabled(&self, name: &str, enabled: bool) -> Result<bool> {
+        self.local.set_workflow_enabled(name, enabled)
+    }
+    fn delete_workflow(&self, name: &str) -> Result<bool> {
+        self.local.delete_workflow(name)
+    }
+    fn definition(&self, hash: &str) -> Result<Option<String>> {
+        self.local.definition(hash)
+    }
+    fn memory_sessions(&self) -> Result<Vec<MemorySession>> {
+        self.local.memory_sessions()
+    }
+    fn memory_messages(&self, session: &str) -> Result<Option<Vec<MemoryMessage>>> {
+        self.local.memory_messages(session)
+    }
+    fn memory_clear(&self, session: &str) -> Result<usize> {
+        self.local.memory_clear(session)
+    }
+    fn memory_summary(&self, session: &str) -> Result<Option<String>> {
+        self.local.memory_summary(session)
+    }
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
+        self.local.unfinished_runs()
+    }
+    fn mark_run_interrupted(&self, id: &str, reason: &str) -> Result<()> {
+        self.local.mark_run_interrupted(id, reason)
+    }
+    fn sync_schedules(&self, wanted: &[StoredSchedule]) -> Result<()> {
+        self.local.sync_schedules(wanted)
+    }
+    fn due_schedules(&self, before: Option<i64>) -> Result<Vec<StoredSchedule>> {
+        self.local.due_schedules(before)
+    }
+    fn set_schedule_next(
+        &self,
+        workflow: &str,
+        node_id: &str,
+        next: Option<i64>,
+        fired: Option<i64>,
+    ) -> Result<()> {
+        self.local.set_schedule_next(workflow, node_id, next, fired)
+    }
+    fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.local.schedules()
+    }
+    fn tokens_version(&self) -> Result<i64> {
+        self.local.tokens_version()
+    }
+    fn token_hashes(&self) -> Result<Vec<(String, String, Scope)>> {
+        self.local.token_hashes()
+    }
+    fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
+        self.local.touch_tokens(used)
+    }
+}
+
+impl CredentialStore for WithQueue {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.local.meta(key)
+    }
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.local.set_meta(key, value)
+    }
+    fn put_credential(&self, sealed: &Sealed, field_names: &str, now_ms: i64) -> Result<()> {
+        self.local.put_credential(sealed, field_names, now_ms)
+    }
+    fn sealed_credential(&self, name: &str) -> Result<Option<Sealed>> {
+        self.local.sealed_credential(name)
+    }
+    fn any_sealed_credential(&self) -> Result<Option<Sealed>> {
+        self.local.any_sealed_credential()
+    }
+    fn touch_credential(&self, name: &str, now_ms: i64) -> Result<()> {
+        self.local.touch_credential(name, now_ms)
+    }
+    fn list_credentials(&self) -> Result<Vec<CredentialInfo>> {
+        self.local.list_credentials()
+    }
+    fn remove_credential(&self, name: &str) -> Result<bool> {
+        self.local.remove_credential(name)
+    }
+    fn reseal_credentials(&self, reseal: &mut Reseal<'_>, meta: (&str, &str)) -> Result<usize> {
+        self.local.reseal_credentials(reseal, meta)
+    }
+}

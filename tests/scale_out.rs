@@ -1084,6 +1084,13 @@ fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
         path = format!("/api/v1/executions?limit=2&before={last}");
     }
     assert_eq!(paged, listed);
+    // The page just newer than a run (the dashboard's "newer" link).
+    let (_, newer) = d.call(
+        "GET",
+        &format!("/api/v1/executions?limit=2&after={}", listed[4]),
+        None,
+    );
+    assert_eq!(ids(&newer), listed[2..4]);
     let (_, offset) = d.call("GET", "/api/v1/executions?limit=3&offset=2", None);
     assert_eq!(ids(&offset), listed[2..5]);
     let (_, hooked_only) = d.call("GET", "/api/v1/executions?workflow=hooked", None);

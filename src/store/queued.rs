@@ -42,7 +42,8 @@ impl WithQueue {
     }
 }
 
-/// Newest first (or oldest first after an `after` cursor), as both stores order runs.
+/// Runs of both stores in one order, without repeats: newest first, or
+/// oldest first (to take the runs just after a cursor).
 fn merge(mut runs: Vec<RunSummary>, newer_first: bool) -> Vec<RunSummary> {
     runs.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     runs.dedup_by(|a, b| a.id == b.id);
@@ -77,16 +78,20 @@ impl Db for WithQueue {
         }
         let local = self.local.list_runs(&wide)?;
         let queued = self.queue(self.pg.list_runs(&wide, cursor_at))?;
-        let runs = merge(
-            local.into_iter().chain(queued).collect(),
-            filter.after.is_none(),
-        );
+        // After an `after` cursor the page is the runs closest to it, still
+        // shown newest first.
+        let newer_first = filter.after.is_none();
+        let runs = merge(local.into_iter().chain(queued).collect(), newer_first);
         let limit = if filter.limit > 0 {
             filter.limit
         } else {
             usize::MAX
         };
-        Ok(runs.into_iter().skip(filter.offset).take(limit).collect())
+        let mut page: Vec<RunSummary> = runs.into_iter().skip(filter.offset).take(limit).collect();
+        if !newer_first {
+            page.reverse();
+        }
+        Ok(page)
     }
 
     fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {

@@ -170,6 +170,44 @@ fn two_steps(file: &Path, release: &Path) -> String {
     .to_string()
 }
 
+/// Queues a run of `definition` for a worker of its own (a lease of 1s),
+/// which is killed with -9 once the run's `node` is checkpointed.
+fn killed_after(db: &TestDb, home: &TestHome, definition: &str, node: &str) -> NewRun {
+    let mut victim = Worker::start(
+        home.path(),
+        db,
+        &home.tmp().join("victim.log"),
+        &["--concurrency", "1", "--lease", "1s"],
+    );
+    let run = new_run(definition, json!({}));
+    db.rt.block_on(db.pg().enqueue(&run)).unwrap();
+    wait_for_within(
+        &format!("{node}'s checkpoint"),
+        Duration::from_secs(30),
+        || {
+            (db.count(&format!(
+                "SELECT 1 FROM queue_nodes WHERE run_id = '{}' AND node_id = '{node}'",
+                run.id
+            )) == 1)
+                .then_some(())
+        },
+    );
+    victim.kill();
+    run
+}
+
+/// A daemon on the queue that takes calls and fires schedules but runs no
+/// run itself (`--role api,scheduler`).
+fn api_process<'a>(db: &TestDb, home: &'a TestHome) -> crate::daemon::Daemon<'a> {
+    crate::daemon::start_with(
+        home,
+        &[
+            ("FUSE_STORE_URL", db.url.as_str()),
+            ("FUSE_ROLES", "api,scheduler"),
+        ],
+    )
+}
+
 fn new_run(definition: &str, input: Value) -> NewRun {
     NewRun {
         id: uuid::Uuid::now_v7().to_string(),
@@ -249,27 +287,8 @@ fn a_killed_worker_s_run_finishes_elsewhere_without_rerunning_its_finished_node(
     let release = home.tmp().join("release");
     let definition = two_steps(&effects, &release);
     let pg = db.pg();
-    let mut victim = Worker::start(
-        home.path(),
-        &db,
-        &home.tmp().join("victim.log"),
-        &["--concurrency", "1", "--lease", "1s"],
-    );
     // The victim is killed while its run waits in step b (step a is done).
-    let slow = new_run(&definition, json!({}));
-    db.rt.block_on(pg.enqueue(&slow)).unwrap();
-    wait_for_within(
-        "the first step's checkpoint",
-        Duration::from_secs(30),
-        || {
-            (db.count(&format!(
-                "SELECT 1 FROM queue_nodes WHERE run_id = '{}' AND node_id = 'a'",
-                slow.id
-            )) == 1)
-                .then_some(())
-        },
-    );
-    victim.kill();
+    let slow = killed_after(&db, &home, &definition, "a");
     // Its command died with it: releasing step b now cannot make the killed
     // run write its line.
     std::fs::write(&release, "").unwrap();
@@ -362,23 +381,7 @@ fn a_resumed_run_reruns_no_finished_foreach_item_and_no_handled_failure() {
         ]
     })
     .to_string();
-    let pg = db.pg();
-    let mut victim = Worker::start(
-        home.path(),
-        &db,
-        &home.tmp().join("victim.log"),
-        &["--concurrency", "1", "--lease", "1s"],
-    );
-    let run = new_run(&definition, json!({}));
-    db.rt.block_on(pg.enqueue(&run)).unwrap();
-    wait_for_within("the handler's checkpoint", Duration::from_secs(30), || {
-        (db.count(&format!(
-            "SELECT 1 FROM queue_nodes WHERE run_id = '{}' AND node_id = 'handler'",
-            run.id
-        )) == 1)
-            .then_some(())
-    });
-    victim.kill();
+    let run = killed_after(&db, &home, &definition, "handler");
     std::fs::write(&release, "").unwrap();
     // The failure is checkpointed as an error, the foreach node as a whole.
     let rows = db.query(&format!(
@@ -681,13 +684,7 @@ fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
     let db = TestDb::new();
     let home = TestHome::initialized();
     // The API process does not run runs itself: the three workers do.
-    let d = crate::daemon::start_with(
-        &home,
-        &[
-            ("FUSE_STORE_URL", db.url.as_str()),
-            ("FUSE_ROLES", "api,scheduler"),
-        ],
-    );
+    let d = api_process(&db, &home);
     assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
     let workers_home = TestHome::new();
     let _workers: Vec<Worker> = (0..3)
@@ -867,13 +864,7 @@ fn two_schedulers_fire_each_cron_time_once() {
 fn overlap_skip_sees_runs_waiting_on_the_queue() {
     let db = TestDb::new();
     let home = TestHome::initialized();
-    let d = crate::daemon::start_with(
-        &home,
-        &[
-            ("FUSE_STORE_URL", db.url.as_str()),
-            ("FUSE_ROLES", "api,scheduler"),
-        ],
-    );
+    let d = api_process(&db, &home);
     let wf = json!({"name": "single", "nodes": [
         {"id": "tick", "type": "trigger.cron", "data": {"inputs": {"cron": "* * * * * *", "overlap": "skip"}}},
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
@@ -1105,17 +1096,7 @@ fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
     assert_eq!(code, 200, "{shown}");
     assert_eq!(shown["id"], json!(wanted));
     assert_eq!(shown["status"], "succeeded");
-    let out = home
-        .cmd()
-        .args(["runs", "list", "--json", "--limit", "50"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = crate::helper::json_of(home.cmd().args(["runs", "list", "--json", "--limit", "50"]));
     let cli_ids: Vec<&str> = cli
         .as_array()
         .unwrap()
@@ -1123,17 +1104,7 @@ fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(cli_ids, listed);
-    let out = home
-        .cmd()
-        .args(["runs", "show", "last", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = crate::helper::json_of(home.cmd().args(["runs", "show", "last", "--json"]));
     assert_eq!(last["id"], json!(listed[0]));
 }
 

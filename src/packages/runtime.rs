@@ -373,19 +373,8 @@ fn command_of(settings: &ProcessSettings) -> tokio::process::Command {
     }
     #[cfg(unix)]
     cmd.process_group(0);
-    // The process dies with this one, as `exec.command`'s do: a fuse (or a
-    // worker) killed with -9 leaves no package process behind to finish a
-    // side effect beside the run another worker resumes.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // Dies with this process, as `exec.command`'s commands do.
+    crate::nodes::builtin::exec::dies_with_fuse(&mut cmd);
     settings.confiner.confine(&mut cmd);
     cmd
 }

@@ -37,6 +37,18 @@ pub struct HourCount {
     pub other: u64,
 }
 
+impl HourCount {
+    /// Counts `n` runs of `status` in this hour.
+    pub fn add(&mut self, status: &str, n: i64) {
+        let n = n.max(0) as u64;
+        match status {
+            "succeeded" => self.succeeded += n,
+            "failed" => self.failed += n,
+            _ => self.other += n,
+        }
+    }
+}
+
 /// Which runs to list: newest first, matching every filter given.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -284,12 +296,7 @@ impl Store {
             let Some(count) = usize::try_from(slot).ok().and_then(|i| counts.get_mut(i)) else {
                 continue; // created after `now` (a clock step): not in the chart
             };
-            let n = n.max(0) as u64;
-            match status.as_str() {
-                "succeeded" => count.succeeded += n,
-                "failed" => count.failed += n,
-                _ => count.other += n,
-            }
+            count.add(&status, n);
         }
         Ok(counts)
     }

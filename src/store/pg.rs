@@ -101,6 +101,22 @@ ALTER TABLE queue_nodes ADD COLUMN error JSONB;
 "#,
 ];
 
+/// A queued run's summary from a row that starts with id, workflow, status,
+/// trigger kind, creation (Unix ms), duration (ms) and error.
+fn summary_of(r: &tokio_postgres::Row) -> crate::store::history::RunSummary {
+    crate::store::history::RunSummary {
+        id: r.get(0),
+        workflow: r.get(1),
+        status: r.get(2),
+        trigger: r.get(3),
+        created_at: r.get(4),
+        duration_ms: r.get(5),
+        error: r.get(6),
+        parent_id: None,
+        retry_of: None,
+    }
+}
+
 /// The channel queued runs are announced on.
 pub const CHANNEL: &str = "fuse_runs";
 
@@ -567,7 +583,7 @@ impl Pg {
     /// A queued run as the run history shows runs: its summary, input,
     /// output and the nodes checkpointed so far.
     pub async fn run_detail(&self, id: &str) -> Result<Option<crate::store::history::RunDetail>> {
-        use crate::store::history::{NodeRunRow, RunDetail, RunSummary};
+        use crate::store::history::{NodeRunRow, RunDetail};
         let client = self.client().await?;
         let Some(r) = client
             .query_opt(
@@ -614,17 +630,7 @@ impl Pg {
             })
             .collect();
         Ok(Some(RunDetail {
-            summary: RunSummary {
-                id: r.get(0),
-                workflow: r.get(1),
-                status: r.get(2),
-                trigger: r.get(3),
-                created_at: r.get(4),
-                duration_ms: r.get(5),
-                error: r.get(6),
-                parent_id: None,
-                retry_of: None,
-            },
+            summary: summary_of(&r),
             workflow_hash: None,
             source_path: None,
             input: r.get(7),
@@ -696,20 +702,7 @@ impl Pg {
             .query(&sql, &args)
             .await
             .map_err(query_error("listing queued runs"))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| crate::store::history::RunSummary {
-                id: r.get(0),
-                workflow: r.get(1),
-                status: r.get(2),
-                trigger: r.get(3),
-                created_at: r.get(4),
-                duration_ms: r.get(5),
-                error: r.get(6),
-                parent_id: None,
-                retry_of: None,
-            })
-            .collect())
+        Ok(rows.into_iter().map(|r| summary_of(&r)).collect())
     }
 
     /// When a queued run was created (Unix ms), if it is on the queue.

@@ -100,12 +100,7 @@ impl Db for WithQueue {
             let Some(count) = counts.iter_mut().find(|c| c.hour == hour) else {
                 continue;
             };
-            let n = n.max(0) as u64;
-            match status.as_str() {
-                "succeeded" => count.succeeded += n,
-                "failed" => count.failed += n,
-                _ => count.other += n,
-            }
+            count.add(&status, n);
         }
         Ok(counts)
     }

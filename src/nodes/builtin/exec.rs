@@ -117,19 +117,7 @@ async fn run(ctx: NodeCtx) -> Result<NodeOutput, NodeError> {
     .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
-    // The command dies with this process: a fuse (or worker) killed with -9
-    // leaves no command behind that would finish its side effect beside the
-    // run another worker resumes.
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe and touches only the child.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    dies_with_fuse(&mut cmd);
 
     let mut child = cmd.spawn().map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
@@ -228,4 +216,24 @@ impl Drop for ProcessGroup {
             }
         }
     }
+}
+
+/// Makes a child process die with this process (Linux): a fuse (or worker)
+/// killed with -9 leaves no command or package process behind that would
+/// finish its side effect beside the run another worker resumes. The signal
+/// comes when the thread that spawned the child ends, so spawn from a
+/// runtime's own threads, not from a pool thread that may exit first.
+pub(crate) fn dies_with_fuse(cmd: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }

@@ -117,6 +117,10 @@ fn summary_of(r: &tokio_postgres::Row) -> crate::store::history::RunSummary {
     }
 }
 
+/// A queued run's creation time in Unix ms, as runs are listed, ordered and
+/// paged by (truncated, as the daemon's own clock gives whole milliseconds).
+const CREATED_MS: &str = "floor(EXTRACT(EPOCH FROM created_at) * 1000)::bigint";
+
 /// The channel queued runs are announced on.
 pub const CHANNEL: &str = "fuse_runs";
 
@@ -587,11 +591,13 @@ impl Pg {
         let client = self.client().await?;
         let Some(r) = client
             .query_opt(
-                "SELECT id, workflow, status, trigger_kind,
-                        (EXTRACT(EPOCH FROM created_at) * 1000)::bigint,
+                &format!(
+                    "SELECT id, workflow, status, trigger_kind,
+                        {CREATED_MS},
                         (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint,
                         error, input, output
-                   FROM queue_runs WHERE id = $1",
+                   FROM queue_runs WHERE id = $1"
+                ),
                 &[&id],
             )
             .await
@@ -652,10 +658,9 @@ impl Pg {
         cursor_at: Option<i64>,
     ) -> Result<Vec<crate::store::history::RunSummary>> {
         use tokio_postgres::types::ToSql;
-        const MS: &str = "(EXTRACT(EPOCH FROM created_at) * 1000)::bigint";
         let client = self.client().await?;
         let mut sql = format!(
-            "SELECT id, workflow, status, trigger_kind, {MS},
+            "SELECT id, workflow, status, trigger_kind, {CREATED_MS},
                     (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint, error
                FROM queue_runs WHERE TRUE"
         );
@@ -674,7 +679,7 @@ impl Pg {
         }
         if let Some(since) = &filter.since {
             args.push(since);
-            sql.push_str(&format!(" AND {MS} >= ${}", args.len()));
+            sql.push_str(&format!(" AND {CREATED_MS} >= ${}", args.len()));
         }
         let newer_first = filter.after.is_none();
         let cursor = filter.before.as_ref().or(filter.after.as_ref());
@@ -683,7 +688,7 @@ impl Pg {
             args.push(id);
             let op = if newer_first { "<" } else { ">" };
             sql.push_str(&format!(
-                " AND ({MS}, id) {op} (${}, ${})",
+                " AND ({CREATED_MS}, id) {op} (${}, ${})",
                 args.len() - 1,
                 args.len()
             ));
@@ -710,7 +715,7 @@ impl Pg {
         let client = self.client().await?;
         Ok(client
             .query_opt(
-                "SELECT (EXTRACT(EPOCH FROM created_at) * 1000)::bigint FROM queue_runs WHERE id = $1",
+                &format!("SELECT {CREATED_MS} FROM queue_runs WHERE id = $1"),
                 &[&id],
             )
             .await
@@ -725,16 +730,19 @@ impl Pg {
         let rows = if part == "last" {
             client
                 .query(
-                    "SELECT id, (EXTRACT(EPOCH FROM created_at) * 1000)::bigint FROM queue_runs
-                      ORDER BY created_at DESC, id DESC LIMIT 1",
+                    &format!(
+                        "SELECT id, {CREATED_MS} FROM queue_runs ORDER BY 2 DESC, 1 DESC LIMIT 1"
+                    ),
                     &[],
                 )
                 .await
         } else {
             client
                 .query(
-                    "SELECT id, (EXTRACT(EPOCH FROM created_at) * 1000)::bigint FROM queue_runs
-                      WHERE id = $1 OR starts_with(id, $1) OR right(id, length($1)) = $1 LIMIT 2",
+                    &format!(
+                        "SELECT id, {CREATED_MS} FROM queue_runs
+                      WHERE id = $1 OR starts_with(id, $1) OR right(id, length($1)) = $1 LIMIT 2"
+                    ),
                     &[&part],
                 )
                 .await
@@ -751,9 +759,11 @@ impl Pg {
         let first = (now.div_euclid(hour) - hours as i64 + 1) * hour;
         let rows = client
             .query(
-                "SELECT ((EXTRACT(EPOCH FROM created_at) * 1000)::bigint / $2) * $2, status, COUNT(*)
+                &format!(
+                    "SELECT ({CREATED_MS} / $2) * $2, status, COUNT(*)
                    FROM queue_runs WHERE created_at >= to_timestamp($1::bigint / 1000.0)
-                  GROUP BY 1, 2",
+                  GROUP BY 1, 2"
+                ),
                 &[&first, &hour],
             )
             .await

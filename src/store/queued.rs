@@ -111,13 +111,14 @@ impl Db for WithQueue {
         match local {
             Ok(local_id) if id.trim() == "last" => {
                 // The newer of the two stores' newest runs.
-                let local_at = self
-                    .local
-                    .get_run(&local_id)
-                    .map(|d| d.summary.created_at)
-                    .ok();
+                // As lists order runs: by creation time, then id.
+                let local_at = self.local.run_created_at(&local_id)?;
                 Ok(match found.first() {
-                    Some((queued, at)) if local_at.is_none_or(|l| *at > l) => queued.clone(),
+                    Some((queued, at))
+                        if local_at.is_none_or(|l| (*at, queued) > (l, &local_id)) =>
+                    {
+                        queued.clone()
+                    }
                     _ => local_id,
                 })
             }

@@ -213,7 +213,7 @@ impl Observer for Checkpoints {
 /// Relays the events of the runs this worker holds to the daemons' WebSocket
 /// clients (`NOTIFY fuse_events`), in batches, in order.
 struct Relay {
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, Option<crate::store::pg::QueueLog>)>,
     running: Running,
 }
 
@@ -228,6 +228,22 @@ impl Observer for Relay {
         if !held {
             return;
         }
+        // Log lines are also kept, for the run's logs.
+        let log = match event {
+            Event::Log {
+                run_id,
+                node_id,
+                level,
+                message,
+            } => Some(crate::store::pg::QueueLog {
+                run_id: run_id.clone(),
+                ts: crate::engine::events::now_ms(),
+                node_id: node_id.clone(),
+                level: level.as_str().to_string(),
+                message: message.clone(),
+            }),
+            _ => None,
+        };
         let mut text = value.to_string();
         if text.len() > crate::store::pg::MAX_EVENT_BYTES {
             // A notification holds 8000 bytes: large step data stays in history.
@@ -238,20 +254,41 @@ impl Observer for Relay {
             }
             text = value.to_string();
         }
-        if text.len() <= crate::store::pg::MAX_EVENT_BYTES {
-            let _ = self.tx.send(text);
+        if text.len() > crate::store::pg::MAX_EVENT_BYTES {
+            text.clear();
+        }
+        if !text.is_empty() || log.is_some() {
+            let _ = self.tx.send((text, log));
         }
     }
 }
 
-async fn relay_events(pg: Pg, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
+async fn relay_events(
+    pg: Pg,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Option<crate::store::pg::QueueLog>)>,
+) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 500 {
+        let mut items = vec![first];
+        while items.len() < 500 {
             match rx.try_recv() {
-                Ok(more) => batch.push(more),
+                Ok(more) => items.push(more),
                 Err(_) => break,
             }
+        }
+        let mut batch = Vec::with_capacity(items.len());
+        let mut logs = Vec::new();
+        for (text, log) in items {
+            if !text.is_empty() {
+                batch.push(text);
+            }
+            logs.extend(log);
+        }
+        // Kept before they are announced: a client that sees a line can read it back.
+        if let Err(e) = pg.add_logs(&logs).await {
+            tracing::warn!(
+                "cannot keep {} log line(s) of queued runs ({e}); their run logs miss them",
+                logs.len()
+            );
         }
         if let Err(e) = pg.publish_events(&batch).await {
             tracing::warn!(

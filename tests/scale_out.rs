@@ -1108,6 +1108,45 @@ fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
     assert_eq!(last["id"], json!(listed[0]));
 }
 
+/// The log lines of a queued run are kept on the queue: its run logs show
+/// them through any daemon on the queue.
+#[test]
+fn a_queued_run_s_log_lines_are_its_run_logs() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
+    let wf = json!({"name": "noted", "nodes": [
+        {"id": "in", "type": "trigger.webhook", "data": {"inputs": {"path": "noted"}}},
+        {"id": "note", "type": "log", "data": {"inputs": {"message": "order {{ trigger.body.n }} arrived"}}}
+    ], "edges": [{"source": "in", "target": "note"}]});
+    assert_eq!(d.call("POST", "/api/v1/workflows", Some(wf)).0, 201);
+    let (code, accepted) = crate::daemon::http(
+        "POST",
+        &format!("{}/webhook/noted", d.url),
+        None,
+        &[],
+        Some(&json!({"n": 41})),
+    );
+    assert_eq!(code, 202, "{accepted}");
+    let id = accepted["run_id"].as_str().unwrap().to_string();
+    let logs = wait_for_within("the run's log line", Duration::from_secs(30), || {
+        let (code, body) = d.call("GET", &format!("/api/v1/executions/{id}/logs"), None);
+        assert_eq!(code, 200, "{body}");
+        let lines = body["logs"].as_array().cloned().unwrap_or_default();
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["message"], "order 41 arrived");
+    assert_eq!(logs[0]["node_id"], "note");
+    assert_eq!(logs[0]["level"], "info");
+    // Another daemon on the same queue reads it too.
+    let other_home = TestHome::initialized();
+    let other = api_process(&db, &other_home);
+    let (code, body) = other.call("GET", &format!("/api/v1/executions/{id}/logs"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["logs"][0]["message"], "order 41 arrived");
+}
+
 #[test]
 fn one_daemon_on_the_queue_still_runs_its_runs_and_roles_split_the_work() {
     let db = TestDb::new();

@@ -99,6 +99,16 @@ CREATE TABLE schedule_fires (
     r#"
 ALTER TABLE queue_nodes ADD COLUMN error JSONB;
 "#,
+    r#"
+CREATE TABLE queue_logs (
+    run_id TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    node_id TEXT,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX queue_logs_run ON queue_logs (run_id, ts);
+"#,
 ];
 
 /// A queued run's summary from a row that starts with id, workflow, status,
@@ -894,6 +904,62 @@ impl Pg {
             .await
             .map_err(query_error("announcing run events"))?;
         Ok(())
+    }
+}
+
+/// A log line of a queued run, kept for its run logs.
+#[derive(Debug, Clone)]
+pub struct QueueLog {
+    pub run_id: String,
+    /// Unix ms.
+    pub ts: i64,
+    pub node_id: Option<String>,
+    pub level: String,
+    pub message: String,
+}
+
+impl Pg {
+    /// Keeps log lines of queued runs (one statement for the batch).
+    pub async fn add_logs(&self, logs: &[QueueLog]) -> Result<()> {
+        if logs.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<&str> = logs.iter().map(|l| l.run_id.as_str()).collect();
+        let times: Vec<i64> = logs.iter().map(|l| l.ts).collect();
+        let nodes: Vec<Option<&str>> = logs.iter().map(|l| l.node_id.as_deref()).collect();
+        let levels: Vec<&str> = logs.iter().map(|l| l.level.as_str()).collect();
+        let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO queue_logs (run_id, ts, node_id, level, message)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
+                &[&runs, &times, &nodes, &levels, &messages],
+            )
+            .await
+            .map_err(query_error("keeping run log lines"))?;
+        Ok(())
+    }
+
+    /// A queued run's log lines, oldest first.
+    pub async fn run_logs(&self, id: &str) -> Result<Vec<crate::store::history::LogRow>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT ts, node_id, level, message FROM queue_logs WHERE run_id = $1 ORDER BY ts",
+                &[&id],
+            )
+            .await
+            .map_err(query_error("reading a queued run's log"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::store::history::LogRow {
+                ts: r.get(0),
+                node_id: r.get(1),
+                level: r.get(2),
+                message: r.get(3),
+            })
+            .collect())
     }
 }
 

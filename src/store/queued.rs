@@ -151,9 +151,9 @@ impl Db for WithQueue {
 
     fn run_logs(&self, id: &str) -> Result<Vec<LogRow>> {
         match self.local.run_logs(id) {
-            // Workers keep no log lines on the queue (they log to their own output).
+            // A queued run: the log lines its workers kept on the queue.
             Err(Error::NotFound(message)) => match self.queue(self.pg.run_created_at(id))? {
-                Some(_) => Ok(Vec::new()),
+                Some(_) => self.queue(self.pg.run_logs(id)),
                 None => Err(Error::NotFound(message)),
             },
             other => other,

@@ -473,6 +473,8 @@ async fn execute(engine: &Engine, pg: &Pg, worker: &str, run: Claimed, token: Ca
         );
     }
     let mut request = RunRequest::new(run.input.clone(), &run.trigger_kind);
+    // Checkpoints keep what a resumed run needs; the record only its result.
+    request.keep_outputs = false;
     request.run_id = Some(run.id.clone());
     request.entry = run.entry.clone();
     request.reuse = run.finished.clone();

@@ -1235,6 +1235,8 @@ pub(super) async fn start_run_with(
         }
     };
     let mut request = RunRequest::new(input, trigger);
+    // History keeps the node outputs; the run need not hold them to its end.
+    request.keep_outputs = false;
     request.run_id = Some(run_id.clone());
     request.responder = spec.responder;
     request.retry_of = spec.retry_of;

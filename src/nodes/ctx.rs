@@ -196,6 +196,8 @@ impl NodeCtx {
             }
         };
         let mut request = crate::RunRequest::new(input, "call");
+        // The caller takes only the sub-run's result.
+        request.keep_outputs = false;
         request.parent_id = Some(self.run.id.to_string());
         request.depth = self.run.depth + 1;
         request.cancel = self.cancel.clone();

@@ -83,6 +83,8 @@ struct Checkpoints {
 struct Checkpoint {
     run: String,
     node: String,
+    /// One item of a `foreach` node.
+    item: Option<i32>,
     output: serde_json::Value,
     error: Option<serde_json::Value>,
     done: std::sync::mpsc::Sender<Result<bool, String>>,
@@ -120,15 +122,23 @@ fn checkpoint_writer(
             };
             let _ = ready_tx.send(Ok(()));
             for job in rx {
-                let written = runtime
-                    .block_on(pg.node_finished(
+                let written = match job.item {
+                    Some(item) => runtime.block_on(pg.item_finished(
+                        &worker,
+                        &job.run,
+                        &job.node,
+                        item,
+                        &job.output,
+                    )),
+                    None => runtime.block_on(pg.node_finished(
                         &worker,
                         &job.run,
                         &job.node,
                         &job.output,
                         job.error.as_ref(),
-                    ))
-                    .map_err(|e| e.to_string());
+                    )),
+                }
+                .map_err(|e| e.to_string());
                 let _ = job.done.send(written);
             }
         })?;
@@ -141,39 +151,58 @@ fn checkpoint_writer(
 
 impl Observer for Checkpoints {
     fn on_event(&self, event: &Event) {
-        let Event::NodeFinished {
-            run_id,
-            node_id,
-            node_type,
-            status,
-            attempts,
-            output,
-            error_value,
-            ..
-        } = event
-        else {
-            return;
-        };
-        // Attempts 0: reused from a checkpoint, or skipped without running.
-        // A pure node (a transform, a branch) gives the same again when
-        // resumed. A `foreach` node is checkpointed whole, with its items'
-        // outputs, once every item has finished.
-        if *attempts == 0 || crate::nodes::is_pure(node_type) {
-            return;
-        }
-        let (output, error) = match (status, output, error_value) {
-            (Status::Succeeded, Some(output), _) => ((**output).clone(), None),
-            // Failed in a way the run may go on from (an error path,
-            // `on_error: continue`): resumed, it fails the same way again
-            // without running. (A failure that ends the run is harmless here.)
-            (Status::Failed, _, Some(error)) => (serde_json::Value::Null, Some(error.clone())),
+        let (run, node, item, output, error) = match event {
+            // Each finished item of a `foreach` node, so a resumed run does
+            // not run it again (the node as a whole is checkpointed below).
+            Event::NodeAttempt(a)
+                if a.status == Status::Succeeded
+                    && a.attempt > 0
+                    && !crate::nodes::is_pure(&a.node_type) =>
+            {
+                let (Some(item), Some(output)) = (a.item, &a.output) else {
+                    return;
+                };
+                (
+                    a.run_id.to_string(),
+                    a.node_id.to_string(),
+                    Some(item as i32),
+                    (**output).clone(),
+                    None,
+                )
+            }
+            // Attempts 0: reused from a checkpoint, or skipped without
+            // running. A pure node (a transform, a branch) gives the same
+            // again when resumed.
+            Event::NodeFinished {
+                run_id,
+                node_id,
+                node_type,
+                status,
+                attempts,
+                output,
+                error_value,
+                ..
+            } if *attempts > 0 && !crate::nodes::is_pure(node_type) => {
+                let (output, error) = match (status, output, error_value) {
+                    (Status::Succeeded, Some(output), _) => ((**output).clone(), None),
+                    // Failed in a way the run may go on from (an error path,
+                    // `on_error: continue`): resumed, it fails the same way
+                    // again without running. (A failure that ends the run is
+                    // harmless here.)
+                    (Status::Failed, _, Some(error)) => {
+                        (serde_json::Value::Null, Some(error.clone()))
+                    }
+                    _ => return,
+                };
+                (run_id.clone(), node_id.clone(), None, output, error)
+            }
             _ => return,
         };
-        let (run, node) = (run_id.clone(), node_id.clone());
         let (done, written) = std::sync::mpsc::channel();
         let job = Checkpoint {
             run: run.clone(),
             node: node.clone(),
+            item,
             output,
             error,
             done,
@@ -479,6 +508,7 @@ async fn execute(engine: &Engine, pg: &Pg, worker: &str, run: Claimed, token: Ca
     request.entry = run.entry.clone();
     request.reuse = run.finished.clone();
     request.pins = Arc::new(failed_pins(&run.failed));
+    request.reuse_items = run.items.clone();
     request.cancel = token.clone();
     let record = engine.run(plan, request).await;
     if token.is_cancelled() {

@@ -173,6 +173,23 @@ fn two_steps(file: &Path, release: &Path) -> String {
 /// Queues a run of `definition` for a worker of its own (a lease of 1s),
 /// which is killed with -9 once the run's `node` is checkpointed.
 fn killed_after(db: &TestDb, home: &TestHome, definition: &str, node: &str) -> NewRun {
+    killed_once(
+        db,
+        home,
+        definition,
+        &format!("{node}'s checkpoint"),
+        |run| format!("SELECT 1 FROM queue_nodes WHERE run_id = '{run}' AND node_id = '{node}'"),
+    )
+}
+
+/// Like [`killed_after`], once the query `rows(run id)` gives a row.
+fn killed_once(
+    db: &TestDb,
+    home: &TestHome,
+    definition: &str,
+    what: &str,
+    rows: impl Fn(&str) -> String,
+) -> NewRun {
     let mut victim = Worker::start(
         home.path(),
         db,
@@ -181,17 +198,9 @@ fn killed_after(db: &TestDb, home: &TestHome, definition: &str, node: &str) -> N
     );
     let run = new_run(definition, json!({}));
     db.rt.block_on(db.pg().enqueue(&run)).unwrap();
-    wait_for_within(
-        &format!("{node}'s checkpoint"),
-        Duration::from_secs(30),
-        || {
-            (db.count(&format!(
-                "SELECT 1 FROM queue_nodes WHERE run_id = '{}' AND node_id = '{node}'",
-                run.id
-            )) == 1)
-                .then_some(())
-        },
-    );
+    wait_for_within(what, Duration::from_secs(30), || {
+        (db.count(&rows(&run.id)) >= 1).then_some(())
+    });
     victim.kill();
     run
 }
@@ -429,6 +438,68 @@ fn a_resumed_run_reruns_no_finished_foreach_item_and_no_handled_failure() {
             format!("wait {id}"),
         ],
         "every side effect exactly once"
+    );
+    assert!(other.log().contains("resuming a run"), "{}", other.log());
+}
+
+/// A worker killed in the middle of a `foreach` node: the run resumed
+/// elsewhere runs only the items that had not finished.
+#[test]
+fn a_resumed_run_runs_only_the_unfinished_items_of_a_foreach() {
+    let db = TestDb::new();
+    let home = TestHome::new();
+    let effects = home.tmp().join("effects.txt");
+    let release = home.tmp().join("release");
+    let (f, r) = (effects.display(), release.display());
+    // One item at a time; the last waits for the release before its effect.
+    let definition = json!({
+        "name": "steps",
+        "nodes": [
+            {"id": "each", "type": "exec.command", "foreach": "{{ ['x', 'y', 'z'] }}", "concurrency": 1,
+             "data": {"inputs": {"argv": ["sh", "-c", format!(
+                 "if [ {{{{ item }}}} = z ]; then while [ ! -e {r} ]; do sleep 0.05; done; fi; echo \"each {{{{ item }}}} {{{{ run.id }}}}\" >> {f}")]}}}
+        ],
+        "edges": []
+    })
+    .to_string();
+    let run = killed_once(&db, &home, &definition, "two items' checkpoints", |run| {
+        format!("SELECT 1 FROM queue_items WHERE run_id = '{run}' HAVING COUNT(*) = 2")
+    });
+    std::fs::write(&release, "").unwrap();
+    let other = Worker::start(
+        home.path(),
+        &db,
+        &home.tmp().join("other.log"),
+        &["--concurrency", "2", "--lease", "1s"],
+    );
+    wait_for_within("the run to finish", Duration::from_secs(60), || {
+        (db.count(&format!(
+            "SELECT 1 FROM queue_runs WHERE id = '{}' AND status = 'succeeded'",
+            run.id
+        )) == 1)
+            .then_some(())
+    });
+    let finished = &db.query(&format!(
+        "SELECT claims, output FROM queue_runs WHERE id = '{}'",
+        run.id
+    ))[0];
+    assert_eq!(finished["claims"], 2, "{finished}");
+    assert_eq!(
+        finished["output"].as_array().map(Vec::len),
+        Some(3),
+        "{finished}"
+    );
+    let mut effects = lines(&effects);
+    effects.sort();
+    let id = &run.id;
+    assert_eq!(
+        effects,
+        [
+            format!("each x {id}"),
+            format!("each y {id}"),
+            format!("each z {id}")
+        ],
+        "each item's side effect exactly once"
     );
     assert!(other.log().contains("resuming a run"), "{}", other.log());
 }

@@ -31,6 +31,7 @@ struct Shared {
     creds: Arc<super::RunCreds>,
     cancel: CancellationToken,
     reuse: HashMap<String, Value>,
+    reuse_items: HashMap<String, HashMap<usize, Value>>,
     pins: Arc<HashMap<String, super::pin::Pin>>,
     max_parallel: usize,
     /// The trigger node that started the run ([`super::RunRequest::entry`]).
@@ -161,6 +162,7 @@ async fn execute_as(
         creds,
         cancel: request.cancel.child_token(),
         reuse: request.reuse,
+        reuse_items: request.reuse_items,
         pins: request.pins,
         max_parallel,
         entry: request.entry.clone().or_else(|| default_entry(&plan)),
@@ -735,9 +737,27 @@ async fn run_foreach(
     // Items are polled here, at most `concurrency` at a time, like the nodes of a
     // run: no task (and no cross-thread wake-up) per item.
     let count = items.len();
-    let mut pending = items.into_iter().enumerate();
-    let mut running = FuturesUnordered::new();
     let mut results: Vec<Value> = vec![Value::Null; count];
+    // Items a resumed run finished before: their outputs, not run again.
+    let reused = shared.reuse_items.get(&*node.id);
+    if let Some(reused) = reused {
+        let mut taken = 0;
+        for (&index, output) in reused.iter().filter(|(index, _)| **index < count) {
+            results[index] = output.clone();
+            taken += 1;
+        }
+        shared.engine.observer().on_event(&Event::Log {
+            run_id: shared.run.id.to_string(),
+            node_id: Some(node.id.to_string()),
+            level: LogLevel::Info,
+            message: format!("reused {taken} of its {count} items from the earlier run"),
+        });
+    }
+    let mut pending = items
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| reused.is_none_or(|r| !r.contains_key(index)));
+    let mut running = FuturesUnordered::new();
     let mut max_attempts = 0;
     let mut first_error: Option<(usize, NodeError)> = None;
     loop {

@@ -62,6 +62,9 @@ pub struct RunRequest {
     pub cancel: CancellationToken,
     /// Outputs of nodes to reuse instead of running them (`runs retry --from-failed`).
     pub reuse: std::collections::HashMap<String, Value>,
+    /// Outputs of single items of `foreach` nodes to reuse instead of
+    /// running them again (a resumed queued run): by node, by item index.
+    pub reuse_items: std::collections::HashMap<String, std::collections::HashMap<usize, Value>>,
     /// The id of a run its caller has recorded before it starts (the daemon
     /// records it accepted, answers `202 {run_id}`, then records it started):
     /// history then writes no row for its start. A new v7 UUID otherwise.
@@ -97,6 +100,7 @@ impl RunRequest {
             depth: 0,
             cancel: CancellationToken::new(),
             reuse: Default::default(),
+            reuse_items: Default::default(),
             run_id: None,
             responder: None,
             entry: None,

@@ -109,6 +109,16 @@ CREATE TABLE queue_logs (
 );
 CREATE INDEX queue_logs_run ON queue_logs (run_id, ts);
 "#,
+    r#"
+CREATE TABLE queue_items (
+    run_id TEXT NOT NULL REFERENCES queue_runs (id) ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    item INT NOT NULL,
+    output JSONB NOT NULL,
+    worker TEXT NOT NULL,
+    PRIMARY KEY (run_id, node_id, item)
+);
+"#,
 ];
 
 /// A queued run's summary from a row that starts with id, workflow, status,
@@ -173,6 +183,9 @@ pub struct Claimed {
     /// from (an error path, `on_error: continue`): they fail the same way
     /// again without running.
     pub failed: HashMap<String, Value>,
+    /// Outputs of the finished items of `foreach` nodes that had not
+    /// finished all of them: by node, by item index.
+    pub items: HashMap<String, HashMap<usize, Value>>,
 }
 
 /// What a worker says about itself.
@@ -390,8 +403,11 @@ impl Pg {
         for row in rows {
             let id: String = row.get(0);
             let claims: i32 = row.get(6);
-            let (finished, failed) = if claims > 1 {
-                self.finished_nodes(&id).await?
+            let ((finished, failed), items) = if claims > 1 {
+                (
+                    self.finished_nodes(&id).await?,
+                    self.finished_items(&id).await?,
+                )
             } else {
                 Default::default()
             };
@@ -405,6 +421,7 @@ impl Pg {
                 claims,
                 finished,
                 failed,
+                items,
             });
         }
         Ok(claimed)
@@ -431,6 +448,51 @@ impl Pg {
             };
         }
         Ok((finished, failed))
+    }
+
+    /// The outputs of a run's finished `foreach` items, by node and index.
+    async fn finished_items(&self, run_id: &str) -> Result<HashMap<String, HashMap<usize, Value>>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, item, output FROM queue_items WHERE run_id = $1",
+                &[&run_id],
+            )
+            .await
+            .map_err(query_error("reading finished items"))?;
+        let mut items: HashMap<String, HashMap<usize, Value>> = HashMap::new();
+        for row in rows {
+            let index: i32 = row.get(1);
+            items
+                .entry(row.get(0))
+                .or_default()
+                .insert(index.max(0) as usize, row.get(2));
+        }
+        Ok(items)
+    }
+
+    /// Records a finished item of a `foreach` node, if this worker still
+    /// holds the run (false otherwise).
+    pub async fn item_finished(
+        &self,
+        worker: &str,
+        run: &str,
+        node: &str,
+        item: i32,
+        output: &Value,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "INSERT INTO queue_items (run_id, node_id, item, output, worker)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (
+                     SELECT 1 FROM queue_runs WHERE id = $1 AND worker = $5 AND status = 'running')
+                 ON CONFLICT (run_id, node_id, item) DO UPDATE SET worker = EXCLUDED.worker",
+                &[&run, &node, &item, output, &worker],
+            )
+            .await
+            .map_err(query_error("checkpointing an item"))?;
+        Ok(n == 1)
     }
 
     /// Renews the worker's heartbeat and the leases of `runs`; returns the

@@ -217,6 +217,29 @@ fn api_process<'a>(db: &TestDb, home: &'a TestHome) -> crate::daemon::Daemon<'a>
     )
 }
 
+/// Another worker takes a killed worker's run over: the run's claims and
+/// output once it has succeeded, and that worker.
+fn resumed_elsewhere(db: &TestDb, home: &TestHome, run: &NewRun) -> (Value, Worker) {
+    let other = Worker::start(
+        home.path(),
+        db,
+        &home.tmp().join("other.log"),
+        &["--concurrency", "2", "--lease", "1s"],
+    );
+    wait_for_within("the run to finish", Duration::from_secs(60), || {
+        (db.count(&format!(
+            "SELECT 1 FROM queue_runs WHERE id = '{}' AND status = 'succeeded'",
+            run.id
+        )) == 1)
+            .then_some(())
+    });
+    let row = db.query(&format!(
+        "SELECT claims, output FROM queue_runs WHERE id = '{}'",
+        run.id
+    ));
+    (row[0].clone(), other)
+}
+
 fn new_run(definition: &str, input: Value) -> NewRun {
     NewRun {
         id: uuid::Uuid::now_v7().to_string(),
@@ -405,23 +428,7 @@ fn a_resumed_run_reruns_no_finished_foreach_item_and_no_handled_failure() {
         "{rows:?}"
     );
     assert_eq!(row("bad")["error"]["kind"], "exit", "{rows:?}");
-    let other = Worker::start(
-        home.path(),
-        &db,
-        &home.tmp().join("other.log"),
-        &["--concurrency", "2", "--lease", "1s"],
-    );
-    wait_for_within("the run to finish", Duration::from_secs(60), || {
-        (db.count(&format!(
-            "SELECT 1 FROM queue_runs WHERE id = '{}' AND status = 'succeeded'",
-            run.id
-        )) == 1)
-            .then_some(())
-    });
-    let resumed = &db.query(&format!(
-        "SELECT claims, output FROM queue_runs WHERE id = '{}'",
-        run.id
-    ))[0];
+    let (resumed, other) = resumed_elsewhere(&db, &home, &run);
     assert_eq!(resumed["claims"], 2, "{resumed}");
     assert_eq!(resumed["output"], json!({"ok": true}), "{resumed}");
     let mut effects = lines(&effects);
@@ -466,23 +473,7 @@ fn a_resumed_run_runs_only_the_unfinished_items_of_a_foreach() {
         format!("SELECT 1 FROM queue_items WHERE run_id = '{run}' HAVING COUNT(*) = 2")
     });
     std::fs::write(&release, "").unwrap();
-    let other = Worker::start(
-        home.path(),
-        &db,
-        &home.tmp().join("other.log"),
-        &["--concurrency", "2", "--lease", "1s"],
-    );
-    wait_for_within("the run to finish", Duration::from_secs(60), || {
-        (db.count(&format!(
-            "SELECT 1 FROM queue_runs WHERE id = '{}' AND status = 'succeeded'",
-            run.id
-        )) == 1)
-            .then_some(())
-    });
-    let finished = &db.query(&format!(
-        "SELECT claims, output FROM queue_runs WHERE id = '{}'",
-        run.id
-    ))[0];
+    let (finished, other) = resumed_elsewhere(&db, &home, &run);
     assert_eq!(finished["claims"], 2, "{finished}");
     assert_eq!(
         finished["output"].as_array().map(Vec::len),

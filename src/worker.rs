@@ -242,7 +242,7 @@ impl Observer for Checkpoints {
 /// Relays the events of the runs this worker holds to the daemons' WebSocket
 /// clients (`NOTIFY fuse_events`), in batches, in order.
 struct Relay {
-    tx: tokio::sync::mpsc::UnboundedSender<(String, Option<crate::store::pg::QueueLog>)>,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, Option<crate::store::pg::Kept>)>,
     running: Running,
 }
 
@@ -257,20 +257,44 @@ impl Observer for Relay {
         if !held {
             return;
         }
-        // Log lines are also kept, for the run's logs.
+        // Log lines and how nodes finished are also kept, for the run's
+        // logs and page.
+        use crate::store::pg::{Kept, QueueLog, QueueNodeRun};
         let log = match event {
             Event::Log {
                 run_id,
                 node_id,
                 level,
                 message,
-            } => Some(crate::store::pg::QueueLog {
+            } => Some(Kept::Log(QueueLog {
                 run_id: run_id.clone(),
                 ts: crate::engine::events::now_ms(),
                 node_id: node_id.clone(),
                 level: level.as_str().to_string(),
                 message: message.clone(),
-            }),
+            })),
+            Event::NodeFinished {
+                run_id,
+                node_id,
+                node_type,
+                status,
+                attempts,
+                duration_ms,
+                error,
+                error_value,
+                ..
+            } => Some(Kept::Node(QueueNodeRun {
+                run_id: run_id.clone(),
+                node_id: node_id.clone(),
+                node_type: node_type.clone(),
+                status: status.as_str().to_string(),
+                attempts: *attempts as i32,
+                duration_ms: *duration_ms as i64,
+                finished_ms: crate::engine::events::now_ms(),
+                error: error_value
+                    .clone()
+                    .or_else(|| error.clone().map(serde_json::Value::String)),
+            })),
             _ => None,
         };
         let mut text = value.to_string();
@@ -294,7 +318,7 @@ impl Observer for Relay {
 
 async fn relay_events(
     pg: Pg,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Option<crate::store::pg::QueueLog>)>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Option<crate::store::pg::Kept>)>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut items = vec![first];
@@ -305,18 +329,28 @@ async fn relay_events(
             }
         }
         let mut batch = Vec::with_capacity(items.len());
-        let mut logs = Vec::new();
-        for (text, log) in items {
+        let (mut logs, mut nodes) = (Vec::new(), Vec::new());
+        for (text, kept) in items {
             if !text.is_empty() {
                 batch.push(text);
             }
-            logs.extend(log);
+            match kept {
+                Some(crate::store::pg::Kept::Log(log)) => logs.push(log),
+                Some(crate::store::pg::Kept::Node(node)) => nodes.push(node),
+                None => {}
+            }
         }
-        // Kept before they are announced: a client that sees a line can read it back.
+        // Kept before they are announced: a client that sees an event can read it back.
         if let Err(e) = pg.add_logs(&logs).await {
             tracing::warn!(
                 "cannot keep {} log line(s) of queued runs ({e}); their run logs miss them",
                 logs.len()
+            );
+        }
+        if let Err(e) = pg.add_node_runs(&nodes).await {
+            tracing::warn!(
+                "cannot keep how {} node(s) of queued runs finished ({e}); their run pages miss them",
+                nodes.len()
             );
         }
         if let Err(e) = pg.publish_events(&batch).await {

@@ -1170,10 +1170,10 @@ fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
     assert_eq!(last["id"], json!(listed[0]));
 }
 
-/// The log lines of a queued run are kept on the queue: its run logs show
-/// them through any daemon on the queue.
+/// The log lines of a queued run and how each of its nodes finished are
+/// kept on the queue: its logs and page show them through any daemon on it.
 #[test]
-fn a_queued_run_s_log_lines_are_its_run_logs() {
+fn a_queued_run_s_log_lines_and_nodes_are_kept_on_the_queue() {
     let db = TestDb::new();
     let home = TestHome::initialized();
     let d = crate::daemon::start_with(&home, &[("FUSE_STORE_URL", db.url.as_str())]);
@@ -1201,6 +1201,23 @@ fn a_queued_run_s_log_lines_are_its_run_logs() {
     assert_eq!(logs[0]["message"], "order 41 arrived");
     assert_eq!(logs[0]["node_id"], "note");
     assert_eq!(logs[0]["level"], "info");
+    // The run's page lists every node, the pure trigger included (only
+    // side-effecting nodes are checkpointed), with its type and status.
+    let nodes = wait_for_within(
+        "both nodes on the run's page",
+        Duration::from_secs(30),
+        || {
+            let (_, run) = d.call("GET", &format!("/api/v1/executions/{id}"), None);
+            let nodes = run["nodes"].as_array().cloned().unwrap_or_default();
+            (nodes.len() == 2).then_some(nodes)
+        },
+    );
+    for (node, kind) in [("in", "trigger.webhook"), ("note", "log")] {
+        let row = nodes.iter().find(|n| n["node_id"] == node).unwrap();
+        assert_eq!(row["node_type"], kind, "{nodes:?}");
+        assert_eq!(row["status"], "succeeded", "{nodes:?}");
+        assert_eq!(row["attempt"], 1, "{nodes:?}");
+    }
     // Another daemon on the same queue reads it too.
     let other_home = TestHome::initialized();
     let other = api_process(&db, &other_home);

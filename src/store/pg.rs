@@ -119,6 +119,19 @@ CREATE TABLE queue_items (
     PRIMARY KEY (run_id, node_id, item)
 );
 "#,
+    r#"
+CREATE TABLE queue_node_runs (
+    run_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    node_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    finished_ms BIGINT NOT NULL,
+    error JSONB,
+    PRIMARY KEY (run_id, node_id)
+);
+"#,
 ];
 
 /// A queued run's summary from a row that starts with id, workflow, status,
@@ -677,33 +690,41 @@ impl Pg {
         else {
             return Ok(None);
         };
+        // Every node the workers saw finish, with the checkpointed output;
+        // and checkpoints of nodes whose finish was not relayed (yet).
         let nodes = client
             .query(
-                "SELECT node_id, output, (EXTRACT(EPOCH FROM finished_at) * 1000)::bigint, error
-                   FROM queue_nodes WHERE run_id = $1 ORDER BY finished_at",
+                "SELECT n.node_id, n.node_type, n.status, n.attempts, n.duration_ms,
+                        n.finished_ms - n.duration_ms, n.error, c.output
+                   FROM queue_node_runs n
+                   LEFT JOIN queue_nodes c ON c.run_id = n.run_id AND c.node_id = n.node_id
+                  WHERE n.run_id = $1
+                 UNION ALL
+                 SELECT c.node_id, '', CASE WHEN c.error IS NULL THEN 'succeeded' ELSE 'failed' END,
+                        1, NULL, floor(EXTRACT(EPOCH FROM c.finished_at) * 1000)::bigint, c.error, c.output
+                   FROM queue_nodes c
+                  WHERE c.run_id = $1 AND NOT EXISTS (
+                        SELECT 1 FROM queue_node_runs n WHERE n.run_id = c.run_id AND n.node_id = c.node_id)
+                  ORDER BY 6",
                 &[&id],
             )
             .await
             .map_err(query_error("reading a queued run's nodes"))?
             .into_iter()
             .map(|n| {
-                let error: Option<Value> = n.get(3);
+                let status: String = n.get(2);
+                let attempts: i32 = n.get(3);
                 NodeRunRow {
                     node_id: n.get(0),
-                    node_type: String::new(),
-                    attempt: 1,
+                    node_type: n.get(1),
+                    attempt: attempts.max(0) as u32,
                     item: None,
-                    status: if error.is_some() {
-                        "failed"
-                    } else {
-                        "succeeded"
-                    }
-                    .into(),
                     input: None,
-                    output: if error.is_some() { None } else { n.get(1) },
-                    error,
-                    started_at: n.get(2),
-                    duration_ms: None,
+                    output: if status == "succeeded" { n.get(7) } else { None },
+                    status,
+                    error: n.get(6),
+                    started_at: n.get(5),
+                    duration_ms: n.get(4),
                 }
             })
             .collect();
@@ -969,6 +990,27 @@ impl Pg {
     }
 }
 
+/// How a node of a queued run finished, kept for the run's page.
+#[derive(Debug, Clone)]
+pub struct QueueNodeRun {
+    pub run_id: String,
+    pub node_id: String,
+    pub node_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub duration_ms: i64,
+    /// Unix ms.
+    pub finished_ms: i64,
+    pub error: Option<Value>,
+}
+
+/// What a worker's event relay keeps on the queue besides announcing it.
+#[derive(Debug, Clone)]
+pub enum Kept {
+    Log(QueueLog),
+    Node(QueueNodeRun),
+}
+
 /// A log line of a queued run, kept for its run logs.
 #[derive(Debug, Clone)]
 pub struct QueueLog {
@@ -1000,6 +1042,40 @@ impl Pg {
             )
             .await
             .map_err(query_error("keeping run log lines"))?;
+        Ok(())
+    }
+
+    /// Keeps how nodes of queued runs finished (one statement for the
+    /// batch). A node reused on resume (no attempt) keeps the row of the
+    /// run that ran it.
+    pub async fn add_node_runs(&self, nodes: &[QueueNodeRun]) -> Result<()> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<&str> = nodes.iter().map(|n| n.run_id.as_str()).collect();
+        let ids: Vec<&str> = nodes.iter().map(|n| n.node_id.as_str()).collect();
+        let types: Vec<&str> = nodes.iter().map(|n| n.node_type.as_str()).collect();
+        let statuses: Vec<&str> = nodes.iter().map(|n| n.status.as_str()).collect();
+        let attempts: Vec<i32> = nodes.iter().map(|n| n.attempts).collect();
+        let durations: Vec<i64> = nodes.iter().map(|n| n.duration_ms).collect();
+        let finished: Vec<i64> = nodes.iter().map(|n| n.finished_ms).collect();
+        let errors: Vec<Option<&Value>> = nodes.iter().map(|n| n.error.as_ref()).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO queue_node_runs
+                        (run_id, node_id, node_type, status, attempts, duration_ms, finished_ms, error)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
+                                      $6::bigint[], $7::bigint[], $8::jsonb[])
+                 ON CONFLICT (run_id, node_id) DO UPDATE SET
+                        status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+                        duration_ms = EXCLUDED.duration_ms, finished_ms = EXCLUDED.finished_ms,
+                        error = EXCLUDED.error
+                  WHERE EXCLUDED.attempts > 0",
+                &[&runs, &ids, &types, &statuses, &attempts, &durations, &finished, &errors],
+            )
+            .await
+            .map_err(query_error("keeping how nodes finished"))?;
         Ok(())
     }
 

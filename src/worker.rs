@@ -242,7 +242,7 @@ impl Observer for Checkpoints {
 /// Relays the events of the runs this worker holds to the daemons' WebSocket
 /// clients (`NOTIFY fuse_events`), in batches, in order.
 struct Relay {
-    tx: tokio::sync::mpsc::UnboundedSender<(String, Option<crate::store::pg::Kept>)>,
+    tx: tokio::sync::mpsc::UnboundedSender<(Option<String>, Option<crate::store::pg::Kept>)>,
     running: Running,
 }
 
@@ -260,7 +260,7 @@ impl Observer for Relay {
         // Log lines and how nodes finished are also kept, for the run's
         // logs and page.
         use crate::store::pg::{Kept, QueueLog, QueueNodeRun};
-        let log = match event {
+        let kept = match event {
             Event::Log {
                 run_id,
                 node_id,
@@ -307,18 +307,16 @@ impl Observer for Relay {
             }
             text = value.to_string();
         }
-        if text.len() > crate::store::pg::MAX_EVENT_BYTES {
-            text.clear();
-        }
-        if !text.is_empty() || log.is_some() {
-            let _ = self.tx.send((text, log));
+        let announced = (text.len() <= crate::store::pg::MAX_EVENT_BYTES).then_some(text);
+        if announced.is_some() || kept.is_some() {
+            let _ = self.tx.send((announced, kept));
         }
     }
 }
 
 async fn relay_events(
     pg: Pg,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, Option<crate::store::pg::Kept>)>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Option<crate::store::pg::Kept>)>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut items = vec![first];
@@ -331,9 +329,7 @@ async fn relay_events(
         let mut batch = Vec::with_capacity(items.len());
         let (mut logs, mut nodes) = (Vec::new(), Vec::new());
         for (text, kept) in items {
-            if !text.is_empty() {
-                batch.push(text);
-            }
+            batch.extend(text);
             match kept {
                 Some(crate::store::pg::Kept::Log(log)) => logs.push(log),
                 Some(crate::store::pg::Kept::Node(node)) => nodes.push(node),
@@ -505,7 +501,13 @@ pub async fn run(
 }
 
 /// Runs one claimed run and records how it ended.
-async fn execute(engine: &Engine, pg: &Pg, worker: &str, run: Claimed, token: CancellationToken) {
+async fn execute(
+    engine: &Engine,
+    pg: &Pg,
+    worker: &str,
+    mut run: Claimed,
+    token: CancellationToken,
+) {
     let plan = match engine.load_str(&run.definition, None) {
         Ok(plan) => Arc::new(plan),
         Err(e) => {
@@ -535,14 +537,15 @@ async fn execute(engine: &Engine, pg: &Pg, worker: &str, run: Claimed, token: Ca
             "resuming a run another worker left (its finished nodes are reused, its handled failures repeated without running)"
         );
     }
-    let mut request = RunRequest::new(run.input.clone(), &run.trigger_kind);
+    // The run's input and checkpoints move into the request (no copies).
+    let mut request = RunRequest::new(std::mem::take(&mut run.input), &run.trigger_kind);
     // Checkpoints keep what a resumed run needs; the record only its result.
     request.keep_outputs = false;
     request.run_id = Some(run.id.clone());
     request.entry = run.entry.clone();
-    request.reuse = run.finished.clone();
+    request.reuse = std::mem::take(&mut run.finished);
     request.pins = Arc::new(failed_pins(&run.failed));
-    request.reuse_items = run.items.clone();
+    request.reuse_items = std::mem::take(&mut run.items);
     request.cancel = token.clone();
     let record = engine.run(plan, request).await;
     if token.is_cancelled() {

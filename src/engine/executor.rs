@@ -176,7 +176,7 @@ async fn execute_as(
     let mut first_input: Vec<Option<Arc<Value>>> = vec![None; n];
     let mut records: Vec<Option<Done>> = (0..n).map(|_| None).collect();
     // Without `keep_outputs`, the record keeps only the outputs the result is
-    // made of, and the outputs that carry token usage (summed at the end).
+    // made of; the outputs that carry token usage are kept to be summed.
     let makes_result: Vec<bool> = plan
         .nodes
         .iter()
@@ -269,7 +269,7 @@ async fn execute_as(
             for &e in &node.outgoing {
                 edges[e] = EdgeState::Dead;
             }
-            finish(&shared, i, Status::Skipped, 0, 0, None, None);
+            finish(&shared, i, Status::Skipped, 0, 0, Finished::Nothing);
             records[i] = Some(Done {
                 status: Status::Skipped,
                 attempts: 0,
@@ -283,7 +283,7 @@ async fn execute_as(
                     if node.read_by_expressions {
                         shared.view.set(&node.id, value.clone());
                     }
-                    if !request.keep_outputs && super::record::has_usage(&value) {
+                    if super::record::has_usage(&value) {
                         with_usage.push(value.clone());
                     }
                     for &e in &node.outgoing {
@@ -305,8 +305,7 @@ async fn execute_as(
                         Status::Succeeded,
                         done.attempts,
                         duration_ms,
-                        None,
-                        Some((Some(value.clone()), None)),
+                        Finished::Output(value.clone()),
                     );
                     records[i] = Some(Done {
                         status: Status::Succeeded,
@@ -390,8 +389,10 @@ async fn execute_as(
                         status,
                         done.attempts,
                         duration_ms,
-                        Some(err.message.clone()),
-                        Some((None, Some(error_json.clone()))),
+                        Finished::Error {
+                            message: err.message.clone(),
+                            value: error_json.clone(),
+                        },
                     );
                     records[i] = Some(Done {
                         status,
@@ -439,7 +440,7 @@ async fn execute_as(
             }
         }
         for t in newly_dead {
-            finish(&shared, t, Status::Skipped, 0, 0, None, None);
+            finish(&shared, t, Status::Skipped, 0, 0, Finished::Nothing);
             records[t] = Some(Done {
                 status: Status::Skipped,
                 attempts: 0,
@@ -457,7 +458,7 @@ async fn execute_as(
             } else {
                 Status::Skipped
             };
-            finish(&shared, i, status, 0, 0, None, None);
+            finish(&shared, i, status, 0, 0, Finished::Nothing);
             *record = Some(Done {
                 status,
                 attempts: 0,
@@ -481,17 +482,8 @@ async fn execute_as(
         Arc::default()
     };
     let duration_ms = started.elapsed().as_millis() as u64;
-    let usage = if request.keep_outputs {
-        super::record::sum_usage(
-            records
-                .iter()
-                .flatten()
-                .filter(|r| r.status == Status::Succeeded)
-                .filter_map(|r| r.output.as_deref()),
-        )
-    } else {
-        super::record::sum_usage(with_usage.iter().map(|v| &**v))
-    };
+    let usage = super::record::sum_usage(with_usage.iter().map(|v| &**v));
+    drop(with_usage);
     engine.observer().on_event(&Event::RunFinished {
         run_id: run_id.clone(),
         status,
@@ -538,17 +530,32 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// What a node left when it finished.
+enum Finished {
+    /// Skipped or cancelled before it ran.
+    Nothing,
+    Output(Arc<Value>),
+    /// Its error: the message and the error as history records it.
+    Error {
+        message: String,
+        value: Value,
+    },
+}
+
 fn finish(
     shared: &Shared,
     i: usize,
     status: Status,
     attempts: u32,
     duration_ms: u64,
-    error: Option<String>,
-    result: Option<(Option<Arc<Value>>, Option<Value>)>,
+    result: Finished,
 ) {
     let node = &shared.plan.nodes[i];
-    let (output, error_value) = result.unwrap_or_default();
+    let (output, error, error_value) = match result {
+        Finished::Nothing => (None, None, None),
+        Finished::Output(output) => (Some(output), None, None),
+        Finished::Error { message, value } => (None, Some(message), Some(value)),
+    };
     shared.engine.observer().on_event(&Event::NodeFinished {
         run_id: shared.run.id.to_string(),
         node_id: node.id.to_string(),

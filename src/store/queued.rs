@@ -106,7 +106,12 @@ impl Db for WithQueue {
     }
 
     fn resolve_run(&self, id: &str) -> Result<String> {
-        let local = self.local.resolve_run(id);
+        let local = match self.local.resolve_run(id) {
+            // A whole id the local store has: no need to ask the queue.
+            Ok(local_id) if local_id == id.trim() => return Ok(local_id),
+            Err(e) if !matches!(e, Error::NotFound(_)) => return Err(e),
+            other => other,
+        };
         let found = self.queue(self.pg.find_runs(id.trim()))?;
         match local {
             Ok(local_id) if id.trim() == "last" => {

@@ -27,14 +27,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A database of its own, dropped at the end.
-struct TestDb {
-    url: String,
+pub(crate) struct TestDb {
+    pub(crate) url: String,
     name: String,
-    rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 impl TestDb {
-    fn new() -> TestDb {
+    pub(crate) fn new() -> TestDb {
         let rt = runtime();
         let name = format!("fuse_test_{}", uuid::Uuid::now_v7().simple());
         // The tests are about workers and daemons dying, not the database
@@ -53,12 +53,12 @@ impl TestDb {
         }
     }
 
-    fn pg(&self) -> Pg {
+    pub(crate) fn pg(&self) -> Pg {
         self.rt.block_on(Pg::connect(&self.url)).unwrap()
     }
 
     /// Rows of a query on this database, each as JSON.
-    fn query(&self, sql: &str) -> Vec<Value> {
+    pub(crate) fn query(&self, sql: &str) -> Vec<Value> {
         let url = self.url.clone();
         let sql = format!("SELECT row_to_json(q)::text FROM ({sql}) q");
         self.rt.block_on(async move {

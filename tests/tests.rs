@@ -50,3 +50,5 @@ mod ops;
 mod workflow_tests;
 // Issue 19 (preview): fuse worker processes sharing a PostgreSQL queue.
 mod scale_out;
+// The store's one behaviour suite, on SQLite and on PostgreSQL.
+mod store;

@@ -20,7 +20,7 @@ use super::credentials::{CredentialInfo, CredentialStore, Reseal, Sealed};
 use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
 use super::memory::{MemoryMessage, MemorySession};
 use super::schedules::StoredSchedule;
-use super::tokens::Scope;
+use super::tokens::{Scope, TokenInfo};
 use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
 use crate::api::types::ScheduleRow;
 use crate::error::{Error, Result};
@@ -44,7 +44,7 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
     fn set_workflow_enabled(&self, name: &str, enabled: bool) -> Result<bool>;
     /// False when there is no such workflow.
     fn delete_workflow(&self, name: &str) -> Result<bool>;
-    /// A definition a run used, by its hash.
+    /// A definition a run used or a deploy stored, by its hash.
     fn definition(&self, hash: &str) -> Result<Option<String>>;
 
     // Runs (read side).
@@ -99,6 +99,15 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
     /// (name, hash, scope) of every token.
     fn token_hashes(&self) -> Result<Vec<(String, String, Scope)>>;
     fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()>;
+    /// Stores a new token (its hash only) under `name`; a name in use is refused.
+    fn add_token(&self, name: &str, token: &str, scope: Scope) -> Result<()>;
+    /// Every token, oldest first (never the tokens themselves).
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>>;
+    /// False when there is no token by that name.
+    fn revoke_token(&self, name: &str) -> Result<bool>;
+
+    /// Adds messages (role, content) to a memory session, in order.
+    fn memory_append(&self, session: &str, messages: &[(&str, &str)]) -> Result<()>;
 }
 
 /// How many read connections [`Sqlite`] keeps.
@@ -253,6 +262,18 @@ impl Db for Sqlite {
     }
     fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
         self.write(|s| s.touch_tokens(used))
+    }
+    fn add_token(&self, name: &str, token: &str, scope: Scope) -> Result<()> {
+        self.write(|s| s.add_token(name, token, scope))
+    }
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.read(|s| s.list_tokens())
+    }
+    fn revoke_token(&self, name: &str) -> Result<bool> {
+        self.write(|s| s.revoke_token(name))
+    }
+    fn memory_append(&self, session: &str, messages: &[(&str, &str)]) -> Result<()> {
+        self.write(|s| s.memory_append(session, messages))
     }
 }
 

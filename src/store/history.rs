@@ -492,11 +492,12 @@ impl Store {
         Ok(rows)
     }
 
-    /// The workflow JSON recorded under a hash.
+    /// The workflow JSON recorded under a hash: a run's, or a deployed version's.
     pub fn definition(&self, hash: &str) -> Result<Option<String>> {
         self.conn
             .query_row(
-                "SELECT definition FROM definitions WHERE hash = ?1",
+                "SELECT definition FROM definitions WHERE hash = ?1
+                 UNION ALL SELECT definition FROM workflow_versions WHERE hash = ?1 LIMIT 1",
                 [hash],
                 |r| r.get(0),
             )

@@ -15,7 +15,7 @@ use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, Unfini
 use super::memory::{MemoryMessage, MemorySession};
 use super::pg::{Pg, PgError};
 use super::schedules::StoredSchedule;
-use super::tokens::Scope;
+use super::tokens::{Scope, TokenInfo};
 use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
 use crate::api::types::ScheduleRow;
 use crate::error::{Error, Result};
@@ -252,6 +252,18 @@ impl Db for WithQueue {
     }
     fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
         self.local.touch_tokens(used)
+    }
+    fn add_token(&self, name: &str, token: &str, scope: Scope) -> Result<()> {
+        self.local.add_token(name, token, scope)
+    }
+    fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.local.list_tokens()
+    }
+    fn revoke_token(&self, name: &str) -> Result<bool> {
+        self.local.revoke_token(name)
+    }
+    fn memory_append(&self, session: &str, messages: &[(&str, &str)]) -> Result<()> {
+        self.local.memory_append(session, messages)
     }
 }
 

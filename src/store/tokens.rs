@@ -71,8 +71,15 @@ pub fn generate() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The error for a token name already in use.
+pub(crate) fn name_taken(name: &str) -> Error {
+    Error::Setting(format!(
+        "a token named {name:?} exists; revoke it first (`fuse tokens revoke {name}`) or pick another name"
+    ))
+}
+
 /// Whether a token name is acceptable (letters, digits, `-`, `_`).
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     if crate::packages::manifest::valid_name(name) {
         Ok(())
     } else {
@@ -96,9 +103,7 @@ impl Store {
             )
             .map_err(err)?;
         if taken {
-            return Err(Error::Setting(format!(
-                "a token named {name:?} exists; revoke it first (`fuse tokens revoke {name}`) or pick another name"
-            )));
+            return Err(name_taken(name));
         }
         self.conn
             .execute(

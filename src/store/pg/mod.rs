@@ -22,6 +22,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_postgres::NoTls;
 
+pub mod db;
+mod shared;
+
 /// Errors of the PostgreSQL store, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -130,6 +133,81 @@ CREATE TABLE queue_node_runs (
     finished_ms BIGINT NOT NULL,
     error JSONB,
     PRIMARY KEY (run_id, node_id)
+);
+"#,
+    // What every daemon on the database shares (see `shared`): deployed
+    // workflows and their versions, schedule state, API tokens, sealed
+    // credentials and conversation memory. Times are Unix ms, as in SQLite.
+    r#"
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE workflows (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    current_version BIGINT,
+    source_path TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE workflow_versions (
+    workflow_id BIGINT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+    version BIGINT NOT NULL,
+    definition TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, version)
+);
+CREATE INDEX workflow_versions_hash ON workflow_versions (hash);
+CREATE TABLE schedules (
+    workflow_id BIGINT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+    node_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('cron', 'interval', 'once')),
+    spec TEXT NOT NULL,
+    timezone TEXT,
+    missed_policy TEXT NOT NULL,
+    overlap_policy TEXT NOT NULL,
+    enabled BOOLEAN NOT NULL DEFAULT TRUE,
+    next_fire_at BIGINT,
+    last_fired_at BIGINT,
+    max_fires BIGINT,
+    fired BIGINT NOT NULL DEFAULT 0,
+    retries BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (workflow_id, node_id)
+);
+CREATE TABLE api_tokens (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL CHECK (scope IN ('read', 'run', 'admin')),
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT
+);
+CREATE TABLE credentials (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    nonce BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_used_at BIGINT
+);
+CREATE TABLE memory_messages (
+    id BIGSERIAL PRIMARY KEY,
+    session TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tokens BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX memory_by_session ON memory_messages (session, id);
+CREATE TABLE memory_summaries (
+    session TEXT PRIMARY KEY,
+    content TEXT NOT NULL,
+    tokens BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
 );
 "#,
 ];

@@ -21,6 +21,25 @@ pub struct Config {
     pub llm: LlmConfig,
     pub log: LogConfig,
     pub alerts: AlertsConfig,
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where the store lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: the home's SQLite file. `postgres://…`: workflows, schedules,
+    /// tokens and credentials in PostgreSQL, and runs on its queue for any
+    /// number of daemons and `fuse worker`s (docs/scale-out.md).
+    pub url: String,
+}
+
+impl StoreConfig {
+    /// The PostgreSQL URL, when the store is there.
+    pub fn postgres(&self) -> Option<&str> {
+        let url = self.url.trim();
+        (!url.is_empty()).then_some(url)
+    }
 }
 
 /// `[alerts]`: which workflow is run when something goes wrong, and when.
@@ -224,7 +243,6 @@ const NON_CONFIG_VARS: &[&str] = &[
     "FUSE_MASTER_KEY",
     "FUSE_NEW_MASTER_KEY",
     "FUSE_LOG",
-    "FUSE_STORE_URL",
     "FUSE_ROLES",
 ];
 
@@ -367,6 +385,10 @@ impl Config {
                 "log.max_size must be at least 4096 bytes".into(),
             ));
         }
+        if let Some(url) = self.store.postgres() {
+            crate::store::pg::check_url(url)
+                .map_err(|e| Error::Setting(format!("store.url: {e}")))?;
+        }
         if self.http.breaker_threshold == 0 {
             return Err(Error::Setting(
                 "http.breaker_threshold must be at least 1".into(),
@@ -495,6 +517,14 @@ queue_depth = 0
 queue_for = "1m"
 # When a schedule missed fires while the daemon was down.
 missed_fires = true
+
+[store]
+# Empty: this home's SQLite file (fuse.db). A PostgreSQL URL
+# (postgres://user:password@host/db, or FUSE_STORE_URL) puts workflows,
+# schedules, tokens and credentials there and runs go through its queue, so
+# daemons and `fuse worker`s on other machines share them (docs/scale-out.md).
+# `fuse init --store URL` sets it and moves this home's store there.
+url = ""
 "#,
         host = d.daemon.host,
         max_runs = d.daemon.max_runs,

@@ -129,6 +129,33 @@ impl Home {
         Config::load(&self.config_path(), std::env::vars(), overrides)
     }
 
+    /// The store's workflows, schedules, tokens and credentials: in
+    /// PostgreSQL when `store.url` says so, else in the home's SQLite file.
+    pub fn open_db(&self) -> Result<Box<dyn crate::store::Db>> {
+        Ok(match self.store_url()? {
+            Some(url) => Box::new(crate::store::pg::db::PgDb::open(&url)?),
+            None => Box::new(crate::store::Sqlite::new(
+                self.open_store()?,
+                self.blobs_dir(),
+            )?),
+        })
+    }
+
+    /// The PostgreSQL URL of the store (`store.url`, or `FUSE_STORE_URL`),
+    /// when the store is there; `None` for the home's SQLite file.
+    pub fn store_url(&self) -> Result<Option<String>> {
+        if !self.probe()? {
+            return Ok(std::env::var("FUSE_STORE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty()));
+        }
+        Ok(self
+            .config(&Default::default())?
+            .store
+            .postgres()
+            .map(str::to_string))
+    }
+
     /// Opens (and migrates) the database of this home.
     pub fn open_store(&self) -> Result<Store> {
         self.require()?;

@@ -76,7 +76,7 @@ impl TestDb {
         })
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.query(&format!("SELECT COUNT(*) AS n FROM ({sql}) c"))[0]["n"]
             .as_i64()
             .unwrap()
@@ -698,7 +698,7 @@ fn run_queue_hands_a_run_to_a_worker_and_prints_its_result() {
     assert!(!err.contains("s3cret"), "{err}");
 }
 
-fn hooked() -> Value {
+pub(crate) fn hooked() -> Value {
     json!({"name": "hooked", "nodes": [
         {"id": "in", "type": "trigger.webhook", "data": {"inputs": {"path": "orders"}}},
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.body.n }}"}}}}
@@ -880,23 +880,25 @@ fn two_schedulers_fire_each_cron_time_once() {
         {"id": "every", "type": "trigger.interval", "data": {"inputs": {"every": "2s"}}},
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
     ], "edges": [{"source": "every", "target": "s"}]});
+    // The store is shared: deployed through one daemon, both serve them.
     let daemons: Vec<_> = [&one, &two]
         .into_iter()
-        .map(|home| {
-            let d = crate::daemon::start_with(home, &[("FUSE_STORE_URL", db.url.as_str())]);
-            assert_eq!(
-                d.call("POST", "/api/v1/workflows", Some(every_second.clone()))
-                    .0,
-                201
-            );
-            assert_eq!(
-                d.call("POST", "/api/v1/workflows", Some(every_two_seconds.clone()))
-                    .0,
-                201
-            );
-            d
-        })
+        .map(|home| crate::daemon::start_with(home, &[("FUSE_STORE_URL", db.url.as_str())]))
         .collect();
+    for wf in [&every_second, &every_two_seconds] {
+        assert_eq!(
+            daemons[0]
+                .call("POST", "/api/v1/workflows", Some(wf.clone()))
+                .0,
+            201
+        );
+    }
+    let (_, listed) = daemons[1].call("GET", "/api/v1/workflows", None);
+    assert_eq!(
+        listed["workflows"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
     wait_for_within("six cron fires", Duration::from_secs(30), || {
         (db.count("SELECT DISTINCT input->>'fired_at' FROM queue_runs WHERE workflow = 'ticking'")
             >= 6)
@@ -1258,7 +1260,7 @@ fn one_daemon_on_the_queue_still_runs_its_runs_and_roles_split_the_work() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("needs the PostgreSQL queue"),
+        String::from_utf8_lossy(&out.stderr).contains("needs the store on PostgreSQL"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -71,11 +71,22 @@ fn workflows_and_versions_behave_the_same() {
     on_both(|name, db| {
         let v1 = r#"{"name":"w","nodes":[{"id":"a","type":"log"}]}"#;
         let v2 = r#"{"name":"w","nodes":[{"id":"b","type":"log"}]}"#;
+        // Where daemons share the store, every change is counted for the others.
+        let counted = |before: Option<i64>| {
+            let now = db.workflows_version().unwrap();
+            match name {
+                "postgres" => assert!(now > before, "{name}: {before:?} then {now:?}"),
+                _ => assert_eq!(now, None, "{name}: one daemon owns it"),
+            }
+            now
+        };
+        let seen = db.workflows_version().unwrap();
         assert_eq!(
             db.store_version("w", v1, None).unwrap(),
             (1, true),
             "{name}"
         );
+        counted(seen);
         assert_eq!(
             db.store_version("w", v1, None).unwrap(),
             (1, false),
@@ -124,11 +135,13 @@ fn workflows_and_versions_behave_the_same() {
         );
         assert!(db.definition("0000").unwrap().is_none(), "{name}");
 
+        let seen = db.workflows_version().unwrap();
         assert_eq!(
             db.rollback_workflow("w", 1).unwrap(),
             Rollback::Done,
             "{name}"
         );
+        counted(seen);
         assert_eq!(
             db.current_workflow("w").unwrap().unwrap().definition,
             v1,
@@ -152,7 +165,9 @@ fn workflows_and_versions_behave_the_same() {
         );
 
         assert_eq!(db.enabled_workflows().unwrap().len(), 1, "{name}");
+        let seen = db.workflows_version().unwrap();
         assert!(db.set_workflow_enabled("w", false).unwrap(), "{name}");
+        counted(seen);
         assert!(
             db.enabled_workflows().unwrap().is_empty(),
             "{name}: disabled"
@@ -160,7 +175,9 @@ fn workflows_and_versions_behave_the_same() {
         assert!(!db.list_workflows().unwrap()[0].enabled, "{name}");
         assert!(!db.set_workflow_enabled("nope", true).unwrap(), "{name}");
 
+        let seen = db.workflows_version().unwrap();
         assert!(db.delete_workflow("w").unwrap(), "{name}");
+        counted(seen);
         assert!(!db.delete_workflow("w").unwrap(), "{name}: already gone");
         assert!(db.workflow_versions("w").unwrap().is_none(), "{name}");
         assert!(db.current_workflow("w").unwrap().is_none(), "{name}");
@@ -425,4 +442,192 @@ fn the_vault_keeps_credentials_encrypted_in_postgres() {
     assert_eq!(rows.len(), 1);
     assert!(!rows[0].to_string().contains("ghp-very-secret"), "{rows:?}");
     assert_eq!(rows[0]["fields"], r#"["token"]"#);
+}
+
+/// Issue 19's "done when": a home moves to PostgreSQL (`fuse init --store`),
+/// its commands and daemon use it there, and a second machine's daemon on
+/// the same store serves the same workflows, takes the same tokens, opens
+/// the same credentials, and follows what the other deploys.
+#[test]
+fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
+    use crate::daemon::{http, start_with};
+    use crate::helper::stdout_of;
+    use serde_json::{Value, json};
+    let db = TestDb::new();
+    let a = TestHome::initialized();
+    // Home A, on SQLite: a deployed workflow, a token and a credential.
+    {
+        let d = start_with(&a, &[]);
+        assert_eq!(
+            d.call(
+                "POST",
+                "/api/v1/workflows",
+                Some(crate::scale_out::hooked())
+            )
+            .0,
+            201
+        );
+    }
+    let made: Value = serde_json::from_str(&stdout_of(
+        a.cmd()
+            .args(["tokens", "new", "ci", "--scope", "read", "--json"]),
+    ))
+    .unwrap();
+    let ci_token = made["token"].as_str().unwrap().to_string();
+    stdout_of(
+        a.cmd()
+            .args(["creds", "set", "gh", "--type", "bearer", "--stdin"])
+            .write_stdin(r#"{"token": "ghp-moved-secret"}"#),
+    );
+
+    // The move.
+    let moved = stdout_of(a.cmd().args(["init", "--store", &db.url]));
+    assert!(moved.contains("now on PostgreSQL"), "{moved}");
+    assert!(
+        moved.contains("1 workflow(s) with 1 version(s), 2 token(s), 1 credential(s)"),
+        "{moved}"
+    );
+    let config = std::fs::read_to_string(a.path().join("fuse.toml")).unwrap();
+    assert!(
+        config.contains(&format!("url = \"{}\"", db.url)),
+        "{config}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(a.path().join("fuse.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "fuse.toml holds the URL: owner only");
+    assert_eq!(db.count("SELECT 1 FROM workflows WHERE name = 'hooked'"), 1);
+    assert_eq!(
+        db.count("SELECT 1 FROM api_tokens WHERE name IN ('ci', 'init')"),
+        2
+    );
+    let sealed =
+        db.query("SELECT encode(ciphertext, 'escape') AS c FROM credentials WHERE name = 'gh'");
+    assert_eq!(sealed.len(), 1);
+    assert!(!sealed[0].to_string().contains("ghp-moved-secret"));
+    // Moving again copies nothing twice.
+    let again = stdout_of(a.cmd().args(["init", "--store", &db.url]));
+    assert!(
+        again.contains("0 workflow(s)") && again.contains("kept     workflow hooked"),
+        "{again}"
+    );
+
+    // A's commands now use PostgreSQL: a token made here is there.
+    stdout_of(a.cmd().args(["tokens", "new", "ops", "--scope", "admin"]));
+    assert_eq!(db.count("SELECT 1 FROM api_tokens WHERE name = 'ops'"), 1);
+    let check = stdout_of(a.cmd().args(["creds", "check"]));
+    assert!(check.contains("gh"), "{check}");
+
+    // A's daemon, started from its config alone, serves the moved workflow
+    // and runs its webhooks through the queue.
+    let da = start_with(&a, &[]);
+    let (status, accepted) = http(
+        "POST",
+        &format!("{}/webhook/orders", da.url),
+        None,
+        &[],
+        Some(&json!({"n": 1})),
+    );
+    assert_eq!(status, 202, "{accepted}");
+    crate::wait::wait_for_within(
+        "A's run on the queue",
+        std::time::Duration::from_secs(30),
+        || {
+            (db.count(
+                "SELECT 1 FROM queue_runs WHERE workflow = 'hooked' AND status = 'succeeded'",
+            ) == 1)
+                .then_some(())
+        },
+    );
+
+    // Machine B: its own home with A's master key, pointed at the store.
+    let b = TestHome::initialized();
+    std::fs::copy(
+        a.path().join("keys/master.key"),
+        b.path().join("keys/master.key"),
+    )
+    .unwrap();
+    let db_b = start_with(&b, &[("FUSE_STORE_URL", db.url.as_str())]);
+    // The workflow deployed on A is served by B, and A's token works on B.
+    let (status, listed) = http(
+        "GET",
+        &format!("{}/api/v1/workflows", db_b.url),
+        Some(&ci_token),
+        &[],
+        None,
+    );
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["workflows"][0]["name"], "hooked", "{listed}");
+    let (status, _) = http(
+        "POST",
+        &format!("{}/webhook/orders", db_b.url),
+        None,
+        &[],
+        Some(&json!({"n": 2})),
+    );
+    assert_eq!(status, 202);
+    crate::wait::wait_for_within(
+        "B's run on the queue",
+        std::time::Duration::from_secs(30),
+        || {
+            (db.count(
+                "SELECT 1 FROM queue_runs WHERE workflow = 'hooked' AND status = 'succeeded'",
+            ) == 2)
+                .then_some(())
+        },
+    );
+    // B's own token became one of the store's (A's commands go on working).
+    assert_eq!(
+        db.count("SELECT 1 FROM api_tokens WHERE name LIKE 'init-%' AND scope = 'admin'"),
+        1
+    );
+    // B opens A's credential with the shared key.
+    let check = stdout_of(
+        b.cmd()
+            .env("FUSE_STORE_URL", &db.url)
+            .args(["creds", "check"]),
+    );
+    assert!(check.contains("gh"), "{check}");
+
+    // A workflow deployed through B is served by A without a restart.
+    let second = json!({"name": "second", "nodes": [
+        {"id": "in", "type": "trigger.webhook", "data": {"inputs": {"path": "second"}}},
+        {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
+    ], "edges": [{"source": "in", "target": "s"}]});
+    assert_eq!(db_b.call("POST", "/api/v1/workflows", Some(second)).0, 201);
+    crate::wait::wait_for_within(
+        "A to serve B's deploy",
+        std::time::Duration::from_secs(10),
+        || {
+            let (status, _) = http(
+                "POST",
+                &format!("{}/webhook/second", da.url),
+                None,
+                &[],
+                Some(&json!({})),
+            );
+            (status == 202).then_some(())
+        },
+    );
+    // Disabled through A: B stops serving it.
+    assert_eq!(
+        da.call("POST", "/api/v1/workflows/second/disable", None).0,
+        200
+    );
+    crate::wait::wait_for_within(
+        "B to stop serving it",
+        std::time::Duration::from_secs(10),
+        || {
+            let (status, _) = http(
+                "POST",
+                &format!("{}/webhook/second", db_b.url),
+                None,
+                &[],
+                Some(&json!({})),
+            );
+            (status == 404).then_some(())
+        },
+    );
 }

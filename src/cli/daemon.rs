@@ -172,7 +172,11 @@ pub fn stop(globals: &Globals) -> anyhow::Result<ExitCode> {
 pub fn status(globals: &Globals, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
     let code = daemon_status(&home, &args)?;
-    if let Some(url) = &args.store {
+    let store = match &args.store {
+        Some(url) => Some(url.clone()),
+        None => home.store_url()?,
+    };
+    if let Some(url) = &store {
         pool_status(url, args.json)?;
     }
     Ok(code)

@@ -23,6 +23,12 @@ pub struct InitArgs {
     /// Keep the master key in a file in the home (or FUSE_MASTER_KEY) even if an OS keyring works.
     #[arg(long)]
     pub no_keyring: bool,
+
+    /// Put the store in PostgreSQL (postgres://USER:PASSWORD@HOST/DB): sets
+    /// store.url in fuse.toml and moves this home's workflows, tokens and
+    /// credentials there (docs/scale-out.md).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
@@ -45,8 +51,35 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
 
+    let moved = match &args.store {
+        Some(url) => Some(to_postgres(&home, url)?),
+        None => None,
+    };
     if globals.quiet {
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some((url, moved)) = &moved {
+        outln!(
+            "The store of {} is now on PostgreSQL at {url}:",
+            home.root().display()
+        );
+        outln!(
+            "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s)",
+            moved.workflows,
+            moved.versions,
+            moved.tokens,
+            moved.credentials
+        );
+        for kept in &moved.kept {
+            outln!("  kept     {kept} (the store had it already)");
+        }
+        outln!(
+            "  store.url is set in {}; run history and conversation memory stay in fuse.db",
+            home.config_path().display()
+        );
+        if report.unchanged() {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     let root = home.root().display();
     if report.unchanged() {
@@ -153,4 +186,60 @@ fn shell_quote(path: &std::path::Path) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// Moves the home's store to PostgreSQL and points the home at it: the
+/// URL shown (without its password) and what was moved.
+fn to_postgres(
+    home: &Home,
+    url: &str,
+) -> anyhow::Result<(String, crate::store::pg::moving::Moved)> {
+    crate::store::pg::check_url(url).map_err(crate::Error::Setting)?;
+    let shown = crate::store::pg::redact(url);
+    let db = crate::store::pg::db::PgDb::open(url)?;
+    let moved = crate::store::pg::moving::move_home(home, &db)?;
+    let token = std::fs::read_to_string(home.token_path())
+        .with_context(|| format!("cannot read the API token {}", home.token_path().display()))?;
+    crate::store::pg::moving::join(home, &db, token.trim())?;
+    set_store_url(&home.config_path(), url)?;
+    Ok((shown, moved))
+}
+
+/// Sets `url` under `[store]` in the config file, keeping the rest of it
+/// (comments too); the file stays readable by its owner only, as the URL
+/// may hold a password.
+fn set_store_url(path: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let line = format!("url = {}", toml::Value::String(url.to_string()));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let header = lines.iter().position(|l| l.trim() == "[store]");
+    match header {
+        Some(at) => {
+            let end = lines[at + 1..]
+                .iter()
+                .position(|l| l.trim_start().starts_with('['))
+                .map_or(lines.len(), |i| at + 1 + i);
+            match (at + 1..end).find(|&i| {
+                let l = lines[i].trim_start();
+                l.starts_with("url ") || l.starts_with("url=")
+            }) {
+                Some(i) => lines[i] = line,
+                None => lines.insert(at + 1, line),
+            }
+        }
+        None => {
+            lines.push(String::new());
+            lines.push("[store]".into());
+            lines.push(line);
+        }
+    }
+    let mut updated = lines.join("\n");
+    updated.push('\n');
+    // The new file must load, or the old one stays.
+    crate::config::Config::parse(path, &updated)
+        .with_context(|| format!("{} would not be valid with store.url set", path.display()))?;
+    crate::files::write_atomic(path, updated.as_bytes(), Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }

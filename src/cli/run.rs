@@ -229,7 +229,11 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.queue {
-        return queue_run(&plan, input, args.store.as_deref(), args.json, quiet);
+        let store = match args.store.clone() {
+            Some(url) => Some(url),
+            None => Home::resolve(globals.home.clone())?.store_url()?,
+        };
+        return queue_run(&plan, input, store.as_deref(), args.json, quiet);
     }
     let mut request = RunRequest::new(input, "cli");
     request.pins = Arc::new(pins);
@@ -255,7 +259,7 @@ fn queue_run(
 ) -> anyhow::Result<ExitCode> {
     let Some(url) = store else {
         anyhow::bail!(crate::Error::Setting(
-            "--queue needs the queue's database: --store postgres://… or FUSE_STORE_URL".into()
+            "--queue needs the store on PostgreSQL: --store postgres://…, FUSE_STORE_URL or store.url in fuse.toml".into()
         ));
     };
     crate::store::pg::check_url(url).map_err(crate::Error::Setting)?;

@@ -38,7 +38,7 @@ pub enum TokensCommand {
 
 pub fn run(globals: &Globals, command: TokensCommand) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let store = home.open_store()?;
+    let store = home.open_db()?;
     match command {
         TokensCommand::New { name, scope, json } => {
             let scope = Scope::parse(&scope)?;

@@ -18,7 +18,7 @@ pub struct WorkerArgs {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub store: String,
+    pub store: Option<String>,
 
     /// Runs at once (default: the number of CPUs).
     #[arg(long, value_name = "N")]
@@ -52,8 +52,16 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             args.lease
         )));
     }
-    crate::store::pg::check_url(&args.store).map_err(crate::Error::Setting)?;
     let home = Home::resolve(globals.home.clone())?;
+    let store = match args.store.clone() {
+        Some(url) => url,
+        None => home.store_url()?.ok_or_else(|| {
+            crate::Error::Setting(
+                "a worker needs the store on PostgreSQL: --store postgres://USER:PASSWORD@HOST/DB, FUSE_STORE_URL, or store.url in the home's fuse.toml".into(),
+            )
+        })?,
+    };
+    crate::store::pg::check_url(&store).map_err(crate::Error::Setting)?;
     let mut settings = crate::nodes::Settings::default();
     let mut max_parallel = crate::config::EngineConfig::default().max_parallel;
     if home.probe()? {
@@ -63,10 +71,16 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     }
     // The node types this worker has: the built-ins and the home's packages.
     let registry = super::run::home_registry(&home, &settings, !globals.quiet);
-    let credentials: Option<Arc<dyn crate::engine::CredentialSource>> =
-        home.is_initialized().then(|| {
-            Arc::new(HomeCredentials::new(home.clone())) as Arc<dyn crate::engine::CredentialSource>
-        });
+    // Credentials are the store's, opened with this home's master key.
+    let credentials: Option<Arc<dyn crate::engine::CredentialSource>> = if home.is_initialized() {
+        let sealed = crate::store::pg::db::PgDb::open(&store)?;
+        Some(Arc::new(HomeCredentials::on(
+            home.clone(),
+            Arc::new(sealed),
+        )))
+    } else {
+        None
+    };
     let options = crate::worker::Options {
         concurrency: args
             .concurrency
@@ -82,7 +96,7 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let pg = crate::store::pg::Pg::connect(&args.store).await?;
+        let pg = crate::store::pg::Pg::connect(&store).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {

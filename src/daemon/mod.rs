@@ -262,9 +262,7 @@ pub fn run_foreground(
             listener,
             Options {
                 log_file: log_file.map(std::path::Path::to_path_buf),
-                queue: std::env::var("FUSE_STORE_URL")
-                    .ok()
-                    .filter(|u| !u.trim().is_empty()),
+                queue: config.store.postgres().map(str::to_string),
                 roles,
             },
             shutdown_signal(),
@@ -281,6 +279,34 @@ pub fn run_foreground(
         tracing::error!("{e:#}");
     }
     result
+}
+
+/// How often a daemon on PostgreSQL looks for workflows other daemons deployed.
+const DEPLOYS_EVERY: Duration = Duration::from_secs(1);
+
+/// Rebuilds the routes (webhooks, schedules, triggers) whenever the shared
+/// store's workflows change, whoever changed them: a workflow deployed,
+/// rolled back, enabled, disabled or deleted through another daemon is
+/// served here within [`DEPLOYS_EVERY`].
+async fn follow_deploys(state: Arc<State>) {
+    let mut seen: Option<i64> = None;
+    let mut interval = tokio::time::interval(DEPLOYS_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = match state.db(|db| db.workflows_version()).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!("cannot see whether other daemons deployed workflows: {e}");
+                continue;
+            }
+        };
+        if seen.is_some() && now != seen {
+            let state = state.clone();
+            let _ = tokio::task::spawn_blocking(move || routes::changed(&state)).await;
+        }
+        seen = now;
+    }
 }
 
 /// How [`serve`] runs beyond its home and listener.
@@ -405,39 +431,54 @@ pub async fn serve(
     let bus = Arc::new(events::EventBus::default());
     let metrics = Arc::new(metrics::Metrics::default());
     let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone(), bus.clone(), metrics.clone()];
+    if options.roles != Roles::default() && options.queue.is_none() {
+        anyhow::bail!(crate::Error::Setting(format!(
+            "--role {} needs the store on PostgreSQL (store.url or FUSE_STORE_URL): a daemon on SQLite alone does everything itself",
+            options.roles.arg()
+        )));
+    }
+    // On PostgreSQL: the shared store (workflows, schedules, tokens,
+    // credentials), and the queue runs go through.
+    let shared = match &options.queue {
+        Some(url) => {
+            let pg = crate::store::pg::Pg::connect(url).await?;
+            let shared = Arc::new(crate::store::pg::db::PgDb::new(
+                pg,
+                tokio::runtime::Handle::current(),
+            ));
+            let joining = shared.clone();
+            let (local_home, local_token) = (home.clone(), token.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::store::pg::moving::join(&local_home, &joining, &local_token)
+            })
+            .await
+            .context("joining the PostgreSQL store crashed")??;
+            tracing::info!(
+                store = %crate::store::pg::redact(url),
+                "the store is on PostgreSQL; runs go through its queue"
+            );
+            Some(shared)
+        }
+        None => None,
+    };
+    let queue = shared.as_ref().map(|s| s.pg().clone());
     let engine = Engine::new(
         registry,
         Arc::new(Fanout(observers)),
         config.engine.max_parallel,
     )
+    // The vault is the store's: PostgreSQL's with store.url (see `Vault::open`).
     .with_credentials(Arc::new(crate::secrets::vault::HomeCredentials::new(
         home.clone(),
     )));
     let (alert_tx, alert_rx) = tokio::sync::mpsc::unbounded_channel();
-    if options.roles != Roles::default() && options.queue.is_none() {
-        anyhow::bail!(crate::Error::Setting(format!(
-            "--role {} needs the PostgreSQL queue (FUSE_STORE_URL): a daemon on SQLite alone does everything itself",
-            options.roles.arg()
-        )));
-    }
-    let queue = match &options.queue {
-        Some(url) => {
-            let pg = crate::store::pg::Pg::connect(url).await?;
-            tracing::info!(
-                queue = %crate::store::pg::redact(url),
-                "runs go to the PostgreSQL queue for `fuse worker` processes"
-            );
-            Some(pg)
-        }
-        None => None,
-    };
     let local: Arc<dyn Db> = Arc::new(crate::store::Sqlite::new(store, home.blobs_dir())?);
-    // With a queue, the runs workers keep there are listed and shown beside
-    // the daemon's own.
-    let db: Arc<dyn Db> = match &queue {
-        Some(pg) => Arc::new(crate::store::queued::WithQueue::new(
+    // On PostgreSQL, the runs workers keep on the queue are listed and shown
+    // beside the daemon's own.
+    let db: Arc<dyn Db> = match &shared {
+        Some(shared) => Arc::new(crate::store::queued::WithQueue::new(
             local,
-            pg.clone(),
+            shared.clone(),
             tokio::runtime::Handle::current(),
         )),
         None => local,
@@ -521,6 +562,11 @@ pub async fn serve(
         .map_err(|e| tracing::warn!("watching workflows/ is off: {e}"))
         .ok();
     routes::changed(&state);
+    // On PostgreSQL, other daemons deploy too: follow their changes.
+    let deploys = state
+        .queue
+        .is_some()
+        .then(|| tokio::spawn(follow_deploys(state.clone())));
     let alert_deliverer = tokio::spawn(alerts::deliver(state.clone(), alert_rx));
     let queue_watcher = tokio::spawn(alerts::watch_queue(state.clone()));
     if let Some(alerts) = alerts::describe(&state) {
@@ -572,6 +618,9 @@ pub async fn serve(
     )
     .await;
     if let Some(t) = &ticker {
+        t.abort();
+    }
+    if let Some(t) = &deploys {
         t.abort();
     }
     queue_watcher.abort();

@@ -232,7 +232,10 @@ impl Vault {
     /// Opens the vault of an initialised home, finishing or discarding a rotation
     /// that was interrupted.
     pub fn open(home: &Home) -> Result<Vault> {
-        Vault::open_on(home, Arc::new(std::sync::Mutex::new(home.open_store()?)))
+        match home.store_url()? {
+            Some(url) => Vault::open_on(home, Arc::new(crate::store::pg::db::PgDb::open(&url)?)),
+            None => Vault::open_on(home, Arc::new(std::sync::Mutex::new(home.open_store()?))),
+        }
     }
 
     /// [`Vault::open`] on a store already open (the daemon's [`crate::store::Db`]).
@@ -467,6 +470,8 @@ fn wrong_key_message(kind: KeyStoreKind) -> String {
 /// The vault of a home as a run's credential source, opened on first use.
 pub struct HomeCredentials {
     home: Home,
+    /// Where the sealed credentials are: the home's SQLite file when `None`.
+    store: Option<Arc<dyn CredentialStore>>,
     vault: std::sync::OnceLock<std::result::Result<Vault, String>>,
 }
 
@@ -474,27 +479,41 @@ impl HomeCredentials {
     pub fn new(home: Home) -> HomeCredentials {
         HomeCredentials {
             home,
+            store: None,
             vault: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The home's keys over credentials kept in `store` (PostgreSQL).
+    pub fn on(home: Home, store: Arc<dyn CredentialStore>) -> HomeCredentials {
+        HomeCredentials {
+            home,
+            store: Some(store),
+            vault: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn vault(&self) -> &std::result::Result<Vault, String> {
+        self.vault.get_or_init(|| {
+            match &self.store {
+                Some(store) => Vault::open_on(&self.home, store.clone()),
+                None => Vault::open(&self.home),
+            }
+            .map_err(|e| e.to_string())
+        })
     }
 }
 
 impl crate::engine::CredentialSource for HomeCredentials {
     fn load(&self, name: &str) -> std::result::Result<Credential, String> {
-        let vault = self
-            .vault
-            .get_or_init(|| Vault::open(&self.home).map_err(|e| e.to_string()));
-        match vault {
+        match self.vault() {
             Ok(vault) => vault.get(name).map_err(|e| e.to_string()),
             Err(e) => Err(format!("credential {name:?} cannot be loaded: {e}")),
         }
     }
 
     fn exists(&self, name: &str) -> bool {
-        let vault = self
-            .vault
-            .get_or_init(|| Vault::open(&self.home).map_err(|e| e.to_string()));
-        vault
+        self.vault()
             .as_ref()
             .ok()
             .and_then(|v| v.list().ok())

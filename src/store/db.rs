@@ -108,6 +108,13 @@ pub trait Db: super::credentials::CredentialStore + Send + Sync {
 
     /// Adds messages (role, content) to a memory session, in order.
     fn memory_append(&self, session: &str, messages: &[(&str, &str)]) -> Result<()>;
+
+    /// A number that changes whenever a workflow is deployed, rolled back,
+    /// enabled, disabled or deleted, where several daemons share the store
+    /// (`None` where one daemon owns it: it knows its own changes).
+    fn workflows_version(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
 }
 
 /// How many read connections [`Sqlite`] keeps.

@@ -1,7 +1,11 @@
-//! The daemon's store when it shares a run queue: its own history (SQLite)
-//! and the runs on the queue, which workers keep in PostgreSQL. Listing,
-//! finding and showing runs (the API, the dashboard, `fuse runs` against the
-//! daemon) see both; everything else is the local store's.
+//! The daemon's store when the store is on PostgreSQL (`store.url`): the
+//! runs it ran itself (SQLite: the few a daemon runs in process, such as a
+//! webhook's that answers its caller) and the runs on the queue, which
+//! workers keep in PostgreSQL. Listing, finding and showing runs (the API,
+//! the dashboard, `fuse runs` against the daemon) see both; everything else
+//! (workflows, versions, schedules, tokens, credentials, memory) is the
+//! shared store's, in PostgreSQL, but conversation memory, which
+//! `llm.chat` and `llm.agent` keep in the home's SQLite file for now.
 //!
 //! Like every [`Db`], it is called from blocking threads; it waits for the
 //! queue's answers on the daemon's runtime.
@@ -13,6 +17,7 @@ use super::credentials::{CredentialInfo, CredentialStore, Reseal, Sealed};
 use super::db::Db;
 use super::history::{HourCount, LogRow, RunDetail, RunFilter, RunSummary, UnfinishedRun};
 use super::memory::{MemoryMessage, MemorySession};
+use super::pg::db::PgDb;
 use super::pg::{Pg, PgError};
 use super::schedules::StoredSchedule;
 use super::tokens::{Scope, TokenInfo};
@@ -20,16 +25,22 @@ use super::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow};
 use crate::api::types::ScheduleRow;
 use crate::error::{Error, Result};
 
-/// A local store with the queue's runs beside its own.
+/// A daemon's own runs beside the queue's, and the shared store.
 pub struct WithQueue {
     local: Arc<dyn Db>,
     pg: Pg,
+    shared: Arc<PgDb>,
     rt: tokio::runtime::Handle,
 }
 
 impl WithQueue {
-    pub fn new(local: Arc<dyn Db>, pg: Pg, rt: tokio::runtime::Handle) -> WithQueue {
-        WithQueue { local, pg, rt }
+    pub fn new(local: Arc<dyn Db>, shared: Arc<PgDb>, rt: tokio::runtime::Handle) -> WithQueue {
+        WithQueue {
+            local,
+            pg: shared.pg().clone(),
+            shared,
+            rt,
+        }
     }
 
     fn queue<T>(
@@ -173,40 +184,44 @@ impl Db for WithQueue {
     }
 
     fn ping(&self) -> Result<()> {
-        self.local.ping()
+        self.local.ping()?;
+        self.shared.ping()
     }
     fn list_workflows(&self) -> Result<Vec<WorkflowRow>> {
-        self.local.list_workflows()
+        self.shared.list_workflows()
     }
     fn current_workflow(&self, name: &str) -> Result<Option<CurrentWorkflow>> {
-        self.local.current_workflow(name)
+        self.shared.current_workflow(name)
     }
     fn enabled_workflows(&self) -> Result<Vec<(String, String, Option<String>)>> {
-        self.local.enabled_workflows()
+        self.shared.enabled_workflows()
     }
     fn workflows_from_files(&self) -> Result<Vec<(String, String)>> {
-        self.local.workflows_from_files()
+        self.shared.workflows_from_files()
     }
     fn workflow_versions(&self, name: &str) -> Result<Option<Vec<VersionRow>>> {
-        self.local.workflow_versions(name)
+        self.shared.workflow_versions(name)
     }
     fn workflow_version(&self, name: &str, version: i64) -> Result<Option<(VersionRow, String)>> {
-        self.local.workflow_version(name, version)
+        self.shared.workflow_version(name, version)
     }
     fn store_version(&self, name: &str, text: &str, source: Option<&Path>) -> Result<(i64, bool)> {
-        self.local.store_version(name, text, source)
+        self.shared.store_version(name, text, source)
     }
     fn rollback_workflow(&self, name: &str, version: i64) -> Result<Rollback> {
-        self.local.rollback_workflow(name, version)
+        self.shared.rollback_workflow(name, version)
     }
     fn set_workflow_enabled(&self, name: &str, enabled: bool) -> Result<bool> {
-        self.local.set_workflow_enabled(name, enabled)
+        self.shared.set_workflow_enabled(name, enabled)
     }
     fn delete_workflow(&self, name: &str) -> Result<bool> {
-        self.local.delete_workflow(name)
+        self.shared.delete_workflow(name)
     }
     fn definition(&self, hash: &str) -> Result<Option<String>> {
-        self.local.definition(hash)
+        match self.local.definition(hash)? {
+            Some(text) => Ok(Some(text)),
+            None => self.shared.definition(hash),
+        }
     }
     fn memory_sessions(&self) -> Result<Vec<MemorySession>> {
         self.local.memory_sessions()
@@ -227,10 +242,10 @@ impl Db for WithQueue {
         self.local.mark_run_interrupted(id, reason)
     }
     fn sync_schedules(&self, wanted: &[StoredSchedule]) -> Result<()> {
-        self.local.sync_schedules(wanted)
+        self.shared.sync_schedules(wanted)
     }
     fn due_schedules(&self, before: Option<i64>) -> Result<Vec<StoredSchedule>> {
-        self.local.due_schedules(before)
+        self.shared.due_schedules(before)
     }
     fn set_schedule_next(
         &self,
@@ -239,28 +254,32 @@ impl Db for WithQueue {
         next: Option<i64>,
         fired: Option<i64>,
     ) -> Result<()> {
-        self.local.set_schedule_next(workflow, node_id, next, fired)
+        self.shared
+            .set_schedule_next(workflow, node_id, next, fired)
     }
     fn schedules(&self) -> Result<Vec<ScheduleRow>> {
-        self.local.schedules()
+        self.shared.schedules()
     }
     fn tokens_version(&self) -> Result<i64> {
-        self.local.tokens_version()
+        self.shared.tokens_version()
     }
     fn token_hashes(&self) -> Result<Vec<(String, String, Scope)>> {
-        self.local.token_hashes()
+        self.shared.token_hashes()
     }
     fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
-        self.local.touch_tokens(used)
+        self.shared.touch_tokens(used)
     }
     fn add_token(&self, name: &str, token: &str, scope: Scope) -> Result<()> {
-        self.local.add_token(name, token, scope)
+        self.shared.add_token(name, token, scope)
     }
     fn list_tokens(&self) -> Result<Vec<TokenInfo>> {
-        self.local.list_tokens()
+        self.shared.list_tokens()
     }
     fn revoke_token(&self, name: &str) -> Result<bool> {
-        self.local.revoke_token(name)
+        self.shared.revoke_token(name)
+    }
+    fn workflows_version(&self) -> Result<Option<i64>> {
+        self.shared.workflows_version()
     }
     fn memory_append(&self, session: &str, messages: &[(&str, &str)]) -> Result<()> {
         self.local.memory_append(session, messages)
@@ -269,30 +288,30 @@ impl Db for WithQueue {
 
 impl CredentialStore for WithQueue {
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.local.meta(key)
+        self.shared.meta(key)
     }
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.local.set_meta(key, value)
+        self.shared.set_meta(key, value)
     }
     fn put_credential(&self, sealed: &Sealed, field_names: &str, now_ms: i64) -> Result<()> {
-        self.local.put_credential(sealed, field_names, now_ms)
+        self.shared.put_credential(sealed, field_names, now_ms)
     }
     fn sealed_credential(&self, name: &str) -> Result<Option<Sealed>> {
-        self.local.sealed_credential(name)
+        self.shared.sealed_credential(name)
     }
     fn any_sealed_credential(&self) -> Result<Option<Sealed>> {
-        self.local.any_sealed_credential()
+        self.shared.any_sealed_credential()
     }
     fn touch_credential(&self, name: &str, now_ms: i64) -> Result<()> {
-        self.local.touch_credential(name, now_ms)
+        self.shared.touch_credential(name, now_ms)
     }
     fn list_credentials(&self) -> Result<Vec<CredentialInfo>> {
-        self.local.list_credentials()
+        self.shared.list_credentials()
     }
     fn remove_credential(&self, name: &str) -> Result<bool> {
-        self.local.remove_credential(name)
+        self.shared.remove_credential(name)
     }
     fn reseal_credentials(&self, reseal: &mut Reseal<'_>, meta: (&str, &str)) -> Result<usize> {
-        self.local.reseal_credentials(reseal, meta)
+        self.shared.reseal_credentials(reseal, meta)
     }
 }

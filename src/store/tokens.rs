@@ -159,7 +159,7 @@ impl Store {
     }
 
     /// Every token with its hash, oldest first.
-    fn stored_tokens(&self) -> Result<Vec<(String, TokenInfo)>> {
+    pub(crate) fn stored_tokens(&self) -> Result<Vec<(String, TokenInfo)>> {
         let err = |e| self.db_err("reading tokens", e);
         let mut stmt = self
             .conn

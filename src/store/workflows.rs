@@ -299,3 +299,50 @@ impl Store {
             .map_err(|e| self.db_err("finding a workflow", e))
     }
 }
+
+impl Store {
+    /// Every workflow with all its versions, to copy into another store.
+    pub fn export_workflows(&self) -> Result<Vec<crate::store::pg::ImportedWorkflow>> {
+        let err = |e| self.db_err("reading workflows to copy", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, name, enabled, current_version, source_path, created_at, updated_at
+                 FROM workflows ORDER BY name",
+            )
+            .map_err(err)?;
+        let rows: Vec<(i64, crate::store::pg::ImportedWorkflow)> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    crate::store::pg::ImportedWorkflow {
+                        name: r.get(1)?,
+                        enabled: r.get(2)?,
+                        current_version: r.get(3)?,
+                        source_path: r.get(4)?,
+                        created_at: r.get(5)?,
+                        updated_at: r.get(6)?,
+                        versions: Vec::new(),
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(err)?;
+        let mut versions = self
+            .conn
+            .prepare(
+                "SELECT version, definition, hash, created_at FROM workflow_versions
+                 WHERE workflow_id = ?1 ORDER BY version",
+            )
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|(id, mut workflow)| {
+                workflow.versions = versions
+                    .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(err)?;
+                Ok(workflow)
+            })
+            .collect()
+    }
+}

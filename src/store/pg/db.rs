@@ -23,24 +23,76 @@ use crate::store::workflows::{CurrentWorkflow, Rollback, VersionRow, WorkflowRow
 pub struct PgDb {
     pg: Pg,
     rt: tokio::runtime::Handle,
+    /// The runtime it owns when it was opened outside one (commands).
+    _own: Option<tokio::runtime::Runtime>,
 }
 
 impl PgDb {
+    /// On a pool of the runtime `rt` (the daemon's, a worker's).
     pub fn new(pg: Pg, rt: tokio::runtime::Handle) -> PgDb {
-        PgDb { pg, rt }
+        PgDb { pg, rt, _own: None }
+    }
+
+    /// Connects (migrating the schema) on a runtime of its own: for commands,
+    /// and for readers inside a run's task (credentials), which must not
+    /// wait on the runtime they are running on.
+    pub fn open(url: &str) -> Result<PgDb> {
+        let url = url.to_string();
+        // Built on a thread of its own: a runtime cannot be started, nor
+        // waited on, from a thread that drives another one.
+        std::thread::spawn(move || {
+            let own = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("fuse-store")
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Setting(format!("cannot start the async runtime: {e}")))?;
+            let pg = own
+                .block_on(Pg::connect(&url))
+                .map_err(|e| Error::Queue(e.to_string()))?;
+            Ok(PgDb {
+                pg,
+                rt: own.handle().clone(),
+                _own: Some(own),
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::Setting("connecting to PostgreSQL crashed".into())))
     }
 
     pub fn pg(&self) -> &Pg {
         &self.pg
     }
 
-    fn wait<T>(
+    /// Waits for `ask`. From a thread that is inside a runtime (a run's
+    /// task reading a credential) the wait happens on a thread of its own,
+    /// as a runtime cannot be waited on from inside one.
+    fn block<T: Send>(&self, ask: impl std::future::Future<Output = T> + Send) -> T {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.rt.block_on(ask);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| self.rt.block_on(ask))
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    pub(crate) fn wait<T: Send>(
         &self,
-        ask: impl std::future::Future<Output = std::result::Result<T, PgError>>,
+        ask: impl std::future::Future<Output = std::result::Result<T, PgError>> + Send,
     ) -> Result<T> {
-        self.rt
-            .block_on(ask)
-            .map_err(|e| Error::Queue(e.to_string()))
+        self.block(ask).map_err(|e| Error::Queue(e.to_string()))
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        // Its own runtime may be dropped from inside another (a daemon
+        // stopping): shut it down without waiting there.
+        if let Some(own) = self._own.take() {
+            own.shutdown_background();
+        }
     }
 }
 
@@ -221,6 +273,13 @@ impl Db for PgDb {
     fn touch_tokens(&self, used: &[(String, i64)]) -> Result<()> {
         self.wait(self.pg.touch_tokens(used))
     }
+    fn workflows_version(&self) -> Result<Option<i64>> {
+        Ok(Some(
+            self.wait(self.pg.meta("workflows_version"))?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ))
+    }
     fn add_token(&self, name: &str, token: &str, scope: Scope) -> Result<()> {
         crate::store::tokens::check_name(name)?;
         let hash = crate::store::tokens::hash(token);
@@ -274,6 +333,13 @@ impl CredentialStore for PgDb {
         self.wait(self.pg.remove_credential(name))
     }
     fn reseal_credentials(&self, reseal: &mut Reseal<'_>, meta: (&str, &str)) -> Result<usize> {
+        // `reseal` stays on this thread (it holds the keys): waited for here,
+        // which `fuse creds rotate` (no runtime) can.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Setting(
+                "credentials on PostgreSQL are re-encrypted by `fuse creds rotate`, not from inside a runtime".into(),
+            ));
+        }
         self.rt.block_on(self.pg.reseal_credentials(reseal, meta))
     }
 }

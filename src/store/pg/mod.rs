@@ -23,7 +23,10 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 
 pub mod db;
+pub mod moving;
 mod shared;
+
+pub use shared::ImportedWorkflow;
 
 /// Errors of the PostgreSQL store, with what was being done.
 #[derive(Debug, thiserror::Error)]

@@ -120,6 +120,7 @@ impl Pg {
                 version
             }
         };
+        bump(&tx, "workflows_version").await?;
         tx.commit().await.map_err(&err)?;
         Ok((version, same.is_none()))
     }
@@ -253,9 +254,13 @@ impl Pg {
         };
         let done = client
             .execute(
-                "UPDATE workflows SET current_version = $2, updated_at = $3
-                 WHERE id = $1 AND EXISTS (
-                   SELECT 1 FROM workflow_versions WHERE workflow_id = $1 AND version = $2)",
+                "WITH changed AS (
+                   UPDATE workflows SET current_version = $2, updated_at = $3
+                   WHERE id = $1 AND EXISTS (
+                     SELECT 1 FROM workflow_versions WHERE workflow_id = $1 AND version = $2)
+                   RETURNING 1)
+                 INSERT INTO meta (key, value) SELECT 'workflows_version', '1' FROM changed
+                 ON CONFLICT (key) DO UPDATE SET value = (meta.value::BIGINT + 1)::TEXT",
                 &[&id, &version, &now_ms()],
             )
             .await
@@ -272,7 +277,9 @@ impl Pg {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE workflows SET enabled = $2 WHERE name = $1",
+                "WITH changed AS (UPDATE workflows SET enabled = $2 WHERE name = $1 RETURNING 1)
+                 INSERT INTO meta (key, value) SELECT 'workflows_version', '1' FROM changed
+                 ON CONFLICT (key) DO UPDATE SET value = (meta.value::BIGINT + 1)::TEXT",
                 &[&name, &enabled],
             )
             .await
@@ -284,7 +291,12 @@ impl Pg {
     pub async fn delete_workflow(&self, name: &str) -> Result<bool> {
         let client = self.client().await?;
         client
-            .execute("DELETE FROM workflows WHERE name = $1", &[&name])
+            .execute(
+                "WITH changed AS (DELETE FROM workflows WHERE name = $1 RETURNING 1)
+                 INSERT INTO meta (key, value) SELECT 'workflows_version', '1' FROM changed
+                 ON CONFLICT (key) DO UPDATE SET value = (meta.value::BIGINT + 1)::TEXT",
+                &[&name],
+            )
             .await
             .map(|n| n > 0)
             .map_err(query_error("deleting a workflow"))
@@ -491,24 +503,179 @@ impl Pg {
         Ok(added > 0)
     }
 
-    /// Makes `hash` the admin token named `init` (the one `fuse init` wrote).
-    pub async fn ensure_init_token(&self, hash: &str) -> Result<()> {
+    /// Makes a home's token (its `api-token` file, by hash) an admin token of
+    /// the store, unless it already is one: named `init`, or `init-` and the
+    /// start of its hash when another home took `init`. So every home
+    /// joining the store keeps a token its commands can use, and none
+    /// replaces another's. True when it was added.
+    pub async fn adopt_home_token(&self, hash: &str) -> Result<bool> {
         let mut client = self.client().await?;
-        let err = query_error("storing the init token");
+        let err = query_error("storing the home's token");
         let tx = client.transaction().await.map_err(&err)?;
-        let changed = tx
-            .execute(
-                "INSERT INTO api_tokens (name, hash, scope, created_at) VALUES ($1, $2, 'admin', $3)
-                 ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, scope = 'admin'
-                 WHERE api_tokens.hash <> excluded.hash OR api_tokens.scope <> 'admin'",
-                &[&crate::store::tokens::INIT_TOKEN, &hash, &now_ms()],
+        tx.execute("LOCK TABLE api_tokens IN SHARE ROW EXCLUSIVE MODE", &[])
+            .await
+            .map_err(&err)?;
+        let known = tx
+            .query_opt("SELECT 1 FROM api_tokens WHERE hash = $1", &[&hash])
+            .await
+            .map_err(&err)?
+            .is_some();
+        if !known {
+            let init = crate::store::tokens::INIT_TOKEN;
+            let taken = tx
+                .query_opt("SELECT 1 FROM api_tokens WHERE name = $1", &[&init])
+                .await
+                .map_err(&err)?
+                .is_some();
+            let name = if taken {
+                format!("{init}-{}", &hash[..hash.len().min(12)])
+            } else {
+                init.to_string()
+            };
+            tx.execute(
+                "INSERT INTO api_tokens (name, hash, scope, created_at) VALUES ($1, $2, 'admin', $3)",
+                &[&name, &hash, &now_ms()],
             )
             .await
             .map_err(&err)?;
-        if changed > 0 {
             bump_tokens_version(&tx).await?;
         }
-        tx.commit().await.map_err(&err)
+        tx.commit().await.map_err(&err)?;
+        Ok(!known)
+    }
+
+    /// Copies a token as it is stored elsewhere (its hash); false when the
+    /// store has one by that name or hash already.
+    pub async fn import_token(&self, hash: &str, token: &TokenInfo) -> Result<bool> {
+        let mut client = self.client().await?;
+        let err = query_error("copying a token");
+        let tx = client.transaction().await.map_err(&err)?;
+        let added = tx
+            .execute(
+                "INSERT INTO api_tokens (name, hash, scope, created_at, last_used_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &token.name,
+                    &hash,
+                    &token.scope.as_str(),
+                    &token.created_at,
+                    &token.last_used_at,
+                ],
+            )
+            .await
+            .map_err(&err)?;
+        if added > 0 {
+            bump_tokens_version(&tx).await?;
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(added > 0)
+    }
+
+    /// Copies a workflow with every version as stored elsewhere; false when
+    /// the store has a workflow by that name already (it is left alone).
+    pub async fn import_workflow(&self, workflow: &ImportedWorkflow) -> Result<bool> {
+        let mut client = self.client().await?;
+        let err = query_error("copying a workflow");
+        let tx = client.transaction().await.map_err(&err)?;
+        let Some(row) = tx
+            .query_opt(
+                "INSERT INTO workflows (name, enabled, current_version, source_path, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+                &[
+                    &workflow.name,
+                    &workflow.enabled,
+                    &workflow.current_version,
+                    &workflow.source_path,
+                    &workflow.created_at,
+                    &workflow.updated_at,
+                ],
+            )
+            .await
+            .map_err(&err)?
+        else {
+            return Ok(false);
+        };
+        let id: i64 = row.get(0);
+        for (version, definition, hash, created_at) in &workflow.versions {
+            tx.execute(
+                "INSERT INTO workflow_versions (workflow_id, version, definition, hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&id, version, definition, hash, created_at],
+            )
+            .await
+            .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(true)
+    }
+
+    /// Copies a credential row as sealed elsewhere (same key); false when
+    /// the store has one by that name.
+    pub async fn import_credential(&self, sealed: &Sealed, info: &CredentialInfo) -> Result<bool> {
+        let client = self.client().await?;
+        let fields = serde_json::to_string(&info.fields).unwrap_or_else(|_| "[]".into());
+        client
+            .execute(
+                "INSERT INTO credentials (name, type, fields, nonce, ciphertext, created_at, updated_at, last_used_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
+                &[
+                    &sealed.name,
+                    &sealed.kind,
+                    &fields,
+                    &sealed.nonce,
+                    &sealed.ciphertext,
+                    &info.created_at,
+                    &info.updated_at,
+                    &info.last_used_at,
+                ],
+            )
+            .await
+            .map(|n| n > 0)
+            .map_err(query_error("copying a credential"))
+    }
+
+    /// Copies a memory session (messages in order, and its summary); false
+    /// when the store has messages of that session already.
+    pub async fn import_memory(
+        &self,
+        session: &str,
+        messages: &[MemoryMessage],
+        summary: Option<&str>,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let err = query_error("copying memory");
+        let tx = client.transaction().await.map_err(&err)?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM memory_messages WHERE session = $1 LIMIT 1",
+                &[&session],
+            )
+            .await
+            .map_err(&err)?
+            .is_some();
+        if exists {
+            return Ok(false);
+        }
+        for m in messages {
+            tx.execute(
+                "INSERT INTO memory_messages (session, role, content, tokens, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&session, &m.role, &m.content, &m.tokens, &m.created_at],
+            )
+            .await
+            .map_err(&err)?;
+        }
+        if let Some(summary) = summary {
+            tx.execute(
+                "INSERT INTO memory_summaries (session, content, tokens, updated_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (session) DO NOTHING",
+                &[&session, &summary, &estimate_tokens(summary), &now_ms()],
+            )
+            .await
+            .map_err(&err)?;
+        }
+        tx.commit().await.map_err(&err)?;
+        Ok(true)
     }
 
     /// (hash, token) of every token, oldest first.
@@ -828,6 +995,19 @@ impl Pg {
     }
 }
 
+/// A workflow as another store keeps it, to copy: every version is
+/// (version, definition, hash, created at).
+#[derive(Debug, Clone)]
+pub struct ImportedWorkflow {
+    pub name: String,
+    pub enabled: bool,
+    pub current_version: Option<i64>,
+    pub source_path: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub versions: Vec<(i64, String, String, i64)>,
+}
+
 fn version_row(r: &tokio_postgres::Row) -> VersionRow {
     VersionRow {
         version: r.get(0),
@@ -838,12 +1018,17 @@ fn version_row(r: &tokio_postgres::Row) -> VersionRow {
 }
 
 async fn bump_tokens_version(tx: &deadpool_postgres::Transaction<'_>) -> Result<()> {
+    bump(tx, "tokens_version").await
+}
+
+/// Counts a change under `key` in `meta`, in the change's transaction.
+async fn bump(tx: &deadpool_postgres::Transaction<'_>, key: &str) -> Result<()> {
     tx.execute(
-        "INSERT INTO meta (key, value) VALUES ('tokens_version', '1')
+        "INSERT INTO meta (key, value) VALUES ($1, '1')
          ON CONFLICT (key) DO UPDATE SET value = (meta.value::BIGINT + 1)::TEXT",
-        &[],
+        &[&key],
     )
     .await
     .map(|_| ())
-    .map_err(query_error("noting a token change"))
+    .map_err(query_error("noting a change"))
 }

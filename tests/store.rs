@@ -630,4 +630,23 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
             (status == 404).then_some(())
         },
     );
+    // With no daemon running, A's commands read the queue's runs too.
+    drop((da, db_b));
+    let listed: Value =
+        serde_json::from_str(&stdout_of(a.cmd().args(["runs", "list", "--json"]))).unwrap();
+    let runs = listed
+        .as_array()
+        .or_else(|| listed["runs"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    let hooked = runs.iter().filter(|r| r["workflow"] == "hooked").count();
+    assert_eq!(hooked, 2, "{listed}");
+    let shown: Value = serde_json::from_str(&stdout_of(a.cmd().args([
+        "runs",
+        "show",
+        runs[0]["id"].as_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(shown["status"], "succeeded", "{shown}");
 }

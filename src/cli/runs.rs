@@ -12,6 +12,7 @@ use super::run::{CliEngine, report_load_error};
 use crate::api::{Op, types};
 use crate::engine::{RunRequest, duration};
 use crate::home::Home;
+use crate::store::Db as _;
 use crate::store::history::{LogRow, RunDetail, RunFilter, RunSummary};
 
 #[derive(Debug, clap::Subcommand)]
@@ -110,10 +111,12 @@ pub enum RunsCommand {
 }
 
 /// Where `fuse runs list|show|logs` read: the daemon's API while one serves
-/// the home, else the database. Both give the same answers.
+/// the home, else the database (with the store on PostgreSQL: the home's
+/// own runs and the queue's). They give the same answers.
 enum Source {
     Daemon(Client),
     Local(crate::store::Store, std::path::PathBuf),
+    Shared(crate::store::queued::WithQueue),
 }
 
 impl Source {
@@ -124,6 +127,20 @@ impl Source {
             tracing::info!("reading runs from the daemon at {}", client.info.url());
             return Ok(Source::Daemon(client));
         }
+        if let Some(url) = home.store_url()? {
+            let shared = std::sync::Arc::new(crate::store::pg::db::PgDb::open(&url)?);
+            let local = crate::store::Sqlite::new(home.open_store()?, home.blobs_dir())?;
+            tracing::info!(
+                "reading runs from {} and the PostgreSQL queue",
+                home.db_path().display()
+            );
+            let rt = shared.handle();
+            return Ok(Source::Shared(crate::store::queued::WithQueue::new(
+                std::sync::Arc::new(local),
+                shared,
+                rt,
+            )));
+        }
         tracing::info!("reading runs from {}", home.db_path().display());
         Ok(Source::Local(home.open_store()?, home.blobs_dir()))
     }
@@ -131,6 +148,7 @@ impl Source {
     fn list(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunSummary>> {
         let client = match self {
             Source::Local(store, _) => return Ok(store.list_runs(filter)?),
+            Source::Shared(db) => return Ok(db.list_runs(filter)?),
             Source::Daemon(client) => client,
         };
         // The API answers pages of at most 1,000.
@@ -166,7 +184,7 @@ impl Source {
     fn resolve(&self, id: &str, workflow: Option<&str>) -> anyhow::Result<String> {
         match self {
             Source::Local(store, _) => Ok(store.resolve_run(id, workflow)?),
-            Source::Daemon(_) if id.trim() == "last" && workflow.is_some() => {
+            Source::Daemon(_) | Source::Shared(_) if id.trim() == "last" && workflow.is_some() => {
                 let newest = self.list(&RunFilter {
                     workflow: workflow.map(str::to_string),
                     limit: 1,
@@ -181,6 +199,7 @@ impl Source {
                     .into()),
                 }
             }
+            Source::Shared(db) => Ok(db.resolve_run(id)?),
             Source::Daemon(client) => {
                 Ok(client.get::<RunDetail>(Op::GetExecution, &[id])?.summary.id)
             }
@@ -190,6 +209,7 @@ impl Source {
     fn get(&self, id: &str) -> anyhow::Result<RunDetail> {
         match self {
             Source::Local(store, blobs) => Ok(store.get_run(id, blobs)?),
+            Source::Shared(db) => Ok(db.get_run(id)?),
             Source::Daemon(client) => client.get(Op::GetExecution, &[id]),
         }
     }
@@ -197,6 +217,7 @@ impl Source {
     fn logs(&self, id: &str) -> anyhow::Result<Vec<LogRow>> {
         match self {
             Source::Local(store, _) => Ok(store.run_logs(id)?),
+            Source::Shared(db) => Ok(db.run_logs(id)?),
             Source::Daemon(client) => Ok(client.get::<types::Logs>(Op::ExecutionLogs, &[id])?.logs),
         }
     }

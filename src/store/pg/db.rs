@@ -64,6 +64,11 @@ impl PgDb {
         &self.pg
     }
 
+    /// The runtime it waits on.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.clone()
+    }
+
     /// Waits for `ask`. From a thread that is inside a runtime (a run's
     /// task reading a credential) the wait happens on a thread of its own,
     /// as a runtime cannot be waited on from inside one.

@@ -326,7 +326,7 @@ fn a_malformed_model_reply_is_a_clear_node_error() {
 
 /// A model server that answers with how many messages it received and the
 /// last user message, so memory shows in the answers.
-fn echo_model() -> TestServer {
+pub(crate) fn echo_model() -> TestServer {
     TestServer::start(|req, _| {
         let body = req.json();
         let msgs = body["messages"].as_array().cloned().unwrap_or_default();

@@ -650,3 +650,65 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
     .unwrap();
     assert_eq!(shown["status"], "succeeded", "{shown}");
 }
+
+/// Conversation memory moves with the home and is the store's: a chat on a
+/// second home on the same store goes on where the first home left off.
+#[test]
+fn conversation_memory_moves_and_is_shared_on_postgres() {
+    use crate::helper::stdout_of;
+    use serde_json::{Value, json};
+    let db = TestDb::new();
+    let model = crate::ai::echo_model();
+    let chat = json!({"name": "chat", "params": [{"name": "message", "type": "string"}],
+        "nodes": [{"id": "chat", "type": "llm.chat", "data": {"inputs": {
+            "base_url": model.url("/v1"), "model": "m",
+            "prompt": "{{ trigger.message }}", "memory": {"session": "alice"}}}}]});
+    let say = |home: &TestHome, env: &[(&str, &str)], message: &str| -> String {
+        let file = home.write("chat.json", &chat);
+        let mut cmd = home.cmd();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = stdout_of(
+            cmd.arg("run")
+                .arg(&file)
+                .args(["--input", &format!("message={message}")]),
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a = TestHome::initialized();
+    assert_eq!(say(&a, &[], "one"), "1 messages; you said one");
+    assert_eq!(say(&a, &[], "two"), "3 messages; you said two");
+    let moved = stdout_of(a.cmd().args(["init", "--store", &db.url]));
+    assert!(moved.contains("1 memory session(s)"), "{moved}");
+    assert_eq!(
+        db.count("SELECT 1 FROM memory_messages WHERE session = 'alice'"),
+        4
+    );
+
+    let b = TestHome::initialized();
+    std::fs::copy(
+        a.path().join("keys/master.key"),
+        b.path().join("keys/master.key"),
+    )
+    .unwrap();
+    assert_eq!(
+        say(&b, &[("FUSE_STORE_URL", &db.url)], "three"),
+        "5 messages; you said three",
+        "B's chat sees what was said on A"
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM memory_messages WHERE session = 'alice'"),
+        6
+    );
+    // B's own file holds none of it; A's commands see all of it.
+    let local = fuse::store::Store::open(&b.path().join("fuse.db")).unwrap();
+    assert!(local.memory_sessions().unwrap().is_empty());
+    let list: Value =
+        serde_json::from_str(&stdout_of(a.cmd().args(["memory", "list", "--json"]))).unwrap();
+    assert_eq!(list[0]["session"], "alice", "{list}");
+    assert_eq!(list[0]["messages"], 6, "{list}");
+}

@@ -25,8 +25,8 @@ pub struct InitArgs {
     pub no_keyring: bool,
 
     /// Put the store in PostgreSQL (postgres://USER:PASSWORD@HOST/DB): sets
-    /// store.url in fuse.toml and moves this home's workflows, tokens and
-    /// credentials there (docs/scale-out.md).
+    /// store.url in fuse.toml and moves this home's workflows, tokens,
+    /// credentials and conversation memory there (docs/scale-out.md).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 }
@@ -64,17 +64,18 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
             home.root().display()
         );
         outln!(
-            "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s)",
+            "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s), {} memory session(s)",
             moved.workflows,
             moved.versions,
             moved.tokens,
-            moved.credentials
+            moved.credentials,
+            moved.memory_sessions
         );
         for kept in &moved.kept {
             outln!("  kept     {kept} (the store had it already)");
         }
         outln!(
-            "  store.url is set in {}; run history and conversation memory stay in fuse.db",
+            "  store.url is set in {}; earlier run history stays in fuse.db (`fuse runs` reads both)",
             home.config_path().display()
         );
         if report.unchanged() {

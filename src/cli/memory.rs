@@ -36,7 +36,8 @@ pub enum MemoryCommand {
 
 pub fn run(globals: &Globals, command: MemoryCommand) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let store = home.open_store()?;
+    // The store's memory: PostgreSQL's with store.url, else the home's file.
+    let store = home.open_db()?;
     match command {
         MemoryCommand::List { json } => {
             let sessions = store.memory_sessions()?;
@@ -96,7 +97,17 @@ pub fn run(globals: &Globals, command: MemoryCommand) -> anyhow::Result<ExitCode
             }
         }
         MemoryCommand::Clear { session, all, json } => {
-            let removed = store.memory_clear(if all { None } else { session.as_deref() })?;
+            let removed = match (all, session.as_deref()) {
+                (false, Some(session)) => store.memory_clear(session)?,
+                (false, None) => 0,
+                (true, _) => {
+                    let mut removed = 0;
+                    for kept in store.memory_sessions()? {
+                        removed += store.memory_clear(&kept.session)?;
+                    }
+                    removed
+                }
+            };
             if json {
                 outln!("{}", serde_json::json!({"removed": removed}));
             } else if !globals.quiet {

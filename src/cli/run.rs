@@ -46,14 +46,9 @@ pub struct RunArgs {
     #[arg(long, conflicts_with_all = ["remote", "no_history", "pins", "trigger"])]
     pub queue: bool,
 
-    /// The PostgreSQL database of the queue, with --queue.
-    #[arg(
-        long,
-        env = "FUSE_STORE_URL",
-        value_name = "URL",
-        hide_env_values = true,
-        requires = "queue"
-    )]
+    /// The PostgreSQL database of the queue, with --queue (default: the
+    /// home's store.url or FUSE_STORE_URL).
+    #[arg(long, value_name = "URL", requires = "queue")]
     pub store: Option<String>,
 
     /// Do not run node NODE: use the JSON in FILE as its output. Repeatable.

@@ -69,6 +69,8 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         settings = crate::nodes::Settings::of_home(&home, &config);
         max_parallel = config.engine.max_parallel;
     }
+    // Memory of llm.chat and llm.agent is the store's, shared by every worker.
+    settings.store_url = Some(store.clone());
     // The node types this worker has: the built-ins and the home's packages.
     let registry = super::run::home_registry(&home, &settings, !globals.quiet);
     // Credentials are the store's, opened with this home's master key.

@@ -53,6 +53,9 @@ pub struct Settings {
     pub cache_dir: Option<std::path::PathBuf>,
     /// The home's database: conversation memory of `llm.chat` and `llm.agent`.
     pub db_path: Option<std::path::PathBuf>,
+    /// The store on PostgreSQL (`store.url`): conversation memory is kept
+    /// there instead, shared by every worker.
+    pub store_url: Option<String>,
 }
 
 impl Settings {
@@ -63,6 +66,7 @@ impl Settings {
             llm: config.llm.clone(),
             cache_dir: Some(home.cache_dir().join("llm")),
             db_path: Some(home.db_path()),
+            store_url: config.store.postgres().map(str::to_string),
         }
     }
 }

@@ -58,6 +58,26 @@ pub fn check_session(session: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The window of a session from its newest messages (newest first): as
+/// many as fit `max_tokens`, oldest first, never starting with an answer
+/// whose question was cut off.
+pub fn window_of(newest_first: Vec<MemoryMessage>, max_tokens: Option<i64>) -> Vec<MemoryMessage> {
+    let mut kept = Vec::with_capacity(newest_first.len());
+    let mut tokens = 0;
+    for m in newest_first {
+        tokens += m.tokens;
+        if max_tokens.is_some_and(|limit| tokens > limit) {
+            break;
+        }
+        kept.push(m);
+    }
+    kept.reverse();
+    while kept.first().is_some_and(|m| m.role != "user") {
+        kept.remove(0);
+    }
+    kept
+}
+
 impl Store {
     /// The newest messages of a session (oldest first) that fit both limits.
     pub fn memory_window(
@@ -78,21 +98,7 @@ impl Store {
             .query_map(params![session, max_messages as i64], row)
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(err)?;
-        let mut kept = Vec::with_capacity(rows.len());
-        let mut tokens = 0;
-        for m in rows {
-            tokens += m.tokens;
-            if max_tokens.is_some_and(|limit| tokens > limit) {
-                break;
-            }
-            kept.push(m);
-        }
-        kept.reverse();
-        // A window never starts with an answer whose question was cut off.
-        while kept.first().is_some_and(|m| m.role != "user") {
-            kept.remove(0);
-        }
-        Ok(kept)
+        Ok(window_of(rows, max_tokens))
     }
 
     /// Adds messages to a session, in order, in one transaction.

@@ -4,8 +4,7 @@
 //! workers keep in PostgreSQL. Listing, finding and showing runs (the API,
 //! the dashboard, `fuse runs` against the daemon) see both; everything else
 //! (workflows, versions, schedules, tokens, credentials, memory) is the
-//! shared store's, in PostgreSQL, but conversation memory, which
-//! `llm.chat` and `llm.agent` keep in the home's SQLite file for now.
+//! shared store's, in PostgreSQL.
 //!
 //! Like every [`Db`], it is called from blocking threads; it waits for the
 //! queue's answers on the daemon's runtime.
@@ -224,16 +223,16 @@ impl Db for WithQueue {
         }
     }
     fn memory_sessions(&self) -> Result<Vec<MemorySession>> {
-        self.local.memory_sessions()
+        self.shared.memory_sessions()
     }
     fn memory_messages(&self, session: &str) -> Result<Option<Vec<MemoryMessage>>> {
-        self.local.memory_messages(session)
+        self.shared.memory_messages(session)
     }
     fn memory_clear(&self, session: &str) -> Result<usize> {
-        self.local.memory_clear(session)
+        self.shared.memory_clear(session)
     }
     fn memory_summary(&self, session: &str) -> Result<Option<String>> {
-        self.local.memory_summary(session)
+        self.shared.memory_summary(session)
     }
     fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>> {
         self.local.unfinished_runs()
@@ -282,7 +281,7 @@ impl Db for WithQueue {
         self.shared.workflows_version()
     }
     fn memory_append(&self, session: &str, messages: &[(&str, &str)]) -> Result<()> {
-        self.local.memory_append(session, messages)
+        self.shared.memory_append(session, messages)
     }
 }
 

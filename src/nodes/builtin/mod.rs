@@ -26,6 +26,7 @@ pub fn all(settings: &super::Settings) -> Vec<Arc<dyn Node>> {
     nodes.push(http::node(http.clone()));
     let memory = ai::memory::Memory {
         db: settings.db_path.clone(),
+        pg: settings.store_url.clone(),
     };
     nodes.push(llm::node(
         http.clone(),

@@ -91,6 +91,22 @@ impl PgDb {
     }
 }
 
+/// One [`PgDb`] per URL for the whole process, opened on first use: for
+/// readers that have no store handed to them (nodes keeping memory).
+pub fn shared(url: &str) -> Result<std::sync::Arc<PgDb>> {
+    static OPEN: std::sync::Mutex<Vec<(String, std::sync::Arc<PgDb>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut open = OPEN.lock().map_err(|_| {
+        Error::Setting("the PostgreSQL connections are unusable after a crash".into())
+    })?;
+    if let Some((_, db)) = open.iter().find(|(u, _)| u == url) {
+        return Ok(db.clone());
+    }
+    let db = std::sync::Arc::new(PgDb::open(url)?);
+    open.push((url.to_string(), db.clone()));
+    Ok(db)
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         // Its own runtime may be dropped from inside another (a daemon

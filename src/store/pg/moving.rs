@@ -6,10 +6,10 @@
 //!   its credentials would not open), and the home's own API token becomes
 //!   one of the store's admin tokens, so its commands keep working.
 //! - [`move_home`] (`fuse init --store URL` on a home that has a store): the
-//!   home's workflows with every version, tokens and credentials (still
-//!   sealed) are copied into PostgreSQL, leaving alone whatever the store
-//!   already has by the same name. Run history and conversation memory
-//!   stay in the home's SQLite file.
+//!   home's workflows with every version, tokens, credentials (still
+//!   sealed) and conversation memory are copied into PostgreSQL, leaving
+//!   alone whatever the store already has by the same name. Run history
+//!   stays in the home's SQLite file (`fuse runs` reads both).
 
 use super::db::PgDb;
 use crate::error::{Error, Result};
@@ -25,6 +25,7 @@ pub struct Moved {
     pub versions: usize,
     pub tokens: usize,
     pub credentials: usize,
+    pub memory_sessions: usize,
     /// Names the store already had (kept as they were there).
     pub kept: Vec<String>,
 }
@@ -94,6 +95,20 @@ pub fn move_home(home: &Home, db: &PgDb) -> Result<Moved> {
             moved.credentials += 1;
         } else {
             moved.kept.push(format!("credential {}", info.name));
+        }
+    }
+    for session in local.memory_sessions()? {
+        let messages = local.memory_messages(&session.session)?.unwrap_or_default();
+        let summary = local.memory_summary(&session.session)?;
+        if db.wait(
+            db.pg()
+                .import_memory(&session.session, &messages, summary.as_deref()),
+        )? {
+            moved.memory_sessions += 1;
+        } else {
+            moved
+                .kept
+                .push(format!("memory session {}", session.session));
         }
     }
     Ok(moved)

@@ -923,6 +923,57 @@ impl Pg {
         tx.commit().await.map_err(&err)
     }
 
+    /// The newest messages of a session (oldest first) that fit both
+    /// limits, starting at a question, as [`crate::store::Store::memory_window`].
+    pub async fn memory_window(
+        &self,
+        session: &str,
+        max_messages: usize,
+        max_tokens: Option<i64>,
+    ) -> Result<Vec<MemoryMessage>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, role, content, tokens, created_at FROM memory_messages
+                 WHERE session = $1 ORDER BY id DESC LIMIT $2",
+                &[&session, &(max_messages as i64)],
+            )
+            .await
+            .map_err(query_error("reading memory"))?;
+        Ok(crate::store::memory::window_of(
+            rows.iter().map(message).collect(),
+            max_tokens,
+        ))
+    }
+
+    /// Replaces the messages up to `through_id` with a summary, in one transaction.
+    pub async fn memory_summarize(
+        &self,
+        session: &str,
+        through_id: i64,
+        summary: &str,
+    ) -> Result<()> {
+        let mut client = self.client().await?;
+        let err = query_error("writing memory");
+        let tx = client.transaction().await.map_err(&err)?;
+        tx.execute(
+            "INSERT INTO memory_summaries (session, content, tokens, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (session) DO UPDATE SET content = excluded.content,
+               tokens = excluded.tokens, updated_at = excluded.updated_at",
+            &[&session, &summary, &estimate_tokens(summary), &now_ms()],
+        )
+        .await
+        .map_err(&err)?;
+        tx.execute(
+            "DELETE FROM memory_messages WHERE session = $1 AND id <= $2",
+            &[&session, &through_id],
+        )
+        .await
+        .map_err(&err)?;
+        tx.commit().await.map_err(&err)
+    }
+
     /// Every session, most recently used first.
     pub async fn memory_sessions(&self) -> Result<Vec<MemorySession>> {
         let client = self.client().await?;

@@ -10,14 +10,62 @@ use serde_json::Value;
 use super::provider::{Endpoint, Msg};
 use crate::nodes::{LogLevel, NodeCtx, NodeError, wrong_type};
 use crate::store::Store;
+use crate::store::memory::MemoryMessage;
 
 /// Messages of a window when the node says nothing (10 exchanges).
 pub const DEFAULT_WINDOW: usize = 20;
 
-/// Where memory lives: the home's database (`None` without a home).
+/// Where memory lives: the home's database (`None` without a home), or the
+/// store on PostgreSQL when the home's store is there.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
     pub db: Option<PathBuf>,
+    pub pg: Option<String>,
+}
+
+/// An open memory store.
+enum Kept {
+    Sqlite(Store),
+    Pg(std::sync::Arc<crate::store::pg::db::PgDb>),
+}
+
+impl Kept {
+    fn window(
+        &self,
+        session: &str,
+        max: usize,
+        tokens: Option<i64>,
+    ) -> crate::Result<Vec<MemoryMessage>> {
+        match self {
+            Kept::Sqlite(s) => s.memory_window(session, max, tokens),
+            Kept::Pg(p) => p.wait(p.pg().memory_window(session, max, tokens)),
+        }
+    }
+    fn summary(&self, session: &str) -> crate::Result<Option<String>> {
+        match self {
+            Kept::Sqlite(s) => s.memory_summary(session),
+            Kept::Pg(p) => p.wait(p.pg().memory_summary(session)),
+        }
+    }
+    fn messages(&self, session: &str) -> crate::Result<Vec<MemoryMessage>> {
+        Ok(match self {
+            Kept::Sqlite(s) => s.memory_messages(session)?,
+            Kept::Pg(p) => p.wait(p.pg().memory_messages(session))?,
+        }
+        .unwrap_or_default())
+    }
+    fn append(&mut self, session: &str, messages: &[(&str, &str)]) -> crate::Result<()> {
+        match self {
+            Kept::Sqlite(s) => s.memory_append(session, messages),
+            Kept::Pg(p) => p.wait(p.pg().memory_append(session, messages)),
+        }
+    }
+    fn summarize(&mut self, session: &str, through: i64, summary: &str) -> crate::Result<()> {
+        match self {
+            Kept::Sqlite(s) => s.memory_summarize(session, through, summary),
+            Kept::Pg(p) => p.wait(p.pg().memory_summarize(session, through, summary)),
+        }
+    }
 }
 
 /// What a node's `memory` input asks for.
@@ -107,12 +155,14 @@ impl MemorySpec {
 }
 
 impl Memory {
-    fn path(&self) -> Result<PathBuf, NodeError> {
-        self.db.clone().ok_or_else(|| {
+    /// Where to open the memory store (on a blocking thread, with [`open`]).
+    fn path(&self) -> Result<(Option<String>, PathBuf), NodeError> {
+        let db = self.db.clone().ok_or_else(|| {
             NodeError::input(
                 "memory needs a fuse home to keep the conversation in; run `fuse init` (or drop `memory`)",
             )
-        })
+        })?;
+        Ok((self.pg.clone(), db))
     }
 
     /// The session's summary and the messages of its window, oldest first.
@@ -120,13 +170,13 @@ impl Memory {
         let path = self.path()?;
         let spec = spec.clone();
         let (summary, rows) = blocking(move || {
-            let store = Store::open_reader(&path)?;
+            let store = open(path)?;
             let rows = if spec.window == 0 {
                 Vec::new()
             } else {
-                store.memory_window(&spec.session, spec.window, spec.window_tokens)?
+                store.window(&spec.session, spec.window, spec.window_tokens)?
             };
-            Ok((store.memory_summary(&spec.session)?, rows))
+            Ok((store.summary(&spec.session)?, rows))
         })
         .await?;
         let messages = rows
@@ -173,11 +223,8 @@ impl Memory {
         let path = self.path()?;
         let session = spec.session.clone();
         let (summary, rows) = blocking(move || {
-            let store = Store::open_reader(&path)?;
-            Ok((
-                store.memory_summary(&session)?,
-                store.memory_messages(&session)?.unwrap_or_default(),
-            ))
+            let store = open(path)?;
+            Ok((store.summary(&session)?, store.messages(&session)?))
         })
         .await?;
         if rows.len() <= spec.window {
@@ -217,10 +264,7 @@ impl Memory {
             spec.session.clone(),
             older[older.len() - 1].id,
         );
-        blocking(move || {
-            Store::open_reader(&path)?.memory_summarize(&session, through, &new_summary)
-        })
-        .await?;
+        blocking(move || open(path)?.summarize(&session, through, &new_summary)).await?;
         ctx.log(
             LogLevel::Info,
             format!(
@@ -249,12 +293,18 @@ impl Memory {
     pub async fn save(&self, spec: &MemorySpec, user: &str, answer: &str) -> Result<(), NodeError> {
         let path = self.path()?;
         let (session, user, answer) = (spec.session.clone(), user.to_string(), answer.to_string());
-        blocking(move || {
-            Store::open_reader(&path)?
-                .memory_append(&session, &[("user", &user), ("assistant", &answer)])
-        })
-        .await
+        blocking(move || open(path)?.append(&session, &[("user", &user), ("assistant", &answer)]))
+            .await
     }
+}
+
+/// Opens the memory store: the store on PostgreSQL when there is one,
+/// else the home's database.
+fn open((pg, db): (Option<String>, PathBuf)) -> crate::Result<Kept> {
+    Ok(match pg {
+        Some(url) => Kept::Pg(crate::store::pg::db::shared(&url)?),
+        None => Kept::Sqlite(Store::open_reader(&db)?),
+    })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -833,11 +833,20 @@ fn the_rag_templates_index_a_folder_with_a_pdf_and_answer_with_sources() {
 
 #[test]
 fn collections_upsert_by_id_filter_by_metadata_and_delete() {
-    let home = TestHome::initialized();
+    collections_behave(&TestHome::initialized(), None);
+}
+
+/// What `vector.*` do to a collection, run on a home whose store is its
+/// SQLite file, or PostgreSQL at `store_url` (tests/store.rs).
+pub(crate) fn collections_behave(home: &TestHome, store_url: Option<&str>) {
     let wf = |nodes: Value| json!({"nodes": nodes});
     let run = |name: &str, workflow: Value| -> (bool, Value, String) {
         let file = home.write(name, &workflow);
-        let out = home.cmd().arg("run").arg(&file).output().unwrap();
+        let mut cmd = home.cmd();
+        if let Some(url) = store_url {
+            cmd.env("FUSE_STORE_URL", url);
+        }
+        let out = cmd.arg("run").arg(&file).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         (

@@ -651,10 +651,11 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
     assert_eq!(shown["status"], "succeeded", "{shown}");
 }
 
-/// Conversation memory moves with the home and is the store's: a chat on a
-/// second home on the same store goes on where the first home left off.
+/// Conversation memory and vector collections move with the home and are
+/// the store's: a chat on a second home on the same store goes on where the
+/// first home left off, and a query there finds what the first home indexed.
 #[test]
-fn conversation_memory_moves_and_is_shared_on_postgres() {
+fn memory_and_collections_move_and_are_shared_on_postgres() {
     use crate::helper::stdout_of;
     use serde_json::{Value, json};
     let db = TestDb::new();
@@ -682,8 +683,23 @@ fn conversation_memory_moves_and_is_shared_on_postgres() {
     let a = TestHome::initialized();
     assert_eq!(say(&a, &[], "one"), "1 messages; you said one");
     assert_eq!(say(&a, &[], "two"), "3 messages; you said two");
+    let index = a.write(
+        "index.json",
+        &json!({"nodes": [{"id": "up", "type": "vector.upsert", "data": {"inputs": {
+            "collection": "docs", "documents": [
+                {"id": "red", "text": "red", "embedding": [1.0, 0.0]},
+                {"id": "blue", "text": "blue", "embedding": [0.0, 1.0]}]}}}]}),
+    );
+    stdout_of(a.cmd().arg("run").arg(&index));
     let moved = stdout_of(a.cmd().args(["init", "--store", &db.url]));
-    assert!(moved.contains("1 memory session(s)"), "{moved}");
+    assert!(
+        moved.contains("1 memory session(s), 1 vector collection(s)"),
+        "{moved}"
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM vectors WHERE collection = 'docs'"),
+        2
+    );
     assert_eq!(
         db.count("SELECT 1 FROM memory_messages WHERE session = 'alice'"),
         4
@@ -704,6 +720,19 @@ fn conversation_memory_moves_and_is_shared_on_postgres() {
         db.count("SELECT 1 FROM memory_messages WHERE session = 'alice'"),
         6
     );
+    let query = b.write(
+        "query.json",
+        &json!({"nodes": [{"id": "q", "type": "vector.query", "data": {"inputs": {
+            "collection": "docs", "embedding": [0.1, 0.9], "top_k": 1}}}]}),
+    );
+    let found: Value = serde_json::from_str(&stdout_of(
+        b.cmd()
+            .env("FUSE_STORE_URL", &db.url)
+            .arg("run")
+            .arg(&query),
+    ))
+    .unwrap();
+    assert_eq!(found["matches"][0]["id"], "blue", "{found}");
     // B's own file holds none of it; A's commands see all of it.
     let local = fuse::store::Store::open(&b.path().join("fuse.db")).unwrap();
     assert!(local.memory_sessions().unwrap().is_empty());
@@ -711,4 +740,34 @@ fn conversation_memory_moves_and_is_shared_on_postgres() {
         serde_json::from_str(&stdout_of(a.cmd().args(["memory", "list", "--json"]))).unwrap();
     assert_eq!(list[0]["session"], "alice", "{list}");
     assert_eq!(list[0]["messages"], 6, "{list}");
+}
+
+/// `vector.upsert`, `vector.query` and `vector.delete` behave the same with
+/// the collections in PostgreSQL (the same checks as on SQLite, in
+/// tests/ai.rs), and keep them there.
+#[test]
+fn vector_collections_behave_the_same_on_postgres() {
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    crate::ai::collections_behave(&home, Some(&db.url));
+    let file = home.write(
+        "keep.json",
+        &serde_json::json!({"nodes": [{"id": "up", "type": "vector.upsert", "data": {"inputs": {
+            "collection": "kept", "documents": [{"id": "x", "text": "x", "embedding": [0.0, 1.0]}]}}}]}),
+    );
+    crate::helper::stdout_of(
+        home.cmd()
+            .env("FUSE_STORE_URL", &db.url)
+            .arg("run")
+            .arg(&file),
+    );
+    assert_eq!(
+        db.count("SELECT 1 FROM vectors WHERE collection = 'kept'"),
+        1
+    );
+    let local = fuse::store::Store::open(&home.path().join("fuse.db")).unwrap();
+    assert!(
+        local.vector_collections().unwrap().is_empty(),
+        "nothing in the home's file"
+    );
 }

@@ -26,7 +26,8 @@ pub struct InitArgs {
 
     /// Put the store in PostgreSQL (postgres://USER:PASSWORD@HOST/DB): sets
     /// store.url in fuse.toml and moves this home's workflows, tokens,
-    /// credentials and conversation memory there (docs/scale-out.md).
+    /// credentials, conversation memory and vector collections there
+    /// (docs/scale-out.md).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
 }
@@ -64,12 +65,13 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
             home.root().display()
         );
         outln!(
-            "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s), {} memory session(s)",
+            "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s), {} memory session(s), {} vector collection(s)",
             moved.workflows,
             moved.versions,
             moved.tokens,
             moved.credentials,
-            moved.memory_sessions
+            moved.memory_sessions,
+            moved.collections
         );
         for kept in &moved.kept {
             outln!("  kept     {kept} (the store had it already)");

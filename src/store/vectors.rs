@@ -270,6 +270,29 @@ impl Store {
         Ok(removed)
     }
 
+    /// Every item of a collection, to copy into another store.
+    pub fn vector_items(&self, collection: &str) -> Result<Vec<VectorItem>> {
+        let err = |e| self.db_err("reading vectors", e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, text, metadata, embedding FROM vectors WHERE collection = ?1 ORDER BY id")
+            .map_err(err)?;
+        stmt.query_map([collection], |r| {
+            let metadata: String = r.get(2)?;
+            let blob: Vec<u8> = r.get(3)?;
+            let mut embedding = Vec::with_capacity(blob.len() / 4);
+            from_blob(&blob, &mut embedding);
+            Ok(VectorItem {
+                id: r.get(0)?,
+                text: r.get(1)?,
+                metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),
+                embedding,
+            })
+        })
+        .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(err)
+    }
+
     /// Every collection with its size.
     pub fn vector_collections(&self) -> Result<Vec<CollectionInfo>> {
         let err = |e| self.db_err("reading vectors", e);

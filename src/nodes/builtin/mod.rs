@@ -44,6 +44,7 @@ pub fn all(settings: &super::Settings) -> Vec<Arc<dyn Node>> {
         http,
         config: settings.llm.clone(),
         db: settings.db_path.clone(),
+        pg: settings.store_url.clone(),
     }));
     nodes.extend(trigger::nodes());
     nodes.extend(transform::nodes());

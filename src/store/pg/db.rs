@@ -87,7 +87,10 @@ impl PgDb {
         &self,
         ask: impl std::future::Future<Output = std::result::Result<T, PgError>> + Send,
     ) -> Result<T> {
-        self.block(ask).map_err(|e| Error::Queue(e.to_string()))
+        self.block(ask).map_err(|e| match e {
+            PgError::Refused(message) => Error::Setting(message),
+            other => Error::Queue(other.to_string()),
+        })
     }
 }
 

@@ -25,6 +25,7 @@ use tokio_postgres::NoTls;
 pub mod db;
 pub mod moving;
 mod shared;
+mod vectors;
 
 pub use shared::ImportedWorkflow;
 
@@ -37,6 +38,9 @@ pub enum PgError {
     Connect { url: String, cause: String },
     #[error("PostgreSQL: {action}: {cause}")]
     Query { action: &'static str, cause: String },
+    /// What was asked cannot be done (a caller's mistake, not the database's).
+    #[error("{0}")]
+    Refused(String),
 }
 
 type Result<T> = std::result::Result<T, PgError>;
@@ -211,6 +215,30 @@ CREATE TABLE memory_summaries (
     content TEXT NOT NULL,
     tokens BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
+);
+"#,
+    // Vector collections and the embedding cache (see `vectors`), as in SQLite:
+    // embeddings are little-endian f32 bytes, searched in memory.
+    r#"
+CREATE TABLE vector_collections (
+    name TEXT PRIMARY KEY,
+    dims BIGINT NOT NULL,
+    version BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE vectors (
+    collection TEXT NOT NULL REFERENCES vector_collections (name) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    embedding BYTEA NOT NULL,
+    PRIMARY KEY (collection, id)
+);
+CREATE TABLE embedding_cache (
+    key TEXT PRIMARY KEY,
+    embedding BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
 );
 "#,
 ];

@@ -7,7 +7,8 @@
 //!   one of the store's admin tokens, so its commands keep working.
 //! - [`move_home`] (`fuse init --store URL` on a home that has a store): the
 //!   home's workflows with every version, tokens, credentials (still
-//!   sealed) and conversation memory are copied into PostgreSQL, leaving
+//!   sealed), conversation memory and vector collections are copied into
+//!   PostgreSQL (the embedding cache is not: it refills), leaving
 //!   alone whatever the store already has by the same name. Run history
 //!   stays in the home's SQLite file (`fuse runs` reads both).
 
@@ -26,6 +27,7 @@ pub struct Moved {
     pub tokens: usize,
     pub credentials: usize,
     pub memory_sessions: usize,
+    pub collections: usize,
     /// Names the store already had (kept as they were there).
     pub kept: Vec<String>,
 }
@@ -110,6 +112,18 @@ pub fn move_home(home: &Home, db: &PgDb) -> Result<Moved> {
                 .kept
                 .push(format!("memory session {}", session.session));
         }
+    }
+    for collection in local.vector_collections()? {
+        if db.wait(db.pg().vector_version(&collection.name))?.is_some() {
+            moved
+                .kept
+                .push(format!("vector collection {}", collection.name));
+            continue;
+        }
+        for chunk in local.vector_items(&collection.name)?.chunks(500) {
+            db.wait(db.pg().vector_upsert(&collection.name, chunk))?;
+        }
+        moved.collections += 1;
     }
     Ok(moved)
 }

@@ -25,6 +25,9 @@ pub struct Env {
     pub http: Arc<Http>,
     pub config: LlmConfig,
     pub db: Option<PathBuf>,
+    /// The store on PostgreSQL, where collections and the embedding cache
+    /// are kept instead of `db` when the home's store is there.
+    pub pg: Option<String>,
 }
 
 #[derive(Clone, Copy)]

@@ -16,17 +16,105 @@ use super::docs::documents_of;
 use super::provider::{Endpoint, Msg, string_input};
 use crate::nodes::{NodeCtx, NodeError, NodeOutput, wrong_type};
 use crate::store::Store;
-use crate::store::vectors::{VectorItem, check_collection};
+use crate::store::vectors::{LoadedCollection, VectorItem, check_collection};
 
 /// Texts one embeddings request carries by default.
 const DEFAULT_BATCH: usize = 64;
 
-fn db(env: &Env, what: &str) -> Result<PathBuf, NodeError> {
-    env.db.clone().ok_or_else(|| {
+fn db(env: &Env, what: &str) -> Result<Place, NodeError> {
+    place(env).ok_or_else(|| {
         NodeError::input(format!(
             "{what} needs a fuse home to keep its data in; run `fuse init`"
         ))
     })
+}
+
+/// Where collections and the embedding cache live: the store on
+/// PostgreSQL when the home's store is there, else the home's database.
+#[derive(Debug, Clone)]
+struct Place {
+    pg: Option<String>,
+    db: PathBuf,
+}
+
+fn place(env: &Env) -> Option<Place> {
+    env.db.clone().map(|db| Place {
+        pg: env.pg.clone(),
+        db,
+    })
+}
+
+impl Place {
+    /// Opens it (on a blocking thread).
+    fn open(&self) -> crate::Result<Vectors> {
+        Ok(match &self.pg {
+            Some(url) => Vectors::Pg(crate::store::pg::db::shared(url)?),
+            None => Vectors::Sqlite(Store::open_reader(&self.db)?),
+        })
+    }
+
+    /// What tells it apart from other places (for the in-memory indexes).
+    fn key(&self) -> String {
+        match &self.pg {
+            Some(url) => url.clone(),
+            None => self.db.display().to_string(),
+        }
+    }
+}
+
+/// An open place, with the statements of both stores.
+enum Vectors {
+    Sqlite(Store),
+    Pg(Arc<crate::store::pg::db::PgDb>),
+}
+
+impl Vectors {
+    fn upsert(&mut self, collection: &str, items: &[VectorItem]) -> crate::Result<i64> {
+        match self {
+            Vectors::Sqlite(s) => s.vector_upsert(collection, items),
+            Vectors::Pg(p) => p.wait(p.pg().vector_upsert(collection, items)),
+        }
+    }
+    fn version(&self, collection: &str) -> crate::Result<Option<(i64, usize)>> {
+        match self {
+            Vectors::Sqlite(s) => s.vector_version(collection),
+            Vectors::Pg(p) => p.wait(p.pg().vector_version(collection)),
+        }
+    }
+    fn load(&self, collection: &str) -> crate::Result<Option<LoadedCollection>> {
+        match self {
+            Vectors::Sqlite(s) => s.vector_load(collection),
+            Vectors::Pg(p) => p.wait(p.pg().vector_load(collection)),
+        }
+    }
+    fn rows(
+        &self,
+        collection: &str,
+        ids: &[&str],
+    ) -> crate::Result<HashMap<String, (String, Value)>> {
+        match self {
+            Vectors::Sqlite(s) => s.vector_rows(collection, ids),
+            Vectors::Pg(p) => p.wait(p.pg().vector_rows(collection, ids)),
+        }
+    }
+    fn delete(&mut self, collection: &str, ids: Option<&[String]>) -> crate::Result<usize> {
+        match self {
+            Vectors::Sqlite(s) => s.vector_delete(collection, ids),
+            Vectors::Pg(p) => p.wait(p.pg().vector_delete(collection, ids)),
+        }
+    }
+    fn cache_get(&self, keys: &[String]) -> crate::Result<HashMap<String, Vec<f32>>> {
+        match self {
+            Vectors::Sqlite(s) => s.embedding_cache_get(keys),
+            Vectors::Pg(p) => p.wait(p.pg().embedding_cache_get(keys)),
+        }
+    }
+    fn cache_put(&mut self, entries: &[(String, Vec<f32>)]) -> crate::Result<()> {
+        match self {
+            Vectors::Sqlite(s) => s.embedding_cache_put(entries),
+            Vectors::Pg(p) => p.wait(p.pg().embedding_cache_put(entries)),
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -63,11 +151,11 @@ async fn embed_texts(
             ))
         })
         .collect();
-    let cached: HashMap<String, Vec<f32>> = match (use_cache, &env.db) {
-        (true, Some(path)) => {
-            let (path, keys) = (path.clone(), keys.clone());
+    let cached: HashMap<String, Vec<f32>> = match (use_cache, place(env)) {
+        (true, Some(place)) => {
+            let keys = keys.clone();
             blocking("the embedding cache", move || {
-                Store::open_reader(&path)?.embedding_cache_get(&keys)
+                place.open()?.cache_get(&keys)
             })
             .await?
         }
@@ -128,10 +216,10 @@ async fn embed_texts(
     }
     if use_cache
         && !fresh.is_empty()
-        && let Some(path) = env.db.clone()
+        && let Some(place) = place(env)
     {
         blocking("the embedding cache", move || {
-            Store::open_reader(&path)?.embedding_cache_put(&fresh)
+            place.open()?.cache_put(&fresh)
         })
         .await?;
     }
@@ -276,7 +364,7 @@ pub async fn upsert(env: Arc<Env>, ctx: NodeCtx) -> Result<NodeOutput, NodeError
     let upserted = items.len();
     let wanted = name.clone();
     let count = blocking("vector.upsert", move || {
-        Store::open_reader(&path)?.vector_upsert(&wanted, &items)
+        path.open()?.upsert(&wanted, &items)
     })
     .await?;
     Ok(NodeOutput::new(
@@ -295,7 +383,7 @@ pub struct Index {
 
 /// Collections loaded by this process, by database and name.
 /// Each index with the tick of its last use.
-type Indexes = HashMap<(PathBuf, String), (Arc<Index>, u64)>;
+type Indexes = HashMap<(String, String), (Arc<Index>, u64)>;
 static INDEXES: LazyLock<Mutex<(Indexes, u64)>> = LazyLock::new(Default::default);
 
 /// Collections kept in memory at once, and the bytes of vectors they may
@@ -304,12 +392,12 @@ const MAX_INDEXES: usize = 16;
 const MAX_INDEX_BYTES: usize = 1 << 30;
 
 /// The current index of a collection (`None` when it does not exist).
-fn index(path: &std::path::Path, name: &str) -> crate::Result<Option<Arc<Index>>> {
-    let store = Store::open_reader(path)?;
-    let Some((version, _)) = store.vector_version(name)? else {
+fn index(place: &Place, name: &str) -> crate::Result<Option<Arc<Index>>> {
+    let store = place.open()?;
+    let Some((version, _)) = store.version(name)? else {
         return Ok(None);
     };
-    let key = (path.to_path_buf(), name.to_string());
+    let key = (place.key(), name.to_string());
     if let Ok(mut guard) = INDEXES.lock() {
         let (map, tick) = &mut *guard;
         *tick += 1;
@@ -320,7 +408,7 @@ fn index(path: &std::path::Path, name: &str) -> crate::Result<Option<Arc<Index>>
             return Ok(Some(ix.clone()));
         }
     }
-    let Some(loaded) = store.vector_load(name)? else {
+    let Some(loaded) = store.load(name)? else {
         return Ok(None);
     };
     let ix = Arc::new(Index {
@@ -514,7 +602,7 @@ pub async fn query(env: Arc<Env>, ctx: NodeCtx) -> Result<NodeOutput, NodeError>
         }
         let best = ix.search(&vector, top_k, filter.as_ref(), min_score);
         let ids: Vec<&str> = best.iter().map(|(_, i)| ix.ids[*i].as_str()).collect();
-        let rows = Store::open_reader(&path)?.vector_rows(&wanted, &ids)?;
+        let rows = path.open()?.rows(&wanted, &ids)?;
         Ok(best
             .iter()
             .filter_map(|(score, i)| {
@@ -561,9 +649,9 @@ pub async fn delete(env: Arc<Env>, ctx: NodeCtx) -> Result<NodeOutput, NodeError
     }
     let wanted = name.clone();
     let deleted = blocking("vector.delete", move || {
-        let mut store = Store::open_reader(&path)?;
+        let mut store = path.open()?;
         if all {
-            return store.vector_delete(&wanted, None);
+            return store.delete(&wanted, None);
         }
         let ids = match (ids, filter) {
             (Some(ids), _) => ids,
@@ -579,7 +667,7 @@ pub async fn delete(env: Arc<Env>, ctx: NodeCtx) -> Result<NodeOutput, NodeError
             },
             (None, None) => Vec::new(),
         };
-        store.vector_delete(&wanted, Some(&ids))
+        store.delete(&wanted, Some(&ids))
     })
     .await?;
     Ok(NodeOutput::new(

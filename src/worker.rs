@@ -248,13 +248,19 @@ struct Relay {
 
 impl Observer for Relay {
     fn on_event(&self, event: &Event) {
+        let holds = |id: &str| self.running.lock().is_ok_and(|r| r.contains_key(id));
+        // Attempts are not announced (live views get nodes' ends), only kept.
+        if let Event::NodeAttempt(attempt) = event {
+            if holds(&attempt.run_id) {
+                let kept = crate::store::pg::Kept::Attempt(attempt.clone());
+                let _ = self.tx.send((None, Some(kept)));
+            }
+            return;
+        }
         let Some(mut value) = crate::daemon::event_json(event) else {
             return;
         };
-        let held = value["run_id"]
-            .as_str()
-            .is_some_and(|id| self.running.lock().is_ok_and(|r| r.contains_key(id)));
-        if !held {
+        if !value["run_id"].as_str().is_some_and(holds) {
             return;
         }
         // Log lines and how nodes finished are also kept, for the run's
@@ -295,6 +301,7 @@ impl Observer for Relay {
                     .clone()
                     .or_else(|| error.clone().map(serde_json::Value::String)),
             })),
+            Event::NodeStep(step) => Some(Kept::Step(step.clone())),
             _ => None,
         };
         let mut text = value.to_string();
@@ -328,13 +335,28 @@ async fn relay_events(
         }
         let mut batch = Vec::with_capacity(items.len());
         let (mut logs, mut nodes) = (Vec::new(), Vec::new());
+        let (mut attempts, mut steps) = (Vec::new(), Vec::new());
         for (text, kept) in items {
             batch.extend(text);
             match kept {
                 Some(crate::store::pg::Kept::Log(log)) => logs.push(log),
                 Some(crate::store::pg::Kept::Node(node)) => nodes.push(node),
+                Some(crate::store::pg::Kept::Attempt(attempt)) => attempts.push(attempt),
+                Some(crate::store::pg::Kept::Step(step)) => steps.push(step),
                 None => {}
             }
+        }
+        if let Err(e) = pg.add_attempts(&attempts).await {
+            tracing::warn!(
+                "cannot keep {} node attempt(s) of queued runs ({e}); their run pages miss them",
+                attempts.len()
+            );
+        }
+        if let Err(e) = pg.add_steps(&steps).await {
+            tracing::warn!(
+                "cannot keep {} agent step(s) of queued runs ({e}); their run pages miss them",
+                steps.len()
+            );
         }
         // Kept before they are announced: a client that sees an event can read it back.
         if let Err(e) = pg.add_logs(&logs).await {

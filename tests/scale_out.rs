@@ -106,13 +106,13 @@ async fn admin(sql: &str) {
 }
 
 /// A `fuse worker` process, killed (SIGKILL) when dropped.
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl Worker {
-    fn start(home: &Path, db: &TestDb, log: &Path, args: &[&str]) -> Worker {
+    pub(crate) fn start(home: &Path, db: &TestDb, log: &Path, args: &[&str]) -> Worker {
         let out = std::fs::File::create(log).unwrap();
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("fuse"));
         for (key, _) in std::env::vars() {

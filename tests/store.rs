@@ -771,3 +771,102 @@ fn vector_collections_behave_the_same_on_postgres() {
         "nothing in the home's file"
     );
 }
+
+/// A run reads the same from either history: run once in process (SQLite
+/// history) and once through the queue by a worker (PostgreSQL), its page
+/// has the same nodes, attempts, foreach items, inputs, outputs and log
+/// lines, and the same result.
+#[test]
+fn a_run_reads_the_same_from_sqlite_history_and_from_the_queue() {
+    use crate::helper::stdout_of;
+    use serde_json::{Value, json};
+    let db = TestDb::new();
+    let home = TestHome::initialized();
+    let _worker = crate::scale_out::Worker::start(home.path(), &db, &home.tmp().join("w.log"), &[]);
+    let wf = home.write(
+        "same.json",
+        &json!({"name": "same", "params": [{"name": "n", "type": "number"}], "nodes": [
+            {"id": "start", "type": "trigger.manual"},
+            {"id": "double", "type": "transform.set", "data": {"inputs": {"values": {"n": "{{ trigger.n * 2 }}"}}}},
+            {"id": "each", "type": "transform.set", "foreach": "{{ [1, 2] }}",
+             "data": {"inputs": {"values": {"item": "{{ item }}"}}}},
+            {"id": "say", "type": "log", "data": {"inputs": {"message": "n was {{ trigger.n }}"}}}
+        ], "edges": [
+            {"source": "start", "target": "double"},
+            {"source": "double", "target": "each"},
+            {"source": "each", "target": "say"}
+        ]}),
+    );
+    stdout_of(home.cmd().arg("run").arg(&wf).args(["--input", "n=3"]));
+    stdout_of(
+        home.cmd()
+            .env("FUSE_STORE_URL", &db.url)
+            .arg("run")
+            .arg(&wf)
+            .args(["--queue", "--input", "n=3"]),
+    );
+    // Both, newest (the queued one) first, through the store's view.
+    let listed: Value = serde_json::from_str(&stdout_of(
+        home.cmd()
+            .env("FUSE_STORE_URL", &db.url)
+            .args(["runs", "list", "--json"]),
+    ))
+    .unwrap();
+    let runs = listed
+        .as_array()
+        .or_else(|| listed["runs"].as_array())
+        .cloned()
+        .unwrap();
+    assert_eq!(runs.len(), 2, "{listed}");
+    let page = |id: &str| -> (Value, Vec<Value>, Vec<String>) {
+        let shown: Value = serde_json::from_str(&stdout_of(
+            home.cmd()
+                .env("FUSE_STORE_URL", &db.url)
+                .args(["runs", "show", id, "--json"]),
+        ))
+        .unwrap();
+        let mut nodes: Vec<Value> = shown["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                json!([
+                    n["node_id"],
+                    n["node_type"],
+                    n["attempt"],
+                    n["item"],
+                    n["status"],
+                    n["input"],
+                    n["output"],
+                    n["error"]
+                ])
+            })
+            .collect();
+        nodes.sort_by_key(|n| n.to_string());
+        let logs: Value = serde_json::from_str(&stdout_of(
+            home.cmd()
+                .env("FUSE_STORE_URL", &db.url)
+                .args(["runs", "logs", id, "--json"]),
+        ))
+        .unwrap();
+        let lines = logs
+            .as_array()
+            .or_else(|| logs["logs"].as_array())
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|l| format!("{} {} {}", l["node_id"], l["level"], l["message"]))
+            .collect();
+        (
+            json!([shown["status"], shown["output"], shown["input"]]),
+            nodes,
+            lines,
+        )
+    };
+    let queued = page(runs[0]["id"].as_str().unwrap());
+    let local = page(runs[1]["id"].as_str().unwrap());
+    assert_eq!(queued.0, local.0, "the run");
+    assert_eq!(queued.1, local.1, "its nodes");
+    assert_eq!(queued.2, local.2, "its log lines");
+    assert!(local.1.len() >= 5, "{:?}", local.1);
+}

@@ -241,6 +241,40 @@ CREATE TABLE embedding_cache (
     created_at BIGINT NOT NULL
 );
 "#,
+    // A queued run's history as SQLite keeps a run's: every attempt of every
+    // node (and foreach item) with its input, output and error, and the steps
+    // of agents, kept by the worker's event relay.
+    r#"
+CREATE TABLE queue_attempts (
+    run_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    item INT NOT NULL,
+    attempt INT NOT NULL,
+    node_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input JSONB,
+    output JSONB,
+    error JSONB,
+    started_ms BIGINT NOT NULL,
+    finished_ms BIGINT NOT NULL,
+    PRIMARY KEY (run_id, node_id, item, attempt)
+);
+CREATE TABLE queue_steps (
+    run_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    seq INT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input JSONB,
+    output JSONB,
+    error JSONB,
+    started_ms BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    tokens BIGINT,
+    PRIMARY KEY (run_id, node_id, seq)
+);
+"#,
 ];
 
 /// A queued run's summary from a row that starts with id, workflow, status,
@@ -799,22 +833,33 @@ impl Pg {
         else {
             return Ok(None);
         };
-        // Every node the workers saw finish, with the checkpointed output;
-        // and checkpoints of nodes whose finish was not relayed (yet).
+        // Every attempt the workers relayed, as history records a run's
+        // (input, output, error, item); then nodes whose end was relayed
+        // without attempts, and checkpoints whose relay was lost, as one row.
         let nodes = client
             .query(
-                "SELECT n.node_id, n.node_type, n.status, n.attempts, n.duration_ms,
-                        n.finished_ms - n.duration_ms, n.error, c.output
+                "SELECT a.node_id, a.node_type, a.status, a.attempt, a.finished_ms - a.started_ms,
+                        a.started_ms, a.error, a.output, a.input, NULLIF(a.item, -1)
+                   FROM queue_attempts a
+                  WHERE a.run_id = $1
+                 UNION ALL
+                 SELECT n.node_id, n.node_type, n.status, n.attempts, n.duration_ms,
+                        n.finished_ms - n.duration_ms, n.error, c.output, NULL, NULL
                    FROM queue_node_runs n
                    LEFT JOIN queue_nodes c ON c.run_id = n.run_id AND c.node_id = n.node_id
-                  WHERE n.run_id = $1
+                  WHERE n.run_id = $1 AND NOT EXISTS (
+                        SELECT 1 FROM queue_attempts a WHERE a.run_id = n.run_id AND a.node_id = n.node_id)
                  UNION ALL
                  SELECT c.node_id, '', CASE WHEN c.error IS NULL THEN 'succeeded' ELSE 'failed' END,
-                        1, NULL, floor(EXTRACT(EPOCH FROM c.finished_at) * 1000)::bigint, c.error, c.output
+                        1, NULL, floor(EXTRACT(EPOCH FROM c.finished_at) * 1000)::bigint, c.error, c.output,
+                        NULL, NULL
                    FROM queue_nodes c
-                  WHERE c.run_id = $1 AND NOT EXISTS (
+                  WHERE c.run_id = $1
+                    AND NOT EXISTS (
                         SELECT 1 FROM queue_node_runs n WHERE n.run_id = c.run_id AND n.node_id = c.node_id)
-                  ORDER BY 6",
+                    AND NOT EXISTS (
+                        SELECT 1 FROM queue_attempts a WHERE a.run_id = c.run_id AND a.node_id = c.node_id)
+                  ORDER BY 6, 1, 10 NULLS FIRST, 4",
                 &[&id],
             )
             .await
@@ -822,19 +867,43 @@ impl Pg {
             .into_iter()
             .map(|n| {
                 let status: String = n.get(2);
-                let attempts: i32 = n.get(3);
+                let attempt: i32 = n.get(3);
                 NodeRunRow {
                     node_id: n.get(0),
                     node_type: n.get(1),
-                    attempt: attempts.max(0) as u32,
-                    item: None,
-                    input: None,
+                    attempt: attempt.max(0) as u32,
+                    item: n.get::<_, Option<i32>>(9).map(i64::from),
+                    input: n.get(8),
                     output: if status == "succeeded" { n.get(7) } else { None },
                     status,
                     error: n.get(6),
                     started_at: n.get(5),
                     duration_ms: n.get(4),
                 }
+            })
+            .collect();
+        let steps = client
+            .query(
+                "SELECT node_id, seq, kind, name, status, input, output, error, started_ms,
+                        duration_ms, tokens
+                   FROM queue_steps WHERE run_id = $1 ORDER BY node_id, seq",
+                &[&id],
+            )
+            .await
+            .map_err(query_error("reading a queued run's agent steps"))?
+            .into_iter()
+            .map(|s| crate::store::history::StepRow {
+                node_id: s.get(0),
+                seq: s.get::<_, i32>(1).max(0) as u32,
+                kind: s.get(2),
+                name: s.get(3),
+                status: s.get(4),
+                input: s.get(5),
+                output: s.get(6),
+                error: s.get(7),
+                started_at: s.get(8),
+                duration_ms: s.get(9),
+                tokens: s.get(10),
             })
             .collect();
         Ok(Some(RunDetail {
@@ -845,7 +914,7 @@ impl Pg {
             output: r.get::<_, Option<Value>>(8).unwrap_or(Value::Null),
             usage: None,
             nodes,
-            steps: Vec::new(),
+            steps,
         }))
     }
 
@@ -1118,6 +1187,10 @@ pub struct QueueNodeRun {
 pub enum Kept {
     Log(QueueLog),
     Node(QueueNodeRun),
+    /// One attempt of a node (or foreach item), as history records it.
+    Attempt(Box<crate::engine::events::NodeAttempt>),
+    /// One step of an agent.
+    Step(Box<crate::engine::events::NodeStep>),
 }
 
 /// A log line of a queued run, kept for its run logs.
@@ -1185,6 +1258,92 @@ impl Pg {
             )
             .await
             .map_err(query_error("keeping how nodes finished"))?;
+        Ok(())
+    }
+
+    /// Keeps attempts of nodes of queued runs (one statement for the batch);
+    /// an attempt relayed twice (a run resumed) keeps its first row.
+    pub async fn add_attempts(
+        &self,
+        attempts: &[Box<crate::engine::events::NodeAttempt>],
+    ) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<&str> = attempts.iter().map(|a| &*a.run_id).collect();
+        let nodes: Vec<&str> = attempts.iter().map(|a| &*a.node_id).collect();
+        let items: Vec<i32> = attempts
+            .iter()
+            .map(|a| a.item.map_or(-1, |i| i as i32))
+            .collect();
+        let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt as i32).collect();
+        let types: Vec<&str> = attempts.iter().map(|a| &*a.node_type).collect();
+        let statuses: Vec<&str> = attempts.iter().map(|a| a.status.as_str()).collect();
+        let inputs: Vec<&Value> = attempts.iter().map(|a| &*a.input).collect();
+        let outputs: Vec<Option<&Value>> = attempts.iter().map(|a| a.output.as_deref()).collect();
+        let errors: Vec<Option<&Value>> = attempts.iter().map(|a| a.error.as_ref()).collect();
+        let started: Vec<i64> = attempts.iter().map(|a| a.started_ms).collect();
+        let finished: Vec<i64> = attempts.iter().map(|a| a.finished_ms).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO queue_attempts (run_id, node_id, item, attempt, node_type, status,
+                        input, output, error, started_ms, finished_ms)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::text[],
+                        $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::bigint[], $11::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &runs, &nodes, &items, &numbers, &types, &statuses, &inputs, &outputs,
+                    &errors, &started, &finished,
+                ],
+            )
+            .await
+            .map_err(query_error("keeping node attempts"))?;
+        Ok(())
+    }
+
+    /// Keeps steps of agents of queued runs.
+    pub async fn add_steps(&self, steps: &[Box<crate::engine::events::NodeStep>]) -> Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let runs: Vec<&str> = steps.iter().map(|s| &*s.run_id).collect();
+        let nodes: Vec<&str> = steps.iter().map(|s| &*s.node_id).collect();
+        let seqs: Vec<i32> = steps.iter().map(|s| s.seq as i32).collect();
+        let kinds: Vec<&str> = steps.iter().map(|s| s.kind.as_str()).collect();
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        let statuses: Vec<&str> = steps
+            .iter()
+            .map(|s| {
+                if s.error.is_some() {
+                    "failed"
+                } else {
+                    "succeeded"
+                }
+            })
+            .collect();
+        let inputs: Vec<&Value> = steps.iter().map(|s| &s.input).collect();
+        let outputs: Vec<Option<&Value>> = steps.iter().map(|s| s.output.as_ref()).collect();
+        let errors: Vec<Option<&Value>> = steps.iter().map(|s| s.error.as_ref()).collect();
+        let started: Vec<i64> = steps.iter().map(|s| s.started_ms).collect();
+        let durations: Vec<i64> = steps.iter().map(|s| s.duration_ms as i64).collect();
+        let tokens: Vec<Option<i64>> = steps.iter().map(|s| s.tokens.map(|t| t as i64)).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO queue_steps (run_id, node_id, seq, kind, name, status, input, output,
+                        error, started_ms, duration_ms, tokens)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
+                        $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::bigint[],
+                        $11::bigint[], $12::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &runs, &nodes, &seqs, &kinds, &names, &statuses, &inputs, &outputs, &errors,
+                    &started, &durations, &tokens,
+                ],
+            )
+            .await
+            .map_err(query_error("keeping agent steps"))?;
         Ok(())
     }
 

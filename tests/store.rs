@@ -870,3 +870,66 @@ fn a_run_reads_the_same_from_sqlite_history_and_from_the_queue() {
     assert_eq!(queued.2, local.2, "its log lines");
     assert!(local.1.len() >= 5, "{:?}", local.1);
 }
+
+/// Retention reaches the runs on the queue: `fuse runs prune` deletes the
+/// finished ones older than asked, with their nodes, attempts, steps and log
+/// lines; `history.keep_runs` keeps the newest of each workflow; runs still
+/// queued or running are never touched.
+#[test]
+fn retention_prunes_finished_runs_on_the_queue() {
+    let db = TestDb::new();
+    let pg = db.pg();
+    let home = TestHome::initialized();
+    let insert = |id: &str, workflow: &str, status: &str, age: &str| {
+        let sql = format!(
+            "INSERT INTO queue_runs (id, workflow, definition, input, trigger_kind, status, created_at, finished_at)
+             VALUES ('{id}', '{workflow}', '{{}}', '{{}}', 'manual', '{status}', now() - interval '{age}',
+                     CASE WHEN '{status}' IN ('queued', 'running') THEN NULL ELSE now() - interval '{age}' END);
+             INSERT INTO queue_logs (run_id, ts, level, message) VALUES ('{id}', 0, 'info', 'hi');
+             INSERT INTO queue_attempts (run_id, node_id, item, attempt, node_type, status, started_ms, finished_ms)
+             VALUES ('{id}', 'n', -1, 1, 'log', 'succeeded', 0, 1);
+             INSERT INTO queue_steps (run_id, node_id, seq, kind, name, status, started_ms, duration_ms)
+             VALUES ('{id}', 'n', 1, 'model', 'm', 'succeeded', 0, 1);"
+        );
+        db.rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.unwrap();
+        });
+    };
+    insert("old-done", "a", "succeeded", "3 hours");
+    insert("old-failed", "a", "failed", "2 hours");
+    insert("old-running", "a", "running", "3 hours");
+    insert("new-done", "a", "succeeded", "1 minute");
+    insert("b-1", "b", "succeeded", "3 minutes");
+    insert("b-2", "b", "succeeded", "2 minutes");
+    let out = crate::helper::stdout_of(home.cmd().env("FUSE_STORE_URL", &db.url).args([
+        "runs",
+        "prune",
+        "--older-than",
+        "1h",
+    ]));
+    assert!(
+        out.contains("deleted 2 queued run(s) older than 1h"),
+        "{out}"
+    );
+    let left = |table: &str, column: &str| -> Vec<String> {
+        db.query(&format!(
+            "SELECT DISTINCT {column} AS id FROM {table} ORDER BY 1"
+        ))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+    };
+    let expected = ["b-1", "b-2", "new-done", "old-running"];
+    assert_eq!(left("queue_runs", "id"), expected);
+    for table in ["queue_logs", "queue_attempts", "queue_steps"] {
+        assert_eq!(left(table, "run_id"), expected, "{table}");
+    }
+    // keep_runs = 1: the newest finished run of each workflow stays.
+    let n = db.rt.block_on(pg.prune_runs(None, Some(1), 1)).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(left("queue_runs", "id"), ["b-2", "new-done", "old-running"]);
+}

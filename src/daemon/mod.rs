@@ -309,6 +309,33 @@ async fn follow_deploys(state: Arc<State>) {
     }
 }
 
+/// How often a daemon on PostgreSQL applies retention to the queue's runs.
+const QUEUE_RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Applies `history.keep_runs` and `history.keep_days` to the finished runs
+/// on the queue, in batches, off the path of runs. Every daemon on the
+/// store does; deleting what another already deleted is no work.
+async fn prune_queue(pg: crate::store::pg::Pg, history: crate::config::HistoryConfig) {
+    let keep = (history.keep_runs > 0).then_some(history.keep_runs);
+    let mut interval = tokio::time::interval(QUEUE_RETENTION_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let before = (history.keep_days > 0)
+            .then(|| crate::engine::events::now_ms() - history.keep_days as i64 * 86_400_000);
+        if before.is_none() && keep.is_none() {
+            return;
+        }
+        match pg.prune_runs(before, keep, 500).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("retention: deleted {n} finished run(s) from the queue"),
+            Err(e) => {
+                tracing::warn!("retention of the queue's runs failed ({e}); it is tried again")
+            }
+        }
+    }
+}
+
 /// How [`serve`] runs beyond its home and listener.
 #[derive(Debug, Default, Clone)]
 pub struct Options {
@@ -567,6 +594,12 @@ pub async fn serve(
         .queue
         .is_some()
         .then(|| tokio::spawn(follow_deploys(state.clone())));
+    // Retention of the runs on the queue (the daemon's own history has its
+    // recorder's).
+    let queue_retention = state
+        .queue
+        .clone()
+        .map(|pg| tokio::spawn(prune_queue(pg, config.history.clone())));
     let alert_deliverer = tokio::spawn(alerts::deliver(state.clone(), alert_rx));
     let queue_watcher = tokio::spawn(alerts::watch_queue(state.clone()));
     if let Some(alerts) = alerts::describe(&state) {
@@ -621,6 +654,9 @@ pub async fn serve(
         t.abort();
     }
     if let Some(t) = &deploys {
+        t.abort();
+    }
+    if let Some(t) = &queue_retention {
         t.abort();
     }
     queue_watcher.abort();

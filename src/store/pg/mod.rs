@@ -1261,6 +1261,54 @@ impl Pg {
         Ok(())
     }
 
+    /// Deletes finished queued runs, with everything kept of them, at most
+    /// `batch` per statement (so other writers wait little): those finished
+    /// before `before` (Unix ms), and those past the newest `keep` of their
+    /// workflow. The number deleted. Runs still queued or running are never
+    /// touched.
+    pub async fn prune_runs(
+        &self,
+        before: Option<i64>,
+        keep: Option<u64>,
+        batch: i64,
+    ) -> Result<u64> {
+        let client = self.client().await?;
+        let keep = keep.map(|k| k.min(i64::MAX as u64) as i64);
+        let mut total = 0;
+        loop {
+            let row = client
+                .query_one(
+                    "WITH doomed AS (
+                        SELECT id FROM queue_runs
+                         WHERE status NOT IN ('queued', 'running')
+                           AND ($1::BIGINT IS NOT NULL
+                                AND finished_at < to_timestamp($1::BIGINT / 1000.0))
+                        UNION
+                        SELECT id FROM (
+                            SELECT id, status, row_number() OVER (
+                                       PARTITION BY workflow ORDER BY created_at DESC, id DESC) AS n
+                              FROM queue_runs WHERE $2::BIGINT IS NOT NULL) ranked
+                         WHERE $2::BIGINT IS NOT NULL AND n > $2::BIGINT
+                           AND status NOT IN ('queued', 'running')
+                        LIMIT $3),
+                     gone AS (DELETE FROM queue_runs WHERE id IN (SELECT id FROM doomed) RETURNING id),
+                     logs AS (DELETE FROM queue_logs WHERE run_id IN (SELECT id FROM gone)),
+                     nodes AS (DELETE FROM queue_node_runs WHERE run_id IN (SELECT id FROM gone)),
+                     attempts AS (DELETE FROM queue_attempts WHERE run_id IN (SELECT id FROM gone)),
+                     steps AS (DELETE FROM queue_steps WHERE run_id IN (SELECT id FROM gone))
+                     SELECT COUNT(*) FROM gone",
+                    &[&before, &keep, &batch],
+                )
+                .await
+                .map_err(query_error("deleting old queued runs"))?;
+            let n: i64 = row.get(0);
+            total += n.max(0) as u64;
+            if n < batch {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Keeps attempts of nodes of queued runs (one statement for the batch);
     /// an attempt relayed twice (a run resumed) keeps its first row.
     pub async fn add_attempts(

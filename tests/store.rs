@@ -514,6 +514,15 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         "{again}"
     );
 
+    let version: Value =
+        serde_json::from_str(&stdout_of(a.cmd().args(["version", "--json"]))).unwrap();
+    assert!(
+        version["store"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres://"),
+        "{version}"
+    );
     // A's commands now use PostgreSQL: a token made here is there.
     stdout_of(a.cmd().args(["tokens", "new", "ops", "--scope", "admin"]));
     assert_eq!(db.count("SELECT 1 FROM api_tokens WHERE name = 'ops'"), 1);

@@ -15,6 +15,7 @@ fn version_json_reports_the_environment() {
     assert!(v["schema_version"].as_i64().unwrap() >= 1);
     assert_eq!(v["home"], t.path().display().to_string());
     assert_eq!(v["home_initialized"], true);
+    assert_eq!(v["store"], "sqlite");
     assert_eq!(v["key_store"], "file");
     assert!(
         v["keyring"].as_str().unwrap().starts_with("unavailable"),

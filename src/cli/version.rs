@@ -28,6 +28,8 @@ struct VersionInfo {
     schema_version_supported: i64,
     home: String,
     home_initialized: bool,
+    /// Where the store is: `sqlite`, or the PostgreSQL URL without its password.
+    store: String,
     keyring: String,
     key_store: Option<&'static str>,
     node_packages: PackageCounts,
@@ -69,6 +71,10 @@ pub fn run(globals: &Globals, args: VersionArgs) -> anyhow::Result<ExitCode> {
         schema_version_supported: Store::latest_schema_version(),
         home: home.root().display().to_string(),
         home_initialized: initialized,
+        store: match home.store_url()? {
+            Some(url) => crate::store::pg::redact(&url),
+            None => "sqlite".into(),
+        },
         keyring,
         key_store,
         node_packages: PackageCounts {
@@ -106,6 +112,7 @@ pub fn run(globals: &Globals, args: VersionArgs) -> anyhow::Result<ExitCode> {
             info.home
         );
     }
+    outln!("store:           {}", info.store);
     outln!("keyring:         {}", info.keyring);
     outln!("master key:      {}", info.key_store.unwrap_or("none yet"));
     outln!(

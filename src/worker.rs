@@ -263,47 +263,9 @@ impl Observer for Relay {
         if !value["run_id"].as_str().is_some_and(holds) {
             return;
         }
-        // Log lines and how nodes finished are also kept, for the run's
-        // logs and page.
-        use crate::store::pg::{Kept, QueueLog, QueueNodeRun};
-        let kept = match event {
-            Event::Log {
-                run_id,
-                node_id,
-                level,
-                message,
-            } => Some(Kept::Log(QueueLog {
-                run_id: run_id.clone(),
-                ts: crate::engine::events::now_ms(),
-                node_id: node_id.clone(),
-                level: level.as_str().to_string(),
-                message: message.clone(),
-            })),
-            Event::NodeFinished {
-                run_id,
-                node_id,
-                node_type,
-                status,
-                attempts,
-                duration_ms,
-                error,
-                error_value,
-                ..
-            } => Some(Kept::Node(QueueNodeRun {
-                run_id: run_id.clone(),
-                node_id: node_id.clone(),
-                node_type: node_type.clone(),
-                status: status.as_str().to_string(),
-                attempts: *attempts as i32,
-                duration_ms: *duration_ms as i64,
-                finished_ms: crate::engine::events::now_ms(),
-                error: error_value
-                    .clone()
-                    .or_else(|| error.clone().map(serde_json::Value::String)),
-            })),
-            Event::NodeStep(step) => Some(Kept::Step(step.clone())),
-            _ => None,
-        };
+        // Log lines, agent steps and how nodes finished are also kept, for
+        // the run's logs and page.
+        let kept = kept_of(event);
         let mut text = value.to_string();
         if text.len() > crate::store::pg::MAX_EVENT_BYTES {
             // A notification holds 8000 bytes: large step data stays in history.
@@ -318,6 +280,145 @@ impl Observer for Relay {
         if announced.is_some() || kept.is_some() {
             let _ = self.tx.send((announced, kept));
         }
+    }
+}
+
+/// What of an event a run's page keeps on the queue: its log lines, agent
+/// steps and how its nodes finished (attempts and the run's own start and
+/// end are kept by whoever holds the run).
+fn kept_of(event: &Event) -> Option<crate::store::pg::Kept> {
+    use crate::store::pg::{Kept, QueueLog, QueueNodeRun};
+    Some(match event {
+        Event::Log {
+            run_id,
+            node_id,
+            level,
+            message,
+        } => Kept::Log(QueueLog {
+            run_id: run_id.clone(),
+            ts: crate::engine::events::now_ms(),
+            node_id: node_id.clone(),
+            level: level.as_str().to_string(),
+            message: message.clone(),
+        }),
+        Event::NodeFinished {
+            run_id,
+            node_id,
+            node_type,
+            status,
+            attempts,
+            duration_ms,
+            error,
+            error_value,
+            ..
+        } => Kept::Node(QueueNodeRun {
+            run_id: run_id.clone(),
+            node_id: node_id.clone(),
+            node_type: node_type.clone(),
+            status: status.as_str().to_string(),
+            attempts: *attempts as i32,
+            duration_ms: *duration_ms as i64,
+            finished_ms: crate::engine::events::now_ms(),
+            error: error_value
+                .clone()
+                .or_else(|| error.clone().map(serde_json::Value::String)),
+        }),
+        Event::NodeStep(step) => Kept::Step(step.clone()),
+        _ => return None,
+    })
+}
+
+/// The name a home's daemon keeps the runs it runs itself under on the
+/// queue (stable across restarts, so a restart finds what it left).
+pub fn keeper_name(home: &crate::home::Home) -> String {
+    format!("daemon {}:{}", host_name(), home.root().display())
+}
+
+/// Keeps the runs a daemon on PostgreSQL runs itself (a webhook's whose
+/// caller waits for its answer) on the store beside the queued ones, so
+/// every daemon lists and shows them: the run, its attempts, steps, node
+/// ends and log lines, written in batches off the run's path. Live events
+/// are the daemon's own (not announced again).
+pub struct Keeper {
+    tx: tokio::sync::mpsc::UnboundedSender<(Option<String>, Option<crate::store::pg::Kept>)>,
+    /// Top-level runs being kept.
+    running: Mutex<std::collections::HashSet<String>>,
+    by: String,
+}
+
+impl Keeper {
+    /// Starts its writer on the current runtime; `by` names the daemon.
+    pub fn start(pg: Pg, by: String) -> Keeper {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(relay_events(pg, rx));
+        Keeper {
+            tx,
+            running: Mutex::new(Default::default()),
+            by,
+        }
+    }
+}
+
+impl Observer for Keeper {
+    fn on_event(&self, event: &Event) {
+        use crate::store::pg::Kept;
+        let holds = |id: &str| self.running.lock().is_ok_and(|r| r.contains(id));
+        let kept = match event {
+            Event::RunStarted {
+                run_id,
+                workflow,
+                definition,
+                parent_id: None,
+                trigger_kind,
+                input,
+                ..
+            } => {
+                if let Ok(mut r) = self.running.lock() {
+                    r.insert(run_id.clone());
+                }
+                Kept::Started {
+                    by: self.by.clone(),
+                    run: Box::new(crate::store::pg::NewRun {
+                        id: run_id.clone(),
+                        workflow: workflow.clone(),
+                        definition: definition.to_string(),
+                        input: (**input).clone(),
+                        trigger_kind: trigger_kind.clone(),
+                        entry: None,
+                        needs: Vec::new(),
+                        tags: Vec::new(),
+                    }),
+                }
+            }
+            Event::NodeAttempt(attempt) if holds(&attempt.run_id) => Kept::Attempt(attempt.clone()),
+            Event::RunFinished {
+                run_id,
+                status,
+                output,
+                error,
+                ..
+            } if holds(run_id) => {
+                if let Ok(mut r) = self.running.lock() {
+                    r.remove(run_id);
+                }
+                Kept::Finished {
+                    by: self.by.clone(),
+                    run_id: run_id.clone(),
+                    status: status.as_str().to_string(),
+                    output: (**output).clone(),
+                    error: error.clone(),
+                }
+            }
+            Event::NodeStep(step) if holds(&step.run_id) => Kept::Step(step.clone()),
+            Event::Log { run_id, .. } | Event::NodeFinished { run_id, .. } if holds(run_id) => {
+                match kept_of(event) {
+                    Some(kept) => kept,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        let _ = self.tx.send((None, Some(kept)));
     }
 }
 
@@ -336,6 +437,7 @@ async fn relay_events(
         let mut batch = Vec::with_capacity(items.len());
         let (mut logs, mut nodes) = (Vec::new(), Vec::new());
         let (mut attempts, mut steps) = (Vec::new(), Vec::new());
+        let (mut started, mut finished) = (Vec::new(), Vec::new());
         for (text, kept) in items {
             batch.extend(text);
             match kept {
@@ -343,7 +445,23 @@ async fn relay_events(
                 Some(crate::store::pg::Kept::Node(node)) => nodes.push(node),
                 Some(crate::store::pg::Kept::Attempt(attempt)) => attempts.push(attempt),
                 Some(crate::store::pg::Kept::Step(step)) => steps.push(step),
+                Some(crate::store::pg::Kept::Started { by, run }) => started.push((by, run)),
+                Some(crate::store::pg::Kept::Finished {
+                    by,
+                    run_id,
+                    status,
+                    output,
+                    error,
+                }) => finished.push((by, run_id, status, output, error)),
                 None => {}
+            }
+        }
+        for (by, run) in &started {
+            if let Err(e) = pg.record_started(run, by).await {
+                tracing::warn!(
+                    "cannot record run {} on PostgreSQL ({e}); other daemons do not list it",
+                    run.id
+                );
             }
         }
         if let Err(e) = pg.add_attempts(&attempts).await {
@@ -370,6 +488,17 @@ async fn relay_events(
                 "cannot keep how {} node(s) of queued runs finished ({e}); their run pages miss them",
                 nodes.len()
             );
+        }
+        for (by, run_id, status, output, error) in &finished {
+            match pg
+                .finish(by, run_id, status, output, error.as_deref())
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    "cannot record the end of run {run_id} on PostgreSQL ({e}); it shows as running there"
+                ),
+            }
         }
         if let Err(e) = pg.publish_events(&batch).await {
             tracing::warn!(

@@ -746,7 +746,16 @@ fn an_api_process_queues_webhook_runs_that_three_workers_run_exactly_once() {
     let db = TestDb::new();
     let home = TestHome::initialized();
     // The API process does not run runs itself: the three workers do.
-    let d = api_process(&db, &home);
+    // Retention is off, so every run stays to be counted (it would keep the
+    // newest 1,000 of the workflow).
+    let d = crate::daemon::start_with(
+        &home,
+        &[
+            ("FUSE_STORE_URL", db.url.as_str()),
+            ("FUSE_ROLES", "api,scheduler"),
+            ("FUSE_HISTORY_KEEP_RUNS", "0"),
+        ],
+    );
     assert_eq!(d.call("POST", "/api/v1/workflows", Some(hooked())).0, 201);
     let workers_home = TestHome::new();
     let _workers: Vec<Worker> = (0..3)
@@ -1093,7 +1102,9 @@ fn queued_runs_are_listed_paged_found_and_shown_beside_the_daemon_s_own() {
     assert_eq!(code, 200);
     let later = post_webhooks(&d.url, 3, 3);
     wait_for_within("the queued runs to finish", Duration::from_secs(30), || {
-        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded'") == 6).then_some(())
+        (db.count("SELECT 1 FROM queue_runs WHERE status = 'succeeded' AND workflow = 'hooked'")
+            == 6)
+            .then_some(())
     });
     let local = wait_for_within("the local run's record", Duration::from_secs(30), || {
         let (_, body) = d.call("GET", "/api/v1/executions?workflow=answering", None);

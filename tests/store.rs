@@ -942,3 +942,104 @@ fn retention_prunes_finished_runs_on_the_queue() {
     assert_eq!(n, 1);
     assert_eq!(left("queue_runs", "id"), ["b-2", "new-done", "old-running"]);
 }
+
+/// A run a daemon on PostgreSQL runs itself (a webhook whose workflow
+/// answers its caller) is kept on the store too: another daemon lists and
+/// shows it with its nodes; the daemon that ran it lists it once.
+#[test]
+fn runs_a_daemon_runs_itself_are_kept_on_postgres() {
+    use crate::daemon::{http, start_with};
+    use serde_json::json;
+    let db = TestDb::new();
+    let (a, b) = (TestHome::initialized(), TestHome::initialized());
+    std::fs::copy(
+        a.path().join("keys/master.key"),
+        b.path().join("keys/master.key"),
+    )
+    .unwrap();
+    let env = [("FUSE_STORE_URL", db.url.as_str())];
+    let da = start_with(&a, &env);
+    let answering = json!({"name": "answering", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "ask"}}},
+        {"id": "say", "type": "log", "data": {"inputs": {"message": "asked {{ trigger.body.q }}"}}},
+        {"id": "ok", "type": "webhook.respond", "data": {"inputs": {"status": 200, "body": {"a": "{{ trigger.body.q }}"}}}}
+    ], "edges": [{"source": "t", "target": "say"}, {"source": "say", "target": "ok"}]});
+    assert_eq!(da.call("POST", "/api/v1/workflows", Some(answering)).0, 201);
+    let (status, body) = http(
+        "POST",
+        &format!("{}/webhook/ask", da.url),
+        None,
+        &[],
+        Some(&json!({"q": 7})),
+    );
+    assert_eq!((status, body), (200, json!({"a": 7})));
+    crate::wait::wait_for_within(
+        "the run kept on the store",
+        std::time::Duration::from_secs(10),
+        || {
+            (db.count(
+                "SELECT 1 FROM queue_runs WHERE workflow = 'answering' AND status = 'succeeded'",
+            ) == 1)
+                .then_some(())
+        },
+    );
+    let db_b = start_with(&b, &env);
+    let (_, listed) = db_b.call("GET", "/api/v1/executions?workflow=answering", None);
+    let runs = listed["executions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 1, "{listed}");
+    let id = runs[0]["id"].as_str().unwrap();
+    let (status, shown) = db_b.call("GET", &format!("/api/v1/executions/{id}"), None);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    let nodes: Vec<&str> = shown["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    assert!(nodes.contains(&"say") && nodes.contains(&"ok"), "{shown}");
+    let (_, logs) = db_b.call("GET", &format!("/api/v1/executions/{id}/logs"), None);
+    assert!(logs.to_string().contains("asked 7"), "{logs}");
+    // The daemon that ran it lists it once (its own history and the store's copy).
+    let (_, mine) = da.call("GET", "/api/v1/executions?workflow=answering", None);
+    assert_eq!(
+        mine["executions"].as_array().map(Vec::len),
+        Some(1),
+        "{mine}"
+    );
+
+    // Killed in the middle of such a run, the daemon marks it interrupted on
+    // the store when it starts again (no worker would ever take it).
+    let slow = json!({"name": "slow", "nodes": [
+        {"id": "t", "type": "trigger.webhook", "data": {"inputs": {"path": "slow"}}},
+        {"id": "wait", "type": "exec.command", "data": {"inputs": {"argv": ["sleep", "60"]}}},
+        {"id": "ok", "type": "webhook.respond", "data": {"inputs": {"body": {}}}}
+    ], "edges": [{"source": "t", "target": "wait"}, {"source": "wait", "target": "ok"}]});
+    assert_eq!(da.call("POST", "/api/v1/workflows", Some(slow)).0, 201);
+    let url = format!("{}/webhook/slow", da.url);
+    let caller = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Cut off when the daemon dies.
+        let _ = rt.block_on(reqwest::Client::new().post(url).json(&json!({})).send());
+    });
+    crate::wait::wait_for_within(
+        "the slow run on the store",
+        std::time::Duration::from_secs(10),
+        || {
+            (db.count("SELECT 1 FROM queue_runs WHERE workflow = 'slow' AND status = 'running'")
+                == 1)
+                .then_some(())
+        },
+    );
+    da.kill();
+    caller.join().unwrap();
+    let _again = start_with(&a, &env);
+    assert_eq!(
+        db.count("SELECT 1 FROM queue_runs WHERE workflow = 'slow' AND status = 'interrupted'"),
+        1,
+        "marked when the daemon started again"
+    );
+}

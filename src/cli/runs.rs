@@ -139,6 +139,7 @@ impl Source {
                 std::sync::Arc::new(local),
                 shared,
                 rt,
+                Some(crate::worker::keeper_name(home)),
             )));
         }
         tracing::info!("reading runs from {}", home.db_path().display());

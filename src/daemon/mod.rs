@@ -457,7 +457,8 @@ pub async fn serve(
     }
     let bus = Arc::new(events::EventBus::default());
     let metrics = Arc::new(metrics::Metrics::default());
-    let observers: Vec<Arc<dyn Observer>> = vec![recorder.clone(), bus.clone(), metrics.clone()];
+    let mut observers: Vec<Arc<dyn Observer>> =
+        vec![recorder.clone(), bus.clone(), metrics.clone()];
     if options.roles != Roles::default() && options.queue.is_none() {
         anyhow::bail!(crate::Error::Setting(format!(
             "--role {} needs the store on PostgreSQL (store.url or FUSE_STORE_URL): a daemon on SQLite alone does everything itself",
@@ -489,6 +490,22 @@ pub async fn serve(
         None => None,
     };
     let queue = shared.as_ref().map(|s| s.pg().clone());
+    // Runs this daemon runs itself are kept on the store too, for every
+    // daemon to list; ones an earlier run of it left are interrupted there.
+    if let Some(pg) = &queue {
+        let by = crate::worker::keeper_name(home);
+        match pg
+            .interrupt_runs_of(&by, "the daemon running it stopped")
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "{n} run(s) an earlier daemon here left running are marked interrupted"
+            ),
+            Err(e) => tracing::warn!("cannot mark the runs an earlier daemon here left: {e}"),
+        }
+        observers.push(Arc::new(crate::worker::Keeper::start(pg.clone(), by)));
+    }
     let engine = Engine::new(
         registry,
         Arc::new(Fanout(observers)),
@@ -507,6 +524,7 @@ pub async fn serve(
             local,
             shared.clone(),
             tokio::runtime::Handle::current(),
+            Some(crate::worker::keeper_name(home)),
         )),
         None => local,
     };

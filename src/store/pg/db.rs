@@ -171,7 +171,7 @@ impl Db for PgDb {
             (None, None) => None,
         };
         // The queue gives `offset + limit` runs from the start of the page.
-        let runs = self.wait(self.pg.list_runs(filter, cursor_at))?;
+        let runs = self.wait(self.pg.list_runs(filter, cursor_at, None))?;
         let limit = if filter.limit > 0 {
             filter.limit
         } else {
@@ -193,7 +193,7 @@ impl Db for PgDb {
                 ..Default::default()
             })
             .collect();
-        for (hour, status, n) in self.wait(self.pg.runs_per_hour(now, hours))? {
+        for (hour, status, n) in self.wait(self.pg.runs_per_hour(now, hours, None))? {
             if let Some(count) = counts.iter_mut().find(|c| c.hour == hour) {
                 count.add(&status, n);
             }

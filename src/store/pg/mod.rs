@@ -927,6 +927,7 @@ impl Pg {
         &self,
         filter: &crate::store::history::RunFilter,
         cursor_at: Option<i64>,
+        exclude: Option<&str>,
     ) -> Result<Vec<crate::store::history::RunSummary>> {
         use tokio_postgres::types::ToSql;
         let client = self.client().await?;
@@ -951,6 +952,10 @@ impl Pg {
         if let Some(since) = &filter.since {
             args.push(since);
             sql.push_str(&format!(" AND {CREATED_MS} >= ${}", args.len()));
+        }
+        if let Some(by) = &exclude {
+            args.push(by);
+            sql.push_str(&format!(" AND worker IS DISTINCT FROM ${}", args.len()));
         }
         let newer_first = filter.after.is_none();
         let cursor = filter.before.as_ref().or(filter.after.as_ref());
@@ -1024,7 +1029,12 @@ impl Pg {
 
     /// Queued runs created in each of the `hours` hours up to `now` (Unix
     /// ms): (hour start, status, count).
-    pub async fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<(i64, String, i64)>> {
+    pub async fn runs_per_hour(
+        &self,
+        now: i64,
+        hours: usize,
+        exclude: Option<&str>,
+    ) -> Result<Vec<(i64, String, i64)>> {
         let client = self.client().await?;
         let hour = 3_600_000i64;
         let first = (now.div_euclid(hour) - hours as i64 + 1) * hour;
@@ -1033,9 +1043,10 @@ impl Pg {
                 &format!(
                     "SELECT ({CREATED_MS} / $2) * $2, status, COUNT(*)
                    FROM queue_runs WHERE created_at >= to_timestamp($1::bigint / 1000.0)
+                    AND ($3::text IS NULL OR worker IS DISTINCT FROM $3)
                   GROUP BY 1, 2"
                 ),
-                &[&first, &hour],
+                &[&first, &hour, &exclude],
             )
             .await
             .map_err(query_error("counting queued runs by hour"))?;
@@ -1191,6 +1202,19 @@ pub enum Kept {
     Attempt(Box<crate::engine::events::NodeAttempt>),
     /// One step of an agent.
     Step(Box<crate::engine::events::NodeStep>),
+    /// A run a daemon (`by`) runs itself began (see [`Pg::record_started`]).
+    Started {
+        by: String,
+        run: Box<NewRun>,
+    },
+    /// A run a daemon runs itself ended.
+    Finished {
+        by: String,
+        run_id: String,
+        status: String,
+        output: Value,
+        error: Option<String>,
+    },
 }
 
 /// A log line of a queued run, kept for its run logs.
@@ -1259,6 +1283,49 @@ impl Pg {
             .await
             .map_err(query_error("keeping how nodes finished"))?;
         Ok(())
+    }
+
+    /// Records a run that `by` (a daemon) runs itself rather than queues (a
+    /// webhook's whose caller waits for its answer), so every daemon on the
+    /// store lists and shows it: `running`, held by `by`, without a lease, so
+    /// no worker ever claims it.
+    pub async fn record_started(&self, run: &NewRun, by: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO queue_runs (id, workflow, definition, input, trigger_kind, entry, needs, tags,
+                        status, worker, claims, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', $9, 1, clock_timestamp())
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &run.id,
+                    &run.workflow,
+                    &run.definition,
+                    &run.input,
+                    &run.trigger_kind,
+                    &run.entry,
+                    &run.needs,
+                    &run.tags,
+                    &by,
+                ],
+            )
+            .await
+            .map_err(query_error("recording a run"))?;
+        Ok(())
+    }
+
+    /// Runs `by` recorded as running that it no longer runs (it stopped or
+    /// was killed) are marked interrupted, as its own history marks them.
+    pub async fn interrupt_runs_of(&self, by: &str, reason: &str) -> Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE queue_runs SET status = 'interrupted', error = $2, finished_at = clock_timestamp()
+                  WHERE worker = $1 AND status = 'running' AND lease_until IS NULL",
+                &[&by, &reason],
+            )
+            .await
+            .map_err(query_error("marking runs interrupted"))
     }
 
     /// Deletes finished queued runs, with everything kept of them, at most

@@ -49,6 +49,18 @@ impl HourCount {
     }
 }
 
+/// The `hours` hours up to `now` (Unix ms), oldest first, with no runs yet.
+pub fn hour_slots(now: i64, hours: usize) -> Vec<HourCount> {
+    const HOUR: i64 = 3_600_000;
+    let first = (now / HOUR - hours as i64 + 1) * HOUR;
+    (0..hours)
+        .map(|i| HourCount {
+            hour: first + i as i64 * HOUR,
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// Which runs to list: newest first, matching every filter given.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -266,14 +278,8 @@ impl Store {
     /// Runs created in each of the `hours` hours up to `now` (Unix ms),
     /// oldest first, every hour present.
     pub fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
-        const HOUR: i64 = 3_600_000;
-        let first = (now / HOUR - hours as i64 + 1) * HOUR;
-        let mut counts: Vec<HourCount> = (0..hours)
-            .map(|i| HourCount {
-                hour: first + i as i64 * HOUR,
-                ..Default::default()
-            })
-            .collect();
+        let mut counts = hour_slots(now, hours);
+        let first = counts.first().map_or(now, |c| c.hour);
         let err = |e| self.db_err("counting runs per hour", e);
         let mut stmt = self
             .conn

@@ -185,14 +185,7 @@ impl Db for PgDb {
         Ok(page)
     }
     fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
-        const HOUR: i64 = 3_600_000;
-        let first = (now / HOUR - hours as i64 + 1) * HOUR;
-        let mut counts: Vec<HourCount> = (0..hours)
-            .map(|i| HourCount {
-                hour: first + i as i64 * HOUR,
-                ..Default::default()
-            })
-            .collect();
+        let mut counts = crate::store::history::hour_slots(now, hours);
         for (hour, status, n) in self.wait(self.pg.runs_per_hour(now, hours, None))? {
             if let Some(count) = counts.iter_mut().find(|c| c.hour == hour) {
                 count.add(&status, n);

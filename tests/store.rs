@@ -937,10 +937,26 @@ fn retention_prunes_finished_runs_on_the_queue() {
     for table in ["queue_logs", "queue_attempts", "queue_steps"] {
         assert_eq!(left(table, "run_id"), expected, "{table}");
     }
-    // keep_runs = 1: the newest finished run of each workflow stays.
-    let n = db.rt.block_on(pg.prune_runs(None, Some(1), 1)).unwrap();
+    // The daemon's pass: workflow b keeps its newest finished run (its own
+    // settings.keep_runs), a is within the home-wide 1,000.
+    let b_definition = r#"{"name": "b", "settings": {"keep_runs": 1}, "nodes": []}"#;
+    db.rt
+        .block_on(pg.store_version("b", b_definition, None))
+        .unwrap();
+    let history = fuse::config::HistoryConfig::default();
+    let n = db
+        .rt
+        .block_on(fuse::daemon::prune_queue_once(&pg, &history))
+        .unwrap();
     assert_eq!(n, 1);
     assert_eq!(left("queue_runs", "id"), ["b-2", "new-done", "old-running"]);
+    // Run again, there is nothing more to delete.
+    assert_eq!(
+        db.rt
+            .block_on(fuse::daemon::prune_queue_once(&pg, &history))
+            .unwrap(),
+        0
+    );
 }
 
 /// A run a daemon on PostgreSQL runs itself (a webhook whose workflow

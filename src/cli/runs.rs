@@ -396,7 +396,11 @@ fn prune(globals: &Globals, home: &Home, older_than: &str) -> anyhow::Result<Exi
     // With the store on PostgreSQL, the queue's finished runs too.
     if let Some(url) = home.store_url()? {
         let db = crate::store::pg::db::PgDb::open(&url)?;
-        let queued = db.wait(db.pg().prune_runs(Some(cutoff), None, 500))?;
+        let queued =
+            db.wait(
+                db.pg()
+                    .prune_runs(Some(cutoff), None, 500, &crate::store::pg::Scope::All),
+            )?;
         if !globals.quiet {
             outln!("deleted {queued} queued run(s) older than {older_than} from PostgreSQL");
         }

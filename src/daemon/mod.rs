@@ -312,21 +312,16 @@ async fn follow_deploys(state: Arc<State>) {
 /// How often a daemon on PostgreSQL applies retention to the queue's runs.
 const QUEUE_RETENTION_EVERY: Duration = Duration::from_secs(60);
 
-/// Applies `history.keep_runs` and `history.keep_days` to the finished runs
-/// on the queue, in batches, off the path of runs. Every daemon on the
-/// store does; deleting what another already deleted is no work.
+/// Applies `history.keep_runs` and `history.keep_days` (or a workflow's own
+/// `settings.keep_runs`/`keep_days`) to the finished runs on the queue, in
+/// batches, off the path of runs. Every daemon on the store does; deleting
+/// what another already deleted is no work.
 async fn prune_queue(pg: crate::store::pg::Pg, history: crate::config::HistoryConfig) {
-    let keep = (history.keep_runs > 0).then_some(history.keep_runs);
     let mut interval = tokio::time::interval(QUEUE_RETENTION_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let before = (history.keep_days > 0)
-            .then(|| crate::engine::events::now_ms() - history.keep_days as i64 * 86_400_000);
-        if before.is_none() && keep.is_none() {
-            return;
-        }
-        match pg.prune_runs(before, keep, 500).await {
+        match prune_queue_once(&pg, &history).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("retention: deleted {n} finished run(s) from the queue"),
             Err(e) => {
@@ -334,6 +329,52 @@ async fn prune_queue(pg: crate::store::pg::Pg, history: crate::config::HistoryCo
             }
         }
     }
+}
+
+/// One pass of [`prune_queue`]: the runs deleted.
+pub async fn prune_queue_once(
+    pg: &crate::store::pg::Pg,
+    history: &crate::config::HistoryConfig,
+) -> Result<u64, crate::store::pg::PgError> {
+    use crate::store::pg::Scope;
+    let now = crate::engine::events::now_ms();
+    let rules = |keep_runs: u64, keep_days: u64| {
+        (
+            (keep_days > 0).then(|| now - keep_days as i64 * 86_400_000),
+            (keep_runs > 0).then_some(keep_runs),
+        )
+    };
+    // Workflows with retention of their own.
+    let own: Vec<(String, u64, u64)> = pg
+        .enabled_workflows()
+        .await?
+        .into_iter()
+        .filter_map(|(name, definition, _)| {
+            let settings = crate::Workflow::from_json(&definition).ok()?.settings;
+            (settings.keep_runs.is_some() || settings.keep_days.is_some()).then(|| {
+                (
+                    name,
+                    settings.keep_runs.unwrap_or(history.keep_runs),
+                    settings.keep_days.unwrap_or(history.keep_days),
+                )
+            })
+        })
+        .collect();
+    let mut deleted = 0;
+    for (name, keep_runs, keep_days) in &own {
+        let (before, keep) = rules(*keep_runs, *keep_days);
+        if before.is_some() || keep.is_some() {
+            deleted += pg.prune_runs(before, keep, 500, &Scope::Only(name)).await?;
+        }
+    }
+    let others: Vec<String> = own.into_iter().map(|(name, ..)| name).collect();
+    let (before, keep) = rules(history.keep_runs, history.keep_days);
+    if before.is_some() || keep.is_some() {
+        deleted += pg
+            .prune_runs(before, keep, 500, &Scope::Except(&others))
+            .await?;
+    }
+    Ok(deleted)
 }
 
 /// How [`serve`] runs beyond its home and listener.

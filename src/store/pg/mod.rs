@@ -1193,6 +1193,15 @@ pub struct QueueNodeRun {
     pub error: Option<Value>,
 }
 
+/// Which workflows' runs [`Pg::prune_runs`] deletes.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    All,
+    Only(&'a str),
+    /// Every workflow but these (those with retention of their own).
+    Except(&'a [String]),
+}
+
 /// What a worker's event relay keeps on the queue besides announcing it.
 #[derive(Debug, Clone)]
 pub enum Kept {
@@ -1338,7 +1347,13 @@ impl Pg {
         before: Option<i64>,
         keep: Option<u64>,
         batch: i64,
+        scope: &Scope<'_>,
     ) -> Result<u64> {
+        let (only, except): (Option<&str>, Vec<&str>) = match scope {
+            Scope::All => (None, Vec::new()),
+            Scope::Only(name) => (Some(name), Vec::new()),
+            Scope::Except(names) => (None, names.iter().map(String::as_str).collect()),
+        };
         let client = self.client().await?;
         let keep = keep.map(|k| k.min(i64::MAX as u64) as i64);
         let mut total = 0;
@@ -1348,13 +1363,16 @@ impl Pg {
                     "WITH doomed AS (
                         SELECT id FROM queue_runs
                          WHERE status NOT IN ('queued', 'running')
+                           AND ($4::TEXT IS NULL OR workflow = $4) AND workflow <> ALL($5)
                            AND ($1::BIGINT IS NOT NULL
                                 AND finished_at < to_timestamp($1::BIGINT / 1000.0))
                         UNION
                         SELECT id FROM (
                             SELECT id, status, row_number() OVER (
                                        PARTITION BY workflow ORDER BY created_at DESC, id DESC) AS n
-                              FROM queue_runs WHERE $2::BIGINT IS NOT NULL) ranked
+                              FROM queue_runs
+                             WHERE $2::BIGINT IS NOT NULL
+                               AND ($4::TEXT IS NULL OR workflow = $4) AND workflow <> ALL($5)) ranked
                          WHERE $2::BIGINT IS NOT NULL AND n > $2::BIGINT
                            AND status NOT IN ('queued', 'running')
                         LIMIT $3),
@@ -1364,7 +1382,7 @@ impl Pg {
                      attempts AS (DELETE FROM queue_attempts WHERE run_id IN (SELECT id FROM gone)),
                      steps AS (DELETE FROM queue_steps WHERE run_id IN (SELECT id FROM gone))
                      SELECT COUNT(*) FROM gone",
-                    &[&before, &keep, &batch],
+                    &[&before, &keep, &batch, &only, &except],
                 )
                 .await
                 .map_err(query_error("deleting old queued runs"))?;

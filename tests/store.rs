@@ -551,8 +551,16 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         },
     );
 
-    // Machine B: its own home with A's master key, pointed at the store.
+    // Machine B: its own home pointed at the store, told it needs A's
+    // master key, and given it.
     let b = TestHome::initialized();
+    let joined = b.cmd().args(["init", "--store", &db.url]).output().unwrap();
+    assert!(joined.status.success());
+    let note = String::from_utf8_lossy(&joined.stderr);
+    assert!(
+        note.contains("master key is not the key the store's credentials are sealed with"),
+        "{note}"
+    );
     std::fs::copy(
         a.path().join("keys/master.key"),
         b.path().join("keys/master.key"),

@@ -203,7 +203,9 @@ fn to_postgres(
     let moved = crate::store::pg::moving::move_home(home, &db)?;
     let token = std::fs::read_to_string(home.token_path())
         .with_context(|| format!("cannot read the API token {}", home.token_path().display()))?;
-    crate::store::pg::moving::join(home, &db, token.trim())?;
+    if !crate::store::pg::moving::join(home, &db, token.trim())? {
+        eprintln!("note: {}", crate::store::pg::moving::OTHER_KEY);
+    }
     set_store_url(&home.config_path(), url)?;
     Ok((shown, moved))
 }

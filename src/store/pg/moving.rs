@@ -32,10 +32,13 @@ pub struct Moved {
     pub kept: Vec<String>,
 }
 
-/// Brings a home into the store: its key records (first home) and its token.
-pub fn join(home: &Home, db: &PgDb, token: &str) -> Result<()> {
+/// Brings a home into the store: its key records (first home) and its
+/// token. False when the store's credentials are sealed with another master
+/// key than this home's (its runs cannot open them until it has that key).
+pub fn join(home: &Home, db: &PgDb, token: &str) -> Result<bool> {
     let local = home.open_store()?;
     let mine = local.meta(META_KEY_ID)?;
+    let mut same_key = true;
     match (db.meta(META_KEY_ID)?, &mine) {
         (None, Some(id)) => {
             if let Some(kind) = local.meta(META_KEY_STORE)? {
@@ -44,17 +47,19 @@ pub fn join(home: &Home, db: &PgDb, token: &str) -> Result<()> {
             db.set_meta(META_KEY_ID, id)?;
         }
         (Some(theirs), Some(id)) if theirs != *id => {
-            tracing::warn!(
-                "this home's master key is not the key the store's credentials are sealed with: \
-                 runs here cannot open them. Give this machine the same key (FUSE_MASTER_KEY or \
-                 the key file, see docs/scale-out.md)"
-            );
+            tracing::warn!("{}", OTHER_KEY);
+            same_key = false;
         }
         _ => {}
     }
     db.wait(db.pg().adopt_home_token(&crate::store::tokens::hash(token)))?;
-    Ok(())
+    Ok(same_key)
 }
+
+/// What a home joining a store sealed with another key is told.
+pub const OTHER_KEY: &str = "this home's master key is not the key the store's credentials are sealed with: \
+     runs here cannot open them. Give this machine the same key (the first home's keys/master.key, \
+     or the same FUSE_MASTER_KEY; see docs/scale-out.md)";
 
 /// Copies a home's workflows, tokens, credentials and memory into the store.
 pub fn move_home(home: &Home, db: &PgDb) -> Result<Moved> {

@@ -514,6 +514,24 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         "{again}"
     );
 
+    let doctor = stdout_of(a.cmd().args(["doctor"]));
+    assert!(
+        doctor.contains("answers; its schema is current"),
+        "{doctor}"
+    );
+    let broken = a
+        .cmd()
+        .env("FUSE_STORE_URL", "postgres://nobody@127.0.0.1:1/nowhere")
+        .args(["doctor"])
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    let said = String::from_utf8_lossy(&broken.stdout).to_string()
+        + &String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        said.contains("cannot connect") && said.contains("store.url"),
+        "{said}"
+    );
     let version: Value =
         serde_json::from_str(&stdout_of(a.cmd().args(["version", "--json"]))).unwrap();
     assert!(

@@ -118,6 +118,29 @@ pub fn run(globals: &Globals, args: DoctorArgs) -> anyhow::Result<ExitCode> {
         )),
     }
 
+    // The store on PostgreSQL (store.url): reachable, schema current.
+    match home.store_url() {
+        Ok(Some(url)) => match crate::store::pg::db::PgDb::open(&url) {
+            Ok(_) => checks.push(ok(
+                "postgres",
+                format!(
+                    "the store at {} answers; its schema is current",
+                    crate::store::pg::redact(&url)
+                ),
+            )),
+            Err(e) => {
+                database_ok = false;
+                checks.push(bad(
+                    "postgres",
+                    e.to_string(),
+                    "start the server or fix store.url / FUSE_STORE_URL (user, password, host, database); see docs/scale-out.md",
+                ));
+            }
+        },
+        Ok(None) => {}
+        Err(e) => checks.push(bad("postgres", e.to_string(), "fix store.url in fuse.toml")),
+    }
+
     if database_ok {
         match crate::secrets::vault::Vault::open(&home) {
             Ok(vault) => {

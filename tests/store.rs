@@ -665,6 +665,39 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
             (status == 404).then_some(())
         },
     );
+    // `fuse export` of a home on PostgreSQL takes the store's workflows and
+    // credentials, which `fuse import` puts into a home on SQLite.
+    let pass = a.tmp().join("pass.txt");
+    std::fs::write(&pass, "a passphrase").unwrap();
+    let archive = a.tmp().join("home.tar.zst");
+    let exported = a
+        .cmd()
+        .args(["export", "-o"])
+        .arg(&archive)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .output()
+        .unwrap();
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let c = TestHome::initialized();
+    let imported = c
+        .cmd()
+        .arg("import")
+        .arg(&archive)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&imported.stderr);
+    assert!(
+        said.contains("imported 2 workflow(s), 1 credential(s)"),
+        "{said}"
+    );
+
     // With no daemon running, A's commands read the queue's runs too.
     drop((da, db_b));
     let listed: Value =

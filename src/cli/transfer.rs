@@ -176,7 +176,8 @@ fn add_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> a
 
 pub fn export(globals: &Globals, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let store = home.open_store()?;
+    // Workflows and credentials where the store is (PostgreSQL with store.url).
+    let store = home.open_db()?;
     use std::io::IsTerminal;
     if args.output.is_none() && std::io::stdout().is_terminal() {
         anyhow::bail!(crate::Error::Setting(
@@ -324,7 +325,7 @@ fn safe(path: &Path) -> bool {
 
 pub fn import(globals: &Globals, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let home = Home::resolve(globals.home.clone())?;
-    let store = home.open_store()?;
+    let store = home.open_db()?;
     let vault = crate::secrets::vault::Vault::open(&home)?;
     if !args.force {
         let workflows = store.list_workflows()?.len();

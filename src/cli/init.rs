@@ -59,36 +59,18 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
     if globals.quiet {
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some((url, moved)) = &moved {
-        outln!(
-            "The store of {} is now on PostgreSQL at {url}:",
-            home.root().display()
-        );
-        outln!(
-            "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s), {} memory session(s), {} vector collection(s)",
-            moved.workflows,
-            moved.versions,
-            moved.tokens,
-            moved.credentials,
-            moved.memory_sessions,
-            moved.collections
-        );
-        for kept in &moved.kept {
-            outln!("  kept     {kept} (the store had it already)");
-        }
-        outln!(
-            "  store.url is set in {}; earlier run history stays in fuse.db (`fuse runs` reads both)",
-            home.config_path().display()
-        );
-        if report.unchanged() {
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let root = home.root().display();
     if report.unchanged() {
-        outln!("{root} is already a fuse home; nothing was changed.");
+        if let Some(moved) = &moved {
+            print_moved(&home, moved)?;
+        } else {
+            outln!(
+                "{} is already a fuse home; nothing was changed.",
+                home.root().display()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    let root = home.root().display();
     if report.finished_partial() {
         outln!(
             "Finished setting up the fuse home at {root} (an earlier init was incomplete or older):"
@@ -126,6 +108,9 @@ pub fn run(globals: &Globals, args: InitArgs) -> anyhow::Result<ExitCode> {
     } else {
         String::new()
     };
+    if let Some(moved) = &moved {
+        print_moved(&home, moved)?;
+    }
     outln!(
         "Next: fuse{home_flag} run {}",
         shell_quote(&home.templates_dir().join("hello.json"))
@@ -189,6 +174,34 @@ fn shell_quote(path: &std::path::Path) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// What `--store` did.
+fn print_moved(
+    home: &Home,
+    (url, moved): &(String, crate::store::pg::moving::Moved),
+) -> std::io::Result<()> {
+    outln!(
+        "The store of {} is now on PostgreSQL at {url}:",
+        home.root().display()
+    );
+    outln!(
+        "  moved    {} workflow(s) with {} version(s), {} token(s), {} credential(s), {} memory session(s), {} vector collection(s)",
+        moved.workflows,
+        moved.versions,
+        moved.tokens,
+        moved.credentials,
+        moved.memory_sessions,
+        moved.collections
+    );
+    for kept in &moved.kept {
+        outln!("  kept     {kept} (the store had it already)");
+    }
+    outln!(
+        "  store.url is set in {}; earlier run history stays in fuse.db (`fuse runs` reads both)",
+        home.config_path().display()
+    );
+    Ok(())
 }
 
 /// Moves the home's store to PostgreSQL and points the home at it: the

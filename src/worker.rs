@@ -334,6 +334,16 @@ pub fn keeper_name(home: &crate::home::Home) -> String {
     format!("daemon {}:{}", host_name(), home.root().display())
 }
 
+/// The name `fuse run` keeps a home's one-off runs under on the queue.
+pub fn cli_keeper_name(home: &crate::home::Home) -> String {
+    format!("fuse run {}:{}", host_name(), home.root().display())
+}
+
+/// Every name a home keeps its own runs under (they are in its history too).
+pub fn keeper_names(home: &crate::home::Home) -> Vec<String> {
+    vec![keeper_name(home), cli_keeper_name(home)]
+}
+
 /// Keeps the runs a daemon on PostgreSQL runs itself (a webhook's whose
 /// caller waits for its answer) on the store beside the queued ones, so
 /// every daemon lists and shows them: the run, its attempts, steps, node
@@ -347,15 +357,29 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// Starts its writer on the current runtime; `by` names the daemon.
-    pub fn start(pg: Pg, by: String) -> Keeper {
+    /// Starts its writer on `rt`; `by` names who runs the runs.
+    pub fn start(pg: Pg, by: String, rt: &tokio::runtime::Handle) -> Keeper {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(relay_events(pg, rx));
+        rt.spawn(relay_events(pg, rx));
         Keeper {
             tx,
             running: Mutex::new(Default::default()),
             by,
         }
+    }
+
+    /// Waits until everything it was given is written (or `limit` passed):
+    /// a command keeping its run calls it before it exits.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self
+            .tx
+            .send((None, Some(crate::store::pg::Kept::Flush(done))))
+            .is_err()
+        {
+            return false;
+        }
+        wait.recv_timeout(limit).is_ok()
     }
 }
 
@@ -438,6 +462,7 @@ async fn relay_events(
         let (mut logs, mut nodes) = (Vec::new(), Vec::new());
         let (mut attempts, mut steps) = (Vec::new(), Vec::new());
         let (mut started, mut finished) = (Vec::new(), Vec::new());
+        let mut flushes = Vec::new();
         for (text, kept) in items {
             batch.extend(text);
             match kept {
@@ -446,6 +471,7 @@ async fn relay_events(
                 Some(crate::store::pg::Kept::Attempt(attempt)) => attempts.push(attempt),
                 Some(crate::store::pg::Kept::Step(step)) => steps.push(step),
                 Some(crate::store::pg::Kept::Started { by, run }) => started.push((by, run)),
+                Some(crate::store::pg::Kept::Flush(done)) => flushes.push(done),
                 Some(crate::store::pg::Kept::Finished {
                     by,
                     run_id,
@@ -505,6 +531,9 @@ async fn relay_events(
                 "cannot relay {} run event(s) to the daemons ({e}); live views miss them, the runs go on",
                 batch.len()
             );
+        }
+        for done in flushes {
+            let _ = done.send(());
         }
     }
 }

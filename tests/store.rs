@@ -698,6 +698,38 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         "{said}"
     );
 
+    // A one-off `fuse run` on a home on PostgreSQL is kept there too: listed
+    // once by the home itself, and found by another home on the store.
+    let oneoff = a.write(
+        "oneoff.json",
+        &json!({"name": "oneoff", "nodes": [{"id": "s", "type": "transform.set",
+            "data": {"inputs": {"values": {"ok": true}}}}]}),
+    );
+    stdout_of(a.cmd().arg("run").arg(&oneoff));
+    assert_eq!(
+        db.count("SELECT 1 FROM queue_runs WHERE workflow = 'oneoff' AND status = 'succeeded' AND worker LIKE 'fuse run %'"),
+        1
+    );
+    let mine: Value = serde_json::from_str(&stdout_of(a.cmd().args([
+        "runs",
+        "list",
+        "--workflow",
+        "oneoff",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    let theirs: Value =
+        serde_json::from_str(&stdout_of(b.cmd().env("FUSE_STORE_URL", &db.url).args([
+            "runs",
+            "list",
+            "--workflow",
+            "oneoff",
+            "--json",
+        ])))
+        .unwrap();
+    assert_eq!(theirs.as_array().map(Vec::len), Some(1), "{theirs}");
+
     // With no daemon running, A's commands read the queue's runs too.
     drop((da, db_b));
     let listed: Value =

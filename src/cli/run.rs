@@ -82,6 +82,9 @@ pub struct RunArgs {
 pub(super) struct CliEngine {
     pub engine: Engine,
     pub recorder: Option<Arc<Recorder>>,
+    /// With the store on PostgreSQL: what keeps runs there, and the store
+    /// (its runtime writes them).
+    pub keeper: Option<(Arc<crate::worker::Keeper>, crate::store::pg::db::PgDb)>,
     pub progress: Arc<Progress>,
 }
 
@@ -111,6 +114,7 @@ impl CliEngine {
         let mut observers: Vec<Arc<dyn Observer>> = vec![progress.clone()];
         let mut max_parallel = crate::config::EngineConfig::default().max_parallel;
         let mut recorder = None;
+        let mut keeper = None;
         let mut settings = crate::nodes::Settings::default();
         if home.probe()? {
             let config = home.config(&Default::default())?;
@@ -126,6 +130,18 @@ impl CliEngine {
                 )?);
                 observers.push(r.clone());
                 recorder = Some(r);
+                // With the store on PostgreSQL the run is kept there too, for
+                // every daemon on the store to list.
+                if let Some(url) = config.store.postgres() {
+                    let store = crate::store::pg::db::PgDb::open(url)?;
+                    let k = Arc::new(crate::worker::Keeper::start(
+                        store.pg().clone(),
+                        crate::worker::cli_keeper_name(&home),
+                        &store.handle(),
+                    ));
+                    observers.push(k.clone());
+                    keeper = Some((k, store));
+                }
             }
         } else if history && mode != Mode::Silent {
             eprintln!(
@@ -142,6 +158,7 @@ impl CliEngine {
         Ok(CliEngine {
             engine,
             recorder,
+            keeper,
             progress,
         })
     }
@@ -172,6 +189,13 @@ impl CliEngine {
         self.progress.finish();
         if let Some(r) = &self.recorder {
             r.flush();
+        }
+        if let Some((k, _)) = &self.keeper
+            && !k.flush(std::time::Duration::from_secs(10))
+        {
+            eprintln!(
+                "warning: the run could not be kept on PostgreSQL in time; it is in this home's history"
+            );
         }
         Ok(record)
     }

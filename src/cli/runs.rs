@@ -139,7 +139,7 @@ impl Source {
                 std::sync::Arc::new(local),
                 shared,
                 rt,
-                Some(crate::worker::keeper_name(home)),
+                crate::worker::keeper_names(home),
             )));
         }
         tracing::info!("reading runs from {}", home.db_path().display());

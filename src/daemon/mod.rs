@@ -534,18 +534,25 @@ pub async fn serve(
     // Runs this daemon runs itself are kept on the store too, for every
     // daemon to list; ones an earlier run of it left are interrupted there.
     if let Some(pg) = &queue {
-        let by = crate::worker::keeper_name(home);
-        match pg
-            .interrupt_runs_of(&by, "the daemon running it stopped")
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                "{n} run(s) an earlier daemon here left running are marked interrupted"
-            ),
-            Err(e) => tracing::warn!("cannot mark the runs an earlier daemon here left: {e}"),
+        // As the home's history marks them: its runs (the daemon's, and
+        // `fuse run`'s) left running are interrupted.
+        for by in crate::worker::keeper_names(home) {
+            match pg
+                .interrupt_runs_of(&by, "the process running it stopped")
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!("{n} run(s) left running here ({by}) are marked interrupted")
+                }
+                Err(e) => tracing::warn!("cannot mark the runs left running here: {e}"),
+            }
         }
-        observers.push(Arc::new(crate::worker::Keeper::start(pg.clone(), by)));
+        observers.push(Arc::new(crate::worker::Keeper::start(
+            pg.clone(),
+            crate::worker::keeper_name(home),
+            &tokio::runtime::Handle::current(),
+        )));
     }
     let engine = Engine::new(
         registry,
@@ -565,7 +572,7 @@ pub async fn serve(
             local,
             shared.clone(),
             tokio::runtime::Handle::current(),
-            Some(crate::worker::keeper_name(home)),
+            crate::worker::keeper_names(home),
         )),
         None => local,
     };

@@ -30,9 +30,9 @@ pub struct WithQueue {
     pg: Pg,
     shared: Arc<PgDb>,
     rt: tokio::runtime::Handle,
-    /// The name the home's daemon keeps its own runs under on the queue
+    /// The names this home keeps its own runs under on the queue
     /// ([`crate::worker::Keeper`]): they are in `local` already.
-    own: Option<String>,
+    own: Vec<String>,
 }
 
 impl WithQueue {
@@ -40,7 +40,7 @@ impl WithQueue {
         local: Arc<dyn Db>,
         shared: Arc<PgDb>,
         rt: tokio::runtime::Handle,
-        own: Option<String>,
+        own: Vec<String>,
     ) -> WithQueue {
         WithQueue {
             local,
@@ -96,7 +96,7 @@ impl Db for WithQueue {
             wide.limit = filter.limit + filter.offset;
         }
         let local = self.local.list_runs(&wide)?;
-        let queued = self.queue(self.pg.list_runs(&wide, cursor_at, self.own.as_deref()))?;
+        let queued = self.queue(self.pg.list_runs(&wide, cursor_at, &self.own))?;
         // After an `after` cursor the page is the runs closest to it, still
         // shown newest first.
         let newer_first = filter.after.is_none();
@@ -115,9 +115,7 @@ impl Db for WithQueue {
 
     fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
         let mut counts = self.local.runs_per_hour(now, hours)?;
-        for (hour, status, n) in
-            self.queue(self.pg.runs_per_hour(now, hours, self.own.as_deref()))?
-        {
+        for (hour, status, n) in self.queue(self.pg.runs_per_hour(now, hours, &self.own))? {
             let Some(count) = counts.iter_mut().find(|c| c.hour == hour) else {
                 continue;
             };

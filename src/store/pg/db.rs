@@ -171,7 +171,7 @@ impl Db for PgDb {
             (None, None) => None,
         };
         // The queue gives `offset + limit` runs from the start of the page.
-        let runs = self.wait(self.pg.list_runs(filter, cursor_at, None))?;
+        let runs = self.wait(self.pg.list_runs(filter, cursor_at, &[]))?;
         let limit = if filter.limit > 0 {
             filter.limit
         } else {
@@ -186,7 +186,7 @@ impl Db for PgDb {
     }
     fn runs_per_hour(&self, now: i64, hours: usize) -> Result<Vec<HourCount>> {
         let mut counts = crate::store::history::hour_slots(now, hours);
-        for (hour, status, n) in self.wait(self.pg.runs_per_hour(now, hours, None))? {
+        for (hour, status, n) in self.wait(self.pg.runs_per_hour(now, hours, &[]))? {
             if let Some(count) = counts.iter_mut().find(|c| c.hour == hour) {
                 count.add(&status, n);
             }

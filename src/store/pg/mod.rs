@@ -927,7 +927,7 @@ impl Pg {
         &self,
         filter: &crate::store::history::RunFilter,
         cursor_at: Option<i64>,
-        exclude: Option<&str>,
+        exclude: &[String],
     ) -> Result<Vec<crate::store::history::RunSummary>> {
         use tokio_postgres::types::ToSql;
         let client = self.client().await?;
@@ -953,9 +953,12 @@ impl Pg {
             args.push(since);
             sql.push_str(&format!(" AND {CREATED_MS} >= ${}", args.len()));
         }
-        if let Some(by) = &exclude {
-            args.push(by);
-            sql.push_str(&format!(" AND worker IS DISTINCT FROM ${}", args.len()));
+        if !exclude.is_empty() {
+            args.push(&exclude);
+            sql.push_str(&format!(
+                " AND COALESCE(worker <> ALL(${}), TRUE)",
+                args.len()
+            ));
         }
         let newer_first = filter.after.is_none();
         let cursor = filter.before.as_ref().or(filter.after.as_ref());
@@ -1033,7 +1036,7 @@ impl Pg {
         &self,
         now: i64,
         hours: usize,
-        exclude: Option<&str>,
+        exclude: &[String],
     ) -> Result<Vec<(i64, String, i64)>> {
         let client = self.client().await?;
         let hour = 3_600_000i64;
@@ -1043,7 +1046,7 @@ impl Pg {
                 &format!(
                     "SELECT ({CREATED_MS} / $2) * $2, status, COUNT(*)
                    FROM queue_runs WHERE created_at >= to_timestamp($1::bigint / 1000.0)
-                    AND ($3::text IS NULL OR worker IS DISTINCT FROM $3)
+                    AND COALESCE(worker <> ALL($3), TRUE)
                   GROUP BY 1, 2"
                 ),
                 &[&first, &hour, &exclude],
@@ -1216,6 +1219,8 @@ pub enum Kept {
         by: String,
         run: Box<NewRun>,
     },
+    /// Signals once everything sent before it is written.
+    Flush(std::sync::mpsc::SyncSender<()>),
     /// A run a daemon runs itself ended.
     Finished {
         by: String,

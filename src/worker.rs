@@ -458,19 +458,16 @@ async fn relay_events(
                 Err(_) => break,
             }
         }
-        let mut batch = Vec::with_capacity(items.len());
-        let (mut logs, mut nodes) = (Vec::new(), Vec::new());
-        let (mut attempts, mut steps) = (Vec::new(), Vec::new());
-        let (mut started, mut finished) = (Vec::new(), Vec::new());
+        let mut kept = crate::store::pg::KeptBatch::default();
         let mut flushes = Vec::new();
-        for (text, kept) in items {
-            batch.extend(text);
-            match kept {
-                Some(crate::store::pg::Kept::Log(log)) => logs.push(log),
-                Some(crate::store::pg::Kept::Node(node)) => nodes.push(node),
-                Some(crate::store::pg::Kept::Attempt(attempt)) => attempts.push(attempt),
-                Some(crate::store::pg::Kept::Step(step)) => steps.push(step),
-                Some(crate::store::pg::Kept::Started { by, run }) => started.push((by, run)),
+        for (text, item) in items {
+            kept.events.extend(text);
+            match item {
+                Some(crate::store::pg::Kept::Log(log)) => kept.logs.push(log),
+                Some(crate::store::pg::Kept::Node(node)) => kept.nodes.push(node),
+                Some(crate::store::pg::Kept::Attempt(attempt)) => kept.attempts.push(attempt),
+                Some(crate::store::pg::Kept::Step(step)) => kept.steps.push(step),
+                Some(crate::store::pg::Kept::Started { by, run }) => kept.started.push((by, run)),
                 Some(crate::store::pg::Kept::Flush(done)) => flushes.push(done),
                 Some(crate::store::pg::Kept::Finished {
                     by,
@@ -478,59 +475,24 @@ async fn relay_events(
                     status,
                     output,
                     error,
-                }) => finished.push((by, run_id, status, output, error)),
+                }) => kept.finished.push((by, run_id, status, output, error)),
                 None => {}
             }
         }
-        for (by, run) in &started {
-            if let Err(e) = pg.record_started(run, by).await {
-                tracing::warn!(
-                    "cannot record run {} on PostgreSQL ({e}); other daemons do not list it",
-                    run.id
-                );
+        // One commit for the batch; if it fails, each part on its own, so a
+        // part that cannot be written does not take the others with it.
+        if let Err(e) = pg.keep(&kept).await {
+            tracing::warn!(
+                "cannot keep a batch of run events at once ({e}); keeping its parts one by one"
+            );
+            for part in kept.split() {
+                if let Err(e) = pg.keep(&part).await {
+                    tracing::warn!(
+                        "cannot keep {} of queued runs ({e}); their pages or live views miss it",
+                        part.what()
+                    );
+                }
             }
-        }
-        if let Err(e) = pg.add_attempts(&attempts).await {
-            tracing::warn!(
-                "cannot keep {} node attempt(s) of queued runs ({e}); their run pages miss them",
-                attempts.len()
-            );
-        }
-        if let Err(e) = pg.add_steps(&steps).await {
-            tracing::warn!(
-                "cannot keep {} agent step(s) of queued runs ({e}); their run pages miss them",
-                steps.len()
-            );
-        }
-        // Kept before they are announced: a client that sees an event can read it back.
-        if let Err(e) = pg.add_logs(&logs).await {
-            tracing::warn!(
-                "cannot keep {} log line(s) of queued runs ({e}); their run logs miss them",
-                logs.len()
-            );
-        }
-        if let Err(e) = pg.add_node_runs(&nodes).await {
-            tracing::warn!(
-                "cannot keep how {} node(s) of queued runs finished ({e}); their run pages miss them",
-                nodes.len()
-            );
-        }
-        for (by, run_id, status, output, error) in &finished {
-            match pg
-                .finish(by, run_id, status, output, error.as_deref())
-                .await
-            {
-                Ok(_) => {}
-                Err(e) => tracing::warn!(
-                    "cannot record the end of run {run_id} on PostgreSQL ({e}); it shows as running there"
-                ),
-            }
-        }
-        if let Err(e) = pg.publish_events(&batch).await {
-            tracing::warn!(
-                "cannot relay {} run event(s) to the daemons ({e}); live views miss them, the runs go on",
-                batch.len()
-            );
         }
         for done in flushes {
             let _ = done.send(());

@@ -721,7 +721,18 @@ impl Pg {
         error: Option<&str>,
     ) -> Result<bool> {
         let client = self.client().await?;
-        let n = client
+        Self::finish_on(&client, worker, run, status, output, error).await
+    }
+
+    async fn finish_on(
+        c: &impl deadpool_postgres::GenericClient,
+        worker: &str,
+        run: &str,
+        status: &str,
+        output: &Value,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let n = c
             .execute(
                 "UPDATE queue_runs SET status = $3, output = $4, error = $5,
                         finished_at = clock_timestamp(), lease_until = NULL
@@ -1166,19 +1177,137 @@ impl Pg {
 
     /// Announces run events (their JSON, one notification each) on
     /// [`EVENTS`], in order, in one round trip.
-    pub async fn publish_events(&self, payloads: &[String]) -> Result<()> {
+    async fn publish_events(
+        c: &impl deadpool_postgres::GenericClient,
+        payloads: &[String],
+    ) -> Result<()> {
         if payloads.is_empty() {
             return Ok(());
         }
-        let client = self.client().await?;
-        client
-            .execute(
-                "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS e(p, i) ORDER BY i",
-                &[&EVENTS, &payloads],
-            )
-            .await
-            .map_err(query_error("announcing run events"))?;
+        c.execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS e(p, i) ORDER BY i",
+            &[&EVENTS, &payloads],
+        )
+        .await
+        .map_err(query_error("announcing run events"))?;
         Ok(())
+    }
+}
+
+/// What a relay writes at once: the parts of its batch of events, in the
+/// order they are written.
+#[derive(Debug, Default)]
+pub struct KeptBatch {
+    pub started: Vec<(String, Box<NewRun>)>,
+    pub logs: Vec<QueueLog>,
+    pub nodes: Vec<QueueNodeRun>,
+    pub attempts: Vec<Box<crate::engine::events::NodeAttempt>>,
+    pub steps: Vec<Box<crate::engine::events::NodeStep>>,
+    /// (who ran it, run, status, output, error) of runs a process ran itself.
+    pub finished: Vec<(String, String, String, Value, Option<String>)>,
+    /// Events to announce (`NOTIFY`, delivered when the batch commits).
+    pub events: Vec<String>,
+}
+
+impl KeptBatch {
+    /// Each part as a batch of its own.
+    pub fn split(self) -> Vec<KeptBatch> {
+        let KeptBatch {
+            started,
+            logs,
+            nodes,
+            attempts,
+            steps,
+            finished,
+            events,
+        } = self;
+        let parts = [
+            KeptBatch {
+                started,
+                ..Default::default()
+            },
+            KeptBatch {
+                logs,
+                ..Default::default()
+            },
+            KeptBatch {
+                nodes,
+                ..Default::default()
+            },
+            KeptBatch {
+                attempts,
+                ..Default::default()
+            },
+            KeptBatch {
+                steps,
+                ..Default::default()
+            },
+            KeptBatch {
+                finished,
+                ..Default::default()
+            },
+            KeptBatch {
+                events,
+                ..Default::default()
+            },
+        ];
+        parts.into_iter().filter(|p| !p.is_empty()).collect()
+    }
+
+    /// What a one-part batch holds, for messages.
+    pub fn what(&self) -> String {
+        [
+            (self.started.len(), "run start(s)"),
+            (self.logs.len(), "log line(s)"),
+            (self.nodes.len(), "node end(s)"),
+            (self.attempts.len(), "node attempt(s)"),
+            (self.steps.len(), "agent step(s)"),
+            (self.finished.len(), "run end(s)"),
+            (self.events.len(), "announced event(s)"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.started.is_empty()
+            && self.logs.is_empty()
+            && self.nodes.is_empty()
+            && self.attempts.is_empty()
+            && self.steps.is_empty()
+            && self.finished.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+impl Pg {
+    /// Writes a relay's batch in one transaction (one commit, so one wait
+    /// for the disk however many parts it has); its announcements go out as
+    /// it commits, so a client that hears of an event can read it back.
+    pub async fn keep(&self, b: &KeptBatch) -> Result<()> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(query_error("keeping run events"))?;
+        for (by, run) in &b.started {
+            Self::record_started(&tx, run, by).await?;
+        }
+        Self::add_logs(&tx, &b.logs).await?;
+        Self::add_node_runs(&tx, &b.nodes).await?;
+        Self::add_attempts(&tx, &b.attempts).await?;
+        Self::add_steps(&tx, &b.steps).await?;
+        for (by, run, status, output, error) in &b.finished {
+            Self::finish_on(&tx, by, run, status, output, error.as_deref()).await?;
+        }
+        Self::publish_events(&tx, &b.events).await?;
+        tx.commit().await.map_err(query_error("keeping run events"))
     }
 }
 
@@ -1244,7 +1373,7 @@ pub struct QueueLog {
 
 impl Pg {
     /// Keeps log lines of queued runs (one statement for the batch).
-    pub async fn add_logs(&self, logs: &[QueueLog]) -> Result<()> {
+    async fn add_logs(c: &impl deadpool_postgres::GenericClient, logs: &[QueueLog]) -> Result<()> {
         if logs.is_empty() {
             return Ok(());
         }
@@ -1253,8 +1382,7 @@ impl Pg {
         let nodes: Vec<Option<&str>> = logs.iter().map(|l| l.node_id.as_deref()).collect();
         let levels: Vec<&str> = logs.iter().map(|l| l.level.as_str()).collect();
         let messages: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
-        let client = self.client().await?;
-        client
+        c
             .execute(
                 "INSERT INTO queue_logs (run_id, ts, node_id, level, message)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
@@ -1268,7 +1396,10 @@ impl Pg {
     /// Keeps how nodes of queued runs finished (one statement for the
     /// batch). A node reused on resume (no attempt) keeps the row of the
     /// run that ran it.
-    pub async fn add_node_runs(&self, nodes: &[QueueNodeRun]) -> Result<()> {
+    async fn add_node_runs(
+        c: &impl deadpool_postgres::GenericClient,
+        nodes: &[QueueNodeRun],
+    ) -> Result<()> {
         if nodes.is_empty() {
             return Ok(());
         }
@@ -1280,8 +1411,7 @@ impl Pg {
         let durations: Vec<i64> = nodes.iter().map(|n| n.duration_ms).collect();
         let finished: Vec<i64> = nodes.iter().map(|n| n.finished_ms).collect();
         let errors: Vec<Option<&Value>> = nodes.iter().map(|n| n.error.as_ref()).collect();
-        let client = self.client().await?;
-        client
+        c
             .execute(
                 "INSERT INTO queue_node_runs
                         (run_id, node_id, node_type, status, attempts, duration_ms, finished_ms, error)
@@ -1303,9 +1433,12 @@ impl Pg {
     /// webhook's whose caller waits for its answer), so every daemon on the
     /// store lists and shows it: `running`, held by `by`, without a lease, so
     /// no worker ever claims it.
-    pub async fn record_started(&self, run: &NewRun, by: &str) -> Result<()> {
-        let client = self.client().await?;
-        client
+    async fn record_started(
+        c: &impl deadpool_postgres::GenericClient,
+        run: &NewRun,
+        by: &str,
+    ) -> Result<()> {
+        c
             .execute(
                 "INSERT INTO queue_runs (id, workflow, definition, input, trigger_kind, entry, needs, tags,
                         status, worker, claims, started_at)
@@ -1401,8 +1534,8 @@ impl Pg {
 
     /// Keeps attempts of nodes of queued runs (one statement for the batch);
     /// an attempt relayed twice (a run resumed) keeps its first row.
-    pub async fn add_attempts(
-        &self,
+    async fn add_attempts(
+        c: &impl deadpool_postgres::GenericClient,
         attempts: &[Box<crate::engine::events::NodeAttempt>],
     ) -> Result<()> {
         if attempts.is_empty() {
@@ -1422,8 +1555,7 @@ impl Pg {
         let errors: Vec<Option<&Value>> = attempts.iter().map(|a| a.error.as_ref()).collect();
         let started: Vec<i64> = attempts.iter().map(|a| a.started_ms).collect();
         let finished: Vec<i64> = attempts.iter().map(|a| a.finished_ms).collect();
-        let client = self.client().await?;
-        client
+        c
             .execute(
                 "INSERT INTO queue_attempts (run_id, node_id, item, attempt, node_type, status,
                         input, output, error, started_ms, finished_ms)
@@ -1441,7 +1573,10 @@ impl Pg {
     }
 
     /// Keeps steps of agents of queued runs.
-    pub async fn add_steps(&self, steps: &[Box<crate::engine::events::NodeStep>]) -> Result<()> {
+    async fn add_steps(
+        c: &impl deadpool_postgres::GenericClient,
+        steps: &[Box<crate::engine::events::NodeStep>],
+    ) -> Result<()> {
         if steps.is_empty() {
             return Ok(());
         }
@@ -1466,22 +1601,20 @@ impl Pg {
         let started: Vec<i64> = steps.iter().map(|s| s.started_ms).collect();
         let durations: Vec<i64> = steps.iter().map(|s| s.duration_ms as i64).collect();
         let tokens: Vec<Option<i64>> = steps.iter().map(|s| s.tokens.map(|t| t as i64)).collect();
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO queue_steps (run_id, node_id, seq, kind, name, status, input, output,
+        c.execute(
+            "INSERT INTO queue_steps (run_id, node_id, seq, kind, name, status, input, output,
                         error, started_ms, duration_ms, tokens)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
                         $6::text[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::bigint[],
                         $11::bigint[], $12::bigint[])
                  ON CONFLICT DO NOTHING",
-                &[
-                    &runs, &nodes, &seqs, &kinds, &names, &statuses, &inputs, &outputs, &errors,
-                    &started, &durations, &tokens,
-                ],
-            )
-            .await
-            .map_err(query_error("keeping agent steps"))?;
+            &[
+                &runs, &nodes, &seqs, &kinds, &names, &statuses, &inputs, &outputs, &errors,
+                &started, &durations, &tokens,
+            ],
+        )
+        .await
+        .map_err(query_error("keeping agent steps"))?;
         Ok(())
     }
 

@@ -632,19 +632,21 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         {"id": "s", "type": "transform.set", "data": {"inputs": {"values": {"ok": true}}}}
     ], "edges": [{"source": "in", "target": "s"}]});
     assert_eq!(db_b.call("POST", "/api/v1/workflows", Some(second)).0, 201);
+    // The status a daemon answers a call of the `second` webhook with.
+    let hook = |daemon: &str| {
+        http(
+            "POST",
+            &format!("{daemon}/webhook/second"),
+            None,
+            &[],
+            Some(&json!({})),
+        )
+        .0
+    };
     crate::wait::wait_for_within(
         "A to serve B's deploy",
         std::time::Duration::from_secs(10),
-        || {
-            let (status, _) = http(
-                "POST",
-                &format!("{}/webhook/second", da.url),
-                None,
-                &[],
-                Some(&json!({})),
-            );
-            (status == 202).then_some(())
-        },
+        || (hook(&da.url) == 202).then_some(()),
     );
     // Disabled through A: B stops serving it.
     assert_eq!(
@@ -654,16 +656,7 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
     crate::wait::wait_for_within(
         "B to stop serving it",
         std::time::Duration::from_secs(10),
-        || {
-            let (status, _) = http(
-                "POST",
-                &format!("{}/webhook/second", db_b.url),
-                None,
-                &[],
-                Some(&json!({})),
-            );
-            (status == 404).then_some(())
-        },
+        || (hook(&db_b.url) == 404).then_some(()),
     );
     // `fuse export` of a home on PostgreSQL takes the store's workflows and
     // credentials, which `fuse import` puts into a home on SQLite.

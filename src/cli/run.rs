@@ -84,7 +84,7 @@ pub(super) struct CliEngine {
     pub recorder: Option<Arc<Recorder>>,
     /// With the store on PostgreSQL: what keeps runs there, and the store
     /// (its runtime writes them).
-    pub keeper: Option<(Arc<crate::worker::Keeper>, crate::store::pg::db::PgDb)>,
+    pub keeper: Option<(Arc<crate::worker::Keeper>, Arc<crate::store::pg::db::PgDb>)>,
     pub progress: Arc<Progress>,
 }
 
@@ -133,7 +133,7 @@ impl CliEngine {
                 // With the store on PostgreSQL the run is kept there too, for
                 // every daemon on the store to list.
                 if let Some(url) = config.store.postgres() {
-                    let store = crate::store::pg::db::PgDb::open(url)?;
+                    let store = crate::store::pg::db::shared(url)?;
                     let k = Arc::new(crate::worker::Keeper::start(
                         store.pg().clone(),
                         crate::worker::cli_keeper_name(&home),

@@ -75,11 +75,8 @@ pub fn run(globals: &Globals, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let registry = super::run::home_registry(&home, &settings, !globals.quiet);
     // Credentials are the store's, opened with this home's master key.
     let credentials: Option<Arc<dyn crate::engine::CredentialSource>> = if home.is_initialized() {
-        let sealed = crate::store::pg::db::PgDb::open(&store)?;
-        Some(Arc::new(HomeCredentials::on(
-            home.clone(),
-            Arc::new(sealed),
-        )))
+        let sealed = crate::store::pg::db::shared(&store)?;
+        Some(Arc::new(HomeCredentials::on(home.clone(), sealed)))
     } else {
         None
     };

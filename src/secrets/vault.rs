@@ -233,7 +233,7 @@ impl Vault {
     /// that was interrupted.
     pub fn open(home: &Home) -> Result<Vault> {
         match home.store_url()? {
-            Some(url) => Vault::open_on(home, Arc::new(crate::store::pg::db::PgDb::open(&url)?)),
+            Some(url) => Vault::open_on(home, crate::store::pg::db::shared(&url)?),
             None => Vault::open_on(home, Arc::new(std::sync::Mutex::new(home.open_store()?))),
         }
     }

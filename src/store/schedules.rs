@@ -31,7 +31,7 @@ pub struct StoredSchedule {
     pub retries: i64,
 }
 
-fn rfc3339(ms: Option<i64>) -> Option<String> {
+pub(crate) fn rfc3339(ms: Option<i64>) -> Option<String> {
     ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
         .map(|t| t.to_string())
 }

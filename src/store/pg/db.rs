@@ -94,8 +94,9 @@ impl PgDb {
     }
 }
 
-/// One [`PgDb`] per URL for the whole process, opened on first use: for
-/// readers that have no store handed to them (nodes keeping memory).
+/// One [`PgDb`] per URL for the whole process, opened on first use: the
+/// vault, nodes keeping memory and vectors, and a command's run keeper all
+/// share its pool and runtime instead of each opening (and migrating) one.
 pub fn shared(url: &str) -> Result<std::sync::Arc<PgDb>> {
     static OPEN: std::sync::Mutex<Vec<(String, std::sync::Arc<PgDb>)>> =
         std::sync::Mutex::new(Vec::new());

@@ -10,7 +10,7 @@ use super::{Pg, PgError, Result, query_error};
 use crate::api::types::ScheduleRow;
 use crate::store::credentials::{CredentialInfo, Sealed};
 use crate::store::memory::{MemoryMessage, MemorySession, estimate_tokens};
-use crate::store::schedules::StoredSchedule;
+use crate::store::schedules::{StoredSchedule, rfc3339};
 use crate::store::tokens::{Scope, TokenInfo};
 use crate::store::workflows::{
     CurrentWorkflow, Rollback, VersionRow, WorkflowRow, definition_hash,
@@ -18,11 +18,6 @@ use crate::store::workflows::{
 
 fn now_ms() -> i64 {
     crate::engine::events::now_ms()
-}
-
-fn rfc3339(ms: Option<i64>) -> Option<String> {
-    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-        .map(|t| t.to_string())
 }
 
 fn sealed(r: &tokio_postgres::Row) -> Sealed {

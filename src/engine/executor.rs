@@ -699,7 +699,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     }
     // A pinned foreach node gives its pinned output as a whole: no items run.
     let pinned = shared.pins.contains_key(&*node.id);
-    let (result, attempts) = match &node.foreach {
+    let (result, attempts) = match node.foreach() {
         _ if pinned => attempts(&shared, i, &input, None).await,
         None => attempts(&shared, i, &input, None).await,
         Some(expr) => run_foreach(&shared, i, &input, expr).await,
@@ -740,7 +740,7 @@ async fn run_foreach(
         }
         Err(e) => return (Err(NodeError::new(ErrorKind::Expression, e.to_string())), 1),
     };
-    let concurrency = node.concurrency.unwrap_or(shared.max_parallel).max(1);
+    let concurrency = node.concurrency().unwrap_or(shared.max_parallel).max(1);
     // Items are polled here, at most `concurrency` at a time, like the nodes of a
     // run: no task (and no cross-thread wake-up) per item.
     let count = items.len();
@@ -828,7 +828,7 @@ async fn attempts(
     item: Option<(Value, usize, &OnceLock<minijinja::Value>)>,
 ) -> (Result<NodeOutput, NodeError>, u32) {
     let node = &shared.plan.nodes[i];
-    let max = node.retry.as_ref().map_or(1, |r| r.attempts);
+    let max = node.retry().map_or(1, |r| r.attempts);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -910,7 +910,7 @@ async fn attempts(
             }
             Err(e) => e,
         };
-        let policy = match &node.retry {
+        let policy = match node.retry() {
             Some(p) if attempt < max && should_retry(&err, p) && !shared.cancel.is_cancelled() => p,
             _ => return (Err(err), attempt),
         };
@@ -949,14 +949,14 @@ async fn one_attempt(
 ) -> Result<NodeOutput, NodeError> {
     // The credentials the node names load first, so a missing or undecryptable
     // one is an error that names it (not an undefined value in an expression).
-    for name in &node.credentials {
+    for name in node.credentials() {
         shared
             .creds
             .get(name)
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
     let params = match &node.inputs {
-        None => node.written.clone(),
+        None => node.written(),
         Some(inputs) => {
             let own = OnceLock::new();
             let (item, base) = match item {
@@ -1006,7 +1006,7 @@ async fn limited(
 ) -> Result<NodeOutput, NodeError> {
     let cancel = shared.cancel.clone();
     let timed = async {
-        match node.timeout {
+        match node.timeout() {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,
                 Err(_) => Err(NodeError::new(

@@ -30,7 +30,7 @@ pub use plan::Plan;
 pub use record::{NodeRecord, RunRecord};
 
 use crate::nodes::Registry;
-use crate::workflow::{Problem, Workflow, model::ParseError, validate::Source};
+use crate::workflow::{Problem, model::ParseError, validate::Source};
 
 /// Sub-workflows may nest this deep (stops a workflow that calls itself).
 pub const MAX_DEPTH: u32 = 16;
@@ -215,10 +215,6 @@ impl Engine {
         let shown = path
             .map(Path::to_path_buf)
             .unwrap_or_else(|| "workflow".into());
-        let workflow = Workflow::from_json(&text).map_err(|error| LoadError::Parse {
-            path: shown.clone(),
-            error,
-        })?;
         let stored = |name: &str| {
             self.inner
                 .credentials
@@ -226,18 +222,22 @@ impl Engine {
                 .is_some_and(|c| c.exists(name))
         };
         crate::workflow::validate(
-            workflow,
+            text,
             &self.registry(),
             &self.inner.exprs,
             Source {
                 path,
-                text: Some(text),
                 credential_exists: Some(&stored),
             },
         )
-        .map_err(|problems| LoadError::Invalid {
-            path: shown,
-            problems,
+        .map_err(|rejected| match rejected {
+            crate::workflow::validate::Rejected::Parse(error) => {
+                LoadError::Parse { path: shown, error }
+            }
+            crate::workflow::validate::Rejected::Invalid(problems) => LoadError::Invalid {
+                path: shown,
+                problems,
+            },
         })
     }
 

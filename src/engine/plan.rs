@@ -29,7 +29,7 @@ pub struct Plan {
     pub base_dir: Arc<PathBuf>,
     pub nodes: Vec<PlannedNode>,
     pub edges: Vec<PlannedEdge>,
-    pub index: HashMap<String, usize>,
+    pub index: HashMap<Arc<str>, usize>,
     pub max_parallel: Option<usize>,
     pub timeout: Option<Duration>,
     /// Things that are allowed but probably not meant (a retry that can never
@@ -40,36 +40,81 @@ pub struct Plan {
     pub params: Option<Vec<crate::workflow::params::Param>>,
 }
 
-/// One node of a plan.
+/// One node of a plan. Kept small (a 100,000-node workflow holds 100,000 of
+/// them): what most nodes lack (retry, timeout, `foreach`, credentials) is
+/// boxed in [`More`], and inputs without expressions are kept as their JSON
+/// text, read when the node runs.
 pub struct PlannedNode {
     pub id: Arc<str>,
+    /// Shared by every node of the type.
     pub type_name: Arc<str>,
     pub node: Arc<dyn Node>,
-    /// `data.inputs` as written, for a node without expressions (whose
-    /// [`Self::inputs`] is `None`) and for trigger nodes; empty otherwise, so
-    /// a plan keeps one form of each node's inputs, not two.
-    pub written: Map<String, Value>,
-    /// `foreach` (the expression giving the items) and `concurrency`.
-    pub foreach: Option<Box<str>>,
-    pub concurrency: Option<usize>,
+    /// `data.inputs` as written (JSON), for a node without expressions (whose
+    /// [`Self::inputs`] is `None`) and for trigger nodes; `None` otherwise,
+    /// so a plan keeps one form of each node's inputs, not two.
+    pub(crate) written: Option<Box<str>>,
+    /// `data.inputs` prepared for rendering; `None` when the node has no
+    /// expression anywhere, so its inputs are used as written.
+    pub inputs: Option<Box<[(String, Template)]>>,
     /// Edge indexes.
     pub incoming: Box<[usize]>,
     pub outgoing: Box<[usize]>,
-    pub retry: Option<Box<RetryPolicy>>,
-    pub timeout: Option<Duration>,
+    pub(crate) more: Option<Box<More>>,
     pub on_error: OnError,
     pub has_error_edge: bool,
     /// `flow.merge` with `mode: first`: runs on the first live input.
     pub first_wins: bool,
-    /// `data.inputs` prepared for rendering; `None` when the node has no
-    /// expression anywhere, so its inputs are used as written.
-    pub inputs: Option<Vec<(String, Template)>>,
-    /// Credentials the node names (`credential` input, `creds.NAME` expressions).
-    pub credentials: Vec<String>,
     pub trigger: bool,
     /// An expression of a later node reads this node's output
     /// (`nodes.ID…`), or one reads `nodes` as a whole.
     pub read_by_expressions: bool,
+}
+
+/// What most nodes do not have.
+#[derive(Default)]
+pub(crate) struct More {
+    pub foreach: Option<Box<str>>,
+    pub concurrency: Option<usize>,
+    pub retry: Option<RetryPolicy>,
+    pub timeout: Option<Duration>,
+    pub credentials: Vec<String>,
+}
+
+impl PlannedNode {
+    /// `data.inputs` as written (empty for a node whose inputs have
+    /// expressions, see [`Self::inputs`]).
+    pub fn written(&self) -> Map<String, Value> {
+        match &self.written {
+            // Written by the plan from a map: it reads back (an empty map
+            // only if that ever broke, which the tests of every node would show).
+            Some(text) => serde_json::from_str(text).unwrap_or_default(),
+            None => Map::new(),
+        }
+    }
+
+    /// `foreach`: the expression giving the items.
+    pub fn foreach(&self) -> Option<&str> {
+        self.more.as_ref()?.foreach.as_deref()
+    }
+
+    /// Items of a `foreach` running at once.
+    pub fn concurrency(&self) -> Option<usize> {
+        self.more.as_ref()?.concurrency
+    }
+
+    pub fn retry(&self) -> Option<&RetryPolicy> {
+        self.more.as_ref()?.retry.as_ref()
+    }
+
+    /// Per-attempt time limit.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.more.as_ref()?.timeout
+    }
+
+    /// Credentials the node names (`credential` input, `creds.NAME` expressions).
+    pub fn credentials(&self) -> &[String] {
+        self.more.as_ref().map_or(&[], |m| &m.credentials)
+    }
 }
 
 /// One edge of a plan.

@@ -94,8 +94,13 @@ pub fn simulated_webhook(
     query: Map<String, Value>,
     body: Value,
 ) -> Value {
-    let inputs = plan.node(node).map(|n| &n.written);
-    let get = |k: &str| inputs.and_then(|i| i.get(k)).and_then(Value::as_str);
+    let inputs = plan.node(node).map(|n| n.written());
+    let get = |k: &str| {
+        inputs
+            .as_ref()
+            .and_then(|i| i.get(k))
+            .and_then(Value::as_str)
+    };
     let path = get("path")
         .unwrap_or(&plan.id)
         .trim_matches('/')

@@ -277,18 +277,14 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-deserialize_with_extra!(
-    Workflow,
-    "a workflow object",
-    required { nodes: "nodes" },
-    optional {
-        name: "name",
-        description: "description",
-        settings: "settings",
-        params: "params",
-        edges: "edges"
+impl<'de> Deserialize<'de> for Workflow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::DeserializeSeed;
+        let mut all = Collect::default();
+        let head = Stream(&mut all).deserialize(d)?;
+        Ok(Workflow::assemble(head, all))
     }
-);
+}
 deserialize_with_extra!(
     Settings,
     "a settings object",
@@ -416,13 +412,196 @@ deserialize_with_extra!(
     }
 );
 
+/// Receives a workflow's nodes and edges one at a time, in file order, as
+/// [`Workflow::stream`] reads them: a large workflow is checked and planned
+/// without ever being held whole in parsed form.
+pub trait Sink {
+    fn node(&mut self, node: NodeDef);
+    /// The `nodes` array has been read (edges may come before it).
+    fn nodes_done(&mut self) {}
+    fn edge(&mut self, edge: EdgeDef);
+}
+
+/// A workflow without its nodes and edges.
+#[derive(Debug, Clone, Default)]
+pub struct Head {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub settings: Settings,
+    pub params: Option<Vec<super::params::Param>>,
+    pub extra: Extra,
+}
+
+impl Head {
+    /// The name used in history: `name`, else the file stem given.
+    pub fn display_name(&self, fallback: &str) -> String {
+        self.name.clone().unwrap_or_else(|| fallback.to_string())
+    }
+}
+
+/// Collects the nodes and edges into vectors ([`Workflow::from_json`]).
+#[derive(Default)]
+struct Collect {
+    nodes: Vec<NodeDef>,
+    edges: Vec<EdgeDef>,
+}
+
+impl Sink for Collect {
+    fn node(&mut self, node: NodeDef) {
+        self.nodes.push(node);
+    }
+    fn edge(&mut self, edge: EdgeDef) {
+        self.edges.push(edge);
+    }
+}
+
+/// The top-level object: the same keys, defaults and errors as the other
+/// objects (see `deserialize_with_extra!`), with `nodes` and `edges` handed
+/// to a [`Sink`] item by item.
+struct Stream<'s, S>(&'s mut S);
+
+impl<'de, S: Sink> serde::de::DeserializeSeed<'de> for Stream<'_, S> {
+    type Value = Head;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Head, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: Sink> serde::de::Visitor<'de> for Stream<'_, S> {
+    type Value = Head;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a workflow object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &Option<T>, key: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(key)),
+                None => Ok(()),
+            }
+        }
+        let mut name = None;
+        let mut description = None;
+        let mut settings = None;
+        let mut params = None;
+        let mut nodes = None;
+        let mut edges = None;
+        let mut extra = Map::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key.as_str() {
+                "name" => {
+                    once(&name, "name")?;
+                    name = Some(map.next_value()?);
+                }
+                "description" => {
+                    once(&description, "description")?;
+                    description = Some(map.next_value()?);
+                }
+                "settings" => {
+                    once(&settings, "settings")?;
+                    settings = Some(map.next_value()?);
+                }
+                "params" => {
+                    once(&params, "params")?;
+                    params = Some(map.next_value()?);
+                }
+                "nodes" => {
+                    once(&nodes, "nodes")?;
+                    nodes = Some(map.next_value_seed(Items {
+                        sink: &mut *self.0,
+                        nodes: true,
+                    })?);
+                }
+                "edges" => {
+                    once(&edges, "edges")?;
+                    edges = Some(map.next_value_seed(Items {
+                        sink: &mut *self.0,
+                        nodes: false,
+                    })?);
+                }
+                _ => {
+                    let value: Value = map.next_value()?;
+                    extra.insert(key.into_string(), value);
+                }
+            }
+        }
+        if nodes.is_none() {
+            return Err(A::Error::missing_field("nodes"));
+        }
+        Ok(Head {
+            name: name.unwrap_or_default(),
+            description: description.unwrap_or_default(),
+            settings: settings.unwrap_or_default(),
+            params: params.unwrap_or_default(),
+            extra: Extra::from(extra),
+        })
+    }
+}
+
+/// `nodes` or `edges`: each item goes to the sink as soon as it is read.
+struct Items<'s, S> {
+    sink: &'s mut S,
+    nodes: bool,
+}
+
+impl<'de, S: Sink> serde::de::DeserializeSeed<'de> for Items<'_, S> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, S: Sink> serde::de::Visitor<'de> for Items<'_, S> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.nodes {
+            while let Some(node) = seq.next_element::<NodeDef>()? {
+                self.sink.node(node);
+            }
+            self.sink.nodes_done();
+        } else {
+            while let Some(edge) = seq.next_element::<EdgeDef>()? {
+                self.sink.edge(edge);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Workflow {
     /// Parses workflow JSON; errors carry line, column and the JSON path.
     pub fn from_json(text: &str) -> Result<Workflow, ParseError> {
+        let mut all = Collect::default();
+        let head = Workflow::stream(text, &mut all)?;
+        Ok(Workflow::assemble(head, all))
+    }
+
+    fn assemble(head: Head, all: Collect) -> Workflow {
+        Workflow {
+            name: head.name,
+            description: head.description,
+            settings: head.settings,
+            params: head.params,
+            nodes: all.nodes,
+            edges: all.edges,
+            extra: head.extra,
+        }
+    }
+
+    /// Parses workflow JSON, handing each node and edge to `sink` as it is
+    /// read; returns the rest. Errors as [`Workflow::from_json`].
+    pub fn stream(text: &str, sink: &mut impl Sink) -> Result<Head, ParseError> {
+        use serde::de::DeserializeSeed;
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
+        let mut track = serde_path_to_error::Track::new();
+        let read = Stream(sink)
+            .deserialize(serde_path_to_error::Deserializer::new(&mut *de, &mut track))
+            .map_err(|e| (track.path().to_string(), e))
+            .and_then(|head| de.end().map(|()| head).map_err(|e| (String::new(), e)));
+        read.map_err(|(path, inner)| {
             let mut message = strip_position(&inner.to_string());
             if inner.is_syntax()
                 && let Some(hint) = format_hint(text)

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::model::Workflow;
+use super::model::{EdgeDef, Head, NodeDef, Workflow};
 use super::validate::{Problem, closest};
 use crate::nodes::NodeSpec;
 
@@ -116,8 +116,23 @@ pub const SETTINGS_KEYS: &[&str] = &[
 /// Every key of `workflow` (top level, settings, nodes, their data, edges)
 /// that is neither part of the format nor a listed editor key.
 pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
+    top_keys(&workflow.extra, &workflow.settings.extra, problems);
+    for (i, node) in workflow.nodes.iter().enumerate() {
+        node_keys(node, i, problems);
+    }
+    for (e, edge) in workflow.edges.iter().enumerate() {
+        edge_keys(edge, e, problems);
+    }
+}
+
+/// Unknown keys of a workflow's top level and settings.
+pub fn head_keys(head: &Head, problems: &mut Vec<Problem>) {
+    top_keys(&head.extra, &head.settings.extra, problems);
+}
+
+fn top_keys(top: &Map<String, Value>, settings: &Map<String, Value>, problems: &mut Vec<Problem>) {
     check(
-        &workflow.extra,
+        top,
         String::new,
         WORKFLOW_KEYS,
         WORKFLOW_EDITOR_KEYS,
@@ -125,42 +140,46 @@ pub fn unknown_keys(workflow: &Workflow, problems: &mut Vec<Problem>) {
         problems,
     );
     check(
-        &workflow.settings.extra,
+        settings,
         || "settings.".to_string(),
         SETTINGS_KEYS,
         &[],
         None,
         problems,
     );
-    for (i, node) in workflow.nodes.iter().enumerate() {
-        let id = Some(node.id.as_str());
-        check(
-            &node.extra,
-            || format!("nodes[{i}]."),
-            NODE_KEYS,
-            NODE_EDITOR_KEYS,
-            id,
-            problems,
-        );
-        check(
-            &node.data.extra,
-            || format!("nodes[{i}].data."),
-            DATA_KEYS,
-            DATA_EDITOR_KEYS,
-            id,
-            problems,
-        );
-    }
-    for (e, edge) in workflow.edges.iter().enumerate() {
-        check(
-            &edge.extra,
-            || format!("edges[{e}]."),
-            EDGE_KEYS,
-            EDGE_EDITOR_KEYS,
-            None,
-            problems,
-        );
-    }
+}
+
+/// Unknown keys of node `i` and its data.
+pub fn node_keys(node: &NodeDef, i: usize, problems: &mut Vec<Problem>) {
+    let id = Some(node.id.as_str());
+    check(
+        &node.extra,
+        || format!("nodes[{i}]."),
+        NODE_KEYS,
+        NODE_EDITOR_KEYS,
+        id,
+        problems,
+    );
+    check(
+        &node.data.extra,
+        || format!("nodes[{i}].data."),
+        DATA_KEYS,
+        DATA_EDITOR_KEYS,
+        id,
+        problems,
+    );
+}
+
+/// Unknown keys of edge `e`.
+pub fn edge_keys(edge: &EdgeDef, e: usize, problems: &mut Vec<Problem>) {
+    check(
+        &edge.extra,
+        || format!("edges[{e}]."),
+        EDGE_KEYS,
+        EDGE_EDITOR_KEYS,
+        None,
+        problems,
+    );
 }
 
 /// `prefix` makes the path's start, only when there is a problem to report

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::model::{OnError, Workflow};
+use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
-use crate::engine::plan::{Plan, PlannedEdge, PlannedNode, RetryPolicy};
+use crate::engine::plan::{More, Plan, PlannedEdge, PlannedNode, RetryPolicy};
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
 /// One thing wrong with a workflow.
@@ -39,9 +39,6 @@ impl std::fmt::Display for Problem {
 #[derive(Clone, Default)]
 pub struct Source<'a> {
     pub path: Option<&'a Path>,
-    /// The exact text of the file, hashed for history.
-    /// Owned text moves into the plan; borrowed text is copied.
-    pub text: Option<std::borrow::Cow<'a, str>>,
     /// Whether a credential of a name is stored (for bare names in
     /// expressions); without it, none is.
     pub credential_exists: Option<&'a dyn Fn(&str) -> bool>,
@@ -56,104 +53,494 @@ impl std::fmt::Debug for Source<'_> {
     }
 }
 
-/// Checks `workflow` against `registry`; returns a plan or every problem found.
+/// Why a workflow text is not a plan.
+#[derive(Debug)]
+pub enum Rejected {
+    /// Not JSON, or not of the workflow's shape.
+    Parse(super::model::ParseError),
+    /// Every problem found.
+    Invalid(Vec<Problem>),
+}
+
+/// Parses `text` and checks it against `registry`; returns a plan or why
+/// not. Nodes and edges are checked and planned one by one as they are read
+/// ([`Workflow::stream`]): the parsed workflow is never held whole beside the
+/// plan. The text itself becomes the plan's definition.
 pub fn validate(
-    mut workflow: Workflow,
+    text: std::borrow::Cow<'_, str>,
     registry: &Registry,
     exprs: &Expressions,
     source: Source<'_>,
-) -> Result<Plan, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut p = |node: Option<&str>, path: String, message: String| {
-        problems.push(Problem {
-            node: node.map(str::to_string),
-            path,
-            message,
-        })
-    };
+) -> Result<Plan, Rejected> {
+    let mut builder = Builder::new(registry, exprs, source.credential_exists);
+    let head = Workflow::stream(&text, &mut builder).map_err(Rejected::Parse)?;
+    builder
+        .finish(head, text.into_owned(), source.path)
+        .map_err(Rejected::Invalid)
+}
 
-    if workflow.nodes.is_empty() {
-        p(
-            None,
-            "nodes".into(),
-            "the workflow has no nodes; add at least one".into(),
-        );
+/// Where a problem goes in the report: problems are found in reading order
+/// but reported by kind (keys, ids, types, edges, cycles, each node's own),
+/// then by node or edge, as a whole-workflow check would list them.
+type Order = (u8, usize, u32);
+const HEAD: u8 = 0;
+const TOP_KEYS: u8 = 1;
+const NODE_KEYS: u8 = 2;
+const EDGE_KEYS: u8 = 3;
+const IDS: u8 = 4;
+const TYPES: u8 = 5;
+const EDGES: u8 = 6;
+const CYCLES: u8 = 7;
+const NODES: u8 = 8;
+const SETTINGS: u8 = 9;
+/// Within a node's own problems: its inputs first, then each expression
+/// (`2k + 1` as read, `2k + 2` what it names), then the rest.
+const INPUTS: u32 = 0;
+const LAST: u32 = u32::MAX;
+
+/// An expression whose names are checked once every node and edge is known.
+struct Deferred {
+    node: usize,
+    order: u32,
+    path: String,
+    text: String,
+    names: Vec<String>,
+}
+
+/// Checks and plans nodes and edges as they are read ([`super::model::Sink`]).
+struct Builder<'a> {
+    registry: &'a Registry,
+    exprs: &'a Expressions,
+    credential_exists: Option<&'a dyn Fn(&str) -> bool>,
+    problems: Vec<(Order, Problem)>,
+    warnings: Vec<Problem>,
+    /// A node with an unknown type has no planned node (`None`); such a plan
+    /// is never returned.
+    nodes: Vec<Option<PlannedNode>>,
+    /// Ids of the nodes without a planned node, for messages.
+    unplanned: HashMap<usize, Arc<str>>,
+    index: HashMap<Arc<str>, usize>,
+    /// One shared name per node type.
+    type_names: HashMap<String, Arc<str>>,
+    /// Branch names of the nodes that have them (a switch's cases).
+    handles: HashMap<usize, Vec<String>>,
+    /// Nodes with `foreach`, for `item` and `index` in their expressions.
+    in_foreach: HashSet<usize>,
+    /// Trigger types other than `trigger.manual`, for where params are read.
+    trigger_kinds: HashSet<&'static str>,
+    deferred: Vec<Deferred>,
+    edges: Vec<PlannedEdge>,
+    /// Edges read before the nodes (`edges` first in the file).
+    early_edges: Vec<(usize, EdgeDef)>,
+    nodes_read: bool,
+    edge_count: usize,
+}
+
+impl super::model::Sink for Builder<'_> {
+    fn node(&mut self, node: NodeDef) {
+        self.add_node(node);
     }
-    if let Some(name) = &workflow.name
-        && let Err(e) = super::workflow_id(name)
-    {
-        p(None, "name".into(), e);
-    }
-    if let Some(params) = &workflow.params {
-        for (path, message) in super::params::check_declaration(params) {
-            p(None, path, message);
+
+    fn nodes_done(&mut self) {
+        self.nodes_read = true;
+        for (e, edge) in std::mem::take(&mut self.early_edges) {
+            self.add_edge(e, edge);
         }
     }
-    // Where declared params are read from: `trigger.NAME` for manual runs,
-    // `trigger.body.NAME` for webhooks; other triggers make their own input.
-    let param_root = workflow.params.as_ref().and_then(|_| {
-        let kinds: Vec<&str> = workflow
-            .nodes
-            .iter()
-            .map(|n| crate::workflow::canonical_type(&n.node_type))
-            .filter(|t| t.starts_with("trigger.") && *t != "trigger.manual")
-            .collect();
-        match kinds.as_slice() {
-            [] => Some("trigger."),
-            k if k.iter().all(|t| *t == "trigger.webhook") => Some("trigger.body."),
-            _ => None,
+
+    fn edge(&mut self, edge: EdgeDef) {
+        let e = self.edge_count;
+        self.edge_count += 1;
+        let mut keys = Vec::new();
+        super::strict::edge_keys(&edge, e, &mut keys);
+        for problem in keys {
+            self.problems.push(((EDGE_KEYS, e, 0), problem));
         }
-    });
-    let mut warnings = Vec::new();
-    let mut strict = Vec::new();
-    super::strict::unknown_keys(&workflow, &mut strict);
-    for problem in strict {
-        p(problem.node.as_deref(), problem.path, problem.message);
+        if self.nodes_read {
+            self.add_edge(e, edge);
+        } else {
+            self.early_edges.push((e, edge));
+        }
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        registry: &'a Registry,
+        exprs: &'a Expressions,
+        credential_exists: Option<&'a dyn Fn(&str) -> bool>,
+    ) -> Builder<'a> {
+        Builder {
+            registry,
+            exprs,
+            credential_exists,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            nodes: Vec::new(),
+            unplanned: HashMap::new(),
+            index: HashMap::new(),
+            type_names: HashMap::new(),
+            handles: HashMap::new(),
+            in_foreach: HashSet::new(),
+            trigger_kinds: HashSet::new(),
+            deferred: Vec::new(),
+            edges: Vec::new(),
+            early_edges: Vec::new(),
+            nodes_read: false,
+            edge_count: 0,
+        }
     }
 
-    // Ids.
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (i, node) in workflow.nodes.iter().enumerate() {
+    fn id_of(&self, i: usize) -> &str {
+        match &self.nodes[i] {
+            Some(node) => &node.id,
+            None => self.unplanned.get(&i).map_or("", |id| id),
+        }
+    }
+
+    fn imp(&self, i: usize) -> Option<&Arc<dyn crate::nodes::Node>> {
+        self.nodes[i].as_ref().map(|n| &n.node)
+    }
+
+    fn add_node(&mut self, mut node: NodeDef) {
+        let i = self.nodes.len();
+        let id: Arc<str> = Arc::from(node.id.as_str());
+        let problems = std::cell::RefCell::new(Vec::new());
+        let p = |order: Order, path: String, message: String| {
+            problems.borrow_mut().push((
+                order,
+                Problem {
+                    node: Some(node.id.clone()),
+                    path,
+                    message,
+                },
+            ))
+        };
+
+        let mut keys = Vec::new();
+        super::strict::node_keys(&node, i, &mut keys);
+        problems
+            .borrow_mut()
+            .extend(keys.into_iter().map(|k| ((NODE_KEYS, i, 0), k)));
+
+        // Id.
         if node.id.trim().is_empty() {
-            p(None, format!("nodes[{i}].id"), "node id is empty".into());
-            continue;
-        }
-        if let Some(first) = index.get(&node.id) {
+            problems.borrow_mut().push((
+                (IDS, i, 0),
+                Problem {
+                    node: None,
+                    path: format!("nodes[{i}].id"),
+                    message: "node id is empty".into(),
+                },
+            ));
+        } else if let Some(first) = self.index.get(&*id) {
             p(
-                Some(&node.id),
+                (IDS, i, 0),
                 format!("nodes[{i}].id"),
                 format!("duplicate node id (also nodes[{first}]); ids must be unique"),
             );
         } else {
-            index.insert(node.id.clone(), i);
+            self.index.insert(id.clone(), i);
         }
-    }
 
-    // Types.
-    let mut impls = Vec::with_capacity(workflow.nodes.len());
-    for (i, node) in workflow.nodes.iter().enumerate() {
-        match registry.get(&node.node_type) {
-            Some(n) => impls.push(Some(n.clone())),
-            None => {
-                let hint = registry
-                    .suggest(&node.node_type)
-                    .map(|s| format!("; did you mean {s:?}?"))
-                    .unwrap_or_else(|| "; `fuse nodes list` shows the known types".into());
+        // Type.
+        let imp = self.registry.get(&node.node_type).cloned();
+        if imp.is_none() {
+            let hint = self
+                .registry
+                .suggest(&node.node_type)
+                .map(|s| format!("; did you mean {s:?}?"))
+                .unwrap_or_else(|| "; `fuse nodes list` shows the known types".into());
+            p(
+                (TYPES, i, 0),
+                format!("nodes[{i}].type"),
+                format!("unknown node type {:?}{hint}", node.node_type),
+            );
+        }
+        let canonical = crate::workflow::canonical_type(&node.node_type);
+        if canonical.starts_with("trigger.") && canonical != "trigger.manual" {
+            let kind = match canonical {
+                "trigger.webhook" => "trigger.webhook",
+                _ => "trigger.other",
+            };
+            self.trigger_kinds.insert(kind);
+        }
+
+        // Inputs.
+        let base = format!("nodes[{i}]");
+        let order = (NODES, i, INPUTS);
+        let inputs = &node.data.inputs;
+        let mut credentials: Vec<String> = Vec::new();
+        if let Some(Value::String(name)) = inputs.get("credential")
+            && !has_template(name)
+        {
+            if crate::secrets::vault::check_name(name).is_err() {
                 p(
-                    Some(&node.id),
-                    format!("nodes[{i}].type"),
-                    format!("unknown node type {:?}{hint}", node.node_type),
+                    order,
+                    format!("{base}.data.inputs.credential"),
+                    format!("{name:?} is not a valid credential name (letters, digits, `_`, `-`)"),
                 );
-                impls.push(None);
+            }
+            credentials.push(name.clone());
+        }
+        if let Some(imp) = &imp {
+            let spec = imp.spec();
+            let allowed = allowed_handles(&spec.handles, inputs);
+            if !allowed.is_empty() {
+                self.handles.insert(i, allowed);
+            }
+            let mut strict = Vec::new();
+            super::strict::unknown_inputs(inputs, spec, &base, &node.id, &mut strict);
+            problems
+                .borrow_mut()
+                .extend(strict.into_iter().map(|s| (order, s)));
+            let p = |path: String, message: String| p(order, path, message);
+            for input in spec.inputs.iter().filter(|i| i.kind == "duration") {
+                if let Some(Value::String(text)) = inputs.get(&input.name)
+                    && !has_template(text)
+                    && let Err(e) = duration::parse(text)
+                {
+                    p(format!("{base}.data.inputs.{}", input.name), e);
+                }
+            }
+            for input in &spec.inputs {
+                if input.required && !inputs.contains_key(&input.name) {
+                    p(
+                        format!("{base}.data.inputs.{}", input.name),
+                        format!(
+                            "missing required input `{}` ({}: {})",
+                            input.name, input.kind, input.description
+                        ),
+                    );
+                }
             }
         }
+
+        // Expressions: parsed and their functions checked now; the names they
+        // read once every node and edge is known.
+        let mut strings = Vec::new();
+        for (key, value) in inputs {
+            collect_templates(value, &|| format!("{base}.data.inputs.{key}"), &mut strings);
+        }
+        if let Some(fe) = &node.foreach {
+            self.in_foreach.insert(i);
+            if crate::engine::expr::single_expression(fe).is_none() {
+                p(
+                    order,
+                    format!("{base}.foreach"),
+                    "foreach must be one expression like \"{{ input.items }}\"".into(),
+                );
+            }
+            strings.push((format!("{base}.foreach"), fe.clone()));
+        }
+        let mut has_expressions = false;
+        for (k, (path, text)) in strings.into_iter().enumerate() {
+            if !has_template(&text) {
+                continue;
+            }
+            has_expressions = true;
+            let read = (NODES, i, 1 + 2 * k as u32);
+            for message in self.exprs.unknown_functions(&text) {
+                p(read, path.clone(), format!("in {text:?}: {message}"));
+            }
+            match self.exprs.check(&text) {
+                Err(e) => p(
+                    read,
+                    path,
+                    format!("expression does not parse: {}", e.message),
+                ),
+                Ok(names) => {
+                    for name in &names {
+                        if let Some(cred) = name
+                            .strip_prefix("creds.")
+                            .and_then(|rest| rest.split('.').next())
+                            .filter(|c| !c.is_empty())
+                            && !credentials.iter().any(|c| c == cred)
+                        {
+                            credentials.push(cred.to_string());
+                        }
+                    }
+                    self.deferred.push(Deferred {
+                        node: i,
+                        order: 2 + 2 * k as u32,
+                        path,
+                        text,
+                        names,
+                    });
+                }
+            }
+        }
+
+        // The rest of the node.
+        let last = (NODES, i, LAST);
+        let timeout = node
+            .timeout
+            .as_deref()
+            .and_then(|t| match duration::parse(t) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    p(last, format!("{base}.timeout"), e);
+                    None
+                }
+            });
+        let retry = node.retry.as_ref().map(|r| {
+            let mut q = |_: Option<&str>, path: String, message: String| p(last, path, message);
+            if r.attempts == 0 {
+                q(
+                    None,
+                    format!("{base}.retry.attempts"),
+                    "attempts must be at least 1".into(),
+                );
+            }
+            retry_checks(r, &node.id, &base, &mut q, &mut self.warnings);
+            let dur = |field: &str, value: &Option<String>, default: u64| match value {
+                None => std::time::Duration::from_millis(default),
+                Some(t) => duration::parse(t).unwrap_or_else(|e| {
+                    q(None, format!("{base}.retry.{field}"), e);
+                    std::time::Duration::ZERO
+                }),
+            };
+            RetryPolicy {
+                attempts: r.attempts.max(1),
+                backoff: r.backoff,
+                initial: dur("initial", &r.initial, 500),
+                max: dur("max", &r.max, 30_000),
+                on: r.on.clone(),
+            }
+        });
+        if node.concurrency == Some(0) {
+            p(
+                last,
+                format!("{base}.concurrency"),
+                "concurrency must be at least 1".into(),
+            );
+        }
+        let first_wins = canonical == "flow.merge"
+            && inputs.get("mode").and_then(Value::as_str) == Some("first");
+        if canonical == "flow.merge"
+            && let Some(mode) = inputs.get("mode")
+            && mode.as_str().is_none_or(|m| m != "all" && m != "first")
+        {
+            p(
+                last,
+                format!("{base}.data.inputs.mode"),
+                "mode must be \"all\" or \"first\"".into(),
+            );
+        }
+        // Schedules are checked here, so `fuse validate` and a deploy catch them.
+        let input_str = |k: &str| inputs.get(k).and_then(Value::as_str);
+        if canonical == "trigger.cron"
+            && let Some(spec) = input_str("cron")
+            && !has_template(spec)
+            && let Err(e) = crate::schedule::Schedule::cron(spec, input_str("timezone"))
+        {
+            p(last, format!("{base}.data.inputs.cron"), e);
+        }
+        if canonical == "trigger.interval"
+            && let Some(every) = input_str("every")
+            && let Err(e) = crate::schedule::Schedule::interval(every)
+        {
+            p(last, format!("{base}.data.inputs.every"), e);
+        }
+        if canonical == "http.request"
+            && inputs.get("enable_templating") == Some(&Value::Bool(false))
+        {
+            p(
+                last,
+                format!("{base}.data.inputs.enable_templating"),
+                "enable_templating: false cannot be honoured: fuse always renders {{ }} in inputs; \
+                 remove it, and wrap text that must stay as written in {% raw %}…{% endraw %}"
+                    .into(),
+            );
+        }
+        if canonical == "trigger.timer" {
+            timer_checks(inputs, &base, &node.id, &mut |_, path, message| {
+                p(last, path, message)
+            });
+        }
+        if matches!(
+            canonical,
+            "trigger.cron" | "trigger.interval" | "trigger.timer"
+        ) {
+            if let Err(e) = crate::schedule::Missed::parse(input_str("missed")) {
+                p(last, format!("{base}.data.inputs.missed"), e);
+            }
+            if let Err(e) = crate::schedule::Overlap::parse(input_str("overlap")) {
+                p(last, format!("{base}.data.inputs.overlap"), e);
+            }
+        }
+        self.problems.append(&mut problems.into_inner());
+
+        // The planned node: only what runs need, in its compact form.
+        let Some(imp) = imp else {
+            self.unplanned.insert(i, id);
+            self.nodes.push(None);
+            return;
+        };
+        let spec = imp.spec();
+        let trigger = spec.trigger;
+        let type_name = match self.type_names.get(&spec.type_name) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(spec.type_name.as_str());
+                self.type_names.insert(spec.type_name.clone(), name.clone());
+                name
+            }
+        };
+        let inputs = std::mem::take(&mut node.data.inputs);
+        let templates = has_expressions.then(|| {
+            inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), Template::new(v)))
+                .collect()
+        });
+        let written = (templates.is_none() || trigger).then(|| {
+            serde_json::to_string(&inputs)
+                .unwrap_or_default()
+                .into_boxed_str()
+        });
+        let more = More {
+            foreach: node.foreach.take().map(String::into_boxed_str),
+            concurrency: node.concurrency,
+            retry,
+            timeout,
+            credentials,
+        };
+        let plain = more.foreach.is_none()
+            && more.concurrency.is_none()
+            && more.retry.is_none()
+            && more.timeout.is_none()
+            && more.credentials.is_empty();
+        self.nodes.push(Some(PlannedNode {
+            id,
+            type_name,
+            trigger,
+            node: imp,
+            on_error: node.on_error.unwrap_or(OnError::Fail),
+            written,
+            inputs: templates,
+            incoming: Box::default(),
+            outgoing: Box::default(),
+            more: (!plain).then(|| Box::new(more)),
+            has_error_edge: false,
+            first_wins,
+            read_by_expressions: false,
+        }));
     }
 
-    // Edges.
-    let mut edges = Vec::new();
-    for (e, edge) in workflow.edges.iter().enumerate() {
-        let source = index.get(&edge.source).copied();
-        let target = index.get(&edge.target).copied();
+    fn add_edge(&mut self, e: usize, edge: EdgeDef) {
+        let source = self.index.get(edge.source.as_str()).copied();
+        let target = self.index.get(edge.target.as_str()).copied();
+        let mut p = |node: Option<&str>, path: String, message: String| {
+            self.problems.push((
+                (EDGES, e, 0),
+                Problem {
+                    node: node.map(str::to_string),
+                    path,
+                    message,
+                },
+            ))
+        };
         if source.is_none() {
             p(
                 None,
@@ -169,7 +556,7 @@ pub fn validate(
             );
         }
         let (Some(s), Some(t)) = (source, target) else {
-            continue;
+            return;
         };
         if s == t {
             p(
@@ -177,443 +564,290 @@ pub fn validate(
                 format!("edges[{e}]"),
                 "edge from a node to itself".into(),
             );
-            continue;
+            return;
         }
-        let allowed = impls[s]
-            .as_ref()
-            .map(|node| allowed_handles(&node.spec().handles, &workflow.nodes[s].data.inputs))
-            .unwrap_or_default();
-        if let (Some(handle), Some(_)) = (&edge.source_handle, &impls[s]) {
-            let allowed = allowed.clone();
+        let known = self.nodes[s].is_some();
+        let allowed: &[String] = self.handles.get(&s).map_or(&[], Vec::as_slice);
+        if let (Some(handle), true) = (&edge.source_handle, known) {
             let ok = handle == ERROR_HANDLE
                 || DEFAULT_HANDLES.contains(&handle.as_str())
                 || allowed.iter().any(|h| h == handle);
             if !ok {
-                let mut names: Vec<String> = allowed;
+                let mut names: Vec<String> = allowed.to_vec();
                 names.push(ERROR_HANDLE.into());
-                p(
-                    Some(&edge.source),
-                    format!("edges[{e}].sourceHandle"),
-                    format!(
-                        "node {:?} has no handle {handle:?}; use one of: {}",
-                        edge.source,
-                        names.join(", ")
-                    ),
-                );
+                self.problems.push((
+                    (EDGES, e, 0),
+                    Problem {
+                        node: Some(edge.source.clone()),
+                        path: format!("edges[{e}].sourceHandle"),
+                        message: format!(
+                            "node {:?} has no handle {handle:?}; use one of: {}",
+                            edge.source,
+                            names.join(", ")
+                        ),
+                    },
+                ));
             }
         }
-        edges.push(PlannedEdge {
+        let source_handle = edge
+            .source_handle
+            // A default-output name means "always", unless the node has a branch by that name.
+            .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h))
+            .map(String::into_boxed_str);
+        self.edges.push(PlannedEdge {
             source: s,
             target: t,
-            source_handle: edge
-                .source_handle
-                .clone()
-                // A default-output name means "always", unless the node has a branch by that name.
-                .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h))
-                .map(String::into_boxed_str),
+            source_handle,
             target_handle: edge
                 .target_handle
-                .clone()
                 .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str()))
                 .map(String::into_boxed_str),
         });
     }
 
-    let n = workflow.nodes.len();
-    let mut incoming = vec![Vec::new(); n];
-    let mut outgoing = vec![Vec::new(); n];
-    for (i, e) in edges.iter().enumerate() {
-        incoming[e.target].push(i);
-        outgoing[e.source].push(i);
-    }
-
-    // Cycles.
-    let order = topological_order(n, &edges);
-    let acyclic = order.len() == n;
-    if !acyclic {
-        let cycle = find_cycle(n, &edges, &order);
-        let names: Vec<&str> = cycle
-            .iter()
-            .map(|&i| workflow.nodes[i].id.as_str())
-            .collect();
-        let first = cycle.first().map(|&i| workflow.nodes[i].id.as_str());
-        p(
-            first,
-            "edges".into(),
-            format!(
-                "the graph has a cycle: {} -> {}; workflows must be acyclic (use foreach to repeat work)",
-                names.join(" -> "),
-                names.first().unwrap_or(&"?")
-            ),
-        );
-    }
-
-    // Ancestors, for "expression names a node that is not upstream": computed
-    // only for nodes whose expressions name other nodes.
-    let ancestors = Ancestors::new(n, &edges);
-
-    // Where a bare name in an expression is found (declared params, vars,
-    // stored credentials), if anywhere.
-    let credential_exists = source.credential_exists;
-    let bare_params = workflow.params.as_deref().unwrap_or_default();
-    let bare_vars = &workflow.settings.vars;
-    let bare_known = |name: &str| -> Option<&'static str> {
-        if bare_params.iter().any(|p| p.name == name) {
-            Some("param")
-        } else if bare_vars.contains_key(name) {
-            Some("var")
-        } else if credential_exists.is_some_and(|exists| exists(name)) {
-            Some("credential")
-        } else {
-            None
+    fn finish(
+        mut self,
+        head: Head,
+        definition: String,
+        path: Option<&Path>,
+    ) -> Result<Plan, Vec<Problem>> {
+        self.nodes_read = true;
+        for (e, edge) in std::mem::take(&mut self.early_edges) {
+            self.add_edge(e, edge);
         }
-    };
+        let n = self.nodes.len();
+        let p = |order: Order, node: Option<&str>, path: String, message: String| {
+            (
+                order,
+                Problem {
+                    node: node.map(str::to_string),
+                    path,
+                    message,
+                },
+            )
+        };
+        let mut found = Vec::new();
 
-    // Per node: inputs, expressions, durations, retry.
-    let mut planned_meta = Vec::with_capacity(n);
-    // Outputs expressions read: by node, or all when one reads `nodes` whole.
-    let mut read_outputs = vec![false; n];
-    let mut read_all_outputs = false;
-    for (i, node) in workflow.nodes.iter().enumerate() {
-        let id = node.id.as_str();
-        let base = format!("nodes[{i}]");
-        let mut has_expressions = false;
-        let mut node_creds: Vec<String> = Vec::new();
-        if let Some(Value::String(name)) = node.data.inputs.get("credential")
-            && !has_template(name)
+        if n == 0 {
+            found.push(p(
+                (HEAD, 0, 0),
+                None,
+                "nodes".into(),
+                "the workflow has no nodes; add at least one".into(),
+            ));
+        }
+        if let Some(name) = &head.name
+            && let Err(e) = super::workflow_id(name)
         {
-            if crate::secrets::vault::check_name(name).is_err() {
-                p(
-                    Some(id),
-                    format!("{base}.data.inputs.credential"),
-                    format!("{name:?} is not a valid credential name (letters, digits, `_`, `-`)"),
-                );
-            }
-            node_creds.push(name.clone());
+            found.push(p((HEAD, 0, 0), None, "name".into(), e));
         }
-        if let Some(imp) = &impls[i] {
-            let spec = imp.spec();
-            let mut strict = Vec::new();
-            super::strict::unknown_inputs(&node.data.inputs, spec, &base, id, &mut strict);
-            for problem in strict {
-                p(problem.node.as_deref(), problem.path, problem.message);
-            }
-            for input in spec.inputs.iter().filter(|i| i.kind == "duration") {
-                if let Some(Value::String(text)) = node.data.inputs.get(&input.name)
-                    && !has_template(text)
-                    && let Err(e) = duration::parse(text)
-                {
-                    p(Some(id), format!("{base}.data.inputs.{}", input.name), e);
-                }
-            }
-            for input in &spec.inputs {
-                if input.required && !node.data.inputs.contains_key(&input.name) {
-                    p(
-                        Some(id),
-                        format!("{base}.data.inputs.{}", input.name),
-                        format!(
-                            "missing required input `{}` ({}: {})",
-                            input.name, input.kind, input.description
-                        ),
-                    );
-                }
+        if let Some(params) = &head.params {
+            for (path, message) in super::params::check_declaration(params) {
+                found.push(p((HEAD, 0, 0), None, path, message));
             }
         }
-        let mut strings = Vec::new();
-        for (key, value) in &node.data.inputs {
-            collect_templates(value, &|| format!("{base}.data.inputs.{key}"), &mut strings);
-        }
-        if let Some(fe) = &node.foreach {
-            if crate::engine::expr::single_expression(fe).is_none() {
-                p(
-                    Some(id),
-                    format!("{base}.foreach"),
-                    "foreach must be one expression like \"{{ input.items }}\"".into(),
-                );
-            }
-            strings.push((format!("{base}.foreach"), fe.clone()));
-        }
-        for (path, text) in &strings {
-            if !has_template(text) {
-                continue;
-            }
-            has_expressions = true;
-            for message in exprs.unknown_functions(text) {
-                p(Some(id), path.clone(), format!("in {text:?}: {message}"));
-            }
-            match exprs.check(text) {
-                Err(e) => p(
-                    Some(id),
-                    path.clone(),
-                    format!("expression does not parse: {}", e.message),
+        let mut keys = Vec::new();
+        super::strict::head_keys(&head, &mut keys);
+        found.extend(keys.into_iter().map(|k| ((TOP_KEYS, 0, 0), k)));
+
+        // Cycles.
+        let order = topological_order(n, &self.edges);
+        let acyclic = order.len() == n;
+        if !acyclic {
+            let cycle = find_cycle(n, &self.edges, &order);
+            let names: Vec<&str> = cycle.iter().map(|&i| self.id_of(i)).collect();
+            let first = cycle.first().map(|&i| self.id_of(i));
+            found.push(p(
+                (CYCLES, 0, 0),
+                first,
+                "edges".into(),
+                format!(
+                    "the graph has a cycle: {} -> {}; workflows must be acyclic (use foreach to repeat work)",
+                    names.join(" -> "),
+                    names.first().unwrap_or(&"?")
                 ),
-                Ok(names) => {
-                    for name in names {
-                        if let Some(rest) = name.strip_prefix("nodes") {
-                            match rest
-                                .strip_prefix('.')
-                                .and_then(|r| r.split('.').next())
-                                .and_then(|target| index.get(target))
-                            {
-                                Some(&t) => read_outputs[t] = true,
-                                None if rest.is_empty() || rest.starts_with('.') => {
-                                    read_all_outputs = true
-                                }
-                                None => {}
-                            }
+            ));
+        }
+
+        // Where declared params are read from: `trigger.NAME` for manual runs,
+        // `trigger.body.NAME` for webhooks; other triggers make their own input.
+        let param_root = head.params.as_ref().and_then(|_| {
+            if self.trigger_kinds.is_empty() {
+                Some("trigger.")
+            } else if self.trigger_kinds.iter().all(|t| *t == "trigger.webhook") {
+                Some("trigger.body.")
+            } else {
+                None
+            }
+        });
+        // Where a bare name in an expression is found (declared params, vars,
+        // stored credentials), if anywhere.
+        let credential_exists = self.credential_exists;
+        let bare_params = head.params.as_deref().unwrap_or_default();
+        let bare_vars = &head.settings.vars;
+        let bare_known = |name: &str| -> Option<&'static str> {
+            if bare_params.iter().any(|p| p.name == name) {
+                Some("param")
+            } else if bare_vars.contains_key(name) {
+                Some("var")
+            } else if credential_exists.is_some_and(|exists| exists(name)) {
+                Some("credential")
+            } else {
+                None
+            }
+        };
+
+        // What expressions name. Ancestors are computed only for nodes whose
+        // expressions name other nodes.
+        let ancestors = Ancestors::new(n, &self.edges);
+        let mut read_outputs = HashSet::new();
+        let mut read_all_outputs = false;
+        for d in std::mem::take(&mut self.deferred) {
+            let id = self.id_of(d.node);
+            let order = (NODES, d.node, d.order);
+            let text = &d.text;
+            for name in &d.names {
+                if let Some(rest) = name.strip_prefix("nodes") {
+                    match rest
+                        .strip_prefix('.')
+                        .and_then(|r| r.split('.').next())
+                        .and_then(|target| self.index.get(target))
+                    {
+                        Some(&t) => {
+                            read_outputs.insert(t);
                         }
-                        if let Some(cred) = name
-                            .strip_prefix("creds.")
-                            .and_then(|rest| rest.split('.').next())
-                            .filter(|c| !c.is_empty())
-                            && !node_creds.iter().any(|c| c == cred)
-                        {
-                            node_creds.push(cred.to_string());
-                        }
-                        if let (Some(root), Some(params)) = (param_root, &workflow.params)
-                            && let Some(field) = name
-                                .strip_prefix(root)
-                                .and_then(|rest| rest.split('.').next())
-                            && !params.iter().any(|p| p.name == field)
-                        {
-                            let declared: Vec<&str> =
-                                params.iter().map(|p| p.name.as_str()).collect();
-                            let hint = closest(field, declared.iter().copied())
-                                .map(|s| format!("did you mean `{s}`?"))
-                                .unwrap_or_else(|| {
-                                    format!("the declared params are: {}", declared.join(", "))
-                                });
-                            p(
-                                Some(id),
-                                path.clone(),
-                                format!(
-                                    "in {text:?}: `{root}{field}` is not a declared param; {hint}"
-                                ),
-                            );
-                        }
-                        check_name(
-                            &name,
-                            i,
-                            node.foreach.is_some(),
-                            &index,
-                            &ancestors,
-                            &impls,
-                            acyclic,
-                            &bare_known,
-                            &mut |msg| p(Some(id), path.clone(), format!("in {text:?}: {msg}")),
-                        );
+                        None if rest.is_empty() || rest.starts_with('.') => read_all_outputs = true,
+                        None => {}
                     }
                 }
+                if let (Some(root), Some(params)) = (param_root, &head.params)
+                    && let Some(field) = name
+                        .strip_prefix(root)
+                        .and_then(|rest| rest.split('.').next())
+                    && !params.iter().any(|p| p.name == field)
+                {
+                    let declared: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+                    let hint = closest(field, declared.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| {
+                            format!("the declared params are: {}", declared.join(", "))
+                        });
+                    found.push(p(
+                        order,
+                        Some(id),
+                        d.path.clone(),
+                        format!("in {text:?}: `{root}{field}` is not a declared param; {hint}"),
+                    ));
+                }
+                check_name(
+                    name,
+                    d.node,
+                    self.in_foreach.contains(&d.node),
+                    &self.index,
+                    &ancestors,
+                    &|t| self.imp(t).cloned(),
+                    acyclic,
+                    &bare_known,
+                    &mut |msg| {
+                        found.push(p(
+                            order,
+                            Some(id),
+                            d.path.clone(),
+                            format!("in {text:?}: {msg}"),
+                        ))
+                    },
+                );
             }
         }
-        let timeout = node
+        drop(ancestors);
+
+        let settings = &head.settings;
+        if settings.max_parallel == Some(0) {
+            found.push(p(
+                (SETTINGS, 0, 0),
+                None,
+                "settings.max_parallel".into(),
+                "max_parallel must be at least 1".into(),
+            ));
+        }
+        let timeout = settings
             .timeout
             .as_deref()
             .and_then(|t| match duration::parse(t) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    p(Some(id), format!("{base}.timeout"), e);
+                    found.push(p((SETTINGS, 0, 0), None, "settings.timeout".into(), e));
                     None
                 }
             });
-        let retry = node.retry.as_ref().map(|r| {
-            if r.attempts == 0 {
-                p(
-                    Some(id),
-                    format!("{base}.retry.attempts"),
-                    "attempts must be at least 1".into(),
-                );
-            }
-            retry_checks(r, id, &base, &mut p, &mut warnings);
-            let mut dur = |field: &str, value: &Option<String>, default: u64| match value {
-                None => std::time::Duration::from_millis(default),
-                Some(t) => duration::parse(t).unwrap_or_else(|e| {
-                    p(Some(id), format!("{base}.retry.{field}"), e);
-                    std::time::Duration::ZERO
-                }),
-            };
-            RetryPolicy {
-                attempts: r.attempts.max(1),
-                backoff: r.backoff,
-                initial: dur("initial", &r.initial, 500),
-                max: dur("max", &r.max, 30_000),
-                on: r.on.clone(),
-            }
-        });
-        if node.concurrency == Some(0) {
-            p(
-                Some(id),
-                format!("{base}.concurrency"),
-                "concurrency must be at least 1".into(),
-            );
+
+        self.problems.append(&mut found);
+        if !self.problems.is_empty() {
+            let mut problems = self.problems;
+            problems.sort_by_key(|(order, _)| *order);
+            return Err(problems.into_iter().map(|(_, problem)| problem).collect());
         }
-        let first_wins = crate::workflow::canonical_type(&node.node_type) == "flow.merge"
-            && node.data.inputs.get("mode").and_then(Value::as_str) == Some("first");
-        if crate::workflow::canonical_type(&node.node_type) == "flow.merge"
-            && let Some(mode) = node.data.inputs.get("mode")
-            && mode.as_str().is_none_or(|m| m != "all" && m != "first")
-        {
-            p(
-                Some(id),
-                format!("{base}.data.inputs.mode"),
-                "mode must be \"all\" or \"first\"".into(),
-            );
+
+        // Edge lists, each allocated once at its size.
+        let mut nodes: Vec<PlannedNode> = self.nodes.into_iter().flatten().collect();
+        let mut fill = vec![0usize; n];
+        for edge in &self.edges {
+            fill[edge.target] += 1;
         }
-        // Schedules are checked here, so `fuse validate` and a deploy catch them.
-        let canonical = crate::workflow::canonical_type(&node.node_type);
-        let input_str = |k: &str| node.data.inputs.get(k).and_then(Value::as_str);
-        if canonical == "trigger.cron"
-            && let Some(spec) = input_str("cron")
-            && !has_template(spec)
-            && let Err(e) = crate::schedule::Schedule::cron(spec, input_str("timezone"))
-        {
-            p(Some(id), format!("{base}.data.inputs.cron"), e);
+        for (node, &count) in nodes.iter_mut().zip(&fill) {
+            node.incoming = vec![0; count].into_boxed_slice();
         }
-        if canonical == "trigger.interval"
-            && let Some(every) = input_str("every")
-            && let Err(e) = crate::schedule::Schedule::interval(every)
-        {
-            p(Some(id), format!("{base}.data.inputs.every"), e);
+        fill.iter_mut().for_each(|f| *f = 0);
+        for edge in &self.edges {
+            fill[edge.source] += 1;
         }
-        if canonical == "http.request"
-            && node.data.inputs.get("enable_templating") == Some(&Value::Bool(false))
-        {
-            p(
-                Some(id),
-                format!("{base}.data.inputs.enable_templating"),
-                "enable_templating: false cannot be honoured: fuse always renders {{ }} in inputs; \
-                 remove it, and wrap text that must stay as written in {% raw %}…{% endraw %}"
-                    .into(),
-            );
+        for (node, &count) in nodes.iter_mut().zip(&fill) {
+            node.outgoing = vec![0; count].into_boxed_slice();
         }
-        if canonical == "trigger.timer" {
-            timer_checks(&node.data.inputs, &base, id, &mut p);
-        }
-        if matches!(
-            canonical,
-            "trigger.cron" | "trigger.interval" | "trigger.timer"
-        ) {
-            if let Err(e) = crate::schedule::Missed::parse(input_str("missed")) {
-                p(Some(id), format!("{base}.data.inputs.missed"), e);
-            }
-            if let Err(e) = crate::schedule::Overlap::parse(input_str("overlap")) {
-                p(Some(id), format!("{base}.data.inputs.overlap"), e);
+        let mut taken_in = vec![0usize; n];
+        fill.iter_mut().for_each(|f| *f = 0);
+        for (e, edge) in self.edges.iter().enumerate() {
+            nodes[edge.target].incoming[taken_in[edge.target]] = e;
+            taken_in[edge.target] += 1;
+            nodes[edge.source].outgoing[fill[edge.source]] = e;
+            fill[edge.source] += 1;
+            if edge.source_handle.as_deref() == Some(ERROR_HANDLE) {
+                nodes[edge.source].has_error_edge = true;
             }
         }
-        planned_meta.push((
+        drop((fill, taken_in));
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.read_by_expressions = read_all_outputs || read_outputs.contains(&i);
+        }
+
+        let hash = hex(&Sha256::digest(definition.as_bytes()));
+        let fallback = path
+            .and_then(|p| p.file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "workflow".into());
+        let base_dir = path
+            .and_then(|p| std::path::absolute(p).ok())
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        let name = head.display_name(&fallback);
+        Ok(Plan {
+            id: super::workflow_id(&name).unwrap_or_else(|_| fallback.clone()),
+            name,
+            max_parallel: head.settings.max_parallel,
             timeout,
-            retry.map(Box::new),
-            first_wins,
-            has_expressions,
-            node_creds,
-        ));
+            definition: Arc::new(definition),
+            hash,
+            source_path: path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+            base_dir: Arc::new(base_dir),
+            nodes,
+            edges: self.edges,
+            index: self.index,
+            params: head.params,
+            settings: head.settings,
+            warnings: self.warnings,
+        })
     }
-
-    let settings = &workflow.settings;
-    if settings.max_parallel == Some(0) {
-        p(
-            None,
-            "settings.max_parallel".into(),
-            "max_parallel must be at least 1".into(),
-        );
-    }
-    let timeout = settings
-        .timeout
-        .as_deref()
-        .and_then(|t| match duration::parse(t) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                p(None, "settings.timeout".into(), e);
-                None
-            }
-        });
-
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-
-    let definition = match source.text {
-        Some(text) => text.into_owned(),
-        None => serde_json::to_string(&workflow).unwrap_or_default(),
-    };
-    // The plan owns the node definitions (moved, not copied).
-    let mut nodes = Vec::with_capacity(n);
-    for (i, ((node, imp), (timeout, retry, first_wins, has_expressions, credentials))) in
-        std::mem::take(&mut workflow.nodes)
-            .into_iter()
-            .zip(impls)
-            .zip(planned_meta)
-            .enumerate()
-    {
-        let Some(imp) = imp else { continue };
-        let has_error_edge = outgoing[i]
-            .iter()
-            .any(|&e| edges[e].source_handle.as_deref() == Some(ERROR_HANDLE));
-        let inputs = has_expressions.then(|| {
-            node.data
-                .inputs
-                .iter()
-                .map(|(k, v)| (k.clone(), Template::new(v)))
-                .collect()
-        });
-        let trigger = imp.spec().trigger;
-        let written = if inputs.is_none() || trigger {
-            node.data.inputs
-        } else {
-            Map::new()
-        };
-        nodes.push(PlannedNode {
-            id: Arc::from(node.id.as_str()),
-            type_name: imp.spec().type_name.as_str().into(),
-            trigger,
-            node: imp,
-            on_error: node.on_error.unwrap_or(OnError::Fail),
-            written,
-            foreach: node.foreach.map(String::into_boxed_str),
-            concurrency: node.concurrency,
-            incoming: std::mem::take(&mut incoming[i]).into_boxed_slice(),
-            outgoing: std::mem::take(&mut outgoing[i]).into_boxed_slice(),
-            retry,
-            timeout,
-            has_error_edge,
-            first_wins,
-            inputs,
-            credentials,
-            read_by_expressions: read_all_outputs || read_outputs[i],
-        });
-    }
-
-    let hash = hex(&Sha256::digest(definition.as_bytes()));
-    let fallback = source
-        .path
-        .and_then(|p| p.file_stem())
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "workflow".into());
-    let base_dir = source
-        .path
-        .and_then(|p| std::path::absolute(p).ok())
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_default();
-    let name = workflow.display_name(&fallback);
-    Ok(Plan {
-        id: super::workflow_id(&name).unwrap_or_else(|_| fallback.clone()),
-        name,
-        max_parallel: workflow.settings.max_parallel,
-        timeout,
-        definition: Arc::new(definition),
-        hash,
-        source_path: source
-            .path
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
-        base_dir: Arc::new(base_dir),
-        nodes,
-        edges,
-        index,
-        params: workflow.params,
-        settings: workflow.settings,
-        warnings,
-    })
 }
 
 /// Error kinds `retry.on.kinds` may name.
@@ -697,9 +931,9 @@ fn check_name(
     name: &str,
     node: usize,
     in_foreach: bool,
-    index: &HashMap<String, usize>,
+    index: &HashMap<Arc<str>, usize>,
     ancestors: &Ancestors,
-    impls: &[Option<Arc<dyn crate::nodes::Node>>],
+    imp: &dyn Fn(usize) -> Option<Arc<dyn crate::nodes::Node>>,
     acyclic: bool,
     bare_known: &dyn Fn(&str) -> Option<&'static str>,
     report: &mut dyn FnMut(String),
@@ -730,7 +964,7 @@ fn check_name(
     }
     let Some(target) = parts.next() else { return };
     let Some(&t) = index.get(target) else {
-        let hint = closest(target, index.keys().map(String::as_str))
+        let hint = closest(target, index.keys().map(|k| &**k))
             .map(|s| format!("; did you mean {s:?}?"))
             .unwrap_or_default();
         report(format!("no node {target:?} in this workflow{hint}"));
@@ -746,7 +980,7 @@ fn check_name(
         None => {}
         Some("output") => {
             let rest: Vec<&str> = parts.collect();
-            if let Some(imp) = &impls[t]
+            if let Some(imp) = imp(t)
                 && let Some(missing) = missing_path(&imp.spec().output, &rest)
             {
                 report(format!(

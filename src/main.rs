@@ -7,7 +7,10 @@ use clap::Parser;
 
 /// mimalloc: the daemon's many small, short-lived allocations (requests, JSON
 /// values, history rows) cost a quarter of its CPU under glibc's allocator,
-/// and it gives freed memory back to the system sooner.
+/// and it gives freed memory back to the system sooner. The `system-alloc`
+/// feature leaves it out, for heap profilers that watch `malloc`
+/// (`heaptrack`; see docs/performance.md).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

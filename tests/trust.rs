@@ -794,6 +794,12 @@ fn files_that_are_not_json_workflows_say_what_they_are() {
                 .to_vec(),
             "JSON does not allow comments",
         ),
+        (
+            // Two workflows pasted into one file: the second is not ignored.
+            "twice.json",
+            b"{\"nodes\": [{\"id\": \"a\", \"type\": \"log\"}]}\n{\"nodes\": []}\n".to_vec(),
+            "line 2, column 1: trailing characters",
+        ),
     ];
     for (name, bytes, says) in cases {
         let path = dir.join(name);

@@ -66,7 +66,8 @@ struct Done {
     status: Status,
     attempts: u32,
     output: Option<Arc<Value>>,
-    error: Option<Value>,
+    /// Boxed: most nodes have none, and a run holds one `Done` per node.
+    error: Option<Box<Value>>,
 }
 
 impl Done {
@@ -75,7 +76,7 @@ impl Done {
             status: self.status,
             attempts: self.attempts,
             output: self.output,
-            error: self.error,
+            error: self.error.map(|e| *e),
         }
     }
 }
@@ -171,7 +172,7 @@ async fn execute_as(
 
     let n = plan.nodes.len();
     let mut edges = vec![EdgeState::Pending; plan.edges.len()];
-    let mut remaining: Vec<usize> = plan.nodes.iter().map(|node| node.incoming.len()).collect();
+    let mut remaining: Vec<usize> = (0..n).map(|i| plan.incoming(i).len()).collect();
     let mut state = vec![NodeState::Waiting; n];
     let mut first_input: Vec<Option<Arc<Value>>> = vec![None; n];
     let mut records: Vec<Option<Done>> = (0..n).map(|_| None).collect();
@@ -180,13 +181,14 @@ async fn execute_as(
     let makes_result: Vec<bool> = plan
         .nodes
         .iter()
-        .map(|node| node.outgoing.is_empty() || &*node.type_name == "end")
+        .enumerate()
+        .map(|(i, node)| plan.outgoing(i).is_empty() || &*node.type_name == "end")
         .collect();
     let mut with_usage: Vec<Arc<Value>> = Vec::new();
     let mut ready: VecDeque<usize> = VecDeque::new();
-    for (i, node) in plan.nodes.iter().enumerate() {
-        if node.incoming.is_empty() {
-            state[i] = NodeState::Ready;
+    for (i, state) in state.iter_mut().enumerate() {
+        if plan.incoming(i).is_empty() {
+            *state = NodeState::Ready;
             ready.push_back(i);
         }
     }
@@ -202,7 +204,7 @@ async fn execute_as(
     loop {
         while stop.is_none() && tasks.len() < max_parallel {
             let Some(i) = ready.pop_front() else { break };
-            let node_input = if plan.nodes[i].incoming.is_empty() {
+            let node_input = if plan.incoming(i).is_empty() {
                 input.clone()
             } else if plan.nodes[i].first_wins {
                 first_input[i]
@@ -214,7 +216,7 @@ async fn execute_as(
             if !request.keep_outputs {
                 // Nothing reads a started node's incoming edges again: let
                 // their values go once the node is done with its input.
-                for &e in plan.nodes[i].incoming.iter() {
+                for e in plan.incoming(i).iter() {
                     if matches!(edges[e], EdgeState::Live(_)) {
                         edges[e] = EdgeState::Taken;
                     }
@@ -266,7 +268,7 @@ async fn execute_as(
         let duration_ms = done.started.elapsed().as_millis() as u64;
         let mut newly_dead = Vec::new();
         if done.skipped {
-            for &e in &node.outgoing {
+            for e in plan.outgoing(i).iter() {
                 edges[e] = EdgeState::Dead;
             }
             finish(&shared, i, Status::Skipped, 0, 0, Finished::Nothing);
@@ -286,9 +288,9 @@ async fn execute_as(
                     if super::record::has_usage(&value) {
                         with_usage.push(value.clone());
                     }
-                    for &e in &node.outgoing {
+                    for e in plan.outgoing(i).iter() {
                         let edge = &plan.edges[e];
-                        let live = match edge.source_handle.as_deref() {
+                        let live = match edge.source_handle() {
                             None => true,
                             Some(crate::nodes::ERROR_HANDLE) => false,
                             Some(h) => out.handle.as_deref() == Some(h),
@@ -332,9 +334,9 @@ async fn execute_as(
                         {
                             shared.view.set(&node.id, carried.clone());
                         }
-                        for &e in &node.outgoing {
-                            let is_error_edge = plan.edges[e].source_handle.as_deref()
-                                == Some(crate::nodes::ERROR_HANDLE);
+                        for e in plan.outgoing(i).iter() {
+                            let is_error_edge =
+                                plan.edges[e].source_handle() == Some(crate::nodes::ERROR_HANDLE);
                             let live = if node.has_error_edge {
                                 is_error_edge
                             } else {
@@ -361,7 +363,7 @@ async fn execute_as(
                             ),
                         });
                     } else {
-                        for &e in &node.outgoing {
+                        for e in plan.outgoing(i).iter() {
                             edges[e] = EdgeState::Dead;
                         }
                         if cancelled {
@@ -398,13 +400,13 @@ async fn execute_as(
                         status,
                         attempts: done.attempts,
                         output: None,
-                        error: Some(error_json),
+                        error: Some(Box::new(error_json)),
                     });
                 }
             }
         }
         // Resolve the targets of the edges just decided; skips propagate.
-        let mut decided: VecDeque<usize> = node.outgoing.iter().copied().collect();
+        let mut decided: VecDeque<usize> = plan.outgoing(i).iter().collect();
         while let Some(e) = decided.pop_front() {
             let t = plan.edges[e].target;
             remaining[t] -= 1;
@@ -423,17 +425,17 @@ async fn execute_as(
             if remaining[t] > 0 {
                 continue;
             }
-            let any_live = target
-                .incoming
+            let any_live = plan
+                .incoming(t)
                 .iter()
-                .any(|&x| matches!(edges[x], EdgeState::Live(_)));
+                .any(|x| matches!(edges[x], EdgeState::Live(_)));
             if any_live && !target.first_wins {
                 state[t] = NodeState::Ready;
                 ready.push_back(t);
             } else {
                 state[t] = NodeState::Done;
                 newly_dead.push(t);
-                for &out in &target.outgoing {
+                for out in plan.outgoing(t).iter() {
                     edges[out] = EdgeState::Dead;
                     decided.push_back(out);
                 }
@@ -497,11 +499,17 @@ async fn execute_as(
     drop(edges);
     drop(first_input);
     shared.view.clear();
+    // Without `keep_outputs`, the record lists only the nodes that did not
+    // succeed and those the result is made of (history has them all).
     let nodes: BTreeMap<String, NodeRecord> = plan
         .nodes
         .iter()
         .zip(records)
-        .filter_map(|(node, r)| r.map(|r| (node.id.to_string(), r.into_record())))
+        .zip(makes_result)
+        .filter_map(|((node, r), makes_result)| {
+            r.filter(|r| request.keep_outputs || makes_result || r.status != Status::Succeeded)
+                .map(|r| (node.id.to_string(), r.into_record()))
+        })
         .collect();
     RunRecord {
         run_id,
@@ -574,10 +582,10 @@ fn finish(
 /// and always keyed for `flow.merge`.
 fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
     let node = &plan.nodes[i];
-    let live: Vec<(usize, &Arc<Value>)> = node
-        .incoming
+    let live: Vec<(usize, &Arc<Value>)> = plan
+        .incoming(i)
         .iter()
-        .filter_map(|&e| match &edges[e] {
+        .filter_map(|e| match &edges[e] {
             EdgeState::Live(v) => Some((e, v)),
             _ => None,
         })
@@ -585,7 +593,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
     let keyed = &*node.type_name == "flow.merge";
     if let [(e, v)] = live.as_slice()
         && !keyed
-        && plan.edges[*e].target_handle.is_none()
+        && plan.edges[*e].target_handle().is_none()
     {
         return (***v).clone();
     }
@@ -593,8 +601,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
     for (e, v) in live {
         let edge = &plan.edges[e];
         let key = edge
-            .target_handle
-            .as_deref()
+            .target_handle()
             .unwrap_or(&plan.nodes[edge.source].id)
             .to_string();
         map.insert(key, (**v).clone());
@@ -617,7 +624,7 @@ fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
         return v;
     }
     let sinks: Vec<usize> = (0..plan.nodes.len())
-        .filter(|&i| plan.nodes[i].outgoing.is_empty())
+        .filter(|&i| plan.outgoing(i).is_empty())
         .collect();
     if let [only] = sinks.as_slice() {
         return output(*only).unwrap_or_default();
@@ -639,7 +646,9 @@ fn default_entry(plan: &Plan) -> Option<String> {
     let mut roots = plan
         .nodes
         .iter()
-        .filter(|n| n.trigger && n.incoming.is_empty());
+        .enumerate()
+        .filter(|(i, n)| n.trigger && plan.incoming(*i).is_empty())
+        .map(|(_, n)| n);
     let first = roots.next()?;
     roots.next().map(|_| first.id.to_string())
 }
@@ -649,7 +658,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
     let started = Instant::now();
     let node = &shared.plan.nodes[i];
     if node.trigger
-        && node.incoming.is_empty()
+        && shared.plan.incoming(i).is_empty()
         && shared
             .entry
             .as_deref()

@@ -83,10 +83,11 @@ pub struct RunRequest {
     /// the clock's when `None`. A test fixes it for a deterministic run.
     pub started_at: Option<jiff::Timestamp>,
     /// Whether the record keeps every node's output (`fuse run --json`,
-    /// `fuse test`, the API's synchronous runs). Without it the record keeps
-    /// only the outputs that make the run's result, and the run holds each
-    /// output only while an edge or an expression still needs it, so a run's
-    /// memory is bounded by the data in flight, not by its length.
+    /// `fuse test`, the API's synchronous runs). Without it the record lists
+    /// only the nodes that did not succeed and those the run's result is made
+    /// of (history has every node), and the run holds each output only while
+    /// an edge or an expression still needs it, so a run's memory is bounded
+    /// by the data in flight, not by its length.
     pub keep_outputs: bool,
 }
 

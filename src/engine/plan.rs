@@ -29,6 +29,8 @@ pub struct Plan {
     pub base_dir: Arc<PathBuf>,
     pub nodes: Vec<PlannedNode>,
     pub edges: Vec<PlannedEdge>,
+    /// Each node's edges in and out ([`Plan::incoming`], [`Plan::outgoing`]).
+    pub(crate) links: Links,
     pub index: HashMap<Arc<str>, usize>,
     pub max_parallel: Option<usize>,
     pub timeout: Option<Duration>,
@@ -56,9 +58,6 @@ pub struct PlannedNode {
     /// `data.inputs` prepared for rendering; `None` when the node has no
     /// expression anywhere, so its inputs are used as written.
     pub inputs: Option<Box<[(String, Template)]>>,
-    /// Edge indexes.
-    pub incoming: Box<[usize]>,
-    pub outgoing: Box<[usize]>,
     pub(crate) more: Option<Box<More>>,
     pub on_error: OnError,
     pub has_error_edge: bool,
@@ -117,12 +116,49 @@ impl PlannedNode {
     }
 }
 
-/// One edge of a plan.
+/// One edge of a plan: 16 bytes, its handles boxed (most edges have none).
 pub struct PlannedEdge {
     pub source: usize,
     pub target: usize,
-    pub source_handle: Option<Box<str>>,
-    pub target_handle: Option<Box<str>>,
+    handles: Option<Box<Handles>>,
+}
+
+/// The branch an edge leaves by and the input slot it arrives at.
+struct Handles {
+    source: Option<Box<str>>,
+    target: Option<Box<str>>,
+}
+
+impl PlannedEdge {
+    pub fn new(
+        source: usize,
+        target: usize,
+        source_handle: Option<Box<str>>,
+        target_handle: Option<Box<str>>,
+    ) -> PlannedEdge {
+        let handles = (source_handle.is_some() || target_handle.is_some()).then(|| {
+            Box::new(Handles {
+                source: source_handle,
+                target: target_handle,
+            })
+        });
+        PlannedEdge {
+            source,
+            target,
+            handles,
+        }
+    }
+
+    /// The branch the edge leaves by (`true`, a switch case, `error`);
+    /// `None` for the default output.
+    pub fn source_handle(&self) -> Option<&str> {
+        self.handles.as_ref()?.source.as_deref()
+    }
+
+    /// The input slot the edge arrives at; `None` for the default one.
+    pub fn target_handle(&self) -> Option<&str> {
+        self.handles.as_ref()?.target.as_deref()
+    }
 }
 
 /// A node's retry settings with durations parsed.
@@ -149,12 +185,105 @@ impl Plan {
         }
     }
 
+    /// The edges into node `i` (indexes into [`Plan::edges`]).
+    pub fn incoming(&self, i: usize) -> EdgeIds<'_> {
+        self.links.incoming(i)
+    }
+
+    /// The edges out of node `i`.
+    pub fn outgoing(&self, i: usize) -> EdgeIds<'_> {
+        self.links.outgoing(i)
+    }
+
     pub fn node(&self, id: &str) -> Option<&PlannedNode> {
         self.index.get(id).map(|&i| &self.nodes[i])
     }
 
     /// Nodes with no outgoing edges.
     pub fn sinks(&self) -> impl Iterator<Item = &PlannedNode> {
-        self.nodes.iter().filter(|n| n.outgoing.is_empty())
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.outgoing(*i).is_empty())
+            .map(|(_, n)| n)
+    }
+}
+
+/// Each node's incoming and outgoing edges, in flat lists (8 bytes a node and
+/// 8 an edge, where a list per node took 64 bytes and two allocations).
+#[derive(Default)]
+pub(crate) struct Links {
+    incoming: Lists,
+    outgoing: Lists,
+}
+
+impl Links {
+    /// The links of `n` nodes joined by `edges`.
+    pub(crate) fn new(n: usize, edges: &[PlannedEdge]) -> Links {
+        Links {
+            incoming: Lists::new(n, edges.iter().map(|e| e.target)),
+            outgoing: Lists::new(n, edges.iter().map(|e| e.source)),
+        }
+    }
+
+    pub(crate) fn incoming(&self, i: usize) -> EdgeIds<'_> {
+        self.incoming.of(i)
+    }
+
+    pub(crate) fn outgoing(&self, i: usize) -> EdgeIds<'_> {
+        self.outgoing.of(i)
+    }
+}
+
+/// For each node, the edges at one end of which it is (`start[i]..start[i + 1]`
+/// in `list`).
+#[derive(Default)]
+struct Lists {
+    start: Vec<u32>,
+    list: Vec<u32>,
+}
+
+impl Lists {
+    /// `ends` gives the node at this end of each edge, in edge order.
+    fn new(n: usize, ends: impl Iterator<Item = usize> + Clone) -> Lists {
+        let mut start = vec![0u32; n + 1];
+        for node in ends.clone() {
+            start[node + 1] += 1;
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill: Vec<u32> = start[..n].to_vec();
+        let mut list = vec![0u32; start[n] as usize];
+        for (e, node) in ends.enumerate() {
+            list[fill[node] as usize] = e as u32;
+            fill[node] += 1;
+        }
+        Lists { start, list }
+    }
+
+    fn of(&self, i: usize) -> EdgeIds<'_> {
+        match (self.start.get(i), self.start.get(i + 1)) {
+            (Some(&from), Some(&to)) => EdgeIds(&self.list[from as usize..to as usize]),
+            _ => EdgeIds(&[]),
+        }
+    }
+}
+
+/// Edge indexes into [`Plan::edges`].
+#[derive(Clone, Copy)]
+pub struct EdgeIds<'a>(&'a [u32]);
+
+impl<'a> EdgeIds<'a> {
+    pub fn iter(self) -> impl ExactSizeIterator<Item = usize> + 'a {
+        self.0.iter().map(|&e| e as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

@@ -1129,10 +1129,18 @@ fn define(
     definition: &str,
 ) -> rusqlite::Result<()> {
     if !known.contains(hash) {
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
-        )?
-        .execute(params![hash, definition])?;
+        // Asked first: SQLite would copy the whole text (twice) to find out
+        // that an `INSERT OR IGNORE` had nothing to do, and a workflow is
+        // mostly run again as it was (10 MB for a 100,000-node one).
+        let stored: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM definitions WHERE hash = ?1)")?
+            .query_row([hash], |r| r.get(0))?;
+        if !stored {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
+            )?
+            .execute(params![hash, definition])?;
+        }
         new.push(hash.to_string());
     }
     Ok(())

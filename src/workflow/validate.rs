@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
-use crate::engine::plan::{More, Plan, PlannedEdge, PlannedNode, RetryPolicy};
+use crate::engine::plan::{Links, More, Plan, PlannedEdge, PlannedNode, RetryPolicy};
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
 /// One thing wrong with a workflow.
@@ -519,8 +519,6 @@ impl<'a> Builder<'a> {
             on_error: node.on_error.unwrap_or(OnError::Fail),
             written,
             inputs: templates,
-            incoming: Box::default(),
-            outgoing: Box::default(),
             more: (!plain).then(|| Box::new(more)),
             has_error_edge: false,
             first_wins,
@@ -594,15 +592,12 @@ impl<'a> Builder<'a> {
             // A default-output name means "always", unless the node has a branch by that name.
             .filter(|h| !DEFAULT_HANDLES.contains(&h.as_str()) || allowed.contains(h))
             .map(String::into_boxed_str);
-        self.edges.push(PlannedEdge {
-            source: s,
-            target: t,
-            source_handle,
-            target_handle: edge
-                .target_handle
-                .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str()))
-                .map(String::into_boxed_str),
-        });
+        let target_handle = edge
+            .target_handle
+            .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str()))
+            .map(String::into_boxed_str);
+        self.edges
+            .push(PlannedEdge::new(s, t, source_handle, target_handle));
     }
 
     fn finish(
@@ -651,10 +646,15 @@ impl<'a> Builder<'a> {
         found.extend(keys.into_iter().map(|k| ((TOP_KEYS, 0, 0), k)));
 
         // Cycles.
-        let order = topological_order(n, &self.edges);
+        let links = Links::new(n, &self.edges);
+        let graph = Graph {
+            links: &links,
+            edges: &self.edges,
+        };
+        let order = topological_order(n, &graph);
         let acyclic = order.len() == n;
         if !acyclic {
-            let cycle = find_cycle(n, &self.edges, &order);
+            let cycle = find_cycle(n, &graph, &order);
             let names: Vec<&str> = cycle.iter().map(|&i| self.id_of(i)).collect();
             let first = cycle.first().map(|&i| self.id_of(i));
             found.push(p(
@@ -668,6 +668,7 @@ impl<'a> Builder<'a> {
                 ),
             ));
         }
+        drop(order);
 
         // Where declared params are read from: `trigger.NAME` for manual runs,
         // `trigger.body.NAME` for webhooks; other triggers make their own input.
@@ -699,7 +700,7 @@ impl<'a> Builder<'a> {
 
         // What expressions name. Ancestors are computed only for nodes whose
         // expressions name other nodes.
-        let ancestors = Ancestors::new(n, &self.edges);
+        let ancestors = std::cell::OnceCell::new();
         let mut read_outputs = HashSet::new();
         let mut read_all_outputs = false;
         for d in std::mem::take(&mut self.deferred) {
@@ -744,7 +745,7 @@ impl<'a> Builder<'a> {
                     d.node,
                     self.in_foreach.contains(&d.node),
                     &self.index,
-                    &ancestors,
+                    ancestors.get_or_init(|| Ancestors::new(graph)),
                     &|t| self.imp(t).cloned(),
                     acyclic,
                     &bare_known,
@@ -788,34 +789,15 @@ impl<'a> Builder<'a> {
             return Err(problems.into_iter().map(|(_, problem)| problem).collect());
         }
 
-        // Edge lists, each allocated once at its size.
-        let mut nodes: Vec<PlannedNode> = self.nodes.into_iter().flatten().collect();
-        let mut fill = vec![0usize; n];
+        // Every node has its planned form when there is no problem. (The
+        // identity `filter_map` reuses the vector; `flatten` would copy it.)
+        #[allow(clippy::filter_map_identity)]
+        let mut nodes: Vec<PlannedNode> = self.nodes.into_iter().filter_map(|n| n).collect();
         for edge in &self.edges {
-            fill[edge.target] += 1;
-        }
-        for (node, &count) in nodes.iter_mut().zip(&fill) {
-            node.incoming = vec![0; count].into_boxed_slice();
-        }
-        fill.iter_mut().for_each(|f| *f = 0);
-        for edge in &self.edges {
-            fill[edge.source] += 1;
-        }
-        for (node, &count) in nodes.iter_mut().zip(&fill) {
-            node.outgoing = vec![0; count].into_boxed_slice();
-        }
-        let mut taken_in = vec![0usize; n];
-        fill.iter_mut().for_each(|f| *f = 0);
-        for (e, edge) in self.edges.iter().enumerate() {
-            nodes[edge.target].incoming[taken_in[edge.target]] = e;
-            taken_in[edge.target] += 1;
-            nodes[edge.source].outgoing[fill[edge.source]] = e;
-            fill[edge.source] += 1;
-            if edge.source_handle.as_deref() == Some(ERROR_HANDLE) {
+            if edge.source_handle() == Some(ERROR_HANDLE) {
                 nodes[edge.source].has_error_edge = true;
             }
         }
-        drop((fill, taken_in));
         for (i, node) in nodes.iter_mut().enumerate() {
             node.read_by_expressions = read_all_outputs || read_outputs.contains(&i);
         }
@@ -842,6 +824,7 @@ impl<'a> Builder<'a> {
             base_dir: Arc::new(base_dir),
             nodes,
             edges: self.edges,
+            links,
             index: self.index,
             params: head.params,
             settings: head.settings,
@@ -1059,20 +1042,42 @@ fn collect_templates(value: &Value, path: &dyn Fn() -> String, out: &mut Vec<(St
     }
 }
 
-/// Kahn's algorithm; shorter than `n` when there is a cycle.
-fn topological_order(n: usize, edges: &[PlannedEdge]) -> Vec<usize> {
-    let mut indegree = vec![0usize; n];
-    let mut out = vec![Vec::new(); n];
-    for e in edges {
-        indegree[e.target] += 1;
-        out[e.source].push(e.target);
+/// The nodes after and before each node.
+#[derive(Clone, Copy)]
+struct Graph<'p> {
+    links: &'p Links,
+    edges: &'p [PlannedEdge],
+}
+
+impl<'p> Graph<'p> {
+    fn successors(self, node: usize) -> impl Iterator<Item = usize> + 'p {
+        let edges = self.edges;
+        self.links
+            .outgoing(node)
+            .iter()
+            .map(move |e| edges[e].target)
     }
+
+    fn predecessors(self, node: usize) -> impl Iterator<Item = usize> + 'p {
+        let edges = self.edges;
+        self.links
+            .incoming(node)
+            .iter()
+            .map(move |e| edges[e].source)
+    }
+}
+
+/// Kahn's algorithm; shorter than `n` when there is a cycle.
+fn topological_order(n: usize, graph: &Graph) -> Vec<usize> {
+    let mut indegree: Vec<u32> = (0..n)
+        .map(|i| graph.links.incoming(i).len() as u32)
+        .collect();
     let mut queue: std::collections::VecDeque<usize> =
         (0..n).filter(|&i| indegree[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
     while let Some(i) = queue.pop_front() {
         order.push(i);
-        for &t in &out[i] {
+        for t in graph.successors(i) {
             indegree[t] -= 1;
             if indegree[t] == 0 {
                 queue.push_back(t);
@@ -1083,12 +1088,8 @@ fn topological_order(n: usize, edges: &[PlannedEdge]) -> Vec<usize> {
 }
 
 /// One cycle among the nodes Kahn's algorithm could not order.
-fn find_cycle(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<usize> {
+fn find_cycle(n: usize, graph: &Graph, order: &[usize]) -> Vec<usize> {
     let ordered: HashSet<usize> = order.iter().copied().collect();
-    let mut out = vec![Vec::new(); n];
-    for e in edges {
-        out[e.source].push(e.target);
-    }
     let Some(start) = (0..n).find(|i| !ordered.contains(i)) else {
         return Vec::new();
     };
@@ -1102,27 +1103,23 @@ fn find_cycle(n: usize, edges: &[PlannedEdge], order: &[usize]) -> Vec<usize> {
         }
         seen.insert(current, path.len());
         path.push(current);
-        match out[current].iter().find(|t| !ordered.contains(t)) {
-            Some(&next) => current = next,
+        match graph.successors(current).find(|t| !ordered.contains(t)) {
+            Some(next) => current = next,
             None => return path,
         }
     }
 }
 
 /// Upstream nodes of each node, found on demand by walking edges backwards.
-struct Ancestors {
-    parents: Vec<Vec<usize>>,
+struct Ancestors<'p> {
+    graph: Graph<'p>,
     memo: std::cell::RefCell<HashMap<usize, std::rc::Rc<HashSet<usize>>>>,
 }
 
-impl Ancestors {
-    fn new(n: usize, edges: &[PlannedEdge]) -> Ancestors {
-        let mut parents = vec![Vec::new(); n];
-        for e in edges {
-            parents[e.target].push(e.source);
-        }
+impl<'p> Ancestors<'p> {
+    fn new(graph: Graph<'p>) -> Ancestors<'p> {
         Ancestors {
-            parents,
+            graph,
             memo: Default::default(),
         }
     }
@@ -1132,10 +1129,10 @@ impl Ancestors {
             return set.clone();
         }
         let mut seen = HashSet::new();
-        let mut stack = self.parents[node].clone();
+        let mut stack: Vec<usize> = self.graph.predecessors(node).collect();
         while let Some(p) = stack.pop() {
             if seen.insert(p) {
-                stack.extend(self.parents[p].iter().copied());
+                stack.extend(self.graph.predecessors(p));
             }
         }
         let set = std::rc::Rc::new(seen);

@@ -1157,7 +1157,7 @@ pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .filter(|c| c.len().abs_diff(name.len()) <= limit)
         .map(|c| (levenshtein(&lower, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
+        .min_by_key(|&(d, c)| (d, c))
         .map(|(_, c)| c.to_string())
 }
 

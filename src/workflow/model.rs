@@ -480,6 +480,15 @@ impl<'de, S: Sink> serde::de::Visitor<'de> for Stream<'_, S> {
                 None => Ok(()),
             }
         }
+        fn read<'de, T: Deserialize<'de>, A: serde::de::MapAccess<'de>>(
+            map: &mut A,
+            slot: &mut Option<T>,
+            key: &'static str,
+        ) -> Result<(), A::Error> {
+            once(slot, key)?;
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
         let mut name = None;
         let mut description = None;
         let mut settings = None;
@@ -489,22 +498,10 @@ impl<'de, S: Sink> serde::de::Visitor<'de> for Stream<'_, S> {
         let mut extra = Map::new();
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.as_str() {
-                "name" => {
-                    once(&name, "name")?;
-                    name = Some(map.next_value()?);
-                }
-                "description" => {
-                    once(&description, "description")?;
-                    description = Some(map.next_value()?);
-                }
-                "settings" => {
-                    once(&settings, "settings")?;
-                    settings = Some(map.next_value()?);
-                }
-                "params" => {
-                    once(&params, "params")?;
-                    params = Some(map.next_value()?);
-                }
+                "name" => read(&mut map, &mut name, "name")?,
+                "description" => read(&mut map, &mut description, "description")?,
+                "settings" => read(&mut map, &mut settings, "settings")?,
+                "params" => read(&mut map, &mut params, "params")?,
                 "nodes" => {
                     once(&nodes, "nodes")?;
                     nodes = Some(map.next_value_seed(Items {

@@ -373,16 +373,9 @@ impl<'a> Builder<'a> {
 
         // The rest of the node.
         let last = (NODES, i, LAST);
-        let timeout = node
-            .timeout
-            .as_deref()
-            .and_then(|t| match duration::parse(t) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    p(last, format!("{base}.timeout"), e);
-                    None
-                }
-            });
+        let timeout = optional_duration(node.timeout.as_deref(), |e| {
+            p(last, format!("{base}.timeout"), e)
+        });
         let retry = node.retry.as_ref().map(|r| {
             let mut q = |_: Option<&str>, path: String, message: String| p(last, path, message);
             if r.attempts == 0 {
@@ -771,16 +764,9 @@ impl<'a> Builder<'a> {
                 "max_parallel must be at least 1".into(),
             ));
         }
-        let timeout = settings
-            .timeout
-            .as_deref()
-            .and_then(|t| match duration::parse(t) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    found.push(p((SETTINGS, 0, 0), None, "settings.timeout".into(), e));
-                    None
-                }
-            });
+        let timeout = optional_duration(settings.timeout.as_deref(), |e| {
+            found.push(p((SETTINGS, 0, 0), None, "settings.timeout".into(), e))
+        });
 
         self.problems.append(&mut found);
         if !self.problems.is_empty() {
@@ -830,6 +816,20 @@ impl<'a> Builder<'a> {
             settings: head.settings,
             warnings: self.warnings,
         })
+    }
+}
+
+/// A duration that may be absent; one that does not parse is reported.
+fn optional_duration(
+    text: Option<&str>,
+    report: impl FnOnce(String),
+) -> Option<std::time::Duration> {
+    match duration::parse(text?) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            report(e);
+            None
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use fuse::store::schedules::StoredSchedule;
 use fuse::store::tokens::Scope;
 use fuse::store::workflows::{Rollback, definition_hash};
 
-use crate::helper::TestHome;
+use crate::helper::{TestHome, json_of};
 use crate::scale_out::TestDb;
 
 /// Both stores on one home: SQLite in its `fuse.db`, and PostgreSQL in a
@@ -468,11 +468,10 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
             201
         );
     }
-    let made: Value = serde_json::from_str(&stdout_of(
+    let made: Value = json_of(
         a.cmd()
             .args(["tokens", "new", "ci", "--scope", "read", "--json"]),
-    ))
-    .unwrap();
+    );
     let ci_token = made["token"].as_str().unwrap().to_string();
     stdout_of(
         a.cmd()
@@ -532,8 +531,7 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         said.contains("cannot connect") && said.contains("store.url"),
         "{said}"
     );
-    let version: Value =
-        serde_json::from_str(&stdout_of(a.cmd().args(["version", "--json"]))).unwrap();
+    let version: Value = json_of(a.cmd().args(["version", "--json"]));
     assert!(
         version["store"]
             .as_str()
@@ -703,30 +701,23 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         db.count("SELECT 1 FROM queue_runs WHERE workflow = 'oneoff' AND status = 'succeeded' AND worker LIKE 'fuse run %'"),
         1
     );
-    let mine: Value = serde_json::from_str(&stdout_of(a.cmd().args([
+    let mine: Value = json_of(
+        a.cmd()
+            .args(["runs", "list", "--workflow", "oneoff", "--json"]),
+    );
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    let theirs: Value = json_of(b.cmd().env("FUSE_STORE_URL", &db.url).args([
         "runs",
         "list",
         "--workflow",
         "oneoff",
         "--json",
-    ])))
-    .unwrap();
-    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
-    let theirs: Value =
-        serde_json::from_str(&stdout_of(b.cmd().env("FUSE_STORE_URL", &db.url).args([
-            "runs",
-            "list",
-            "--workflow",
-            "oneoff",
-            "--json",
-        ])))
-        .unwrap();
+    ]));
     assert_eq!(theirs.as_array().map(Vec::len), Some(1), "{theirs}");
 
     // With no daemon running, A's commands read the queue's runs too.
     drop((da, db_b));
-    let listed: Value =
-        serde_json::from_str(&stdout_of(a.cmd().args(["runs", "list", "--json"]))).unwrap();
+    let listed: Value = json_of(a.cmd().args(["runs", "list", "--json"]));
     let runs = listed
         .as_array()
         .or_else(|| listed["runs"].as_array())
@@ -734,13 +725,11 @@ fn a_home_moves_to_postgres_and_another_machine_shares_its_store() {
         .unwrap_or_default();
     let hooked = runs.iter().filter(|r| r["workflow"] == "hooked").count();
     assert_eq!(hooked, 2, "{listed}");
-    let shown: Value = serde_json::from_str(&stdout_of(a.cmd().args([
-        "runs",
-        "show",
-        runs[0]["id"].as_str().unwrap(),
-        "--json",
-    ])))
-    .unwrap();
+    let shown: Value =
+        json_of(
+            a.cmd()
+                .args(["runs", "show", runs[0]["id"].as_str().unwrap(), "--json"]),
+        );
     assert_eq!(shown["status"], "succeeded", "{shown}");
 }
 
@@ -818,19 +807,17 @@ fn memory_and_collections_move_and_are_shared_on_postgres() {
         &json!({"nodes": [{"id": "q", "type": "vector.query", "data": {"inputs": {
             "collection": "docs", "embedding": [0.1, 0.9], "top_k": 1}}}]}),
     );
-    let found: Value = serde_json::from_str(&stdout_of(
+    let found: Value = json_of(
         b.cmd()
             .env("FUSE_STORE_URL", &db.url)
             .arg("run")
             .arg(&query),
-    ))
-    .unwrap();
+    );
     assert_eq!(found["matches"][0]["id"], "blue", "{found}");
     // B's own file holds none of it; A's commands see all of it.
     let local = fuse::store::Store::open(&b.path().join("fuse.db")).unwrap();
     assert!(local.memory_sessions().unwrap().is_empty());
-    let list: Value =
-        serde_json::from_str(&stdout_of(a.cmd().args(["memory", "list", "--json"]))).unwrap();
+    let list: Value = json_of(a.cmd().args(["memory", "list", "--json"]));
     assert_eq!(list[0]["session"], "alice", "{list}");
     assert_eq!(list[0]["messages"], 6, "{list}");
 }
@@ -899,12 +886,11 @@ fn a_run_reads_the_same_from_sqlite_history_and_from_the_queue() {
             .args(["--queue", "--input", "n=3"]),
     );
     // Both, newest (the queued one) first, through the store's view.
-    let listed: Value = serde_json::from_str(&stdout_of(
+    let listed: Value = json_of(
         home.cmd()
             .env("FUSE_STORE_URL", &db.url)
             .args(["runs", "list", "--json"]),
-    ))
-    .unwrap();
+    );
     let runs = listed
         .as_array()
         .or_else(|| listed["runs"].as_array())
@@ -912,12 +898,11 @@ fn a_run_reads_the_same_from_sqlite_history_and_from_the_queue() {
         .unwrap();
     assert_eq!(runs.len(), 2, "{listed}");
     let page = |id: &str| -> (Value, Vec<Value>, Vec<String>) {
-        let shown: Value = serde_json::from_str(&stdout_of(
+        let shown: Value = json_of(
             home.cmd()
                 .env("FUSE_STORE_URL", &db.url)
                 .args(["runs", "show", id, "--json"]),
-        ))
-        .unwrap();
+        );
         let mut nodes: Vec<Value> = shown["nodes"]
             .as_array()
             .unwrap()
@@ -936,12 +921,11 @@ fn a_run_reads_the_same_from_sqlite_history_and_from_the_queue() {
             })
             .collect();
         nodes.sort_by_key(|n| n.to_string());
-        let logs: Value = serde_json::from_str(&stdout_of(
+        let logs: Value = json_of(
             home.cmd()
                 .env("FUSE_STORE_URL", &db.url)
                 .args(["runs", "logs", id, "--json"]),
-        ))
-        .unwrap();
+        );
         let lines = logs
             .as_array()
             .or_else(|| logs["logs"].as_array())

@@ -965,7 +965,12 @@ async fn one_attempt(
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
     let params = match &node.inputs {
-        None => node.written(),
+        None => node.written().map_err(|e| {
+            NodeError::new(
+                ErrorKind::Input,
+                format!("the node's inputs could not be read back from its plan: {e}"),
+            )
+        })?,
         Some(inputs) => {
             let own = OnceLock::new();
             let (item, base) = match item {

@@ -81,13 +81,12 @@ pub(crate) struct More {
 
 impl PlannedNode {
     /// `data.inputs` as written (empty for a node whose inputs have
-    /// expressions, see [`Self::inputs`]).
-    pub fn written(&self) -> Map<String, Value> {
+    /// expressions, see [`Self::inputs`]), read back from the text the plan
+    /// keeps.
+    pub fn written(&self) -> serde_json::Result<Map<String, Value>> {
         match &self.written {
-            // Written by the plan from a map: it reads back (an empty map
-            // only if that ever broke, which the tests of every node would show).
-            Some(text) => serde_json::from_str(text).unwrap_or_default(),
-            None => Map::new(),
+            Some(text) => serde_json::from_str(text),
+            None => Ok(Map::new()),
         }
     }
 

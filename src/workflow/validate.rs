@@ -101,6 +101,8 @@ const LAST: u32 = u32::MAX;
 /// An expression whose names are checked once every node and edge is known.
 struct Deferred {
     node: usize,
+    /// The node has `foreach` (`item` and `index` exist).
+    in_foreach: bool,
     order: u32,
     path: String,
     text: String,
@@ -125,9 +127,11 @@ struct Builder<'a> {
     /// Branch names of the nodes that have them (a switch's cases).
     handles: HashMap<usize, Vec<String>>,
     /// Nodes with `foreach`, for `item` and `index` in their expressions.
-    in_foreach: HashSet<usize>,
     /// Trigger types other than `trigger.manual`, for where params are read.
-    trigger_kinds: HashSet<&'static str>,
+    /// Trigger nodes other than `trigger.manual`: webhooks, and any other
+    /// kind (for where params are read from).
+    webhook_triggers: bool,
+    other_triggers: bool,
     deferred: Vec<Deferred>,
     edges: Vec<PlannedEdge>,
     /// Edges read before the nodes (`edges` first in the file).
@@ -181,8 +185,8 @@ impl<'a> Builder<'a> {
             index: HashMap::new(),
             type_names: HashMap::new(),
             handles: HashMap::new(),
-            in_foreach: HashSet::new(),
-            trigger_kinds: HashSet::new(),
+            webhook_triggers: false,
+            other_triggers: false,
             deferred: Vec::new(),
             edges: Vec::new(),
             early_edges: Vec::new(),
@@ -258,12 +262,11 @@ impl<'a> Builder<'a> {
             );
         }
         let canonical = crate::workflow::canonical_type(&node.node_type);
-        if canonical.starts_with("trigger.") && canonical != "trigger.manual" {
-            let kind = match canonical {
-                "trigger.webhook" => "trigger.webhook",
-                _ => "trigger.other",
-            };
-            self.trigger_kinds.insert(kind);
+        match canonical {
+            "trigger.manual" => {}
+            "trigger.webhook" => self.webhook_triggers = true,
+            other if other.starts_with("trigger.") => self.other_triggers = true,
+            _ => {}
         }
 
         // Inputs.
@@ -323,7 +326,6 @@ impl<'a> Builder<'a> {
             collect_templates(value, &|| format!("{base}.data.inputs.{key}"), &mut strings);
         }
         if let Some(fe) = &node.foreach {
-            self.in_foreach.insert(i);
             if crate::engine::expr::single_expression(fe).is_none() {
                 p(
                     order,
@@ -362,6 +364,7 @@ impl<'a> Builder<'a> {
                     }
                     self.deferred.push(Deferred {
                         node: i,
+                        in_foreach: node.foreach.is_some(),
                         order: 2 + 2 * k as u32,
                         path,
                         text,
@@ -487,11 +490,9 @@ impl<'a> Builder<'a> {
                 .map(|(k, v)| (k.clone(), Template::new(v)))
                 .collect()
         });
-        let written = (templates.is_none() || trigger).then(|| {
-            serde_json::to_string(&inputs)
-                .unwrap_or_default()
-                .into_boxed_str()
-        });
+        // A JSON value's text (`Display`) cannot fail, unlike `to_string`'s.
+        let written = (templates.is_none() || trigger)
+            .then(|| Value::Object(inputs).to_string().into_boxed_str());
         let more = More {
             foreach: node.foreach.take().map(String::into_boxed_str),
             concurrency: node.concurrency,
@@ -566,18 +567,15 @@ impl<'a> Builder<'a> {
             if !ok {
                 let mut names: Vec<String> = allowed.to_vec();
                 names.push(ERROR_HANDLE.into());
-                self.problems.push((
-                    (EDGES, e, 0),
-                    Problem {
-                        node: Some(edge.source.clone()),
-                        path: format!("edges[{e}].sourceHandle"),
-                        message: format!(
-                            "node {:?} has no handle {handle:?}; use one of: {}",
-                            edge.source,
-                            names.join(", ")
-                        ),
-                    },
-                ));
+                p(
+                    Some(&edge.source),
+                    format!("edges[{e}].sourceHandle"),
+                    format!(
+                        "node {:?} has no handle {handle:?}; use one of: {}",
+                        edge.source,
+                        names.join(", ")
+                    ),
+                );
             }
         }
         let source_handle = edge
@@ -599,10 +597,8 @@ impl<'a> Builder<'a> {
         definition: String,
         path: Option<&Path>,
     ) -> Result<Plan, Vec<Problem>> {
-        self.nodes_read = true;
-        for (e, edge) in std::mem::take(&mut self.early_edges) {
-            self.add_edge(e, edge);
-        }
+        // Edges read before the nodes were added when the nodes were done
+        // (`nodes_done`; a workflow without `nodes` does not parse).
         let n = self.nodes.len();
         let p = |order: Order, node: Option<&str>, path: String, message: String| {
             (
@@ -665,15 +661,12 @@ impl<'a> Builder<'a> {
 
         // Where declared params are read from: `trigger.NAME` for manual runs,
         // `trigger.body.NAME` for webhooks; other triggers make their own input.
-        let param_root = head.params.as_ref().and_then(|_| {
-            if self.trigger_kinds.is_empty() {
-                Some("trigger.")
-            } else if self.trigger_kinds.iter().all(|t| *t == "trigger.webhook") {
-                Some("trigger.body.")
-            } else {
-                None
-            }
-        });
+        let root = match (self.webhook_triggers, self.other_triggers) {
+            (false, false) => Some("trigger."),
+            (true, false) => Some("trigger.body."),
+            (_, true) => None,
+        };
+        let param_root = head.params.as_ref().and(root);
         // Where a bare name in an expression is found (declared params, vars,
         // stored credentials), if anywhere.
         let credential_exists = self.credential_exists;
@@ -736,7 +729,7 @@ impl<'a> Builder<'a> {
                 check_name(
                     name,
                     d.node,
-                    self.in_foreach.contains(&d.node),
+                    d.in_foreach,
                     &self.index,
                     ancestors.get_or_init(|| Ancestors::new(graph)),
                     &|t| self.imp(t).cloned(),

@@ -517,3 +517,33 @@ fn the_http_and_llm_templates_run_against_local_servers() {
             .is_some()
     );
 }
+
+#[test]
+fn a_long_workflow_is_stored_whole_and_retried_from_history() {
+    // Over 64 KB, a definition is written into its row in place rather than
+    // bound as a value; it must read back byte for byte.
+    let t = TestHome::initialized();
+    let dir = t.tmp();
+    let n = 1000;
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("n{i}"), "type": "transform.set", "data": {"inputs": {"values": {"i": i, "note": "é ✓"}}}}))
+        .collect();
+    let edges: Vec<Value> = (1..n)
+        .map(|i| json!({"source": format!("n{}", i - 1), "target": format!("n{i}")}))
+        .collect();
+    let wf = write(
+        dir,
+        "long.json",
+        &json!({"name": "long", "nodes": nodes, "edges": edges}),
+    );
+    assert!(std::fs::metadata(&wf).unwrap().len() > 64 * 1024);
+    stdout_of(t.cmd().arg("run").arg(&wf));
+    // Run again: the definition is already stored.
+    stdout_of(t.cmd().arg("run").arg(&wf));
+    std::fs::remove_file(&wf).unwrap();
+    let id = runs(&t)[0]["id"].as_str().unwrap().to_string();
+    let r: Value =
+        serde_json::from_str(&stdout_of(t.cmd().args(["runs", "retry", &id, "--json"]))).unwrap();
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["output"], json!({"i": n - 1, "note": "é ✓"}));
+}

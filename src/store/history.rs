@@ -502,7 +502,9 @@ impl Store {
     pub fn definition(&self, hash: &str) -> Result<Option<String>> {
         self.conn
             .query_row(
-                "SELECT definition FROM definitions WHERE hash = ?1
+                // A long definition is stored as the bytes of its text (see
+                // the recorder's `define`).
+                "SELECT CAST(definition AS TEXT) FROM definitions WHERE hash = ?1
                  UNION ALL SELECT definition FROM workflow_versions WHERE hash = ?1 LIMIT 1",
                 [hash],
                 |r| r.get(0),

@@ -55,7 +55,7 @@ pub fn needs_of_plan(plan: &crate::Plan) -> Vec<String> {
     let mut types: Vec<String> = plan
         .nodes
         .iter()
-        .map(|n| crate::workflow::canonical_type(&n.type_name).to_string())
+        .map(|n| crate::workflow::canonical_type(n.type_name()).to_string())
         .collect();
     types.sort();
     types.dedup();

@@ -182,7 +182,7 @@ async fn execute_as(
         .nodes
         .iter()
         .enumerate()
-        .map(|(i, node)| plan.outgoing(i).is_empty() || &*node.type_name == "end")
+        .map(|(i, node)| plan.outgoing(i).is_empty() || &**node.type_name() == "end")
         .collect();
     let mut with_usage: Vec<Arc<Value>> = Vec::new();
     let mut ready: VecDeque<usize> = VecDeque::new();
@@ -379,7 +379,9 @@ async fn execute_as(
                         } else if stop.is_none() {
                             failure = Some(format!(
                                 "node {:?} ({}) failed: {}",
-                                &*node.id, node.type_name, err.message
+                                &*node.id,
+                                node.type_name(),
+                                err.message
                             ));
                             stop = Some(Status::Failed);
                             shared.cancel.cancel();
@@ -408,7 +410,7 @@ async fn execute_as(
         // Resolve the targets of the edges just decided; skips propagate.
         let mut decided: VecDeque<usize> = plan.outgoing(i).iter().collect();
         while let Some(e) = decided.pop_front() {
-            let t = plan.edges[e].target;
+            let t = plan.edges[e].target();
             remaining[t] -= 1;
             if state[t] != NodeState::Waiting {
                 continue;
@@ -567,7 +569,7 @@ fn finish(
     shared.engine.observer().on_event(&Event::NodeFinished {
         run_id: shared.run.id.to_string(),
         node_id: node.id.to_string(),
-        node_type: node.type_name.to_string(),
+        node_type: node.type_name().to_string(),
         status,
         attempts,
         duration_ms,
@@ -590,7 +592,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
             _ => None,
         })
         .collect();
-    let keyed = &*node.type_name == "flow.merge";
+    let keyed = &**node.type_name() == "flow.merge";
     if let [(e, v)] = live.as_slice()
         && !keyed
         && plan.edges[*e].target_handle().is_none()
@@ -602,7 +604,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
         let edge = &plan.edges[e];
         let key = edge
             .target_handle()
-            .unwrap_or(&plan.nodes[edge.source].id)
+            .unwrap_or(&plan.nodes[edge.source()].id)
             .to_string();
         map.insert(key, (**v).clone());
     }
@@ -618,7 +620,7 @@ fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
             .filter(|r| r.status == Status::Succeeded)
             .and_then(|r| r.output.clone())
     };
-    if let Some(i) = plan.nodes.iter().position(|n| &*n.type_name == "end")
+    if let Some(i) = plan.nodes.iter().position(|n| &**n.type_name() == "end")
         && let Some(v) = output(i)
     {
         return v;
@@ -687,7 +689,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),
             node_id: node.id.clone(),
-            node_type: node.type_name.clone(),
+            node_type: node.type_name().clone(),
             attempt: 0,
             item: None,
             status: Status::Succeeded,
@@ -898,7 +900,7 @@ async fn attempts(
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),
             node_id: node.id.clone(),
-            node_type: node.type_name.clone(),
+            node_type: node.type_name().clone(),
             attempt,
             item: item.as_ref().map(|(_, idx, _)| *idx),
             status: match &result {
@@ -964,7 +966,7 @@ async fn one_attempt(
             .get(name)
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
-    let params = match &node.inputs {
+    let params = match node.templates() {
         None => node.written().map_err(|e| {
             NodeError::new(
                 ErrorKind::Input,
@@ -1006,7 +1008,7 @@ async fn one_attempt(
         steps: shared.steps.clone(),
     };
     let work = tracing::Instrument::instrument(
-        node.node.run(ctx),
+        node.imp().run(ctx),
         tracing::debug_span!("node", node_id = %node.id),
     );
     limited(shared, node, work).await

@@ -3,7 +3,6 @@
 //! plan is always runnable.
 
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +30,7 @@ pub struct Plan {
     pub edges: Vec<PlannedEdge>,
     /// Each node's edges in and out ([`Plan::incoming`], [`Plan::outgoing`]).
     pub(crate) links: Links,
-    pub index: HashMap<Arc<str>, usize>,
+    pub(crate) index: NodeIndex,
     pub max_parallel: Option<usize>,
     pub timeout: Option<Duration>,
     /// Things that are allowed but probably not meant (a retry that can never
@@ -42,22 +41,21 @@ pub struct Plan {
     pub params: Option<Vec<crate::workflow::params::Param>>,
 }
 
-/// One node of a plan. Kept small (a 100,000-node workflow holds 100,000 of
-/// them): what most nodes lack (retry, timeout, `foreach`, credentials) is
-/// boxed in [`More`], and inputs without expressions are kept as their JSON
-/// text, read when the node runs.
+/// One node of a plan: 64 bytes (a 100,000-node workflow holds 100,000 of
+/// them). Its type is shared with the other nodes of the type ([`Kind`]);
+/// what most nodes lack (retry, timeout, `foreach`, credentials, inputs with
+/// expressions) is boxed, and inputs without expressions are kept as their
+/// JSON text, read when the node runs.
 pub struct PlannedNode {
     pub id: Arc<str>,
-    /// Shared by every node of the type.
-    pub type_name: Arc<str>,
-    pub node: Arc<dyn Node>,
+    kind: Arc<Kind>,
     /// `data.inputs` as written (JSON), for a node without expressions (whose
     /// [`Self::inputs`] is `None`) and for trigger nodes; `None` otherwise,
     /// so a plan keeps one form of each node's inputs, not two.
     pub(crate) written: Option<Box<str>>,
     /// `data.inputs` prepared for rendering; `None` when the node has no
     /// expression anywhere, so its inputs are used as written.
-    pub inputs: Option<Box<[(String, Template)]>>,
+    pub(crate) inputs: Option<Box<Templates>>,
     pub(crate) more: Option<Box<More>>,
     pub on_error: OnError,
     pub has_error_edge: bool,
@@ -68,6 +66,15 @@ pub struct PlannedNode {
     /// (`nodes.ID…`), or one reads `nodes` as a whole.
     pub read_by_expressions: bool,
 }
+
+/// A node type as a plan uses it: one per type, shared by its nodes.
+pub(crate) struct Kind {
+    pub name: Arc<str>,
+    pub imp: Arc<dyn Node>,
+}
+
+/// A node's inputs with expressions, prepared for rendering.
+pub(crate) struct Templates(pub Box<[(String, Template)]>);
 
 /// What most nodes do not have.
 #[derive(Default)]
@@ -80,6 +87,37 @@ pub(crate) struct More {
 }
 
 impl PlannedNode {
+    pub(crate) fn new(id: Arc<str>, kind: Arc<Kind>) -> PlannedNode {
+        PlannedNode {
+            trigger: kind.imp.spec().trigger,
+            id,
+            kind,
+            written: None,
+            inputs: None,
+            more: None,
+            on_error: OnError::Fail,
+            has_error_edge: false,
+            first_wins: false,
+            read_by_expressions: false,
+        }
+    }
+
+    /// The node's type, as its implementation names it.
+    pub fn type_name(&self) -> &Arc<str> {
+        &self.kind.name
+    }
+
+    /// The node's implementation.
+    pub fn imp(&self) -> &Arc<dyn Node> {
+        &self.kind.imp
+    }
+
+    /// `data.inputs` with expressions, prepared for rendering; `None` when
+    /// the node has none (its inputs are [`Self::written`]).
+    pub fn templates(&self) -> Option<&[(String, Template)]> {
+        self.inputs.as_deref().map(|t| &*t.0)
+    }
+
     /// `data.inputs` as written (empty for a node whose inputs have
     /// expressions, see [`Self::inputs`]), read back from the text the plan
     /// keeps.
@@ -117,8 +155,8 @@ impl PlannedNode {
 
 /// One edge of a plan: 16 bytes, its handles boxed (most edges have none).
 pub struct PlannedEdge {
-    pub source: usize,
-    pub target: usize,
+    source: u32,
+    target: u32,
     handles: Option<Box<Handles>>,
 }
 
@@ -129,9 +167,11 @@ struct Handles {
 }
 
 impl PlannedEdge {
+    /// An edge between nodes `source` and `target` (indexes into
+    /// [`Plan::nodes`]; a plan holds fewer than 2³² nodes).
     pub fn new(
-        source: usize,
-        target: usize,
+        source: u32,
+        target: u32,
         source_handle: Option<Box<str>>,
         target_handle: Option<Box<str>>,
     ) -> PlannedEdge {
@@ -146,6 +186,16 @@ impl PlannedEdge {
             target,
             handles,
         }
+    }
+
+    /// The node the edge leaves (an index into [`Plan::nodes`]).
+    pub fn source(&self) -> usize {
+        self.source as usize
+    }
+
+    /// The node the edge arrives at.
+    pub fn target(&self) -> usize {
+        self.target as usize
     }
 
     /// The branch the edge leaves by (`true`, a switch case, `error`);
@@ -195,7 +245,12 @@ impl Plan {
     }
 
     pub fn node(&self, id: &str) -> Option<&PlannedNode> {
-        self.index.get(id).map(|&i| &self.nodes[i])
+        self.position(id).map(|i| &self.nodes[i])
+    }
+
+    /// The index in [`Plan::nodes`] of the node with this id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id, |i| &self.nodes[i].id)
     }
 
     /// Nodes with no outgoing edges.
@@ -205,6 +260,41 @@ impl Plan {
             .enumerate()
             .filter(|(i, _)| self.outgoing(*i).is_empty())
             .map(|(_, n)| n)
+    }
+}
+
+/// Node ids to their index in [`Plan::nodes`]: 5 bytes a node, where a map
+/// keyed by shared ids took 25. The ids stay in the nodes; the functions
+/// given (`id_of`) read them.
+#[derive(Default)]
+pub(crate) struct NodeIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+impl NodeIndex {
+    /// The node with this id.
+    pub(crate) fn get<'a>(&self, id: &str, id_of: impl Fn(usize) -> &'a str) -> Option<usize> {
+        use std::hash::BuildHasher;
+        self.table
+            .find(self.hasher.hash_one(id), |&i| id_of(i as usize) == id)
+            .map(|&i| i as usize)
+    }
+
+    /// Adds node `i`, whose id no node in the index has; `id_of` gives the
+    /// ids of the nodes already in it.
+    pub(crate) fn insert<'a>(&mut self, i: usize, id: &str, id_of: impl Fn(usize) -> &'a str) {
+        use std::hash::BuildHasher;
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hasher.hash_one(id), i as u32, |&j| {
+                hasher.hash_one(id_of(j as usize))
+            });
+    }
+
+    /// The nodes in the index, in no particular order.
+    pub(crate) fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.table.iter().map(|&i| i as usize)
     }
 }
 
@@ -220,8 +310,8 @@ impl Links {
     /// The links of `n` nodes joined by `edges`.
     pub(crate) fn new(n: usize, edges: &[PlannedEdge]) -> Links {
         Links {
-            incoming: Lists::new(n, edges.iter().map(|e| e.target)),
-            outgoing: Lists::new(n, edges.iter().map(|e| e.source)),
+            incoming: Lists::new(n, edges.iter().map(PlannedEdge::target)),
+            outgoing: Lists::new(n, edges.iter().map(PlannedEdge::source)),
         }
     }
 
@@ -286,3 +376,7 @@ impl<'a> EdgeIds<'a> {
         self.0.is_empty()
     }
 }
+
+// A plan holds one of each per node and per edge: keep them this small.
+const _: () = assert!(std::mem::size_of::<PlannedNode>() <= 64);
+const _: () = assert!(std::mem::size_of::<PlannedEdge>() <= 16);

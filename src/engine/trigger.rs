@@ -62,11 +62,12 @@ pub fn entry_node<'a>(plan: &'a Plan, kind: Kind, node: Option<&str>) -> Result<
     let candidates: Vec<&str> = plan
         .nodes
         .iter()
-        .filter(|n| kind.fits(crate::workflow::canonical_type(&n.type_name)))
+        .filter(|n| kind.fits(crate::workflow::canonical_type(n.type_name())))
         .map(|n| &*n.id)
         .collect();
     match (node, candidates.as_slice()) {
-        (Some(id), _) if candidates.contains(&id) => Ok(plan.nodes[plan.index[id]].id.as_ref()),
+        // The id as the plan holds it, which outlives `node`.
+        (Some(id), _) if candidates.contains(&id) => Ok(plan.node(id).map_or("", |n| &*n.id)),
         (Some(id), _) => Err(format!(
             "node {id:?} is not a {} trigger of {} (its {} triggers: {})",
             kind.name(),

@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
-use crate::engine::plan::{Links, More, Plan, PlannedEdge, PlannedNode, RetryPolicy};
+use crate::engine::plan::{
+    Kind, Links, More, NodeIndex, Plan, PlannedEdge, PlannedNode, RetryPolicy, Templates,
+};
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
 /// One thing wrong with a workflow.
@@ -121,9 +123,9 @@ struct Builder<'a> {
     nodes: Vec<Option<PlannedNode>>,
     /// Ids of the nodes without a planned node, for messages.
     unplanned: HashMap<usize, Arc<str>>,
-    index: HashMap<Arc<str>, usize>,
-    /// One shared name per node type.
-    type_names: HashMap<String, Arc<str>>,
+    index: NodeIndex,
+    /// One shared [`Kind`] per node type.
+    kinds: HashMap<String, Arc<Kind>>,
     /// Branch names of the nodes that have them (a switch's cases).
     handles: HashMap<usize, Vec<String>>,
     /// Nodes with `foreach`, for `item` and `index` in their expressions.
@@ -168,6 +170,18 @@ impl super::model::Sink for Builder<'_> {
     }
 }
 
+/// The id of node `i` of a plan being built.
+fn id_at<'n>(
+    nodes: &'n [Option<PlannedNode>],
+    unplanned: &'n HashMap<usize, Arc<str>>,
+    i: usize,
+) -> &'n str {
+    match &nodes[i] {
+        Some(node) => &node.id,
+        None => unplanned.get(&i).map_or("", |id| id),
+    }
+}
+
 impl<'a> Builder<'a> {
     fn new(
         registry: &'a Registry,
@@ -182,8 +196,8 @@ impl<'a> Builder<'a> {
             warnings: Vec::new(),
             nodes: Vec::new(),
             unplanned: HashMap::new(),
-            index: HashMap::new(),
-            type_names: HashMap::new(),
+            index: NodeIndex::default(),
+            kinds: HashMap::new(),
             handles: HashMap::new(),
             webhook_triggers: false,
             other_triggers: false,
@@ -196,14 +210,16 @@ impl<'a> Builder<'a> {
     }
 
     fn id_of(&self, i: usize) -> &str {
-        match &self.nodes[i] {
-            Some(node) => &node.id,
-            None => self.unplanned.get(&i).map_or("", |id| id),
-        }
+        id_at(&self.nodes, &self.unplanned, i)
+    }
+
+    /// The first node with this id.
+    fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id, |j| self.id_of(j))
     }
 
     fn imp(&self, i: usize) -> Option<&Arc<dyn crate::nodes::Node>> {
-        self.nodes[i].as_ref().map(|n| &n.node)
+        self.nodes[i].as_ref().map(PlannedNode::imp)
     }
 
     fn add_node(&mut self, mut node: NodeDef) {
@@ -237,14 +253,15 @@ impl<'a> Builder<'a> {
                     message: "node id is empty".into(),
                 },
             ));
-        } else if let Some(first) = self.index.get(&*id) {
+        } else if let Some(first) = self.position(&id) {
             p(
                 (IDS, i, 0),
                 format!("nodes[{i}].id"),
                 format!("duplicate node id (also nodes[{first}]); ids must be unique"),
             );
         } else {
-            self.index.insert(id.clone(), i);
+            let (nodes, unplanned) = (&self.nodes, &self.unplanned);
+            self.index.insert(i, &id, |j| id_at(nodes, unplanned, j));
         }
 
         // Type.
@@ -474,15 +491,18 @@ impl<'a> Builder<'a> {
             return;
         };
         let spec = imp.spec();
-        let trigger = spec.trigger;
-        let type_name = match self.type_names.get(&spec.type_name) {
-            Some(name) => name.clone(),
+        let kind = match self.kinds.get(&spec.type_name) {
+            Some(kind) => kind.clone(),
             None => {
-                let name: Arc<str> = Arc::from(spec.type_name.as_str());
-                self.type_names.insert(spec.type_name.clone(), name.clone());
-                name
+                let kind = Arc::new(Kind {
+                    name: Arc::from(spec.type_name.as_str()),
+                    imp: imp.clone(),
+                });
+                self.kinds.insert(spec.type_name.clone(), kind.clone());
+                kind
             }
         };
+        let mut planned = PlannedNode::new(id, kind);
         let inputs = std::mem::take(&mut node.data.inputs);
         let templates = has_expressions.then(|| {
             inputs
@@ -491,8 +511,9 @@ impl<'a> Builder<'a> {
                 .collect()
         });
         // A JSON value's text (`Display`) cannot fail, unlike `to_string`'s.
-        let written = (templates.is_none() || trigger)
+        planned.written = (templates.is_none() || planned.trigger)
             .then(|| Value::Object(inputs).to_string().into_boxed_str());
+        planned.inputs = templates.map(|t| Box::new(Templates(t)));
         let more = More {
             foreach: node.foreach.take().map(String::into_boxed_str),
             concurrency: node.concurrency,
@@ -505,24 +526,15 @@ impl<'a> Builder<'a> {
             && more.retry.is_none()
             && more.timeout.is_none()
             && more.credentials.is_empty();
-        self.nodes.push(Some(PlannedNode {
-            id,
-            type_name,
-            trigger,
-            node: imp,
-            on_error: node.on_error.unwrap_or(OnError::Fail),
-            written,
-            inputs: templates,
-            more: (!plain).then(|| Box::new(more)),
-            has_error_edge: false,
-            first_wins,
-            read_by_expressions: false,
-        }));
+        planned.more = (!plain).then(|| Box::new(more));
+        planned.on_error = node.on_error.unwrap_or(OnError::Fail);
+        planned.first_wins = first_wins;
+        self.nodes.push(Some(planned));
     }
 
     fn add_edge(&mut self, e: usize, edge: EdgeDef) {
-        let source = self.index.get(edge.source.as_str()).copied();
-        let target = self.index.get(edge.target.as_str()).copied();
+        let source = self.position(&edge.source);
+        let target = self.position(&edge.target);
         let mut p = |node: Option<&str>, path: String, message: String| {
             self.problems.push((
                 (EDGES, e, 0),
@@ -587,8 +599,12 @@ impl<'a> Builder<'a> {
             .target_handle
             .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str()))
             .map(String::into_boxed_str);
-        self.edges
-            .push(PlannedEdge::new(s, t, source_handle, target_handle));
+        self.edges.push(PlannedEdge::new(
+            s as u32,
+            t as u32,
+            source_handle,
+            target_handle,
+        ));
     }
 
     fn finish(
@@ -698,9 +714,9 @@ impl<'a> Builder<'a> {
                     match rest
                         .strip_prefix('.')
                         .and_then(|r| r.split('.').next())
-                        .and_then(|target| self.index.get(target))
+                        .and_then(|target| self.position(target))
                     {
-                        Some(&t) => {
+                        Some(t) => {
                             read_outputs.insert(t);
                         }
                         None if rest.is_empty() || rest.starts_with('.') => read_all_outputs = true,
@@ -730,7 +746,8 @@ impl<'a> Builder<'a> {
                     name,
                     d.node,
                     d.in_foreach,
-                    &self.index,
+                    &|id| self.position(id),
+                    &|| self.index.positions().map(|j| self.id_of(j)).collect(),
                     ancestors.get_or_init(|| Ancestors::new(graph)),
                     &|t| self.imp(t).cloned(),
                     acyclic,
@@ -774,7 +791,7 @@ impl<'a> Builder<'a> {
         let mut nodes: Vec<PlannedNode> = self.nodes.into_iter().filter_map(|n| n).collect();
         for edge in &self.edges {
             if edge.source_handle() == Some(ERROR_HANDLE) {
-                nodes[edge.source].has_error_edge = true;
+                nodes[edge.source()].has_error_edge = true;
             }
         }
         for (i, node) in nodes.iter_mut().enumerate() {
@@ -903,11 +920,12 @@ fn retry_checks(
 
 /// Checks one name an expression reads.
 #[allow(clippy::too_many_arguments)]
-fn check_name(
+fn check_name<'i>(
     name: &str,
     node: usize,
     in_foreach: bool,
-    index: &HashMap<Arc<str>, usize>,
+    position: &dyn Fn(&str) -> Option<usize>,
+    ids: &dyn Fn() -> Vec<&'i str>,
     ancestors: &Ancestors,
     imp: &dyn Fn(usize) -> Option<Arc<dyn crate::nodes::Node>>,
     acyclic: bool,
@@ -939,8 +957,8 @@ fn check_name(
         return;
     }
     let Some(target) = parts.next() else { return };
-    let Some(&t) = index.get(target) else {
-        let hint = closest(target, index.keys().map(|k| &**k))
+    let Some(t) = position(target) else {
+        let hint = closest(target, ids().into_iter())
             .map(|s| format!("; did you mean {s:?}?"))
             .unwrap_or_default();
         report(format!("no node {target:?} in this workflow{hint}"));
@@ -1048,7 +1066,7 @@ impl<'p> Graph<'p> {
         self.links
             .outgoing(node)
             .iter()
-            .map(move |e| edges[e].target)
+            .map(move |e| edges[e].target())
     }
 
     fn predecessors(self, node: usize) -> impl Iterator<Item = usize> + 'p {
@@ -1056,7 +1074,7 @@ impl<'p> Graph<'p> {
         self.links
             .incoming(node)
             .iter()
-            .map(move |e| edges[e].source)
+            .map(move |e| edges[e].source())
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Plan {
     pub source_path: Option<PathBuf>,
     /// Folder that relative paths in the workflow resolve against.
     pub base_dir: Arc<PathBuf>,
-    pub nodes: Vec<PlannedNode>,
+    pub nodes: Nodes,
     pub edges: Vec<PlannedEdge>,
     /// Each node's edges in and out ([`Plan::incoming`], [`Plan::outgoing`]).
     pub(crate) links: Links,
@@ -39,6 +39,94 @@ pub struct Plan {
     /// The declared parameters; `None` when the workflow declares none (its
     /// input is then taken as it comes).
     pub params: Option<Vec<crate::workflow::params::Param>>,
+}
+
+/// A plan's nodes, held in chunks of [`CHUNK`] nodes. A growing vector
+/// would hold up to half its size again in spare capacity and copy itself as
+/// it grows (a third more memory for a 100,000-node plan, and twice its size
+/// while it copies); chunks never move, and only the last has room to spare.
+pub struct Nodes<T = PlannedNode> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+/// Nodes in a chunk of [`Nodes`] (64 KB of planned nodes).
+const CHUNK: usize = 1024;
+
+impl<T> Default for Nodes<T> {
+    fn default() -> Self {
+        Nodes {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Nodes<T> {
+    pub fn push(&mut self, node: T) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(node),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(node);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.chunks.iter_mut().flatten()
+    }
+}
+
+impl<T> Nodes<Option<T>> {
+    /// The nodes that are there, in order, each chunk reused in place.
+    pub(crate) fn present(self) -> Nodes<T> {
+        let mut len = 0;
+        let chunks = self
+            .chunks
+            .into_iter()
+            .map(|chunk| {
+                // The identity `filter_map` reuses the chunk; `flatten` would copy it.
+                #[allow(clippy::filter_map_identity)]
+                let chunk: Vec<T> = chunk.into_iter().filter_map(|n| n).collect();
+                len += chunk.len();
+                chunk
+            })
+            .collect();
+        Nodes { chunks, len }
+    }
+}
+
+impl<T> std::ops::Index<usize> for Nodes<T> {
+    type Output = T;
+
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Nodes<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
 }
 
 /// One node of a plan: 64 bytes (a 100,000-node workflow holds 100,000 of
@@ -380,3 +468,47 @@ impl<'a> EdgeIds<'a> {
 // A plan holds one of each per node and per edge: keep them this small.
 const _: () = assert!(std::mem::size_of::<PlannedNode>() <= 64);
 const _: () = assert!(std::mem::size_of::<PlannedEdge>() <= 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_across_chunks_keep_their_order_and_places() {
+        let mut nodes: Nodes<Option<usize>> = Nodes::default();
+        let n = 2 * CHUNK + 7;
+        for i in 0..n {
+            nodes.push((i % 3 != 0).then_some(i));
+        }
+        assert_eq!(nodes.len(), n);
+        assert_eq!(nodes[CHUNK + 1], Some(CHUNK + 1));
+        assert_eq!(nodes.get(n), None);
+        nodes[CHUNK] = Some(7);
+        assert_eq!(nodes.get(CHUNK), Some(&Some(7)));
+        // Only the last chunk has room to spare.
+        assert!(nodes.chunks.iter().rev().skip(1).all(|c| c.len() == CHUNK));
+
+        let present = nodes.present();
+        let expected: Vec<usize> = (0..n)
+            .filter(|i| i % 3 != 0 || *i == CHUNK)
+            .map(|i| if i == CHUNK { 7 } else { i })
+            .collect();
+        assert_eq!(present.len(), expected.len());
+        assert_eq!(present.iter().copied().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn the_index_finds_each_id_by_its_text() {
+        let ids: Vec<String> = (0..5000).map(|i| format!("node-{i}")).collect();
+        let mut index = NodeIndex::default();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id, |j| &ids[j]), None);
+            index.insert(i, id, |j| &ids[j]);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id, |j| &ids[j]), Some(i));
+        }
+        assert_eq!(index.get("node-5000", |j| &ids[j]), None);
+        assert_eq!(index.positions().count(), ids.len());
+    }
+}

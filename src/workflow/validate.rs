@@ -14,7 +14,7 @@ use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
 use crate::engine::plan::{
-    Kind, Links, More, NodeIndex, Plan, PlannedEdge, PlannedNode, RetryPolicy, Templates,
+    Kind, Links, More, NodeIndex, Nodes, Plan, PlannedEdge, PlannedNode, RetryPolicy, Templates,
 };
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
@@ -120,7 +120,7 @@ struct Builder<'a> {
     warnings: Vec<Problem>,
     /// A node with an unknown type has no planned node (`None`); such a plan
     /// is never returned.
-    nodes: Vec<Option<PlannedNode>>,
+    nodes: Nodes<Option<PlannedNode>>,
     /// Ids of the nodes without a planned node, for messages.
     unplanned: HashMap<usize, Arc<str>>,
     index: NodeIndex,
@@ -172,7 +172,7 @@ impl super::model::Sink for Builder<'_> {
 
 /// The id of node `i` of a plan being built.
 fn id_at<'n>(
-    nodes: &'n [Option<PlannedNode>],
+    nodes: &'n Nodes<Option<PlannedNode>>,
     unplanned: &'n HashMap<usize, Arc<str>>,
     i: usize,
 ) -> &'n str {
@@ -194,7 +194,7 @@ impl<'a> Builder<'a> {
             credential_exists,
             problems: Vec::new(),
             warnings: Vec::new(),
-            nodes: Vec::new(),
+            nodes: Nodes::default(),
             unplanned: HashMap::new(),
             index: NodeIndex::default(),
             kinds: HashMap::new(),
@@ -785,10 +785,8 @@ impl<'a> Builder<'a> {
             return Err(problems.into_iter().map(|(_, problem)| problem).collect());
         }
 
-        // Every node has its planned form when there is no problem. (The
-        // identity `filter_map` reuses the vector; `flatten` would copy it.)
-        #[allow(clippy::filter_map_identity)]
-        let mut nodes: Vec<PlannedNode> = self.nodes.into_iter().filter_map(|n| n).collect();
+        // Every node has its planned form when there is no problem.
+        let mut nodes = self.nodes.present();
         for edge in &self.edges {
             if edge.source_handle() == Some(ERROR_HANDLE) {
                 nodes[edge.source()].has_error_edge = true;

@@ -60,23 +60,25 @@ enum EdgeState {
     Dead,
 }
 
-/// A node's final state during the run; outputs stay shared (`Arc`) with the
-/// expression view and edges until the run ends, then move into the record.
+/// A node's final state during the run: 16 bytes, as a run holds one per
+/// node. Outputs stay shared (`Arc`) with the expression view and edges until
+/// the run ends, then move into the record; a failed node's error is kept
+/// apart (most nodes have none).
 struct Done {
     status: Status,
     attempts: u32,
     output: Option<Arc<Value>>,
-    /// Boxed: most nodes have none, and a run holds one `Done` per node.
-    error: Option<Box<Value>>,
 }
 
+const _: () = assert!(std::mem::size_of::<Option<Done>>() <= 16);
+
 impl Done {
-    fn into_record(self) -> NodeRecord {
+    fn into_record(self, error: Option<Value>) -> NodeRecord {
         NodeRecord {
             status: self.status,
             attempts: self.attempts,
             output: self.output,
-            error: self.error.map(|e| *e),
+            error,
         }
     }
 }
@@ -172,10 +174,13 @@ async fn execute_as(
 
     let n = plan.nodes.len();
     let mut edges = vec![EdgeState::Pending; plan.edges.len()];
-    let mut remaining: Vec<usize> = (0..n).map(|i| plan.incoming(i).len()).collect();
+    // Edges into each node not yet decided (fewer than 2³² in a plan).
+    let mut remaining: Vec<u32> = (0..n).map(|i| plan.incoming(i).len() as u32).collect();
     let mut state = vec![NodeState::Waiting; n];
-    let mut first_input: Vec<Option<Arc<Value>>> = vec![None; n];
+    // The input a `first` merge took (only such nodes have one).
+    let mut first_input: HashMap<usize, Arc<Value>> = HashMap::new();
     let mut records: Vec<Option<Done>> = (0..n).map(|_| None).collect();
+    let mut errors: HashMap<usize, Value> = HashMap::new();
     // Without `keep_outputs`, the record keeps only the outputs the result is
     // made of; the outputs that carry token usage are kept to be summed.
     let makes_result: Vec<bool> = plan
@@ -207,8 +212,9 @@ async fn execute_as(
             let node_input = if plan.incoming(i).is_empty() {
                 input.clone()
             } else if plan.nodes[i].first_wins {
-                first_input[i]
-                    .clone()
+                first_input
+                    .get(&i)
+                    .cloned()
                     .unwrap_or_else(|| Arc::new(Value::Null))
             } else {
                 Arc::new(gather_input(&plan, i, &edges))
@@ -221,7 +227,7 @@ async fn execute_as(
                         edges[e] = EdgeState::Taken;
                     }
                 }
-                first_input[i] = None;
+                first_input.remove(&i);
             }
             state[i] = NodeState::Running;
             let shared = shared.clone();
@@ -276,7 +282,6 @@ async fn execute_as(
                 status: Status::Skipped,
                 attempts: 0,
                 output: None,
-                error: None,
             });
         } else {
             match done.result {
@@ -313,7 +318,6 @@ async fn execute_as(
                         status: Status::Succeeded,
                         attempts: done.attempts,
                         output: (request.keep_outputs || makes_result[i]).then_some(value),
-                        error: None,
                     });
                 }
                 Err(err) => {
@@ -398,11 +402,11 @@ async fn execute_as(
                             value: error_json.clone(),
                         },
                     );
+                    errors.insert(i, error_json);
                     records[i] = Some(Done {
                         status,
                         attempts: done.attempts,
                         output: None,
-                        error: Some(Box::new(error_json)),
                     });
                 }
             }
@@ -419,7 +423,7 @@ async fn execute_as(
             if target.first_wins
                 && let EdgeState::Live(v) = &edges[e]
             {
-                first_input[t] = Some(v.clone());
+                first_input.insert(t, v.clone());
                 state[t] = NodeState::Ready;
                 ready.push_back(t);
                 continue;
@@ -449,7 +453,6 @@ async fn execute_as(
                 status: Status::Skipped,
                 attempts: 0,
                 output: None,
-                error: None,
             });
         }
     }
@@ -467,7 +470,6 @@ async fn execute_as(
                 status,
                 attempts: 0,
                 output: None,
-                error: None,
             });
         }
     }
@@ -508,9 +510,10 @@ async fn execute_as(
         .iter()
         .zip(records)
         .zip(makes_result)
-        .filter_map(|((node, r), makes_result)| {
+        .enumerate()
+        .filter_map(|(i, ((node, r), makes_result))| {
             r.filter(|r| request.keep_outputs || makes_result || r.status != Status::Succeeded)
-                .map(|r| (node.id.to_string(), r.into_record()))
+                .map(|r| (node.id.to_string(), r.into_record(errors.remove(&i))))
         })
         .collect();
     RunRecord {

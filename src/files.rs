@@ -58,6 +58,18 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
 /// or a larger file is refused before anything is read.
 pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    let (file, len) = open_regular(path, limit)?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64, limit));
+    }
+    Ok(bytes)
+}
+
+/// Opens a plain file of at most `limit` bytes (as [`read_regular`] checks
+/// it), with its length; a reader should still stop after `limit` bytes.
+pub fn open_regular(path: &Path, limit: u64) -> std::io::Result<(std::fs::File, u64)> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         let kind = if meta.is_dir() {
@@ -70,21 +82,15 @@ pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
             format!("it is {kind}; give the path of a plain file"),
         ));
     }
-    let too_big = |size: u64| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("it is {size} bytes; the limit is {limit} bytes"),
-        )
-    };
     if meta.len() > limit {
-        return Err(too_big(meta.len()));
+        return Err(too_big(meta.len(), limit));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
+    Ok((std::fs::File::open(path)?, meta.len()))
+}
+
+fn too_big(size: u64, limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("it is {size} bytes; the limit is {limit} bytes"),
+    )
 }

@@ -397,6 +397,16 @@ impl Observer for Keeper {
                 input,
                 ..
             } => {
+                let definition = match definition.text() {
+                    Ok(text) => text.to_string(),
+                    Err(e) => {
+                        tracing::error!(
+                            run_id = %run_id,
+                            "run {run_id} is not kept on PostgreSQL (it stays in this home's history): {e}"
+                        );
+                        return;
+                    }
+                };
                 if let Ok(mut r) = self.running.lock() {
                     r.insert(run_id.clone());
                 }
@@ -405,7 +415,7 @@ impl Observer for Keeper {
                     run: Box::new(crate::store::pg::NewRun {
                         id: run_id.clone(),
                         workflow: workflow.clone(),
-                        definition: definition.to_string(),
+                        definition,
                         input: (**input).clone(),
                         trigger_kind: trigger_kind.clone(),
                         entry: None,

@@ -519,6 +519,93 @@ fn the_http_and_llm_templates_run_against_local_servers() {
 }
 
 #[test]
+fn a_workflow_file_of_4_mb_or_more_is_read_as_a_stream_and_stored_whole() {
+    // From 4 MB a file is parsed as a stream and its text is not held; history
+    // reads it back from the file, byte for byte (multi-byte characters
+    // across the reader's pieces included).
+    let t = TestHome::initialized();
+    let dir = t.tmp();
+    let description = "é ✓ ".repeat(700_000);
+    let wf = write(
+        dir,
+        "big.json",
+        &json!({"name": "big", "description": description, "nodes": [
+            {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {"x": 1}}}},
+            {"id": "b", "type": "transform.set", "data": {"inputs": {"values": {"y": "{{ nodes.a.output.x }}"}}}}
+        ], "edges": [{"source": "a", "target": "b"}]}),
+    );
+    let bytes = std::fs::read(&wf).unwrap();
+    assert!(bytes.len() as u64 >= 4 * 1024 * 1024);
+    t.cmd()
+        .arg("validate")
+        .arg(&wf)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("is valid: 2 nodes, 1 edges"));
+    stdout_of(t.cmd().arg("run").arg(&wf));
+    let id = runs(&t)[0]["id"].as_str().unwrap().to_string();
+    let db = rusqlite::Connection::open(t.path().join("fuse.db")).unwrap();
+    let (hash, stored): (String, Vec<u8>) = db
+        .query_row(
+            "SELECT e.workflow_hash, CAST(d.definition AS BLOB) FROM executions e
+             JOIN definitions d ON d.hash = e.workflow_hash WHERE e.id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        stored == bytes,
+        "the stored definition differs from the file"
+    );
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash, expected);
+    // The file gone, the run is retried from history.
+    std::fs::remove_file(&wf).unwrap();
+    let r: Value =
+        serde_json::from_str(&stdout_of(t.cmd().args(["runs", "retry", &id, "--json"]))).unwrap();
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["output"], json!({"y": 1}));
+}
+
+#[test]
+fn a_large_file_streamed_is_checked_as_a_small_one_is() {
+    let t = TestHome::initialized();
+    let dir = t.tmp();
+    let padding = "x".repeat(4 * 1024 * 1024);
+    // An unknown type with a suggestion, an edge to a missing node.
+    let wf = write(
+        dir,
+        "bad.json",
+        &json!({"name": "bad", "description": padding, "nodes": [
+            {"id": "a", "type": "transform.sett", "data": {"inputs": {}}}
+        ], "edges": [{"source": "a", "target": "zz"}]}),
+    );
+    t.cmd()
+        .arg("validate")
+        .arg(&wf)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("did you mean \"transform.set\""))
+        .stderr(predicate::str::contains("edge to unknown node \"zz\""));
+    // Text after the workflow: refused, at its line and column.
+    let mut text = std::fs::read_to_string(&wf).unwrap();
+    text.push_str("\n  }");
+    let last = text.lines().count();
+    std::fs::write(&wf, text).unwrap();
+    t.cmd()
+        .arg("run")
+        .arg(&wf)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!("line {last}, column 3")))
+        .stderr(predicate::str::contains("trailing characters"));
+}
+
+#[test]
 fn a_long_workflow_is_stored_whole_and_retried_from_history() {
     // Over 64 KB, a definition is written into its row in place rather than
     // bound as a value; it must read back byte for byte.

@@ -291,7 +291,11 @@ fn queue_run(
     let run = crate::store::pg::NewRun {
         id: id.clone(),
         workflow: plan.id.clone(),
-        definition: plan.definition.to_string(),
+        definition: plan
+            .definition
+            .text()
+            .map_err(anyhow::Error::msg)?
+            .to_string(),
         input,
         trigger_kind: "cli".into(),
         entry: None,
@@ -428,7 +432,7 @@ fn simulated_trigger(
             })?,
         };
         return Ok((
-            trigger::simulated_fire(plan, &entry, at),
+            trigger::simulated_fire(plan, &entry, at).map_err(anyhow::Error::msg)?,
             "cron",
             Some(entry),
         ));

@@ -1197,7 +1197,11 @@ pub(super) async fn start_run_with(
         let run = crate::store::pg::NewRun {
             id: uuid::Uuid::now_v7().to_string(),
             workflow: name.to_string(),
-            definition: plan.definition.to_string(),
+            definition: plan
+                .definition
+                .text()
+                .map_err(|e| Box::new(internal(&e)))?
+                .to_string(),
             input,
             trigger_kind: trigger.to_string(),
             entry: spec.entry.clone(),

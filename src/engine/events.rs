@@ -41,7 +41,7 @@ pub enum Event {
         run_id: String,
         workflow: String,
         workflow_hash: String,
-        definition: Arc<String>,
+        definition: crate::engine::definition::Definition,
         source_path: Option<String>,
         parent_id: Option<String>,
         retry_of: Option<String>,

@@ -9,6 +9,7 @@
 
 pub mod compare;
 pub mod creds;
+pub mod definition;
 pub mod duration;
 pub mod events;
 mod executor;
@@ -190,19 +191,47 @@ impl Engine {
         &self.inner.observer
     }
 
-    /// Reads, parses and validates a workflow file.
+    /// Reads, parses and validates a workflow file. A large one (see
+    /// [`definition::STREAMED_FILE`]) is read as a stream and its text is not
+    /// held: the plan's definition reads it back when needed.
     pub fn load(&self, path: &Path) -> Result<Plan, LoadError> {
-        let bytes = crate::files::read_regular(path, MAX_WORKFLOW_BYTES).map_err(|source| {
-            LoadError::Read {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
+        use std::io::Read;
+        let read_error = |source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (file, len) =
+            crate::files::open_regular(path, MAX_WORKFLOW_BYTES).map_err(read_error)?;
+        if len >= definition::STREAMED_FILE {
+            let stored = |name: &str| self.credential_exists(name);
+            return crate::workflow::validate::validate_file(
+                file,
+                MAX_WORKFLOW_BYTES,
+                &self.registry(),
+                &self.inner.exprs,
+                Source {
+                    path: Some(path),
+                    credential_exists: Some(&stored),
+                },
+            )
+            .map_err(|rejected| load_error(rejected, path.to_path_buf()));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(MAX_WORKFLOW_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
         let text = String::from_utf8(bytes).map_err(|e| LoadError::Parse {
             path: path.to_path_buf(),
             error: crate::workflow::model::ParseError::not_utf8(&e),
         })?;
         self.load_str(text, Some(path))
+    }
+
+    fn credential_exists(&self, name: &str) -> bool {
+        self.inner
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.exists(name))
     }
 
     /// Parses and validates workflow JSON. A `String` given moves into the
@@ -216,12 +245,7 @@ impl Engine {
         let shown = path
             .map(Path::to_path_buf)
             .unwrap_or_else(|| "workflow".into());
-        let stored = |name: &str| {
-            self.inner
-                .credentials
-                .as_ref()
-                .is_some_and(|c| c.exists(name))
-        };
+        let stored = |name: &str| self.credential_exists(name);
         crate::workflow::validate(
             text,
             &self.registry(),
@@ -231,15 +255,7 @@ impl Engine {
                 credential_exists: Some(&stored),
             },
         )
-        .map_err(|rejected| match rejected {
-            crate::workflow::validate::Rejected::Parse(error) => {
-                LoadError::Parse { path: shown, error }
-            }
-            crate::workflow::validate::Rejected::Invalid(problems) => LoadError::Invalid {
-                path: shown,
-                problems,
-            },
-        })
+        .map_err(|rejected| load_error(rejected, shown))
     }
 
     /// Runs a plan to the end and returns its record.
@@ -251,6 +267,19 @@ impl Engine {
         match tokio::spawn(executor::execute(self.clone(), plan, request)).await {
             Ok(record) => record,
             Err(e) => RunRecord::crashed(name, format!("the run task failed: {e}")),
+        }
+    }
+}
+
+/// Why a workflow was not planned, for the file (or text) at `path`.
+fn load_error(
+    rejected: crate::workflow::validate::Rejected,
+    path: std::path::PathBuf,
+) -> LoadError {
+    match rejected {
+        crate::workflow::validate::Rejected::Parse(error) => LoadError::Parse { path, error },
+        crate::workflow::validate::Rejected::Invalid(problems) => {
+            LoadError::Invalid { path, problems }
         }
     }
 }

@@ -21,8 +21,10 @@ pub struct Plan {
     /// history, URLs and the daemon use.
     pub id: String,
     /// The workflow JSON as run, and its hash (sha256, hex).
-    pub definition: Arc<String>,
+    pub definition: super::definition::Definition,
     pub hash: String,
+    /// The workflow's `description`.
+    pub description: Option<String>,
     pub source_path: Option<PathBuf>,
     /// Folder that relative paths in the workflow resolve against.
     pub base_dir: Arc<PathBuf>,

@@ -118,14 +118,14 @@ pub fn simulated_webhook(
 }
 
 /// A simulated fire of schedule trigger `node` at `at`.
-pub fn simulated_fire(plan: &Plan, node: &str, at: jiff::Timestamp) -> Value {
-    let schedule = crate::schedule::triggers_of(&plan.id, &plan.definition, at)
+pub fn simulated_fire(plan: &Plan, node: &str, at: jiff::Timestamp) -> Result<Value, String> {
+    let schedule = crate::schedule::triggers_of(&plan.id, &plan.definition.text()?, at)
         .into_iter()
         .find(|s| s.node_id == node);
     let (kind, spec) = schedule
         .map(|s| (s.kind, s.spec))
         .unwrap_or_else(|| ("manual".into(), String::new()));
-    schedule_input(at, &kind, &spec, node, false)
+    Ok(schedule_input(at, &kind, &spec, node, false))
 }
 
 /// A run's input checked against the workflow's params: strictly for runs a

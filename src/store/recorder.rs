@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::engine::definition::Definition;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -77,7 +78,7 @@ struct Accepted {
 struct Started {
     id: String,
     hash: String,
-    definition: Arc<String>,
+    definition: crate::engine::definition::Definition,
     source_path: Option<String>,
 }
 
@@ -1126,42 +1127,49 @@ fn define(
     known: &std::collections::HashSet<String>,
     new: &mut Vec<String>,
     hash: &str,
-    definition: &str,
+    definition: &Definition,
 ) -> rusqlite::Result<()> {
-    if !known.contains(hash) {
-        // Asked first: SQLite would copy the whole text (twice) to find out
-        // that an `INSERT OR IGNORE` had nothing to do, and a workflow is
-        // mostly run again as it was (10 MB for a 100,000-node one).
-        let stored: bool = conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM definitions WHERE hash = ?1)")?
-            .query_row([hash], |r| r.get(0))?;
-        if !stored && definition.len() <= STREAMED_DEFINITION {
+    if known.contains(hash) {
+        return Ok(());
+    }
+    // Asked first: SQLite would copy the whole text (twice) to find out
+    // that an `INSERT OR IGNORE` had nothing to do, and a workflow is
+    // mostly run again as it was (10 MB for a 100,000-node one).
+    let stored: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM definitions WHERE hash = ?1)")?
+        .query_row([hash], |r| r.get(0))?;
+    match definition {
+        _ if stored => {}
+        Definition::Text(text) if text.len() <= STREAMED_DEFINITION => {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, ?2)",
             )?
-            .execute(params![hash, definition])?;
-        } else if !stored {
+            .execute(params![hash, text.as_str()])?;
+        }
+        _ => {
             // Bound as a value, SQLite would copy the text twice (the binding
             // and the row it builds): room made for it, then written into
-            // the row's pages directly.
+            // the row's pages directly, piece by piece from a file.
             let made = conn
                 .prepare_cached(
                     "INSERT OR IGNORE INTO definitions (hash, definition) VALUES (?1, zeroblob(?2))",
                 )?
                 .execute(params![hash, definition.len() as i64])?;
             if made == 1 {
-                conn.blob_open(
+                let mut blob = conn.blob_open(
                     rusqlite::MAIN_DB,
                     "definitions",
                     "definition",
                     conn.last_insert_rowid(),
                     false,
-                )?
-                .write_at(definition.as_bytes(), 0)?;
+                )?;
+                definition
+                    .copy(|piece, at| blob.write_at(piece, at).map_err(|e| e.to_string()))
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
             }
         }
-        new.push(hash.to_string());
     }
+    new.push(hash.to_string());
     Ok(())
 }
 

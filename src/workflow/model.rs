@@ -591,17 +591,36 @@ impl Workflow {
     /// Parses workflow JSON, handing each node and edge to `sink` as it is
     /// read; returns the rest. Errors as [`Workflow::from_json`].
     pub fn stream(text: &str, sink: &mut impl Sink) -> Result<Head, ParseError> {
+        Self::stream_with(serde_json::Deserializer::from_str(text), sink, || {
+            format_hint(text)
+        })
+    }
+
+    /// [`Workflow::stream`] from a reader, for a file too large to hold;
+    /// `hint` explains a syntax error (see [`format_hint`]).
+    pub fn stream_reader(
+        reader: impl std::io::Read,
+        sink: &mut impl Sink,
+        hint: impl FnOnce() -> Option<&'static str>,
+    ) -> Result<Head, ParseError> {
+        Self::stream_with(serde_json::Deserializer::from_reader(reader), sink, hint)
+    }
+
+    fn stream_with<'de, R: serde_json::de::Read<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        sink: &mut impl Sink,
+        hint: impl FnOnce() -> Option<&'static str>,
+    ) -> Result<Head, ParseError> {
         use serde::de::DeserializeSeed;
-        let de = &mut serde_json::Deserializer::from_str(text);
         let mut track = serde_path_to_error::Track::new();
         let read = Stream(sink)
-            .deserialize(serde_path_to_error::Deserializer::new(&mut *de, &mut track))
+            .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
             .map_err(|e| (track.path().to_string(), e))
             .and_then(|head| de.end().map(|()| head).map_err(|e| (String::new(), e)));
         read.map_err(|(path, inner)| {
             let mut message = strip_position(&inner.to_string());
             if inner.is_syntax()
-                && let Some(hint) = format_hint(text)
+                && let Some(hint) = hint()
             {
                 message = format!("{message}; {hint}");
             }
@@ -663,7 +682,8 @@ impl ParseError {
 }
 
 /// What a file that is not JSON probably is: YAML, or JSON with comments.
-fn format_hint(text: &str) -> Option<&'static str> {
+/// What a file that is not JSON may be instead (comments, YAML).
+pub(crate) fn format_hint(text: &str) -> Option<&'static str> {
     let start = text.trim_start_matches('\u{feff}').trim_start();
     let has_comments = text
         .lines()

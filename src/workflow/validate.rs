@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::engine::definition::{Definition, DefinitionFile, Hashing, hex};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -76,8 +77,46 @@ pub fn validate(
 ) -> Result<Plan, Rejected> {
     let mut builder = Builder::new(registry, exprs, source.credential_exists);
     let head = Workflow::stream(&text, &mut builder).map_err(Rejected::Parse)?;
+    let hash = hex(&Sha256::digest(text.as_bytes()));
+    let definition = Definition::Text(Arc::new(text.into_owned()));
     builder
-        .finish(head, text.into_owned(), source.path)
+        .finish(head, definition, hash, source.path)
+        .map_err(Rejected::Invalid)
+}
+
+/// [`validate`] of a file read as a stream (at most `limit` bytes of it):
+/// its text is not held, and the plan's definition reads it back from the
+/// file when needed ([`Definition::File`]).
+pub fn validate_file(
+    file: std::fs::File,
+    limit: u64,
+    registry: &Registry,
+    exprs: &Expressions,
+    source: Source<'_>,
+) -> Result<Plan, Rejected> {
+    use std::io::Read;
+    let path = source.path.unwrap_or(Path::new("workflow"));
+    let mut builder = Builder::new(registry, exprs, source.credential_exists);
+    // Hashed as read, in the reader's large reads (the parser reads byte by byte).
+    let mut read = std::io::BufReader::with_capacity(64 * 1024, Hashing::new(file.take(limit)));
+    let hint = || {
+        // A syntax error: what the file's start says it may be instead.
+        let mut start = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(64 * 1024).read_to_end(&mut start))
+            .ok()
+            .and_then(|_| super::model::format_hint(&String::from_utf8_lossy(&start)))
+    };
+    let head = Workflow::stream_reader(&mut read, &mut builder, hint).map_err(Rejected::Parse)?;
+    let read = read.into_inner();
+    let hash = hex(&read.hash.finalize());
+    let definition = Definition::File(Arc::new(DefinitionFile {
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        len: read.len,
+        hash: hash.clone(),
+    }));
+    builder
+        .finish(head, definition, hash, source.path)
         .map_err(Rejected::Invalid)
 }
 
@@ -610,7 +649,8 @@ impl<'a> Builder<'a> {
     fn finish(
         mut self,
         head: Head,
-        definition: String,
+        definition: Definition,
+        hash: String,
         path: Option<&Path>,
     ) -> Result<Plan, Vec<Problem>> {
         // Edges read before the nodes were added when the nodes were done
@@ -796,7 +836,6 @@ impl<'a> Builder<'a> {
             node.read_by_expressions = read_all_outputs || read_outputs.contains(&i);
         }
 
-        let hash = hex(&Sha256::digest(definition.as_bytes()));
         let fallback = path
             .and_then(|p| p.file_stem())
             .map(|s| s.to_string_lossy().into_owned())
@@ -812,8 +851,9 @@ impl<'a> Builder<'a> {
             name,
             max_parallel: head.settings.max_parallel,
             timeout,
-            definition: Arc::new(definition),
+            definition,
             hash,
+            description: head.description,
             source_path: path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
             base_dir: Arc::new(base_dir),
             nodes,
@@ -1182,10 +1222,6 @@ fn levenshtein(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The seed format's `TimerStartNode` (`trigger.timer`): each field is

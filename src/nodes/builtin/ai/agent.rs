@@ -456,11 +456,7 @@ fn tools(ctx: &NodeCtx) -> Result<Vec<Tool>, NodeError> {
 }
 
 fn workflow_description(plan: &crate::Plan) -> Option<String> {
-    serde_json::from_str::<Value>(&plan.definition)
-        .ok()?
-        .get("description")?
-        .as_str()
-        .map(str::to_string)
+    plan.description.clone()
 }
 
 /// A name every API accepts: letters, digits, `_` and `-`, at most 64.

@@ -83,6 +83,60 @@ impl Done {
     }
 }
 
+/// The results a run keeps for its record: every node's when it keeps every
+/// output, else only those of the nodes its record lists (those that did not
+/// succeed, and those its result is made of). A 100,000-node chain run by
+/// `fuse run` keeps one, where it kept 100,000.
+enum Records {
+    Every(Vec<Option<Done>>),
+    Listed(HashMap<usize, Done>),
+}
+
+impl Records {
+    fn new(n: usize, keep_outputs: bool) -> Records {
+        if keep_outputs {
+            Records::Every((0..n).map(|_| None).collect())
+        } else {
+            Records::Listed(HashMap::new())
+        }
+    }
+
+    /// Node `i` is done; `makes_result`: its output is part of the result.
+    fn set(&mut self, i: usize, done: Done, makes_result: bool) {
+        match self {
+            Records::Every(all) => all[i] = Some(done),
+            Records::Listed(listed) => {
+                if makes_result || done.status != Status::Succeeded {
+                    listed.insert(i, done);
+                }
+            }
+        }
+    }
+
+    /// The output of node `i` if it succeeded and its output is kept.
+    fn output(&self, i: usize) -> Option<Arc<Value>> {
+        let done = match self {
+            Records::Every(all) => all.get(i)?.as_ref(),
+            Records::Listed(listed) => listed.get(&i),
+        }?;
+        (done.status == Status::Succeeded)
+            .then(|| done.output.clone())
+            .flatten()
+    }
+
+    /// The kept results, by node.
+    fn into_kept(self) -> Vec<(usize, Done)> {
+        match self {
+            Records::Every(all) => all
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.map(|d| (i, d)))
+                .collect(),
+            Records::Listed(listed) => listed.into_iter().collect(),
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum NodeState {
     Waiting,
@@ -179,7 +233,7 @@ async fn execute_as(
     let mut state = vec![NodeState::Waiting; n];
     // The input a `first` merge took (only such nodes have one).
     let mut first_input: HashMap<usize, Arc<Value>> = HashMap::new();
-    let mut records: Vec<Option<Done>> = (0..n).map(|_| None).collect();
+    let mut records = Records::new(n, request.keep_outputs);
     let mut errors: HashMap<usize, Value> = HashMap::new();
     // Without `keep_outputs`, the record keeps only the outputs the result is
     // made of; the outputs that carry token usage are kept to be summed.
@@ -278,11 +332,15 @@ async fn execute_as(
                 edges[e] = EdgeState::Dead;
             }
             finish(&shared, i, Status::Skipped, 0, 0, Finished::Nothing);
-            records[i] = Some(Done {
-                status: Status::Skipped,
-                attempts: 0,
-                output: None,
-            });
+            records.set(
+                i,
+                Done {
+                    status: Status::Skipped,
+                    attempts: 0,
+                    output: None,
+                },
+                makes_result[i],
+            );
         } else {
             match done.result {
                 Ok(out) => {
@@ -314,11 +372,15 @@ async fn execute_as(
                         duration_ms,
                         Finished::Output(value.clone()),
                     );
-                    records[i] = Some(Done {
-                        status: Status::Succeeded,
-                        attempts: done.attempts,
-                        output: (request.keep_outputs || makes_result[i]).then_some(value),
-                    });
+                    records.set(
+                        i,
+                        Done {
+                            status: Status::Succeeded,
+                            attempts: done.attempts,
+                            output: (request.keep_outputs || makes_result[i]).then_some(value),
+                        },
+                        makes_result[i],
+                    );
                 }
                 Err(err) => {
                     let cancelled = err.kind == ErrorKind::Cancelled;
@@ -403,11 +465,15 @@ async fn execute_as(
                         },
                     );
                     errors.insert(i, error_json);
-                    records[i] = Some(Done {
-                        status,
-                        attempts: done.attempts,
-                        output: None,
-                    });
+                    records.set(
+                        i,
+                        Done {
+                            status,
+                            attempts: done.attempts,
+                            output: None,
+                        },
+                        makes_result[i],
+                    );
                 }
             }
         }
@@ -449,28 +515,33 @@ async fn execute_as(
         }
         for t in newly_dead {
             finish(&shared, t, Status::Skipped, 0, 0, Finished::Nothing);
-            records[t] = Some(Done {
-                status: Status::Skipped,
-                attempts: 0,
-                output: None,
-            });
+            records.set(
+                t,
+                Done {
+                    status: Status::Skipped,
+                    attempts: 0,
+                    output: None,
+                },
+                makes_result[t],
+            );
         }
     }
 
     // Nodes that never got to run because the run stopped.
-    for (i, record) in records.iter_mut().enumerate() {
-        if record.is_none() {
+    for (i, state) in state.iter().enumerate() {
+        if *state != NodeState::Done {
             let status = if stop.is_some() {
                 Status::Cancelled
             } else {
                 Status::Skipped
             };
             finish(&shared, i, status, 0, 0, Finished::Nothing);
-            *record = Some(Done {
+            let done = Done {
                 status,
                 attempts: 0,
                 output: None,
-            });
+            };
+            records.set(i, done, makes_result[i]);
         }
     }
 
@@ -505,15 +576,14 @@ async fn execute_as(
     shared.view.clear();
     // Without `keep_outputs`, the record lists only the nodes that did not
     // succeed and those the result is made of (history has them all).
-    let nodes: BTreeMap<String, NodeRecord> = plan
-        .nodes
-        .iter()
-        .zip(records)
-        .zip(makes_result)
-        .enumerate()
-        .filter_map(|(i, ((node, r), makes_result))| {
-            r.filter(|r| request.keep_outputs || makes_result || r.status != Status::Succeeded)
-                .map(|r| (node.id.to_string(), r.into_record(errors.remove(&i))))
+    let nodes: BTreeMap<String, NodeRecord> = records
+        .into_kept()
+        .into_iter()
+        .map(|(i, r)| {
+            (
+                plan.nodes[i].id.to_string(),
+                r.into_record(errors.remove(&i)),
+            )
         })
         .collect();
     RunRecord {
@@ -616,13 +686,8 @@ fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
 
 /// The workflow result: the `end` node's output, else the single sink's, else an
 /// object keyed by sink id (of sinks that succeeded).
-fn result_of(plan: &Plan, records: &[Option<Done>]) -> Arc<Value> {
-    let output = |i: usize| {
-        records[i]
-            .as_ref()
-            .filter(|r| r.status == Status::Succeeded)
-            .and_then(|r| r.output.clone())
-    };
+fn result_of(plan: &Plan, records: &Records) -> Arc<Value> {
+    let output = |i: usize| records.output(i);
     if let Some(i) = plan.nodes.iter().position(|n| &**n.type_name() == "end")
         && let Some(v) = output(i)
     {

@@ -28,8 +28,8 @@ pub struct Plan {
     pub source_path: Option<PathBuf>,
     /// Folder that relative paths in the workflow resolve against.
     pub base_dir: Arc<PathBuf>,
-    pub nodes: Nodes,
-    pub edges: Vec<PlannedEdge>,
+    pub nodes: Chunked<PlannedNode>,
+    pub edges: Chunked<PlannedEdge>,
     /// Each node's edges in and out ([`Plan::incoming`], [`Plan::outgoing`]).
     pub(crate) links: Links,
     pub(crate) index: NodeIndex,
@@ -43,28 +43,28 @@ pub struct Plan {
     pub params: Option<Vec<crate::workflow::params::Param>>,
 }
 
-/// A plan's nodes, held in chunks of [`CHUNK`] nodes. A growing vector
+/// A plan's nodes (and edges), held in chunks of [`CHUNK`]. A growing vector
 /// would hold up to half its size again in spare capacity and copy itself as
 /// it grows (a third more memory for a 100,000-node plan, and twice its size
 /// while it copies); chunks never move, and only the last has room to spare.
-pub struct Nodes<T = PlannedNode> {
+pub struct Chunked<T> {
     chunks: Vec<Vec<T>>,
     len: usize,
 }
 
-/// Nodes in a chunk of [`Nodes`] (64 KB of planned nodes).
+/// Items in a chunk of [`Chunked`] (64 KB of planned nodes).
 const CHUNK: usize = 1024;
 
-impl<T> Default for Nodes<T> {
+impl<T> Default for Chunked<T> {
     fn default() -> Self {
-        Nodes {
+        Chunked {
             chunks: Vec::new(),
             len: 0,
         }
     }
 }
 
-impl<T> Nodes<T> {
+impl<T> Chunked<T> {
     pub fn push(&mut self, node: T) {
         match self.chunks.last_mut() {
             Some(chunk) if chunk.len() < CHUNK => chunk.push(node),
@@ -89,7 +89,7 @@ impl<T> Nodes<T> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
+    pub fn iter(&self) -> impl Iterator<Item = &T> + Clone {
         self.chunks.iter().flatten()
     }
 
@@ -98,9 +98,9 @@ impl<T> Nodes<T> {
     }
 }
 
-impl<T> Nodes<Option<T>> {
+impl<T> Chunked<Option<T>> {
     /// The nodes that are there, in order, each chunk reused in place.
-    pub(crate) fn present(self) -> Nodes<T> {
+    pub(crate) fn present(self) -> Chunked<T> {
         let mut len = 0;
         let chunks = self
             .chunks
@@ -113,11 +113,11 @@ impl<T> Nodes<Option<T>> {
                 chunk
             })
             .collect();
-        Nodes { chunks, len }
+        Chunked { chunks, len }
     }
 }
 
-impl<T> std::ops::Index<usize> for Nodes<T> {
+impl<T> std::ops::Index<usize> for Chunked<T> {
     type Output = T;
 
     fn index(&self, i: usize) -> &T {
@@ -125,7 +125,7 @@ impl<T> std::ops::Index<usize> for Nodes<T> {
     }
 }
 
-impl<T> std::ops::IndexMut<usize> for Nodes<T> {
+impl<T> std::ops::IndexMut<usize> for Chunked<T> {
     fn index_mut(&mut self, i: usize) -> &mut T {
         &mut self.chunks[i / CHUNK][i % CHUNK]
     }
@@ -398,7 +398,7 @@ pub(crate) struct Links {
 
 impl Links {
     /// The links of `n` nodes joined by `edges`.
-    pub(crate) fn new(n: usize, edges: &[PlannedEdge]) -> Links {
+    pub(crate) fn new(n: usize, edges: &Chunked<PlannedEdge>) -> Links {
         Links {
             incoming: Lists::new(n, edges.iter().map(PlannedEdge::target)),
             outgoing: Lists::new(n, edges.iter().map(PlannedEdge::source)),
@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn nodes_across_chunks_keep_their_order_and_places() {
-        let mut nodes: Nodes<Option<usize>> = Nodes::default();
+        let mut nodes: Chunked<Option<usize>> = Chunked::default();
         let n = 2 * CHUNK + 7;
         for i in 0..n {
             nodes.push((i % 3 != 0).then_some(i));

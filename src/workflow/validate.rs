@@ -15,7 +15,7 @@ use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
 use crate::engine::plan::{
-    Kind, Links, More, NodeIndex, Nodes, Plan, PlannedEdge, PlannedNode, RetryPolicy, Templates,
+    Chunked, Kind, Links, More, NodeIndex, Plan, PlannedEdge, PlannedNode, RetryPolicy, Templates,
 };
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
@@ -159,7 +159,7 @@ struct Builder<'a> {
     warnings: Vec<Problem>,
     /// A node with an unknown type has no planned node (`None`); such a plan
     /// is never returned.
-    nodes: Nodes<Option<PlannedNode>>,
+    nodes: Chunked<Option<PlannedNode>>,
     /// Ids of the nodes without a planned node, for messages.
     unplanned: HashMap<usize, Arc<str>>,
     index: NodeIndex,
@@ -174,7 +174,7 @@ struct Builder<'a> {
     webhook_triggers: bool,
     other_triggers: bool,
     deferred: Vec<Deferred>,
-    edges: Vec<PlannedEdge>,
+    edges: Chunked<PlannedEdge>,
     /// Edges read before the nodes (`edges` first in the file).
     early_edges: Vec<(usize, EdgeDef)>,
     nodes_read: bool,
@@ -211,7 +211,7 @@ impl super::model::Sink for Builder<'_> {
 
 /// The id of node `i` of a plan being built.
 fn id_at<'n>(
-    nodes: &'n Nodes<Option<PlannedNode>>,
+    nodes: &'n Chunked<Option<PlannedNode>>,
     unplanned: &'n HashMap<usize, Arc<str>>,
     i: usize,
 ) -> &'n str {
@@ -233,7 +233,7 @@ impl<'a> Builder<'a> {
             credential_exists,
             problems: Vec::new(),
             warnings: Vec::new(),
-            nodes: Nodes::default(),
+            nodes: Chunked::default(),
             unplanned: HashMap::new(),
             index: NodeIndex::default(),
             kinds: HashMap::new(),
@@ -241,7 +241,7 @@ impl<'a> Builder<'a> {
             webhook_triggers: false,
             other_triggers: false,
             deferred: Vec::new(),
-            edges: Vec::new(),
+            edges: Chunked::default(),
             early_edges: Vec::new(),
             nodes_read: false,
             edge_count: 0,
@@ -827,7 +827,7 @@ impl<'a> Builder<'a> {
 
         // Every node has its planned form when there is no problem.
         let mut nodes = self.nodes.present();
-        for edge in &self.edges {
+        for edge in self.edges.iter() {
             if edge.source_handle() == Some(ERROR_HANDLE) {
                 nodes[edge.source()].has_error_edge = true;
             }
@@ -1095,7 +1095,7 @@ fn collect_templates(value: &Value, path: &dyn Fn() -> String, out: &mut Vec<(St
 #[derive(Clone, Copy)]
 struct Graph<'p> {
     links: &'p Links,
-    edges: &'p [PlannedEdge],
+    edges: &'p Chunked<PlannedEdge>,
 }
 
 impl<'p> Graph<'p> {

@@ -233,6 +233,13 @@ impl Recorder {
         {
             tracing::warn!("cannot bound the history writer's log: {e}");
         }
+        // A one-shot writer appends one run: SQLite's default 2 MB page cache
+        // mostly holds pages it has written and will not read again.
+        if mode == Mode::OneShot
+            && let Err(e) = conn.execute_batch("PRAGMA cache_size = -512;")
+        {
+            tracing::debug!("the history writer keeps SQLite's default cache: {e}");
+        }
         let writer = Writer {
             conn,
             blobs_dir,

@@ -179,68 +179,66 @@ pub fn triggers_of(workflow: &str, definition: &str, now: Timestamp) -> Vec<Stor
     let Ok(wf) = serde_json::from_str::<Value>(definition) else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for node in wf
-        .get("nodes")
+    wf.get("nodes")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        let kind =
-            crate::workflow::canonical_type(node.get("type").and_then(Value::as_str).unwrap_or(""));
-        let inputs = node.pointer("/data/inputs").cloned().unwrap_or(Value::Null);
-        let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
-        let node_id = node
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let number = |k: &str| inputs.get(k).and_then(Value::as_i64);
-        let (mut max_fires, mut retries) = (None, 0);
-        let (kind, spec, timezone) = match kind {
-            "trigger.cron" => match s("cron") {
-                Some(spec) => ("cron", spec, s("timezone")),
-                None => continue,
-            },
-            "trigger.interval" => match s("every") {
-                Some(spec) => ("interval", spec, None),
-                None => continue,
-            },
-            "trigger.timer" => {
-                // `manual`, or `auto_trigger_workflow: false`: it does not fire by itself.
-                if inputs.get("auto_trigger_workflow").and_then(Value::as_bool) == Some(false) {
-                    continue;
-                }
-                max_fires = number("max_executions").filter(|n| *n > 0);
-                if inputs.get("retry_on_failure").and_then(Value::as_bool) == Some(true) {
-                    retries = number("retry_count").unwrap_or(3).max(0);
-                }
-                match timer_schedule(&inputs) {
-                    Some((kind, spec)) => (kind, spec, s("timezone")),
-                    None => continue,
-                }
+        .filter_map(|node| {
+            let node_type = node.get("type").and_then(Value::as_str).unwrap_or("");
+            let node_id = node.get("id").and_then(Value::as_str).unwrap_or("");
+            let inputs = node.pointer("/data/inputs").unwrap_or(&Value::Null);
+            trigger_of(workflow, node_id, node_type, inputs, now)
+        })
+        .collect()
+}
+
+/// The schedule of one trigger node (of type `node_type`, with `inputs`),
+/// with when it fires next after `now`; `None` when the node is not a
+/// schedule trigger, does not fire by itself, or has a bad spec (warned).
+pub fn trigger_of(
+    workflow: &str,
+    node_id: &str,
+    node_type: &str,
+    inputs: &Value,
+    now: Timestamp,
+) -> Option<StoredSchedule> {
+    let s = |k: &str| inputs.get(k).and_then(Value::as_str).map(str::to_string);
+    let number = |k: &str| inputs.get(k).and_then(Value::as_i64);
+    let (mut max_fires, mut retries) = (None, 0);
+    let (kind, spec, timezone) = match crate::workflow::canonical_type(node_type) {
+        "trigger.cron" => ("cron", s("cron")?, s("timezone")),
+        "trigger.interval" => ("interval", s("every")?, None),
+        "trigger.timer" => {
+            // `manual`, or `auto_trigger_workflow: false`: it does not fire by itself.
+            if inputs.get("auto_trigger_workflow").and_then(Value::as_bool) == Some(false) {
+                return None;
             }
-            _ => continue,
-        };
-        let Ok(schedule) = Schedule::of_kind(kind, &spec, timezone.as_deref()) else {
-            tracing::warn!("workflow {workflow}: trigger {node_id} has a bad schedule {spec:?}");
-            continue;
-        };
-        out.push(StoredSchedule {
-            workflow: workflow.to_string(),
-            node_id,
-            kind: kind.to_string(),
-            spec,
-            timezone,
-            missed: s("missed").unwrap_or_else(|| "skip".into()),
-            overlap: s("overlap").unwrap_or_else(|| "allow".into()),
-            next_fire_at: schedule.next_after(now).map(Timestamp::as_millisecond),
-            max_fires,
-            fired: 0,
-            retries,
-        });
-    }
-    out
+            max_fires = number("max_executions").filter(|n| *n > 0);
+            if inputs.get("retry_on_failure").and_then(Value::as_bool) == Some(true) {
+                retries = number("retry_count").unwrap_or(3).max(0);
+            }
+            let (kind, spec) = timer_schedule(inputs)?;
+            (kind, spec, s("timezone"))
+        }
+        _ => return None,
+    };
+    let Ok(schedule) = Schedule::of_kind(kind, &spec, timezone.as_deref()) else {
+        tracing::warn!("workflow {workflow}: trigger {node_id} has a bad schedule {spec:?}");
+        return None;
+    };
+    Some(StoredSchedule {
+        workflow: workflow.to_string(),
+        node_id: node_id.to_string(),
+        kind: kind.to_string(),
+        spec,
+        timezone,
+        missed: s("missed").unwrap_or_else(|| "skip".into()),
+        overlap: s("overlap").unwrap_or_else(|| "allow".into()),
+        next_fire_at: schedule.next_after(now).map(Timestamp::as_millisecond),
+        max_fires,
+        fired: 0,
+        retries,
+    })
 }
 
 /// A `trigger.timer`'s schedule kind and spec by its `schedule_type`

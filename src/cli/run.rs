@@ -432,7 +432,7 @@ fn simulated_trigger(
             })?,
         };
         return Ok((
-            trigger::simulated_fire(plan, &entry, at).map_err(anyhow::Error::msg)?,
+            trigger::simulated_fire(plan, &entry, at),
             "cron",
             Some(entry),
         ));

@@ -117,15 +117,17 @@ pub fn simulated_webhook(
     webhook_input(&method, &path, headers, query, body)
 }
 
-/// A simulated fire of schedule trigger `node` at `at`.
-pub fn simulated_fire(plan: &Plan, node: &str, at: jiff::Timestamp) -> Result<Value, String> {
-    let schedule = crate::schedule::triggers_of(&plan.id, &plan.definition.text()?, at)
-        .into_iter()
-        .find(|s| s.node_id == node);
+/// A simulated fire of schedule trigger `node` at `at`, from the planned
+/// node's inputs (triggers keep them as written).
+pub fn simulated_fire(plan: &Plan, node: &str, at: jiff::Timestamp) -> Value {
+    let schedule = plan.node(node).and_then(|n| {
+        let inputs = Value::Object(n.written().ok()?);
+        crate::schedule::trigger_of(&plan.id, node, n.type_name(), &inputs, at)
+    });
     let (kind, spec) = schedule
         .map(|s| (s.kind, s.spec))
         .unwrap_or_else(|| ("manual".into(), String::new()));
-    Ok(schedule_input(at, &kind, &spec, node, false))
+    schedule_input(at, &kind, &spec, node, false)
 }
 
 /// A run's input checked against the workflow's params: strictly for runs a

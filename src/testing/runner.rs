@@ -373,7 +373,7 @@ fn input_of(
                 None => now.unwrap_or_else(jiff::Timestamp::now),
             };
             Ok((
-                trigger::simulated_fire(plan, &entry, at)?,
+                trigger::simulated_fire(plan, &entry, at),
                 "cron",
                 Some(entry),
             ))

@@ -157,6 +157,12 @@ impl<R> Hashing<R> {
     }
 }
 
+/// A definition's hash: sha256 of its text, in lower-case hex (what history
+/// and the workflow store key definitions by).
+pub fn definition_hash(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -174,7 +180,7 @@ mod tests {
         Definition::File(Arc::new(DefinitionFile {
             path: path.to_path_buf(),
             len: text.len() as u64,
-            hash: hex(&Sha256::digest(text.as_bytes())),
+            hash: definition_hash(text),
         }))
     }
 

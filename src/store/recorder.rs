@@ -78,7 +78,7 @@ struct Accepted {
 struct Started {
     id: String,
     hash: String,
-    definition: crate::engine::definition::Definition,
+    definition: Definition,
     source_path: Option<String>,
 }
 

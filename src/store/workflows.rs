@@ -43,14 +43,8 @@ pub enum Rollback {
     NoVersion,
 }
 
-/// sha256 of a definition, hex.
-pub fn definition_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// sha256 of a definition, hex (the same key history stores it by).
+pub use crate::engine::definition::definition_hash;
 
 impl Store {
     /// Stores `text` as the current version of `name` (created, enabled);

@@ -6,10 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::definition::{Definition, DefinitionFile, Hashing, hex};
+use crate::engine::definition::{Definition, DefinitionFile, Hashing, definition_hash, hex};
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
@@ -77,7 +77,7 @@ pub fn validate(
 ) -> Result<Plan, Rejected> {
     let mut builder = Builder::new(registry, exprs, source.credential_exists);
     let head = Workflow::stream(&text, &mut builder).map_err(Rejected::Parse)?;
-    let hash = hex(&Sha256::digest(text.as_bytes()));
+    let hash = definition_hash(&text);
     let definition = Definition::Text(Arc::new(text.into_owned()));
     builder
         .finish(head, definition, hash, source.path)
@@ -167,8 +167,6 @@ struct Builder<'a> {
     kinds: HashMap<String, Arc<Kind>>,
     /// Branch names of the nodes that have them (a switch's cases).
     handles: HashMap<usize, Vec<String>>,
-    /// Nodes with `foreach`, for `item` and `index` in their expressions.
-    /// Trigger types other than `trigger.manual`, for where params are read.
     /// Trigger nodes other than `trigger.manual`: webhooks, and any other
     /// kind (for where params are read from).
     webhook_triggers: bool,

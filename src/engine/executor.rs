@@ -87,25 +87,47 @@ impl Done {
 /// output, else only those of the nodes its record lists (those that did not
 /// succeed, and those its result is made of). A 100,000-node chain run by
 /// `fuse run` keeps one, where it kept 100,000.
-enum Records {
+struct Records {
+    kept: Kept,
+    /// Whether each node's output is part of the result (a sink, or `end`).
+    makes_result: Vec<bool>,
+    /// Failed nodes' errors (most nodes have none).
+    errors: HashMap<usize, Value>,
+}
+
+enum Kept {
     Every(Vec<Option<Done>>),
     Listed(HashMap<usize, Done>),
 }
 
 impl Records {
-    fn new(n: usize, keep_outputs: bool) -> Records {
-        if keep_outputs {
-            Records::Every((0..n).map(|_| None).collect())
-        } else {
-            Records::Listed(HashMap::new())
+    fn new(plan: &Plan, keep_outputs: bool) -> Records {
+        let n = plan.nodes.len();
+        Records {
+            kept: if keep_outputs {
+                Kept::Every((0..n).map(|_| None).collect())
+            } else {
+                Kept::Listed(HashMap::new())
+            },
+            makes_result: plan
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| plan.outgoing(i).is_empty() || &**node.type_name() == "end")
+                .collect(),
+            errors: HashMap::new(),
         }
     }
 
-    /// Node `i` is done; `makes_result`: its output is part of the result.
-    fn set(&mut self, i: usize, done: Done, makes_result: bool) {
-        match self {
-            Records::Every(all) => all[i] = Some(done),
-            Records::Listed(listed) => {
+    /// Node `i` is done (with its output, if it succeeded).
+    fn set(&mut self, i: usize, mut done: Done) {
+        match &mut self.kept {
+            Kept::Every(all) => all[i] = Some(done),
+            Kept::Listed(listed) => {
+                let makes_result = self.makes_result.get(i).copied().unwrap_or(false);
+                if !makes_result {
+                    done.output = None;
+                }
                 if makes_result || done.status != Status::Succeeded {
                     listed.insert(i, done);
                 }
@@ -113,27 +135,39 @@ impl Records {
         }
     }
 
+    /// Node `i` failed with `error`.
+    fn set_failed(&mut self, i: usize, done: Done, error: Value) {
+        self.errors.insert(i, error);
+        self.set(i, done);
+    }
+
     /// The output of node `i` if it succeeded and its output is kept.
     fn output(&self, i: usize) -> Option<Arc<Value>> {
-        let done = match self {
-            Records::Every(all) => all.get(i)?.as_ref(),
-            Records::Listed(listed) => listed.get(&i),
+        let done = match &self.kept {
+            Kept::Every(all) => all.get(i)?.as_ref(),
+            Kept::Listed(listed) => listed.get(&i),
         }?;
         (done.status == Status::Succeeded)
             .then(|| done.output.clone())
             .flatten()
     }
 
-    /// The kept results, by node.
-    fn into_kept(self) -> Vec<(usize, Done)> {
-        match self {
-            Records::Every(all) => all
+    /// The record's nodes, by id.
+    fn into_nodes(mut self, plan: &Plan) -> BTreeMap<String, NodeRecord> {
+        let kept: Vec<(usize, Done)> = match self.kept {
+            Kept::Every(all) => all
                 .into_iter()
                 .enumerate()
                 .filter_map(|(i, d)| d.map(|d| (i, d)))
                 .collect(),
-            Records::Listed(listed) => listed.into_iter().collect(),
-        }
+            Kept::Listed(listed) => listed.into_iter().collect(),
+        };
+        kept.into_iter()
+            .map(|(i, done)| {
+                let error = self.errors.remove(&i);
+                (plan.nodes[i].id.to_string(), done.into_record(error))
+            })
+            .collect()
     }
 }
 
@@ -233,16 +267,9 @@ async fn execute_as(
     let mut state = vec![NodeState::Waiting; n];
     // The input a `first` merge took (only such nodes have one).
     let mut first_input: HashMap<usize, Arc<Value>> = HashMap::new();
-    let mut records = Records::new(n, request.keep_outputs);
-    let mut errors: HashMap<usize, Value> = HashMap::new();
     // Without `keep_outputs`, the record keeps only the outputs the result is
     // made of; the outputs that carry token usage are kept to be summed.
-    let makes_result: Vec<bool> = plan
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| plan.outgoing(i).is_empty() || &**node.type_name() == "end")
-        .collect();
+    let mut records = Records::new(&plan, request.keep_outputs);
     let mut with_usage: Vec<Arc<Value>> = Vec::new();
     let mut ready: VecDeque<usize> = VecDeque::new();
     for (i, state) in state.iter_mut().enumerate() {
@@ -339,7 +366,6 @@ async fn execute_as(
                     attempts: 0,
                     output: None,
                 },
-                makes_result[i],
             );
         } else {
             match done.result {
@@ -377,9 +403,8 @@ async fn execute_as(
                         Done {
                             status: Status::Succeeded,
                             attempts: done.attempts,
-                            output: (request.keep_outputs || makes_result[i]).then_some(value),
+                            output: Some(value),
                         },
-                        makes_result[i],
                     );
                 }
                 Err(err) => {
@@ -464,15 +489,14 @@ async fn execute_as(
                             value: error_json.clone(),
                         },
                     );
-                    errors.insert(i, error_json);
-                    records.set(
+                    records.set_failed(
                         i,
                         Done {
                             status,
                             attempts: done.attempts,
                             output: None,
                         },
-                        makes_result[i],
+                        error_json,
                     );
                 }
             }
@@ -522,7 +546,6 @@ async fn execute_as(
                     attempts: 0,
                     output: None,
                 },
-                makes_result[t],
             );
         }
     }
@@ -541,7 +564,7 @@ async fn execute_as(
                 attempts: 0,
                 output: None,
             };
-            records.set(i, done, makes_result[i]);
+            records.set(i, done);
         }
     }
 
@@ -576,16 +599,7 @@ async fn execute_as(
     shared.view.clear();
     // Without `keep_outputs`, the record lists only the nodes that did not
     // succeed and those the result is made of (history has them all).
-    let nodes: BTreeMap<String, NodeRecord> = records
-        .into_kept()
-        .into_iter()
-        .map(|(i, r)| {
-            (
-                plan.nodes[i].id.to_string(),
-                r.into_record(errors.remove(&i)),
-            )
-        })
-        .collect();
+    let nodes = records.into_nodes(&plan);
     RunRecord {
         run_id,
         workflow: plan.id.clone(),

@@ -57,8 +57,14 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
 /// Reads a regular file of at most `limit` bytes. A device, a pipe, a folder
 /// or a larger file is refused before anything is read.
 pub fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
     let (file, len) = open_regular(path, limit)?;
+    read_opened(file, len, limit)
+}
+
+/// Reads a file [`open_regular`] opened (`len`: its length then); one that
+/// grew past `limit` since is refused.
+pub fn read_opened(file: std::fs::File, len: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {

@@ -195,7 +195,6 @@ impl Engine {
     /// [`definition::STREAMED_FILE`]) is read as a stream and its text is not
     /// held: the plan's definition reads it back when needed.
     pub fn load(&self, path: &Path) -> Result<Plan, LoadError> {
-        use std::io::Read;
         let read_error = |source| LoadError::Read {
             path: path.to_path_buf(),
             source,
@@ -216,10 +215,7 @@ impl Engine {
             )
             .map_err(|rejected| load_error(rejected, path.to_path_buf()));
         }
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.take(MAX_WORKFLOW_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(read_error)?;
+        let bytes = crate::files::read_opened(file, len, MAX_WORKFLOW_BYTES).map_err(read_error)?;
         let text = String::from_utf8(bytes).map_err(|e| LoadError::Parse {
             path: path.to_path_buf(),
             error: crate::workflow::model::ParseError::not_utf8(&e),

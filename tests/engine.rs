@@ -727,7 +727,7 @@ fn a_file_with_its_edges_before_its_nodes_is_checked_and_runs_the_same() {
     let plan = engine.load_str(text, None).unwrap();
     assert_eq!(plan.incoming(1).iter().collect::<Vec<_>>(), [0]);
     assert_eq!(plan.outgoing(1).iter().collect::<Vec<_>>(), [1]);
-    assert_eq!(plan.edges[1].target_handle(), Some("left"));
+    assert_eq!(plan.edges.target_handle(1), Some("left"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let record = rt.block_on(engine.run(Arc::new(plan), RunRequest::new(json!({}), "test")));
     assert_eq!(record.status, Status::Succeeded, "{:?}", record.error);

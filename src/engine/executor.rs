@@ -51,13 +51,70 @@ struct NodeResult {
     input: Arc<Value>,
 }
 
-#[derive(Clone)]
+/// Where each edge of a run stands: a byte an edge, and the values of the
+/// live edges apart (an edge is live from its source's end until its target
+/// takes the value, so a chain holds one at a time, where a value slot per
+/// edge took 16 bytes an edge).
+struct EdgeStates {
+    states: Vec<EdgeState>,
+    live: HashMap<u32, Arc<Value>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum EdgeState {
     Pending,
-    Live(Arc<Value>),
+    Live,
     /// Was live; its target has started and taken the value.
     Taken,
     Dead,
+}
+
+impl EdgeStates {
+    fn new(n: usize) -> EdgeStates {
+        EdgeStates {
+            states: vec![EdgeState::Pending; n],
+            live: HashMap::new(),
+        }
+    }
+
+    fn is_live(&self, e: usize) -> bool {
+        self.states[e] == EdgeState::Live
+    }
+
+    /// The value edge `e` carries, while it is live.
+    fn value(&self, e: usize) -> Option<&Arc<Value>> {
+        if self.is_live(e) {
+            self.live.get(&(e as u32))
+        } else {
+            None
+        }
+    }
+
+    /// Edge `e` carries `value`, or is dead.
+    fn decide(&mut self, e: usize, value: Option<&Arc<Value>>) {
+        match value {
+            Some(value) => {
+                self.states[e] = EdgeState::Live;
+                self.live.insert(e as u32, value.clone());
+            }
+            None => self.kill(e),
+        }
+    }
+
+    fn kill(&mut self, e: usize) {
+        if self.states[e] == EdgeState::Live {
+            self.live.remove(&(e as u32));
+        }
+        self.states[e] = EdgeState::Dead;
+    }
+
+    /// Edge `e`'s target has taken its value: it is let go.
+    fn take(&mut self, e: usize) {
+        if self.states[e] == EdgeState::Live {
+            self.live.remove(&(e as u32));
+            self.states[e] = EdgeState::Taken;
+        }
+    }
 }
 
 /// A node's final state during the run: 16 bytes, as a run holds one per
@@ -261,7 +318,7 @@ async fn execute_as(
     });
 
     let n = plan.nodes.len();
-    let mut edges = vec![EdgeState::Pending; plan.edges.len()];
+    let mut edges = EdgeStates::new(plan.edges.len());
     // Edges into each node not yet decided (fewer than 2³² in a plan).
     let mut remaining: Vec<u32> = (0..n).map(|i| plan.incoming(i).len() as u32).collect();
     let mut state = vec![NodeState::Waiting; n];
@@ -304,9 +361,7 @@ async fn execute_as(
                 // Nothing reads a started node's incoming edges again: let
                 // their values go once the node is done with its input.
                 for e in plan.incoming(i).iter() {
-                    if matches!(edges[e], EdgeState::Live(_)) {
-                        edges[e] = EdgeState::Taken;
-                    }
+                    edges.take(e);
                 }
                 first_input.remove(&i);
             }
@@ -356,7 +411,7 @@ async fn execute_as(
         let mut newly_dead = Vec::new();
         if done.skipped {
             for e in plan.outgoing(i).iter() {
-                edges[e] = EdgeState::Dead;
+                edges.kill(e);
             }
             finish(&shared, i, Status::Skipped, 0, 0, Finished::Nothing);
             records.set(
@@ -378,17 +433,12 @@ async fn execute_as(
                         with_usage.push(value.clone());
                     }
                     for e in plan.outgoing(i).iter() {
-                        let edge = &plan.edges[e];
-                        let live = match edge.source_handle() {
+                        let live = match plan.edges.source_handle(e) {
                             None => true,
                             Some(crate::nodes::ERROR_HANDLE) => false,
                             Some(h) => out.handle.as_deref() == Some(h),
                         };
-                        edges[e] = if live {
-                            EdgeState::Live(value.clone())
-                        } else {
-                            EdgeState::Dead
-                        };
+                        edges.decide(e, live.then_some(&value));
                     }
                     finish(
                         &shared,
@@ -427,17 +477,13 @@ async fn execute_as(
                         }
                         for e in plan.outgoing(i).iter() {
                             let is_error_edge =
-                                plan.edges[e].source_handle() == Some(crate::nodes::ERROR_HANDLE);
+                                plan.edges.source_handle(e) == Some(crate::nodes::ERROR_HANDLE);
                             let live = if node.has_error_edge {
                                 is_error_edge
                             } else {
                                 !is_error_edge
                             };
-                            edges[e] = if live {
-                                EdgeState::Live(carried.clone())
-                            } else {
-                                EdgeState::Dead
-                            };
+                            edges.decide(e, live.then_some(&carried));
                         }
                         shared.engine.observer().on_event(&Event::Log {
                             run_id: shared.run.id.to_string(),
@@ -455,7 +501,7 @@ async fn execute_as(
                         });
                     } else {
                         for e in plan.outgoing(i).iter() {
-                            edges[e] = EdgeState::Dead;
+                            edges.kill(e);
                         }
                         if cancelled {
                             // The run is stopping (cancel, timeout or another failure); the
@@ -511,7 +557,7 @@ async fn execute_as(
             }
             let target = &plan.nodes[t];
             if target.first_wins
-                && let EdgeState::Live(v) = &edges[e]
+                && let Some(v) = edges.value(e)
             {
                 first_input.insert(t, v.clone());
                 state[t] = NodeState::Ready;
@@ -521,10 +567,7 @@ async fn execute_as(
             if remaining[t] > 0 {
                 continue;
             }
-            let any_live = plan
-                .incoming(t)
-                .iter()
-                .any(|x| matches!(edges[x], EdgeState::Live(_)));
+            let any_live = plan.incoming(t).iter().any(|x| edges.is_live(x));
             if any_live && !target.first_wins {
                 state[t] = NodeState::Ready;
                 ready.push_back(t);
@@ -532,7 +575,7 @@ async fn execute_as(
                 state[t] = NodeState::Done;
                 newly_dead.push(t);
                 for out in plan.outgoing(t).iter() {
-                    edges[out] = EdgeState::Dead;
+                    edges.kill(out);
                     decided.push_back(out);
                 }
             }
@@ -669,29 +712,26 @@ fn finish(
 /// The input of a node with incoming edges: the single live upstream value, or
 /// an object keyed by `targetHandle` (else upstream id) when there are several,
 /// and always keyed for `flow.merge`.
-fn gather_input(plan: &Plan, i: usize, edges: &[EdgeState]) -> Value {
+fn gather_input(plan: &Plan, i: usize, edges: &EdgeStates) -> Value {
     let node = &plan.nodes[i];
     let live: Vec<(usize, &Arc<Value>)> = plan
         .incoming(i)
         .iter()
-        .filter_map(|e| match &edges[e] {
-            EdgeState::Live(v) => Some((e, v)),
-            _ => None,
-        })
+        .filter_map(|e| Some((e, edges.value(e)?)))
         .collect();
     let keyed = &**node.type_name() == "flow.merge";
     if let [(e, v)] = live.as_slice()
         && !keyed
-        && plan.edges[*e].target_handle().is_none()
+        && plan.edges.target_handle(*e).is_none()
     {
         return (***v).clone();
     }
     let mut map = Map::new();
     for (e, v) in live {
-        let edge = &plan.edges[e];
-        let key = edge
-            .target_handle()
-            .unwrap_or(&plan.nodes[edge.source()].id)
+        let key = plan
+            .edges
+            .target_handle(e)
+            .unwrap_or(&plan.nodes[plan.edges[e].source()].id)
             .to_string();
         map.insert(key, (**v).clone());
     }
@@ -770,7 +810,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
         let at = now_ms();
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),
-            node_id: node.id.clone(),
+            node_id: Arc::from(&*node.id),
             node_type: node.type_name().clone(),
             attempt: 0,
             item: None,
@@ -928,7 +968,7 @@ async fn attempts(
         let observer = shared.engine.observer();
         observer.on_event(&Event::NodeStarted {
             run_id: shared.run.id.clone(),
-            node_id: node.id.clone(),
+            node_id: Arc::from(&*node.id),
             attempt,
             item: item.as_ref().map(|(_, idx, _)| *idx),
         });
@@ -981,7 +1021,7 @@ async fn attempts(
         let result = result.map(|out| (out.handle, Arc::new(out.value)));
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),
-            node_id: node.id.clone(),
+            node_id: Arc::from(&*node.id),
             node_type: node.type_name().clone(),
             attempt,
             item: item.as_ref().map(|(_, idx, _)| *idx),
@@ -1049,7 +1089,7 @@ async fn one_attempt(
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
     let params = match node.templates() {
-        None => node.written().map_err(|e| {
+        None => shared.plan.written(node).map_err(|e| {
             NodeError::new(
                 ErrorKind::Input,
                 format!("the node's inputs could not be read back from its plan: {e}"),
@@ -1079,7 +1119,7 @@ async fn one_attempt(
     };
     let ctx = NodeCtx {
         creds: shared.creds.clone(),
-        node_id: node.id.clone(),
+        node_id: Arc::from(&*node.id),
         params,
         input: input.clone(),
         run: shared.run.clone(),

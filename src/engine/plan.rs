@@ -29,10 +29,12 @@ pub struct Plan {
     /// Folder that relative paths in the workflow resolve against.
     pub base_dir: Arc<PathBuf>,
     pub nodes: Chunked<PlannedNode>,
-    pub edges: Chunked<PlannedEdge>,
+    pub edges: Edges,
     /// Each node's edges in and out ([`Plan::incoming`], [`Plan::outgoing`]).
     pub(crate) links: Links,
     pub(crate) index: NodeIndex,
+    /// The nodes' inputs as written ([`PlannedNode::written`]).
+    pub(crate) texts: Texts,
     pub max_parallel: Option<usize>,
     pub timeout: Option<Duration>,
     /// Things that are allowed but probably not meant (a retry that can never
@@ -131,18 +133,19 @@ impl<T> std::ops::IndexMut<usize> for Chunked<T> {
     }
 }
 
-/// One node of a plan: 64 bytes (a 100,000-node workflow holds 100,000 of
+/// One node of a plan: 56 bytes (a 100,000-node workflow holds 100,000 of
 /// them). Its type is shared with the other nodes of the type ([`Kind`]);
 /// what most nodes lack (retry, timeout, `foreach`, credentials, inputs with
 /// expressions) is boxed, and inputs without expressions are kept as their
 /// JSON text, read when the node runs.
 pub struct PlannedNode {
-    pub id: Arc<str>,
+    pub id: Box<str>,
     kind: Arc<Kind>,
-    /// `data.inputs` as written (JSON), for a node without expressions (whose
+    /// Where the plan keeps `data.inputs` as written (JSON, in
+    /// [`Plan::texts`]), for a node without expressions (whose
     /// [`Self::inputs`] is `None`) and for trigger nodes; `None` otherwise,
     /// so a plan keeps one form of each node's inputs, not two.
-    pub(crate) written: Option<Box<str>>,
+    pub(crate) written: Option<Span>,
     /// `data.inputs` prepared for rendering; `None` when the node has no
     /// expression anywhere, so its inputs are used as written.
     pub(crate) inputs: Option<Box<Templates>>,
@@ -177,7 +180,7 @@ pub(crate) struct More {
 }
 
 impl PlannedNode {
-    pub(crate) fn new(id: Arc<str>, kind: Arc<Kind>) -> PlannedNode {
+    pub(crate) fn new(id: Box<str>, kind: Arc<Kind>) -> PlannedNode {
         PlannedNode {
             trigger: kind.imp.spec().trigger,
             id,
@@ -203,19 +206,9 @@ impl PlannedNode {
     }
 
     /// `data.inputs` with expressions, prepared for rendering; `None` when
-    /// the node has none (its inputs are [`Self::written`]).
+    /// the node has none (its inputs are [`Plan::written`]).
     pub fn templates(&self) -> Option<&[(String, Template)]> {
         self.inputs.as_deref().map(|t| &*t.0)
-    }
-
-    /// `data.inputs` as written (empty for a node whose inputs have
-    /// expressions, see [`Self::inputs`]), read back from the text the plan
-    /// keeps.
-    pub fn written(&self) -> serde_json::Result<Map<String, Value>> {
-        match &self.written {
-            Some(text) => serde_json::from_str(text),
-            None => Ok(Map::new()),
-        }
     }
 
     /// `foreach`: the expression giving the items.
@@ -243,11 +236,19 @@ impl PlannedNode {
     }
 }
 
-/// One edge of a plan: 16 bytes, its handles boxed (most edges have none).
+/// A plan's edges: 8 bytes each ([`PlannedEdge`]), and the branch and slot
+/// names of the few edges that have them kept apart.
+#[derive(Default)]
+pub struct Edges {
+    ends: Chunked<PlannedEdge>,
+    handles: std::collections::HashMap<u32, Handles>,
+}
+
+/// One edge of a plan: the nodes at its ends.
+#[derive(Clone, Copy)]
 pub struct PlannedEdge {
     source: u32,
     target: u32,
-    handles: Option<Box<Handles>>,
 }
 
 /// The branch an edge leaves by and the input slot it arrives at.
@@ -256,28 +257,59 @@ struct Handles {
     target: Option<Box<str>>,
 }
 
-impl PlannedEdge {
-    /// An edge between nodes `source` and `target` (indexes into
-    /// [`Plan::nodes`]; a plan holds fewer than 2³² nodes).
-    pub fn new(
+impl Edges {
+    /// Adds an edge between nodes `source` and `target` (indexes into
+    /// [`Plan::nodes`]; a plan holds fewer than 2³² nodes and edges).
+    pub fn push(
+        &mut self,
         source: u32,
         target: u32,
         source_handle: Option<Box<str>>,
         target_handle: Option<Box<str>>,
-    ) -> PlannedEdge {
-        let handles = (source_handle.is_some() || target_handle.is_some()).then(|| {
-            Box::new(Handles {
+    ) {
+        if source_handle.is_some() || target_handle.is_some() {
+            let handles = Handles {
                 source: source_handle,
                 target: target_handle,
-            })
-        });
-        PlannedEdge {
-            source,
-            target,
-            handles,
+            };
+            self.handles.insert(self.ends.len() as u32, handles);
         }
+        self.ends.push(PlannedEdge { source, target });
     }
 
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PlannedEdge> + Clone {
+        self.ends.iter()
+    }
+
+    /// The branch edge `e` leaves by (`true`, a switch case, `error`);
+    /// `None` for the default output.
+    pub fn source_handle(&self, e: usize) -> Option<&str> {
+        self.handles.get(&(e as u32))?.source.as_deref()
+    }
+
+    /// The input slot edge `e` arrives at; `None` for the default one.
+    pub fn target_handle(&self, e: usize) -> Option<&str> {
+        self.handles.get(&(e as u32))?.target.as_deref()
+    }
+}
+
+impl std::ops::Index<usize> for Edges {
+    type Output = PlannedEdge;
+
+    fn index(&self, e: usize) -> &PlannedEdge {
+        &self.ends[e]
+    }
+}
+
+impl PlannedEdge {
     /// The node the edge leaves (an index into [`Plan::nodes`]).
     pub fn source(&self) -> usize {
         self.source as usize
@@ -286,17 +318,6 @@ impl PlannedEdge {
     /// The node the edge arrives at.
     pub fn target(&self) -> usize {
         self.target as usize
-    }
-
-    /// The branch the edge leaves by (`true`, a switch case, `error`);
-    /// `None` for the default output.
-    pub fn source_handle(&self) -> Option<&str> {
-        self.handles.as_ref()?.source.as_deref()
-    }
-
-    /// The input slot the edge arrives at; `None` for the default one.
-    pub fn target_handle(&self) -> Option<&str> {
-        self.handles.as_ref()?.target.as_deref()
     }
 }
 
@@ -334,6 +355,16 @@ impl Plan {
         self.links.outgoing(i)
     }
 
+    /// `data.inputs` of `node` as written (empty for a node whose inputs
+    /// have expressions, see [`PlannedNode::templates`]), read back from the
+    /// text the plan keeps.
+    pub fn written(&self, node: &PlannedNode) -> serde_json::Result<Map<String, Value>> {
+        match node.written {
+            Some(span) => serde_json::from_str(self.texts.get(span)),
+            None => Ok(Map::new()),
+        }
+    }
+
     pub fn node(&self, id: &str) -> Option<&PlannedNode> {
         self.position(id).map(|i| &self.nodes[i])
     }
@@ -350,6 +381,70 @@ impl Plan {
             .enumerate()
             .filter(|(i, _)| self.outgoing(*i).is_empty())
             .map(|(_, n)| n)
+    }
+}
+
+/// Texts a plan keeps (its nodes' inputs as written), one after another in
+/// chunks of [`TEXT_CHUNK`] bytes: a text costs its bytes and 8 in its node,
+/// where a box of its own took a rounded-up allocation and 16.
+#[derive(Default)]
+pub(crate) struct Texts {
+    /// Each chunk with where it starts in the one range of offsets that
+    /// [`Span`]s point into, and how many bytes it has room for (a text is
+    /// never split, and a chunk never grows past its room, so never moves).
+    chunks: Vec<(u32, u32, String)>,
+}
+
+/// Where a text is in [`Texts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    len: std::num::NonZeroU32,
+}
+
+/// Bytes in a chunk of [`Texts`] (a longer text has a chunk of its own).
+const TEXT_CHUNK: usize = 64 * 1024;
+
+impl Texts {
+    /// Keeps `text`; `None` for an empty text, or past 4 GiB in all (more
+    /// than a workflow file may hold).
+    pub(crate) fn push(&mut self, text: &str) -> Option<Span> {
+        let len = std::num::NonZeroU32::new(u32::try_from(text.len()).ok()?)?;
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|(_, room, chunk)| chunk.len() + text.len() <= *room as usize);
+        if !fits {
+            let start = match self.chunks.last() {
+                Some((start, room, _)) => start.checked_add(*room)?,
+                None => 0,
+            };
+            let room = u32::try_from(text.len().max(TEXT_CHUNK)).ok()?;
+            start.checked_add(room)?;
+            self.chunks
+                .push((start, room, String::with_capacity(room as usize)));
+        }
+        let (start, _, chunk) = self.chunks.last_mut()?;
+        let span = Span {
+            start: *start + chunk.len() as u32,
+            len,
+        };
+        chunk.push_str(text);
+        Some(span)
+    }
+
+    /// The text at `span` (empty for a span of another plan's texts).
+    pub(crate) fn get(&self, span: Span) -> &str {
+        let i = self
+            .chunks
+            .partition_point(|(start, _, _)| *start <= span.start);
+        let Some((start, _, chunk)) = i.checked_sub(1).and_then(|i| self.chunks.get(i)) else {
+            return "";
+        };
+        let from = (span.start - start) as usize;
+        chunk
+            .get(from..from + span.len.get() as usize)
+            .unwrap_or("")
     }
 }
 
@@ -398,7 +493,7 @@ pub(crate) struct Links {
 
 impl Links {
     /// The links of `n` nodes joined by `edges`.
-    pub(crate) fn new(n: usize, edges: &Chunked<PlannedEdge>) -> Links {
+    pub(crate) fn new(n: usize, edges: &Edges) -> Links {
         Links {
             incoming: Lists::new(n, edges.iter().map(PlannedEdge::target)),
             outgoing: Lists::new(n, edges.iter().map(PlannedEdge::source)),
@@ -468,8 +563,8 @@ impl<'a> EdgeIds<'a> {
 }
 
 // A plan holds one of each per node and per edge: keep them this small.
-const _: () = assert!(std::mem::size_of::<PlannedNode>() <= 64);
-const _: () = assert!(std::mem::size_of::<PlannedEdge>() <= 16);
+const _: () = assert!(std::mem::size_of::<PlannedNode>() <= 56);
+const _: () = assert!(std::mem::size_of::<PlannedEdge>() <= 8);
 
 #[cfg(test)]
 mod tests {
@@ -512,5 +607,48 @@ mod tests {
         }
         assert_eq!(index.get("node-5000", |j| &ids[j]), None);
         assert_eq!(index.positions().count(), ids.len());
+    }
+
+    #[test]
+    fn texts_read_back_as_kept_across_chunks_and_long_texts() {
+        let mut texts = Texts::default();
+        let mut kept = Vec::new();
+        for i in 0..20_000 {
+            // Multi-byte text near the ends of chunks, and now and then a text
+            // longer than a chunk.
+            let text = match i % 5000 {
+                4999 => "é".repeat(TEXT_CHUNK),
+                _ => format!("{{\"values\":{{\"i\":{i},\"s\":\"ünï\"}}}}"),
+            };
+            let span = texts.push(&text);
+            kept.push((span, text));
+        }
+        for (span, text) in &kept {
+            assert_eq!(texts.get(span.expect("a text of some bytes is kept")), text);
+        }
+        assert!(texts.chunks.len() > 4);
+        // A chunk never grew past its room (it would have moved).
+        assert!(
+            texts
+                .chunks
+                .iter()
+                .all(|(_, room, c)| c.len() <= *room as usize)
+        );
+        assert_eq!(texts.push(""), None);
+    }
+
+    #[test]
+    fn edges_keep_their_handles_apart() {
+        let mut edges = Edges::default();
+        edges.push(0, 1, None, None);
+        edges.push(1, 2, Some("error".into()), None);
+        edges.push(2, 3, None, Some("left".into()));
+        assert_eq!(edges.len(), 3);
+        assert_eq!((edges[1].source(), edges[1].target()), (1, 2));
+        assert_eq!(edges.source_handle(0), None);
+        assert_eq!(edges.source_handle(1), Some("error"));
+        assert_eq!(edges.target_handle(1), None);
+        assert_eq!(edges.target_handle(2), Some("left"));
+        assert_eq!(edges.handles.len(), 2);
     }
 }

@@ -97,7 +97,7 @@ pub fn simulated_webhook(
 ) -> Value {
     // A trigger's inputs that do not read back are as good as none here: the
     // defaults below apply, as they do to a trigger without inputs.
-    let inputs = plan.node(node).and_then(|n| n.written().ok());
+    let inputs = plan.node(node).and_then(|n| plan.written(n).ok());
     let get = |k: &str| {
         inputs
             .as_ref()
@@ -121,7 +121,7 @@ pub fn simulated_webhook(
 /// node's inputs (triggers keep them as written).
 pub fn simulated_fire(plan: &Plan, node: &str, at: jiff::Timestamp) -> Value {
     let schedule = plan.node(node).and_then(|n| {
-        let inputs = Value::Object(n.written().ok()?);
+        let inputs = Value::Object(plan.written(n).ok()?);
         crate::schedule::trigger_of(&plan.id, node, n.type_name(), &inputs, at)
     });
     let (kind, spec) = schedule

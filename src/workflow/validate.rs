@@ -15,7 +15,7 @@ use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
 use crate::engine::plan::{
-    Chunked, Kind, Links, More, NodeIndex, Plan, PlannedEdge, PlannedNode, RetryPolicy, Templates,
+    Chunked, Edges, Kind, Links, More, NodeIndex, Plan, PlannedNode, RetryPolicy, Templates, Texts,
 };
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
@@ -161,8 +161,10 @@ struct Builder<'a> {
     /// is never returned.
     nodes: Chunked<Option<PlannedNode>>,
     /// Ids of the nodes without a planned node, for messages.
-    unplanned: HashMap<usize, Arc<str>>,
+    unplanned: HashMap<usize, Box<str>>,
     index: NodeIndex,
+    /// The nodes' inputs as written ([`PlannedNode::written`]).
+    texts: Texts,
     /// One shared [`Kind`] per node type.
     kinds: HashMap<String, Arc<Kind>>,
     /// Branch names of the nodes that have them (a switch's cases).
@@ -172,7 +174,7 @@ struct Builder<'a> {
     webhook_triggers: bool,
     other_triggers: bool,
     deferred: Vec<Deferred>,
-    edges: Chunked<PlannedEdge>,
+    edges: Edges,
     /// Edges read before the nodes (`edges` first in the file).
     early_edges: Vec<(usize, EdgeDef)>,
     nodes_read: bool,
@@ -210,7 +212,7 @@ impl super::model::Sink for Builder<'_> {
 /// The id of node `i` of a plan being built.
 fn id_at<'n>(
     nodes: &'n Chunked<Option<PlannedNode>>,
-    unplanned: &'n HashMap<usize, Arc<str>>,
+    unplanned: &'n HashMap<usize, Box<str>>,
     i: usize,
 ) -> &'n str {
     match &nodes[i] {
@@ -234,12 +236,13 @@ impl<'a> Builder<'a> {
             nodes: Chunked::default(),
             unplanned: HashMap::new(),
             index: NodeIndex::default(),
+            texts: Texts::default(),
             kinds: HashMap::new(),
             handles: HashMap::new(),
             webhook_triggers: false,
             other_triggers: false,
             deferred: Vec::new(),
-            edges: Chunked::default(),
+            edges: Edges::default(),
             early_edges: Vec::new(),
             nodes_read: false,
             edge_count: 0,
@@ -261,7 +264,7 @@ impl<'a> Builder<'a> {
 
     fn add_node(&mut self, mut node: NodeDef) {
         let i = self.nodes.len();
-        let id: Arc<str> = Arc::from(node.id.as_str());
+        let id: Box<str> = Box::from(node.id.as_str());
         let problems = std::cell::RefCell::new(Vec::new());
         let p = |order: Order, path: String, message: String| {
             problems.borrow_mut().push((
@@ -548,8 +551,21 @@ impl<'a> Builder<'a> {
                 .collect()
         });
         // A JSON value's text (`Display`) cannot fail, unlike `to_string`'s.
-        planned.written = (templates.is_none() || planned.trigger)
-            .then(|| Value::Object(inputs).to_string().into_boxed_str());
+        if templates.is_none() || planned.trigger {
+            planned.written = self.texts.push(&Value::Object(inputs).to_string());
+            if planned.written.is_none() {
+                // An object's text is never empty: the plan's texts passed 4 GiB.
+                self.problems.push((
+                    (NODES, i, LAST),
+                    Problem {
+                        node: Some(node.id.clone()),
+                        path: format!("{base}.data.inputs"),
+                        message: "the workflow's inputs pass 4 GiB in all; split the workflow"
+                            .into(),
+                    },
+                ));
+            }
+        }
         planned.inputs = templates.map(|t| Box::new(Templates(t)));
         let more = More {
             foreach: node.foreach.take().map(String::into_boxed_str),
@@ -636,12 +652,8 @@ impl<'a> Builder<'a> {
             .target_handle
             .filter(|h| !DEFAULT_TARGET_HANDLES.contains(&h.as_str()))
             .map(String::into_boxed_str);
-        self.edges.push(PlannedEdge::new(
-            s as u32,
-            t as u32,
-            source_handle,
-            target_handle,
-        ));
+        self.edges
+            .push(s as u32, t as u32, source_handle, target_handle);
     }
 
     fn finish(
@@ -825,8 +837,8 @@ impl<'a> Builder<'a> {
 
         // Every node has its planned form when there is no problem.
         let mut nodes = self.nodes.present();
-        for edge in self.edges.iter() {
-            if edge.source_handle() == Some(ERROR_HANDLE) {
+        for (e, edge) in self.edges.iter().enumerate() {
+            if self.edges.source_handle(e) == Some(ERROR_HANDLE) {
                 nodes[edge.source()].has_error_edge = true;
             }
         }
@@ -858,6 +870,7 @@ impl<'a> Builder<'a> {
             edges: self.edges,
             links,
             index: self.index,
+            texts: self.texts,
             params: head.params,
             settings: head.settings,
             warnings: self.warnings,
@@ -1093,7 +1106,7 @@ fn collect_templates(value: &Value, path: &dyn Fn() -> String, out: &mut Vec<(St
 #[derive(Clone, Copy)]
 struct Graph<'p> {
     links: &'p Links,
-    edges: &'p Chunked<PlannedEdge>,
+    edges: &'p Edges,
 }
 
 impl<'p> Graph<'p> {

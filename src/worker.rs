@@ -53,8 +53,7 @@ pub fn needs_of(definition: &str) -> Vec<String> {
 /// `fuse run --queue` queue with each run).
 pub fn needs_of_plan(plan: &crate::Plan) -> Vec<String> {
     let mut types: Vec<String> = plan
-        .nodes
-        .iter()
+        .iter_nodes()
         .map(|n| crate::workflow::canonical_type(n.type_name()).to_string())
         .collect();
     types.sort();

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, NodeAttempt, Status, now_ms};
 use super::expr::{NodesView, RunScope, Scope};
-use super::plan::{Plan, PlannedNode, RetryPolicy};
+use super::plan::{NodeRef, Plan, RetryPolicy};
 use super::{Engine, NodeRecord, RunRecord, RunRequest};
 use crate::nodes::{ErrorKind, LogLevel, NodeCtx, NodeError, NodeOutput, RunInfo};
 use crate::workflow::OnError;
@@ -167,10 +167,8 @@ impl Records {
                 Kept::Listed(HashMap::new())
             },
             makes_result: plan
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(i, node)| plan.outgoing(i).is_empty() || &**node.type_name() == "end")
+                .iter_nodes()
+                .map(|n| plan.outgoing(n.index()).is_empty() || &**n.type_name() == "end")
                 .collect(),
             errors: HashMap::new(),
         }
@@ -405,7 +403,7 @@ async fn execute_as(
         };
         let Some(done) = joined else { break };
         let i = done.index;
-        let node = &plan.nodes[i];
+        let node = plan.at(i);
         state[i] = NodeState::Done;
         let duration_ms = done.started.elapsed().as_millis() as u64;
         let mut newly_dead = Vec::new();
@@ -690,7 +688,7 @@ fn finish(
     duration_ms: u64,
     result: Finished,
 ) {
-    let node = &shared.plan.nodes[i];
+    let node = shared.plan.at(i);
     let (output, error, error_value) = match result {
         Finished::Nothing => (None, None, None),
         Finished::Output(output) => (Some(output), None, None),
@@ -713,7 +711,7 @@ fn finish(
 /// an object keyed by `targetHandle` (else upstream id) when there are several,
 /// and always keyed for `flow.merge`.
 fn gather_input(plan: &Plan, i: usize, edges: &EdgeStates) -> Value {
-    let node = &plan.nodes[i];
+    let node = plan.at(i);
     let live: Vec<(usize, &Arc<Value>)> = plan
         .incoming(i)
         .iter()
@@ -742,7 +740,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &EdgeStates) -> Value {
 /// object keyed by sink id (of sinks that succeeded).
 fn result_of(plan: &Plan, records: &Records) -> Arc<Value> {
     let output = |i: usize| records.output(i);
-    if let Some(i) = plan.nodes.iter().position(|n| &**n.type_name() == "end")
+    if let Some(i) = plan.iter_nodes().position(|n| &**n.type_name() == "end")
         && let Some(v) = output(i)
     {
         return v;
@@ -780,7 +778,7 @@ fn default_entry(plan: &Plan) -> Option<String> {
 /// Runs one node: once, or once per item with `foreach`.
 async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResult {
     let started = Instant::now();
-    let node = &shared.plan.nodes[i];
+    let node = shared.plan.at(i);
     if node.trigger
         && shared.plan.incoming(i).is_empty()
         && shared
@@ -853,7 +851,7 @@ async fn run_foreach(
     input: &Arc<Value>,
     expr: &str,
 ) -> (Result<NodeOutput, NodeError>, u32) {
-    let node = &shared.plan.nodes[i];
+    let node = shared.plan.at(i);
     // The node's expression context, built at most once and shared by its items.
     let context = OnceLock::new();
     let scope = Scope::node(&shared.scope, input, None, &context);
@@ -960,7 +958,7 @@ async fn attempts(
     input: &Arc<Value>,
     item: Option<(Value, usize, &OnceLock<minijinja::Value>)>,
 ) -> (Result<NodeOutput, NodeError>, u32) {
-    let node = &shared.plan.nodes[i];
+    let node = shared.plan.at(i);
     let max = node.retry().map_or(1, |r| r.attempts);
     let mut attempt = 0;
     loop {
@@ -1076,7 +1074,7 @@ async fn attempts(
 
 async fn one_attempt(
     shared: &Arc<Shared>,
-    node: &PlannedNode,
+    node: NodeRef<'_>,
     input: &Arc<Value>,
     item: Option<(&Value, usize, &OnceLock<minijinja::Value>)>,
 ) -> Result<NodeOutput, NodeError> {
@@ -1089,7 +1087,7 @@ async fn one_attempt(
             .map_err(|e| NodeError::new(ErrorKind::Input, e).retryable(false))?;
     }
     let params = match node.templates() {
-        None => shared.plan.written(node).map_err(|e| {
+        None => node.written().map_err(|e| {
             NodeError::new(
                 ErrorKind::Input,
                 format!("the node's inputs could not be read back from its plan: {e}"),
@@ -1139,7 +1137,7 @@ async fn one_attempt(
 /// An attempt's work under the node's timeout, stopped when the run is cancelled.
 async fn limited(
     shared: &Arc<Shared>,
-    node: &PlannedNode,
+    node: NodeRef<'_>,
     work: impl std::future::Future<Output = Result<NodeOutput, NodeError>>,
 ) -> Result<NodeOutput, NodeError> {
     let cancel = shared.cancel.clone();

@@ -3,6 +3,7 @@
 //! plan is always runnable.
 
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +34,8 @@ pub struct Plan {
     /// Each node's edges in and out ([`Plan::incoming`], [`Plan::outgoing`]).
     pub(crate) links: Links,
     pub(crate) index: NodeIndex,
-    /// The nodes' inputs as written ([`PlannedNode::written`]).
-    pub(crate) texts: Texts,
+    /// What the plan keeps for its nodes apart from them.
+    pub(crate) apart: Apart,
     pub max_parallel: Option<usize>,
     pub timeout: Option<Duration>,
     /// Things that are allowed but probably not meant (a retry that can never
@@ -133,23 +134,21 @@ impl<T> std::ops::IndexMut<usize> for Chunked<T> {
     }
 }
 
-/// One node of a plan: 56 bytes (a 100,000-node workflow holds 100,000 of
-/// them). Its type is shared with the other nodes of the type ([`Kind`]);
-/// what most nodes lack (retry, timeout, `foreach`, credentials, inputs with
-/// expressions) is boxed, and inputs without expressions are kept as their
-/// JSON text, read when the node runs.
+/// One node of a plan: 32 bytes (a 100,000-node workflow holds 100,000 of
+/// them). What it shares with other nodes of its type ([`Kind`]), its inputs
+/// as written (text in [`Texts`]), and what most nodes lack (inputs with
+/// expressions, retry, timeout, `foreach`, credentials) are kept by the plan
+/// apart ([`Apart`]); [`Plan::at`] gives a node with all of it
+/// ([`NodeRef`]).
 pub struct PlannedNode {
     pub id: Box<str>,
-    kind: Arc<Kind>,
-    /// Where the plan keeps `data.inputs` as written (JSON, in
-    /// [`Plan::texts`]), for a node without expressions (whose
-    /// [`Self::inputs`] is `None`) and for trigger nodes; `None` otherwise,
-    /// so a plan keeps one form of each node's inputs, not two.
+    /// Where the plan keeps `data.inputs` as written (JSON), for a node
+    /// without expressions (which has no [`NodeRef::templates`]) and for
+    /// trigger nodes; `None` otherwise, so a plan keeps one form of each
+    /// node's inputs, not two.
     pub(crate) written: Option<Span>,
-    /// `data.inputs` prepared for rendering; `None` when the node has no
-    /// expression anywhere, so its inputs are used as written.
-    pub(crate) inputs: Option<Box<Templates>>,
-    pub(crate) more: Option<Box<More>>,
+    /// The node's type: an index into [`Apart::kinds`].
+    kind: u16,
     pub on_error: OnError,
     pub has_error_edge: bool,
     /// `flow.merge` with `mode: first`: runs on the first live input.
@@ -179,60 +178,131 @@ pub(crate) struct More {
     pub credentials: Vec<String>,
 }
 
+/// What a plan keeps for its nodes apart from them: their types (one of
+/// each), their inputs as written, and, by node, what few nodes have.
+#[derive(Default)]
+pub(crate) struct Apart {
+    pub kinds: Vec<Kind>,
+    pub texts: Texts,
+    pub templates: HashMap<u32, Templates>,
+    pub more: HashMap<u32, More>,
+}
+
+impl Apart {
+    /// The index of a new kind; `None` past 65,536 kinds in one plan.
+    pub(crate) fn add_kind(&mut self, kind: Kind) -> Option<u16> {
+        let index = u16::try_from(self.kinds.len()).ok()?;
+        self.kinds.push(kind);
+        Some(index)
+    }
+}
+
 impl PlannedNode {
-    pub(crate) fn new(id: Box<str>, kind: Arc<Kind>) -> PlannedNode {
+    /// Its type: an index into [`Apart::kinds`].
+    pub(crate) fn kind(&self) -> usize {
+        self.kind as usize
+    }
+
+    /// A node of kind `kind` (from [`Apart::add_kind`]).
+    pub(crate) fn new(id: Box<str>, kind: u16, trigger: bool) -> PlannedNode {
         PlannedNode {
-            trigger: kind.imp.spec().trigger,
             id,
-            kind,
             written: None,
-            inputs: None,
-            more: None,
+            kind,
             on_error: OnError::Fail,
             has_error_edge: false,
             first_wins: false,
+            trigger,
             read_by_expressions: false,
         }
     }
+}
+
+/// A node of a plan with what the plan keeps for it apart ([`Plan::at`]);
+/// its own fields read through it.
+#[derive(Clone, Copy)]
+pub struct NodeRef<'p> {
+    plan: &'p Plan,
+    index: usize,
+    node: &'p PlannedNode,
+}
+
+impl std::ops::Deref for NodeRef<'_> {
+    type Target = PlannedNode;
+
+    fn deref(&self) -> &PlannedNode {
+        self.node
+    }
+}
+
+impl<'p> NodeRef<'p> {
+    /// Its index in [`Plan::nodes`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Its id, for as long as the plan is there.
+    pub fn id(&self) -> &'p str {
+        &self.node.id
+    }
+
+    fn kind(&self) -> &'p Kind {
+        &self.plan.apart.kinds[self.node.kind()]
+    }
 
     /// The node's type, as its implementation names it.
-    pub fn type_name(&self) -> &Arc<str> {
-        &self.kind.name
+    pub fn type_name(&self) -> &'p Arc<str> {
+        &self.kind().name
     }
 
     /// The node's implementation.
-    pub fn imp(&self) -> &Arc<dyn Node> {
-        &self.kind.imp
+    pub fn imp(&self) -> &'p Arc<dyn Node> {
+        &self.kind().imp
     }
 
     /// `data.inputs` with expressions, prepared for rendering; `None` when
-    /// the node has none (its inputs are [`Plan::written`]).
-    pub fn templates(&self) -> Option<&[(String, Template)]> {
-        self.inputs.as_deref().map(|t| &*t.0)
+    /// the node has none (its inputs are [`Self::written`]).
+    pub fn templates(&self) -> Option<&'p [(String, Template)]> {
+        let templates = self.plan.apart.templates.get(&(self.index as u32))?;
+        Some(&templates.0)
+    }
+
+    /// `data.inputs` as written (empty for a node whose inputs have
+    /// expressions, see [`Self::templates`]), read back from the text the
+    /// plan keeps.
+    pub fn written(&self) -> serde_json::Result<Map<String, Value>> {
+        match self.node.written {
+            Some(span) => serde_json::from_str(self.plan.apart.texts.get(span)),
+            None => Ok(Map::new()),
+        }
+    }
+
+    fn more(&self) -> Option<&'p More> {
+        self.plan.apart.more.get(&(self.index as u32))
     }
 
     /// `foreach`: the expression giving the items.
-    pub fn foreach(&self) -> Option<&str> {
-        self.more.as_ref()?.foreach.as_deref()
+    pub fn foreach(&self) -> Option<&'p str> {
+        self.more()?.foreach.as_deref()
     }
 
     /// Items of a `foreach` running at once.
     pub fn concurrency(&self) -> Option<usize> {
-        self.more.as_ref()?.concurrency
+        self.more()?.concurrency
     }
 
-    pub fn retry(&self) -> Option<&RetryPolicy> {
-        self.more.as_ref()?.retry.as_ref()
+    pub fn retry(&self) -> Option<&'p RetryPolicy> {
+        self.more()?.retry.as_ref()
     }
 
     /// Per-attempt time limit.
     pub fn timeout(&self) -> Option<Duration> {
-        self.more.as_ref()?.timeout
+        self.more()?.timeout
     }
 
     /// Credentials the node names (`credential` input, `creds.NAME` expressions).
-    pub fn credentials(&self) -> &[String] {
-        self.more.as_ref().map_or(&[], |m| &m.credentials)
+    pub fn credentials(&self) -> &'p [String] {
+        self.more().map_or(&[], |m| &m.credentials)
     }
 }
 
@@ -355,32 +425,28 @@ impl Plan {
         self.links.outgoing(i)
     }
 
-    /// `data.inputs` of `node` as written (empty for a node whose inputs
-    /// have expressions, see [`PlannedNode::templates`]), read back from the
-    /// text the plan keeps.
-    pub fn written(&self, node: &PlannedNode) -> serde_json::Result<Map<String, Value>> {
-        match node.written {
-            Some(span) => serde_json::from_str(self.texts.get(span)),
-            None => Ok(Map::new()),
+    /// Node `i` (an index into [`Plan::nodes`]) with what the plan keeps
+    /// for it apart.
+    pub fn at(&self, i: usize) -> NodeRef<'_> {
+        NodeRef {
+            plan: self,
+            index: i,
+            node: &self.nodes[i],
         }
     }
 
-    pub fn node(&self, id: &str) -> Option<&PlannedNode> {
-        self.position(id).map(|i| &self.nodes[i])
+    /// Every node, in order, as [`Self::at`] gives it.
+    pub fn iter_nodes(&self) -> impl Iterator<Item = NodeRef<'_>> {
+        (0..self.nodes.len()).map(|i| self.at(i))
+    }
+
+    pub fn node(&self, id: &str) -> Option<NodeRef<'_>> {
+        self.position(id).map(|i| self.at(i))
     }
 
     /// The index in [`Plan::nodes`] of the node with this id.
     pub fn position(&self, id: &str) -> Option<usize> {
         self.index.get(id, |i| &self.nodes[i].id)
-    }
-
-    /// Nodes with no outgoing edges.
-    pub fn sinks(&self) -> impl Iterator<Item = &PlannedNode> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.outgoing(*i).is_empty())
-            .map(|(_, n)| n)
     }
 }
 
@@ -563,7 +629,7 @@ impl<'a> EdgeIds<'a> {
 }
 
 // A plan holds one of each per node and per edge: keep them this small.
-const _: () = assert!(std::mem::size_of::<PlannedNode>() <= 56);
+const _: () = assert!(std::mem::size_of::<PlannedNode>() <= 32);
 const _: () = assert!(std::mem::size_of::<PlannedEdge>() <= 8);
 
 #[cfg(test)]

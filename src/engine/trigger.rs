@@ -60,14 +60,13 @@ impl Kind {
 /// (it must be one), else the workflow's only one.
 pub fn entry_node<'a>(plan: &'a Plan, kind: Kind, node: Option<&str>) -> Result<&'a str, String> {
     let candidates: Vec<&str> = plan
-        .nodes
-        .iter()
+        .iter_nodes()
         .filter(|n| kind.fits(crate::workflow::canonical_type(n.type_name())))
-        .map(|n| &*n.id)
+        .map(|n| n.id())
         .collect();
     match (node, candidates.as_slice()) {
         // The id as the plan holds it, which outlives `node`.
-        (Some(id), _) if candidates.contains(&id) => Ok(plan.node(id).map_or("", |n| &*n.id)),
+        (Some(id), _) if candidates.contains(&id) => Ok(plan.node(id).map_or("", |n| n.id())),
         (Some(id), _) => Err(format!(
             "node {id:?} is not a {} trigger of {} (its {} triggers: {})",
             kind.name(),
@@ -97,7 +96,7 @@ pub fn simulated_webhook(
 ) -> Value {
     // A trigger's inputs that do not read back are as good as none here: the
     // defaults below apply, as they do to a trigger without inputs.
-    let inputs = plan.node(node).and_then(|n| plan.written(n).ok());
+    let inputs = plan.node(node).and_then(|n| n.written().ok());
     let get = |k: &str| {
         inputs
             .as_ref()
@@ -121,7 +120,7 @@ pub fn simulated_webhook(
 /// node's inputs (triggers keep them as written).
 pub fn simulated_fire(plan: &Plan, node: &str, at: jiff::Timestamp) -> Value {
     let schedule = plan.node(node).and_then(|n| {
-        let inputs = Value::Object(plan.written(n).ok()?);
+        let inputs = Value::Object(n.written().ok()?);
         crate::schedule::trigger_of(&plan.id, node, n.type_name(), &inputs, at)
     });
     let (kind, spec) = schedule

@@ -15,7 +15,7 @@ use super::model::{EdgeDef, Head, NodeDef, OnError, Workflow};
 use crate::engine::duration;
 use crate::engine::expr::{CONTEXT_NAMES, Expressions, Template, has_template};
 use crate::engine::plan::{
-    Chunked, Edges, Kind, Links, More, NodeIndex, Plan, PlannedNode, RetryPolicy, Templates, Texts,
+    Apart, Chunked, Edges, Kind, Links, More, NodeIndex, Plan, PlannedNode, RetryPolicy, Templates,
 };
 use crate::nodes::{DEFAULT_HANDLES, DEFAULT_TARGET_HANDLES, ERROR_HANDLE, Handles, Registry};
 
@@ -163,10 +163,10 @@ struct Builder<'a> {
     /// Ids of the nodes without a planned node, for messages.
     unplanned: HashMap<usize, Box<str>>,
     index: NodeIndex,
-    /// The nodes' inputs as written ([`PlannedNode::written`]).
-    texts: Texts,
-    /// One shared [`Kind`] per node type.
-    kinds: HashMap<String, Arc<Kind>>,
+    /// What the plan keeps for its nodes apart from them.
+    apart: Apart,
+    /// Each node type's index in [`Apart::kinds`].
+    kinds: HashMap<String, u16>,
     /// Branch names of the nodes that have them (a switch's cases).
     handles: HashMap<usize, Vec<String>>,
     /// Trigger nodes other than `trigger.manual`: webhooks, and any other
@@ -236,7 +236,7 @@ impl<'a> Builder<'a> {
             nodes: Chunked::default(),
             unplanned: HashMap::new(),
             index: NodeIndex::default(),
-            texts: Texts::default(),
+            apart: Apart::default(),
             kinds: HashMap::new(),
             handles: HashMap::new(),
             webhook_triggers: false,
@@ -259,7 +259,8 @@ impl<'a> Builder<'a> {
     }
 
     fn imp(&self, i: usize) -> Option<&Arc<dyn crate::nodes::Node>> {
-        self.nodes[i].as_ref().map(PlannedNode::imp)
+        let kind = self.nodes[i].as_ref()?.kind();
+        Some(&self.apart.kinds.get(kind)?.imp)
     }
 
     fn add_node(&mut self, mut node: NodeDef) {
@@ -532,17 +533,32 @@ impl<'a> Builder<'a> {
         };
         let spec = imp.spec();
         let kind = match self.kinds.get(&spec.type_name) {
-            Some(kind) => kind.clone(),
+            Some(&kind) => Some(kind),
             None => {
-                let kind = Arc::new(Kind {
+                let kind = self.apart.add_kind(Kind {
                     name: Arc::from(spec.type_name.as_str()),
                     imp: imp.clone(),
                 });
-                self.kinds.insert(spec.type_name.clone(), kind.clone());
+                if let Some(kind) = kind {
+                    self.kinds.insert(spec.type_name.clone(), kind);
+                }
                 kind
             }
         };
-        let mut planned = PlannedNode::new(id, kind);
+        let Some(kind) = kind else {
+            self.problems.push((
+                (TYPES, i, 0),
+                Problem {
+                    node: Some(node.id.clone()),
+                    path: format!("nodes[{i}].type"),
+                    message: "the workflow uses more than 65,536 node types; split it".into(),
+                },
+            ));
+            self.unplanned.insert(i, id);
+            self.nodes.push(None);
+            return;
+        };
+        let mut planned = PlannedNode::new(id, kind, spec.trigger);
         let inputs = std::mem::take(&mut node.data.inputs);
         let templates = has_expressions.then(|| {
             inputs
@@ -552,7 +568,7 @@ impl<'a> Builder<'a> {
         });
         // A JSON value's text (`Display`) cannot fail, unlike `to_string`'s.
         if templates.is_none() || planned.trigger {
-            planned.written = self.texts.push(&Value::Object(inputs).to_string());
+            planned.written = self.apart.texts.push(&Value::Object(inputs).to_string());
             if planned.written.is_none() {
                 // An object's text is never empty: the plan's texts passed 4 GiB.
                 self.problems.push((
@@ -566,7 +582,9 @@ impl<'a> Builder<'a> {
                 ));
             }
         }
-        planned.inputs = templates.map(|t| Box::new(Templates(t)));
+        if let Some(templates) = templates {
+            self.apart.templates.insert(i as u32, Templates(templates));
+        }
         let more = More {
             foreach: node.foreach.take().map(String::into_boxed_str),
             concurrency: node.concurrency,
@@ -579,7 +597,9 @@ impl<'a> Builder<'a> {
             && more.retry.is_none()
             && more.timeout.is_none()
             && more.credentials.is_empty();
-        planned.more = (!plain).then(|| Box::new(more));
+        if !plain {
+            self.apart.more.insert(i as u32, more);
+        }
         planned.on_error = node.on_error.unwrap_or(OnError::Fail);
         planned.first_wins = first_wins;
         self.nodes.push(Some(planned));
@@ -870,7 +890,7 @@ impl<'a> Builder<'a> {
             edges: self.edges,
             links,
             index: self.index,
-            texts: self.texts,
+            apart: self.apart,
             params: head.params,
             settings: head.settings,
             warnings: self.warnings,

@@ -18,6 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -91,9 +91,7 @@ struct PlainCredential {
     fields: BTreeMap<String, String>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::digest::hex;
 
 fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
     (0..text.len())

@@ -124,7 +124,7 @@ impl DefinitionFile {
             write(&buf[..n], at)?;
             at += n;
         }
-        if at as u64 != self.len || hex(&hash.finalize()) != self.hash {
+        if at as u64 != self.len || crate::digest::hex(&hash.finalize()) != self.hash {
             return Err(changed());
         }
         Ok(())
@@ -160,16 +160,7 @@ impl<R> Hashing<R> {
 /// A definition's hash: sha256 of its text, in lower-case hex (what history
 /// and the workflow store key definitions by).
 pub fn definition_hash(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes()))
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    crate::digest::sha256_hex(text)
 }
 
 #[cfg(test)]

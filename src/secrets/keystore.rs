@@ -254,12 +254,7 @@ pub fn key_id(key: &MasterKey) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"fuse master key id v1\0");
     hasher.update(key.bytes());
-    hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::hex(&hasher.finalize()[..8])
 }
 
 fn write_key_file(path: &Path, key: &MasterKey) -> Result<()> {

@@ -25,7 +25,6 @@ use std::time::Duration;
 use crate::engine::definition::Definition;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::config::HistoryConfig;
 use crate::engine::{Event, Observer, Status};
@@ -1224,10 +1223,7 @@ fn payload(
 /// Writes `text` to `blobs/<hash>` once and returns the reference the row
 /// keeps (the text itself if the blob cannot be written).
 fn blob(conn: &Connection, blobs_dir: &Path, run_id: &str, text: &str) -> rusqlite::Result<String> {
-    let hash: String = Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::digest::sha256_hex(text);
     let path = blob_path(blobs_dir, &hash);
     if !path.exists() {
         let written = path

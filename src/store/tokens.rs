@@ -5,7 +5,6 @@
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::Store;
 use crate::error::{Error, Result};
@@ -57,10 +56,7 @@ pub const INIT_TOKEN: &str = "init";
 
 /// The stored form of a token.
 pub fn hash(token: &str) -> String {
-    Sha256::digest(token.trim().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(token.trim())
 }
 
 /// A new random token (256 bits, hex).
@@ -68,7 +64,7 @@ pub fn generate() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| Error::Setting(format!("cannot get random bytes for a token: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::digest::hex(&bytes))
 }
 
 /// The error for a token name already in use.

@@ -682,7 +682,6 @@ impl ParseError {
 }
 
 /// What a file that is not JSON probably is: YAML, or JSON with comments.
-/// What a file that is not JSON may be instead (comments, YAML).
 pub(crate) fn format_hint(text: &str) -> Option<&'static str> {
     let start = text.trim_start_matches('\u{feff}').trim_start();
     let has_comments = text

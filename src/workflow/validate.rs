@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::definition::{Definition, DefinitionFile, Hashing, definition_hash, hex};
+use crate::digest::hex;
+use crate::engine::definition::{Definition, DefinitionFile, Hashing, definition_hash};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Digest;

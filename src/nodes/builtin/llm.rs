@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::ai::memory::{Memory, MemorySpec};
 use super::ai::provider::{Endpoint, Msg, Provider, excerpt};
@@ -339,11 +338,8 @@ pub(super) fn cache_file(
     let use_cache = ctx.bool_or("cache", default)?;
     Ok(match (cache_dir, use_cache) {
         (Some(dir), true) => {
-            let key: String =
-                Sha256::digest(json!({"url": url.as_str(), "body": body}).to_string())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
+            let key =
+                crate::digest::sha256_hex(json!({"url": url.as_str(), "body": body}).to_string());
             Some(dir.join(format!("{key}.json")))
         }
         (None, true) => {

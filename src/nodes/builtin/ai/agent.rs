@@ -435,7 +435,7 @@ fn tools(ctx: &NodeCtx) -> Result<Vec<Tool>, NodeError> {
                 def: ToolDef {
                     name: tool_name(text("name")?.as_deref().unwrap_or(&stem)),
                     description: text("description")?
-                        .or_else(|| workflow_description(&plan))
+                        .or_else(|| plan.description.clone())
                         .unwrap_or_else(|| format!("runs the workflow {}", plan.name)),
                     parameters,
                 },
@@ -453,10 +453,6 @@ fn tools(ctx: &NodeCtx) -> Result<Vec<Tool>, NodeError> {
         tools.push(tool);
     }
     Ok(tools)
-}
-
-fn workflow_description(plan: &crate::Plan) -> Option<String> {
-    plan.description.clone()
 }
 
 /// A name every API accepts: letters, digits, `_` and `-`, at most 64.

@@ -129,9 +129,7 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::digest::hex;
 
 /// Embeds texts through the endpoint, `batch` at a time, with the cache in
 /// the home's database: (vectors, prompt tokens, how many came from the cache).

@@ -603,6 +603,25 @@ fn a_large_file_streamed_is_checked_as_a_small_one_is() {
         .code(2)
         .stderr(predicate::str::contains(format!("line {last}, column 3")))
         .stderr(predicate::str::contains("trailing characters"));
+    // A value of the wrong shape: named by its JSON path (found by reading
+    // the file a second time, with tracking).
+    let wf = write(
+        dir,
+        "shape.json",
+        &json!({"name": "shape", "description": padding, "nodes": [
+            {"id": "a", "type": "transform.set"},
+            {"id": "b", "type": "transform.set", "retry": {"attempts": "3"}}
+        ], "edges": []}),
+    );
+    t.cmd()
+        .arg("validate")
+        .arg(&wf)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "- nodes[1].retry.attempts: line 13",
+        ))
+        .stderr(predicate::str::contains("expected u32"));
 }
 
 #[test]

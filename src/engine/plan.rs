@@ -516,11 +516,11 @@ impl Texts {
 
 /// Node ids to their index in [`Plan::nodes`]: 5 bytes a node, where a map
 /// keyed by shared ids took 25. The ids stay in the nodes; the functions
-/// given (`id_of`) read them.
+/// given (`id_of`) read them. Hashed with foldhash, seeded per process.
 #[derive(Default)]
 pub(crate) struct NodeIndex {
     table: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl NodeIndex {
@@ -532,15 +532,27 @@ impl NodeIndex {
             .map(|&i| i as usize)
     }
 
-    /// Adds node `i`, whose id no node in the index has; `id_of` gives the
-    /// ids of the nodes already in it.
-    pub(crate) fn insert<'a>(&mut self, i: usize, id: &str, id_of: impl Fn(usize) -> &'a str) {
+    /// Adds node `i` under `id`, unless a node in the index has that id:
+    /// then returns that node. `id_of` gives the ids of the nodes in it.
+    pub(crate) fn insert<'a>(
+        &mut self,
+        i: usize,
+        id: &str,
+        id_of: impl Fn(usize) -> &'a str,
+    ) -> Result<(), usize> {
         use std::hash::BuildHasher;
         let hasher = &self.hasher;
-        self.table
-            .insert_unique(hasher.hash_one(id), i as u32, |&j| {
-                hasher.hash_one(id_of(j as usize))
-            });
+        match self.table.entry(
+            hasher.hash_one(id),
+            |&j| id_of(j as usize) == id,
+            |&j| hasher.hash_one(id_of(j as usize)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(first) => Err(*first.get() as usize),
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(i as u32);
+                Ok(())
+            }
+        }
     }
 
     /// The nodes in the index, in no particular order.
@@ -666,10 +678,12 @@ mod tests {
         let mut index = NodeIndex::default();
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(index.get(id, |j| &ids[j]), None);
-            index.insert(i, id, |j| &ids[j]);
+            assert_eq!(index.insert(i, id, |j| &ids[j]), Ok(()));
         }
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(index.get(id, |j| &ids[j]), Some(i));
+            // A second node with the id is refused, naming the first.
+            assert_eq!(index.insert(ids.len() + i, id, |j| &ids[j]), Err(i));
         }
         assert_eq!(index.get("node-5000", |j| &ids[j]), None);
         assert_eq!(index.positions().count(), ids.len());

@@ -361,20 +361,127 @@ impl schemars::JsonSchema for Extra {
     }
 }
 
-/// A JSON object read with exact capacities (see [`compacted`]).
+/// A JSON object read with exact capacities: serde_json grows every object
+/// to room for three entries and arrays by doubling; a workflow holds one or
+/// two small objects per node (`data.inputs`), so for a large workflow that
+/// slack was the biggest part of its parsed size. Each object's (and
+/// array's) entries are gathered on one stack, reused from read to read,
+/// and moved into a collection of their exact size when it ends.
 struct CompactMap(Map<String, Value>);
+
+type Entries = Vec<(String, Value)>;
+
+thread_local! {
+    static ENTRIES: std::cell::Cell<Entries> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The most entries the reused stack keeps room for between reads.
+const KEPT_ENTRIES: usize = 1024;
 
 impl<'de> Deserialize<'de> for CompactMap {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = Map::<String, Value>::deserialize(d)?;
-        Ok(CompactMap(compact_map(map)))
+        struct Top<'s>(&'s mut Entries);
+        impl<'de> serde::de::Visitor<'de> for Top<'_> {
+            type Value = Map<String, Value>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Map<String, Value>, A::Error> {
+                Compact(self.0).object(map)
+            }
+        }
+        let mut entries = ENTRIES.take();
+        let read = d.deserialize_map(Top(&mut entries));
+        entries.clear();
+        if entries.capacity() <= KEPT_ENTRIES {
+            ENTRIES.set(entries);
+        }
+        read.map(CompactMap)
     }
 }
 
-/// A JSON value rebuilt with exact capacities. serde_json grows every object
-/// to room for three entries and arrays by doubling; a workflow holds one or
-/// two small objects per node (`data.inputs`), so for a large workflow that
-/// slack was the biggest part of its parsed size.
+/// Reads any JSON value as serde_json's own `Value` does, with exact
+/// capacities (see [`CompactMap`]).
+struct Compact<'s>(&'s mut Entries);
+
+impl<'de> Compact<'_> {
+    fn object<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<Map<String, Value>, A::Error> {
+        let start = self.0.len();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Compact(&mut *self.0))?;
+            self.0.push((key, value));
+        }
+        let mut out = Map::with_capacity(self.0.len() - start);
+        // A repeated key keeps its first place and its last value, as in serde_json.
+        for (key, value) in self.0.drain(start..) {
+            out.insert(key, value);
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Compact<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Compact<'_> {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let start = self.0.len();
+        while let Some(item) = seq.next_element_seed(Compact(&mut *self.0))? {
+            // An item has no key; an empty `String` takes no allocation.
+            self.0.push((String::new(), item));
+        }
+        Ok(Value::Array(
+            self.0.drain(start..).map(|(_, item)| item).collect(),
+        ))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        self.object(map).map(Value::Object)
+    }
+}
+
+/// A JSON value rebuilt with exact capacities (see [`CompactMap`]), for the
+/// few objects not read that way (keys the format does not use).
 pub fn compacted(value: Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(compact_map(map)),
@@ -453,6 +560,35 @@ impl Sink for Collect {
     fn edge(&mut self, edge: EdgeDef) {
         self.edges.push(edge);
     }
+}
+
+/// Where a read failed, with the JSON path to it.
+struct Located {
+    line: usize,
+    column: usize,
+    path: String,
+}
+
+/// Reads a workflow again, tracking the JSON path, to say where it fails.
+fn locate<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Option<Located> {
+    use serde::de::DeserializeSeed;
+    /// Drops what is read: only the error matters.
+    struct Discard;
+    impl Sink for Discard {
+        fn node(&mut self, _: NodeDef) {}
+        fn edge(&mut self, _: EdgeDef) {}
+    }
+    let mut track = serde_path_to_error::Track::new();
+    let e = Stream(&mut Discard)
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .err()?;
+    Some(Located {
+        line: e.line(),
+        column: e.column(),
+        path: track.path().to_string(),
+    })
 }
 
 /// The top-level object: the same keys, defaults and errors as the other
@@ -591,33 +727,55 @@ impl Workflow {
     /// Parses workflow JSON, handing each node and edge to `sink` as it is
     /// read; returns the rest. Errors as [`Workflow::from_json`].
     pub fn stream(text: &str, sink: &mut impl Sink) -> Result<Head, ParseError> {
-        Self::stream_with(serde_json::Deserializer::from_str(text), sink, || {
-            format_hint(text)
-        })
+        Self::stream_with(
+            serde_json::Deserializer::from_str(text),
+            sink,
+            || format_hint(text),
+            || locate(serde_json::Deserializer::from_str(text)),
+        )
     }
 
     /// [`Workflow::stream`] from a reader, for a file too large to hold;
-    /// `hint` explains a syntax error (see [`format_hint`]).
-    pub fn stream_reader(
+    /// `hint` explains a syntax error (see [`format_hint`]), and `again`
+    /// reads the same text once more to find the JSON path of an error.
+    pub fn stream_reader<R: std::io::Read>(
         reader: impl std::io::Read,
         sink: &mut impl Sink,
         hint: impl FnOnce() -> Option<&'static str>,
+        again: impl FnOnce() -> Option<R>,
     ) -> Result<Head, ParseError> {
-        Self::stream_with(serde_json::Deserializer::from_reader(reader), sink, hint)
+        Self::stream_with(
+            serde_json::Deserializer::from_reader(reader),
+            sink,
+            hint,
+            || again().and_then(|r| locate(serde_json::Deserializer::from_reader(r))),
+        )
     }
 
+    /// Reads without tracking the JSON path (tracking allocates for every
+    /// key read); an error's path is found by `locate`, which reads the text
+    /// again with tracking, and is kept only if that read fails at the same
+    /// place.
     fn stream_with<'de, R: serde_json::de::Read<'de>>(
         mut de: serde_json::Deserializer<R>,
         sink: &mut impl Sink,
         hint: impl FnOnce() -> Option<&'static str>,
+        locate: impl FnOnce() -> Option<Located>,
     ) -> Result<Head, ParseError> {
         use serde::de::DeserializeSeed;
-        let mut track = serde_path_to_error::Track::new();
         let read = Stream(sink)
-            .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
-            .map_err(|e| (track.path().to_string(), e))
-            .and_then(|head| de.end().map(|()| head).map_err(|e| (String::new(), e)));
-        read.map_err(|(path, inner)| {
+            .deserialize(&mut de)
+            .map_err(|e| (true, e))
+            .and_then(|head| de.end().map(|()| head).map_err(|e| (false, e)));
+        read.map_err(|(inside, inner)| {
+            let path = if inside {
+                locate()
+                    .filter(|at| (at.line, at.column) == (inner.line(), inner.column()))
+                    .map(|at| at.path)
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
             let mut message = strip_position(&inner.to_string());
             if inner.is_syntax()
                 && let Some(hint) = hint()
@@ -730,10 +888,47 @@ mod tests {
     }
 
     #[test]
+    fn inputs_read_as_serde_json_reads_them() {
+        let inputs = r#"{"a": [1, -2, 3.5, null, true, "x\"y", {"b": {}}, []],
+            "c": {"d": 1, "e": [[]], "d": 2}, "f": 18446744073709551615, "g": -9223372036854775808}"#;
+        let text = format!(
+            r#"{{"nodes": [{{"id": "n", "type": "log", "data": {{"inputs": {inputs}}}}}]}}"#
+        );
+        let wf = Workflow::from_json(&text).unwrap();
+        let expected: Map<String, Value> = serde_json::from_str(inputs).unwrap();
+        assert_eq!(wf.nodes[0].data.inputs, expected);
+        // Same order of keys, and a repeated key keeps its first place.
+        let keys: Vec<&String> = wf.nodes[0].data.inputs["c"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(keys, ["d", "e"]);
+        assert_eq!(wf.nodes[0].data.inputs["c"]["d"], 2);
+        // A second workflow read on the same thread starts from an empty stack.
+        let err = Workflow::from_json(
+            r#"{"nodes": [{"id": "n", "type": "log", "data": {"inputs": {"a": [1, {"b": }]}}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "nodes[0].data.inputs.a[1].b", "{err}");
+        let wf = Workflow::from_json(&text).unwrap();
+        assert_eq!(wf.nodes[0].data.inputs, expected);
+    }
+
+    #[test]
     fn parse_error_has_path_and_line() {
         let err =
             Workflow::from_json("{\"nodes\": [\n {\"id\": 5, \"type\": \"log\"}]}").unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.path.contains("nodes[0].id"), "{err}");
+        let err = Workflow::from_json(
+            r#"{"nodes": [{"id": "a", "type": "log"}, {"id": "b", "type": "log", "retry": {"attempts": "3"}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "nodes[1].retry.attempts", "{err}");
+        // Past the workflow object there is no path.
+        let err = Workflow::from_json(r#"{"nodes": []} x"#).unwrap_err();
+        assert_eq!(err.path, "", "{err}");
+        assert!(err.message.contains("trailing characters"), "{err}");
     }
 }

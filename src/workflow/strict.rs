@@ -208,7 +208,7 @@ fn check(
 pub fn unknown_inputs(
     inputs: &Map<String, Value>,
     spec: &NodeSpec,
-    base: &str,
+    base: impl std::fmt::Display,
     node: &str,
     problems: &mut Vec<Problem>,
 ) {

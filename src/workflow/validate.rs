@@ -100,15 +100,21 @@ pub fn validate_file(
     let mut builder = Builder::new(registry, exprs, source.credential_exists);
     // Hashed as read, in the reader's large reads (the parser reads byte by byte).
     let mut read = std::io::BufReader::with_capacity(64 * 1024, Hashing::new(file.take(limit)));
+    // The file read again (by its path, when it has one), on an error.
+    let reopen = |limit: u64| {
+        let again = source.path.and_then(|p| std::fs::File::open(p).ok());
+        again.map(|f| std::io::BufReader::with_capacity(64 * 1024, f.take(limit)))
+    };
     let hint = || {
         // A syntax error: what the file's start says it may be instead.
         let mut start = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(64 * 1024).read_to_end(&mut start))
-            .ok()
-            .and_then(|_| super::model::format_hint(&String::from_utf8_lossy(&start)))
+        reopen(64 * 1024)?.read_to_end(&mut start).ok()?;
+        super::model::format_hint(&String::from_utf8_lossy(&start))
     };
-    let head = Workflow::stream_reader(&mut read, &mut builder, hint).map_err(Rejected::Parse)?;
+    // And an error's JSON path is found by reading it with tracking.
+    let again = || reopen(limit);
+    let head =
+        Workflow::stream_reader(&mut read, &mut builder, hint, again).map_err(Rejected::Parse)?;
     let read = read.into_inner();
     let hash = hex(&read.hash.finalize());
     let definition = Definition::File(Arc::new(DefinitionFile {
@@ -140,6 +146,17 @@ const SETTINGS: u8 = 9;
 const INPUTS: u32 = 0;
 const LAST: u32 = u32::MAX;
 
+/// `nodes[i]`, where a node's JSON paths start: written out only in the
+/// path of a problem.
+#[derive(Clone, Copy)]
+struct NodePath(usize);
+
+impl std::fmt::Display for NodePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "nodes[{}]", self.0)
+    }
+}
+
 /// An expression whose names are checked once every node and edge is known.
 struct Deferred {
     node: usize,
@@ -167,7 +184,7 @@ struct Builder<'a> {
     /// What the plan keeps for its nodes apart from them.
     apart: Apart,
     /// Each node type's index in [`Apart::kinds`].
-    kinds: HashMap<String, u16>,
+    kinds: HashMap<String, u16, foldhash::fast::RandomState>,
     /// Branch names of the nodes that have them (a switch's cases).
     handles: HashMap<usize, Vec<String>>,
     /// Trigger nodes other than `trigger.manual`: webhooks, and any other
@@ -180,6 +197,8 @@ struct Builder<'a> {
     early_edges: Vec<(usize, EdgeDef)>,
     nodes_read: bool,
     edge_count: usize,
+    /// Reused for each node's inputs as written.
+    scratch: String,
 }
 
 impl super::model::Sink for Builder<'_> {
@@ -238,7 +257,7 @@ impl<'a> Builder<'a> {
             unplanned: HashMap::new(),
             index: NodeIndex::default(),
             apart: Apart::default(),
-            kinds: HashMap::new(),
+            kinds: HashMap::default(),
             handles: HashMap::new(),
             webhook_triggers: false,
             other_triggers: false,
@@ -247,6 +266,7 @@ impl<'a> Builder<'a> {
             early_edges: Vec::new(),
             nodes_read: false,
             edge_count: 0,
+            scratch: String::new(),
         }
     }
 
@@ -266,27 +286,27 @@ impl<'a> Builder<'a> {
 
     fn add_node(&mut self, mut node: NodeDef) {
         let i = self.nodes.len();
-        let id: Box<str> = Box::from(node.id.as_str());
         let problems = std::cell::RefCell::new(Vec::new());
+        let mut keys = Vec::new();
+        super::strict::node_keys(&node, i, &mut keys);
+        problems
+            .borrow_mut()
+            .extend(keys.into_iter().map(|k| ((NODE_KEYS, i, 0), k)));
+        // The id moves to the planned node (its text is read with exact capacity).
+        let id: Box<str> = std::mem::take(&mut node.id).into_boxed_str();
         let p = |order: Order, path: String, message: String| {
             problems.borrow_mut().push((
                 order,
                 Problem {
-                    node: Some(node.id.clone()),
+                    node: Some(id.to_string()),
                     path,
                     message,
                 },
             ))
         };
 
-        let mut keys = Vec::new();
-        super::strict::node_keys(&node, i, &mut keys);
-        problems
-            .borrow_mut()
-            .extend(keys.into_iter().map(|k| ((NODE_KEYS, i, 0), k)));
-
         // Id.
-        if node.id.trim().is_empty() {
+        if id.trim().is_empty() {
             problems.borrow_mut().push((
                 (IDS, i, 0),
                 Problem {
@@ -295,15 +315,15 @@ impl<'a> Builder<'a> {
                     message: "node id is empty".into(),
                 },
             ));
-        } else if let Some(first) = self.position(&id) {
-            p(
-                (IDS, i, 0),
-                format!("nodes[{i}].id"),
-                format!("duplicate node id (also nodes[{first}]); ids must be unique"),
-            );
         } else {
             let (nodes, unplanned) = (&self.nodes, &self.unplanned);
-            self.index.insert(i, &id, |j| id_at(nodes, unplanned, j));
+            if let Err(first) = self.index.insert(i, &id, |j| id_at(nodes, unplanned, j)) {
+                p(
+                    (IDS, i, 0),
+                    format!("nodes[{i}].id"),
+                    format!("duplicate node id (also nodes[{first}]); ids must be unique"),
+                );
+            }
         }
 
         // Type.
@@ -329,7 +349,7 @@ impl<'a> Builder<'a> {
         }
 
         // Inputs.
-        let base = format!("nodes[{i}]");
+        let base = NodePath(i);
         let order = (NODES, i, INPUTS);
         let inputs = &node.data.inputs;
         let mut credentials: Vec<String> = Vec::new();
@@ -352,7 +372,7 @@ impl<'a> Builder<'a> {
                 self.handles.insert(i, allowed);
             }
             let mut strict = Vec::new();
-            super::strict::unknown_inputs(inputs, spec, &base, &node.id, &mut strict);
+            super::strict::unknown_inputs(inputs, spec, base, &id, &mut strict);
             problems
                 .borrow_mut()
                 .extend(strict.into_iter().map(|s| (order, s)));
@@ -447,7 +467,7 @@ impl<'a> Builder<'a> {
                     "attempts must be at least 1".into(),
                 );
             }
-            retry_checks(r, &node.id, &base, &mut q, &mut self.warnings);
+            retry_checks(r, &id, &base.to_string(), &mut q, &mut self.warnings);
             let dur = |field: &str, value: &Option<String>, default: u64| match value {
                 None => std::time::Duration::from_millis(default),
                 Some(t) => duration::parse(t).unwrap_or_else(|e| {
@@ -509,7 +529,7 @@ impl<'a> Builder<'a> {
             );
         }
         if canonical == "trigger.timer" {
-            timer_checks(inputs, &base, &node.id, &mut |_, path, message| {
+            timer_checks(inputs, &base.to_string(), &id, &mut |_, path, message| {
                 p(last, path, message)
             });
         }
@@ -550,7 +570,7 @@ impl<'a> Builder<'a> {
             self.problems.push((
                 (TYPES, i, 0),
                 Problem {
-                    node: Some(node.id.clone()),
+                    node: Some(id.to_string()),
                     path: format!("nodes[{i}].type"),
                     message: "the workflow uses more than 65,536 node types; split it".into(),
                 },
@@ -567,15 +587,23 @@ impl<'a> Builder<'a> {
                 .map(|(k, v)| (k.clone(), Template::new(v)))
                 .collect()
         });
-        // A JSON value's text (`Display`) cannot fail, unlike `to_string`'s.
         if templates.is_none() || planned.trigger {
-            planned.written = self.apart.texts.push(&Value::Object(inputs).to_string());
+            // Written in a buffer the builder reuses; writing a JSON value's
+            // text into a `String` cannot fail.
+            use std::fmt::Write;
+            let mut text = std::mem::take(&mut self.scratch);
+            text.clear();
+            planned.written = match write!(text, "{}", Value::Object(inputs)) {
+                Ok(()) => self.apart.texts.push(&text),
+                Err(_) => None,
+            };
+            self.scratch = text;
             if planned.written.is_none() {
                 // An object's text is never empty: the plan's texts passed 4 GiB.
                 self.problems.push((
                     (NODES, i, LAST),
                     Problem {
-                        node: Some(node.id.clone()),
+                        node: Some(planned.id.to_string()),
                         path: format!("{base}.data.inputs"),
                         message: "the workflow's inputs pass 4 GiB in all; split the workflow"
                             .into(),

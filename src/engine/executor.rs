@@ -353,7 +353,7 @@ async fn execute_as(
                     .cloned()
                     .unwrap_or_else(|| Arc::new(Value::Null))
             } else {
-                Arc::new(gather_input(&plan, i, &edges))
+                gather_input(&plan, i, &edges)
             };
             if !request.keep_outputs {
                 // Nothing reads a started node's incoming edges again: let
@@ -710,22 +710,25 @@ fn finish(
 /// The input of a node with incoming edges: the single live upstream value, or
 /// an object keyed by `targetHandle` (else upstream id) when there are several,
 /// and always keyed for `flow.merge`.
-fn gather_input(plan: &Plan, i: usize, edges: &EdgeStates) -> Value {
+fn gather_input(plan: &Plan, i: usize, edges: &EdgeStates) -> Arc<Value> {
     let node = plan.at(i);
-    let live: Vec<(usize, &Arc<Value>)> = plan
-        .incoming(i)
-        .iter()
-        .filter_map(|e| Some((e, edges.value(e)?)))
-        .collect();
+    let live = || {
+        plan.incoming(i)
+            .iter()
+            .filter_map(|e| Some((e, edges.value(e)?)))
+    };
     let keyed = &**node.type_name() == "flow.merge";
-    if let [(e, v)] = live.as_slice()
-        && !keyed
-        && plan.edges.target_handle(*e).is_none()
-    {
-        return (***v).clone();
+    if !keyed {
+        // One live upstream value: shared, not copied.
+        let mut one = live();
+        if let (Some((e, v)), None) = (one.next(), one.next())
+            && plan.edges.target_handle(e).is_none()
+        {
+            return Arc::clone(v);
+        }
     }
     let mut map = Map::new();
-    for (e, v) in live {
+    for (e, v) in live() {
         let key = plan
             .edges
             .target_handle(e)
@@ -733,7 +736,7 @@ fn gather_input(plan: &Plan, i: usize, edges: &EdgeStates) -> Value {
             .to_string();
         map.insert(key, (**v).clone());
     }
-    Value::Object(map)
+    Arc::new(Value::Object(map))
 }
 
 /// The workflow result: the `end` node's output, else the single sink's, else an

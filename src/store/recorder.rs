@@ -452,6 +452,15 @@ impl Drop for Recorder {
 
 impl Observer for Recorder {
     fn on_event(&self, event: &Event) {
+        // History keeps nothing of a node's start, nor of the end of a node
+        // that ran (its attempts have the rows): two of a node's three
+        // events never reach the writer's queue.
+        if matches!(
+            event,
+            Event::NodeStarted { .. } | Event::NodeFinished { attempts: 1.., .. }
+        ) {
+            return;
+        }
         self.send(Op::Event(Box::new(event.clone())));
     }
 }
@@ -709,6 +718,8 @@ impl Writer {
         new_definitions: &mut Vec<String>,
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
+        // The last node output written in this transaction: (run, value, text).
+        let mut last_output: Option<(Arc<str>, Arc<Value>, String)> = None;
         for item in items {
             let threshold = self.history.blob_threshold;
             let event = match item {
@@ -802,13 +813,22 @@ impl Writer {
                     );
                 }
                 Event::NodeAttempt(a) => {
-                    let input = payload(
-                        &tx,
-                        &self.blobs_dir,
-                        self.history.blob_threshold,
-                        &a.run_id,
-                        &a.input,
-                    )?;
+                    // A node's input is often the output written just before
+                    // (the same value, shared): its text is reused.
+                    let input = match last_output.take() {
+                        Some((run, value, text))
+                            if Arc::ptr_eq(&value, &a.input) && run == a.run_id =>
+                        {
+                            text
+                        }
+                        _ => payload(
+                            &tx,
+                            &self.blobs_dir,
+                            self.history.blob_threshold,
+                            &a.run_id,
+                            &a.input,
+                        )?,
+                    };
                     let output = match &a.output {
                         Some(o) => Some(payload(
                             &tx,
@@ -836,6 +856,9 @@ impl Writer {
                             a.finished_ms,
                             a.finished_ms - a.started_ms
                         ])?;
+                    if let (Some(value), Some(text)) = (&a.output, output) {
+                        last_output = Some((a.run_id.clone(), value.clone(), text));
+                    }
                 }
                 Event::NodeStep(step) => {
                     let threshold = self.history.blob_threshold;
@@ -921,6 +944,7 @@ impl Writer {
                         ])?;
                     finished.push(run_id.clone());
                 }
+                // Not sent to the writer (see `on_event`).
                 Event::NodeStarted { .. } | Event::NodeFinished { .. } => {}
             }
         }

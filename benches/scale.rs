@@ -1,7 +1,10 @@
 //! How cost grows with the size of a workflow (issue 20), with the **default
 //! configuration** (history on, in a fresh home per size).
 //!
-//! - parse + validate + plan of a 10,000-node chain, in process (best of 10);
+//! - parse + validate + plan of a 10,000-node chain, in process (best of
+//!   30), beside the same text read into a `serde_json::Value`: a reference
+//!   for how fast the machine is that day (timings on a shared machine move
+//!   by half between runs of the bench, together);
 //! - `fuse run` of linear chains of 100, 1k, 10k and 100k `transform.set`
 //!   nodes as a whole process: wall time, µs per node, peak RSS (from
 //!   `wait4`), with history and with `--no-history`; and the workflow file's
@@ -10,7 +13,7 @@
 //!   is installed).
 //!
 //! `cargo bench --bench scale`; `FUSE_BENCH_SIZES` (default
-//! "100,1000,10000,100000"), `FUSE_BENCH_REPEAT` (default 3, best of).
+//! "100,1000,10000,100000"), `FUSE_BENCH_REPEAT` (default 5, best of).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -118,7 +121,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let repeat: usize = env_or("FUSE_BENCH_REPEAT", 3);
+    let repeat: usize = env_or("FUSE_BENCH_REPEAT", 5);
     let tmp = tempfile::tempdir().unwrap();
 
     // Parse + validate + plan, in process, the way `fuse run` and the daemon do.
@@ -128,16 +131,17 @@ fn main() {
         16,
     );
     let text = chain(10_000).to_string();
-    let best = (0..10)
-        .map(|_| {
-            let started = Instant::now();
-            let plan = engine.load_str(&text, None).expect("valid");
-            let took = started.elapsed();
-            drop(plan);
-            took
-        })
-        .min()
-        .unwrap();
+    let best_of = |f: &dyn Fn()| {
+        (0..30)
+            .map(|_| {
+                let started = Instant::now();
+                f();
+                started.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let best = best_of(&|| drop(engine.load_str(&text, None).expect("valid")));
     println!(
         "fuse scale benchmark ({} build, default configuration, best of {repeat})",
         if cfg!(debug_assertions) {
@@ -146,22 +150,18 @@ fn main() {
             "release"
         }
     );
-    let parse = (0..10)
-        .map(|_| {
-            let started = Instant::now();
-            let workflow = fuse::Workflow::from_json(&text).expect("parses");
-            let took = started.elapsed();
-            drop(workflow);
-            took
-        })
-        .min()
-        .unwrap();
+    let parse = best_of(&|| drop(fuse::Workflow::from_json(&text).expect("parses")));
+    let reference = best_of(&|| drop(serde_json::from_str::<Value>(&text).expect("JSON")));
     println!(
         "parse + validate + plan of a 10,000-node chain ({} KB): {:.1} ms, of which parsing {:.1} ms (target ≤ 20 ms: {})",
         text.len() / 1024,
         best.as_secs_f64() * 1e3,
         parse.as_secs_f64() * 1e3,
         verdict(best <= Duration::from_millis(20))
+    );
+    println!(
+        "reference, the machine's speed today: the same text read into a serde_json::Value: {:.1} ms",
+        reference.as_secs_f64() * 1e3
     );
     println!();
     println!(

@@ -214,7 +214,7 @@ macro_rules! deserialize_with_extra {
                                     $cf = Some(map.next_value::<CompactMap>()?.0);
                                 } )*)?
                                 _ => {
-                                    let value: Value = map.next_value()?;
+                                    let value = map.next_value::<CompactValue>()?.0;
                                     extra.insert(key.into_string(), value);
                                 }
                             }
@@ -330,8 +330,13 @@ deserialize_with_extra!(
 pub struct Extra(Option<Box<Map<String, Value>>>);
 
 impl From<Map<String, Value>> for Extra {
+    /// The map at its exact size (its values are read so, as [`CompactValue`]s).
     fn from(map: Map<String, Value>) -> Extra {
-        Extra((!map.is_empty()).then(|| Box::new(compact_map(map))))
+        Extra((!map.is_empty()).then(|| {
+            let mut exact = Map::with_capacity(map.len());
+            exact.extend(map);
+            Box::new(exact)
+        }))
     }
 }
 
@@ -393,14 +398,29 @@ impl<'de> Deserialize<'de> for CompactMap {
                 Compact(self.0).object(map)
             }
         }
-        let mut entries = ENTRIES.take();
-        let read = d.deserialize_map(Top(&mut entries));
-        entries.clear();
-        if entries.capacity() <= KEPT_ENTRIES {
-            ENTRIES.set(entries);
-        }
-        read.map(CompactMap)
+        with_entries(|entries| d.deserialize_map(Top(entries))).map(CompactMap)
     }
+}
+
+/// Any JSON value read with exact capacities (see [`CompactMap`]).
+struct CompactValue(Value);
+
+impl<'de> Deserialize<'de> for CompactValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::DeserializeSeed;
+        with_entries(|entries| Compact(entries).deserialize(d)).map(CompactValue)
+    }
+}
+
+/// Runs `read` with this thread's stack of entries, left empty after it.
+fn with_entries<T>(read: impl FnOnce(&mut Entries) -> T) -> T {
+    let mut entries = ENTRIES.take();
+    let result = read(&mut entries);
+    entries.clear();
+    if entries.capacity() <= KEPT_ENTRIES {
+        ENTRIES.set(entries);
+    }
+    result
 }
 
 /// Reads any JSON value as serde_json's own `Value` does, with exact
@@ -480,31 +500,6 @@ impl<'de> serde::de::Visitor<'de> for Compact<'_> {
     }
 }
 
-/// A JSON value rebuilt with exact capacities (see [`CompactMap`]), for the
-/// few objects not read that way (keys the format does not use).
-pub fn compacted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(compact_map(map)),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            out.extend(items.into_iter().map(compacted));
-            Value::Array(out)
-        }
-        Value::String(mut text) => {
-            text.shrink_to_fit();
-            Value::String(text)
-        }
-        other => other,
-    }
-}
-
-fn compact_map(map: Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::with_capacity(map.len());
-    for (key, value) in map {
-        out.insert(key, compacted(value));
-    }
-    out
-}
 deserialize_with_extra!(
     EdgeDef,
     "an edge object",
@@ -653,7 +648,7 @@ impl<'de, S: Sink> serde::de::Visitor<'de> for Stream<'_, S> {
                     })?);
                 }
                 _ => {
-                    let value: Value = map.next_value()?;
+                    let value = map.next_value::<CompactValue>()?.0;
                     extra.insert(key.into_string(), value);
                 }
             }

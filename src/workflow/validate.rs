@@ -467,7 +467,7 @@ impl<'a> Builder<'a> {
                     "attempts must be at least 1".into(),
                 );
             }
-            retry_checks(r, &id, &base.to_string(), &mut q, &mut self.warnings);
+            retry_checks(r, &id, base, &mut q, &mut self.warnings);
             let dur = |field: &str, value: &Option<String>, default: u64| match value {
                 None => std::time::Duration::from_millis(default),
                 Some(t) => duration::parse(t).unwrap_or_else(|e| {
@@ -529,7 +529,7 @@ impl<'a> Builder<'a> {
             );
         }
         if canonical == "trigger.timer" {
-            timer_checks(inputs, &base.to_string(), &id, &mut |_, path, message| {
+            timer_checks(inputs, base, &id, &mut |_, path, message| {
                 p(last, path, message)
             });
         }
@@ -960,7 +960,7 @@ pub const RETRY_KINDS: &[&str] = &[
 fn retry_checks(
     r: &super::model::RetryDef,
     id: &str,
-    base: &str,
+    base: NodePath,
     p: &mut impl FnMut(Option<&str>, String, String),
     warnings: &mut Vec<Problem>,
 ) {
@@ -1288,7 +1288,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 /// honoured by the daemon's scheduler, so each is checked here.
 fn timer_checks(
     inputs: &serde_json::Map<String, Value>,
-    base: &str,
+    base: NodePath,
     id: &str,
     p: &mut impl FnMut(Option<&str>, String, String),
 ) {

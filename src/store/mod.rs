@@ -39,7 +39,7 @@ mod embedded {
 }
 
 /// The version of the last migration in `src/store/migrations`.
-const LATEST_SCHEMA: i64 = 9;
+const LATEST_SCHEMA: i64 = 10;
 
 /// How long a writer waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -379,6 +379,108 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.meta("k").unwrap().as_deref(), Some("v"));
+    }
+
+    /// Issue 20: V10 rebuilds node_runs so that an insert builds no
+    /// temporary b-tree for its status check and lands at the end of its
+    /// run's part of the index; a database at V9 keeps every row of every
+    /// run it has.
+    #[test]
+    fn v10_keeps_node_rows_and_inserts_without_a_temporary_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fuse.db");
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, &path).unwrap();
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(9))
+            .run(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO executions (id, workflow_name, status, trigger_kind, created_at)
+                 VALUES ('r1', 'w', 'succeeded', 'manual', 1);
+             INSERT INTO node_runs (execution_id, node_id, node_type, attempt, item_index, status,
+                     input, output, error, started_at, finished_at, duration_ms)
+                 VALUES ('r1', 'a', 'transform.set', 1, NULL, 'succeeded', '{}', '{\"x\":1}', NULL, 5, 7, 2),
+                        ('r1', 'b', 'http.request', 2, 3, 'failed', '{}', NULL, '{\"message\":\"no\"}', 8, 9, 1),
+                        ('r1', 'c', 'transform.set', 0, NULL, 'skipped', NULL, NULL, NULL, NULL, NULL, NULL);
+             PRAGMA foreign_keys = OFF;
+             INSERT INTO node_runs (execution_id, node_id, node_type, attempt, status)
+                 VALUES ('gone', 'a', 'transform.set', 1, 'succeeded');
+             PRAGMA foreign_keys = ON;",
+        )
+        .unwrap();
+        let rows = |conn: &Connection, run: &str| -> Vec<String> {
+            conn.prepare(
+                "SELECT id, node_id, node_type, attempt, item_index, status, input, output, error,
+                        started_at, finished_at, duration_ms
+                 FROM node_runs WHERE execution_id = ?1 ORDER BY id",
+            )
+            .unwrap()
+            .query_map([run], |r| {
+                let cells: Vec<String> = (0..12)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect();
+                Ok(cells.join("|"))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+        };
+        let before = rows(&conn, "r1");
+        assert_eq!(before.len(), 3);
+        drop(conn);
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 10);
+        assert_eq!(rows(store.conn(), "r1"), before, "every row, every column");
+        assert!(
+            rows(store.conn(), "gone").is_empty(),
+            "a row whose run is gone is left out"
+        );
+        let insert = "INSERT INTO node_runs (execution_id, node_id, node_type, attempt, item_index,
+                 status, input, output, error, started_at, finished_at, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+        let ops: Vec<String> = store
+            .conn()
+            .prepare(&format!("EXPLAIN {insert}"))
+            .unwrap()
+            .query_map(
+                rusqlite::params_from_iter(std::iter::repeat_n(rusqlite::types::Null, 12)),
+                |r| r.get::<_, String>(1),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(ops.iter().any(|op| op == "IdxInsert"), "{ops:?}");
+        assert!(
+            !ops.iter().any(|op| op == "OpenEphemeral"),
+            "an insert builds a temporary table: {ops:?}"
+        );
+        let index: String = store
+            .conn()
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'node_runs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(index.ends_with("node_runs (execution_id)"), "{index}");
+        // The check still refuses a status that is not one, and deleting a
+        // run still takes its rows.
+        let bad = store.conn().execute(
+            "INSERT INTO node_runs (execution_id, node_id, node_type, attempt, status)
+             VALUES ('r1', 'd', 't', 1, 'done')",
+            [],
+        );
+        assert!(
+            bad.unwrap_err().to_string().contains("CHECK constraint"),
+            "a status outside the five"
+        );
+        store
+            .conn()
+            .execute("DELETE FROM executions WHERE id = 'r1'", [])
+            .unwrap();
+        assert!(rows(store.conn(), "r1").is_empty());
     }
 
     #[test]

@@ -195,3 +195,83 @@ fn the_daemon_applies_retention_in_the_background_and_gives_the_space_back() {
         (db_size(&home) <= empty + 20 * 40_000 + 512 * 1024).then_some(())
     });
 }
+
+/// The history writer inserts node rows 32 to a statement (issue 20). A run
+/// of 75 nodes reads back whole and in order: two full statements, a large
+/// output kept as a blob inside one of them, a skipped node (a row of its
+/// own, between attempts), the rest one row per statement.
+#[test]
+fn every_node_row_reads_back_in_order() {
+    let home = crate::helper::TestHome::initialized();
+    let mut nodes = vec![
+        json!({"id": "n0", "type": "transform.set", "data": {"inputs": {"values": {"i": 0}}}}),
+    ];
+    let mut edges = Vec::new();
+    for i in 1..70 {
+        let mut values = json!({"i": i});
+        if i == 40 {
+            // Over the default blob threshold (256 KiB).
+            values["pad"] = json!("{{ 'x' * 300000 }}");
+        }
+        nodes.push(json!({"id": format!("n{i}"), "type": "transform.set", "data": {"inputs": {"values": values}}}));
+        edges.push(json!({"source": format!("n{}", i - 1), "target": format!("n{i}")}));
+    }
+    nodes.push(json!({"id": "check", "type": "flow.if", "data": {"inputs": {"condition": "{{ input.i > 100 }}"}}}));
+    nodes.push(
+        json!({"id": "never", "type": "transform.set", "data": {"inputs": {"values": {"i": -1}}}}),
+    );
+    nodes.push(
+        json!({"id": "after", "type": "transform.set", "data": {"inputs": {"values": {"i": 70}}}}),
+    );
+    edges.push(json!({"source": "n69", "target": "check"}));
+    edges.push(json!({"source": "check", "sourceHandle": "true", "target": "never"}));
+    edges.push(json!({"source": "check", "sourceHandle": "false", "target": "after"}));
+    for i in 71..73 {
+        nodes.push(json!({"id": format!("n{i}"), "type": "transform.set", "data": {"inputs": {"values": {"i": i}}}}));
+        let from = if i == 71 {
+            "after".to_string()
+        } else {
+            format!("n{}", i - 1)
+        };
+        edges.push(json!({"source": from, "target": format!("n{i}")}));
+    }
+    let wf = home.write(
+        "order.json",
+        &json!({"name": "order", "nodes": nodes, "edges": edges}),
+    );
+    home.cmd().args(["-q", "run"]).arg(&wf).assert().success();
+    let runs = crate::helper::json_of(home.cmd().args(["runs", "list", "--json"]));
+    let id = runs[0]["id"].as_str().expect("a run id").to_string();
+    let run = crate::helper::json_of(home.cmd().args(["runs", "show", &id, "--json"]));
+    let rows = run["nodes"].as_array().expect("the run's nodes");
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<String> = (0..70).map(|i| format!("n{i}")).collect();
+    expected.extend(["check", "after", "n71", "n72", "never"].map(String::from));
+    assert_eq!(
+        ids, expected,
+        "every row, in the order the nodes ran (the skipped one last)"
+    );
+    for (i, row) in rows.iter().take(70).enumerate() {
+        assert_eq!(row["status"], "succeeded", "{row}");
+        assert_eq!(row["output"]["i"], i, "n{i}'s output");
+        if i > 0 {
+            assert_eq!(
+                row["input"],
+                rows[i - 1]["output"],
+                "n{i}'s input is n{}'s output",
+                i - 1
+            );
+        }
+    }
+    assert_eq!(
+        rows[40]["output"]["pad"].as_str().map(str::len),
+        Some(300_000),
+        "the blob reads back"
+    );
+    assert_eq!(rows[71]["output"]["i"], 70);
+    assert_eq!(rows[74]["status"], "skipped");
+    assert!(rows[74]["output"].is_null(), "{}", rows[74]);
+}

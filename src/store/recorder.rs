@@ -1,5 +1,7 @@
 //! Writes run events to SQLite on one writer thread, in batches: the engine only
-//! sends events down a channel, so recording costs it a clone and a send.
+//! sends events down a channel, so recording costs it a clone and a send (and,
+//! for a node's attempt, writing its output as JSON text: the run's thread
+//! does that, not the one writer every run shares).
 //!
 //! Payloads larger than the blob threshold are written once to
 //! `blobs/<hash>` (content-addressed) and referenced from the row.
@@ -15,6 +17,7 @@
 //! then a WAL checkpoint), so the database stays bounded on disk. A flush and
 //! the writer's stop finish pending retention and shrink the file at once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -27,6 +30,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 use crate::config::HistoryConfig;
+use crate::engine::events::NodeAttempt;
 use crate::engine::{Event, Observer, Status};
 use crate::error::Result;
 use crate::store::Store;
@@ -54,6 +58,7 @@ pub type Committed = std::result::Result<(), String>;
 
 enum Op {
     Event(Box<Event>),
+    Attempt(Box<Attempt>),
     Flush(SyncSender<()>),
     /// A write in order with the events; `ack` hears whether its transaction
     /// committed.
@@ -81,9 +86,16 @@ struct Started {
     source_path: Option<String>,
 }
 
+/// A node's attempt, with its output as JSON text (written by the run).
+struct Attempt {
+    node: NodeAttempt,
+    output: Option<String>,
+}
+
 /// What one batch transaction writes, in order.
 enum Item {
     Event(Box<Event>),
+    Attempt(Box<Attempt>),
     Exec(&'static str, Vec<rusqlite::types::Value>),
     Accept(Box<Accepted>),
     Started(Box<Started>),
@@ -94,6 +106,7 @@ impl Item {
     fn run_id(&self) -> Option<&str> {
         match self {
             Item::Exec(..) | Item::Accept(_) | Item::Started(_) => None,
+            Item::Attempt(a) => Some(&a.node.run_id),
             Item::Event(e) => Some(match e.as_ref() {
                 Event::RunStarted { run_id, .. }
                 | Event::NodeFinished { run_id, .. }
@@ -461,6 +474,14 @@ impl Observer for Recorder {
         ) {
             return;
         }
+        if let Event::NodeAttempt(a) = event {
+            let output = a.output.as_ref().map(|o| o.to_string());
+            self.send(Op::Attempt(Box::new(Attempt {
+                node: NodeAttempt::clone(a),
+                output,
+            })));
+            return;
+        }
         self.send(Op::Event(Box::new(event.clone())));
     }
 }
@@ -550,6 +571,7 @@ impl Writer {
                 .into_iter()
                 .filter_map(|op| match op {
                     Op::Event(e) => Some(Item::Event(e)),
+                    Op::Attempt(a) => Some(Item::Attempt(a)),
                     Op::Write { item, ack } => {
                         exec_acks.push(ack);
                         Some(item)
@@ -719,9 +741,14 @@ impl Writer {
     ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         // The last node output written in this transaction: (run, value, text).
-        let mut last_output: Option<(Arc<str>, Arc<Value>, String)> = None;
+        let mut last_output: Option<(&str, &Arc<Value>, Cow<'_, str>)> = None;
+        // Node rows not inserted yet: in order, before anything else.
+        let mut nodes: Vec<NodeRow<'_>> = Vec::with_capacity(NODE_ROWS);
         for item in items {
             let threshold = self.history.blob_threshold;
+            if !nodes.is_empty() && !matches!(item, Item::Attempt(_)) {
+                insert_nodes(&tx, &mut nodes)?;
+            }
             let event = match item {
                 Item::Exec(sql, params) => {
                     tx.prepare_cached(sql)?
@@ -763,6 +790,47 @@ impl Writer {
                         s.hash,
                         s.source_path
                     ])?;
+                    continue;
+                }
+                Item::Attempt(at) => {
+                    let a = &at.node;
+                    // A node's input is often the output written just before
+                    // (the same value, shared): its text is reused.
+                    let input = match last_output.take() {
+                        Some((run, value, text))
+                            if Arc::ptr_eq(value, &a.input) && run == &*a.run_id =>
+                        {
+                            text
+                        }
+                        _ => Cow::Owned(payload(
+                            &tx,
+                            &self.blobs_dir,
+                            threshold,
+                            &a.run_id,
+                            &a.input,
+                        )?),
+                    };
+                    let output = match &at.output {
+                        Some(text) => {
+                            Some(stored(&tx, &self.blobs_dir, threshold, &a.run_id, text)?)
+                        }
+                        None => None,
+                    };
+                    if let (Some(value), Some(text)) = (&a.output, &output) {
+                        last_output = Some((&a.run_id, value, text.clone()));
+                    }
+                    nodes.push(NodeRow {
+                        attempt: a,
+                        item: a.item.map(|i| i as i64),
+                        status: a.status.as_str(),
+                        input,
+                        output,
+                        error: a.error.as_ref().map(Value::to_string),
+                        duration_ms: a.finished_ms - a.started_ms,
+                    });
+                    if nodes.len() == NODE_ROWS {
+                        insert_nodes(&tx, &mut nodes)?;
+                    }
                     continue;
                 }
                 Item::Event(e) => e,
@@ -811,54 +879,6 @@ impl Writer {
                             keep_days: keep_days.unwrap_or(self.history.keep_days),
                         },
                     );
-                }
-                Event::NodeAttempt(a) => {
-                    // A node's input is often the output written just before
-                    // (the same value, shared): its text is reused.
-                    let input = match last_output.take() {
-                        Some((run, value, text))
-                            if Arc::ptr_eq(&value, &a.input) && run == a.run_id =>
-                        {
-                            text
-                        }
-                        _ => payload(
-                            &tx,
-                            &self.blobs_dir,
-                            self.history.blob_threshold,
-                            &a.run_id,
-                            &a.input,
-                        )?,
-                    };
-                    let output = match &a.output {
-                        Some(o) => Some(payload(
-                            &tx,
-                            &self.blobs_dir,
-                            self.history.blob_threshold,
-                            &a.run_id,
-                            o,
-                        )?),
-                        None => None,
-                    };
-                    let error = a.error.as_ref().map(Value::to_string);
-                    tx.prepare_cached("INSERT INTO node_runs (execution_id, node_id, node_type, attempt, item_index, status,
-                             input, output, error, started_at, finished_at, duration_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?.execute(params![
-                            a.run_id,
-                            a.node_id,
-                            a.node_type,
-                            a.attempt,
-                            a.item.map(|i| i as i64),
-                            a.status.as_str(),
-                            input,
-                            output,
-                            error,
-                            a.started_ms,
-                            a.finished_ms,
-                            a.finished_ms - a.started_ms
-                        ])?;
-                    if let (Some(value), Some(text)) = (&a.output, output) {
-                        last_output = Some((a.run_id.clone(), value.clone(), text));
-                    }
                 }
                 Event::NodeStep(step) => {
                     let threshold = self.history.blob_threshold;
@@ -944,10 +964,12 @@ impl Writer {
                         ])?;
                     finished.push(run_id.clone());
                 }
-                // Not sent to the writer (see `on_event`).
-                Event::NodeStarted { .. } | Event::NodeFinished { .. } => {}
+                // Not sent to the writer (see `on_event`), or sent as an
+                // `Attempt`.
+                Event::NodeStarted { .. } | Event::NodeFinished { .. } | Event::NodeAttempt(_) => {}
             }
         }
+        insert_nodes(&tx, &mut nodes)?;
         tx.commit()
     }
 
@@ -1207,6 +1229,71 @@ fn define(
 /// ([`define`]); a 100,000-node workflow is about 12 MB.
 const STREAMED_DEFINITION: usize = 64 * 1024;
 
+/// Rows of `node_runs` one statement inserts: one statement per 32 attempts
+/// instead of one per attempt (each statement opens, positions and closes
+/// its cursors on the table and its index).
+const NODE_ROWS: usize = 32;
+
+const NODE_COLUMNS: &str = "INSERT INTO node_runs (execution_id, node_id, node_type, attempt,
+    item_index, status, input, output, error, started_at, finished_at, duration_ms) VALUES ";
+const NODE_VALUES: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// A node attempt's row, ready to insert.
+struct NodeRow<'a> {
+    attempt: &'a NodeAttempt,
+    item: Option<i64>,
+    status: &'static str,
+    input: Cow<'a, str>,
+    output: Option<Cow<'a, str>>,
+    error: Option<String>,
+    duration_ms: i64,
+}
+
+/// Inserts `rows` (in order) and empties it: full chunks of [`NODE_ROWS`]
+/// by one statement each, the rest one by one.
+fn insert_nodes(conn: &Connection, rows: &mut Vec<NodeRow<'_>>) -> rusqlite::Result<()> {
+    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{NODE_COLUMNS}{}", vec![NODE_VALUES; NODE_ROWS].join(", "))
+    });
+    static ONE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{NODE_COLUMNS}{NODE_VALUES}"));
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(12 * NODE_ROWS);
+    let mut chunks = rows.chunks_exact(NODE_ROWS);
+    for chunk in &mut chunks {
+        values.clear();
+        chunk.iter().for_each(|row| row.bind(&mut values));
+        conn.prepare_cached(&MANY)?.execute(&*values)?;
+    }
+    for row in chunks.remainder() {
+        values.clear();
+        row.bind(&mut values);
+        conn.prepare_cached(&ONE)?.execute(&*values)?;
+    }
+    rows.clear();
+    Ok(())
+}
+
+impl NodeRow<'_> {
+    /// Its 12 values, in the order of [`NODE_COLUMNS`].
+    fn bind<'v>(&'v self, values: &mut Vec<&'v dyn rusqlite::ToSql>) {
+        let a = self.attempt;
+        values.extend_from_slice(&[
+            &a.run_id,
+            &a.node_id,
+            &a.node_type,
+            &a.attempt,
+            &self.item,
+            &self.status,
+            &self.input,
+            &self.output,
+            &self.error,
+            &a.started_ms,
+            &a.finished_ms,
+            &self.duration_ms,
+        ]);
+    }
+}
+
 /// A run's input for its new row: the text when small (one statement), else
 /// NULL and [`input_blob`] after the insert (a blob's reference needs the row).
 fn inline(text: &str, threshold: u64) -> Option<&str> {
@@ -1242,6 +1329,20 @@ fn payload(
         return Ok(text);
     }
     blob(conn, blobs_dir, run_id, &text)
+}
+
+/// What a row keeps of a payload's JSON text: the text, or a blob reference.
+fn stored<'t>(
+    conn: &Connection,
+    blobs_dir: &Path,
+    threshold: u64,
+    run_id: &str,
+    text: &'t str,
+) -> rusqlite::Result<Cow<'t, str>> {
+    if (text.len() as u64) <= threshold {
+        return Ok(Cow::Borrowed(text));
+    }
+    blob(conn, blobs_dir, run_id, text).map(Cow::Owned)
 }
 
 /// Writes `text` to `blobs/<hash>` once and returns the reference the row

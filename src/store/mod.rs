@@ -88,6 +88,14 @@ impl Store {
                     path: path.to_path_buf(),
                     source,
                 })?;
+            // A migration that copies a table (V6, V10) leaves the old
+            // one's pages free: the file gives them back now, once.
+            if let Err(e) = recorder::vacuum_free_pages(&conn) {
+                tracing::warn!(
+                    "{} keeps the space a migration freed ({e}); `fuse runs prune` gives it back",
+                    path.display()
+                );
+            }
         }
         Ok(Store {
             conn,
@@ -432,6 +440,11 @@ mod tests {
 
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), 10);
+        let free: i64 = store
+            .conn()
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(free, 0, "the copied table's old pages are given back");
         assert_eq!(rows(store.conn(), "r1"), before, "every row, every column");
         assert!(
             rows(store.conn(), "gone").is_empty(),

@@ -45,10 +45,28 @@ struct NodeResult {
     index: usize,
     /// A trigger node that did not start the run: skipped, its edges dead.
     skipped: bool,
-    result: Result<NodeOutput, NodeError>,
+    result: Result<Gave, NodeError>,
     attempts: u32,
     started: Instant,
     input: Arc<Value>,
+}
+
+/// What a node gave: its output, one value shared by the attempt's event,
+/// the edges it leaves by and the run's record (an observer that keeps the
+/// event, as history does, costs no copy, and knows a successor's input as
+/// the value it has seen), and the handle it leaves by.
+struct Gave {
+    value: Arc<Value>,
+    handle: Option<String>,
+}
+
+impl Gave {
+    fn new(value: Value) -> Gave {
+        Gave {
+            value: Arc::new(value),
+            handle: None,
+        }
+    }
 }
 
 /// Where each edge of a run stands: a byte an edge, and the values of the
@@ -423,7 +441,7 @@ async fn execute_as(
         } else {
             match done.result {
                 Ok(out) => {
-                    let value = Arc::new(out.value);
+                    let value = out.value;
                     if node.read_by_expressions {
                         shared.view.set(&node.id, value.clone());
                     }
@@ -792,13 +810,14 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
         return NodeResult {
             index: i,
             skipped: true,
-            result: Ok(NodeOutput::new(Value::Null)),
+            result: Ok(Gave::new(Value::Null)),
             attempts: 0,
             started,
             input,
         };
     }
     if let Some(output) = shared.reuse.get(&*node.id) {
+        let reused = Arc::new(output.clone());
         let observer = shared.engine.observer();
         observer.on_event(&Event::Log {
             run_id: shared.run.id.to_string(),
@@ -817,7 +836,7 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
             item: None,
             status: Status::Succeeded,
             input: input.clone(),
-            output: Some(Arc::new(output.clone())),
+            output: Some(reused.clone()),
             error: None,
             started_ms: at,
             finished_ms: at,
@@ -825,7 +844,10 @@ async fn run_node(shared: Arc<Shared>, i: usize, input: Arc<Value>) -> NodeResul
         return NodeResult {
             index: i,
             skipped: false,
-            result: Ok(NodeOutput::new(output.clone())),
+            result: Ok(Gave {
+                value: reused,
+                handle: None,
+            }),
             attempts: 0,
             started,
             input,
@@ -853,7 +875,7 @@ async fn run_foreach(
     i: usize,
     input: &Arc<Value>,
     expr: &str,
-) -> (Result<NodeOutput, NodeError>, u32) {
+) -> (Result<Gave, NodeError>, u32) {
     let node = shared.plan.at(i);
     // The node's expression context, built at most once and shared by its items.
     let context = OnceLock::new();
@@ -937,7 +959,7 @@ async fn run_foreach(
         };
         max_attempts = max_attempts.max(attempts);
         match result {
-            Ok(out) => results[index] = out.value,
+            Ok(out) => results[index] = Arc::unwrap_or_clone(out.value),
             Err(e) => first_error = Some((index, e)),
         }
     }
@@ -947,10 +969,7 @@ async fn run_foreach(
         return (Err(e), max_attempts);
     }
     let values = results;
-    (
-        Ok(NodeOutput::new(Value::Array(values))),
-        max_attempts.max(1),
-    )
+    (Ok(Gave::new(Value::Array(values))), max_attempts.max(1))
 }
 
 /// Runs the attempts of one node (or one foreach item) until success, a
@@ -960,7 +979,7 @@ async fn attempts(
     i: usize,
     input: &Arc<Value>,
     item: Option<(Value, usize, &OnceLock<minijinja::Value>)>,
-) -> (Result<NodeOutput, NodeError>, u32) {
+) -> (Result<Gave, NodeError>, u32) {
     let node = shared.plan.at(i);
     let max = node.retry().map_or(1, |r| r.attempts);
     let mut attempt = 0;
@@ -1017,8 +1036,7 @@ async fn attempts(
                 Err(e)
             }
         };
-        // The output moves into an Arc for the event; it is cloned back only if an
-        // observer kept the event.
+        // The output moves into an Arc, shared from here on (never copied).
         let result = result.map(|out| (out.handle, Arc::new(out.value)));
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),
@@ -1038,10 +1056,7 @@ async fn attempts(
             finished_ms: now_ms(),
         })));
         let err = match result {
-            Ok((handle, value)) => {
-                let value = Arc::try_unwrap(value).unwrap_or_else(|kept| (*kept).clone());
-                return (Ok(NodeOutput { value, handle }), attempt);
-            }
+            Ok((handle, value)) => return (Ok(Gave { value, handle }), attempt),
             Err(e) => e,
         };
         let policy = match node.retry() {

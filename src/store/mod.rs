@@ -319,9 +319,18 @@ fn configure(conn: &Connection, path: &Path) -> Result<()> {
 
 /// SQLite's write-ahead log of the database at `path` (`fuse.db-wal`).
 fn log_path(path: &Path) -> PathBuf {
-    let mut log = path.as_os_str().to_owned();
-    log.push("-wal");
-    PathBuf::from(log)
+    beside(path, "-wal")
+}
+
+/// The index of the write-ahead log of the database at `path` (`fuse.db-shm`).
+pub(crate) fn log_index_path(path: &Path) -> PathBuf {
+    beside(path, "-shm")
+}
+
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// The highest applied refinery migration, 0 for a new database.

@@ -1,8 +1,8 @@
 //! How cost grows with the size of a workflow (issue 20), with the **default
 //! configuration** (history on, in a fresh home per size).
 //!
-//! - parse + validate + plan of a 10,000-node chain, in process (best of
-//!   30), beside the same text read into a `serde_json::Value`: a reference
+//! - parse + validate + plan of a 10,000-node chain, in process with the
+//!   binary's allocator (best of 30), beside the same text read into a `serde_json::Value`: a reference
 //!   for how fast the machine is that day (timings on a shared machine move
 //!   by half between runs of the bench, together);
 //! - `fuse run` of linear chains of 100, 1k, 10k and 100k `transform.set`
@@ -18,6 +18,11 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
+
+/// The `fuse` binary's allocator (src/main.rs), so that the in-process
+/// figures (parse + validate) are the binary's, not glibc's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use common::{env_or, fuse, init};
 

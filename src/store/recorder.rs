@@ -196,7 +196,7 @@ pub enum Mode {
     /// exits: the log stays beside the database for the next process, which
     /// copies it in (with its own syncs) before its run writes once it holds
     /// [`EARLY_CHECKPOINT`] pages, while its workflow is read; SQLite does
-    /// when a commit passes 1,000.
+    /// when a commit passes twice that.
     OneShot,
 }
 
@@ -245,10 +245,16 @@ impl Recorder {
         // the log into the database in the background, so when a commit passes
         // 1,000 log pages the writer's own checkpoint has little left to copy;
         // that checkpoint lets the log start over (and be cut back to 8 MB).
+        // One-shot, the log is copied before a run writes once it holds
+        // EARLY_CHECKPOINT pages; SQLite's own copy, mid-run, only past twice that.
         conn.set_prepared_statement_cache_capacity(64);
-        if let Err(e) = conn
-            .execute_batch("PRAGMA wal_autocheckpoint = 1000; PRAGMA journal_size_limit = 8388608;")
-        {
+        let pages = match mode {
+            Mode::Daemon => 1000,
+            Mode::OneShot => 2 * EARLY_CHECKPOINT,
+        };
+        if let Err(e) = conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {pages}; PRAGMA journal_size_limit = 8388608;"
+        )) {
             tracing::warn!("cannot bound the history writer's log: {e}");
         }
         // A one-shot writer appends one run: SQLite's default 2 MB page cache
@@ -1340,9 +1346,11 @@ impl NodeRow<'_> {
 }
 
 /// Frames in the write-ahead log (4 KiB pages) from which a one-shot writer
-/// copies the log into the database before its run writes: a 10,000-node
-/// chain writes about 520.
-const EARLY_CHECKPOINT: u32 = 256;
+/// copies the log into the database before its run writes (about 4 MB of
+/// history: a 10,000-node chain writes about 570 frames, so every other
+/// such run copies, and no run's commits make SQLite copy it mid-run unless
+/// the run itself writes over 1,000).
+const EARLY_CHECKPOINT: u32 = 1000;
 
 /// Frames of a write-ahead log not yet copied into its database, from the
 /// wal-index header at the start of `shm` (`fuse.db-shm`), as SQLite's file
@@ -1494,11 +1502,12 @@ mod tests {
     #[test]
     fn a_one_shot_writer_copies_a_full_log_before_its_run_writes() -> Result {
         let dir = tempfile::tempdir()?;
-        let (path, conn) = with_log(dir.path(), 300)?;
+        let full = EARLY_CHECKPOINT as usize + 50;
+        let (path, conn) = with_log(dir.path(), full)?;
         let index = crate::store::log_index_path(&path);
         let pending = frames_to_copy(&index);
         assert!(
-            pending.is_some_and(|n| n >= 300),
+            pending.is_some_and(|n| n as usize >= full),
             "the filler is in the log, not copied: {pending:?}"
         );
         let recorder = one_shot(&path, dir.path())?;
@@ -1506,7 +1515,7 @@ mod tests {
         assert_eq!(frames_to_copy(&index), Some(0), "copied at the start");
         recorder.close();
         let rows: i64 = conn.query_row("SELECT count(*) FROM filler", [], |r| r.get(0))?;
-        assert_eq!(rows, 300);
+        assert_eq!(rows, full as i64);
         // Read from the database file alone: the copy is in it.
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         drop(conn);
@@ -1514,7 +1523,7 @@ mod tests {
         std::fs::copy(&path, &copy)?;
         let alone = Connection::open(&copy)?;
         let rows: i64 = alone.query_row("SELECT count(*) FROM filler", [], |r| r.get(0))?;
-        assert_eq!(rows, 300);
+        assert_eq!(rows, full as i64);
         Ok(())
     }
 

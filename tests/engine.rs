@@ -762,3 +762,32 @@ fn a_file_with_its_edges_before_its_nodes_is_checked_and_runs_the_same() {
         "{first:#?}"
     );
 }
+
+/// An observer that keeps a node's attempt (history does) gets the output
+/// the engine passes on, not a copy: the next node's input is the same value.
+#[test]
+fn a_kept_output_is_the_next_nodes_input_not_a_copy() {
+    let (r, ev) = run(chain(json!([
+        {"id": "a", "type": "transform.set", "data": {"inputs": {"values": {"x": 1}}}},
+        {"id": "b", "type": "transform.set", "data": {"inputs": {"values": {"y": 2}}}},
+        {"id": "c", "type": "flow.noop"}
+    ])));
+    assert_eq!(r.status, Status::Succeeded);
+    let attempts: std::collections::HashMap<String, _> = ev
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::NodeAttempt(a) => Some((a.node_id.to_string(), a)),
+            _ => None,
+        })
+        .collect();
+    for (from, to) in [("a", "b"), ("b", "c")] {
+        let output = attempts[from].output.as_ref().expect("an output");
+        assert!(
+            Arc::ptr_eq(output, &attempts[to].input),
+            "{to}'s input is {from}'s output, shared"
+        );
+    }
+    assert_eq!(*attempts["c"].input, json!({"y": 2}));
+    assert_eq!(r.nodes["c"].output.as_deref(), Some(&json!({"y": 2})));
+}

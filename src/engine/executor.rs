@@ -1036,7 +1036,8 @@ async fn attempts(
                 Err(e)
             }
         };
-        // The output moves into an Arc, shared from here on (never copied).
+        // The output moves into an Arc, shared from here on (a foreach item's
+        // is taken back out, into its node's array).
         let result = result.map(|out| (out.handle, Arc::new(out.value)));
         observer.on_event(&Event::NodeAttempt(Box::new(NodeAttempt {
             run_id: shared.run.id.clone(),

@@ -659,7 +659,7 @@ impl Writer {
     /// One-shot, before the run's first write (while the workflow is being
     /// read on the main thread): copies a log that earlier runs filled past
     /// [`EARLY_CHECKPOINT`] frames into the database, so the copy SQLite
-    /// makes when a commit passes 1,000 frames seldom falls in this run, and
+    /// makes when a commit passes twice that seldom falls in this run, and
     /// the run's writes start the log over. A passive checkpoint: it never
     /// waits for another process's reader (nor blocks one).
     fn copy_log_early(&mut self) {

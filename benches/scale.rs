@@ -2,9 +2,10 @@
 //! configuration** (history on, in a fresh home per size).
 //!
 //! - parse + validate + plan of a 10,000-node chain, in process with the
-//!   binary's allocator (best of 30), beside the same text read into a `serde_json::Value`: a reference
-//!   for how fast the machine is that day (timings on a shared machine move
-//!   by half between runs of the bench, together);
+//!   binary's allocator (best of 30), beside the same text read into a
+//!   `serde_json::Value`: a reference for how fast the machine is that day
+//!   (timings on a shared machine move by half between runs of the bench,
+//!   together);
 //! - `fuse run` of linear chains of 100, 1k, 10k and 100k `transform.set`
 //!   nodes as a whole process: wall time, µs per node, peak RSS (from
 //!   `wait4`), with history and with `--no-history`; and the workflow file's

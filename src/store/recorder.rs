@@ -795,8 +795,8 @@ impl Writer {
         let mut last_output: Option<(&str, &Arc<Value>, Cow<'_, str>)> = None;
         // Node rows not inserted yet: in order, before anything else.
         let mut nodes: Vec<NodeRow<'_>> = Vec::with_capacity(NODE_ROWS);
+        let threshold = self.history.blob_threshold;
         for item in items {
-            let threshold = self.history.blob_threshold;
             if !nodes.is_empty() && !matches!(item, Item::Attempt(_)) {
                 insert_nodes(&tx, &mut nodes)?;
             }
@@ -932,7 +932,6 @@ impl Writer {
                     );
                 }
                 Event::NodeStep(step) => {
-                    let threshold = self.history.blob_threshold;
                     let input =
                         payload(&tx, &self.blobs_dir, threshold, &step.run_id, &step.input)?;
                     let output = match &step.output {
@@ -995,13 +994,7 @@ impl Writer {
                     at_ms,
                     duration_ms,
                 } => {
-                    let output = payload(
-                        &tx,
-                        &self.blobs_dir,
-                        self.history.blob_threshold,
-                        run_id,
-                        output,
-                    )?;
+                    let output = payload(&tx, &self.blobs_dir, threshold, run_id, output)?;
                     tx.prepare_cached("UPDATE executions SET status = ?2, output = ?3, error = ?4, finished_at = ?5,
                              duration_ms = ?6, usage = ?7
                          WHERE id = ?1")?.execute(params![
@@ -1401,7 +1394,12 @@ fn payload(
     run_id: &str,
     value: &Value,
 ) -> rusqlite::Result<String> {
-    stored(conn, blobs_dir, threshold, run_id, &value.to_string()).map(Cow::into_owned)
+    // As `stored`, keeping the text it made when it is the row's.
+    let text = value.to_string();
+    match inline(&text, threshold) {
+        Some(_) => Ok(text),
+        None => blob(conn, blobs_dir, run_id, &text),
+    }
 }
 
 /// What a row keeps of a payload's JSON text: the text, or a blob reference.
@@ -1516,9 +1514,7 @@ mod tests {
         recorder.close();
         let rows: i64 = conn.query_row("SELECT count(*) FROM filler", [], |r| r.get(0))?;
         assert_eq!(rows, full as i64);
-        // Read from the database file alone: the copy is in it.
-        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-        drop(conn);
+        // Read from the database file alone (not its log): the copy is in it.
         let copy = dir.path().join("copy.db");
         std::fs::copy(&path, &copy)?;
         let alone = Connection::open(&copy)?;

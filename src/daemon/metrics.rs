@@ -294,14 +294,8 @@ impl Metrics {
                 .get_or_create(&labels(&[("target", &target)]))
                 .set(i64::from(value));
         }
-        let db = state.home.db_path();
-        let wal = {
-            let mut p = db.as_os_str().to_owned();
-            p.push("-wal");
-            std::path::PathBuf::from(p)
-        };
-        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        self.database_bytes.set((size(&db) + size(&wal)) as i64);
+        self.database_bytes
+            .set(crate::store::files_size(&state.home.db_path()) as i64);
         if let Some(rss) = resident_bytes() {
             self.memory_bytes.set(rss as i64);
         }

@@ -604,13 +604,7 @@ impl Store {
     /// Bytes of the database and its write-ahead log on disk (read with
     /// `stat`: only SQLite opens these files).
     pub fn files_size(&self) -> u64 {
-        let mut wal = self.path.as_os_str().to_owned();
-        wal.push("-wal");
-        [self.path.clone(), std::path::PathBuf::from(wal)]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
+        super::files_size(&self.path)
     }
 }
 

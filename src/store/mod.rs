@@ -322,6 +322,16 @@ fn log_path(path: &Path) -> PathBuf {
     beside(path, "-wal")
 }
 
+/// Bytes of the database at `path` and its write-ahead log on disk (read
+/// with `stat`).
+pub(crate) fn files_size(path: &Path) -> u64 {
+    [path.to_path_buf(), log_path(path)]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// The index of the write-ahead log of the database at `path` (`fuse.db-shm`).
 pub(crate) fn log_index_path(path: &Path) -> PathBuf {
     beside(path, "-shm")
